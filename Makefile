@@ -1,0 +1,36 @@
+# SlicerTSKD developer commands. Everything runs in a private virtual environment (.venv).
+#   make demo   install, then run the whole pipeline on generated phantom data
+#   make test   install, then run every test
+#   make bench  run the benchmark scripts (results go to docs/benchmarks.md by hand)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch; on a GPU machine install a CUDA build first (see README.md).
+CONSTRAINTS ?= TSKDBackend/constraints.txt
+PIP_FLAGS ?= --disable-pip-version-check -q
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: TSKDBackend/pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(PIP_FLAGS) -c $(CONSTRAINTS) -e "./TSKDBackend[test]"
+	touch $@
+
+demo: install
+	$(BIN)/tskd demo --workdir demo-run
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python TSKDBackend/benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) demo-run .pytest_cache

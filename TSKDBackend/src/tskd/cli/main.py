@@ -1,0 +1,71 @@
+"""Entry point of the ``tskd`` console script.
+
+Each command group lives in its own module with a ``register(subparsers)`` function; heavy
+imports happen inside the command handlers so that ``tskd --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Callable, Sequence
+
+from tskd import __version__
+from tskd.errors import TSKDError
+from tskd.log import configure_logging
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("tskd.cli")
+
+DESCRIPTION = """\
+SlicerTSKD backend: train a small, fast segmentation model from a few labelled cases
+(task-specific knowledge distillation of a foundation model).
+
+Start with:  tskd demo            (the whole pipeline on generated phantom data)
+Your data:   tskd data check DIR  (see what tskd finds in a dataset folder)
+"""
+
+
+def _command_modules() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from tskd.cli import commands
+
+    return commands.REGISTRY
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tskd", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"tskd {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (-v: debug, -vv: libraries too)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _command_modules():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        result = args.func(args)
+        return int(result or 0)
+    except TSKDError as exc:
+        print(f"tskd: error: {exc}", file=sys.stderr)
+        logger.debug("details", exc_info=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("tskd: interrupted; run the same command again to resume where it stopped.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

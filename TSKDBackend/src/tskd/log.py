@@ -1,0 +1,41 @@
+"""Logging set-up. Library modules use ``logging.getLogger(__name__)``; only the CLI configures."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["configure_logging", "add_file_handler"]
+
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(verbosity: int = 0) -> None:
+    """Send the package's log records to stderr.
+
+    Args:
+        verbosity: 0 shows warnings and the package's INFO records, 1 adds DEBUG records of the
+            package, 2 adds DEBUG records of every library.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_tskd_console", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+    handler._tskd_console = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
+    logging.getLogger("tskd").setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)
+
+
+def add_file_handler(path: str | Path) -> logging.Handler:
+    """Also write the package's records (INFO and above) to ``path``; returns the handler."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setLevel(logging.INFO)
+    logging.getLogger("tskd").addHandler(handler)
+    return handler
