@@ -80,7 +80,17 @@ def label_mismatch(label: Geometry, image: Geometry, *, allow_subregion: bool = 
             if all(e > 0 for e in end) and all(o < s for o, s in zip(offset, image.size)):
                 return None
             return "the label lies entirely outside the image (no voxel in common)"
+        # say what keeps it off the grid rather than that the (cropped) sizes differ
+        same_size = Geometry(image.size, label.spacing, label.origin, label.direction)
+        reason = image.mismatch(same_size)
+        if reason is None or reason.startswith("origin"):
+            return f"origin {_fmt(label.origin)} is not on the image's voxel grid (off by a fraction of a voxel)"
+        return reason
     return exact
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
 def align_label_to_image(label: Image, image: Geometry, *, allow_subregion: bool = False) -> Image:

@@ -164,11 +164,11 @@ def pair_folder(images_dir: Path, labels_dir: Path | None, problems: list[Proble
     candidates = []
     for key, paths in sorted(by_key.items()):
         case_id = ids[paths[0]] or key
+        found = labels_by_key.pop(key, [])
         if len(paths) > 1:
             problems.append(Problem(ERROR, paths[0].parent, f"case '{case_id}' has several images: "
                                     f"{', '.join(p.name for p in paths)}; keep one (case left out)", case_id))
             continue
-        found = labels_by_key.pop(key, [])
         if len(found) > 1:
             problems.append(Problem(ERROR, found[0].parent, f"case '{case_id}' has several labels: "
                                     f"{', '.join(p.name for p in found)}; keep one (case left out)", case_id))
