@@ -262,3 +262,39 @@ def test_copied_dataset_reads_the_same(tmp_path):
     first, second = load_dataset(tmp_path / "a"), load_dataset(tmp_path / "b")
     assert [c.case_id for c in first.cases] == [c.case_id for c in second.cases]
     assert first.label_table == second.label_table
+
+
+def test_declared_names_renumber_seg_nrrd_segments(tmp_path):
+    geometry = Geometry((12, 10, 6), (0.8, 0.8, 2.0), (0.0, 0.0, 0.0), tuple(np.eye(3).ravel()))
+    write(tmp_path / "images" / "p.nii.gz", volume(), spacing=(0.8, 0.8, 2.0))
+    segments = [{"name": "Liver", "label_value": 1}, {"name": "spleen", "label_value": 2}]
+    write_image(Image(label_for(values=(1, 2)), geometry, metadata={"segments": segments}), tmp_path / "labels" / "p.seg.nrrd")
+    write_json(tmp_path / "labels.json", {"labels": {"1": "spleen", "2": "liver"}})
+    dataset = load_dataset(tmp_path)
+    _, label = dataset.read_case(dataset.case("p"))
+    assert np.array_equal(label.array, label_for(values=(2, 1)))
+    assert [(s["name"], s["label_value"]) for s in label.metadata["segments"]] == [("Liver", 2), ("spleen", 1)]
+
+
+def test_cropped_seg_nrrd_in_a_dataset(tmp_path):
+    import SimpleITK as sitk
+
+    from tskd.data.check import check_dataset
+
+    write(tmp_path / "images" / "p.nii.gz", volume(), spacing=(0.8, 0.8, 2.0), origin=(10.0, 20.0, 30.0))
+    crop = np.zeros((2, 3, 4), np.uint8)
+    crop[1, 1, 1:3] = 1
+    label = sitk.GetImageFromArray(crop)
+    label.SetSpacing((0.8, 0.8, 2.0))
+    label.SetOrigin((10.0 + 5 * 0.8, 20.0 + 2 * 0.8, 30.0 + 3 * 2.0))  # starts at voxel (5, 2, 3)
+    for key, value in {"ID": "Segment_1", "Name": "lesion", "LabelValue": "1", "Layer": "0", "Color": "1 1 0"}.items():
+        label.SetMetaData(f"Segment0_{key}", value)
+    (tmp_path / "labels").mkdir()
+    sitk.WriteImage(label, str(tmp_path / "labels" / "p.seg.nrrd"))
+    dataset = load_dataset(tmp_path)
+    image, full = dataset.read_case(dataset.case("p"))
+    expected = np.zeros((6, 10, 12), np.uint8)
+    expected[3 + 1, 2 + 1, 5 + 1 : 5 + 3] = 1
+    assert full.geometry == image.geometry and np.array_equal(full.array, expected)
+    report = check_dataset(tmp_path)
+    assert report.usable and report.label_names == {0: "background", 1: "lesion"} and report.label_cases == {0: 1, 1: 1}

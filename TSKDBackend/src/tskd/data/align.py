@@ -69,7 +69,8 @@ def label_mismatch(label: Geometry, image: Geometry, *, allow_subregion: bool = 
             return f"the label is 3D (size {label.size}) but the image is 2D (size {image.size})"
         label = squeezed
     if label.dimension != image.dimension:
-        return f"the label is {label.dimension}D (size {label.size}) but the image is {image.dimension}D (size {image.size})"
+        return (f"the label is {label.dimension}D (size {label.size}) but the image is {image.dimension}D "
+                f"(size {image.size})")
     exact = image.mismatch(label)
     if exact is None:
         return None

@@ -209,14 +209,17 @@ def format_report(report: DatasetReport) -> str:
     """A readable summary of ``report`` (plain text, a few dozen lines at most)."""
     lines = [f"Dataset:   {report.path}"]
     if report.layout:
-        lines.append(f"Layout:    {report.layout}, {report.dimension}D images" if report.dimension else f"Layout:    {report.layout}")
-        lines.append(f"Cases:     {report.n_cases} usable ({report.n_labelled} labelled, {report.n_unlabelled} unlabelled)"
-                     + (f"; {report.n_excluded} left out" if report.n_excluded else ""))
+        dimension = f", {report.dimension}D images" if report.dimension else ""
+        lines.append(f"Layout:    {report.layout}{dimension}")
+        left_out = f"; {report.n_excluded} left out" if report.n_excluded else ""
+        lines.append(f"Cases:     {report.n_cases} usable ({report.n_labelled} labelled, "
+                     f"{report.n_unlabelled} unlabelled){left_out}")
         lines.append(f"Subjects:  {report.n_subjects} among the labelled cases")
     if report.sizes:
         unit = " pixels" if report.dimension == 2 else " voxels"
         common = ", ".join(f"{_axes(s)} ({n})" for s, n in report.sizes["common"])
-        lines.append(f"Size:      {_axes(report.sizes['min'])} to {_axes(report.sizes['max'])}{unit}; most common: {common}")
+        lines.append(f"Size:      {_axes(report.sizes['min'])} to {_axes(report.sizes['max'])}{unit}; "
+                     f"most common: {common}")
     if report.spacing:
         source = f" (from {report.spacing_source})" if report.spacing_source else ""
         lines.append(f"Spacing:   min {_axes(report.spacing['min'])}, median {_axes(report.spacing['median'])}, "

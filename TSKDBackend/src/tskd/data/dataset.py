@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from tskd.data.image import Geometry, Image, image_suffix
 from tskd.data.labels import Label, LabelTable
 from tskd.data.manifest import read_manifest
 from tskd.data.readers import RASTER_SUFFIXES, ImageInfo, read_image_info, read_sitk, read_sitk_image, to_scalar_image
+from tskd.data.seg_nrrd import match_segments
+from tskd.data.subjects import assign_subjects
 from tskd.data.util import message_without_path, parallel_map
 from tskd.errors import DataError
 
@@ -104,6 +106,7 @@ class Dataset:
         self._label_table: LabelTable | None = declared_table
         self._fold: LabelFold | None = None
         self._case_values: dict[str, set[int]] | None = None
+        self._scan_lock = threading.RLock()
 
     # -- views ---------------------------------------------------------------------------------
     @property
@@ -219,10 +222,12 @@ class Dataset:
         remap = self._remaps.get(case.case_id)
         if not remap:
             return label
-        out = label.array.copy() if max(remap.values()) <= np.iinfo(label.array.dtype).max else label.array.astype(np.int32)
+        fits = max(remap.values()) <= np.iinfo(label.array.dtype).max
+        out = label.array.copy() if fits else label.array.astype(np.int32)
         for old, new in remap.items():
             out[label.array == old] = new
-        segments = [{**s, "label_value": remap.get(s["label_value"], s["label_value"])} for s in label.metadata.get("segments", [])]
+        segments = [{**s, "label_value": remap.get(s["label_value"], s["label_value"])}
+                    for s in label.metadata.get("segments", [])]
         return Image(out, label.geometry, label.path, {**label.metadata, "segments": segments})
 
     def _scan_one(self, case: Case) -> _LabelScan:
@@ -235,7 +240,8 @@ class Dataset:
                 grey, colors = mask_values(_array_view(raw), channels=channels)
                 return _LabelScan(grey=grey, colors=colors)
             label = self._remap(case, to_scalar_image(raw, metadata, case.label_path, "label"))
-            label = align_label_to_image(label, self._headers[case.case_id].image.geometry, allow_subregion=segmentation)
+            image_geometry = self._headers[case.case_id].image.geometry
+            label = align_label_to_image(label, image_geometry, allow_subregion=segmentation)
             return _LabelScan(values=unique_values(label.array))
         except DataError as exc:
             return _LabelScan(error=message_without_path(str(exc), case.label_path))
@@ -249,8 +255,12 @@ class Dataset:
         Returns:
             case id -> set of label values (after folding and renumbering).
         """
-        if self._case_values is not None:
-            return self._case_values
+        with self._scan_lock:
+            if self._case_values is None:
+                self._case_values = self._scan(workers)
+        return self._case_values
+
+    def _scan(self, workers: int | None) -> dict[str, set[int]]:
         cases = self.labelled
         scans = dict(zip((c.case_id for c in cases), parallel_map(self._scan_one, cases, workers)))
         grey: set[int] = set()
@@ -270,10 +280,10 @@ class Dataset:
             if self._declared is not None:
                 undeclared = self._declared.check_values(found)
                 if undeclared:
-                    self.exclude(case, _undeclared_message(undeclared, self._declared) + " (case left out)", case.label_path)
+                    message = _undeclared_message(undeclared, self._declared) + " (case left out)"
+                    self.exclude(case, message, case.label_path)
                     continue
             values[case.case_id] = found
-        self._case_values = values
         if self._label_table is None:
             found_all = set().union(*values.values()) if values else {0}
             self._label_table = _table_from_values(found_all, self._segment_table)
@@ -308,7 +318,8 @@ def _undeclared_message(values: list[int], table: LabelTable) -> str:
 def _table_from_values(values: set[int], segments: LabelTable | None) -> LabelTable:
     if segments is None:
         return LabelTable.default(values)
-    labels = [segments.labels[segments.values.index(v)] if v in segments else Label(v, f"label_{v}") for v in values | set(segments.values)]
+    named = {label.value: label for label in segments}
+    labels = [named.get(v, Label(v, f"label_{v}")) for v in values | set(named)]
     return LabelTable(labels, source=segments.source, declared=False)
 
 
@@ -316,90 +327,33 @@ def _override(geometry: Geometry, spacing: tuple[float, ...] | None) -> Geometry
     return geometry if not spacing else dataclasses.replace(geometry, spacing=tuple(spacing))
 
 
-def _segment_table(headers: dict[str, _Headers], declared: LabelTable | None) -> tuple[LabelTable | None, dict[str, dict[int, int]]]:
-    """Label values of Slicer segments matched by name across files, and per-file renumbering."""
-    by_name: dict[str, Label] = {}
-    used: set[int] = set()
-    remaps: dict[str, dict[int, int]] = {}
-    for case_id, header in sorted(headers.items()):
-        if header.label is None or not header.label.is_segmentation:
-            continue
-        remap = {}
-        for segment in header.label.segments:
-            name, value = str(segment["name"]), int(segment["label_value"])
-            key = name.strip().lower()
-            if declared is not None:
-                target = declared.value_of(name)
-                target = value if target is None else target
-            elif key in by_name:
-                target = by_name[key].value
-            else:
-                target = value if value not in used else max(used | {0}) + 1
-                color = segment.get("color")
-                by_name[key] = Label(target, name, tuple(color) if color else None)
-                used.add(target)
-            if target != value:
-                remap[value] = target
-        if remap:
-            remaps[case_id] = remap
-    table = LabelTable(by_name.values(), source="seg.nrrd segment names", declared=False) if by_name else None
-    return table, remaps
-
-
-def _subject_ids(candidates: list[Candidate], pattern: str | None, problems: list[Problem], root: Path) -> dict[str, str]:
-    regex = None
-    if pattern:
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise DataError(f"subject pattern {pattern!r} is not a valid regular expression ({exc})") from None
-    subjects, unmatched = {}, []
-    for candidate in candidates:
-        subject = candidate.subject_id
-        if subject is None and regex is not None:
-            match = regex.search(candidate.case_id)
-            if match:
-                subject = match.group(1) if regex.groups else match.group(0)
-            else:
-                unmatched.append(candidate.case_id)
-        subjects[candidate.case_id] = subject or candidate.case_id
-    if unmatched:
-        problems.append(Problem(WARNING, root, f"subject pattern {pattern!r} does not match {len(unmatched)} case names "
-                                f"(e.g. {', '.join(unmatched[:3])}); each of them is its own subject"))
-    elif regex is None and not any(c.subject_id for c in candidates):
-        leading = Counter(m.group(1) for c in candidates if (m := re.match(r"^(\d+)(?=\D)", c.case_id)))
-        shared = [k for k, n in leading.items() if n > 1]
-        if shared:
-            problems.append(Problem(WARNING, root, f"{len(shared)} groups of case names share a leading number "
-                                    f"(e.g. {shared[0]}...); if those are the same subject, pass --subject-pattern "
-                                    "'^(\\d+)' (or set subject_pattern in labels.json) so splits keep them together"))
-    return subjects
-
-
 def _read_headers(candidate: Candidate) -> tuple[Candidate, _Headers | None, Problem | None]:
+    """Headers of a candidate's image and label, or the problem that leaves the case out."""
+
+    def left_out(path: Path, message: str) -> tuple[Candidate, None, Problem]:
+        text = message_without_path(message, path) + " (case left out)"
+        return candidate, None, Problem(ERROR, path, text, candidate.case_id)
+
     try:
         image = read_image_info(candidate.image_path)
     except DataError as exc:
-        return candidate, None, Problem(ERROR, candidate.image_path, message_without_path(str(exc), candidate.image_path) + " (case left out)", candidate.case_id)
-    problem = image.channel_problem()
-    if problem:
-        return candidate, None, Problem(ERROR, candidate.image_path, problem + " (case left out)", candidate.case_id)
+        return left_out(candidate.image_path, str(exc))
+    if image.channel_problem():
+        return left_out(candidate.image_path, image.channel_problem() or "")
     label = None
     if candidate.label_path is not None:
         path = candidate.label_path
         try:
             label = read_image_info(path)
         except DataError as exc:
-            return candidate, None, Problem(ERROR, path, message_without_path(str(exc), path) + " (case left out)", candidate.case_id)
-        problem = label.channel_problem()
-        if problem:
-            return candidate, None, Problem(ERROR, path, problem + " (case left out)", candidate.case_id)
+            return left_out(path, str(exc))
+        if label.channel_problem():
+            return left_out(path, label.channel_problem() or "")
         mismatch = label_mismatch(label.geometry, image.geometry, allow_subregion=label.is_segmentation)
         if mismatch:
-            return candidate, None, Problem(
-                ERROR, path, f"does not overlay its image {candidate.image_path.name}: {mismatch}. A label needs its "
-                "image's size, spacing, origin and direction; save it from the image it was drawn on (case left out)",
-                candidate.case_id)
+            return left_out(path, f"does not overlay its image {candidate.image_path.name}: {mismatch}. A label "
+                            "needs its image's size, spacing, origin and direction; save it from the image it was "
+                            "drawn on")
     return candidate, _Headers(image, label), None
 
 
@@ -421,7 +375,7 @@ def build_dataset(path: str | Path, *, subject_pattern: str | None = None, worke
     discovery: Discovery = read_manifest(path) if path.is_file() else discover_folder(path)
     problems = list(discovery.problems)
     pattern = subject_pattern or discovery.subject_pattern
-    subjects = _subject_ids(discovery.candidates, pattern, problems, discovery.root)
+    subjects = assign_subjects(discovery.candidates, pattern, problems, discovery.root)
 
     headers: dict[str, _Headers] = {}
     usable: list[Candidate] = []
@@ -436,8 +390,8 @@ def build_dataset(path: str | Path, *, subject_pattern: str | None = None, worke
     dims = Counter(headers[c.case_id].image.dimension for c in usable)
     if len(dims) > 1:
         examples = {d: next(c.image_path.name for c in usable if headers[c.case_id].image.dimension == d) for d in dims}
-        fatal.append("2D and 3D images are mixed (" + ", ".join(f"{n} {d}D, e.g. {examples[d]}" for d, n in sorted(dims.items()))
-                     + "); put them in separate datasets")
+        counts = ", ".join(f"{n} {d}D, e.g. {examples[d]}" for d, n in sorted(dims.items()))
+        fatal.append(f"2D and 3D images are mixed ({counts}); put them in separate datasets")
     dimension = next(iter(dims)) if len(dims) == 1 else 0
 
     cases = []
@@ -451,16 +405,19 @@ def build_dataset(path: str | Path, *, subject_pattern: str | None = None, worke
                                         f"the image is {dimension}D (case left out)", candidate.case_id))
                 headers.pop(candidate.case_id)
                 continue
-        cases.append(Case(candidate.case_id, subjects[candidate.case_id], candidate.image_path, candidate.label_path, spacing))
+        subject = subjects[candidate.case_id]
+        cases.append(Case(candidate.case_id, subject, candidate.image_path, candidate.label_path, spacing))
 
     if dimension == 2:
         no_size = [c for c in cases if c.spacing_override is None and image_suffix(c.image_path) in RASTER_SUFFIXES
                    and all(s == 1.0 for s in headers[c.case_id].image.geometry.spacing)]
         if no_size:
             problems.append(Problem(WARNING, discovery.root, f"{len(no_size)} 2D images have no pixel size (e.g. "
-                                    f"{no_size[0].image_path.name}): sizes are in pixels (1 mm assumed). Add a CSV with "
-                                    "columns filename,pixel_size_mm to the dataset folder"))
-    segment_table, remaps = _segment_table(headers, discovery.label_table)
+                                    f"{no_size[0].image_path.name}): sizes are in pixels (1 mm assumed). Add a CSV "
+                                    "with columns filename,pixel_size_mm to the dataset folder"))
+    segments = {case_id: h.label.segments for case_id, h in headers.items()
+                if h.label is not None and h.label.is_segmentation}
+    segment_table, remaps = match_segments(segments, discovery.label_table)
     dataset = Dataset(
         root=discovery.root, layout=discovery.layout, cases=cases, dimension=dimension, problems=problems,
         headers=headers, declared_table=discovery.label_table, segment_table=segment_table, segment_remaps=remaps,

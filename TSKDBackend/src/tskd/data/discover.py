@@ -175,7 +175,8 @@ def pair_folder(images_dir: Path, labels_dir: Path | None, problems: list[Proble
             continue
         label = found[0] if found else None
         if label is None and labels_dir is not None:
-            problems.append(Problem(WARNING, paths[0], f"no label in {labels_dir.name}/: used as an unlabelled image", case_id))
+            message = f"no label in {labels_dir.name}/: used as an unlabelled image"
+            problems.append(Problem(WARNING, paths[0], message, case_id))
         candidates.append(Candidate(case_id, paths[0], label))
     for key, paths in sorted(labels_by_key.items()):
         for path in paths:

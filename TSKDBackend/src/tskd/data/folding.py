@@ -167,7 +167,8 @@ def plan_fold(grey: set[int], colors: set[Color], table: LabelTable | None = Non
             palette = {_to_255(c): i + 1 for i, c in enumerate(DEFAULT_PALETTE)}
             matched = {c: _match(c, palette) for c in remaining}
             taken = set(fold.colors.values()) | {v for v in foreground if (v, v, v) not in pool}
-            if all(v is not None and v not in taken for v in matched.values()) and len(set(matched.values())) == len(remaining):
+            distinct = len(set(matched.values())) == len(remaining)
+            if distinct and all(v is not None and v not in taken for v in matched.values()):
                 fold.colors.update(matched)  # type: ignore[arg-type]
             else:
                 used = set(fold.colors.values()) | {v for v in foreground if (v, v, v) not in pool}

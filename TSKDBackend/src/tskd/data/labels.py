@@ -145,7 +145,8 @@ class LabelTable:
             if label.value < 0:
                 raise ValueError(f"label values must be >= 0, got {label.value} ({label.name!r})")
             if label.value in by_value:
-                raise ValueError(f"label value {label.value} is declared twice ({by_value[label.value].name!r}, {label.name!r})")
+                first = by_value[label.value].name
+                raise ValueError(f"label value {label.value} is declared twice ({first!r}, {label.name!r})")
             by_value[label.value] = label
         by_value.setdefault(0, Label(0, "background"))
         self._labels = tuple(by_value[v] for v in sorted(by_value))
@@ -274,7 +275,7 @@ class LabelTable:
                     labels.append(Label(position, item))
                 elif isinstance(item, dict) and "name" in item:
                     value = _int(item.get("value", position), f"{where}[{position}].value")
-                    color = parse_color(item["color"], f"{where}[{position}].color") if item.get("color") is not None else None
+                    color = _color_of(item, f"{where}[{position}].color")
                     labels.append(Label(value, str(item["name"]), color))
                 else:
                     raise DataError(f"{where}[{position}]: expected a name or {{\"value\", \"name\"}}, got {item!r}")
@@ -285,14 +286,15 @@ class LabelTable:
                     if isinstance(item, dict):
                         if "name" not in item:
                             raise DataError(f"{where}['{key}']: needs a \"name\"")
-                        color = parse_color(item["color"], f"{where}['{key}'].color") if item.get("color") is not None else None
+                        color = _color_of(item, f"{where}['{key}'].color")
                         labels.append(Label(value, str(item["name"]), color))
                     else:
                         labels.append(Label(value, str(item)))
             else:  # nnU-Net v2: name -> value (lists are region definitions)
                 for name, item in spec.items():
                     if isinstance(item, (list, tuple)):
-                        logger.warning("%s: region label %r (%s) ignored; tskd trains on plain labels", where, name, item)
+                        logger.warning("%s: region label %r (%s) ignored; tskd trains on plain labels",
+                                       where, name, item)
                         continue
                     labels.append(Label(_int(item, f"{where}['{name}']"), str(name)))
         else:
@@ -312,7 +314,8 @@ class LabelTable:
         path = Path(path)
         data = _read_json(path)
         if not isinstance(data, dict) or "labels" not in data:
-            raise DataError(f"{path}: has no \"labels\" field; add e.g. \"labels\": {{\"0\": \"background\", \"1\": \"tumour\"}}")
+            raise DataError(f"{path}: has no \"labels\" field; add e.g. "
+                            "\"labels\": {\"0\": \"background\", \"1\": \"tumour\"}")
         return cls.from_mapping(data["labels"], where=f"{path}: labels", source=path.name)
 
     @classmethod
@@ -346,6 +349,10 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: is not valid JSON ({exc})") from None
+
+
+def _color_of(item: dict[str, Any], where: str) -> tuple[float, float, float] | None:
+    return parse_color(item["color"], where) if item.get("color") is not None else None
 
 
 def _is_int(text: Any) -> bool:

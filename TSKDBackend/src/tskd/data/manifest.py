@@ -110,7 +110,8 @@ def read_manifest(path: Path) -> Discovery:
         DataError: unreadable manifest, unknown suffix, or no rows.
     """
     if path.suffix.lower() not in MANIFEST_SUFFIXES:
-        raise DataError(f"{path}: is a file but not a manifest (.csv, .tsv or .json); give a dataset folder or a manifest")
+        raise DataError(f"{path}: is a file but not a manifest (.csv, .tsv or .json); give a dataset folder or "
+                        "a manifest")
     rows, labels_spec, pattern = _rows(path)
     if not rows:
         raise DataError(f"{path}: the manifest lists no cases")
@@ -135,13 +136,13 @@ def read_manifest(path: Path) -> Discovery:
             discovery.problems.append(Problem(ERROR, path, message + "; fix the path", case_id))
             continue
         if label is not None and not label.exists():
-            discovery.problems.append(Problem(ERROR, path, f"{where}: label {label} not found; fix the path (case left out)", case_id))
+            message = f"{where}: label {label} not found; fix the path (case left out)"
+            discovery.problems.append(Problem(ERROR, path, message, case_id))
             continue
         subject = row.get("subject")
         spacing = parse_spacing(row.get("spacing"), f"{path}: {where}")
-        discovery.candidates.append(
-            Candidate(case_id, image, label, subject_id=str(subject) if subject not in (None, "") else None, spacing=spacing)
-        )
+        subject_id = str(subject) if subject not in (None, "") else None
+        discovery.candidates.append(Candidate(case_id, image, label, subject_id=subject_id, spacing=spacing))
         if spacing:
             discovery.spacing_source = path.name
     if labels_spec is not None:

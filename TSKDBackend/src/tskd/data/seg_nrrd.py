@@ -31,7 +31,7 @@ import SimpleITK as sitk
 
 from tskd.errors import DataError
 
-__all__ = ["SEGMENT_KEY", "segments_from_metadata", "merge_segment_layers", "write_seg_nrrd"]
+__all__ = ["SEGMENT_KEY", "segments_from_metadata", "merge_segment_layers", "match_segments", "write_seg_nrrd"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def merge_segment_layers(
     for segment in segments:
         layer = segment["layer"]
         if not 0 <= layer < layers:
-            raise DataError(f"{path}: segment '{segment['name']}' is in layer {layer}, but the file has {layers} layers")
+            raise DataError(f"{path}: segment '{segment['name']}' is in layer {layer}, but the file has "
+                            f"{layers} layers")
         masks.append(array[..., layer] == segment["label_value"])
     if masks:
         count = np.sum(masks, axis=0, dtype=np.int32)
@@ -131,6 +132,51 @@ def merge_segment_layers(
     if renumber:
         logger.info("%s: segment label values renumbered 1..%d while merging %d layers", path, len(segments), layers)
     return merged, out
+
+
+def match_segments(
+    segments_by_case: dict[str, list[dict[str, Any]]], declared: Any = None
+) -> tuple[Any, dict[str, dict[int, int]]]:
+    """Give segments of the same name the same label value in every file.
+
+    Slicer numbers segments per file in the order they were created, so "liver" may be 1 in one
+    file and 2 in the next. Names decide: a declared table's value for the name when there is one,
+    else the value the name had in the first file (case ids in sorted order) that used it.
+
+    Args:
+        segments_by_case: case id -> segments of its ``.seg.nrrd`` (:func:`segments_from_metadata`).
+        declared: the dataset's declared :class:`~tskd.data.labels.LabelTable`, if any.
+
+    Returns:
+        ``(table, remaps)``: a label table named after the segments (None when there are none or a
+        table was declared) and, per case, file value -> dataset value where they differ.
+    """
+    from tskd.data.labels import Label, LabelTable
+
+    by_name: dict[str, Any] = {}
+    used: set[int] = set()
+    remaps: dict[str, dict[int, int]] = {}
+    for case_id, segments in sorted(segments_by_case.items()):
+        remap = {}
+        for segment in segments:
+            name, value = str(segment["name"]), int(segment["label_value"])
+            key = name.strip().lower()
+            if declared is not None:
+                target = declared.value_of(name)
+                target = value if target is None else target
+            elif key in by_name:
+                target = by_name[key].value
+            else:
+                target = value if value not in used else max(used | {0}) + 1
+                color = segment.get("color")
+                by_name[key] = Label(target, name, tuple(color) if color else None)
+                used.add(target)
+            if target != value:
+                remap[value] = target
+        if remap:
+            remaps[case_id] = remap
+    table = LabelTable(by_name.values(), source="seg.nrrd segment names", declared=False) if by_name else None
+    return table, remaps
 
 
 def write_seg_nrrd(image: Any, path: str | Path) -> Path:
