@@ -175,3 +175,13 @@ def test_kind_must_be_known(tmp_path):
 
     with pytest.raises(ValueError, match="kind must be one of"):
         read_sitk_image(write(tmp_path / "a.nii.gz", volume()), kind="mask")
+
+
+def test_write_mhd_pair_and_refuse_fractions_in_png(tmp_path):
+    image = Image(volume(), Geometry((12, 10, 6), SPACING, ORIGIN, DIRECTION))
+    write_image(image, tmp_path / "out.mhd")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mhd", "out.zraw"]
+    assert np.array_equal(read_image(tmp_path / "out.mhd").array, image.array)
+    flat = Image(np.full((4, 5), 0.5, np.float32), Geometry.default((4, 5)))
+    with pytest.raises(DataError, match=r"only whole values 0\.\.65535 can be stored in \.png"):
+        write_image(flat, tmp_path / "f.png")

@@ -415,6 +415,10 @@ def build_dataset(path: str | Path, *, subject_pattern: str | None = None, worke
             problems.append(Problem(WARNING, discovery.root, f"{len(no_size)} 2D images have no pixel size (e.g. "
                                     f"{no_size[0].image_path.name}): sizes are in pixels (1 mm assumed). Add a CSV "
                                     "with columns filename,pixel_size_mm to the dataset folder"))
+    lossy = [c for c in cases if c.label_path is not None and image_suffix(c.label_path) in (".jpg", ".jpeg")]
+    if lossy:
+        problems.append(Problem(WARNING, lossy[0].label_path, f"{len(lossy)} labels are JPEG files: JPEG blurs mask "
+                                "edges into in-between values that read as extra labels; save masks as PNG"))
     segments = {case_id: h.label.segments for case_id, h in headers.items()
                 if h.label is not None and h.label.is_segmentation}
     segment_table, remaps = match_segments(segments, discovery.label_table)

@@ -98,6 +98,8 @@ class ImageInfo:
 def read_image_info(path: str | Path) -> ImageInfo:
     """Read the header of an image file (or a DICOM series folder) without its pixels.
 
+    A DICOM series has no single header, so its folder is read in full.
+
     Raises:
         DataError: missing, empty or unreadable file.
     """
