@@ -298,3 +298,10 @@ def test_cropped_seg_nrrd_in_a_dataset(tmp_path):
     assert full.geometry == image.geometry and np.array_equal(full.array, expected)
     report = check_dataset(tmp_path)
     assert report.usable and report.label_names == {0: "background", 1: "lesion"} and report.label_cases == {0: 1, 1: 1}
+
+
+def test_jpeg_masks_are_warned_about(tmp_path):
+    write(tmp_path / "images" / "a.png", (volume((10, 12)) % 256).astype(np.uint8))
+    write(tmp_path / "labels" / "a.jpg", label_for((10, 12), (255,)))
+    dataset = load_dataset(tmp_path)
+    assert any("labels are JPEG files" in m for m in messages(dataset, "warning"))
