@@ -6,7 +6,7 @@ import gzip
 import json
 
 import numpy as np
-from datamaker import folder_dataset, label_for, volume, write
+from tests.data.datamaker import folder_dataset, label_for, volume, write
 
 from tskd.data.check import check_dataset, format_report
 from tskd.data.dataset import load_dataset

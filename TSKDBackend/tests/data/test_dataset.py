@@ -6,7 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
-from datamaker import folder_dataset, label_for, volume, write, write_dicom_series, write_json
+from tests.data.datamaker import folder_dataset, label_for, volume, write, write_dicom_series, write_json
 
 from tskd.data.dataset import build_dataset, load_dataset
 from tskd.data.image import Geometry, Image, write_image

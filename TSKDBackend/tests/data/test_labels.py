@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from datamaker import write_json
+from tests.data.datamaker import write_json
 
 from tskd.data.folding import LabelFold, fold_label_array, mask_values, plan_fold
 from tskd.data.labels import DEFAULT_PALETTE, Label, LabelTable, default_color, parse_color, read_subject_pattern

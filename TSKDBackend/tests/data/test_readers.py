@@ -7,7 +7,7 @@ import gzip
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from datamaker import label_for, volume, write, write_dicom_series
+from tests.data.datamaker import label_for, volume, write, write_dicom_series
 
 from tskd.data.image import Geometry, Image, read_image, write_image
 from tskd.data.readers import read_image_info

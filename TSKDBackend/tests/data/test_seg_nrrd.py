@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from datamaker import label_for
+from tests.data.datamaker import label_for
 
 from tskd.data.align import align_label_to_image, label_mismatch
 from tskd.data.image import Geometry, Image, read_image, write_image

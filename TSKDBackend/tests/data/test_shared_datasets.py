@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_dataset
+from tests.conftest import shared_dataset
 
 from tskd.data.check import check_dataset, format_report
 from tskd.data.dataset import load_dataset
