@@ -137,3 +137,19 @@ def test_distill_config_checks_its_fields():
         DistillConfig.from_dict({"temperature": 0})
     with pytest.raises(ConfigError, match="warmup_steps"):
         DistillConfig.from_dict({"warmup_steps": 10, "max_steps": 5})
+
+
+def test_stage_configs_round_trip_through_yaml(tmp_path):
+    from tskd.student import FinetuneConfig, MAEConfig
+
+    for cls, changes in [
+        (DistillConfig, {"student": "unet_small", "w_feat": 0.5}),
+        (FinetuneConfig, {"lr": 3e-5}),
+        (MAEConfig, {"masking_ratio": 0.6}),
+    ]:
+        cfg = cls.from_dict(changes)
+        cfg.to_yaml(tmp_path / f"{cls.__name__}.yaml")
+        assert cls.from_yaml(tmp_path / f"{cls.__name__}.yaml") == cfg
+    assert FinetuneConfig().lr < DistillConfig().lr
+    with pytest.raises(ConfigError, match="masking_ratio"):
+        MAEConfig.from_dict({"masking_ratio": 1.0})
