@@ -214,3 +214,23 @@ def test_sha256_is_recorded_and_cached(tiny_checkpoints, tmp_path):
 
 def test_help_names_where_official_files_are():
     assert SAM_URL in CHECKPOINT_HELP and MEDSAM_URL in CHECKPOINT_HELP
+
+
+@pytest.mark.slow
+def test_full_size_vit_b_in_the_official_layout(tmp_path):
+    """A random ViT-B with segment-anything's names and sizes (375 MB) loads at 256 px as MedSAM."""
+    from teacher_sam_reference import OfficialSam
+
+    torch.manual_seed(0)
+    reference = OfficialSam(dim=768, depth=12, heads=12, global_idx=(2, 5, 8, 11), window=14, grid=64,
+                            out_chans=256, mask_in_chans=16, dec_mlp=2048, iou_hidden=256)
+    state = reference.state_dict()
+    assert sum(v.numel() for v in state.values()) == 93_735_728  # the size of sam_vit_b_01ec64.pth
+    path = tmp_path / "medsam_vit_b.pth"
+    torch.save(state, path)
+    model = load_pretrained_segmenter(path, input_size=256, num_classes=4)
+    assert model.architecture == "medsam" and model.base.native_input_size == 1024
+    assert model.sam.vision_encoder.layers[5].attn.rel_pos_h.shape == (31, 64)
+    assert model.sam.vision_encoder.layers[4].attn.rel_pos_h.shape == (27, 64)
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 256, 256)).shape == (1, 4, 256, 256)
