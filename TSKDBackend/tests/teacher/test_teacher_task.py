@@ -10,7 +10,7 @@ from tskd.teacher.build import build_scratch_segmenter, build_teacher
 from tskd.teacher.config import LoraConfig, TeacherConfig
 from tskd.teacher.task import TeacherTask
 
-SIZE = 64
+SIZE = 48
 
 
 class Squares(Dataset):
@@ -23,9 +23,9 @@ class Squares(Dataset):
             image = 0.3 * torch.randn(1, SIZE, SIZE, generator=generator)
             label = torch.zeros(SIZE, SIZE, dtype=torch.long)
             for cls, value in zip(range(1, num_classes), (2.0, -2.0)):
-                y, x = torch.randint(0, SIZE - 24, (2,), generator=generator).tolist()
-                image[0, y:y + 20, x:x + 20] += value
-                label[y:y + 20, x:x + 20] = cls
+                y, x = torch.randint(0, SIZE - 18, (2,), generator=generator).tolist()
+                image[0, y:y + 16, x:x + 16] += value
+                label[y:y + 16, x:x + 16] = cls
             self.samples.append({"image": image, "label": label, "labelled": torch.tensor(True)})
 
     def __len__(self) -> int:
