@@ -1,0 +1,117 @@
+"""The teacher stage's configuration (``teacher:`` section of a pipeline config or preset).
+
+The defaults here are the single source of truth. ``base`` is ``"none"`` (no foundation weights:
+a small randomly initialised SAM trains fully, no LoRA) or the path of a SAM / MedSAM checkpoint
+(see :mod:`tskd.teacher.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from tskd.config.base import ConfigBase
+from tskd.teacher.architectures import ARCHITECTURES, check_input_size
+
+__all__ = ["LoraConfig", "TeacherConfig", "DEFAULT_SCRATCH_ARCHITECTURE"]
+
+DEFAULT_SCRATCH_ARCHITECTURE = "small"
+
+
+@dataclasses.dataclass
+class LoraConfig(ConfigBase):
+    """LoRA on the image encoder.
+
+    Args:
+        rank: rank of the low-rank update.
+        alpha: scaling numerator (the update is scaled by ``alpha / rank``).
+        dropout: dropout on the adapter's input.
+        targets: encoder module names to adapt: ``qkv``, ``proj`` (attention), ``lin1``, ``lin2`` (MLP).
+    """
+
+    rank: int = 4
+    alpha: float = 4.0
+    dropout: float = 0.0
+    targets: tuple[str, ...] = ("qkv",)
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ValueError(f"lora.rank must be >= 1, got {self.rank}")
+        if self.alpha <= 0:
+            raise ValueError(f"lora.alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if not self.targets:
+            raise ValueError("lora.targets must name at least one module (e.g. qkv)")
+        self.targets = tuple(self.targets)
+
+
+@dataclasses.dataclass
+class TeacherConfig(ConfigBase):
+    """Fine-tuning SAM / MedSAM as the task's teacher.
+
+    Args:
+        base: ``"none"`` or the path of the foundation checkpoint (``.pth``, ``.safetensors`` or
+            a Hugging Face folder).
+        architecture: ``"auto"`` (detect from the checkpoint; with base ``none``: ``small``) or
+            a registry name (``vit_b``, ``vit_l``, ``vit_h``, ``medsam``, ``tiny``, ``small``).
+        input_size: side of the square training input in pixels (multiple of 16; 256 is SAMed's
+            and a good default, 1024 is SAM's native size).
+        lora: LoRA settings (unused with base ``none``).
+        prompt_mode: ``"none"`` (prompt-free, the default) or ``"box"`` (boxes from labels).
+        dice_weight: weight of the Dice term of the Dice + cross-entropy loss.
+        ce_weight: weight of the cross-entropy term.
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps before the schedule decays.
+        max_steps: optimiser steps of the stage.
+        batch_size: samples per step and device.
+        grad_accum: batches accumulated per optimiser step.
+    """
+
+    base: str = "none"
+    architecture: str = "auto"
+    input_size: int = 256
+    lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
+    prompt_mode: Literal["none", "box"] = "none"
+    dice_weight: float = 1.0
+    ce_weight: float = 1.0
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_steps: int = 3000
+    batch_size: int = 4
+    grad_accum: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.base:
+            raise ValueError("base must be 'none' or the path of a SAM / MedSAM checkpoint")
+        if self.architecture != "auto" and self.architecture not in ARCHITECTURES:
+            raise ValueError(
+                f"architecture {self.architecture!r} is not one of auto, {', '.join(ARCHITECTURES)}"
+            )
+        check_input_size(self.input_size)
+        if self.prompt_mode not in ("none", "box"):
+            raise ValueError(f"prompt_mode must be 'none' or 'box', got {self.prompt_mode!r}")
+        if self.dice_weight < 0 or self.ce_weight < 0 or self.dice_weight + self.ce_weight == 0:
+            raise ValueError("dice_weight and ce_weight must be >= 0 and not both 0")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0 and weight_decay >= 0")
+        for name in ("warmup_steps", "max_steps", "batch_size", "grad_accum"):
+            value = getattr(self, name)
+            if value < (0 if name == "warmup_steps" else 1):
+                raise ValueError(f"{name} must be {'>= 0' if name == 'warmup_steps' else '>= 1'}, got {value}")
+
+    @property
+    def uses_foundation_weights(self) -> bool:
+        """``False`` when ``base`` is ``"none"``."""
+        return self.base.lower() != "none"
+
+    def resolved_architecture(self) -> str:
+        """The architecture to build without foundation weights (``auto`` -> ``small``).
+
+        With foundation weights ``auto`` stays ``auto``: the checkpoint decides.
+        """
+        if self.architecture == "auto" and not self.uses_foundation_weights:
+            return DEFAULT_SCRATCH_ARCHITECTURE
+        return self.architecture
