@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from teacher_sam_reference import OfficialSam, hf_to_official
+from tests.teacher.teacher_sam_reference import OfficialSam, hf_to_official
 from transformers import SamModel
 
 from tskd.teacher.architectures import build_sam, get_architecture

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import NATIVE
+from tests.teacher.conftest import NATIVE
 from safetensors.torch import save_file
 
 from tskd.errors import CheckpointError
