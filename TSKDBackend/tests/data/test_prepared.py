@@ -170,6 +170,15 @@ def test_auto_axis_ct_normalization_and_given_spec(tmp_path):
     assert float(fixed.images[:].min()) >= -2.5 - 1e-2 and float(fixed.images[:].max()) <= 2.5 + 1e-2
 
 
+def test_float_and_bool_labels_with_whole_values_are_accepted(tmp_path):
+    image, label = make_phantom(SMALL, 0)
+    as_float = prepare_slices([("a", image, label.with_array(label.array.astype(np.float32)))], tmp_path / "f")
+    as_int = prepare_slices([("a", image, label)], tmp_path / "i")
+    np.testing.assert_array_equal(as_float.labels[:], as_int.labels[:])
+    as_bool = prepare_slices([("a", image, label.with_array(label.array > 0))], tmp_path / "b")
+    assert as_bool.num_classes == 2 and set(np.unique(as_bool.labels[:])) == {0, 1}
+
+
 def test_2d_images(tmp_path):
     cases = []
     for i in range(3):
@@ -187,8 +196,8 @@ def test_bad_inputs(tmp_path):
         prepare_slices([("a", image, wrong)], tmp_path / "p")
     with pytest.raises(DataError, match="appears twice"):
         prepare_slices([("a", image, label), ("a", image, label)], tmp_path / "p")
-    floats = label.with_array(label.array.astype(np.float32))
-    with pytest.raises(DataError, match="integers"):
+    floats = label.with_array(label.array.astype(np.float32) + 0.5)
+    with pytest.raises(DataError, match="whole numbers"):
         prepare_slices([("a", image, floats)], tmp_path / "p")
     with pytest.raises(DataError, match="num_classes"):
         prepare_slices([("a", image, label)], tmp_path / "p", num_classes=2)
@@ -223,3 +232,32 @@ def test_dataset_augmentation_is_reproducible_per_epoch(tmp_path):
     assert not torch.equal(SliceDataset(prepared, augment=augment, seed=6)[(4, 3)]["image"], b[4]["image"])
     plain = SliceDataset(prepared)
     assert not torch.equal(plain[4]["image"], b[4]["image"])
+
+
+def _read_sitk(path):
+    import SimpleITK as sitk
+
+    return Image.from_sitk(sitk.ReadImage(str(path)), path)
+
+
+@pytest.mark.shared_data
+def test_real_mri_and_ct(tmp_path):
+    from conftest import shared_dataset
+
+    hippocampus = shared_dataset("hippocampus")
+    names = sorted(p.name for p in (hippocampus / "imagesTr").glob("*.nii.gz"))[:3]
+
+    def cases():
+        for name in names:  # mixed float32 / uint8 label files
+            yield name, _read_sitk(hippocampus / "imagesTr" / name), _read_sitk(hippocampus / "labelsTr" / name)
+
+    mri = prepare_slices(cases, tmp_path / "hip", PreparedSpec(input_size=64))
+    assert mri.normalization.mode == "percentile" and mri.num_classes == 3 and mri.slice_axis == 0
+    assert set(np.unique(mri.labels[:])) == {0, 1, 2}
+
+    ct_folder = shared_dataset("totalseg_ct")
+    image = _read_sitk(ct_folder / "example_ct_sm.nii.gz")
+    label = _read_sitk(ct_folder / "example_seg.nii.gz")
+    ct = prepare_slices([("ct", image, label)], tmp_path / "ct", PreparedSpec(input_size=64))
+    assert ct.normalization.mode == "ct" and ct.num_classes == int(label.array.max()) + 1
+    assert ct.normalization.lower < -500 < 0 < ct.normalization.upper

@@ -129,9 +129,23 @@ def _check_case(item: Any, position: int) -> CaseTuple:
                 f"{label.path or case_id}: label shape {label.array.shape} differs from image shape "
                 f"{image.array.shape}; resample the label onto its image"
             )
-        if not np.issubdtype(label.array.dtype, np.integer) and not np.issubdtype(label.array.dtype, np.bool_):
-            raise DataError(f"{label.path or case_id}: label values must be integers, got {label.array.dtype}")
+        label = _integer_label(label, case_id)
     return case_id, image, label
+
+
+def _integer_label(label: Image, case_id: str) -> Image:
+    """The label with an integer array; float labels are accepted when every value is a whole number."""
+    array = label.array
+    if np.issubdtype(array.dtype, np.integer):
+        return label
+    if np.issubdtype(array.dtype, np.bool_):
+        return Image(array.astype(np.uint8), label.geometry, label.path, label.metadata)
+    if np.issubdtype(array.dtype, np.floating) and np.isfinite(array).all() and np.array_equal(array, np.round(array)):
+        return Image(array.astype(np.int64), label.geometry, label.path, label.metadata)
+    raise DataError(
+        f"{label.path or case_id}: label values must be whole numbers (class values), got {array.dtype} "
+        "with fractional values; is this an image rather than a label map?"
+    )
 
 
 def _digest(image: Image, label: Image | None) -> str:
