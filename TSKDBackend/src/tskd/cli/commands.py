@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-REGISTRY: list = []
+from tskd.cli import data_cmd
+
+REGISTRY: list = [data_cmd.register]

@@ -231,7 +231,8 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Pat
     if not suffix or suffix == ".dcm":
         raise DataError(f"{path}: cannot write this format; use .nii.gz, .nrrd, .seg.nrrd, .mha or .png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    # a .mhd header names its pixel file, so the pair is written in place rather than renamed
+    tmp = path if suffix == ".mhd" else path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
     try:
         if suffix == ".seg.nrrd":
             from tskd.data.readers import write_seg_nrrd
@@ -240,13 +241,16 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Pat
         else:
             array = image.array
             if suffix in _2D_SUFFIXES and array.dtype not in (np.uint8, np.uint16):
-                if array.min() < 0 or array.max() > 65535:
-                    raise DataError(f"{path}: values outside 0..65535 cannot be stored in {suffix}; use .nii.gz")
+                if array.min() < 0 or array.max() > 65535 or not np.array_equal(array, np.rint(array)):
+                    raise DataError(
+                        f"{path}: only whole values 0..65535 can be stored in {suffix}; use .nii.gz or .nrrd"
+                    )
                 array = array.astype(np.uint16 if array.max() > 255 else np.uint8)
             sitk.WriteImage(Image(array, image.geometry).to_sitk(), str(tmp), useCompression=compress)
-        os.replace(tmp, path)
+        if tmp != path:
+            os.replace(tmp, path)
     finally:
-        if tmp.exists():
+        if tmp != path and tmp.exists():
             tmp.unlink()
     return path
 

@@ -1,0 +1,451 @@
+"""The one training loop of the project, on top of Hugging Face ``accelerate``.
+
+Stages (teacher fine-tuning, diffusion training, student distillation and fine-tuning) give the
+:class:`Trainer` a built model, a dataset and a :class:`TrainingTask` (the stage-specific loss and
+validation); the trainer owns devices, distribution, mixed precision, gradient accumulation, the
+optimiser and schedule, checkpoints, resume, metric logs and progress events.
+
+The same code runs on a CPU, one GPU, or many processes under ``torchrun`` / ``accelerate launch``:
+the global batch is split across processes, gradients are averaged, metrics are reduced, and
+checkpoints are written once by the main process.
+
+Resuming: the trainer writes ``checkpoints/latest.pt`` every ``checkpoint_every`` steps and when
+stopped by a signal or a cancel file. Started again on the same folder with the same settings, it
+continues from that step and ends with the same weights as an uninterrupted run (data order and
+augmentation are functions of the draw number; RNG, optimiser and schedule state are restored).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from tskd.engine.checkpoint import load_checkpoint, load_trainable_state, save_checkpoint, trainable_state_dict
+from tskd.engine.config import EngineConfig
+from tskd.engine.sampling import DrawDataset, StepBatchSampler
+from tskd.engine.schedule import build_scheduler
+from tskd.engine.stopping import StopFlag
+from tskd.errors import CancelledError, CheckpointError, ConfigError
+from tskd.progress import NullProgress, ProgressEvent, ProgressReporter
+
+__all__ = ["TrainingTask", "Trainer", "TrainResult"]
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingTask(Protocol):
+    """The stage-specific part of training.
+
+    ``training_step`` must call the model only through ``model(...)`` (its forward): under
+    distributed training the model is wrapped and other methods are not synchronised.
+    """
+
+    def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one micro-batch (already on the model's device) and float logs."""
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation metrics of the unwrapped model (empty dict when the stage has none)."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or already finished) stage reports."""
+
+    steps: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    final_metrics: dict[str, float] = field(default_factory=dict)
+    best_metric: float | None = None
+    best_step: int | None = None
+    checkpoint_dir: Path | None = None
+    resumed_from: int | None = None
+    seconds: float = 0.0
+
+
+def _default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    if not decay and not no_decay:
+        raise ConfigError("the model has no trainable parameters; nothing to train")
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Runs one training stage to ``config.max_steps`` with checkpoints and resume.
+
+    Args:
+        model: the built model; parameters with ``requires_grad`` are trained.
+        task: loss and validation of the stage (see :class:`TrainingTask`).
+        train_dataset: a map-style dataset; items are collated by the default collate function.
+            A dataset with ``sample(index, seed)`` receives a per-draw seed for augmentation.
+        config: loop settings.
+        out_dir: the stage folder; checkpoints go to ``out_dir/checkpoints``, metric logs to
+            ``out_dir/metrics.jsonl``.
+        stage: name used in progress events and logs.
+        progress: receives progress events (main process only).
+        fingerprint: JSON-able description of the settings and data; a checkpoint made with a
+            different fingerprint is refused rather than silently mixed.
+        param_groups: optional optimiser parameter groups (default: AdamW, no decay on 1-D params).
+        stop_flag: checked after every step; when set, a checkpoint is saved and
+            :class:`~tskd.errors.CancelledError` raised.
+        train_indices: optional subset of dataset indices to draw from.
+        stage_index, stage_count: position of the stage in a pipeline, for progress display.
+        on_step: optional callback ``(step, logs)`` after every optimiser step (main process).
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        task: TrainingTask,
+        train_dataset: Any,
+        config: EngineConfig,
+        out_dir: str | Path,
+        stage: str = "train",
+        progress: ProgressReporter | None = None,
+        fingerprint: dict[str, Any] | None = None,
+        param_groups: list[dict[str, Any]] | None = None,
+        stop_flag: StopFlag | None = None,
+        train_indices: Iterable[int] | None = None,
+        stage_index: int = 1,
+        stage_count: int = 1,
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.task = task
+        self.train_dataset = train_dataset
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.checkpoint_dir = self.out_dir / "checkpoints"
+        self.stage = stage
+        self.progress = progress or NullProgress()
+        self.fingerprint = json.loads(json.dumps(fingerprint or {}, default=str))
+        self.param_groups = param_groups
+        self.stop_flag = stop_flag or StopFlag()
+        self.train_indices = list(train_indices) if train_indices is not None else None
+        self.stage_index = stage_index
+        self.stage_count = stage_count
+        self.on_step = on_step
+        self.history: list[dict[str, Any]] = []
+        self.best: tuple[float, int] | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _accelerator(self):
+        from accelerate import Accelerator
+        from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
+
+        cfg = self.config
+        use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
+        if cfg.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available to torch")
+        precision = cfg.mixed_precision
+        if precision == "auto":
+            if use_cpu:
+                precision = "no"
+            else:
+                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return Accelerator(
+            cpu=use_cpu,
+            mixed_precision=precision,
+            gradient_accumulation_steps=cfg.grad_accum_steps,
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            step_scheduler_with_optimizer=False,
+        )
+
+    def _metric_key(self) -> tuple[str, bool]:
+        name = self.config.best_metric
+        if name.startswith("min:"):
+            return name[4:], False
+        return name, True
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def latest_path(self) -> Path:
+        return self.checkpoint_dir / "latest.pt"
+
+    @property
+    def final_path(self) -> Path:
+        return self.checkpoint_dir / "final.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.checkpoint_dir / "best.pt"
+
+    def _check_fingerprint(self, payload: dict[str, Any], path: Path) -> None:
+        stored = payload.get("fingerprint", {})
+        if stored != self.fingerprint:
+            keys = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
+            raise CheckpointError(
+                f"{path}: this checkpoint was made with different settings or data "
+                f"(differences in: {', '.join(keys) or 'unknown'}). Run again with the original settings, "
+                f"or delete {path.parent} to start this stage afresh."
+            )
+
+    def _save(self, path: Path, step: int, model, optimizer, scheduler, accelerator, *, full: bool) -> None:
+        from accelerate.utils import gather_object
+
+        rng = gather_object([_rng_state()]) if accelerator.num_processes > 1 else [_rng_state()]
+        if accelerator.is_main_process:
+            payload: dict[str, Any] = {
+                "step": step,
+                "model": trainable_state_dict(accelerator.unwrap_model(model)),
+                "history": self.history,
+                "best": self.best,
+                "fingerprint": self.fingerprint,
+                "config": self.config.to_dict(),
+                "num_processes": accelerator.num_processes,
+            }
+            if full:
+                payload["optimizer"] = optimizer.state_dict()
+                payload["scheduler"] = scheduler.state_dict()
+                payload["rng"] = rng
+            save_checkpoint(payload, path)
+        accelerator.wait_for_everyone()
+
+    def _log_metrics(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        path = self.out_dir / "metrics.jsonl"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _rewrite_metric_log(self) -> None:
+        path = self.out_dir / "metrics.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
+        tmp.replace(path)
+
+    def _emit(self, step: int, metrics: dict[str, float], message: str = "", state: str = "running") -> None:
+        self.progress(
+            ProgressEvent(
+                stage=self.stage,
+                step=step,
+                total=self.config.max_steps,
+                metrics=metrics,
+                message=message,
+                state=state,
+                stage_index=self.stage_index,
+                stage_count=self.stage_count,
+            )
+        )
+
+    def load_final(self) -> TrainResult | None:
+        """If the stage already finished, load its final weights into the model and report it."""
+        if not self.final_path.is_file():
+            return None
+        payload = load_checkpoint(self.final_path)
+        self._check_fingerprint(payload, self.final_path)
+        load_trainable_state(self.model, payload["model"], source=str(self.final_path))
+        self.history = payload.get("history", [])
+        best = payload.get("best")
+        logger.info("%s: already finished (%s); loaded its final weights", self.stage, self.final_path)
+        return TrainResult(
+            steps=payload["step"],
+            history=self.history,
+            final_metrics=self._latest_validation(),
+            best_metric=best[0] if best else None,
+            best_step=best[1] if best else None,
+            checkpoint_dir=self.checkpoint_dir,
+        )
+
+    def _latest_validation(self) -> dict[str, float]:
+        for record in reversed(self.history):
+            if record.get("kind") == "validation":
+                return {k: v for k, v in record.items() if k not in ("kind", "step")}
+        return {}
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> TrainResult:
+        """Train to ``max_steps`` (resuming if possible) and return the result."""
+        done = self.load_final()
+        if done is not None:
+            return done
+        cfg = self.config
+        start_time = time.monotonic()
+        accelerator = self._accelerator()
+        if cfg.micro_batch_size % accelerator.num_processes:
+            raise ConfigError(
+                f"the micro-batch ({cfg.batch_size} / {cfg.grad_accum_steps} accumulation steps = "
+                f"{cfg.micro_batch_size}) must be divisible by the number of processes ({accelerator.num_processes})"
+            )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+
+        start_step = 0
+        payload = None
+        if self.latest_path.is_file():
+            payload = load_checkpoint(self.latest_path)
+            self._check_fingerprint(payload, self.latest_path)
+            if payload.get("num_processes", 1) != accelerator.num_processes:
+                raise CheckpointError(
+                    f"{self.latest_path}: saved by {payload.get('num_processes')} process(es); resume with the "
+                    f"same number of processes (now {accelerator.num_processes})"
+                )
+            load_trainable_state(self.model, payload["model"], source=str(self.latest_path))
+            start_step = int(payload["step"])
+            self.history = [r for r in payload.get("history", []) if r.get("step", 0) <= start_step]
+            self.best = tuple(payload["best"]) if payload.get("best") else None
+        else:
+            torch.manual_seed(cfg.seed)
+            np.random.seed(cfg.seed % 2**32)
+            random.seed(cfg.seed)
+            self.history = []
+        if accelerator.is_main_process:
+            self._rewrite_metric_log()
+
+        groups = self.param_groups or _default_param_groups(self.model, cfg.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+        scheduler = build_scheduler(
+            optimizer,
+            max_steps=cfg.max_steps,
+            warmup_steps=cfg.warmup_steps,
+            schedule=cfg.schedule,
+            min_lr_ratio=cfg.min_lr_ratio,
+        )
+        model, optimizer = accelerator.prepare(self.model, optimizer)
+        if payload is not None:
+            optimizer.load_state_dict(payload["optimizer"])
+            scheduler.load_state_dict(payload["scheduler"])
+            _set_rng_state(payload["rng"][accelerator.process_index])
+            logger.info("%s: resuming from step %d (%s)", self.stage, start_step, self.latest_path)
+            self._emit(start_step, {}, message=f"resumed from step {start_step}")
+
+        sampler = StepBatchSampler(
+            dataset_size=len(self.train_dataset),
+            batch_size=cfg.batch_size,
+            grad_accum_steps=cfg.grad_accum_steps,
+            max_steps=cfg.max_steps,
+            start_step=start_step,
+            seed=cfg.seed,
+            indices=self.train_indices,
+        )
+        loader = DataLoader(
+            DrawDataset(self.train_dataset),
+            batch_sampler=sampler,
+            num_workers=cfg.num_workers,
+            persistent_workers=cfg.num_workers > 0,
+            # its own generator: creating an iterator must not draw from the global RNG, or a
+            # resumed run's dropout would be shifted by one draw
+            generator=torch.Generator().manual_seed(cfg.seed),
+        )
+        loader = accelerator.prepare(loader)
+
+        step = start_step
+        running: dict[str, float] = {}
+        running_count = 0
+        model.train()
+        for batch in loader:
+            with accelerator.accumulate(model):
+                loss, logs = self.task.training_step(model, batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"{self.stage}: the loss became {loss.item()} at step {step}; lower the learning rate"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.clip_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            logs = {"loss": float(accelerator.reduce(loss.detach(), "mean")), **logs}
+            for key, value in logs.items():
+                running[key] = running.get(key, 0.0) + float(value)
+            running_count += 1
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            step += 1
+            averaged = {k: v / running_count for k, v in running.items()}
+            averaged["lr"] = scheduler.get_last_lr()[0]
+            running, running_count = {}, 0
+            last = step == cfg.max_steps
+            if accelerator.is_main_process:
+                if step % cfg.log_every == 0 or last:
+                    self._log_metrics({"kind": "train", "step": step, **averaged})
+                if self.on_step is not None:
+                    self.on_step(step, averaged)
+            if step % cfg.validate_every == 0 or last:
+                self._validate(step, model, accelerator)
+            stopping = self.stop_flag.is_set()
+            if step % cfg.checkpoint_every == 0 or last or stopping:
+                self._save(self.latest_path, step, model, optimizer, scheduler, accelerator, full=True)
+            if accelerator.is_main_process:
+                shown = {k: averaged[k] for k in ("loss",) if k in averaged}
+                shown.update(self._latest_validation())
+                self._emit(step, shown)
+            if stopping and not last:
+                self._emit(step, {}, message=f"stopped ({self.stop_flag.reason}); checkpoint saved", state="cancelled")
+                raise CancelledError(
+                    f"{self.stage} stopped at step {step} of {cfg.max_steps} ({self.stop_flag.reason}); "
+                    "run the same command again to resume"
+                )
+
+        self._save(self.final_path, step, model, optimizer, scheduler, accelerator, full=False)
+        self.model = accelerator.unwrap_model(model)
+        accelerator.free_memory()
+        seconds = time.monotonic() - start_time
+        final = self._latest_validation()
+        self._emit(step, final, message="finished", state="done")
+        return TrainResult(
+            steps=step,
+            history=self.history,
+            final_metrics=final,
+            best_metric=self.best[0] if self.best else None,
+            best_step=self.best[1] if self.best else None,
+            checkpoint_dir=self.checkpoint_dir,
+            resumed_from=start_step or None,
+            seconds=seconds,
+        )
+
+    def _validate(self, step: int, model, accelerator) -> None:
+        metrics: dict[str, float] = {}
+        if accelerator.is_main_process:
+            unwrapped = accelerator.unwrap_model(model)
+            unwrapped.eval()
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in (self.task.validate(unwrapped) or {}).items()}
+            unwrapped.train()
+            if metrics:
+                self._log_metrics({"kind": "validation", "step": step, **metrics})
+                name, higher = self._metric_key()
+                value = metrics.get(name)
+                if value is not None and math.isfinite(value):
+                    better = self.best is None or (value > self.best[0] if higher else value < self.best[0])
+                    if better:
+                        self.best = (value, step)
+                        save_checkpoint(
+                            {"step": step, "model": trainable_state_dict(unwrapped), "metrics": metrics,
+                             "fingerprint": self.fingerprint},
+                            self.best_path,
+                        )
+        accelerator.wait_for_everyone()

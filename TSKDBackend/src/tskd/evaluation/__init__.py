@@ -1,0 +1,5 @@
+"""Metrics (MONAI's) on full-resolution label maps in their own geometry."""
+
+from tskd.evaluation.metrics import CaseMetrics, case_metrics, summarize_metrics
+
+__all__ = ["CaseMetrics", "case_metrics", "summarize_metrics"]

@@ -1,0 +1,114 @@
+"""Segmentation metrics in physical units, computed with MONAI on full-resolution label maps.
+
+Conventions for classes missing from one side (the usual ones in the field):
+- absent from both prediction and reference: Dice 1, HD95 0 mm, ASSD 0 mm (nothing to find, nothing found);
+- present on one side only: Dice 0, HD95 and ASSD undefined (NaN), counted in ``n_undefined``.
+Means over cases ignore NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
+
+__all__ = ["CaseMetrics", "case_metrics", "summarize_metrics"]
+
+
+@dataclass
+class CaseMetrics:
+    """Per-class metrics of one case (keys are label values)."""
+
+    case_id: str
+    dice: dict[int, float] = field(default_factory=dict)
+    hd95_mm: dict[int, float] = field(default_factory=dict)
+    assd_mm: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def mean_dice(self) -> float:
+        return _nanmean(self.dice.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "case_id": self.case_id,
+            "dice": {str(k): v for k, v in self.dice.items()},
+            "hd95_mm": {str(k): v for k, v in self.hd95_mm.items()},
+            "assd_mm": {str(k): v for k, v in self.assd_mm.items()},
+            "mean_dice": self.mean_dice,
+        }
+
+
+def _nanmean(values: Iterable[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def case_metrics(
+    prediction: np.ndarray,
+    reference: np.ndarray,
+    *,
+    labels: Sequence[int],
+    spacing: Sequence[float],
+    case_id: str = "",
+    surface: bool = True,
+) -> CaseMetrics:
+    """Dice, HD95 and ASSD (mm) per foreground label.
+
+    Args:
+        prediction, reference: integer label maps of the same shape (numpy order, 2D or 3D).
+        labels: foreground label values to evaluate (background 0 is never scored).
+        spacing: voxel size per *numpy axis* (i.e. reversed ITK spacing), in mm.
+        surface: also compute the surface distances (slower on large volumes).
+    """
+    if prediction.shape != reference.shape:
+        raise ValueError(f"prediction shape {prediction.shape} differs from reference shape {reference.shape}")
+    if len(spacing) != prediction.ndim:
+        raise ValueError(f"spacing has {len(spacing)} values for a {prediction.ndim}-D label map")
+    result = CaseMetrics(case_id=case_id)
+    for label in labels:
+        if label == 0:
+            continue
+        pred = torch.from_numpy(np.ascontiguousarray(prediction == label))[None, None]
+        ref = torch.from_numpy(np.ascontiguousarray(reference == label))[None, None]
+        has_pred, has_ref = bool(pred.any()), bool(ref.any())
+        if not has_pred and not has_ref:
+            result.dice[label], result.hd95_mm[label], result.assd_mm[label] = 1.0, 0.0, 0.0
+            continue
+        result.dice[label] = float(compute_dice(pred.float(), ref.float(), include_background=True).item())
+        if not (has_pred and has_ref):
+            result.hd95_mm[label] = result.assd_mm[label] = float("nan")
+            continue
+        if surface:
+            spacing_list = [float(s) for s in spacing]
+            result.hd95_mm[label] = float(
+                compute_hausdorff_distance(pred, ref, include_background=True, percentile=95, spacing=spacing_list).item()
+            )
+            result.assd_mm[label] = float(
+                compute_average_surface_distance(pred, ref, include_background=True, symmetric=True, spacing=spacing_list).item()
+            )
+    return result
+
+
+def summarize_metrics(cases: Sequence[CaseMetrics], label_names: dict[int, str] | None = None) -> dict:
+    """Mean of each metric per class and over classes; NaN-aware, with counts of undefined values."""
+    labels = sorted({label for case in cases for label in case.dice})
+    names = label_names or {}
+    per_class = {}
+    for label in labels:
+        entry = {"name": names.get(label, f"label_{label}")}
+        for metric in ("dice", "hd95_mm", "assd_mm"):
+            values = [getattr(case, metric).get(label, float("nan")) for case in cases]
+            entry[metric] = _nanmean(values)
+            entry[f"{metric}_n_undefined"] = int(sum(math.isnan(v) for v in values))
+        per_class[str(label)] = entry
+    return {
+        "n_cases": len(cases),
+        "per_class": per_class,
+        "mean_dice": _nanmean(entry["dice"] for entry in per_class.values()),
+        "mean_hd95_mm": _nanmean(entry["hd95_mm"] for entry in per_class.values()),
+        "mean_assd_mm": _nanmean(entry["assd_mm"] for entry in per_class.values()),
+    }
