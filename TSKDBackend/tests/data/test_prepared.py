@@ -242,7 +242,7 @@ def _read_sitk(path):
 
 @pytest.mark.shared_data
 def test_real_mri_and_ct(tmp_path):
-    from conftest import shared_dataset
+    from tests.conftest import shared_dataset
 
     hippocampus = shared_dataset("hippocampus")
     names = sorted(p.name for p in (hippocampus / "imagesTr").glob("*.nii.gz"))[:3]
@@ -261,3 +261,51 @@ def test_real_mri_and_ct(tmp_path):
     ct = prepare_slices([("ct", image, label)], tmp_path / "ct", PreparedSpec(input_size=64))
     assert ct.normalization.mode == "ct" and ct.num_classes == int(label.array.max()) + 1
     assert ct.normalization.lower < -500 < 0 < ct.normalization.upper
+
+
+def test_phantom_dataset_through_the_data_layer(tmp_path):
+    from tskd.data.dataset import load_dataset
+    from tskd.data.phantom import write_phantom_dataset
+
+    config = PhantomConfig(size=(32, 28, 10), rotation_deg=(5.0, 0.0, 20.0), origin=(3.0, -4.0, 5.0))
+    folder = write_phantom_dataset(tmp_path / "ds", cases=2, unlabelled=1, config=config)
+    dataset = load_dataset(folder)
+    assert [c.case_id for c in dataset.labelled] == ["case_000", "case_001"]
+    assert [c.case_id for c in dataset.unlabelled] == ["case_002"]
+    assert dataset.label_table.names == ["background", "organ_a", "organ_b", "lesion"]
+
+    def cases():
+        for case in dataset.labelled + dataset.unlabelled:
+            image, label = dataset.read_case(case)
+            yield case.case_id, image, label
+
+    image, label = next(iter(cases()))[1:]
+    expected_image, expected_label = make_phantom(config, 0)
+    np.testing.assert_array_equal(image.array, expected_image.array)
+    np.testing.assert_array_equal(label.array, expected_label.array)
+    assert image.geometry.mismatch(expected_image.geometry) is None
+
+    prepared = prepare_slices(cases, tmp_path / "prep", PreparedSpec(input_size=32))
+    assert prepared.case_ids == ["case_000", "case_001", "case_002"]
+    assert prepared.num_classes == 4 and len(prepared.indices(case_ids=["case_002"])) == 10
+
+
+def test_dataset_with_the_engine_sampler_is_resumable(tmp_path):
+    from tskd.engine import DrawDataset, StepBatchSampler
+
+    prepared = prepare_slices(_cases(2, 0), tmp_path / "p", PreparedSpec(input_size=24))
+    dataset = SliceDataset(prepared, prepared.indices(labelled=True), augment=build_augmentation(), seed=1)
+
+    def batches(start_step):
+        sampler = StepBatchSampler(dataset_size=len(dataset), batch_size=4, max_steps=6, start_step=start_step, seed=3)
+        loader = torch.utils.data.DataLoader(DrawDataset(dataset), batch_sampler=sampler)
+        return [(b["index"].tolist(), b["image"], b["label"]) for b in loader]
+
+    full = batches(0)
+    resumed = batches(4)
+    assert len(full) == 6 and len(resumed) == 2
+    for (idx_a, img_a, lab_a), (idx_b, img_b, lab_b) in zip(full[4:], resumed):
+        assert idx_a == idx_b and torch.equal(img_a, img_b) and torch.equal(lab_a, lab_b)
+    # the draw's seed is used as it is
+    key = next(iter(StepBatchSampler(dataset_size=len(dataset), batch_size=4, max_steps=1, seed=3)))[0]
+    assert torch.equal(dataset.sample(*key)["image"], DrawDataset(dataset)[key]["image"])

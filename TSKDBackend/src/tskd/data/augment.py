@@ -7,9 +7,10 @@ because anatomy is lateralised (a left kidney flipped looks like a right kidney)
 
 Determinism: the augmentation is called with a per-sample seed, ``augment(sample, rng_seed)``,
 and draws every random number from it, so the same seed gives the same output in any process.
-:class:`tskd.data.prepared.SliceDataset` derives the seed with :func:`sample_seed` from
-``(dataset seed, epoch, slice index)``; a training run resumed at epoch ``e`` therefore sees exactly
-the samples an uninterrupted run would have seen.
+:class:`tskd.data.prepared.SliceDataset` takes the seed of each draw from the engine's sampler
+(``SliceDataset.sample(position, seed)``) or derives it with :func:`sample_seed` from
+``(dataset seed, epoch, slice index)``; either way a resumed training run sees exactly the samples
+an uninterrupted run would have seen.
 """
 
 from __future__ import annotations

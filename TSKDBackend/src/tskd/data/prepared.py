@@ -487,13 +487,15 @@ class SliceDataset(torch.utils.data.Dataset):
     "index": int}`` where ``index`` is the slice's index in the prepared folder. Unlabelled slices
     have an all-zero label and ``labelled`` False.
 
-    Augmentation is seeded per sample with ``sample_seed(seed, epoch, index)``. The training loop
-    drives ``epoch`` one of two ways, both exactly reproducible after a resume:
+    Every augmentation is drawn from one per-sample seed, so a resumed run sees exactly the samples
+    an uninterrupted run would have seen. Three ways to give that seed:
 
-    * call :meth:`set_epoch` before iterating each epoch (DataLoader workers must not be
-      persistent, so that they copy the dataset with the new epoch), or
-    * let the sampler yield ``(position, epoch_or_step)`` tuples; the second number is used as the
-      epoch for that item, whatever :meth:`set_epoch` said.
+    * :meth:`sample` ``(position, seed)`` uses the caller's seed as it is. This is what
+      :class:`tskd.engine.DrawDataset` calls, with the seed of each draw of the engine's
+      ``StepBatchSampler`` (a function of run seed and draw number): the engine's way.
+    * ``dataset[(position, epoch)]``: the seed is ``sample_seed(seed, epoch, index)``.
+    * ``dataset[position]``: the same with the epoch last given to :meth:`set_epoch` (call it
+      before each epoch; DataLoader workers must not be persistent, so they copy the new epoch).
 
     Args:
         prepared: the :class:`PreparedSlices` (or its folder).
@@ -537,6 +539,18 @@ class SliceDataset(torch.utils.data.Dataset):
         else:
             position, epoch = int(item), self.epoch
         index = int(self.indices[position])
+        return self._item(index, sample_seed(self.seed, epoch, index))
+
+    def sample(self, position: int, seed: int) -> dict[str, Any]:
+        """The item at ``position``, augmented with exactly the random numbers of ``seed``.
+
+        Args:
+            position: position in this dataset (``0..len-1``).
+            seed: augmentation seed in ``[0, 2**32)``, e.g. the engine's per-draw seed.
+        """
+        return self._item(int(self.indices[int(position)]), int(seed))
+
+    def _item(self, index: int, seed: int) -> dict[str, Any]:
         labelled = self.prepared.is_labelled(index)
         image = torch.from_numpy(np.asarray(self.prepared.images[index], dtype=np.float32)[None])
         if labelled:
@@ -545,5 +559,5 @@ class SliceDataset(torch.utils.data.Dataset):
             label = torch.zeros(image.shape[1:], dtype=torch.int64)
         sample: dict[str, Any] = {"image": image, "label": label, "labelled": torch.tensor(labelled), "index": index}
         if self.augment is not None:
-            sample = self.augment(sample, sample_seed(self.seed, epoch, index))
+            sample = self.augment(sample, seed)
         return sample
