@@ -42,7 +42,9 @@ def test_phantom_command_2d_and_errors(tmp_path):
     args.func(args)
     image = sitk.ReadImage(str(tmp_path / "p2" / "images" / "case_000.nii.gz"))
     assert image.GetDimension() == 2 and image.GetSize() == (32, 24)
-    bad = parser.parse_args(["phantom", "--out", str(tmp_path / "p3"), "--size", "32", "24", "--spacing", "1", "1", "1"])
+    bad = parser.parse_args(
+        ["phantom", "--out", str(tmp_path / "p3"), "--size", "32", "24", "--spacing", "1", "1", "1"]
+    )
     with pytest.raises(ConfigError, match="--spacing"):
         bad.func(bad)
     bad = parser.parse_args(["phantom", "--out", str(tmp_path / "p4"), "--structures", "7"])

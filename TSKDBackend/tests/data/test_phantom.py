@@ -83,8 +83,9 @@ def test_write_dataset_layout_geometry_and_labels_json(tmp_path):
                            origin=(-50.0, 20.0, 7.5))
     out = write_phantom_dataset(tmp_path / "ds", cases=3, seed=5, config=config, unlabelled=2)
     assert out == tmp_path / "ds"
-    assert sorted(p.name for p in (out / "images").iterdir()) == ["case_000.nii.gz", "case_001.nii.gz", "case_002.nii.gz"]
-    assert sorted(p.name for p in (out / "labels").iterdir()) == ["case_000.nii.gz", "case_001.nii.gz", "case_002.nii.gz"]
+    names = ["case_000.nii.gz", "case_001.nii.gz", "case_002.nii.gz"]
+    assert sorted(p.name for p in (out / "images").iterdir()) == names
+    assert sorted(p.name for p in (out / "labels").iterdir()) == names
     assert sorted(p.name for p in (out / "unlabelled").iterdir()) == ["case_003.nii.gz", "case_004.nii.gz"]
     labels = json.loads((out / "labels.json").read_text())
     assert labels["labels"][0] == {"value": 0, "name": "background"}

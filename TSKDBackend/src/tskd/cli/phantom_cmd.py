@@ -29,9 +29,15 @@ def add_phantom_command(data_subparsers: argparse._SubParsersAction) -> argparse
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="dataset folder to create")
     parser.add_argument("--cases", type=int, default=8, metavar="N", help="labelled cases (default: 8)")
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
-    parser.add_argument("--unlabelled", type=int, default=0, metavar="K", help="extra cases without labels (default: 0)")
     parser.add_argument(
-        "--size", type=int, nargs="+", metavar="N", help="voxels per axis, i j k order (e.g. 64 64 32; two values for 2D)"
+        "--unlabelled", type=int, default=0, metavar="K", help="extra cases without labels (default: 0)"
+    )
+    parser.add_argument(
+        "--size",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="voxels per axis, i j k order (e.g. 64 64 32; two values for 2D)",
     )
     parser.add_argument("--spacing", type=float, nargs="+", metavar="MM", help="voxel size in mm, i j k order")
     parser.add_argument("--structures", type=int, metavar="N", help="foreground classes, 1-4 (default: 3)")
@@ -77,5 +83,8 @@ def run_phantom_command(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     size = "x".join(str(s) for s in config.size)
-    print(f"wrote {args.cases} labelled and {args.unlabelled} unlabelled phantom cases ({size}, {config.modality}) to {out}")
+    print(
+        f"wrote {args.cases} labelled and {args.unlabelled} unlabelled phantom cases "
+        f"({size}, {config.modality}) to {out}"
+    )
     return 0

@@ -284,7 +284,9 @@ def write_phantom_dataset(
     if out_dir.exists() and not out_dir.is_dir():
         raise DataError(f"{out_dir}: exists and is not a folder; choose another output folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise DataError(f"{out_dir}: the folder already exists and is not empty; choose another output folder or overwrite it")
+        raise DataError(
+            f"{out_dir}: the folder already exists and is not empty; choose another output folder or overwrite it"
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -109,5 +109,7 @@ def stack_slices(slices: np.ndarray, axis: int, shape: Sequence[int]) -> np.ndar
         raise ValueError(f"slice axis must be 0, 1 or 2, got {axis!r}")
     expected = (shape[axis],) + tuple(s for a, s in enumerate(shape) if a != axis)
     if slices.shape != expected:
-        raise ValueError(f"slices of shape {slices.shape} do not fill a volume {shape} along axis {axis}; expected {expected}")
+        raise ValueError(
+            f"slices of shape {slices.shape} do not fill a volume {shape} along axis {axis}; expected {expected}"
+        )
     return np.ascontiguousarray(np.moveaxis(slices, 0, axis))
