@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from tskd.cli.phantom_cmd import add_phantom_command
+
 __all__ = ["register"]
 
 
@@ -17,11 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` command group."""
     parser = subparsers.add_parser(
         "data",
-        help="check datasets",
+        help="check datasets, make phantom data",
         description="Work with datasets: see what tskd finds in a folder or manifest.",
     )
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     _add_check(sub)
+    add_phantom_command(sub)
     parser.set_defaults(func=lambda args: _no_subcommand(parser))
 
 
