@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tskd.synthesis.model import build_diffusion_model, sampling_scheduler
-from tskd.synthesis.sampler import generate, iter_generate
+from tskd.synthesis.sampler import generate, initial_noise, iter_generate
 
 
 @pytest.fixture
@@ -45,6 +45,18 @@ def test_samplers_start_from_pure_noise(model):
         assert int(scheduler.timesteps[0]) == model.config.num_train_timesteps - 1
     with pytest.raises(ValueError, match="sampler"):
         sampling_scheduler(model.scheduler_config, "euler")
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpm"])
+def test_reverse_process_stays_in_the_data_range(model, sampler):
+    # from t = T - 1 of the cosine schedule (alpha almost 0) an unclipped DPM-Solver++ blows up
+    scheduler = sampling_scheduler(model.scheduler_config, sampler)
+    scheduler.set_timesteps(5)
+    sample = initial_noise(0, (2, 1, 16, 16))
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            sample = scheduler.step(model.unet(sample, t).sample, t, sample).prev_sample
+    assert float(sample.abs().max()) <= 1.0 + 1e-4
 
 
 def test_joint_mode_makes_valid_label_maps(tiny_config, blobs):

@@ -117,8 +117,13 @@ def sampling_scheduler(scheduler_config: dict[str, Any], sampler: str) -> Schedu
     config["timestep_spacing"] = "trailing"
     if sampler == "ddim":
         return DDIMScheduler.from_config(config)
-    # Deterministic multistep DPM-Solver++ (no SDE noise), second order.
+    # Deterministic multistep DPM-Solver++ (no SDE noise), second order. Its clean-sample
+    # predictions are clipped to the data range like DDIM's ``clip_sample``: without that, the first
+    # step from t = T - 1 of a cosine schedule (alpha almost 0) divides by almost 0 and the sample
+    # blows up. (Dynamic thresholding with ``sample_max_value`` = the clip range is a plain clip.)
     config.update(algorithm_type="dpmsolver++", solver_order=2, lower_order_final=True)
+    if config.get("clip_sample", True):
+        config.update(thresholding=True, sample_max_value=float(config.get("clip_sample_range", 1.0)))
     return DPMSolverMultistepScheduler.from_config(config)
 
 
