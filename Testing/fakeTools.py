@@ -110,6 +110,25 @@ FAKE_PROGRAM = textwrap.dedent(
 )
 
 
+#: Default output of nvidia-smi on a machine with two GPUs and a driver for CUDA 12.6.
+NVIDIA_SMI_12_6 = """\
+Tue Mar  4 10:12:01 2025
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 560.35.03              Driver Version: 560.35.03      CUDA Version: 12.6     |
+|-----------------------------------------+------------------------+----------------------+
+| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |
+| Fan  Temp   Perf          Pwr:Usage/Cap |           Memory-Usage | GPU-Util  Compute M. |
+|                                         |                        |               MIG M. |
+|=========================================+========================+======================|
+|   0  NVIDIA GeForce RTX 3090        Off |   00000000:01:00.0  On |                  N/A |
+| 30%   41C    P8             27W /  350W |     512MiB /  24576MiB |      2%      Default |
++-----------------------------------------+------------------------+----------------------+
+|   1  NVIDIA RTX A4000               Off |   00000000:02:00.0 Off |                  Off |
+| 41%   35C    P8             14W /  140W |       1MiB /  16376MiB |      0%      Default |
++-----------------------------------------+------------------------+----------------------+
+"""
+
+
 def _writeExecutable(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -152,3 +171,20 @@ def fakeEnvironment(tmp: Path, pathDirs: Sequence[Path], rules: Optional[Path] =
     if rules is not None:
         env["FAKE_RULES"] = str(rules)
     return env
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, dead but not yet reaped, counts as dead)."""
+    if os.path.isdir("/proc/self"):
+        try:
+            with open("/proc/{}/stat".format(pid)) as handle:
+                return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

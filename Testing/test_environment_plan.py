@@ -63,6 +63,7 @@ def test_cpu_plan_with_default_index_and_pinned_torch():
     assert cmd["install-torch"][:4] == [python, "-m", "pip", "install"]
     assert cmd["install-torch"][-1] == "torch==2.13.0"
     assert "--index-url" not in cmd["install-torch"]
+    assert steps[2].label == "Installing PyTorch (from pip's configured index)"
     assert cmd["install-backend"][-3:] == ["-c", "/data/tskd/constraints.txt", "/data/tskd/backend-source"]
     assert cmd["verify-version"] == [python, "-m", "tskd", "--version"]
     assert cmd["verify-import"] == [python, "-c", INFO_CODE]

@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT
-from fakeTools import fakeEnvironment, makeFakePython, makeScript, readCalls, writeRules
+from fakeTools import NVIDIA_SMI_12_6, alive, fakeEnvironment, makeFakePython, makeScript, readCalls, writeRules
 from SlicerTSKDLib.environment import EnvironmentOptions
 from SlicerTSKDLib.environmentMarker import READY, environmentState, readMarker
 from SlicerTSKDLib.environmentSetup import CANCELLED, FAILED, SUCCEEDED, EnvironmentSetup
 from SlicerTSKDLib.hostContext import HostContext
 from SlicerTSKDLib.processRunner import SubprocessRunner
-from test_process_runner import alive
-from test_torch_selection import NVIDIA_SMI_12_6
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the fakes are POSIX scripts")
 

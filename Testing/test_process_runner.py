@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from fakeTools import alive
 from SlicerTSKDLib.processRunner import EXITED, FAILED_TO_START, KILLED, SubprocessRunner
 from SlicerTSKDLib.processTree import killProcessTree, processTree
 
@@ -38,20 +39,6 @@ def run(cmd, env=None, timeout=30.0):
     runner.start(cmd, env if env is not None else {"PATH": os.environ.get("PATH", "")})
     assert runner.waitUntil(lambda: bool(recorder.finished), timeout)
     return runner, recorder
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open("/proc/{}/stat".format(pid)) as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # zombies are dead but not yet reaped
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
 
 
 def test_output_and_exit_code_are_reported():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from fakeTools import NVIDIA_SMI_12_6
 from SlicerTSKDLib.hostContext import HostContext
 from SlicerTSKDLib.torchSelection import (
     CPU_INDEX_URL,
@@ -13,22 +14,6 @@ from SlicerTSKDLib.torchSelection import (
     parseNvidiaSmi,
 )
 
-NVIDIA_SMI_12_6 = """\
-Tue Mar  4 10:12:01 2025
-+-----------------------------------------------------------------------------------------+
-| NVIDIA-SMI 560.35.03              Driver Version: 560.35.03      CUDA Version: 12.6     |
-|-----------------------------------------+------------------------+----------------------+
-| GPU  Name                 Persistence-M | Bus-Id          Disp.A | Volatile Uncorr. ECC |
-| Fan  Temp   Perf          Pwr:Usage/Cap |           Memory-Usage | GPU-Util  Compute M. |
-|                                         |                        |               MIG M. |
-|=========================================+========================+======================|
-|   0  NVIDIA GeForce RTX 3090        Off |   00000000:01:00.0  On |                  N/A |
-| 30%   41C    P8             27W /  350W |     512MiB /  24576MiB |      2%      Default |
-+-----------------------------------------+------------------------+----------------------+
-|   1  NVIDIA RTX A4000               Off |   00000000:02:00.0 Off |                  Off |
-| 41%   35C    P8             14W /  140W |       1MiB /  16376MiB |      0%      Default |
-+-----------------------------------------+------------------------+----------------------+
-"""
 
 NVIDIA_SMI_11_4 = NVIDIA_SMI_12_6.replace("560.35.03 ", "470.256.02").replace("CUDA Version: 12.6", "CUDA Version: 11.4")
 

@@ -295,7 +295,9 @@ def planInstall(
     indexUrl = build.indexUrl if options.torchIndexUrl is None else options.torchIndexUrl
     index = ("--index-url", indexUrl) if indexUrl else ()
     requirement = torchRequirementFor(options, build, constraintsText)
-    if build.device == "cuda" and re.match(r"^cu\d{3}$", build.tag):
+    if options.torchIndexUrl is not None:
+        device = "from " + (options.torchIndexUrl or "pip's configured index")
+    elif build.device == "cuda" and re.match(r"^cu\d{3}$", build.tag):
         device = "CUDA {}.{}".format(build.tag[2:-1], build.tag[-1])
     else:
         device = build.device.upper()
