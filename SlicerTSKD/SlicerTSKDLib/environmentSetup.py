@@ -234,9 +234,13 @@ class EnvironmentSetup(StepSequence):
 
     def _detectGpu(self) -> None:
         options = self.options
-        if options.torchIndexUrl is not None or options.device != "auto" or self.host.platform == "darwin":
-            self._startInstall(chooseTorchBuild(None, self.host.platform, options.device if options.device != "auto" else "cpu",
-                                                options.cudaBuilds))
+        if options.torchIndexUrl is not None:
+            where = options.torchIndexUrl or "pip's configured index"
+            device = "cuda" if options.device == "cuda" else "cpu"
+            self._startInstall(TorchBuild(device, "", options.torchIndexUrl, "from {} (set under Advanced)".format(where)))
+            return
+        if options.device != "auto" or self.host.platform == "darwin":
+            self._startInstall(chooseTorchBuild(None, self.host.platform, options.device, options.cudaBuilds))
             return
         command = nvidiaSmiCommand(self.host)
         if command is None:
@@ -317,7 +321,10 @@ class EnvironmentSetup(StepSequence):
         )
         writeMarker(self.options.markerPath, self.result)
         summary = "The backend environment is ready: tskd {}".format(self.result.backendVersion)
-        if self.result.torchVersion:
-            summary += ", PyTorch {} ({})".format(
-                self.result.torchVersion, "GPU, CUDA " + torchCuda if self.result.device == "cuda" else "CPU")
+        if self.result.device == "cuda":
+            summary += ", PyTorch {} (GPU, CUDA {})".format(self.result.torchVersion, torchCuda)
+        elif torchCuda:
+            summary += ", PyTorch {} (a CUDA {} build, but no usable GPU: it runs on the CPU)".format(self.result.torchVersion, torchCuda)
+        elif self.result.torchVersion:
+            summary += ", PyTorch {} (CPU)".format(self.result.torchVersion)
         self._finish(SUCCEEDED, summary + ".")
