@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from tskd.config.base import ConfigBase
+from tskd.engine.config import EngineConfig
 
 __all__ = ["DiffusionConfig", "QualityGateConfig"]
 
@@ -70,7 +71,7 @@ class DiffusionConfig(ConfigBase):
             channels (trained on labelled slices only).
         intensity_clip: normalised intensities are clipped to ``[-c, c]`` and divided by ``c``
             to reach the model's range ``[-1, 1]``.
-        lr / weight_decay / batch_size / max_steps / warmup_steps: optimisation (AdamW).
+        train: the training loop's settings (steps, batch, learning rate...), this stage's defaults.
         val_images / val_timesteps: the cheap validation: denoising loss of at most
             ``val_images`` held-out images at ``val_timesteps`` fixed noise levels.
         num_synthetic: synthetic images to keep in the transfer set (after the quality gate).
@@ -92,11 +93,12 @@ class DiffusionConfig(ConfigBase):
     sampling_steps: int = 25
     mode: Literal["image", "joint"] = "image"
     intensity_clip: float = 3.0
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    batch_size: int = 8
-    max_steps: int = 1000
-    warmup_steps: int = 50
+    train: EngineConfig = field(
+        default_factory=lambda: EngineConfig(
+            lr=2e-4, weight_decay=0.0, batch_size=8, max_steps=1000, warmup_steps=50, clip_grad_norm=1.0,
+            validate_every=250, checkpoint_every=250, best_metric="min:val_loss",
+        )
+    )
     val_images: int = 8
     val_timesteps: int = 4
     num_synthetic: int = 64
@@ -126,14 +128,14 @@ class DiffusionConfig(ConfigBase):
             )
         if self.intensity_clip <= 0:
             raise ValueError(f"intensity_clip must be positive, got {self.intensity_clip}")
-        for name in ("layers_per_block", "num_train_timesteps", "sampling_steps", "batch_size",
-                     "max_steps", "sample_batch_size", "val_timesteps"):
+        for name in ("layers_per_block", "num_train_timesteps", "sampling_steps", "sample_batch_size",
+                     "val_timesteps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.sampling_steps > self.num_train_timesteps:
             raise ValueError(
                 f"sampling_steps={self.sampling_steps} exceeds num_train_timesteps={self.num_train_timesteps}"
             )
-        for name in ("warmup_steps", "val_images", "num_synthetic", "seed"):
+        for name in ("val_images", "num_synthetic", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
