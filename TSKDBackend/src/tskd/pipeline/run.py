@@ -16,7 +16,10 @@ from tskd.log import add_file_handler
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import run_data_stage
 from tskd.pipeline.run_folder import RunFolder, write_json
+from tskd.pipeline.student_stage import StageContext, run_distill_stage, run_finetune_stage
+from tskd.pipeline.synthesis_stage import run_synthesis_stage
 from tskd.pipeline.teacher_stage import run_teacher_stage
+from tskd.pipeline.transfer_stage import build_transfer_set
 from tskd.progress import ConsoleProgress, MultiProgress, ProgressEvent, ProgressReporter, StatusFileProgress
 
 __all__ = ["run_stages", "TRAINING_STAGES"]
@@ -24,7 +27,7 @@ __all__ = ["run_stages", "TRAINING_STAGES"]
 logger = logging.getLogger(__name__)
 
 #: Stages that train something, in pipeline order (used for "stage i of n" in progress displays).
-TRAINING_STAGES = ("teacher",)
+TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune")
 
 
 def run_stages(
@@ -66,17 +69,10 @@ def run_stages(
             summary["data_summary"] = data.describe()
 
             def position(name: str) -> dict[str, int]:
-                return {"stage_index": training.index(name) + 1, "stage_count": len(training)}
+                index = training.index(name) + 1 if name in training else len(training)
+                return {"stage_index": index, "stage_count": len(training)}
 
-            if "teacher" in stages:
-                teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"))
-                summary["stages"]["teacher"] = {
-                    "folder": str(run.teacher),
-                    "metrics": teacher.metrics,
-                    "architecture": teacher.info.get("architecture"),
-                    "has_foundation_weights": teacher.has_foundation_weights,
-                    "trainable_parameters": teacher.trainable.get("trainable"),
-                }
+            _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
     except CancelledError:
         logger.warning("run %s cancelled; run the same command again to resume", run.root)
         raise
@@ -91,3 +87,40 @@ def run_stages(
     reporter(ProgressEvent(stage="pipeline", state="done", message="finished", stage_index=len(training),
                            stage_count=len(training)))
     return summary
+
+
+def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages: Sequence[str],
+                      reporter: ProgressReporter, flag: StopFlag, position: Any, summary: dict[str, Any]) -> None:
+    """Teacher, synthesis + transfer set, distillation, fine-tuning (each only when asked for)."""
+    if "teacher" not in stages:
+        return
+    teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"))
+    summary["stages"]["teacher"] = {
+        "folder": str(run.teacher),
+        "metrics": teacher.metrics,
+        "architecture": teacher.info.get("architecture"),
+        "has_foundation_weights": teacher.has_foundation_weights,
+        "trainable_parameters": teacher.trainable.get("trainable"),
+    }
+    if "synthesis" in stages:
+        diffusion = run_synthesis_stage(run, data, config, progress=reporter, stop_flag=flag, **position("synthesis"))
+        transfer = build_transfer_set(run, data, config, teacher.model, diffusion, progress=reporter, stop_flag=flag)
+        summary["stages"]["synthesis"] = {
+            "enabled": config.synthesis.enabled,
+            "model_id": diffusion.model_id if diffusion is not None else None,
+            "transfer_set": transfer,
+        }
+    if "distill" in stages:
+        context = StageContext(reporter, flag, **position("distill"))
+        student = run_distill_stage(run, data, config, teacher.model, context)
+        summary["stages"]["distill"] = _student_summary(run.distill)
+        if "finetune" in stages:
+            run_finetune_stage(run, data, config, student, context.at(**position("finetune")))
+            summary["stages"]["finetune"] = _student_summary(run.finetune)
+
+
+def _student_summary(folder: Path) -> dict[str, Any]:
+    from tskd.pipeline.run_folder import read_json
+
+    stage = read_json(folder / "stage.json")
+    return {"folder": str(folder), "metrics": stage["metrics"], "parameters": stage["parameters"]}

@@ -55,6 +55,10 @@ class DiffusionConfig(ConfigBase):
     """The diffusion model, its training numbers and how it is sampled.
 
     Args:
+        enabled: grow the transfer set with synthetic images (False: the "without synthetic data"
+            ablation; the transfer set holds the real images only).
+        pretrained: a diffusers pipeline folder (e.g. a stronger model trained elsewhere) to sample
+            from instead of training one on the task's images.
         image_size: side of the square images the model makes; prepared slices are resized to it.
         block_out_channels: channels per resolution level of the U-Net (one level per entry).
         layers_per_block: residual blocks per level.
@@ -80,6 +84,8 @@ class DiffusionConfig(ConfigBase):
         gate: the quality gate.
     """
 
+    enabled: bool = True
+    pretrained: Optional[str] = None
     image_size: int = 64
     block_out_channels: tuple[int, ...] = (32, 64, 64)
     layers_per_block: int = 1
