@@ -22,12 +22,14 @@ from tskd.pipeline.teacher_stage import run_teacher_stage
 from tskd.pipeline.transfer_stage import build_transfer_set
 from tskd.progress import ConsoleProgress, MultiProgress, ProgressEvent, ProgressReporter, StatusFileProgress
 
-__all__ = ["run_stages", "TRAINING_STAGES"]
+__all__ = ["run_stages", "format_summary", "TRAINING_STAGES", "ALL_STAGES"]
 
 logger = logging.getLogger(__name__)
 
 #: Stages that train something, in pipeline order (used for "stage i of n" in progress displays).
 TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune")
+#: Every stage, in order.
+ALL_STAGES = ("data",) + TRAINING_STAGES
 
 
 def run_stages(
@@ -35,7 +37,7 @@ def run_stages(
     out: str | Path,
     config: PipelineConfig,
     *,
-    stages: Sequence[str] = ("data",) + TRAINING_STAGES,
+    stages: Sequence[str] = ALL_STAGES,
     progress: ProgressReporter | None = None,
     cancel_file: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -124,3 +126,42 @@ def _student_summary(folder: Path) -> dict[str, Any]:
 
     stage = read_json(folder / "stage.json")
     return {"folder": str(folder), "metrics": stage["metrics"], "parameters": stage["parameters"]}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A short table of what a run did and where its outputs are."""
+    run = Path(summary["run"])
+    rows = [("stage", "result", "output")]
+    data = summary.get("data_summary", {})
+    cases = data.get("cases", {})
+    rows.append(("data", f"{cases.get('train', 0)} train / {cases.get('val', 0)} val / "
+                 f"{cases.get('unlabelled', 0)} unlabelled cases", str(run / "prepared")))
+    stages = summary.get("stages", {})
+    if "teacher" in stages:
+        t = stages["teacher"]
+        note = "" if t["has_foundation_weights"] else " (NO foundation weights)"
+        rows.append(("teacher", f"{t['architecture']}{note}, val Dice {_dice(t['metrics'])}", t["folder"]))
+    if "synthesis" in stages:
+        s = stages["synthesis"]
+        counts = s["transfer_set"]["counts"]
+        dropped = sum(s["transfer_set"].get("dropped", {}).values())
+        result = (f"{counts.get('synthetic', 0)} synthetic (+{dropped} dropped) + "
+                  f"{counts.get('real_labelled', 0) + counts.get('real_unlabelled', 0)} real slices")
+        rows.append(("synthesis", result if s["enabled"] else "disabled: real images only", str(run / "transfer_set")))
+    for name in ("distill", "finetune"):
+        if name in stages:
+            st = stages[name]
+            rows.append((name, f"val Dice {_dice(st['metrics'])}, {st['parameters']:,} parameters", st["folder"]))
+    for name in ("package", "report"):
+        if name in stages:
+            rows.append((name, stages[name].get("result", ""), stages[name]["folder"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"finished in {summary.get('seconds', 0):.0f} s; run folder: {run}")
+    return "\n".join(lines)
+
+
+def _dice(metrics: dict[str, float]) -> str:
+    value = metrics.get("val_dice")
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
