@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tskd.cli import data_cmd
+from tskd.cli import data_cmd, evaluate_cmd, predict_cmd
 
-REGISTRY: list = [data_cmd.register]
+REGISTRY: list = [data_cmd.register, predict_cmd.register, evaluate_cmd.register]
