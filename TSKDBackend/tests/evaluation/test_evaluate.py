@@ -91,3 +91,14 @@ def test_a_2d_prediction_saved_as_seg_nrrd_scores_against_a_png(tmp_path):
                 tmp_path / "pred" / "us.seg.nrrd")
     report = evaluate_files(tmp_path / "pred", tmp_path / "ref")
     assert report.cases[0].dice == {1: 1.0}
+
+
+def test_pixel_sizes_of_2d_pictures_come_from_the_dataset_csv(tmp_path):
+    ref = box((4, 4), (12, 12), shape=(20, 24))
+    pred = box((4, 6), (12, 14), shape=(20, 24))  # 2 pixels along i
+    write(tmp_path / "dataset" / "masks" / "010_HC.png", ref)
+    write(tmp_path / "pred" / "010_HC.png", pred)
+    (tmp_path / "dataset" / "pixel_size_and_hc.csv").write_text("filename,pixel size(mm),head circumference (mm)\n"
+                                                                "010_HC.png,0.25,100\n")
+    report = evaluate_files(tmp_path / "pred", tmp_path / "dataset")
+    assert report.cases[0].hd95_mm[1] == pytest.approx(0.5) and report.spacing_source == "pixel_size_and_hc.csv"

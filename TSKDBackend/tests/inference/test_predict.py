@@ -143,3 +143,22 @@ def test_missing_inputs_and_models(onnx_model, tmp_path):
         predict_files(onnx_model, tmp_path / "empty", tmp_path / "o")
     with pytest.raises(ConfigError, match="backend"):
         load_slice_model(tmp_path, backend="tensorflow")
+
+
+@pytest.mark.shared_data
+def test_real_ultrasound_pictures_predict_and_evaluate(axis1_package, onnx_model, tmp_path):
+    """Two HC18 pictures: predictions keep the picture's grid and score against the real masks in mm."""
+    from tests.conftest import shared_dataset
+    from tskd.evaluation.evaluate import evaluate_files
+
+    hc18 = shared_dataset("hc18")
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in sorted(p.name for p in (hc18 / "images").iterdir())[:2]:
+        (images / name).symlink_to(hc18 / "images" / name)
+    results = predict_files(onnx_model, images, tmp_path / "pred")
+    assert all(r.ok for r in results) and all(len(r.shape) == 2 for r in results)
+    report = evaluate_files(tmp_path / "pred", hc18 / "masks", surface=False)
+    assert len(report.cases) == 2 and len(report.missing_predictions) > 100  # the other masks, reported
+    assert report.spacing_source == "pixel_size_and_hc.csv"  # pixel sizes in mm, as the dataset declares them
+    assert all(0.0 <= case.dice[1] <= 1.0 for case in report.cases)

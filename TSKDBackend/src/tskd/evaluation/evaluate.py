@@ -5,7 +5,8 @@ Predictions and references are paired by case name, whatever their file formats
 ``_mask`` and nnU-Net's ``_0000`` are ignored when the plain names do not match). Each pair must
 overlay (same grid); metrics are computed with the spacing of that grid, per numpy axis, in mm.
 Label names come from ``--labels``, the reference dataset's ``labels.json`` / ``dataset.json``, or
-defaults.
+defaults. 2D pictures without a pixel size (PNG...) take it from a pixel-size CSV in the reference
+dataset folder, as the data layer does (e.g. HC18's ``pixel_size_and_hc.csv``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from tskd.data.discover import LABEL_DIRS, list_images, stem_of
+from tskd.data.discover import LABEL_DIRS, list_images, read_spacing_csv, stem_of
 from tskd.data.image import Geometry, Image, is_image_path
 from tskd.data.labels import LabelTable
 from tskd.data.readers import read_sitk_image
@@ -51,12 +52,14 @@ class EvaluationReport:
     unmatched_predictions: list[Path] = field(default_factory=list)
     missing_predictions: list[Path] = field(default_factory=list)
     label_source: str = ""
+    spacing_source: str = ""
     files: dict[str, Path] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return _nan_to_none({
             "labels": {str(k): v for k, v in self.label_names.items()},
             "label_source": self.label_source,
+            "spacing_source": self.spacing_source or "image headers",
             "pairs": [{"case_id": c, "prediction": str(p), "reference": str(r)} for c, p, r in self.pairs],
             "cases": [case.to_dict() for case in self.cases],
             "summary": self.summary,
@@ -148,12 +151,39 @@ def find_label_table(ref: str | Path, labels: str | Path | None = None) -> Label
         return LabelTable.from_labels_json(path)
     ref = Path(ref).expanduser()
     folder = ref if ref.is_dir() and not is_image_path(ref) else ref.parent
-    for candidate in (folder, folder.parent):
+    for candidate in dict.fromkeys((folder, _dataset_folder(ref))):
         if (candidate / "labels.json").is_file():
             return LabelTable.from_labels_json(candidate / "labels.json")
         if (candidate / "dataset.json").is_file():
             return LabelTable.from_dataset_json(candidate / "dataset.json")
     return None
+
+
+def _dataset_folder(ref: Path) -> Path:
+    """The folder that may hold labels.json, dataset.json or a pixel-size CSV for ``ref``."""
+    folder = ref if ref.is_dir() and not is_image_path(ref) else ref.parent
+    return folder.parent if folder.name.lower() in LABEL_DIRS else folder
+
+
+def _pixel_sizes(ref: Path) -> tuple[dict[str, tuple[float, ...]], str]:
+    """Pixel sizes of 2D pictures from a CSV in the reference dataset (see :mod:`tskd.data.discover`)."""
+    for path in sorted(_dataset_folder(ref).glob("*.csv")):
+        table = read_spacing_csv(path)
+        if table is not None:
+            return table, path.name
+    return {}, ""
+
+
+def _spacing_of(reference: Image, path: Path, sizes: dict[str, tuple[float, ...]]) -> tuple[float, ...]:
+    """Voxel size per numpy axis (reversed ITK spacing); a CSV pixel size for 2D files without one."""
+    spacing = tuple(reference.geometry.spacing)
+    if sizes and reference.dimension == 2 and all(s == 1.0 for s in spacing):
+        for key in (path.name.lower(), *_keys(path)):
+            if key in sizes:
+                found = sizes[key]
+                spacing = found * 2 if len(found) == 1 else tuple(found)
+                break
+    return tuple(reversed(spacing))
 
 
 def _as_2d(image: Image) -> Image:
@@ -206,11 +236,12 @@ def evaluate_files(
     if not pairs:
         raise DataError(f"no prediction in {pred} has the case name of a reference in {ref}; name predictions "
                         "after their reference cases (e.g. case_01.nii.gz for case_01.nii.gz)")
-    for path in unmatched:
-        logger.warning("%s: no reference with this case name; not scored", path)
-    for path in missing:
-        logger.warning("%s: no prediction for this reference; not scored", path)
+    for paths, what in ((unmatched, "prediction(s) without a reference"), (missing, "reference(s) without a prediction")):
+        if paths:
+            shown = ", ".join(p.name for p in paths[:5]) + (", ..." if len(paths) > 5 else "")
+            logger.warning("%d %s, not scored: %s", len(paths), what, shown)
     table = find_label_table(ref, labels)
+    sizes, size_source = _pixel_sizes(Path(ref).expanduser())
     cases = []
     names = {label.value: label.name for label in table} if table is not None else {}
     for position, (case_id, pred_path, ref_path) in enumerate(pairs, start=1):
@@ -221,7 +252,7 @@ def evaluate_files(
         if table is not None and extra:
             logger.warning("%s: label values %s are not in the label table; scored as label_<v>", case_id, extra)
         values |= set(extra)
-        spacing = tuple(reversed(reference.geometry.spacing))
+        spacing = _spacing_of(reference, ref_path, sizes)
         metrics = case_metrics(prediction.array, reference.array, labels=sorted(values), spacing=spacing,
                                case_id=case_id, surface=surface)
         cases.append(metrics)
@@ -233,7 +264,7 @@ def evaluate_files(
     report = EvaluationReport(
         cases=cases, summary=summarize_metrics(cases, names), label_names=dict(sorted(names.items())), pairs=pairs,
         unmatched_predictions=unmatched, missing_predictions=missing,
-        label_source=table.source if table is not None else "values found",
+        label_source=table.source if table is not None else "values found", spacing_source=size_source,
     )
     if out is not None:
         report.files = write_metrics(report, out)
