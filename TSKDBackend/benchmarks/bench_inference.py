@@ -69,6 +69,15 @@ def machine_info(threads: int) -> dict[str, Any]:
     }
 
 
+def gflops(model: torch.nn.Module, input_size: int) -> float:
+    """Floating-point operations of one forward pass on one slice, in GFLOP (torch's counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, input_size, input_size))
+    return counter.get_total_flops() / 1e9
+
+
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, float]:
     """Seconds per call of ``fn``: median, minimum, and the number of timed calls."""
     for _ in range(warmup):
@@ -81,7 +90,7 @@ def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, flo
     return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats, "warmup": warmup}
 
 
-def test_volume() -> np.ndarray:
+def bench_volume() -> np.ndarray:
     rng = np.random.default_rng(0)
     k, j, i = np.meshgrid(*(np.linspace(-1, 1, n, dtype=np.float32) for n in VOLUME_SHAPE), indexing="ij")
     volume = 500 * np.sin(3 * i + 2 * j) + 300 * (k * k + j * j < 0.4) + rng.normal(0, 30, VOLUME_SHAPE)
@@ -98,14 +107,14 @@ def bench_student(name: str, threads: int, repeats: int, workdir: Path) -> dict[
     onnx = OnnxSegmenter(folder, threads=threads)
     torch_model = TorchSliceModel(model, input_size=SIZE, label_values=list(range(CLASSES)),
                                   normalization=normalization, slice_axis=0)
-    result: dict[str, Any] = {"parameters": count_parameters(model)}
+    result: dict[str, Any] = {"parameters": count_parameters(model), "gflops_per_slice": gflops(model, SIZE)}
     rng = np.random.default_rng(1)
     for batch in (1, 16):
         x = rng.standard_normal((batch, 1, SIZE, SIZE)).astype(np.float32)
         for backend, runner in (("torch", torch_model), ("onnxruntime", onnx)):
             timing = timed(lambda: runner.logits(x), repeats if batch == 1 else max(1, repeats // 4))
             result[f"{backend}_ms_per_slice_batch{batch}"] = 1000 * timing["median_s"] / batch
-    volume = test_volume()
+    volume = bench_volume()
     for backend, runner in (("torch", torch_model), ("onnxruntime", onnx)):
         timing = timed(lambda: segment_volume(runner, volume, batch_size=16), 1 if repeats < 5 else 2, warmup=0)
         result[f"{backend}_volume_s"] = timing["median_s"]
@@ -122,7 +131,8 @@ def bench_teacher(input_size: int, repeats: int, warmup: int) -> dict[str, Any]:
             teacher(x)
 
     timing = timed(run, repeats, warmup)
-    return {"input_size": input_size, "parameters": count_parameters(teacher), "torch_ms_per_slice": 1000 * timing["median_s"],
+    return {"input_size": input_size, "parameters": count_parameters(teacher),
+            "gflops_per_slice": gflops(teacher, input_size), "torch_ms_per_slice": 1000 * timing["median_s"],
             "repeats": repeats, "warmup": warmup}
 
 
@@ -148,11 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_teacher_1024:
         print("teacher vit_b at 1024 (slow on a CPU)...", file=sys.stderr, flush=True)
         results["teacher"]["vit_b_1024"] = bench_teacher(1024, 1 if args.quick else 3, 0 if args.quick else 1)
-    ratios = {}
-    for name, student in results["students"].items():
-        for key, teacher in results["teacher"].items():
-            ratios[f"{key}/{name}"] = teacher["torch_ms_per_slice"] / student["torch_ms_per_slice_batch1"]
-    results["ratio_teacher_over_student_torch_batch1"] = ratios
+    for backend in ("torch", "onnxruntime"):
+        ratios = {}
+        for name, student in results["students"].items():
+            for key, teacher in results["teacher"].items():
+                ratios[f"{key}/{name}"] = teacher["torch_ms_per_slice"] / student[f"{backend}_ms_per_slice_batch1"]
+        results[f"ratio_teacher_torch_over_student_{backend}_batch1"] = ratios
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(format_table(results))
@@ -165,18 +176,22 @@ def format_table(results: dict[str, Any]) -> str:
     lines = [f"{machine['cpu']} ({machine['physical_cores']} physical cores, {machine['threads']} threads); "
              f"torch {machine['torch']}, onnxruntime {machine['onnxruntime']}{' [quick]' if results['quick'] else ''}",
              "",
-             f"{'model':<12} {'params':>10} {'backend':<12} {'ms/slice b1':>12} {'ms/slice b16':>13} "
+             f"{'model':<12} {'params':>11} {'GFLOP':>7} {'backend':<12} {'ms/slice b1':>12} {'ms/slice b16':>13} "
              f"{'256x256x128 s':>14}"]
     for name, r in results["students"].items():
         for backend in ("torch", "onnxruntime"):
-            lines.append(f"{name:<12} {r['parameters']:>10,} {backend:<12} {r[f'{backend}_ms_per_slice_batch1']:>12.1f} "
-                         f"{r[f'{backend}_ms_per_slice_batch16']:>13.1f} {r[f'{backend}_volume_s']:>14.2f}")
+            lines.append(f"{name:<12} {r['parameters']:>11,} {r['gflops_per_slice']:>7.1f} {backend:<12} "
+                         f"{r[f'{backend}_ms_per_slice_batch1']:>12.1f} {r[f'{backend}_ms_per_slice_batch16']:>13.1f} "
+                         f"{r[f'{backend}_volume_s']:>14.2f}")
     for key, t in results["teacher"].items():
-        lines.append(f"{key:<12} {t['parameters']:>10,} {'torch':<12} {t['torch_ms_per_slice']:>12.1f} "
-                     f"{'':>13} {'':>14}")
+        lines.append(f"{key:<12} {t['parameters']:>11,} {t['gflops_per_slice']:>7.1f} {'torch':<12} "
+                     f"{t['torch_ms_per_slice']:>12.1f}")
     lines.append("")
-    for key, ratio in results["ratio_teacher_over_student_torch_batch1"].items():
-        lines.append(f"teacher/student per slice  {key:<28} {ratio:8.1f}x")
+    lines.append(f"{'teacher (torch) / student per slice, batch 1':<44} {'torch':>8} {'onnxruntime':>12}")
+    by_torch = results["ratio_teacher_torch_over_student_torch_batch1"]
+    by_onnx = results["ratio_teacher_torch_over_student_onnxruntime_batch1"]
+    for key in by_torch:
+        lines.append(f"{key:<44} {by_torch[key]:7.1f}x {by_onnx[key]:11.1f}x")
     return "\n".join(lines)
 
 

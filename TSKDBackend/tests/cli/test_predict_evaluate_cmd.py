@@ -9,7 +9,7 @@ import SimpleITK as sitk
 import torch
 
 from tests.data.datamaker import write
-from tests.runtime.packages import make_package, test_volume
+from tests.runtime.packages import make_package, make_volume
 from tskd.cli import predict_cmd
 from tskd.cli.main import main
 from tskd.export import zip_package
@@ -34,7 +34,7 @@ def test_choices_match_the_library():
 
 def test_predict_then_evaluate(run_folder, tmp_path, capsys):
     for i in range(2):
-        write(tmp_path / "images" / f"case_{i}.nii.gz", test_volume((4, 20, 24), seed=i), (0.8, 0.8, 2.5))
+        write(tmp_path / "images" / f"case_{i}.nii.gz", make_volume((4, 20, 24), seed=i), (0.8, 0.8, 2.5))
     (tmp_path / "images" / "bad.nrrd").write_text("NRRD0004\nnonsense\n")
     code = main(["predict", "--model", str(run_folder), "--input", str(tmp_path / "images"),
                  "--output", str(tmp_path / "pred"), "--threads", "1", "--batch-size", "3"])
@@ -60,7 +60,7 @@ def test_predict_then_evaluate(run_folder, tmp_path, capsys):
 
 def test_predict_from_a_zip_with_torch_and_seg_nrrd(run_folder, tmp_path, capsys):
     zipped = zip_package(run_folder, tmp_path / "liver.tskd.zip")
-    image = write(tmp_path / "one.nii.gz", test_volume((4, 20, 24)))
+    image = write(tmp_path / "one.nii.gz", make_volume((4, 20, 24)))
     code = main(["predict", "--model", str(zipped), "--input", str(image), "--output", str(tmp_path / "out"),
                  "--format", "seg.nrrd", "--backend", "torch", "--roi", "1:3,:,:"])
     assert code == 0, capsys.readouterr().err

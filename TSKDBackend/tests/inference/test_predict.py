@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from tests.data.datamaker import write, write_dicom_series
-from tests.runtime.packages import test_volume, torch_reference
+from tests.runtime.packages import make_volume, torch_reference
 from tskd.data.image import read_image
 from tskd.errors import ConfigError, DataError
 from tskd.inference import load_slice_model, output_path_for, parse_roi, predict_files
@@ -26,7 +26,7 @@ def onnx_model(axis1_package):
 
 def test_nifti_prediction_keeps_geometry_and_matches_torch(axis1_package, onnx_model, tmp_path):
     folder, torch_net = axis1_package
-    volume = test_volume((9, 23, 61), seed=7)
+    volume = make_volume((9, 23, 61), seed=7)
     image = write(tmp_path / "in" / "case_01.nii.gz", volume, SPACING, ORIGIN, DIRECTION)
     package = StudentPackage.load(folder)
     reference = torch_reference(torch_net, volume, values=[0, 1, 4], input_size=32, axis=1,
@@ -51,9 +51,9 @@ def test_nifti_prediction_keeps_geometry_and_matches_torch(axis1_package, onnx_m
 
 def test_a_folder_of_mixed_inputs_with_one_unreadable(onnx_model, tmp_path):
     inputs = tmp_path / "inputs"
-    write(inputs / "ct.nrrd", test_volume((5, 20, 24)), (0.8, 0.8, 2.0), (1.0, 2.0, 3.0))
-    write(inputs / "us.png", (test_volume((1, 30, 40))[0] % 256).astype(np.uint8))
-    write_dicom_series(inputs / "series", test_volume((4, 16, 18), seed=3))
+    write(inputs / "ct.nrrd", make_volume((5, 20, 24)), (0.8, 0.8, 2.0), (1.0, 2.0, 3.0))
+    write(inputs / "us.png", (make_volume((1, 30, 40))[0] % 256).astype(np.uint8))
+    write_dicom_series(inputs / "series", make_volume((4, 16, 18), seed=3))
     (inputs / "broken.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
     (inputs / "notes.txt").write_text("not an image")
     seen = []
@@ -75,7 +75,7 @@ def test_a_folder_of_mixed_inputs_with_one_unreadable(onnx_model, tmp_path):
 
 
 def test_inputs_are_never_overwritten(onnx_model, tmp_path):
-    volume = test_volume((3, 16, 16))
+    volume = make_volume((3, 16, 16))
     path = write(tmp_path / "case.nii.gz", volume)
     before = path.read_bytes()
     (result,) = predict_files(onnx_model, tmp_path, tmp_path)  # output folder = input folder, same format
@@ -92,7 +92,7 @@ def test_inputs_are_never_overwritten(onnx_model, tmp_path):
 def test_seg_nrrd_output_loads_in_slicer_with_names_and_colours(onnx_model, tmp_path):
     from tests.data.test_seg_nrrd import slicer_read
 
-    path = write(tmp_path / "case.nii.gz", test_volume((6, 20, 30)), SPACING, ORIGIN, DIRECTION)
+    path = write(tmp_path / "case.nii.gz", make_volume((6, 20, 30)), SPACING, ORIGIN, DIRECTION)
     (result,) = predict_files(onnx_model, path, tmp_path / "case_pred.seg.nrrd")
     assert result.ok and result.output.name == "case_pred.seg.nrrd"
     segments, layers = slicer_read(result.output)
@@ -104,7 +104,7 @@ def test_seg_nrrd_output_loads_in_slicer_with_names_and_colours(onnx_model, tmp_
 
 
 def test_roi_from_the_command_line_form(onnx_model, tmp_path):
-    path = write(tmp_path / "c.nii.gz", test_volume((6, 20, 30)))
+    path = write(tmp_path / "c.nii.gz", make_volume((6, 20, 30)))
     roi = parse_roi("1:4, :15 ,10:")
     assert roi == [(1, 4), (None, 15), (10, None)]
     (result,) = predict_files(onnx_model, path, tmp_path / "o", roi=roi)

@@ -45,16 +45,13 @@ def make_package(
     return path, student.eval()
 
 
-def test_volume(shape=(7, 40, 52), seed=0) -> np.ndarray:
+def make_volume(shape=(7, 40, 52), seed=0) -> np.ndarray:
     """An int16 CT-like volume with smooth structures (so the untrained model's classes vary)."""
     rng = np.random.default_rng(seed)
     k, j, i = np.meshgrid(*(np.linspace(-1, 1, n) for n in shape), indexing="ij")
     volume = 400 * np.sin(3 * i + 2 * j) + 300 * (k * k + j * j < 0.4) - 200 * (np.abs(i) < 0.3)
     volume += rng.normal(0, 30, shape)
     return np.round(volume).astype(np.int16)
-
-
-test_volume.__test__ = False  # a helper, not a test
 
 
 def torch_reference(model: torch.nn.Module, volume: np.ndarray, *, values: Sequence[int], input_size: int,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.runtime.packages import make_package, test_volume, torch_reference
+from tests.runtime.packages import make_package, make_volume, torch_reference
 from tskd.errors import CancelledError
 from tskd.inference.torch_model import TorchSliceModel
 from tskd.preprocess import NormalizationSpec
@@ -28,7 +28,7 @@ def test_onnx_segmenter_reports_the_package(onnx_014):
 
 
 def test_labels_are_values_with_the_volume_shape(onnx_014):
-    volume = test_volume()
+    volume = make_volume()
     labels = segment_volume(onnx_014, volume, batch_size=3)
     assert labels.shape == volume.shape and labels.dtype == np.uint8
     assert set(np.unique(labels)) == {0, 1, 4}  # channel 2 is written as value 4
@@ -37,7 +37,7 @@ def test_labels_are_values_with_the_volume_shape(onnx_014):
 def test_matches_a_torch_reference_on_an_anisotropic_volume(package_axis1):
     folder, model = package_axis1
     package = StudentPackage.load(folder)
-    volume = test_volume((9, 23, 61), seed=3)  # slices along axis 1 are 9 x 61: resized up and down
+    volume = make_volume((9, 23, 61), seed=3)  # slices along axis 1 are 9 x 61: resized up and down
     reference = torch_reference(model, volume, values=[0, 1, 4], input_size=32, axis=1,
                                 normalization=package.normalization)
     torch_model = TorchSliceModel.from_package(package)
@@ -48,7 +48,7 @@ def test_matches_a_torch_reference_on_an_anisotropic_volume(package_axis1):
 
 
 def test_volume_segmenter_slices_equal_the_volume_result(onnx_014):
-    volume = test_volume((6, 30, 44), seed=1)
+    volume = make_volume((6, 30, 44), seed=1)
     whole = segment_volume(onnx_014, volume, batch_size=1)
     live = VolumeSegmenter(onnx_014, volume)
     assert live.num_slices == 6 and live.normalization.resolved
@@ -59,13 +59,13 @@ def test_volume_segmenter_slices_equal_the_volume_result(onnx_014):
 
 
 def test_batch_size_does_not_change_the_result(onnx_014):
-    volume = test_volume((5, 20, 24), seed=2)
+    volume = make_volume((5, 20, 24), seed=2)
     one = segment_volume(onnx_014, volume, batch_size=1)
     np.testing.assert_array_equal(segment_volume(onnx_014, volume, batch_size=16), one)
 
 
 def test_roi_segments_the_box_with_whole_volume_statistics(onnx_014):
-    volume = test_volume((8, 30, 40), seed=4)
+    volume = make_volume((8, 30, 40), seed=4)
     whole = segment_volume(onnx_014, volume)
     roi = ((2, 6), (None, None), (0, 40))
     boxed = segment_volume(onnx_014, volume, roi=roi)
@@ -84,7 +84,7 @@ def test_roi_segments_the_box_with_whole_volume_statistics(onnx_014):
 
 
 def test_2d_images_and_single_slice_volumes(onnx_014):
-    image = test_volume((1, 37, 45), seed=5)
+    image = make_volume((1, 37, 45), seed=5)
     as_volume = segment_volume(onnx_014, image)
     flat = segment_volume(onnx_014, image[0])
     assert flat.shape == (37, 45) and flat.dtype == np.uint8
@@ -95,7 +95,7 @@ def test_2d_images_and_single_slice_volumes(onnx_014):
 
 
 def test_progress_and_cancel(onnx_014):
-    volume = test_volume((5, 16, 16))
+    volume = make_volume((5, 16, 16))
     seen = []
     segment_volume(onnx_014, volume, batch_size=2, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(2, 5), (4, 5), (5, 5)]
@@ -111,7 +111,7 @@ def test_progress_and_cancel(onnx_014):
 
 def test_large_label_values_give_uint16(tmp_path):
     folder, _ = make_package(tmp_path / "pkg", values=(0, 300))
-    labels = segment_volume(OnnxSegmenter(folder, threads=1), test_volume((3, 20, 20)))
+    labels = segment_volume(OnnxSegmenter(folder, threads=1), make_volume((3, 20, 20)))
     assert labels.dtype == np.uint16 and set(np.unique(labels)) <= {0, 300}
 
 

@@ -30,6 +30,7 @@ def test_properties_from_a_folder_and_a_run_folder(package_014, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(folder, run / "package")
     assert StudentPackage.load(run).folder == run / "package"
+    assert StudentPackage.load(run / "package" / "model.onnx").folder == run / "package"
 
 
 def test_zip_round_trip_and_cache_reuse(package_014, tmp_path):

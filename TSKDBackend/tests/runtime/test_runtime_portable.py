@@ -94,3 +94,21 @@ print("ok", sorted(set(np.unique(labels).tolist())))
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("ok")
+
+
+
+def test_type_unions_only_inside_annotations():
+    """``X | Y`` on types fails at run time on Python 3.9 (Slicer) outside postponed annotations."""
+    for path in _files():
+        tree = ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 9))
+        annotations = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.arg, ast.AnnAssign)) and node.annotation is not None:
+                annotations.update(id(n) for n in ast.walk(node.annotation))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.returns is not None:
+                annotations.update(id(n) for n in ast.walk(node.returns))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and id(node) not in annotations:
+                for side in (node.left, node.right):
+                    is_type = isinstance(side, ast.Name) and side.id in {"int", "float", "str", "None", "bool", "Path"}
+                    assert not is_type, f"{path.name}:{node.lineno}: type union outside an annotation"

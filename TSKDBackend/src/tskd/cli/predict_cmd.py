@@ -45,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--roi", metavar="k0:k1,j0:j1,i0:i1",
                         help="segment only this box (numpy index bounds; empty sides mean the whole axis)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="cpu (default) or cuda (when onnxruntime / torch has CUDA here)")
     parser.set_defaults(func=run_predict)
 
 
@@ -53,7 +55,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from tskd.inference.predict import load_slice_model, parse_roi, predict_files
 
     roi = parse_roi(args.roi)
-    model = load_slice_model(args.model, backend=args.backend, threads=args.threads)
+    model = load_slice_model(args.model, backend=args.backend, threads=args.threads, device=args.device)
 
     def report(position: int, total: int, result) -> None:
         prefix = f"[{position}/{total}] {result.input.name}"

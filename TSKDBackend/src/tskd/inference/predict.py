@@ -116,6 +116,9 @@ def load_slice_model(
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if device == "cuda" and not torch.cuda.is_available():
+        logger.warning("CUDA is not available to torch here; running on the CPU")
+        device = "cpu"
     return TorchSliceModel.from_package(package, device=device or "cpu")
 
 

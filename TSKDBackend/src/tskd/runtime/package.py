@@ -298,7 +298,9 @@ class StudentPackage:
             PackageError: not found, not a package, unsafe zip, or invalid metadata.
         """
         source = Path(path).expanduser()
-        if source.is_file():
+        if source.is_file() and source.name in (METADATA_NAME, ONNX_NAME):
+            folder = source.parent  # a file inside a package folder
+        elif source.is_file():
             folder = unpack_zip(source, cache_dir)
         else:
             folder = find_package_folder(source)
