@@ -14,6 +14,7 @@ shipped together under another name).
 from __future__ import annotations
 
 from .inference import SliceModel, VolumeSegmenter, effective_axis, label_dtype, resolve_roi, segment_volume
+from .archive import MAX_UNPACKED_BYTES, unpack_zip
 from .package import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -25,7 +26,6 @@ from .package import (
     PackageLabel,
     StudentPackage,
     find_package_folder,
-    unpack_zip,
 )
 from .session import OnnxSegmenter, physical_cores, resolve_providers
 
@@ -41,6 +41,7 @@ __all__ = [
     "StudentPackage",
     "find_package_folder",
     "unpack_zip",
+    "MAX_UNPACKED_BYTES",
     "OnnxSegmenter",
     "physical_cores",
     "resolve_providers",

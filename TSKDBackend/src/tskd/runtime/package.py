@@ -2,24 +2,17 @@
 
 The format is described in ``docs/student-package.md``: ``model.onnx``, ``tskd-model.json``
 (metadata) and optionally ``student.pt``. :meth:`StudentPackage.load` finds the package, unpacks
-a zip safely (no absolute paths, no ``..``, no links, bounded size) into a cache folder next to
-it (or a temporary folder when that one is not writable), and checks the metadata field by field,
-so a damaged or foreign file gives one clear message naming the file and the field.
+a zip safely (:mod:`tskd.runtime.archive`), and checks the metadata field by field, so a damaged
+or foreign file gives one clear message naming the file and the field.
 
 Standard library and :mod:`tskd.preprocess` only, Python 3.9 syntax: shipped into Slicer.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import logging
 import os
-import shutil
-import stat
-import tempfile
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
 
 from ..errors import CheckpointError
@@ -36,10 +29,7 @@ __all__ = [
     "PackageLabel",
     "StudentPackage",
     "find_package_folder",
-    "unpack_zip",
 ]
-
-logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "tskd-student"
 FORMAT_VERSION = 1
@@ -47,9 +37,6 @@ METADATA_NAME = "tskd-model.json"
 ONNX_NAME = "model.onnx"
 TORCH_NAME = "student.pt"
 PACKAGE_SUFFIX = ".tskd.zip"
-#: Largest total unpacked size accepted from a zip (a student is tens of MB at most).
-MAX_UNPACKED_BYTES = 4 << 30
-
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -89,111 +76,6 @@ def find_package_folder(path: PathLike) -> Path:
             f"a {PACKAGE_SUFFIX} file, or a run folder whose training finished (it writes package/)"
         )
     raise PackageError(f"{path}: not a folder or a {PACKAGE_SUFFIX} file")
-
-
-def _zip_members(archive: zipfile.ZipFile, source: Path) -> List[Tuple[zipfile.ZipInfo, PurePosixPath]]:
-    """The file members and their safe relative paths; raises on anything unsafe."""
-    members = []
-    total = 0
-    for info in archive.infolist():
-        name = info.filename.replace("\\", "/")
-        parts = PurePosixPath(name).parts
-        if name.startswith("/") or (parts and ":" in parts[0]) or ".." in parts:
-            raise PackageError(f"{source}: unsafe member '{info.filename}' (absolute path or '..'); not unpacked")
-        mode = info.external_attr >> 16
-        if stat.S_ISLNK(mode):
-            raise PackageError(f"{source}: member '{info.filename}' is a symbolic link; not unpacked")
-        if info.is_dir():
-            continue
-        total += info.file_size
-        if total > MAX_UNPACKED_BYTES:
-            raise PackageError(f"{source}: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB; not a student package")
-        members.append((info, PurePosixPath(*parts)))
-    return members
-
-
-def _package_root(members: List[Tuple[zipfile.ZipInfo, PurePosixPath]], source: Path) -> PurePosixPath:
-    """Where ``tskd-model.json`` lies in the zip: the root, or one folder inside."""
-    roots = [path.parent for _, path in members if path.name == METADATA_NAME and len(path.parts) <= 2]
-    if len(roots) != 1:
-        found = "no" if not roots else f"{len(roots)}"
-        raise PackageError(
-            f"{source}: {found} {METADATA_NAME} at the top of the zip; a {PACKAGE_SUFFIX} holds one package "
-            f"(model.onnx and {METADATA_NAME}, at the top or in one folder)"
-        )
-    return roots[0]
-
-
-def _zip_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
-def _cache_parent(zip_path: Path, cache_dir: Optional[PathLike]) -> Path:
-    candidates = [Path(cache_dir)] if cache_dir is not None else []
-    candidates += [zip_path.parent / ".tskd-cache", Path(tempfile.gettempdir()) / "tskd-packages"]
-    for candidate in candidates:
-        try:
-            candidate.mkdir(parents=True, exist_ok=True)
-            probe = tempfile.NamedTemporaryFile(dir=candidate, prefix=".probe", delete=True)
-            probe.close()
-            return candidate
-        except OSError:
-            continue
-    raise PackageError(f"{zip_path}: no writable folder to unpack it into (tried {', '.join(map(str, candidates))})")
-
-
-def unpack_zip(path: PathLike, cache_dir: Optional[PathLike] = None) -> Path:
-    """Unpack a ``.tskd.zip`` safely and return the package folder inside the cache.
-
-    The cache folder is named after the zip's name and content hash, so unpacking the same file
-    again reuses it and a changed file gets a fresh folder. Unpacking goes to a temporary folder
-    that is renamed when complete.
-
-    Args:
-        path: the zip file.
-        cache_dir: where to unpack (default: ``.tskd-cache`` next to the zip, else a temporary folder).
-
-    Raises:
-        PackageError: not a zip, unsafe members, or no package inside.
-    """
-    path = Path(path).expanduser()
-    if not zipfile.is_zipfile(path):
-        raise PackageError(f"{path}: not a zip file (or a damaged one); download the {PACKAGE_SUFFIX} again")
-    with zipfile.ZipFile(path) as archive:
-        members = _zip_members(archive, path)
-        root = _package_root(members, path)
-        parent = _cache_parent(path, cache_dir)
-        stem = path.name[: -len(PACKAGE_SUFFIX)] if path.name.lower().endswith(PACKAGE_SUFFIX) else path.stem
-        target = parent / f"{stem}-{_zip_digest(path)}"
-        if (target / METADATA_NAME).is_file():
-            return target
-        work = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=parent))
-        os.chmod(work, 0o755)  # mkdtemp makes it private; the unpacked package is an ordinary folder
-        try:
-            for info, relative in members:
-                if root.parts and relative.parts[: len(root.parts)] != root.parts:
-                    continue
-                inside = relative.parts[len(root.parts):]
-                destination = work.joinpath(*inside)
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as source, open(destination, "wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-            try:
-                os.replace(work, target)
-            except OSError:
-                if not (target / METADATA_NAME).is_file():  # not another process unpacking it first
-                    raise
-        except zipfile.BadZipFile as exc:
-            raise PackageError(f"{path}: damaged zip ({exc}); download the {PACKAGE_SUFFIX} again") from None
-        finally:
-            if work.exists():
-                shutil.rmtree(work, ignore_errors=True)
-    logger.info("unpacked %s into %s", path, target)
-    return target
 
 
 def _field(data: Dict[str, Any], key: str, where: str) -> Any:
@@ -301,6 +183,8 @@ class StudentPackage:
         if source.is_file() and source.name in (METADATA_NAME, ONNX_NAME):
             folder = source.parent  # a file inside a package folder
         elif source.is_file():
+            from .archive import unpack_zip
+
             folder = unpack_zip(source, cache_dir)
         else:
             folder = find_package_folder(source)
