@@ -14,15 +14,19 @@ from .normalization import (
     apply_normalization,
     fit_normalization,
     looks_like_ct,
+    resolve_normalization,
 )
 from .resize import resize_bilinear, resize_nearest
 from .slicing import choose_slice_axis, slices_along, stack_slices
+from .statistics import intensity_statistics
 
 __all__ = [
     "MODES",
     "NormalizationFitter",
     "NormalizationSpec",
     "apply_normalization",
+    "resolve_normalization",
+    "intensity_statistics",
     "fit_normalization",
     "looks_like_ct",
     "resize_bilinear",

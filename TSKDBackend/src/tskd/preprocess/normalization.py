@@ -11,6 +11,10 @@ Three modes, described by a JSON-safe :class:`NormalizationSpec` that travels wi
     Per image: clip to the image's own ``[p_low, p_high]`` percentiles, then z-score by the clipped
     image's own mean and std. The statistics come from the whole array passed in (the whole
     volume, before slicing), so inference on a volume repeats training exactly.
+    :func:`resolve_normalization` computes them once and returns a *resolved* spec (the same mode
+    with ``lower``/``upper``/``mean``/``std`` filled in) that normalises any part of the volume,
+    slice by slice, exactly as the whole volume would be: inference never needs a float copy of
+    the whole volume.
 ``"none"``
     Only a cast to float32.
 
@@ -25,11 +29,14 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import numpy as np
 
+from .statistics import intensity_statistics
+
 __all__ = [
     "MODES",
     "NormalizationSpec",
     "NormalizationFitter",
     "apply_normalization",
+    "resolve_normalization",
     "fit_normalization",
     "looks_like_ct",
 ]
@@ -55,6 +62,10 @@ class NormalizationSpec:
         p_low: ``"percentile"``: lower clipping percentile of each image (0-100).
         p_high: ``"percentile"``: upper clipping percentile of each image (0-100).
         note: free text saying how the spec was obtained (shown in reports).
+
+    A ``"percentile"`` spec leaves ``lower``/``upper``/``mean``/``std`` unset; a *resolved* one
+    (from :func:`resolve_normalization`) has all four set to one image's statistics and applies
+    them as fixed numbers. Only unresolved specs belong in a model package.
     """
 
     mode: str = "percentile"
@@ -77,8 +88,25 @@ class NormalizationSpec:
                 raise ValueError(f"'ct' window must have lower < upper, got [{self.lower}, {self.upper}]")
             if not self.std > 0:
                 raise ValueError(f"'ct' normalization needs std > 0, got {self.std}")
+        if self.mode == "percentile":
+            values = (self.lower, self.upper, self.mean, self.std)
+            if any(v is not None for v in values):
+                if any(v is None or not np.isfinite(v) for v in values):
+                    raise ValueError(
+                        f"a resolved 'percentile' normalization needs finite lower, upper, mean and std "
+                        f"(or none of them), got {values}"
+                    )
+                if not self.lower <= self.upper or not self.std > 0:
+                    raise ValueError(
+                        f"a resolved 'percentile' normalization needs lower <= upper and std > 0, got {values}"
+                    )
         if not 0.0 <= self.p_low < self.p_high <= 100.0:
             raise ValueError(f"percentiles must satisfy 0 <= p_low < p_high <= 100, got {self.p_low}, {self.p_high}")
+
+    @property
+    def resolved(self) -> bool:
+        """True when the spec holds fixed numbers (``"ct"``, ``"none"``, or a resolved ``"percentile"``)."""
+        return self.mode != "percentile" or self.std is not None
 
     def to_dict(self) -> Dict[str, Any]:
         """Plain JSON-safe dict (floats, strings, None)."""
@@ -100,12 +128,47 @@ class NormalizationSpec:
         return cls(**data)
 
 
+def resolve_normalization(array: np.ndarray, spec: NormalizationSpec) -> NormalizationSpec:
+    """The fixed numbers that normalise ``array`` as ``spec`` says (statistics computed once).
+
+    ``apply_normalization(part, resolve_normalization(volume, spec))`` equals
+    ``apply_normalization(volume, spec)[part]`` exactly for any part (slice, block, box) of
+    ``volume``: the normalisation is element-wise once the statistics are fixed.
+
+    Args:
+        array: the whole volume (any shape, real dtype); not copied to float (see
+            :mod:`tskd.preprocess.statistics`).
+        spec: the normalisation; ``"ct"``, ``"none"`` and resolved specs are returned unchanged.
+
+    Returns:
+        A resolved :class:`NormalizationSpec`.
+    """
+    if not isinstance(spec, NormalizationSpec):
+        raise ValueError(f"spec must be a NormalizationSpec, got {type(spec).__name__}")
+    if spec.resolved:
+        return spec
+    array = np.asarray(array)
+    if array.size == 0:
+        raise ValueError("cannot normalise an empty array")
+    lower, upper, mean, std = intensity_statistics(array, spec.p_low, spec.p_high)
+    return dataclasses.replace(
+        spec,
+        lower=lower,
+        upper=upper,
+        mean=mean,
+        std=std if std > _EPS else 1.0,
+        note=f"statistics of a {'x'.join(str(n) for n in array.shape)} array "
+        f"(percentiles [{spec.p_low}, {spec.p_high}])",
+    )
+
+
 def apply_normalization(array: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
     """Normalise ``array`` (any dimension) as ``spec`` says.
 
     Args:
-        array: raw intensities, any shape and real dtype. For ``"percentile"`` the statistics are
-            computed over the whole array, so pass the whole volume, not single slices.
+        array: raw intensities, any shape and real dtype. For an unresolved ``"percentile"`` spec
+            the statistics are computed over the whole array, so pass the whole volume, not single
+            slices (or resolve the spec on the volume first: :func:`resolve_normalization`).
         spec: the normalisation to apply.
 
     Returns:
@@ -113,23 +176,15 @@ def apply_normalization(array: np.ndarray, spec: NormalizationSpec) -> np.ndarra
     """
     if not isinstance(spec, NormalizationSpec):
         raise ValueError(f"spec must be a NormalizationSpec, got {type(spec).__name__}")
-    data = np.array(array, dtype=np.float32, copy=True)
-    if data.size == 0:
+    if np.size(array) == 0:
         raise ValueError("cannot normalise an empty array")
+    spec = resolve_normalization(array, spec)
+    data = np.array(array, dtype=np.float32, copy=True)
     if spec.mode == "none":
         return data
-    if spec.mode == "ct":
-        np.clip(data, spec.lower, spec.upper, out=data)
-        data -= np.float32(spec.mean)
-        data /= np.float32(spec.std)
-        return data
-    low, high = np.percentile(data, [spec.p_low, spec.p_high])
-    np.clip(data, low, high, out=data)
-    mean = float(data.mean(dtype=np.float64))
-    std = float(data.std(dtype=np.float64))
-    data -= np.float32(mean)
-    if std > _EPS:
-        data /= np.float32(std)
+    np.clip(data, np.float32(spec.lower), np.float32(spec.upper), out=data)
+    data -= np.float32(spec.mean)
+    data /= np.float32(spec.std)
     return data
 
 

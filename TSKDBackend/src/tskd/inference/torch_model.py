@@ -1,0 +1,82 @@
+"""A torch network behind the runtime's ``SliceModel`` interface.
+
+:class:`TorchSliceModel` lets :func:`tskd.runtime.segment_volume` run any torch module that maps
+normalised slices ``(B, 1, S, S)`` to logits ``(B, K, S, S)``: a package's torch student
+(:meth:`TorchSliceModel.from_package`), a student during training, or the teacher.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from tskd.preprocess import NormalizationSpec
+from tskd.runtime.package import StudentPackage
+
+__all__ = ["TorchSliceModel"]
+
+
+class TorchSliceModel:
+    """A torch network with the metadata :func:`tskd.runtime.segment_volume` needs.
+
+    Args:
+        network: maps float ``(B, 1, S, S)`` to logits ``(B, K, S, S)``; used in eval mode (its mode
+            is restored after each call).
+        input_size: S.
+        label_values: the label value of each output channel (K values, the first 0).
+        normalization: the normalisation training used.
+        slice_axis: numpy axis of the ``(k, j, i)`` volume to slice along.
+        device: where to run (default: the network's device).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        input_size: int,
+        label_values: Sequence[int],
+        normalization: NormalizationSpec,
+        slice_axis: int,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if slice_axis not in (0, 1, 2):
+            raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis!r}")
+        if len(label_values) < 2 or int(label_values[0]) != 0:
+            raise ValueError(f"label_values must list K >= 2 values starting with 0, got {list(label_values)}")
+        self.network = network
+        self.input_size = int(input_size)
+        self.label_values = [int(v) for v in label_values]
+        self.num_classes = len(self.label_values)
+        self.normalization = normalization
+        self.slice_axis = int(slice_axis)
+        first = next(network.parameters(), None)
+        self.device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
+
+    @classmethod
+    def from_package(cls, package: StudentPackage | str | Path, device: str | torch.device = "cpu") -> TorchSliceModel:
+        """The torch student of a package (its ``student.pt``)."""
+        from tskd.export.package import load_torch_student
+
+        package = package if isinstance(package, StudentPackage) else StudentPackage.load(package)
+        network = load_torch_student(package, device=device)
+        return cls(network, input_size=package.input_size, label_values=package.label_values,
+                   normalization=package.normalization, slice_axis=package.slice_axis, device=device)
+
+    @torch.no_grad()
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """float32 ``(B, 1, S, S)`` -> float32 ``(B, K, S, S)``."""
+        batch = np.asarray(batch, dtype=np.float32)
+        size = self.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (1, size, size):
+            raise ValueError(f"expected a batch of shape (B, 1, {size}, {size}), got {batch.shape}")
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            out = self.network(torch.from_numpy(np.ascontiguousarray(batch)).to(self.device))
+        finally:
+            self.network.train(was_training)
+        return out.float().cpu().numpy()
