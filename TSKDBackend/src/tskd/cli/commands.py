@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from tskd.cli import data_cmd
+from tskd.cli import data_cmd, serve_cmd
 
-REGISTRY: list = [data_cmd.register]
+REGISTRY: list = [data_cmd.register, serve_cmd.register]
