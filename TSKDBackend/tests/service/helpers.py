@@ -28,6 +28,8 @@ from tskd.service.settings import ServiceSettings  # noqa: E402
 
 FAKE_TRAIN = Path(__file__).with_name("fake_train.py")
 FAKE_TRAIN_COMMAND = [sys.executable, str(FAKE_TRAIN)]
+#: pass as ``train_command`` to run jobs with the server's default command, ``python -m tskd train``
+REAL_PIPELINE = ["<default: python -m tskd train>"]
 PHANTOM = PhantomConfig(size=(32, 32, 8), spacing=(1.0, 1.0, 2.5), structures=2)
 IGNORED = {"tskd.db", "tskd.db-wal", "tskd.db-shm", "server.lock"}
 
@@ -110,7 +112,9 @@ class ServerProcess:
     def __init__(self, workspace: Path, *extra: str, train_command: list[str] | None = None,
                  log: Path | None = None) -> None:
         command = [sys.executable, "-m", "tskd", "serve", "--workspace", str(workspace), "--port", "0",
-                   "--train-command", shlex.join(train_command or FAKE_TRAIN_COMMAND), "--cancel-grace-s", "2", *extra]
+                   "--cancel-grace-s", "2", *extra]
+        if train_command != REAL_PIPELINE:  # the real pipeline is the server's default command
+            command += ["--train-command", shlex.join(train_command or FAKE_TRAIN_COMMAND)]
         self.log = open(log or workspace.parent / f"server-{time.time_ns()}.log", "ab")
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO_ROOT)
         line = self.proc.stdout.readline() if self.proc.stdout else ""

@@ -121,7 +121,13 @@ class Database:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                    timeout=self.busy_timeout_ms / 1000)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise TSKDError(
+                    f"{self.path}: is not a tskd database ({exc}); point --workspace at another folder"
+                ) from None
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
@@ -179,10 +185,7 @@ class Database:
 
     def _migrate(self) -> None:
         conn = self.connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:
-            raise TSKDError(f"{self.path}: is not a tskd database ({exc}); point --workspace at another folder") from None
+        conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied REAL NOT NULL)")
             current = int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0)
