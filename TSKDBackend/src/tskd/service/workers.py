@@ -176,12 +176,19 @@ class Scheduler:
             code = read_exit_file(self._files(job).exit)
             self._finish(job, code, reason="the server was not running when the worker ended")
         if self.settings.auto_resume:
-            count = self.db.execute(
-                "UPDATE jobs SET state = 'queued', finished = NULL, pid = NULL, pid_started = NULL, exit_code = NULL, "
-                "error = NULL, slot = NULL WHERE state = 'interrupted'"
-            )
-            if count:
-                logger.info("--auto-resume: %d interrupted jobs queued again", count)
+            interrupted = self.db.query("SELECT * FROM jobs WHERE state = 'interrupted'")
+            for job in interrupted:
+                files = self._files(job)
+                for path in (files.cancel, files.exit):
+                    path.unlink(missing_ok=True)
+                self.db.execute(
+                    "UPDATE jobs SET state = 'queued', finished = NULL, pid = NULL, pid_started = NULL, "
+                    "exit_code = NULL, error = NULL, cancel_requested = NULL, slot = NULL "
+                    "WHERE id = ? AND state = 'interrupted'",
+                    (job["id"],),
+                )
+            if interrupted:
+                logger.info("--auto-resume: %d interrupted jobs queued again", len(interrupted))
 
     # -- one round ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -260,6 +267,7 @@ class Scheduler:
         env["PYTHONUNBUFFERED"] = "1"
         if self.settings.max_concurrent_jobs > 1 and gpu_count() > 1:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % gpu_count())
+        files.exit.unlink(missing_ok=True)  # a previous attempt's exit code must not be read for this one
         try:
             command = self._command(job, files)
             with open(files.output, "ab") as output:
