@@ -75,3 +75,14 @@ def test_replace_checks_values():
 def test_deep_merge_keeps_untouched_keys():
     merged = deep_merge({"a": {"x": 1, "y": 2}, "b": 1}, {"a": {"y": 3}})
     assert merged == {"a": {"x": 1, "y": 3}, "b": 1}
+
+
+@dataclass
+class Stage(ConfigBase):
+    inner: Inner = field(default_factory=lambda: Inner(rank=16, targets=("a", "b")))
+
+
+def test_partial_nested_section_keeps_the_fields_own_defaults():
+    cfg = Stage.from_dict({"inner": {"rank": 2}})
+    assert cfg.inner.rank == 2
+    assert cfg.inner.targets == ("a", "b")  # Stage's default for the section, not Inner's

@@ -135,8 +135,10 @@ def test_distill_config_checks_its_fields():
         DistillConfig.from_dict({"student": "resnet"}, source="run.yaml")
     with pytest.raises(ConfigError, match="temperature"):
         DistillConfig.from_dict({"temperature": 0})
-    with pytest.raises(ConfigError, match="warmup_steps"):
-        DistillConfig.from_dict({"warmup_steps": 10, "max_steps": 5})
+    with pytest.raises(ConfigError, match="grad_accum_steps"):
+        DistillConfig.from_dict({"train": {"batch_size": 6, "grad_accum_steps": 4}})
+    partial = DistillConfig.from_dict({"train": {"max_steps": 7}})
+    assert partial.train.max_steps == 7 and partial.train.batch_size == DistillConfig().train.batch_size
 
 
 def test_stage_configs_round_trip_through_yaml(tmp_path):
@@ -144,12 +146,12 @@ def test_stage_configs_round_trip_through_yaml(tmp_path):
 
     for cls, changes in [
         (DistillConfig, {"student": "unet_small", "w_feat": 0.5}),
-        (FinetuneConfig, {"lr": 3e-5}),
+        (FinetuneConfig, {"train": {"lr": 3e-5}}),
         (MAEConfig, {"masking_ratio": 0.6}),
     ]:
         cfg = cls.from_dict(changes)
         cfg.to_yaml(tmp_path / f"{cls.__name__}.yaml")
         assert cls.from_yaml(tmp_path / f"{cls.__name__}.yaml") == cfg
-    assert FinetuneConfig().lr < DistillConfig().lr
+    assert FinetuneConfig().train.lr < DistillConfig().train.lr
     with pytest.raises(ConfigError, match="masking_ratio"):
         MAEConfig.from_dict({"masking_ratio": 1.0})

@@ -31,7 +31,7 @@ def test_defaults_and_round_trip(tmp_path):
         ({"lora": {"targets": []}}, "lora.targets"),
         ({"lora": {"rnak": 4}}, "unknown field"),
         ({"dice_weight": 0, "ce_weight": 0}, "not both 0"),
-        ({"grad_accum": 0}, "grad_accum"),
+        ({"train": {"grad_accum_steps": 0}}, "grad_accum_steps"),
     ],
 )
 def test_bad_values_are_config_errors(data, pattern):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
-from tskd.cli import data_cmd, serve_cmd
+from tskd.cli import data_cmd, presets_cmd, serve_cmd, teacher_cmd
 
-REGISTRY: list = [data_cmd.register, serve_cmd.register]
+REGISTRY = [
+    data_cmd.register,
+    teacher_cmd.register,
+    presets_cmd.register,
+    serve_cmd.register,
+]

@@ -1,10 +1,14 @@
-"""Options shared by several commands."""
+"""Options shared by several commands, and turning them into a pipeline config."""
 
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-__all__ = ["add_training_options"]
+if TYPE_CHECKING:  # heavy imports only when a command runs
+    from tskd.pipeline.config import PipelineConfig
+
+__all__ = ["add_training_options", "config_from_args"]
 
 
 def add_training_options(parser: argparse.ArgumentParser, default_preset: str = "cpu-small") -> None:
@@ -13,9 +17,22 @@ def add_training_options(parser: argparse.ArgumentParser, default_preset: str = 
     group.add_argument(
         "--preset",
         default=default_preset,
-        help=f"named settings (default: {default_preset}); see 'tskd presets' for the list",
+        help=f"named settings (default: {default_preset}); 'tskd presets' lists them",
     )
     group.add_argument("--config", metavar="FILE", help="YAML file with settings that override the preset")
-    group.add_argument("--max-steps", type=int, metavar="N", help="stop each training stage after N steps")
-    group.add_argument("--input-size", type=int, metavar="S", help="model input size in pixels (e.g. 256)")
+    group.add_argument("--max-steps", type=int, metavar="N", help="stop each training stage after at most N steps")
+    group.add_argument("--input-size", type=int, metavar="S", help="model input size in pixels, a multiple of 16 (e.g. 256)")
     group.add_argument("--seed", type=int, help="random seed (default: from the preset)")
+
+
+def config_from_args(args: argparse.Namespace) -> "PipelineConfig":
+    from tskd.pipeline.config import resolve_config
+
+    return resolve_config(
+        preset=args.preset,
+        config_file=args.config,
+        max_steps=args.max_steps,
+        input_size=args.input_size,
+        seed=args.seed,
+        base=getattr(args, "base", None),
+    )

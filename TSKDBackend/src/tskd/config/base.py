@@ -46,6 +46,11 @@ class ConfigBase:
             )
         values = {}
         for name, value in data.items():
+            default = _default_of(fields[name])
+            if isinstance(default, ConfigBase) and isinstance(value, Mapping):
+                # a partial nested section keeps this field's own defaults (e.g. a stage's ``train``
+                # settings), not the nested class's generic ones
+                value = deep_merge(default.to_dict(), value)
             values[name] = _coerce(value, hints[name], f"{source}: field '{name}'")
         try:
             return cls(**values)
@@ -102,6 +107,14 @@ def save_yaml(data: Mapping[str, Any], path: str | Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(yaml.safe_dump(_plain(dict(data)), sort_keys=False), encoding="utf-8")
     tmp.replace(path)
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
 
 
 def _plain(value: Any) -> Any:

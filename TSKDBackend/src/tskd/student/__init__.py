@@ -15,7 +15,7 @@ from tskd.student.base import (
     parameter_summary,
     unwrap_student,
 )
-from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig, OptimConfig
+from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
 from tskd.student.losses import DistillationLoss, SupervisedLoss, feature_kd_loss, logit_kd_loss
 from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
 from tskd.student.networks import available_students, build_student
@@ -31,7 +31,6 @@ __all__ = [
     "unwrap_student",
     "available_students",
     "build_student",
-    "OptimConfig",
     "DistillConfig",
     "FinetuneConfig",
     "MAEConfig",

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Literal
 
 from tskd.config.base import ConfigBase
+from tskd.engine.config import EngineConfig
 from tskd.teacher.architectures import ARCHITECTURES, check_input_size
 
 __all__ = ["LoraConfig", "TeacherConfig", "DEFAULT_SCRATCH_ARCHITECTURE"]
@@ -61,12 +62,8 @@ class TeacherConfig(ConfigBase):
         prompt_mode: ``"none"`` (prompt-free, the default) or ``"box"`` (boxes from labels).
         dice_weight: weight of the Dice term of the Dice + cross-entropy loss.
         ce_weight: weight of the cross-entropy term.
-        lr: peak learning rate (AdamW).
-        weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up steps before the schedule decays.
-        max_steps: optimiser steps of the stage.
-        batch_size: samples per step and device.
-        grad_accum: batches accumulated per optimiser step.
+        train: the training loop's settings (steps, batch, learning rate...; see
+            :class:`~tskd.engine.EngineConfig`), with this stage's defaults.
     """
 
     base: str = "none"
@@ -76,12 +73,12 @@ class TeacherConfig(ConfigBase):
     prompt_mode: Literal["none", "box"] = "none"
     dice_weight: float = 1.0
     ce_weight: float = 1.0
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    max_steps: int = 3000
-    batch_size: int = 4
-    grad_accum: int = 1
+    train: EngineConfig = dataclasses.field(
+        default_factory=lambda: EngineConfig(
+            lr=5e-4, weight_decay=0.01, warmup_steps=100, max_steps=3000, batch_size=4,
+            checkpoint_every=200, validate_every=200,
+        )
+    )
 
     def __post_init__(self) -> None:
         if not self.base:
@@ -95,12 +92,6 @@ class TeacherConfig(ConfigBase):
             raise ValueError(f"prompt_mode must be 'none' or 'box', got {self.prompt_mode!r}")
         if self.dice_weight < 0 or self.ce_weight < 0 or self.dice_weight + self.ce_weight == 0:
             raise ValueError("dice_weight and ce_weight must be >= 0 and not both 0")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError("lr must be > 0 and weight_decay >= 0")
-        for name in ("warmup_steps", "max_steps", "batch_size", "grad_accum"):
-            value = getattr(self, name)
-            if value < (0 if name == "warmup_steps" else 1):
-                raise ValueError(f"{name} must be {'>= 0' if name == 'warmup_steps' else '>= 1'}, got {value}")
 
     @property
     def uses_foundation_weights(self) -> bool:

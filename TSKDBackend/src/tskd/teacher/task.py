@@ -82,7 +82,7 @@ class TeacherTask:
             prompt_mode=config.prompt_mode,
             dice_weight=config.dice_weight,
             ce_weight=config.ce_weight,
-            val_batch_size=config.batch_size,
+            val_batch_size=config.train.micro_batch_size,
         )
 
     def _forward(self, model: nn.Module, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,140 @@
+"""The whole pipeline's configuration: one section per stage, resolved from a preset, a YAML file
+and command-line overrides (in that order), and saved in the run folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from tskd.config import ConfigBase, deep_merge, load_preset, load_yaml
+from tskd.data.augment import AugmentConfig
+from tskd.data.prepared import PreparedSpec
+from tskd.engine.config import EngineConfig
+from tskd.errors import ConfigError
+from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
+from tskd.teacher.config import TeacherConfig
+
+__all__ = ["DataConfig", "PipelineConfig", "resolve_config", "DEFAULT_PRESET"]
+
+DEFAULT_PRESET = "cpu-small"
+
+
+@dataclass
+class DataConfig(ConfigBase):
+    """How the dataset becomes training data.
+
+    Args:
+        prepared: slicing, normalisation and input size of the 2D samples.
+        augment: augmentation of training samples.
+        val_fraction: share of labelled subjects held out for validation.
+        subject_pattern: regular expression whose first group is the subject id in a case name
+            (cases of one subject never straddle the split).
+        max_labelled: use at most this many labelled training cases (the rest of the training
+            labels are ignored; their images still join the transfer set as unlabelled images).
+        use_unlabelled: put unlabelled images into the transfer set.
+    """
+
+    prepared: PreparedSpec = field(default_factory=PreparedSpec)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_fraction: float = 0.2
+    subject_pattern: Optional[str] = None
+    max_labelled: Optional[int] = None
+    use_unlabelled: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.max_labelled is not None and self.max_labelled < 1:
+            raise ValueError(f"max_labelled must be at least 1, got {self.max_labelled}")
+
+
+@dataclass
+class PipelineConfig(ConfigBase):
+    """Every setting of a TS-KD run.
+
+    Args:
+        seed: the run's seed (also the default seed of every stage's training loop).
+        data: dataset to 2D samples.
+        teacher: fine-tuning the foundation model.
+        distill: distilling the teacher into the student on the transfer set.
+        mae: MAE pre-training of a ViT student (baseline and optional initialisation).
+        finetune: fine-tuning the distilled student on the labelled cases.
+    """
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    mae: MAEConfig = field(default_factory=MAEConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def engine_configs(self) -> Iterator[tuple[str, EngineConfig]]:
+        """Each stage's training-loop settings, by dotted path (``teacher.train``...)."""
+        for name in ("teacher", "distill", "mae", "finetune"):
+            yield f"{name}.train", getattr(self, name).train
+
+
+def resolve_config(
+    *,
+    preset: str | None = DEFAULT_PRESET,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    max_steps: int | None = None,
+    input_size: int | None = None,
+    seed: int | None = None,
+    base: str | None = None,
+) -> PipelineConfig:
+    """Build the pipeline config: preset, then a YAML file, then explicit overrides.
+
+    Args:
+        preset: a name from :func:`tskd.config.available_presets` (None: class defaults only).
+        config_file: YAML with any subset of the sections.
+        overrides: a nested mapping applied last (e.g. from the service).
+        max_steps: cap every stage's ``train.max_steps`` (a smoke run); warm-up is shortened to at
+            most a tenth of the steps so that the learning rate still reaches its peak.
+        input_size: the 2D sample size of the data and the teacher.
+        seed: the run seed, also given to every stage's training loop.
+        base: the teacher's foundation checkpoint (``none`` for a randomly initialised teacher).
+    """
+    data: dict[str, Any] = load_preset(preset) if preset else {}
+    source = f"preset '{preset}'" if preset else "defaults"
+    if config_file:
+        data = deep_merge(data, load_yaml(config_file))
+        source += f" + {config_file}"
+    if overrides:
+        data = deep_merge(data, overrides)
+    config = PipelineConfig.from_dict(data, source=source)
+    changes: dict[str, Any] = {}
+    if input_size is not None:
+        changes = deep_merge(changes, {"data": {"prepared": {"input_size": input_size}}, "teacher": {"input_size": input_size}})
+    if base is not None:
+        changes = deep_merge(changes, {"teacher": {"base": base}})
+    if seed is not None:
+        changes["seed"] = seed
+    run_seed = seed if seed is not None else config.seed
+    for path, engine in config.engine_configs():
+        section, _ = path.split(".")
+        train: dict[str, Any] = {}
+        if seed is not None or "seed" not in _nested(data, section, "train"):
+            train["seed"] = run_seed
+        if max_steps is not None:
+            if max_steps < 1:
+                raise ConfigError(f"--max-steps must be at least 1, got {max_steps}")
+            train["max_steps"] = min(engine.max_steps, max_steps)
+            train["warmup_steps"] = min(engine.warmup_steps, max(0, max_steps // 10))
+            train["validate_every"] = min(engine.validate_every, max_steps)
+            train["checkpoint_every"] = min(engine.checkpoint_every, max_steps)
+        if train:
+            changes = deep_merge(changes, {section: {"train": train}})
+    if changes:
+        config = PipelineConfig.from_dict(deep_merge(config.to_dict(), changes), source=f"{source} + options")
+    return config
+
+
+def _nested(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    for key in keys:
+        value = data.get(key) if isinstance(data, dict) else None
+        data = value if isinstance(value, dict) else {}
+    return data

@@ -1,0 +1,83 @@
+"""The run folder: every artifact of a pipeline run at a fixed place (see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tskd.config.base import load_yaml, save_yaml
+from tskd.errors import ConfigError
+
+__all__ = ["RunFolder", "write_json", "read_json"]
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write JSON atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Paths of one run. Nothing here is created until a stage writes it."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda self: self.root / "config.yaml")
+    split = property(lambda self: self.root / "split.json")
+    prepared = property(lambda self: self.root / "prepared")
+    teacher = property(lambda self: self.root / "teacher")
+    synthesis = property(lambda self: self.root / "synthesis")
+    transfer_set = property(lambda self: self.root / "transfer_set")
+    mae = property(lambda self: self.root / "student" / "mae")
+    distill = property(lambda self: self.root / "student" / "distill")
+    finetune = property(lambda self: self.root / "student" / "finetune")
+    package = property(lambda self: self.root / "package")
+    report = property(lambda self: self.root / "report")
+    status = property(lambda self: self.root / "status.json")
+    log = property(lambda self: self.root / "log.txt")
+    summary = property(lambda self: self.root / "summary.json")
+
+    def check_or_save_config(self, config: Any) -> None:
+        """Save the resolved config; on a later run refuse different settings in the same folder.
+
+        Args:
+            config: a :class:`~tskd.config.ConfigBase` (e.g. the pipeline config).
+        """
+        resolved = config.to_dict()
+        if self.config.is_file():
+            saved = load_yaml(self.config)
+            if saved != resolved:
+                keys = sorted(_differences(saved, resolved))
+                raise ConfigError(
+                    f"{self.root} holds a run made with different settings (differences in: "
+                    f"{', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}). Run again with the same "
+                    "settings to resume it, or choose a new --out folder."
+                )
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_yaml(resolved, self.config)
+
+
+def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in set(a) | set(b):
+            out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]

@@ -1,0 +1,163 @@
+"""Teacher stage: fine-tune SAM / MedSAM on the task (LoRA), or train a small SAM from scratch
+when no foundation weights are given, and save it to ``RUN/teacher/``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from tskd.data.augment import build_augmentation
+from tskd.data.slice_dataset import SliceDataset
+from tskd.engine import StopFlag, Trainer, load_checkpoint, load_trainable_state
+from tskd.pipeline.config import PipelineConfig
+from tskd.pipeline.data_stage import PreparedData
+from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.progress import ProgressReporter
+from tskd.teacher.build import build_teacher
+from tskd.teacher.lora import trainable_parameter_report
+from tskd.teacher.model import SamSegmenter
+from tskd.teacher.storage import TEACHER_JSON, load_teacher, save_teacher
+from tskd.teacher.task import TeacherTask
+
+__all__ = ["TeacherResult", "run_teacher_stage", "ResizedSlices", "PREPROCESSING_JSON"]
+
+logger = logging.getLogger(__name__)
+
+#: Written beside ``teacher.json``: how images are preprocessed for this teacher (for prediction).
+PREPROCESSING_JSON = "preprocessing.json"
+
+NO_FOUNDATION_WARNING = (
+    "NO FOUNDATION WEIGHTS: this teacher is a small SAM-layout model trained from scratch on the task "
+    "(base: none). Give --base with a SAM or MedSAM checkpoint for a real foundation-model teacher."
+)
+
+
+class ResizedSlices(torch.utils.data.Dataset):
+    """Serves prepared slices at another square size (image bilinear, label nearest)."""
+
+    def __init__(self, dataset: SliceDataset, size: int) -> None:
+        self.dataset = dataset
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _resize(self, item: dict[str, Any]) -> dict[str, Any]:
+        if item["image"].shape[-1] == self.size:
+            return item
+        item = dict(item)
+        item["image"] = F.interpolate(item["image"][None], size=(self.size, self.size), mode="bilinear",
+                                      align_corners=False)[0]
+        item["label"] = F.interpolate(item["label"][None, None].float(), size=(self.size, self.size),
+                                      mode="nearest")[0, 0].long()
+        return item
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self._resize(self.dataset[index])
+
+    def sample(self, index: int, seed: int) -> dict[str, Any]:
+        return self._resize(self.dataset.sample(index, seed))
+
+
+@dataclass
+class TeacherResult:
+    """The trained teacher and what is known about its training."""
+
+    model: SamSegmenter
+    info: dict[str, Any]
+    trainable: dict[str, Any]
+    metrics: dict[str, float]
+
+    @property
+    def has_foundation_weights(self) -> bool:
+        return bool(self.info.get("has_foundation_weights"))
+
+
+def _training_sets(data: PreparedData, config: PipelineConfig) -> tuple[Any, Any]:
+    size = config.teacher.input_size
+    train = SliceDataset(data.prepared, data.train_labelled, augment=build_augmentation(config.data.augment),
+                         seed=config.teacher.train.seed)
+    val = SliceDataset(data.prepared, data.val) if data.val.size else None
+    if size != data.input_size:
+        train = ResizedSlices(train, size)
+        val = ResizedSlices(val, size) if val is not None else None
+    return train, val
+
+
+def run_teacher_stage(
+    run: RunFolder,
+    data: PreparedData,
+    config: PipelineConfig,
+    *,
+    progress: ProgressReporter | None = None,
+    stop_flag: StopFlag | None = None,
+    stage_index: int = 1,
+    stage_count: int = 1,
+) -> TeacherResult:
+    """Train the teacher (or load it when this stage already finished in ``run``)."""
+    folder = run.teacher
+    if (folder / "stage.json").is_file():  # written last: the stage finished
+        model = load_teacher(folder)
+        summary = read_json(folder / "stage.json")
+        if not model.has_foundation_weights:
+            logger.warning(NO_FOUNDATION_WARNING)
+        return TeacherResult(model, summary["teacher"], summary["trainable"], summary["metrics"])
+
+    if data.train_labelled.size == 0:
+        raise ValueError("the teacher needs labelled training slices; the data stage produced none")
+    model = build_teacher(config.teacher, data.num_classes)
+    report = trainable_parameter_report(model)
+    if model.has_foundation_weights:
+        logger.info(
+            "teacher: %s from %s with LoRA rank %d: %s trainable parameters (%.3f%% of the image encoder)",
+            model.architecture, model.base.path if model.base else config.teacher.base, config.teacher.lora.rank,
+            f"{report['trainable']:,}", report["encoder_trainable_percent"],
+        )
+    else:
+        logger.warning(NO_FOUNDATION_WARNING)
+        logger.info("teacher: %s, %s trainable parameters", model.architecture, f"{report['trainable']:,}")
+
+    train, val = _training_sets(data, config)
+    task = TeacherTask.from_config(config.teacher, num_classes=data.num_classes, val_data=val)
+    trainer = Trainer(
+        model=model,
+        task=task,
+        train_dataset=train,
+        config=config.teacher.train,
+        out_dir=folder,
+        stage="teacher",
+        progress=progress,
+        stop_flag=stop_flag,
+        stage_index=stage_index,
+        stage_count=stage_count,
+        fingerprint={
+            "teacher": config.teacher.to_dict(),
+            "prepared": data.prepared.fingerprint,
+            "split": data.split,
+            "augment": config.data.augment.to_dict(),
+        },
+    )
+    result = trainer.fit()
+    if trainer.best_path.is_file():
+        best = load_checkpoint(trainer.best_path)
+        load_trainable_state(model, best["model"], source=str(trainer.best_path))
+        metrics = best.get("metrics", result.final_metrics)
+        logger.info("teacher: keeping the best validation checkpoint (step %d)", best["step"])
+    else:
+        metrics = result.final_metrics
+    model.eval()
+    save_teacher(model, folder, config.teacher, label_names=data.labels.names)
+    write_json(folder / PREPROCESSING_JSON, {
+        "labels": data.labels.to_dict(),
+        "normalization": data.normalization.to_dict(),
+        "slice_axis": data.slice_axis,
+    })
+    info = read_json(folder / TEACHER_JSON)
+    write_json(folder / "stage.json", {"teacher": info, "trainable": report, "metrics": metrics,
+                                       "steps": result.steps, "seconds": result.seconds})
+    return TeacherResult(model, info, report, metrics)
