@@ -190,6 +190,8 @@ class TSKDClient:
             raise self._error(exc) from None
         except urllib.error.URLError as exc:
             reason = exc.reason
+            if form is not None and isinstance(reason, (ConnectionResetError, BrokenPipeError)):
+                self._why_upload_was_cut(reason)
             if isinstance(reason, ssl.SSLError):
                 text = f"TLS check failed ({reason}); is the server's certificate trusted (ca_file)?"
             else:
@@ -206,6 +208,19 @@ class TSKDClient:
             return json.loads(body.decode("utf-8"))
         except ValueError:
             raise TSKDClientError(200, f"the server at {self.server_url} sent an answer that is not JSON") from None
+
+    def _why_upload_was_cut(self, reason: BaseException) -> None:
+        """A server refuses a large upload (bad token, unknown id) by closing the connection while
+        the body is still being sent; ask it with a small request what it objects to."""
+        try:
+            self._request("GET", "/info")
+        except TSKDClientError as exc:
+            if exc.status is not None:
+                raise TSKDClientError(exc.status, exc.message) from None
+        raise TSKDConnectionError(
+            f"cannot reach the backend at {self.server_url}: the server closed the connection during the upload "
+            f"({reason}); check the file size limit in info()['limits']"
+        )
 
     @staticmethod
     def _save(response: Any, dest_path: str) -> str:

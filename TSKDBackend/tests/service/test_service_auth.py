@@ -49,6 +49,20 @@ def test_token_is_required(make_server, phantom_files):
     assert [p["name"] for p in good.list_projects()] == ["secret"]
 
 
+def test_large_upload_with_a_wrong_token(make_server, tmp_path):
+    from tskd.service.auth import DRAIN_BYTES
+
+    server = make_server(token=TOKEN)
+    project = server.client().create_project("p", project_labels())
+    big = tmp_path / "big.nii.gz"
+    big.write_bytes(b"\0" * (DRAIN_BYTES + (4 << 20)))  # the server stops reading it: the client asks why
+    before = workspace_files(server.workspace)
+    with pytest.raises(TSKDClientError) as err:
+        server.client(token="wrong").upload_case(project["id"], "x", str(big))
+    assert err.value.status == 401 and err.value.message == "unauthorized"
+    assert workspace_files(server.workspace) == before
+
+
 def test_401_reveals_nothing(make_server):
     server = make_server(token=TOKEN)
     for path in ("/api/v1/projects", "/api/v1/projects/0123456789ab", "/api/v1/no/such/route", "/docs",

@@ -61,7 +61,7 @@ def test_job_runs_to_a_model(server, project, phantom_files, tmp_path):
 def test_server_side_prediction(server, project, phantom_files, tmp_path):
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=1)
-    job = wait_state(client, client.start_job(project["id"], settings=fake(steps=1, step_s=0))["id"], ("done", "failed"))
+    job = wait_state(client, client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0))["id"], ("done", "failed"))
     image_path = phantom_files["case_002"][0]
     result = client.predict(job["model_id"], str(image_path), str(tmp_path / "pred.nii.gz"))
     label, image = read_image(result, kind="label"), read_image(image_path)
@@ -82,11 +82,11 @@ def test_server_side_prediction(server, project, phantom_files, tmp_path):
 def test_a_job_needs_labelled_cases_and_known_names(server, project, phantom_files):
     client = server.client()
     with pytest.raises(TSKDClientError) as err:
-        client.start_job(project["id"])
+        client.start_job(project["id"], preset="tiny")
     assert err.value.status == 422 and "no labelled case" in err.value.message
     add_cases(client, project["id"], phantom_files, count=1)
     with pytest.raises(TSKDClientError) as err:
-        client.start_job(project["id"], base="sam_vit_b.pth")
+        client.start_job(project["id"], preset="tiny", base="sam_vit_b.pth")
     assert err.value.status == 422 and "no checkpoint named 'sam_vit_b.pth'" in err.value.message
     with pytest.raises(TSKDClientError) as err:
         client.start_job("0123456789ab")
@@ -95,11 +95,28 @@ def test_a_job_needs_labelled_cases_and_known_names(server, project, phantom_fil
     assert list((server.workspace / "jobs").iterdir()) == []
 
 
+def test_preset_from_the_project_settings_and_unknown_presets(server, phantom_files):
+    from tskd.config import available_presets
+
+    client = server.client()
+    project = client.create_project("p", [{"value": 1, "name": "organ_a"}, {"value": 2, "name": "organ_b"}],
+                                    settings={"preset": "tiny"})
+    add_cases(client, project["id"], phantom_files, count=1)
+    job = client.start_job(project["id"], settings=fake(steps=1, step_s=0))
+    assert job["preset"] == "tiny"
+    assert wait_state(client, job["id"], ("done", "failed"))["state"] == "done"
+    assert json.loads((run_dir(server, job["id"]) / "seen.json").read_text())["preset"] == "tiny"
+    with pytest.raises(TSKDClientError) as err:
+        client.start_job(project["id"], preset="no-such-preset")
+    assert err.value.status == 422
+    assert err.value.message == f"preset: unknown preset 'no-such-preset'; available presets: {', '.join(available_presets())}"
+
+
 def test_base_checkpoint_is_passed_to_the_worker(server, project, phantom_files):
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=1)
     (server.workspace / "checkpoints" / "medsam_vit_b.pth").write_bytes(b"weights")
-    job = client.start_job(project["id"], base="medsam_vit_b.pth", settings=fake(steps=1, step_s=0))
+    job = client.start_job(project["id"], preset="tiny", base="medsam_vit_b.pth", settings=fake(steps=1, step_s=0))
     assert wait_state(client, job["id"], ("done", "failed"))["state"] == "done"
     seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text())
     assert seen["base"] == str(server.workspace / "checkpoints" / "medsam_vit_b.pth")
@@ -108,11 +125,11 @@ def test_base_checkpoint_is_passed_to_the_worker(server, project, phantom_files)
 def test_user_error_and_crash_are_failures_with_a_message(server, project, phantom_files):
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=1)
-    refused = client.start_job(project["id"], settings=fake(error="data: no labelled case usable"))
+    refused = client.start_job(project["id"], preset="tiny", settings=fake(error="data: no labelled case usable"))
     status = wait_state(client, refused["id"], ("failed", "done"))
     assert status["state"] == "failed" and status["exit_code"] == 2
     assert status["error"] == "data: no labelled case usable"
-    crash = client.start_job(project["id"], settings=fake(steps=1, step_s=0, exit=3))
+    crash = client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0, exit=3))
     status = wait_state(client, crash["id"], ("failed", "done"))
     assert status["state"] == "failed" and status["exit_code"] == 3 and "crashed (exit code 3)" in status["error"]
     assert status["model_id"] is None and client.list_models(project["id"]) == []
@@ -121,8 +138,8 @@ def test_user_error_and_crash_are_failures_with_a_message(server, project, phant
 def test_jobs_queue_one_at_a_time(server, project, phantom_files):
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=1)
-    first = client.start_job(project["id"], settings=fake(steps=20, step_s=0.05))
-    second = client.start_job(project["id"], settings=fake(steps=1, step_s=0))
+    first = client.start_job(project["id"], preset="tiny", settings=fake(steps=20, step_s=0.05))
+    second = client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0))
     wait_state(client, first["id"], ("running",))
     time.sleep(0.3)
     assert client.job_status(second["id"])["state"] == "queued"
@@ -137,7 +154,7 @@ def test_jobs_queue_one_at_a_time(server, project, phantom_files):
 def test_cancel_then_resume_continues_from_the_checkpoint(server, project, phantom_files):
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=1)
-    job = client.start_job(project["id"], settings=fake(steps=40, step_s=0.05))
+    job = client.start_job(project["id"], preset="tiny", settings=fake(steps=40, step_s=0.05))
     running = wait_state(client, job["id"], ("running",))
     while (running["progress"] or {}).get("step", 0) < 3:
         running = client.job_status(job["id"])
@@ -167,7 +184,7 @@ def test_cancel_kills_a_stubborn_worker_tree(make_server, phantom_files):
     client = server.client()
     project = client.create_project("p", [{"value": 1, "name": "organ_a"}, {"value": 2, "name": "organ_b"}])
     add_cases(client, project["id"], phantom_files, count=1)
-    job = client.start_job(project["id"], settings=fake(steps=1000, step_s=0.05, ignore_cancel=True, spawn_child=True))
+    job = client.start_job(project["id"], preset="tiny", settings=fake(steps=1000, step_s=0.05, ignore_cancel=True, spawn_child=True))
     wait_state(client, job["id"], ("running",))
     child_file = run_dir(server, job["id"]) / "child.pid"
     deadline = time.monotonic() + 30
@@ -188,7 +205,7 @@ def test_cancel_kills_a_stubborn_worker_tree(make_server, phantom_files):
 def test_jobs_train_on_a_snapshot(server, project, phantom_files):
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=2)
-    job = client.start_job(project["id"], settings=fake(steps=10, step_s=0.05))
+    job = client.start_job(project["id"], preset="tiny", settings=fake(steps=10, step_s=0.05))
     client.delete_case(project["id"], "case_000")
     image, label = phantom_files["case_002"]
     client.upload_case(project["id"], "case_002", str(image), str(label))
@@ -204,7 +221,7 @@ def test_jobs_train_on_a_snapshot(server, project, phantom_files):
 def test_a_project_with_active_jobs_is_not_deleted(server, project, phantom_files):
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=1)
-    job = client.start_job(project["id"], settings=fake(steps=100, step_s=0.05))
+    job = client.start_job(project["id"], preset="tiny", settings=fake(steps=100, step_s=0.05))
     with pytest.raises(TSKDClientError) as err:
         client.delete_project(project["id"])
     assert err.value.status == 409 and job["id"] in err.value.message

@@ -21,7 +21,7 @@ def test_two_clients_upload_and_poll_at_once(server, phantom_files):
             for name, (image, label) in phantom_files.items():
                 client.upload_case(project["id"], f"{tag}-{name}", str(image), str(label))
                 client.list_cases(project["id"])
-            job = client.start_job(project["id"], settings={"fake": {"steps": 5, "step_s": 0.02}})
+            job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": 5, "step_s": 0.02}})
             status = client.wait_for_job(job["id"], timeout=60, poll_interval=0.02)
             results[tag] = [project["id"], status, client.list_cases(project["id"])]
         except BaseException as exc:  # noqa: BLE001 - reported below
@@ -45,7 +45,7 @@ def test_burst_of_status_polls(server, phantom_files):
     client = server.client(timeout=10)
     project = client.create_project("p", project_labels())
     add_cases(client, project["id"], phantom_files, count=1)
-    job = client.start_job(project["id"], settings={"fake": {"steps": 60, "step_s": 0.05}})
+    job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": 60, "step_s": 0.05}})
     wait_state(client, job["id"], ("running",))
     latencies: list[float] = []
     steps: dict[int, list[int]] = {}

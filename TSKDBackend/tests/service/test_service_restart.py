@@ -37,7 +37,7 @@ def start_training(proc, phantom_files, steps: int, step_s: float = 0.05):
     client = proc.client()
     project = client.create_project("p", project_labels())
     add_cases(client, project["id"], phantom_files, count=1)
-    job = client.start_job(project["id"], settings={"fake": {"steps": steps, "step_s": step_s}})
+    job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": steps, "step_s": step_s}})
     status = wait_state(client, job["id"], ("running",))
     while (status["progress"] or {}).get("step", 0) < 3:
         status = client.job_status(job["id"])

@@ -218,11 +218,13 @@ async def receive_form(
     if request.headers.get("content-length") == "0":
         raise BadRequest(f"the request body is empty; send multipart/form-data with {', '.join(file_fields)}")
     if content_type != b"multipart/form-data" or not options.get(b"boundary"):
+        await discard_body(request)
         raise UnsupportedMediaType("send the files as multipart/form-data (with a boundary)")
     writer = _FormWriter(folder, file_fields, text_fields, max_file_bytes, max_text_bytes, field_checks)
     try:
         parser = MultipartParser(options[b"boundary"], writer.callbacks())
     except (FormParserError, ValueError) as exc:
+        await discard_body(request)
         raise BadRequest(f"malformed multipart body: {exc}") from None
 
     def feed(data: bytes) -> None:
