@@ -365,7 +365,7 @@ class TSKDClient:
         """Poll until the job is no longer queued or running; returns its last status.
 
         Raises:
-            TSKDClientError: the job is still active after ``timeout`` seconds (status 408).
+            TimeoutError: the job is still active after ``timeout`` seconds.
         """
         deadline = time.monotonic() + timeout
         while True:
@@ -375,7 +375,7 @@ class TSKDClient:
             if status["state"] not in ("queued", "running"):
                 return status
             if time.monotonic() >= deadline:
-                raise TSKDClientError(408, f"job {job_id} is still {status['state']} after {timeout:g} s")
+                raise TimeoutError(f"job {job_id} is still {status['state']} after {timeout:g} s")
             time.sleep(poll_interval)
 
     # -- models -------------------------------------------------------------------------------

@@ -136,11 +136,12 @@ def main() -> int:
         worker = tmp_path / "worker.py"
         worker.write_text(WORKER)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "TSKDBackend" / "src"), os.environ.get("PYTHONPATH", "")]))
+        server_log = open(tmp_path / "server.log", "wb")
         server = subprocess.Popen(
             [sys.executable, "-m", "tskd", "serve", "--workspace", str(tmp_path / "ws"), "--port", "0",
              "--max-upload-mb", str(max(args.upload_mb * 2, 64)), "--cancel-grace-s", "2",
              "--train-command", f"{sys.executable} {worker}"],
-            stdout=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE, stderr=server_log, text=True, env=env,
         )
         try:
             line = server.stdout.readline() if server.stdout else ""
@@ -149,7 +150,7 @@ def main() -> int:
             project = client.create_project("poll-bench", [{"value": 1, "name": "x"}])
             image, label = make_case(tmp_path)
             client.upload_case(project["id"], "c", str(image), str(label))
-            job = client.start_job(project["id"])
+            job = client.start_job(project["id"], preset="tiny")  # the stand-in worker ignores the preset
             while client.job_status(job["id"])["state"] != "running":
                 time.sleep(0.1)
             polls = []
@@ -164,6 +165,7 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(timeout=60)
+            server_log.close()
 
     results = {
         "benchmark": "service",
