@@ -7,15 +7,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.service.helpers import (
-    FAKE_TRAIN_COMMAND,
-    PHANTOM,
-    ServerProcess,
-    ServerThread,
-    make_phantom,
-    project_labels,
-    write_image,
-)
+from tests.service.helpers import FAKE_TRAIN_COMMAND, PHANTOM, ServerProcess, ServerThread, project_labels
+from tskd.data.image import write_image
+from tskd.data.phantom import make_phantom
 from tskd.service.settings import ServiceSettings
 
 

@@ -1,6 +1,9 @@
 """Helpers of the service tests: real servers (uvicorn in a thread or in a subprocess) on free
-loopback ports, the stdlib client of the Slicer module, small phantom cases, and a fixture worker
-(``fake_train.py``) that keeps the ``tskd train`` contract in a fraction of a second."""
+loopback ports, talked to with the Slicer module's stdlib client, and the fixture worker
+(``fake_train.py``) that keeps the ``tskd train`` contract in a fraction of a second.
+
+Importing this module puts ``SlicerTSKD/`` on ``sys.path`` (for ``SlicerTSKDLib.client``) and this
+checkout's sources on the ``PYTHONPATH`` that worker processes inherit."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SRC = REPO_ROOT / "TSKDBackend" / "src"
@@ -22,8 +25,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC)] + [p for p in os.environ.g
 
 from SlicerTSKDLib.client import TSKDClient  # noqa: E402
 
-from tskd.data.image import Image, read_image, write_image  # noqa: E402
-from tskd.data.phantom import PhantomConfig, make_phantom, phantom_labels  # noqa: E402
+from tskd.data.phantom import PhantomConfig, phantom_labels  # noqa: E402
 from tskd.service.settings import ServiceSettings  # noqa: E402
 
 FAKE_TRAIN = Path(__file__).with_name("fake_train.py")

@@ -22,12 +22,18 @@ import numpy as np
 from tskd.data.image import Image
 from tskd.preprocess import NormalizationSpec, apply_normalization, resize_bilinear, slices_along, stack_slices
 
-__all__ = ["StudentSessions", "segment_image"]
+__all__ = ["LoadedStudent", "StudentSessions", "segment_image"]
 
 logger = logging.getLogger(__name__)
 
 
-class _Loaded:
+class LoadedStudent:
+    """A student package read for inference: its metadata and an onnxruntime session.
+
+    Args:
+        package: the package folder (``model.onnx`` + ``tskd-model.json``).
+    """
+
     def __init__(self, package: Path) -> None:
         import onnxruntime as ort
 
@@ -55,23 +61,23 @@ class StudentSessions:
 
     def __init__(self, capacity: int = 2) -> None:
         self.capacity = capacity
-        self._loaded: OrderedDict[tuple[str, int], _Loaded] = OrderedDict()
+        self._loaded: OrderedDict[tuple[str, int], LoadedStudent] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, package: Path) -> _Loaded:
+    def get(self, package: Path) -> LoadedStudent:
         key = (str(package), (package / "model.onnx").stat().st_mtime_ns)
         with self._lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-            loaded = _Loaded(package)
+            loaded = LoadedStudent(package)
             self._loaded[key] = loaded
             while len(self._loaded) > self.capacity:
                 self._loaded.popitem(last=False)
             return loaded
 
 
-def segment_image(student: _Loaded, image: Image, *, batch_size: int = 16) -> Image:
+def segment_image(student: LoadedStudent, image: Image, *, batch_size: int = 16) -> Image:
     """The label map of ``image`` predicted by a loaded student.
 
     Args:
