@@ -212,7 +212,8 @@ async def receive_form(
 
     Raises:
         ServiceError: 400 empty or malformed body, unknown or repeated fields, unsafe file name;
-            413 file over the limit; 415 not multipart or not an image file type.
+            413 file over the limit; 415 not multipart or not an image file type; 507 the
+            server cannot write the file.
     """
     content_type, options = parse_options_header(request.headers.get("content-type", ""))
     if request.headers.get("content-length") == "0":
@@ -234,6 +235,8 @@ async def receive_form(
             writer.fail(BadRequest(f"malformed multipart body: {exc}"))
         except ServiceError as exc:  # raised by a callback (e.g. an unsafe file name)
             writer.fail(exc)
+        except OSError as exc:  # disk full, workspace not writable
+            writer.fail(ServiceError(f"the server cannot store the upload: {exc.strerror or exc}", status=507))
 
     buffer = bytearray()
     received = 0
