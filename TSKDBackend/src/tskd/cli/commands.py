@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from tskd.cli import data_cmd, presets_cmd, serve_cmd, teacher_cmd
+from tskd.cli import data_cmd, presets_cmd, serve_cmd, synth_cmd, teacher_cmd, train_cmd
 
 REGISTRY = [
     data_cmd.register,
+    train_cmd.register,
     teacher_cmd.register,
+    synth_cmd.register,
     presets_cmd.register,
     serve_cmd.register,
 ]

@@ -14,6 +14,7 @@ from tskd.data.prepared import PreparedSpec
 from tskd.engine.config import EngineConfig
 from tskd.errors import ConfigError
 from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
+from tskd.synthesis.config import DiffusionConfig
 from tskd.teacher.config import TeacherConfig
 
 __all__ = ["DataConfig", "PipelineConfig", "resolve_config", "DEFAULT_PRESET"]
@@ -58,6 +59,7 @@ class PipelineConfig(ConfigBase):
         seed: the run's seed (also the default seed of every stage's training loop).
         data: dataset to 2D samples.
         teacher: fine-tuning the foundation model.
+        synthesis: the diffusion model that grows the transfer set, and its quality gate.
         distill: distilling the teacher into the student on the transfer set.
         mae: MAE pre-training of a ViT student (baseline and optional initialisation).
         finetune: fine-tuning the distilled student on the labelled cases.
@@ -66,13 +68,14 @@ class PipelineConfig(ConfigBase):
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    synthesis: DiffusionConfig = field(default_factory=DiffusionConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def engine_configs(self) -> Iterator[tuple[str, EngineConfig]]:
         """Each stage's training-loop settings, by dotted path (``teacher.train``...)."""
-        for name in ("teacher", "distill", "mae", "finetune"):
+        for name in ("teacher", "synthesis", "distill", "mae", "finetune"):
             yield f"{name}.train", getattr(self, name).train
 
 

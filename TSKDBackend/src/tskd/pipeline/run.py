@@ -16,15 +16,20 @@ from tskd.log import add_file_handler
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import run_data_stage
 from tskd.pipeline.run_folder import RunFolder, write_json
+from tskd.pipeline.student_stage import StageContext, run_distill_stage, run_finetune_stage
+from tskd.pipeline.synthesis_stage import run_synthesis_stage
 from tskd.pipeline.teacher_stage import run_teacher_stage
+from tskd.pipeline.transfer_stage import build_transfer_set
 from tskd.progress import ConsoleProgress, MultiProgress, ProgressEvent, ProgressReporter, StatusFileProgress
 
-__all__ = ["run_stages", "TRAINING_STAGES"]
+__all__ = ["run_stages", "format_summary", "TRAINING_STAGES", "ALL_STAGES"]
 
 logger = logging.getLogger(__name__)
 
 #: Stages that train something, in pipeline order (used for "stage i of n" in progress displays).
-TRAINING_STAGES = ("teacher",)
+TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune")
+#: Every stage, in order.
+ALL_STAGES = ("data",) + TRAINING_STAGES
 
 
 def run_stages(
@@ -32,7 +37,7 @@ def run_stages(
     out: str | Path,
     config: PipelineConfig,
     *,
-    stages: Sequence[str] = ("data",) + TRAINING_STAGES,
+    stages: Sequence[str] = ALL_STAGES,
     progress: ProgressReporter | None = None,
     cancel_file: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -66,17 +71,10 @@ def run_stages(
             summary["data_summary"] = data.describe()
 
             def position(name: str) -> dict[str, int]:
-                return {"stage_index": training.index(name) + 1, "stage_count": len(training)}
+                index = training.index(name) + 1 if name in training else len(training)
+                return {"stage_index": index, "stage_count": len(training)}
 
-            if "teacher" in stages:
-                teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"))
-                summary["stages"]["teacher"] = {
-                    "folder": str(run.teacher),
-                    "metrics": teacher.metrics,
-                    "architecture": teacher.info.get("architecture"),
-                    "has_foundation_weights": teacher.has_foundation_weights,
-                    "trainable_parameters": teacher.trainable.get("trainable"),
-                }
+            _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
     except CancelledError:
         logger.warning("run %s cancelled; run the same command again to resume", run.root)
         raise
@@ -91,3 +89,79 @@ def run_stages(
     reporter(ProgressEvent(stage="pipeline", state="done", message="finished", stage_index=len(training),
                            stage_count=len(training)))
     return summary
+
+
+def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages: Sequence[str],
+                      reporter: ProgressReporter, flag: StopFlag, position: Any, summary: dict[str, Any]) -> None:
+    """Teacher, synthesis + transfer set, distillation, fine-tuning (each only when asked for)."""
+    if "teacher" not in stages:
+        return
+    teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"))
+    summary["stages"]["teacher"] = {
+        "folder": str(run.teacher),
+        "metrics": teacher.metrics,
+        "architecture": teacher.info.get("architecture"),
+        "has_foundation_weights": teacher.has_foundation_weights,
+        "trainable_parameters": teacher.trainable.get("trainable"),
+    }
+    if "synthesis" in stages:
+        diffusion = run_synthesis_stage(run, data, config, progress=reporter, stop_flag=flag, **position("synthesis"))
+        transfer = build_transfer_set(run, data, config, teacher.model, diffusion, progress=reporter, stop_flag=flag)
+        summary["stages"]["synthesis"] = {
+            "enabled": config.synthesis.enabled,
+            "model_id": diffusion.model_id if diffusion is not None else None,
+            "transfer_set": transfer,
+        }
+    if "distill" in stages:
+        context = StageContext(reporter, flag, **position("distill"))
+        student = run_distill_stage(run, data, config, teacher.model, context)
+        summary["stages"]["distill"] = _student_summary(run.distill)
+        if "finetune" in stages:
+            run_finetune_stage(run, data, config, student, context.at(**position("finetune")))
+            summary["stages"]["finetune"] = _student_summary(run.finetune)
+
+
+def _student_summary(folder: Path) -> dict[str, Any]:
+    from tskd.pipeline.run_folder import read_json
+
+    stage = read_json(folder / "stage.json")
+    return {"folder": str(folder), "metrics": stage["metrics"], "parameters": stage["parameters"]}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A short table of what a run did and where its outputs are."""
+    run = Path(summary["run"])
+    rows = [("stage", "result", "output")]
+    data = summary.get("data_summary", {})
+    cases = data.get("cases", {})
+    rows.append(("data", f"{cases.get('train', 0)} train / {cases.get('val', 0)} val / "
+                 f"{cases.get('unlabelled', 0)} unlabelled cases", str(run / "prepared")))
+    stages = summary.get("stages", {})
+    if "teacher" in stages:
+        t = stages["teacher"]
+        note = "" if t["has_foundation_weights"] else " (NO foundation weights)"
+        rows.append(("teacher", f"{t['architecture']}{note}, val Dice {_dice(t['metrics'])}", t["folder"]))
+    if "synthesis" in stages:
+        s = stages["synthesis"]
+        counts = s["transfer_set"]["counts"]
+        dropped = sum(s["transfer_set"].get("dropped", {}).values())
+        result = (f"{counts.get('synthetic', 0)} synthetic (+{dropped} dropped) + "
+                  f"{counts.get('real_labelled', 0) + counts.get('real_unlabelled', 0)} real slices")
+        rows.append(("synthesis", result if s["enabled"] else "disabled: real images only", str(run / "transfer_set")))
+    for name in ("distill", "finetune"):
+        if name in stages:
+            st = stages[name]
+            rows.append((name, f"val Dice {_dice(st['metrics'])}, {st['parameters']:,} parameters", st["folder"]))
+    for name in ("package", "report"):
+        if name in stages:
+            rows.append((name, stages[name].get("result", ""), stages[name]["folder"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"finished in {summary.get('seconds', 0):.0f} s; run folder: {run}")
+    return "\n".join(lines)
+
+
+def _dice(metrics: dict[str, float]) -> str:
+    value = metrics.get("val_dice")
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"

@@ -110,6 +110,7 @@ def run_teacher_stage(
 
     if data.train_labelled.size == 0:
         raise ValueError("the teacher needs labelled training slices; the data stage produced none")
+    torch.manual_seed(config.teacher.train.seed)  # the same initial weights on every (re)start
     model = build_teacher(config.teacher, data.num_classes)
     report = trainable_parameter_report(model)
     if model.has_foundation_weights:

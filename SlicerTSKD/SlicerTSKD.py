@@ -1,0 +1,96 @@
+"""SlicerTSKD: a small, fast segmentation model from a few labelled cases (task-specific distillation)."""
+
+import os
+import sys
+import tempfile
+import time
+
+import slicer
+from slicer.i18n import tr as _
+from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+
+DOCS_URL = "https://github.com/SlicerTSKD/SlicerTSKD#readme"
+
+
+class SlicerTSKD(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("TS-KD Segmentation")
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["SlicerTSKD developers"]
+        self.parent.helpText = _(
+            "Label a few cases; SlicerTSKD fine-tunes a segmentation foundation model on them and distils it "
+            "into a small, fast model that runs in Slicer. The training backend runs in its own Python "
+            'environment, set up from this module. See the <a href="{url}">documentation</a>.'
+        ).format(url=DOCS_URL)
+        self.parent.acknowledgementText = _(
+            "Based on task-specific knowledge distillation (arXiv:2503.06976), with Segment Anything / MedSAM, "
+            "MONAI and PyTorch."
+        )
+
+
+class SlicerTSKDWidget(ScriptedLoadableModuleWidget):
+    def setup(self):
+        ScriptedLoadableModuleWidget.setup(self)
+        from SlicerTSKDLib.installWidget import InstallWidget
+
+        self.installWidget = InstallWidget(self.layout, os.path.dirname(__file__))
+        self.layout.addStretch(1)
+
+    def cleanup(self):
+        if hasattr(self, "installWidget"):
+            self.installWidget.cleanup()
+
+
+class SlicerTSKDTest(ScriptedLoadableModuleTest):
+    """Runs inside Slicer (``Slicer --testing``): what can be checked without the backend."""
+
+    def runTest(self):
+        slicer.mrmlScene.Clear()
+        self.test_libImports()
+        self.test_environmentPlan()
+        self.test_qprocessRunner()
+
+    def test_libImports(self):
+        from SlicerTSKDLib import environmentSetup, installWidget, processRunner  # noqa: F401
+
+        self.assertTrue(hasattr(installWidget, "InstallWidget"))
+
+    def test_environmentPlan(self):
+        from SlicerTSKDLib.environment import EnvironmentOptions, findBackendSource, planInstall
+        from SlicerTSKDLib.hostContext import HostContext
+        from SlicerTSKDLib.pythonFinder import PythonInfo, candidatePythons
+        from SlicerTSKDLib.torchSelection import chooseTorchBuild
+
+        home = tempfile.mkdtemp(prefix="SlicerTSKDTest-")
+        fakeBin = os.path.join(home, "bin")
+        os.makedirs(fakeBin)
+        fakePython = os.path.join(fakeBin, "python3.11.exe" if sys.platform == "win32" else "python3.11")
+        with open(fakePython, "w") as stream:
+            stream.write("#!/bin/sh\n")
+        os.chmod(fakePython, 0o755)
+        host = HostContext(sys.platform, {"PATH": fakeBin}, home, searchCommonLocations=False)
+        candidates = candidatePythons(host)
+        self.assertEqual(candidates[0].command, (fakePython,))
+        options = EnvironmentOptions(rootDir=os.path.join(home, "tskd"), backendSourceDir=findBackendSource(os.path.dirname(__file__)) or "")
+        self.assertTrue(options.backendSourceDir, "backend sources not installed next to the module")
+        base = PythonInfo(candidates[0].command, "PATH", (3, 11, 7), fakePython)
+        steps = planInstall(options, host, base, chooseTorchBuild(None, sys.platform))
+        self.assertEqual(steps[0].command[:3], (fakePython, "-m", "venv"))
+        self.assertTrue(all(step.command[0].startswith(home) for step in steps))
+
+    def test_qprocessRunner(self):
+        import shutil
+
+        from SlicerTSKDLib.processRunner import EXITED, QProcessRunner
+
+        runner, events = QProcessRunner(), []
+        runner.finished.connect(lambda code, status: events.append((code, status, runner.readOutput())))
+        runner.start([shutil.which("PythonSlicer") or sys.executable, "-c", "print('tskd-ok')"], slicer.util.startupEnvironment())
+        deadline = time.time() + 60
+        while not events and time.time() < deadline:
+            slicer.app.processEvents()
+            time.sleep(0.01)
+        self.assertEqual(events[0][:2], (0, EXITED))
+        self.assertIn("tskd-ok", events[0][2])

@@ -1,0 +1,44 @@
+"""``tskd train``: the whole TS-KD pipeline on a dataset."""
+
+from __future__ import annotations
+
+import argparse
+
+from tskd.cli.common import add_training_options, config_from_args
+from tskd.cli.teacher_cmd import BASE_HELP
+
+__all__ = ["register"]
+
+DESCRIPTION = """\
+Run the whole TS-KD pipeline on DATASET:
+  1. teacher    fine-tune the foundation model (SAM/MedSAM + LoRA; --base none: a small SAM from scratch)
+  2. synthesis  train a diffusion model on the task's images and grow the transfer set with
+                quality-gated synthetic images labelled by the teacher
+  3. distill    distil the teacher into the light student on the transfer set
+  4. finetune   fine-tune the student on the labelled cases
+and export the student (ONNX + metadata) for Slicer. Everything is written under OUT; if the run
+stops (Ctrl-C, a crash, a reboot), the same command resumes where it stopped.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="run the whole pipeline: teacher, synthesis, distillation, fine-tuning, export",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", required=True, metavar="DATASET", help="dataset folder or manifest")
+    parser.add_argument("--out", required=True, metavar="RUN", help="run folder (created, or resumed)")
+    parser.add_argument("--base", metavar="CHECKPOINT", help=BASE_HELP)
+    parser.add_argument("--cancel-file", metavar="PATH",
+                        help="stop cleanly (checkpoint saved, exit code 130) when this file appears")
+    add_training_options(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tskd.pipeline.run import format_summary, run_stages
+
+    config = config_from_args(args)
+    summary = run_stages(args.data, args.out, config, cancel_file=args.cancel_file)
+    print(format_summary(summary))
+    return 0

@@ -1,0 +1,218 @@
+"""Student stages: distillation on the transfer set, then supervised fine-tuning on the labelled
+cases (TS-KD's order), plus the pieces the baselines reuse (MAE pre-training, feature-only KD).
+
+Each stage folder holds ``student.pt`` and ``stage.json`` (written last: the stage is done).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tskd.data.augment import build_augmentation
+from tskd.data.slice_dataset import SliceDataset
+from tskd.engine import EngineConfig, StopFlag, Trainer, load_checkpoint, load_trainable_state
+from tskd.pipeline.config import PipelineConfig
+from tskd.pipeline.data_stage import PreparedData
+from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.progress import ProgressReporter
+from tskd.student.base import FeatureProjector, StudentModel, StudentWithProjector, count_parameters, unwrap_student
+from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
+from tskd.student.networks import build_student
+from tskd.student.storage import load_student, save_student
+from tskd.student.tasks import DistillationTask, SupervisedTask
+from tskd.synthesis.transfer_set import TransferSetDataset
+from tskd.teacher.model import SamSegmenter
+
+__all__ = [
+    "StageContext",
+    "fit_stage",
+    "new_student",
+    "run_distill_stage",
+    "run_finetune_stage",
+    "run_mae_stage",
+    "TeacherEmbeddings",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class StageContext:
+    """Progress display, stop flag and stage position shared by the stages of one run."""
+
+    def __init__(self, progress: ProgressReporter | None = None, stop_flag: StopFlag | None = None,
+                 stage_index: int = 1, stage_count: int = 1) -> None:
+        self.progress = progress
+        self.stop_flag = stop_flag
+        self.stage_index = stage_index
+        self.stage_count = stage_count
+
+    def at(self, stage_index: int, stage_count: int) -> StageContext:
+        return StageContext(self.progress, self.stop_flag, stage_index, stage_count)
+
+
+class TeacherEmbeddings:
+    """Wraps a task so that every batch carries ``teacher_embedding`` from a frozen SAM-layout model.
+
+    The embeddings are computed on the fly on the batch's device (the teacher is moved there once),
+    at the teacher's input size.
+    """
+
+    def __init__(self, task: Any, teacher: SamSegmenter) -> None:
+        self.task = task
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+        if next(self.teacher.parameters()).device != images.device:
+            self.teacher.to(images.device)
+        size = self.teacher.input_size
+        if images.shape[-1] != size:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        return self.teacher.image_embeddings(images)
+
+    def training_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        batch = dict(batch)
+        batch["teacher_embedding"] = self._embed(batch["image"])
+        return self.task.training_step(model, batch)
+
+    def validate(self, model: nn.Module) -> dict[str, float]:
+        return self.task.validate(model)
+
+
+def new_student(config: PipelineConfig, data: PreparedData, *, name: str | None = None) -> StudentModel:
+    """A freshly initialised student (seeded, so a restarted stage starts from the same weights)."""
+    torch.manual_seed(config.seed)
+    return build_student(name or config.distill.student, num_classes=data.num_classes, input_size=data.input_size)
+
+
+def fit_stage(
+    *,
+    folder: Path,
+    stage: str,
+    model: nn.Module,
+    task: Any,
+    dataset: Any,
+    train: EngineConfig,
+    fingerprint: dict[str, Any],
+    context: StageContext,
+    save: Callable[[nn.Module], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``model`` with the engine in ``folder``, keep its best validation weights, save it.
+
+    ``save`` writes the stage's artifact (default: ``student.pt`` via :func:`save_student`);
+    ``stage.json`` is written last and marks the stage as done.
+    """
+    trainer = Trainer(
+        model=model, task=task, train_dataset=dataset, config=train, out_dir=folder, stage=stage,
+        progress=context.progress, stop_flag=context.stop_flag, stage_index=context.stage_index,
+        stage_count=context.stage_count, fingerprint=fingerprint,
+    )
+    result = trainer.fit()
+    metrics = result.final_metrics
+    if trainer.best_path.is_file():
+        best = load_checkpoint(trainer.best_path)
+        load_trainable_state(model, best["model"], source=str(trainer.best_path))
+        metrics = best.get("metrics", metrics)
+        logger.info("%s: keeping the best validation checkpoint (step %d): %s", stage, best["step"],
+                    {k: round(v, 4) for k, v in metrics.items()})
+    model.eval()
+    if save is not None:
+        save(model)
+    else:
+        save_student(model, folder / "student.pt", stage=stage, metrics=metrics)
+    summary = {"stage": stage, "metrics": metrics, "steps": result.steps, "seconds": round(result.seconds, 1),
+               "parameters": count_parameters(model)}
+    write_json(folder / "stage.json", summary)
+    return summary
+
+
+def _done(folder: Path) -> dict[str, Any] | None:
+    return read_json(folder / "stage.json") if (folder / "stage.json").is_file() else None
+
+
+def _val(data: PreparedData) -> SliceDataset | None:
+    return SliceDataset(data.prepared, data.val) if data.val.size else None
+
+
+def run_mae_stage(run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
+                  *, folder: Path | None = None) -> nn.Module:
+    """MAE pre-training of the ViT student's encoder on every training image (labelled or not)."""
+    folder = folder or run.mae
+    torch.manual_seed(config.seed)
+    mae = build_mae(config.distill.student, input_size=data.input_size, config=config.mae)
+    if _done(folder):
+        load_trainable_state(mae, torch.load(folder / "mae.pt", map_location="cpu", weights_only=True), source=str(folder))
+        return mae
+    images = torch.cat([torch.as_tensor(data.train_labelled), torch.as_tensor(data.train_unlabelled)]).numpy()
+    fit_stage(
+        folder=folder, stage="mae", model=mae, task=MAETask(config=config.mae, val_data=_val(data)),
+        dataset=SliceDataset(data.prepared, images, augment=build_augmentation(config.data.augment), seed=config.seed),
+        train=config.mae.train, context=context,
+        fingerprint={"mae": config.mae.to_dict(), "student": config.distill.student, "prepared": data.prepared.fingerprint},
+        save=lambda m: torch.save({k: v.cpu() for k, v in m.state_dict().items()}, folder / "mae.pt"),
+    )
+    return mae
+
+
+def run_distill_stage(
+    run: RunFolder, data: PreparedData, config: PipelineConfig, teacher: SamSegmenter, context: StageContext,
+    *, folder: Path | None = None, transfer_set: Path | None = None,
+) -> StudentModel:
+    """Distil the fine-tuned teacher into the student on the transfer set (logit KD + supervised on
+    labelled items + optional feature KD)."""
+    folder = folder or run.distill
+    if _done(folder):
+        return load_student(folder / "student.pt")
+    cfg = config.distill
+    student = new_student(config, data)
+    if cfg.mae_pretrain:
+        mae = run_mae_stage(run, data, config, context)
+        transfer_mae_encoder(mae, student)
+        logger.info("distill: student encoder initialised from MAE pre-training")
+    model: nn.Module = student
+    task: Any = DistillationTask(config=cfg, num_classes=data.num_classes, val_data=_val(data))
+    if cfg.w_feat > 0:
+        model = StudentWithProjector(student=student, projector=FeatureProjector(student.feature_channels,
+                                                                                 teacher.embedding_dim))
+        task = TeacherEmbeddings(task, teacher)
+    fit_stage(
+        folder=folder, stage="distill", model=model, task=task,
+        dataset=TransferSetDataset(transfer_set or run.transfer_set), train=cfg.train, context=context,
+        fingerprint={"distill": cfg.to_dict(), "prepared": data.prepared.fingerprint,
+                     "transfer_set": read_json((transfer_set or run.transfer_set) / "stage.json")["counts"]},
+    )
+    return unwrap_student(model)
+
+
+def run_finetune_stage(
+    run: RunFolder, data: PreparedData, config: PipelineConfig, student: StudentModel, context: StageContext,
+    *, folder: Path | None = None, stage: str = "finetune",
+) -> StudentModel:
+    """Supervised fine-tuning (Dice + CE) of ``student`` on the labelled training slices."""
+    folder = folder or run.finetune
+    if _done(folder):
+        return load_student(folder / "student.pt")
+    augment = build_augmentation(config.data.augment)
+    fit_stage(
+        folder=folder, stage=stage, model=student,
+        task=SupervisedTask(num_classes=data.num_classes, val_data=_val(data)),
+        dataset=SliceDataset(data.prepared, data.train_labelled, augment=augment, seed=config.seed),
+        train=config.finetune.train, context=context,
+        fingerprint={"finetune": config.finetune.to_dict(), "prepared": data.prepared.fingerprint,
+                     "start": student.spec(), "start_weights": _digest(student)},
+    )
+    return student
+
+
+def _digest(model: nn.Module) -> float:
+    """A cheap fingerprint of the starting weights (their sum), so a changed start is noticed."""
+    with torch.no_grad():
+        return round(float(sum(p.double().sum() for p in model.parameters())), 6)

@@ -1,0 +1,274 @@
+"""EnvironmentSetup end to end on fake interpreters and tools (real processes, fast).
+
+The fakes (see fakeTools.py) answer like Python, pip, nvidia-smi and uv would, and record every
+call, so these tests check the order of commands, retries, cancellation and the marker.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO_ROOT
+from fakeTools import NVIDIA_SMI_12_6, alive, fakeEnvironment, makeFakePython, makeScript, readCalls, writeRules
+from SlicerTSKDLib.environment import EnvironmentOptions
+from SlicerTSKDLib.environmentMarker import READY, environmentState, readMarker
+from SlicerTSKDLib.environmentSetup import CANCELLED, FAILED, SUCCEEDED, EnvironmentSetup
+from SlicerTSKDLib.hostContext import HostContext
+from SlicerTSKDLib.processRunner import SubprocessRunner
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the fakes are POSIX scripts")
+
+BACKEND = REPO_ROOT / "TSKDBackend"
+NOW = datetime.datetime(2025, 1, 2, 3, 4, 5)
+
+
+class Harness:
+    """A set-up on fakes: ``bin/`` is the whole search path; rules change the fakes' behaviour."""
+
+    def __init__(self, tmp: Path, **options) -> None:
+        self.tmp = tmp
+        self.bin = tmp / "bin"
+        self.bin.mkdir(parents=True, exist_ok=True)
+        self.rulesPath = writeRules(tmp / "rules.json", {})
+        self.root = tmp / "root"
+        env = fakeEnvironment(tmp, [self.bin], self.rulesPath)
+        self.host = HostContext("linux", env, str(tmp / "home"), searchCommonLocations=False)
+        options.setdefault("backendSourceDir", str(BACKEND))
+        self.options = EnvironmentOptions(rootDir=str(self.root), **options)
+        self.runner = SubprocessRunner()
+        self.setup = EnvironmentSetup(self.options, self.host, self.runner, now=lambda: NOW)
+        self.progress, self.log, self.results = [], [], []
+        self.setup.progress.connect(lambda fraction, label: self.progress.append((fraction, label)))
+        self.setup.logMessage.connect(self.log.append)
+        self.setup.finished.connect(lambda ok, message: self.results.append((ok, message)))
+
+    def rules(self, **rules) -> None:
+        writeRules(self.rulesPath, rules)
+
+    def run(self, timeout: float = 60.0):
+        self.results.clear()
+        self.progress.clear()
+        self.setup.start()
+        assert self.runner.waitUntil(lambda: bool(self.results), timeout), "set-up did not finish"
+        return self.results[-1]
+
+    def keys(self):
+        return [step.key for step in self.setup.stepsRun]
+
+    def calls(self):
+        return readCalls(self.tmp / "calls.jsonl")
+
+    @property
+    def venvPython(self) -> Path:
+        return self.root / "venv" / "bin" / "python"
+
+
+def test_full_setup_finds_python_installs_and_writes_marker(tmp_path):
+    h = Harness(tmp_path, upgradePip=True)
+    makeScript(h.bin / "python3.12", "echo 'pyenv: python3.12: command not found' >&2; exit 127")
+    good = makeFakePython(h.bin / "python3.11", (3, 11, 7))
+    makeFakePython(h.bin / "python3.13", (3, 14, 0))
+    ok, message = h.run()
+    assert ok, message
+    assert h.setup.state == SUCCEEDED
+    assert h.keys() == ["probe-python", "probe-python", "create-venv", "probe-new-venv", "upgrade-pip",
+                        "install-torch", "install-backend", "verify-version", "verify-import"]
+    calls = h.calls()  # the shim records nothing: the first call is the good probe
+    assert calls[0][:2] == [str(good), "-c"]
+    assert calls[1] == [str(good), "-m", "venv", "--clear", str(h.root / "venv")]
+    torch = next(c for c in calls if "pip" in c and any(a.startswith("torch") for a in c))
+    assert torch[0] == str(h.venvPython)
+    assert torch[-3:] == ["torch==2.13.0", "--index-url", "https://download.pytorch.org/whl/cpu"]
+    backend = next(c for c in calls if str(h.root / "backend-source") in c)
+    assert backend[-3:] == ["-c", str(h.root / "constraints.txt"), str(h.root / "backend-source")]
+    staged = (h.root / "constraints.txt").read_text()
+    assert "torch==" not in staged and "numpy==" in staged
+    marker = readMarker(str(h.root / "environment.json"))
+    assert marker.kind == "managed"
+    assert marker.backendCommand == [str(h.venvPython), "-m", "tskd"]
+    assert (marker.backendVersion, marker.torchVersion, marker.device, marker.pythonVersion) == ("0.1.0", "2.13.0+cpu", "cpu", "3.11.7")
+    assert marker.createdAt == "2025-01-02T03:04:05"
+    assert environmentState(str(h.root / "environment.json"), "0.1.0")[0] == READY
+    fractions = [f for f, _ in h.progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any(label == "Installing PyTorch (CPU)" for _, label in h.progress)
+    assert "Successfully installed pkg0-1.0 pkg1-1.0 pkg2-1.0 pkg3-1.0" in h.log
+    logText = (h.root / "setup.log").read_text()
+    assert "not usable: it does not run" in logText and "ready" in logText
+
+
+def test_failed_step_reports_advice_and_retry_reuses_the_environment(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11")
+    h.rules(failPip={"backend-source": 1})
+    ok, message = h.run()
+    assert not ok and h.setup.state == FAILED
+    assert "'Installing the SlicerTSKD backend and its dependencies' failed (exit code 1)" in message
+    assert "mirror" in message and "Retry" in message and "No matching distribution" in message
+    assert not (h.root / "environment.json").exists()
+    h.rules()
+    ok, message = h.run()
+    assert ok, message
+    assert h.keys() == ["probe-venv", "install-torch", "install-backend", "verify-version", "verify-import"]
+
+
+def test_broken_environment_is_recreated(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11")
+    assert h.run()[0]
+    config = json.loads(Path(str(h.venvPython) + ".json").read_text())
+    Path(str(h.venvPython) + ".json").write_text(json.dumps(dict(config, broken=True)))
+    ok, message = h.run()
+    assert ok, message
+    assert h.keys()[:4] == ["probe-venv", "probe-python", "create-venv", "probe-new-venv"]
+    assert "cannot be re-used (it does not run)" in "\n".join(h.log)
+
+
+def test_environment_without_pip_fails_with_advice(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11")
+    h.rules(venvWithoutPip=True)
+    ok, message = h.run()
+    assert not ok
+    assert "does not work (pip is missing)" in message
+
+
+def test_cancel_kills_the_running_pip_tree_and_retry_completes(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11")
+    pidFile = tmp_path / "pids.txt"
+    h.rules(slowPip="torch", pidFile=str(pidFile))
+    h.setup.start()
+    assert h.runner.waitUntil(lambda: pidFile.exists() and pidFile.read_text().strip() != "", 60)
+    pip, grandchild = (int(p) for p in pidFile.read_text().split())
+    assert alive(pip) and alive(grandchild)
+    started = time.monotonic()
+    h.setup.cancel()
+    assert h.runner.waitUntil(lambda: bool(h.results), 30)
+    assert time.monotonic() - started < 10
+    assert h.setup.state == CANCELLED
+    ok, message = h.results[-1]
+    assert not ok and "cancelled" in message.lower() and "Installing PyTorch" in message
+    deadline = time.monotonic() + 10
+    while (alive(pip) or alive(grandchild)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(pip) and not alive(grandchild)
+    h.rules()
+    ok, message = h.run()
+    assert ok, message
+    assert h.keys()[0] == "probe-venv"
+
+
+def test_no_suitable_python_names_what_was_found_and_what_to_install(tmp_path):
+    h = Harness(tmp_path)
+    old = makeFakePython(h.bin / "python3", (3, 9, 18))
+    ok, message = h.run()
+    assert not ok
+    assert "No suitable Python" in message
+    assert "{} (PATH): Python 3.9.18 is too old".format(old) in message
+    assert "python3.12-venv" in message
+    assert not (h.root / "venv").exists()
+
+
+def test_uv_provides_a_python_when_none_is_installed(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    managed = makeFakePython(tmp_path / "uv-pythons" / "cpython-3.12.8" / "bin" / "python3.12", (3, 12, 8))
+    makeScript(h.bin / "uv", 'if [ "$2" = install ]; then echo "Installed Python 3.12.8"; else echo "{}"; fi'.format(managed))
+    ok, message = h.run()
+    assert ok, message
+    assert h.keys()[:4] == ["uv-install", "uv-find", "probe-python", "create-venv"]
+    assert h.calls()[1][:3] == [str(managed), "-m", "venv"]
+    assert readMarker(str(h.root / "environment.json")).pythonVersion == "3.12.8"
+
+
+def test_nvidia_gpu_selects_the_cuda_index(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11")
+    (tmp_path / "smi.txt").write_text(NVIDIA_SMI_12_6)
+    makeScript(h.bin / "nvidia-smi", "exec /bin/cat '{}'".format(tmp_path / "smi.txt"))  # PATH has only the fakes
+    h.rules(torchVersion="2.13.0+cu126", torchCuda="12.6")
+    ok, message = h.run()
+    assert ok, message
+    assert "detect-gpu" in h.keys()
+    torch = next(c for c in h.calls() if "pip" in c and "torch" in c)
+    assert torch[-3:] == ["torch", "--index-url", "https://download.pytorch.org/whl/cu126"]
+    marker = readMarker(str(h.root / "environment.json"))
+    assert (marker.device, marker.torchCuda, marker.torchIndexUrl) == ("cuda", "12.6", "https://download.pytorch.org/whl/cu126")
+    assert "GPU, CUDA 12.6" in message
+
+
+def test_backend_version_mismatch_fails(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11")
+    h.rules(backendVersion="0.0.9")
+    ok, message = h.run()
+    assert not ok and "runs backend 0.0.9 but the extension ships 0.1.0" in message
+
+
+def test_existing_tskd_command_is_only_verified(tmp_path):
+    tskd = makeScript(tmp_path / "tools" / "tskd", 'echo "tskd 0.1.0"')
+    h = Harness(tmp_path, existingCommand=str(tskd))
+    ok, message = h.run()
+    assert ok, message
+    assert h.keys() == ["check-existing-version"]
+    marker = readMarker(str(h.root / "environment.json"))
+    assert (marker.kind, marker.backendCommand, marker.backendVersion) == ("existing", [str(tskd)], "0.1.0")
+    assert not (h.root / "venv").exists()
+
+
+def test_existing_environment_folder_is_checked_with_imports(tmp_path):
+    env = tmp_path / "myenv"
+    makeFakePython(env / "bin" / "python", (3, 12, 2))
+    (env / "bin" / "installed.json").write_text('["torch", "tskd"]')
+    h = Harness(tmp_path, existingCommand=str(env))
+    ok, message = h.run()
+    assert ok, message
+    assert h.keys() == ["check-existing-version", "check-existing-import"]
+    marker = readMarker(str(h.root / "environment.json"))
+    assert marker.backendCommand == [str(env / "bin" / "python"), "-m", "tskd"]
+    assert marker.pythonVersion == "3.12.2" and marker.torchVersion == "2.13.0+cpu"
+
+
+def test_existing_command_that_is_not_the_backend_fails(tmp_path):
+    other = makeScript(tmp_path / "tools" / "other", 'echo "other 1.0"')
+    h = Harness(tmp_path, existingCommand=str(other))
+    ok, message = h.run()
+    assert not ok and "does not run the SlicerTSKD backend" in message
+    h2 = Harness(tmp_path / "second", existingCommand=str(tmp_path / "missing-tool"))
+    ok, message = h2.run()
+    assert not ok and "Could not start" in message
+
+
+def test_folders_that_are_not_ours_are_never_cleared(tmp_path):
+    h = Harness(tmp_path)
+    precious = h.root / "venv" / "notes.txt"
+    precious.parent.mkdir(parents=True)
+    precious.write_text("keep me")
+    ok, message = h.run()
+    assert not ok and "is not a Python environment" in message
+    assert precious.read_text() == "keep me"
+
+
+def test_missing_backend_sources_fail_clearly(tmp_path):
+    h = Harness(tmp_path, backendSourceDir=str(tmp_path / "nowhere"))
+    ok, message = h.run()
+    assert not ok and "Reinstall the SlicerTSKD extension" in message
+
+
+def test_start_while_running_is_ignored_and_cancel_when_idle_does_nothing(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11")
+    h.setup.cancel()
+    assert h.results == []
+    h.setup.start()
+    first = list(h.setup.stepsRun)
+    h.setup.start()
+    assert h.setup.stepsRun == first
+    assert h.runner.waitUntil(lambda: bool(h.results), 60)
+    assert h.results[-1][0]
