@@ -70,6 +70,9 @@ def test_server_side_prediction(server, project, phantom_files, tmp_path):
     # the fixture student labels 1 where the normalised intensity is positive (32 x 32 slices: no resizing)
     expected = apply_normalization(image.array, NormalizationSpec(mode="percentile")) > 0
     np.testing.assert_array_equal(label.array, expected.astype(np.uint8))
+    deadline = time.monotonic() + 10  # the answer's temporary folder goes once the answer is sent
+    while list((server.workspace / "tmp").iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert list((server.workspace / "tmp").iterdir()) == []
     with pytest.raises(TSKDClientError) as err:
         bad = tmp_path / "bad.nii.gz"
