@@ -135,7 +135,8 @@ def main() -> int:
         tmp_path = Path(tmp)
         worker = tmp_path / "worker.py"
         worker.write_text(WORKER)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "TSKDBackend" / "src"), os.environ.get("PYTHONPATH", "")]))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "TSKDBackend" / "src"),
+                                                          os.environ.get("PYTHONPATH", "")]))
         server_log = open(tmp_path / "server.log", "wb")
         server = subprocess.Popen(
             [sys.executable, "-m", "tskd", "serve", "--workspace", str(tmp_path / "ws"), "--port", "0",
@@ -181,7 +182,8 @@ def main() -> int:
         print(f"{row['pollers']:>8} {row['requests_per_s']:>8.0f} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} "
               f"{row['max_ms']:>8.1f} {row['errors']:>7}")
     print()
-    print(f"upload of a {upload['file_mb']:.0f} MB .nii.gz (stream + check + store): best {upload['best_mb_per_s']:.1f} MB/s, "
+    print(f"upload of a {upload['file_mb']:.0f} MB .nii.gz (stream + check + store): "
+          f"best {upload['best_mb_per_s']:.1f} MB/s, "
           f"median {upload['median_mb_per_s']:.1f} MB/s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

@@ -77,7 +77,8 @@ class Cases:
         image_bytes = checked.image_path.stat().st_size
         label_bytes = checked.label_path.stat().st_size if checked.label_path else None
         with self.db.transaction() as conn:
-            old = conn.execute("SELECT created FROM cases WHERE project_id = ? AND name = ?", (project_id, name)).fetchone()
+            old = conn.execute("SELECT created FROM cases WHERE project_id = ? AND name = ?",
+                               (project_id, name)).fetchone()
             other = conn.execute("SELECT geometry FROM cases WHERE project_id = ? AND name != ? LIMIT 1",
                                  (project_id, name)).fetchone()
             if other is not None and len(json.loads(other["geometry"])["size"]) != checked.geometry.dimension:

@@ -82,7 +82,8 @@ def find_checkpoint(folder: Path, name: str) -> Path:
         if item["name"] == name:
             return folder / name
     names = [item["name"] for item in list_checkpoints(folder)]
-    listed = ", ".join(names) if names else "none; copy SAM or MedSAM weights into the server's workspace 'checkpoints' folder"
+    listed = ", ".join(names) if names else (
+        "none; copy SAM or MedSAM weights into the server's workspace 'checkpoints' folder")
     raise Unprocessable(f"base: no checkpoint named {name!r}; available: {listed}")
 
 

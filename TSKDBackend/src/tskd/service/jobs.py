@@ -151,7 +151,8 @@ class Jobs:
         except BaseException:
             remove_path(files.folder)
             raise
-        logger.info("queued job %s for project %s (preset %s, %d cases)", job_id, project["id"], preset, counts["cases"])
+        logger.info("queued job %s for project %s (preset %s, %d cases)", job_id, project["id"], preset,
+                    counts["cases"])
         self.wake()
         return self.get(job_id)
 
@@ -165,7 +166,8 @@ class Jobs:
         now = time.time()
         if row["state"] == "queued":
             changed = self.db.execute(
-                "UPDATE jobs SET state = 'cancelled', finished = ?, cancel_requested = ? WHERE id = ? AND state = 'queued'",
+                "UPDATE jobs SET state = 'cancelled', finished = ?, cancel_requested = ? "
+                "WHERE id = ? AND state = 'queued'",
                 (now, now, job_id),
             )
             if changed:

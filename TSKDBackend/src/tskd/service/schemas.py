@@ -160,7 +160,8 @@ class ModelOut(BaseModel):
     student: dict[str, Any]
     teacher: dict[str, Any]
     files: list[dict[str, Any]]
-    metadata: Optional[dict[str, Any]] = Field(default=None, description="the whole tskd-model.json (single model only)")
+    metadata: Optional[dict[str, Any]] = Field(default=None,
+                                               description="the whole tskd-model.json (single model only)")
 
 
 class ModelList(BaseModel):

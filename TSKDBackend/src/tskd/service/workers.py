@@ -215,7 +215,8 @@ class Scheduler:
             self._finish(job, code)
         # a running row without a worker (its process vanished unnoticed) is settled too
         for job in self.db.query("SELECT * FROM jobs WHERE state = 'running'"):
-            if job["id"] not in self._workers and job["pid"] is not None and not _same_process(job["pid"], job["pid_started"]):
+            orphaned = job["id"] not in self._workers and job["pid"] is not None
+            if orphaned and not _same_process(job["pid"], job["pid_started"]):
                 self._finish(job, read_exit_file(self._files(job).exit))
 
     def _enforce_cancels(self) -> None:
@@ -305,7 +306,8 @@ class Scheduler:
                 error = f"training ended without a usable student package: {exc}"
         elif code is None:
             state = "interrupted"
-            error = f"the worker stopped without finishing ({reason or 'its process is gone'}); resume the job to continue"
+            error = (f"the worker stopped without finishing ({reason or 'its process is gone'}); "
+                     "resume the job to continue")
         elif code == CANCELLED_EXIT_CODE:
             state = "interrupted"
             error = "the worker was stopped from outside the service; resume the job to continue"
