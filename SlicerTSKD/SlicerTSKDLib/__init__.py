@@ -3,6 +3,7 @@
 Logic (no ``qt``, ``ctk``, ``slicer`` or ``vtk`` imports at module level; tested outside Slicer):
 
 - ``signal``: a tiny signal/slot class so logic reports events without Qt.
+- ``client``: the backend service's HTTP client (standard library only; see docs/service-api.md).
 - ``processRunner``: runs a child process without blocking (``qt.QProcess`` or ``subprocess``).
 - ``processTree``: kills a process with everything it started.
 - ``hostContext``: the machine as the set-up sees it; the child processes' environment.
@@ -22,6 +23,7 @@ Importing this package imports nothing else, so tests can load single modules.
 """
 
 __all__ = [
+    "client",
     "environment",
     "environmentMarker",
     "environmentSetup",

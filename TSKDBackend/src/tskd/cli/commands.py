@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from tskd.cli import data_cmd, evaluate_cmd, predict_cmd, presets_cmd, synth_cmd, teacher_cmd, train_cmd
+from tskd.cli import (
+    data_cmd,
+    evaluate_cmd,
+    predict_cmd,
+    presets_cmd,
+    serve_cmd,
+    synth_cmd,
+    teacher_cmd,
+    train_cmd,
+)
 
 REGISTRY = [
     data_cmd.register,
     train_cmd.register,
     predict_cmd.register,
     evaluate_cmd.register,
+    serve_cmd.register,
     teacher_cmd.register,
     synth_cmd.register,
     presets_cmd.register,

@@ -1,0 +1,204 @@
+"""Training jobs: creation (with a dataset snapshot), the views clients poll, cancel and resume.
+
+The worker processes themselves are started and watched by :mod:`tskd.service.workers`; this
+module only changes job rows and files, and wakes the scheduler when there is something to do.
+
+States: ``queued`` -> ``running`` -> ``done`` | ``failed`` | ``cancelled`` | ``interrupted``.
+``interrupted`` means the worker went away without finishing (server machine restarted, worker
+killed from outside); ``failed``, ``cancelled`` and ``interrupted`` jobs can be resumed: the same
+``tskd train`` command runs again on the same run folder and continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from tskd.config.base import save_yaml
+from tskd.service.db import Database
+from tskd.service.errors import Conflict, NotFound, Unprocessable
+from tskd.service.info import find_checkpoint, list_presets
+from tskd.service.jobfiles import FileCache, JobFiles, parse_status, progress_record, tail_lines
+from tskd.service.storage import Workspace, is_id, new_id, remove_path, snapshot_tree
+from tskd.service.timeutil import iso
+
+__all__ = ["Jobs", "DEFAULT_PRESET", "RESUMABLE_STATES"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "cpu-small"
+RESUMABLE_STATES = ("failed", "cancelled", "interrupted")
+
+
+class Jobs:
+    """Job rows and the files clients see.
+
+    Args:
+        db: the service database.
+        workspace: the workspace folders.
+        wake: called after a change the scheduler should act on at once.
+        log_tail_lines: lines of worker output in a job's view.
+    """
+
+    def __init__(self, db: Database, workspace: Workspace, *, wake: Callable[[], None] = lambda: None,
+                 log_tail_lines: int = 20) -> None:
+        self.db = db
+        self.ws = workspace
+        self.wake = wake
+        self.log_tail_lines = log_tail_lines
+        self._status = FileCache(parse_status)
+        self._tails = FileCache(lambda path: tail_lines(path, lines=max(log_tail_lines, 1)))
+
+    def files(self, job_id: str) -> JobFiles:
+        return JobFiles(self.ws.job_dir(job_id))
+
+    # -- reading ------------------------------------------------------------------------------
+    def row(self, job_id: str) -> dict[str, Any]:
+        """The job's row; 404 when unknown."""
+        row = self.db.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,)) if is_id(job_id) else None
+        if row is None:
+            raise NotFound(f"no job with id {job_id!r}")
+        return row
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """The job as clients see it: state, progress from ``status.json``, the end of its output."""
+        return self._out(self.row(job_id))
+
+    def list(self, project_id: str) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT * FROM jobs WHERE project_id = ? ORDER BY created", (project_id,))
+        return [self._out(row) for row in rows]
+
+    def log_file(self, job_id: str, which: str = "output") -> Path:
+        """The worker's console output (``output``) or the pipeline's own log (``run``)."""
+        self.row(job_id)
+        files = self.files(job_id)
+        path = files.output if which == "output" else files.run_log
+        if not path.is_file():
+            raise NotFound(f"job {job_id} has no {which} log yet")
+        return path
+
+    def _out(self, row: dict[str, Any]) -> dict[str, Any]:
+        files = self.files(row["id"])
+        status = self._status.get(files.status) or {}
+        stages = {}
+        for name, record in (status.get("stages") or {}).items() if isinstance(status.get("stages"), dict) else ():
+            converted = progress_record(record)
+            if converted is not None:
+                stages[str(name)] = converted
+        model = None
+        if row["state"] == "done":
+            found = self.db.query_one("SELECT id FROM models WHERE job_id = ?", (row["id"],))
+            model = found["id"] if found else None
+        tail = self._tails.get(files.output) or []
+        return {
+            "id": row["id"],
+            "project_id": row["project_id"],
+            "state": row["state"],
+            "preset": row["preset"],
+            "settings": json.loads(row["settings"]),
+            "base": row["base"],
+            "cases": row["cases"],
+            "created": iso(row["created"]),
+            "started": iso(row["started"]),
+            "finished": iso(row["finished"]),
+            "attempts": row["attempts"],
+            "exit_code": row["exit_code"],
+            "error": row["error"],
+            "cancel_requested": row["cancel_requested"] is not None,
+            "progress": progress_record(status.get("latest")),
+            "stages": stages,
+            "log_tail": tail[-self.log_tail_lines:] if self.log_tail_lines else [],
+            "model_id": model,
+        }
+
+    # -- changes ------------------------------------------------------------------------------
+    def create(self, project: dict[str, Any], *, preset: str | None, settings: dict[str, Any],
+               base: str | None) -> dict[str, Any]:
+        """Queue a training job on a snapshot of the project's dataset.
+
+        Raises:
+            ServiceError: 422 unknown preset or base checkpoint, no labelled case.
+        """
+        preset = preset or str(project["settings"].get("preset") or DEFAULT_PRESET)
+        presets = list_presets()
+        if presets and preset not in presets:
+            raise Unprocessable(f"preset: unknown preset {preset!r}; available presets: {', '.join(presets)}")
+        if base is not None:
+            find_checkpoint(self.ws.checkpoints_dir, base)
+        counts = self.db.query_one(
+            "SELECT COUNT(*) AS cases, COUNT(label_file) AS labelled FROM cases WHERE project_id = ?", (project["id"],)
+        )
+        if not counts or not counts["labelled"]:
+            raise Unprocessable("the project has no labelled case yet; upload at least one image with its label")
+        job_id = new_id()
+        files = self.files(job_id)
+        try:
+            with self.db.transaction() as conn:
+                # the snapshot is taken inside the transaction: no case can be added or removed meanwhile
+                files.folder.mkdir(parents=True)
+                snapshot_tree(self.ws.dataset_dir(project["id"]), files.dataset)
+                files.run.mkdir()
+                save_yaml(settings, files.settings)
+                conn.execute(
+                    "INSERT INTO jobs (id, project_id, state, preset, settings, base, job_dir, cases, created) "
+                    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                    (job_id, project["id"], preset, json.dumps(settings), base, self.ws.relative(files.folder),
+                     counts["cases"], time.time()),
+                )
+        except BaseException:
+            remove_path(files.folder)
+            raise
+        logger.info("queued job %s for project %s (preset %s, %d cases)", job_id, project["id"], preset,
+                    counts["cases"])
+        self.wake()
+        return self.get(job_id)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job: a queued one at once, a running one by asking its worker to stop.
+
+        A running worker sees the cancel file, saves a checkpoint and exits; the scheduler kills
+        its process tree when it has not stopped after the grace period.
+        """
+        row = self.row(job_id)
+        now = time.time()
+        if row["state"] == "queued":
+            changed = self.db.execute(
+                "UPDATE jobs SET state = 'cancelled', finished = ?, cancel_requested = ? "
+                "WHERE id = ? AND state = 'queued'",
+                (now, now, job_id),
+            )
+            if changed:
+                return self.get(job_id)
+            row = self.row(job_id)  # the scheduler started it meanwhile
+        if row["state"] != "running":
+            raise Conflict(f"job {job_id} is {row['state']}; only queued or running jobs can be cancelled")
+        self.files(job_id).cancel.write_text(f"cancel requested at {iso(now)}\n", encoding="utf-8")
+        self.db.execute(
+            "UPDATE jobs SET cancel_requested = COALESCE(cancel_requested, ?) WHERE id = ? AND state = 'running'",
+            (now, job_id),
+        )
+        self.wake()
+        return self.get(job_id)
+
+    def resume(self, job_id: str) -> dict[str, Any]:
+        """Queue a failed, cancelled or interrupted job again; it continues from its last checkpoint."""
+        row = self.row(job_id)
+        if row["state"] not in RESUMABLE_STATES:
+            hint = "it has finished" if row["state"] == "done" else "it is still active"
+            raise Conflict(f"job {job_id} is {row['state']}; {hint}, so there is nothing to resume")
+        files = self.files(job_id)
+        for path in (files.cancel, files.exit):
+            remove_path(path)
+        changed = self.db.execute(
+            "UPDATE jobs SET state = 'queued', finished = NULL, pid = NULL, pid_started = NULL, exit_code = NULL, "
+            "error = NULL, cancel_requested = NULL, slot = NULL WHERE id = ? AND state = ?",
+            (job_id, row["state"]),
+        )
+        if not changed:
+            raise Conflict(f"job {job_id} changed state meanwhile; look at it again")
+        logger.info("job %s queued again (was %s)", job_id, row["state"])
+        self.wake()
+        return self.get(job_id)

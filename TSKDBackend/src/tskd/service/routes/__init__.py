@@ -1,0 +1,9 @@
+"""The HTTP routes, one module per resource; :data:`ROUTERS` lists them in the order the docs show them."""
+
+from __future__ import annotations
+
+from tskd.service.routes import cases, jobs, models, projects, system
+
+__all__ = ["ROUTERS"]
+
+ROUTERS = [system.router, projects.router, cases.router, jobs.router, models.router]

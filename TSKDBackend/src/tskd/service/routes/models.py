@@ -1,0 +1,86 @@
+"""Trained students: list per project, metadata, ``.tskd.zip`` download, server-side prediction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from tskd.data.image import image_suffix, write_image
+from tskd.service.casefiles import read_upload_image
+from tskd.service.core import Service
+from tskd.service.errors import BadRequest, ServiceError
+from tskd.service.inference import segment_image
+from tskd.service.routes.deps import service
+from tskd.service.schemas import ModelList, ModelOut
+from tskd.service.storage import remove_path
+from tskd.service.uploads import discard_body, receive_form
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["models"])
+
+_PREDICT_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["image"],
+            "properties": {"image": {"type": "string", "format": "binary",
+                                     "description": "2D or 3D image (.nii.gz, .nrrd, .mha, .png, ...)"}},
+        }}},
+    }
+}
+
+
+@router.get("/projects/{project_id}/models", response_model=ModelList,
+            summary="The students of a project (one per finished job) with their metrics")
+def list_models(project_id: str, svc: Service = Depends(service)) -> dict:
+    svc.projects.row(project_id)
+    return {"models": svc.models.list(project_id)}
+
+
+@router.get("/models/{model_id}", response_model=ModelOut, summary="A model's metadata (tskd-model.json)")
+def get_model(model_id: str, svc: Service = Depends(service)) -> dict:
+    return svc.models.get(model_id)
+
+
+@router.get("/models/{model_id}/download", response_class=FileResponse,
+            summary="The student package as a .tskd.zip (model.onnx, tskd-model.json, ...)")
+def download_model(model_id: str, svc: Service = Depends(service)) -> FileResponse:
+    archive = svc.models.archive(model_id)
+    return FileResponse(archive, media_type="application/zip", filename=f"model-{model_id}.tskd.zip")
+
+
+@router.post("/models/{model_id}/predict", response_class=FileResponse, openapi_extra=_PREDICT_FORM,
+             summary="Segment an uploaded image; the label map comes back in its format and geometry")
+async def predict(model_id: str, request: Request, svc: Service = Depends(service)) -> FileResponse:
+    try:
+        package = await run_in_threadpool(svc.models.package_dir, model_id)
+    except ServiceError:
+        await discard_body(request)
+        raise
+    folder = await run_in_threadpool(svc.workspace.new_tmp_dir, "predict")
+    try:
+        form = await receive_form(request, folder, file_fields=("image",),
+                                  max_file_bytes=svc.settings.max_upload_bytes)
+        if "image" not in form.files:
+            raise BadRequest("form field 'image' is missing; send the image file")
+        upload = form.files["image"]
+        suffix = image_suffix(upload.filename)
+        out_suffix = ".nrrd" if suffix == ".seg.nrrd" else suffix
+
+        def run() -> Path:
+            image = read_upload_image(upload)
+            label = segment_image(svc.students.get(package), image)
+            return write_image(label, folder / f"label{out_suffix}")
+
+        result = await run_in_threadpool(run)
+    except BaseException:
+        await run_in_threadpool(remove_path, folder)
+        raise
+    stem = upload.filename[: -len(suffix)] if suffix else upload.filename
+    return FileResponse(result, media_type="application/octet-stream", filename=f"{stem}-label{out_suffix}",
+                        background=BackgroundTask(remove_path, folder))

@@ -1,0 +1,87 @@
+"""Settings of one ``tskd serve`` process."""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ServiceSettings", "default_train_command", "is_loopback"]
+
+API_PREFIX = "/api/v1"
+
+
+def default_train_command() -> list[str]:
+    """``<this python> -m tskd train``: the pipeline's command line, run by every job."""
+    return [sys.executable, "-m", "tskd", "train"]
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` only accepts connections from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class ServiceSettings:
+    """What a service instance needs to know.
+
+    Args:
+        workspace: folder holding the database, the projects' datasets, jobs and models.
+        host / port: where to listen (port 0 picks a free port).
+        token: when set, every request except ``/health`` needs ``Authorization: Bearer <token>``.
+        max_upload_mb: largest accepted file in an upload, in MiB.
+        auto_resume: queue jobs found interrupted at start-up again.
+        max_concurrent_jobs: training processes that may run at once (GPUs are shared round-robin).
+        train_command: the command a job runs, before its ``--data ... --out ...`` arguments.
+        cancel_grace_s: seconds a cancelled worker gets to save a checkpoint before it is killed.
+        scheduler_interval_s: how often the scheduler looks at the queue and the workers.
+        log_tail_lines: lines of the worker's output shown in a job's status.
+    """
+
+    workspace: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    token: str | None = None
+    max_upload_mb: float = 2048.0
+    auto_resume: bool = False
+    max_concurrent_jobs: int = 1
+    train_command: list[str] = field(default_factory=default_train_command)
+    cancel_grace_s: float = 30.0
+    scheduler_interval_s: float = 0.5
+    log_tail_lines: int = 20
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.workspace = Path(self.workspace).expanduser().resolve()
+        if isinstance(self.train_command, str):
+            self.train_command = shlex.split(self.train_command)
+        if not self.train_command:
+            raise ValueError("train_command must not be empty")
+        if not 0 <= int(self.port) <= 65535:
+            raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if self.max_upload_mb <= 0:
+            raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+        if self.max_concurrent_jobs < 1:
+            raise ValueError(f"max_concurrent_jobs must be at least 1, got {self.max_concurrent_jobs}")
+        if self.cancel_grace_s < 0:
+            raise ValueError(f"cancel_grace_s must not be negative, got {self.cancel_grace_s}")
+        if self.token is not None and not self.token.strip():
+            self.token = None
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("TLS needs both a certificate file and a key file")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_certfile else "http"

@@ -1,0 +1,122 @@
+"""The Slicer module's client on its own: Python 3.9 and standard library only, plain-words
+connection errors, timeouts, no redirects, streamed multipart bodies, TLS verification."""
+
+from __future__ import annotations
+
+import ast
+import http.server
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from SlicerTSKDLib import client as client_module
+from SlicerTSKDLib.client import TSKDClient, TSKDClientError, TSKDConnectionError, _MultipartBody
+
+CLIENT_FILE = Path(client_module.__file__)
+
+
+def test_python39_syntax_and_standard_library_only():
+    tree = ast.parse(CLIENT_FILE.read_text(), feature_version=(3, 9))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.add((node.module or "").split(".")[0])
+        assert not isinstance(node, ast.Match)
+    assert imported - {"__future__"} <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_base_url_forms():
+    assert TSKDClient("http://127.0.0.1:8000").api_url == "http://127.0.0.1:8000/api/v1"
+    assert TSKDClient("http://127.0.0.1:8000/").api_url == "http://127.0.0.1:8000/api/v1"
+    assert TSKDClient("https://host.example/tskd/api/v1/").api_url == "https://host.example/tskd/api/v1"
+    with pytest.raises(ValueError, match="http://HOST:PORT"):
+        TSKDClient("127.0.0.1:8000")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_nothing_listening_is_a_connection_error():
+    port = free_port()
+    client = TSKDClient(f"http://127.0.0.1:{port}", timeout=5)
+    with pytest.raises(TSKDConnectionError) as err:
+        client.health()
+    assert err.value.status is None
+    assert str(err.value).startswith(f"cannot reach the backend at http://127.0.0.1:{port}: ")
+    assert "refused" in str(err.value).lower()
+    assert isinstance(err.value, TSKDClientError)  # one except clause catches both
+
+
+def test_silent_server_times_out():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    try:
+        client = TSKDClient(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=0.5)
+        with pytest.raises(TSKDConnectionError, match="no answer within 0.5 s|timed out"):
+            client.health()
+    finally:
+        listener.close()
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    seen_auth: list = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        _Redirecting.seen_auth.append(self.headers.get("Authorization"))
+        self.send_response(302)
+        self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/elsewhere")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_redirects_are_not_followed():
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = TSKDClient(f"http://127.0.0.1:{server.server_address[1]}", token="secret", timeout=5)
+        with pytest.raises(TSKDClientError) as err:
+            client.info()
+        assert err.value.status == 302
+        assert _Redirecting.seen_auth == ["Bearer secret"]  # sent once, to the server asked, not re-sent
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_multipart_body_is_streamed_in_chunks(tmp_path):
+    big = tmp_path / "big.nii.gz"
+    big.write_bytes(bytes(range(256)) * (3 * 4096 + 7))  # 3 MiB and a bit
+    body = _MultipartBody([("name", "case_1")], [("image", str(big))])
+    chunks = list(body)
+    assert max(len(chunk) for chunk in chunks) <= 1 << 20
+    data = b"".join(chunks)
+    assert len(data) == len(body)
+    assert data.count(big.read_bytes()) == 1
+    assert b'name="image"; filename="big.nii.gz"' in data and data.endswith(f"--{body.boundary}--\r\n".encode())
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_tls_is_verified(server_process, tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    proc = server_process("--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    assert proc.url.startswith("https://127.0.0.1:")
+    with pytest.raises(TSKDConnectionError, match="TLS check failed"):
+        TSKDClient(proc.url, timeout=10).health()
+    assert TSKDClient(proc.url, timeout=10, ca_file=str(cert)).health()["status"] == "ok"
