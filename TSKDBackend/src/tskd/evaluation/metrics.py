@@ -9,6 +9,7 @@ Means over cases ignore NaN.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -84,12 +85,12 @@ def case_metrics(
             continue
         if surface:
             spacing_list = [float(s) for s in spacing]
-            result.hd95_mm[label] = float(
-                compute_hausdorff_distance(pred, ref, include_background=True, percentile=95, spacing=spacing_list).item()
-            )
-            result.assd_mm[label] = float(
-                compute_average_surface_distance(pred, ref, include_background=True, symmetric=True, spacing=spacing_list).item()
-            )
+            with warnings.catch_warnings():  # MONAI warns about its own internal use of a deprecated argument
+                warnings.simplefilter("ignore", FutureWarning)
+                result.hd95_mm[label] = float(compute_hausdorff_distance(
+                    pred, ref, include_background=True, percentile=95, spacing=spacing_list).item())
+                result.assd_mm[label] = float(compute_average_surface_distance(
+                    pred, ref, include_background=True, symmetric=True, spacing=spacing_list).item())
     return result
 
 

@@ -38,6 +38,7 @@ class PreparedData:
         labels: the label table (value, name, colour per class; class index = position).
         split: ``{"train": [...], "val": [...], "unlabelled": [...]}`` case ids.
         train_labelled / train_unlabelled / val: slice indices into ``prepared``.
+        dataset: the dataset itself (None when loaded from a run folder alone).
     """
 
     prepared: PreparedSlices
@@ -46,6 +47,7 @@ class PreparedData:
     train_labelled: np.ndarray
     train_unlabelled: np.ndarray
     val: np.ndarray
+    dataset: Dataset | None = None
 
     @property
     def num_classes(self) -> int:
@@ -159,7 +161,9 @@ def run_data_stage(
         progress=progress,
     )
     write_json(run.prepared / "labels.json", table.to_dict())
-    return _select(prepared, table, split)
+    selected = _select(prepared, table, split)
+    selected.dataset = dataset
+    return selected
 
 
 def _fit_on_training_cases(dataset: Dataset, case_ids: list[str], mode: str) -> NormalizationSpec:

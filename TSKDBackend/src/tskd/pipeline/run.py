@@ -15,6 +15,7 @@ from tskd.errors import CancelledError
 from tskd.log import add_file_handler
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import run_data_stage
+from tskd.pipeline.export_stage import run_export_stage
 from tskd.pipeline.run_folder import RunFolder, write_json
 from tskd.pipeline.student_stage import StageContext, run_distill_stage, run_finetune_stage
 from tskd.pipeline.synthesis_stage import run_synthesis_stage
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 #: Stages that train something, in pipeline order (used for "stage i of n" in progress displays).
 TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune")
 #: Every stage, in order.
-ALL_STAGES = ("data",) + TRAINING_STAGES
+ALL_STAGES = ("data",) + TRAINING_STAGES + ("export",)
 
 
 def run_stages(
@@ -117,8 +118,10 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
         student = run_distill_stage(run, data, config, teacher.model, context)
         summary["stages"]["distill"] = _student_summary(run.distill)
         if "finetune" in stages:
-            run_finetune_stage(run, data, config, student, context.at(**position("finetune")))
+            student = run_finetune_stage(run, data, config, student, context.at(**position("finetune")))
             summary["stages"]["finetune"] = _student_summary(run.finetune)
+            if "export" in stages:
+                summary["stages"]["package"] = run_export_stage(run, data, student, teacher.info)
 
 
 def _student_summary(folder: Path) -> dict[str, Any]:
