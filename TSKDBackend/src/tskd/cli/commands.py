@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tskd.cli import (
     data_cmd,
+    demo_cmd,
     evaluate_cmd,
     predict_cmd,
     presets_cmd,
@@ -14,6 +15,7 @@ from tskd.cli import (
 )
 
 REGISTRY = [
+    demo_cmd.register,
     data_cmd.register,
     train_cmd.register,
     predict_cmd.register,

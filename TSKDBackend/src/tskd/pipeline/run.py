@@ -16,6 +16,7 @@ from tskd.log import add_file_handler
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import run_data_stage
 from tskd.pipeline.export_stage import run_export_stage
+from tskd.pipeline.report import write_report
 from tskd.pipeline.run_folder import RunFolder, write_json
 from tskd.pipeline.student_stage import StageContext, run_distill_stage, run_finetune_stage
 from tskd.pipeline.synthesis_stage import run_synthesis_stage
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 #: Stages that train something, in pipeline order (used for "stage i of n" in progress displays).
 TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune")
 #: Every stage, in order.
-ALL_STAGES = ("data",) + TRAINING_STAGES + ("export",)
+ALL_STAGES = ("data",) + TRAINING_STAGES + ("export", "report")
 
 
 def run_stages(
@@ -76,6 +77,10 @@ def run_stages(
                 return {"stage_index": index, "stage_count": len(training)}
 
             _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
+            summary["seconds"] = round(time.monotonic() - started, 1)
+            if "report" in stages and "package" in summary["stages"]:
+                report = write_report(run, data, summary)
+                summary["stages"]["report"] = {"folder": str(report), "result": "loss curves, Dice, overlays"}
     except CancelledError:
         logger.warning("run %s cancelled; run the same command again to resume", run.root)
         raise
@@ -85,7 +90,6 @@ def run_stages(
     finally:
         logging.getLogger("tskd").removeHandler(log_handler)
         log_handler.close()
-    summary["seconds"] = round(time.monotonic() - started, 1)
     write_json(run.summary, summary)
     reporter(ProgressEvent(stage="pipeline", state="done", message="finished", stage_index=len(training),
                            stage_count=len(training)))
