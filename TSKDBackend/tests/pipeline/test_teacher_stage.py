@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tskd.cli.main import main
+from tskd.data.image import read_image
 from tskd.errors import ConfigError
 from tskd.pipeline.config import resolve_config
 from tskd.pipeline.run import run_stages
@@ -33,6 +35,17 @@ def test_teacher_learns_on_phantoms(phantom_dataset, tmp_path):
     log = (tmp_path / "run" / "log.txt").read_text()
     assert "NO FOUNDATION WEIGHTS" in log
     assert (tmp_path / "run" / "teacher" / "teacher.json").is_file()
+
+    # tskd teacher predict: a label map aligned with its input, labels from the task
+    image = phantom_dataset / "images" / "case_000.nii.gz"
+    out = tmp_path / "pred.seg.nrrd"
+    assert main(["teacher", "predict", "--teacher", str(tmp_path / "run"), "--input", str(image),
+                 "--output", str(out), "--format", "seg.nrrd"]) == 0
+    prediction = read_image(out, kind="label")
+    source = read_image(image)
+    assert prediction.geometry.mismatch(source.geometry) is None
+    assert set(np.unique(prediction.array)) <= {0, 1, 2, 3}
+    assert [s["name"] for s in prediction.metadata["segments"]][:1] == ["organ_a"]
 
 
 def test_same_folder_with_other_settings_is_refused(phantom_dataset, tmp_path):

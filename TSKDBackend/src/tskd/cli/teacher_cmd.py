@@ -22,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = parser.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND")
     _add_finetune(sub)
+    _add_predict(sub)
     parser.set_defaults(func=lambda args: (parser.print_help(), 1)[1])
 
 
@@ -54,3 +55,34 @@ def _run_finetune(args: argparse.Namespace) -> int:
     if not teacher["has_foundation_weights"]:
         print("  note: trained WITHOUT foundation weights (--base none)")
     return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "predict",
+        help="segment images or volumes with a fine-tuned teacher",
+        description=(
+            "Segment INPUT (an image, a volume, a DICOM folder, or a folder of them) with the teacher of a run and "
+            "write label maps aligned with their inputs (same geometry). The teacher repeats the run's preprocessing."
+        ),
+    )
+    parser.add_argument("--teacher", required=True, metavar="DIR", help="run folder or its teacher/ folder")
+    parser.add_argument("--input", required=True, metavar="IMAGE_OR_FOLDER", help="what to segment")
+    parser.add_argument("--output", required=True, metavar="SEG", help="output file (one input) or folder")
+    parser.add_argument("--format", default="same", choices=("same", "nii.gz", "nrrd", "seg.nrrd"),
+                        help="output format (default: the input's; seg.nrrd has named, coloured segments)")
+    parser.add_argument("--base", metavar="CHECKPOINT", help="the foundation checkpoint, if it moved since training")
+    parser.add_argument("--batch-size", type=int, default=8, help="slices per forward pass (default: 8)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where to run")
+    parser.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from tskd.inference.predict import predict_files
+    from tskd.inference.teacher_model import load_teacher_slice_model
+
+    model = load_teacher_slice_model(args.teacher, base=args.base, device=args.device)
+    results = predict_files(model, args.input, args.output, format=args.format, batch_size=args.batch_size)
+    for result in results:
+        print(f"{'ok    ' if result.ok else 'FAILED'} {result.input} -> {result.output or result.error}")
+    return 0 if all(r.ok for r in results) else 1

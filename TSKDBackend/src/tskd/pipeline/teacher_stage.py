@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
 from tskd.engine import StopFlag, Trainer, load_checkpoint, load_trainable_state
+from tskd.inference.teacher_model import PREPROCESSING_JSON
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json, write_json
@@ -28,8 +29,6 @@ __all__ = ["TeacherResult", "run_teacher_stage", "ResizedSlices", "PREPROCESSING
 
 logger = logging.getLogger(__name__)
 
-#: Written beside ``teacher.json``: how images are preprocessed for this teacher (for prediction).
-PREPROCESSING_JSON = "preprocessing.json"
 
 NO_FOUNDATION_WARNING = (
     "NO FOUNDATION WEIGHTS: this teacher is a small SAM-layout model trained from scratch on the task "

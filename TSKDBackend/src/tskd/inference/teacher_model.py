@@ -1,0 +1,53 @@
+"""A trained teacher behind the runtime's ``SliceModel`` interface (``tskd teacher predict``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tskd.data.labels import LabelTable
+from tskd.engine.device import inference_device
+from tskd.errors import CheckpointError
+from tskd.inference.torch_model import TorchSliceModel
+from tskd.preprocess import NormalizationSpec
+from tskd.teacher.storage import TEACHER_JSON, load_teacher
+
+__all__ = ["load_teacher_slice_model", "find_teacher_folder"]
+
+PREPROCESSING_JSON = "preprocessing.json"
+
+
+def find_teacher_folder(path: str | Path) -> Path:
+    """The teacher folder itself, or ``teacher/`` inside a run folder."""
+    path = Path(path)
+    for candidate in (path, path / "teacher"):
+        if (candidate / TEACHER_JSON).is_file():
+            return candidate
+    raise CheckpointError(f"{path}: no trained teacher here (expected {TEACHER_JSON} in it or in its teacher/ folder)")
+
+
+def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None,
+                             device: str = "auto") -> TorchSliceModel:
+    """The teacher of a run (or teacher folder), ready for :func:`tskd.runtime.segment_volume`.
+
+    Args:
+        path: run folder or teacher folder.
+        base: the foundation checkpoint when it moved since training (its hash is checked).
+        device: ``auto``, ``cpu`` or ``cuda``.
+    """
+    folder = find_teacher_folder(path)
+    preprocessing = folder / PREPROCESSING_JSON
+    if not preprocessing.is_file():
+        raise CheckpointError(f"{folder}: {PREPROCESSING_JSON} is missing; the teacher stage did not finish")
+    info = json.loads(preprocessing.read_text(encoding="utf-8"))
+    torch_device = inference_device(device)
+    teacher = load_teacher(folder, base=base, device=torch_device).eval()
+    labels = LabelTable.from_dict(info["labels"])
+    return TorchSliceModel(
+        teacher,
+        input_size=teacher.input_size,
+        label_values=labels.values,
+        normalization=NormalizationSpec.from_dict(info["normalization"]),
+        slice_axis=int(info["slice_axis"]),
+        device=torch_device,
+    )
