@@ -197,8 +197,9 @@ def roiIjkBounds(roiToWorld: np.ndarray, size: Sequence[float], ijkToWorld: np.n
     """A box ROI as numpy index bounds ``((k0, k1), (j0, j1), (i0, i1))`` (ends exclusive).
 
     The ROI (centred at ``roiToWorld``'s origin, axes its columns, ``size`` in mm along them) may be
-    rotated against the volume: the bounds hold every voxel whose centre lies within half a voxel
-    of the ROI's corners' bounding box in IJK. None when the ROI misses the volume.
+    rotated against the volume: the bounds hold every voxel whose centre lies in the bounding box
+    of the ROI's corners in IJK (at least the voxel nearest to the ROI's centre along each axis).
+    None when the ROI misses the volume.
     """
     roiToWorld = np.asarray(roiToWorld, dtype=np.float64)
     worldToIjk = np.linalg.inv(np.asarray(ijkToWorld, dtype=np.float64))
@@ -212,10 +213,16 @@ def roiIjkBounds(roiToWorld: np.ndarray, size: Sequence[float], ijkToWorld: np.n
     corners = np.array(corners)
     low, high = corners.min(axis=0), corners.max(axis=0)
     boundsIjk = []
+    eps = 1e-6
     for ijk in range(3):
         count = int(shape[2 - ijk])
-        start = max(0, int(math.floor(low[ijk] + 0.5)))
-        end = min(count, int(math.floor(high[ijk] + 0.5)) + 1)
+        if high[ijk] < -0.5 or low[ijk] > count - 0.5:
+            return None
+        start, end = int(math.ceil(low[ijk] - eps)), int(math.floor(high[ijk] + eps)) + 1
+        if start >= end:  # thinner than a voxel: the voxel nearest to its middle
+            start = int(math.floor(0.5 * (low[ijk] + high[ijk]) + 0.5))
+            end = start + 1
+        start, end = max(0, start), min(count, end)
         if start >= end:
             return None
         boundsIjk.append((start, end))

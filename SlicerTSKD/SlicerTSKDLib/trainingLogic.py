@@ -60,6 +60,7 @@ _STAGE_TITLES = {
     "teacher": "Teacher (foundation model)",
     "synthesis": "Synthetic images",
     "transfer": "Transfer set",
+    "transfer_set": "Transfer set",
     "distill": "Distillation",
     "mae": "Student pre-training",
     "finetune": "Student fine-tuning",
