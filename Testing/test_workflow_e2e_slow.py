@@ -20,7 +20,7 @@ from SlicerTSKDLib.selfTest import dice
 from SlicerTSKDLib.session import SessionState
 from SlicerTSKDLib.trainingLogic import jobDisplay, presetForQuality
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 TRAIN_CASES = 6
 
