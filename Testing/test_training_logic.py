@@ -118,6 +118,21 @@ def test_done_failed_cancelled_interrupted_queued():
     assert jobDisplay(stopping).headline.startswith("Stopping") and not jobDisplay(stopping).canCancel
 
 
+def test_the_real_final_status_of_a_run():
+    done = copy.deepcopy(RUNNING)
+    done.update(state="done", model_id="c384e9d57b5e", exit_code=0, finished="2026-11-21T06:43:18.375Z")
+    done["progress"] = {"stage": "pipeline", "stage_index": 4, "stage_count": 4, "step": 0, "total": 0, "eta_s": None,
+                        "metrics": {}, "message": "finished", "state": "done", "updated": "2026-11-21T06:43:16.253Z"}
+    done["stages"]["finetune"] = {"stage": "finetune", "stage_index": 4, "stage_count": 4, "step": 150, "total": 150,
+                                  "eta_s": 0.0, "metrics": {"val_dice": 0.9599}, "message": "finished", "state": "done",
+                                  "updated": "2026-11-21T06:43:00.000Z"}
+    done["stages"]["pipeline"] = done["progress"]
+    display = jobDisplay(done)
+    assert [row.title for row in display.stages][-2:] == ["Student fine-tuning", "Finishing"]
+    assert display.diceText == "0.96" and display.modelId == "c384e9d57b5e"
+    assert display.headline == "Training finished: the new model is ready. Validation Dice 0.96."
+
+
 def test_which_job_to_follow_or_resume():
     jobs = [{"id": "a", "state": "done", "created": "2026-01-01"}, {"id": "b", "state": "interrupted", "created": "2026-01-02"},
             {"id": "c", "state": "failed", "created": "2025-12-01"}]

@@ -65,6 +65,7 @@ _STAGE_TITLES = {
     "mae": "Student pre-training",
     "finetune": "Student fine-tuning",
     "export": "Export",
+    "pipeline": "Finishing",
 }
 
 
