@@ -305,6 +305,7 @@ class LiveSegmentation:
             sceneData.importIndexArray(current, self.volumeNode, self.segmentationNode, self.segmentIds)
             array = sceneData.sharedLabelmapArray(self.segmentationNode, self.segmentIds, self.volumeNode)
             if array is None:
-                raise SegmentationProblem("Live mode cannot write into the segmentation '{}'.".format(
-                    self.segmentationNode.GetName()))
+                raise SegmentationProblem(
+                    "Live mode cannot write into '{}': put the segmentation under the same transform as the volume "
+                    "(or none), or choose a new segmentation.".format(self.segmentationNode.GetName()))
         return array

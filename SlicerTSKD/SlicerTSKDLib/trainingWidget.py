@@ -104,11 +104,9 @@ class TrainingWidget:
 
     def _follow(self, jobId: Optional[str]) -> None:
         self.jobId = jobId
-        for bar in self.stageBars.values():
-            bar.deleteLater()
         self.stageBars = {}
         while self.stageForm.rowCount() > 0:
-            self.stageForm.removeRow(0)
+            self.stageForm.removeRow(0)  # deletes the row's label and progress bar
         if jobId is None:
             self.timer.stop()
             self.headline.text = "No training running."
