@@ -15,7 +15,6 @@ import pytest
 from conftest import backendEnvironment
 from SlicerTSKDLib.backendLogic import (
     FAILED,
-    RUNNING,
     STARTING,
     STOPPED,
     BackendProblem,

@@ -19,7 +19,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
