@@ -1,9 +1,21 @@
-"""Slicer-side tests: import ``SlicerTSKDLib`` from the module folder, as Slicer would."""
+"""Slicer-side tests: import ``SlicerTSKDLib`` from the module folder, as Slicer would.
+
+Fixtures for the workflow tests: a real MRML scene with Slicer's volumes and segmentations logic
+(slicer-core), an untrained student package, and a real ``tskd serve`` started by the module's
+``LocalBackend``.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import time
 from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
+
+import numpy as np
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO_ROOT / "SlicerTSKD"
@@ -11,3 +23,107 @@ MODULE_DIR = REPO_ROOT / "SlicerTSKD"
 for folder in (MODULE_DIR, Path(__file__).resolve().parent):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
+
+
+BACKEND_SRC = REPO_ROOT / "TSKDBackend" / "src"
+
+
+def importSlicer():
+    """slicer-core's ``slicer`` package with ``slicer.util`` (skips the test when it is not installed)."""
+    slicer = pytest.importorskip("slicer", reason="slicer-core is not installed")
+    pytest.importorskip("vtk")
+    import slicer.util  # noqa: F401
+
+    return slicer
+
+
+@pytest.fixture
+def slicerScene() -> Iterator[Any]:
+    """A real MRML scene with Slicer's volumes and segmentations logic (see :mod:`slicerCore`);
+    ``slicer.mrmlScene`` and ``slicer.modules`` point at it during the test."""
+    importSlicer()
+    from slicerCore import installScene
+
+    scene, restore = installScene()
+    try:
+        yield scene
+    finally:
+        restore()
+
+
+def rasFromLps(geometry) -> np.ndarray:
+    """The IJK-to-RAS matrix of a ``tskd.data.image.Geometry`` (ITK, LPS)."""
+    matrix = np.eye(4)
+    direction = np.asarray(geometry.direction, dtype=float).reshape(3, 3)
+    matrix[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ direction @ np.diag(geometry.spacing)
+    matrix[:3, 3] = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(geometry.origin, dtype=float)
+    return matrix
+
+
+def addImageToScene(scene, image, name: str) -> Any:
+    """A ``tskd.data.image.Image`` as a scalar volume node with its geometry."""
+    slicer = importSlicer()
+    from SlicerTSKDLib.sceneData import matrixFromArray
+
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(image.array))
+    node.SetIJKToRASMatrix(matrixFromArray(rasFromLps(image.geometry)))
+    return node
+
+
+@pytest.fixture(scope="session")
+def studentPackage(tmp_path_factory) -> Tuple[str, Dict[str, Any]]:
+    """An untrained ``unet_tiny`` student package (labels 0, organ_a 1, organ_b 2; input 32): ``(folder, labels)``."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from tskd.data.labels import Label, LabelTable
+    from tskd.export import write_student_package
+    from tskd.preprocess import NormalizationSpec
+    from tskd.student import build_student
+
+    torch.manual_seed(0)
+    labels = LabelTable([Label(0, "background", None), Label(1, "organ_a", (0.85, 0.4, 0.31)),
+                         Label(2, "organ_b", (0.5, 0.68, 0.5))], source="test")
+    folder = write_student_package(
+        tmp_path_factory.mktemp("student") / "package",
+        student=build_student("unet_tiny", num_classes=3, input_size=32), labels=labels, input_size=32, slice_axis=0,
+        normalization=NormalizationSpec(mode="percentile", p_low=1.0, p_high=99.0), teacher_info=None, metrics={})
+    return str(folder), {"organ_a": (0.85, 0.4, 0.31), "organ_b": (0.5, 0.68, 0.5)}
+
+
+def backendEnvironment() -> Dict[str, str]:
+    """Environment for a ``tskd serve`` child: this checkout's backend sources first on PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TSKD_TOKEN",)}
+    env["PYTHONPATH"] = os.pathsep.join([str(BACKEND_SRC)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture
+def localBackend(tmp_path) -> Iterator[Any]:
+    """A real ``tskd serve`` on a free loopback port with a fresh token, started by :class:`LocalBackend`."""
+    pytest.importorskip("fastapi")
+    from SlicerTSKDLib.backendLogic import RUNNING, LocalBackend
+    from SlicerTSKDLib.processRunner import SubprocessRunner
+
+    runner = SubprocessRunner()
+    backend = LocalBackend(runner, startTimeout=120.0, stopGrace=20.0)
+    backend.start([sys.executable, "-m", "tskd"], str(tmp_path / "workspace"), backendEnvironment())
+    deadline = time.monotonic() + 150
+    while backend.state not in (RUNNING,) and time.monotonic() < deadline:
+        runner.processEvents(timeout=0.2)
+        backend.poll()
+        assert backend.state != "failed", backend._outputTail
+    assert backend.state == RUNNING, backend._outputTail
+    try:
+        yield backend
+    finally:
+        if runner.isRunning():
+            backend.stop()
+            runner.waitUntil(lambda: not runner.isRunning(), 30)
+            if runner.isRunning():
+                runner.kill()
+                runner.waitUntil(lambda: not runner.isRunning(), 10)
+        shutil.rmtree(tmp_path / "workspace", ignore_errors=True)

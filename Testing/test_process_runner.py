@@ -156,3 +156,31 @@ def test_kill_process_tree_reaches_a_grandchild_of_a_plain_popen():
 def test_kill_process_tree_rejects_bad_pids():
     with pytest.raises(ValueError):
         killProcessTree(0)
+
+
+@posixOnly
+def test_terminate_lets_a_server_stop_cleanly_and_leaves_its_detached_workers_running():
+    import signal
+
+    code = (
+        "import signal, subprocess, sys, time\n"
+        "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True,\n"
+        "                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # like tskd serve's workers\n"
+        "print('worker', worker.pid, flush=True)\n"
+        "def stop(*args):\n"
+        "    print('stopping cleanly', flush=True); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "time.sleep(60)\n"
+    )
+    runner = SubprocessRunner()
+    recorder = Recorder(runner)
+    runner.start([sys.executable, "-c", code], {"PATH": os.environ.get("PATH", "")})
+    assert runner.waitUntil(lambda: "worker" in recorder.output, 30)
+    worker = int(recorder.output.split()[1])
+    try:
+        runner.terminate()
+        assert runner.waitUntil(lambda: bool(recorder.finished), 30)
+        assert recorder.finished == [(0, KILLED)] and "stopping cleanly" in recorder.output
+        assert alive(worker)
+    finally:
+        os.kill(worker, signal.SIGKILL)

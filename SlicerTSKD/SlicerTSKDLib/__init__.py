@@ -14,26 +14,54 @@ Logic (no ``qt``, ``ctk``, ``slicer`` or ``vtk`` imports at module level; tested
 - ``pipProgress``: progress estimate from pip's output.
 - ``stepSequence``: runs a list of commands one at a time, event driven (cancel, log, progress).
 - ``environmentSetup``: the set-up itself, on ``stepSequence``.
+- ``backgroundTasks``: long calls in worker threads, results delivered on the GUI thread.
+- ``backendLogic``: starting a local ``tskd serve``, checking a backend, connection errors in plain words.
+- ``session``: what the panels share (connection, project, tasks); errors as sentences.
+- ``sceneData``: label maps and volumes between the MRML scene, numpy and files, voxel for voxel.
+- ``projectLogic``: project labels from segments, training cases from the scene.
+- ``trainingLogic``: quality -> preset, job status -> what the panel shows.
+- ``runtimeSetup``: ``tskd.runtime`` and onnxruntime inside Slicer.
+- ``segmentationLogic``: the student in Slicer: model cache, whole volume, live slice, ROI.
+- ``selfTest``: the checks ``SlicerTSKDTest`` runs inside Slicer.
 
 GUI wiring (files named ``*Widget.py``, imported only inside Slicer):
 
+- ``moduleWidget``: the panels put together, the shared selectors, the task timer.
 - ``installWidget``: the "Set up local backend" panel.
+- ``backendWidget``: the "Backend server" panel.
+- ``projectWidget``: the "Project and training cases" panel.
+- ``trainingWidget``: the "Train" panel.
+- ``segmentationWidget``: the "Segment" panel.
 
 Importing this package imports nothing else, so tests can load single modules.
 """
 
 __all__ = [
+    "backendLogic",
+    "backendWidget",
+    "backgroundTasks",
     "client",
     "environment",
     "environmentMarker",
     "environmentSetup",
     "hostContext",
     "installWidget",
+    "moduleWidget",
     "pipProgress",
     "processRunner",
     "processTree",
+    "projectLogic",
+    "projectWidget",
     "pythonFinder",
+    "runtimeSetup",
+    "sceneData",
+    "segmentationLogic",
+    "segmentationWidget",
+    "selfTest",
+    "session",
     "signal",
     "stepSequence",
     "torchSelection",
+    "trainingLogic",
+    "trainingWidget",
 ]

@@ -81,6 +81,12 @@ class ProcessRunner(abc.ABC):
     def kill(self) -> None:
         """Kill the running process and all its descendants; ``finished`` follows with :data:`KILLED`."""
 
+    def terminate(self) -> None:
+        """Ask the process (only the direct child) to end: SIGTERM on POSIX, so a server can shut down
+        cleanly and leave its own children (e.g. training workers) running. ``finished`` follows with
+        :data:`KILLED`. Where a polite request is impossible (Windows) this is :meth:`kill`."""
+        self.kill()
+
     @abc.abstractmethod
     def isRunning(self) -> bool:
         """True from :meth:`start` until ``finished`` has been emitted."""
@@ -240,6 +246,14 @@ class SubprocessRunner(ProcessRunner):
         self._killed = True
         killProcessTree(process.pid, killGroup=(sys.platform != "win32"))
 
+    def terminate(self) -> None:
+        process = self._process
+        if sys.platform == "win32" or not self._running or process is None or process.poll() is not None:
+            self.kill()
+            return
+        self._killed = True
+        process.terminate()
+
     def isRunning(self) -> bool:
         return self._running
 
@@ -345,6 +359,13 @@ class QProcessRunner(ProcessRunner):
         if pid > 0:
             killProcessTree(pid)
         self._process.kill()
+
+    def terminate(self) -> None:
+        if sys.platform == "win32" or not self._running or self._process is None:
+            self.kill()
+            return
+        self._killed = True
+        self._process.terminate()
 
     def isRunning(self) -> bool:
         return self._running

@@ -1,0 +1,99 @@
+"""The module's panels, put together (Slicer only): environment, backend, data, project, training, segmentation.
+
+Owns the :class:`SessionState` the panels share and the ``qt.QTimer`` that delivers the results
+of background tasks on the GUI thread (every 100 ms while tasks are pending, idle otherwise).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import ctk
+import qt
+import slicer
+
+from .backendWidget import BackendWidget
+from .installWidget import InstallWidget
+from .projectWidget import ProjectWidget
+from .segmentationWidget import SegmentationWidget
+from .session import SessionState
+from .trainingWidget import TrainingWidget
+
+__all__ = ["ModuleWidget", "DataSelectors"]
+
+logger = logging.getLogger(__name__)
+
+
+class DataSelectors:
+    """The volume, segmentation and ROI every panel works on."""
+
+    def __init__(self, parentLayout: "qt.QLayout") -> None:
+        box = ctk.ctkCollapsibleButton()
+        box.text = "Images"
+        parentLayout.addWidget(box)
+        form = qt.QFormLayout(box)
+        self.volumeSelector = self._selector(["vtkMRMLScalarVolumeNode"], "The image to label, train on or segment.")
+        self.segmentationSelector = self._selector(
+            ["vtkMRMLSegmentationNode"], "The segmentation of the image: its segments are the structures to learn, "
+            "and segmenting writes into it (a new one is created when none is selected).", addEnabled=True)
+        self.roiSelector = self._selector(["vtkMRMLMarkupsROINode"], "Optional box: segment only inside it.", addEnabled=True)
+        form.addRow("Volume:", self.volumeSelector)
+        form.addRow("Segmentation:", self.segmentationSelector)
+        form.addRow("Region (optional):", self.roiSelector)
+
+    @staticmethod
+    def _selector(nodeTypes, toolTip: str, addEnabled: bool = False):
+        selector = slicer.qMRMLNodeComboBox()
+        selector.nodeTypes = nodeTypes
+        selector.selectNodeUponCreation = True
+        selector.addEnabled = addEnabled
+        selector.removeEnabled = False
+        selector.noneEnabled = True
+        selector.showHidden = False
+        selector.toolTip = toolTip
+        selector.setMRMLScene(slicer.mrmlScene)
+        return selector
+
+    def volumeNode(self):
+        return self.volumeSelector.currentNode()
+
+    def segmentationNode(self):
+        return self.segmentationSelector.currentNode()
+
+    def roiNode(self):
+        return self.roiSelector.currentNode()
+
+
+class ModuleWidget:
+    """Builds every panel into ``parentLayout``.
+
+    Args:
+        parentLayout: the module widget's layout.
+        moduleDir: folder of ``SlicerTSKD.py``.
+    """
+
+    def __init__(self, parentLayout: "qt.QLayout", moduleDir: str) -> None:
+        self.session = SessionState()
+        self.pump = qt.QTimer()
+        self.pump.setInterval(100)
+        self.pump.connect("timeout()", self.session.poll)
+        self.session.busyChanged.connect(lambda busy: self.pump.start() if busy else self.pump.stop())
+
+        self.installWidget = InstallWidget(parentLayout, moduleDir)
+        self.backendWidget = BackendWidget(parentLayout, self.session, self.installWidget)
+        self.data = DataSelectors(parentLayout)
+        self.projectWidget = ProjectWidget(parentLayout, self.session, self.data)
+        self.trainingWidget = TrainingWidget(parentLayout, self.session)
+        self.segmentationWidget = SegmentationWidget(parentLayout, self.session, self.data, self.projectWidget, moduleDir)
+        self.installWidget.environmentReady.connect(self.backendWidget.setEnvironment)
+        self.installWidget.refreshStatus()  # emits environmentReady now that the backend panel listens
+
+    def cleanup(self) -> None:
+        """Stop timers, live mode, a set-up in progress and the local backend (module closed or reloaded)."""
+        self.pump.stop()
+        for panel in (self.segmentationWidget, self.trainingWidget, self.backendWidget, self.installWidget):
+            try:
+                panel.cleanup()
+            except Exception:
+                logger.exception("cleaning up %s failed", type(panel).__name__)
+        self.session.shutdown()

@@ -1,0 +1,165 @@
+"""Projects and their training cases, from what the user has in the scene.
+
+A project's labels are taken from a segmentation's segments: name, colour, and label value = the
+segment's position (1, 2, ...); background (0) is added by the server. "Add as training case"
+exports the selected volume and the segments that match the project's labels (by name) as a label
+map on the volume's grid (:func:`exportTrainingCase`, on the GUI thread: it uses the scene), then
+uploads both files (:func:`uploadTrainingCase`, blocking: in a worker thread) and removes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import sceneData
+from .client import TSKDClient
+
+__all__ = [
+    "ProjectProblem",
+    "labelsFromSegments",
+    "caseLabelMapping",
+    "safeCaseName",
+    "uniqueCaseName",
+    "caseRows",
+    "projectTitle",
+    "exportTrainingCase",
+    "uploadTrainingCase",
+]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+class ProjectProblem(Exception):
+    """The project or the case cannot be made as asked; the message says what to change."""
+
+
+def labelsFromSegments(segments: Sequence[Tuple[str, Sequence[float]]]) -> List[Dict[str, Any]]:
+    """A project's labels from segments ``[(name, (r, g, b) in 0..1), ...]``: value = position + 1.
+
+    Raises:
+        ProjectProblem: no segments, an empty name, or two segments with the same name.
+    """
+    if not segments:
+        raise ProjectProblem("The segmentation has no segments: add one segment per structure to learn, then try again.")
+    labels, seen = [], set()
+    for index, (name, color) in enumerate(segments):
+        name = str(name).strip()
+        if not name:
+            raise ProjectProblem("Segment {} has no name: name every segment.".format(index + 1))
+        if name.lower() in seen:
+            raise ProjectProblem("Two segments are called '{}': give every segment its own name.".format(name))
+        if name.lower() == "background":
+            raise ProjectProblem("'background' is reserved for unlabelled voxels: rename that segment.")
+        seen.add(name.lower())
+        labels.append({"value": index + 1, "name": name, "color": [round(float(c), 4) for c in color]})
+    return labels
+
+
+def caseLabelMapping(projectLabels: Sequence[Dict[str, Any]], segmentNames: Sequence[str]) -> List[int]:
+    """The project's label value for each segment (matched by name, ignoring case).
+
+    Args:
+        projectLabels: the project's labels (``{"value", "name", ...}``; value 0 is background).
+        segmentNames: the segmentation's segment names, in order.
+
+    Raises:
+        ProjectProblem: no segments, or segments whose names are not labels of the project.
+    """
+    byName = {str(label["name"]).strip().lower(): int(label["value"]) for label in projectLabels if int(label["value"]) > 0}
+    if not segmentNames:
+        raise ProjectProblem("The segmentation has no segments: label the structures first.")
+    unknown = [name for name in segmentNames if name.strip().lower() not in byName]
+    if unknown:
+        known = ", ".join(str(label["name"]) for label in projectLabels if int(label["value"]) > 0)
+        raise ProjectProblem(
+            "The segment(s) {} are not labels of this project (its labels: {}). Rename them to one of the project's "
+            "labels, or delete them before adding the case.".format(", ".join("'{}'".format(n) for n in unknown), known)
+        )
+    return [byName[name.strip().lower()] for name in segmentNames]
+
+
+def safeCaseName(text: str) -> str:
+    """A case name the server accepts (letters, digits, ``_``, ``-``, ``.``; no leading dot)."""
+    name = _UNSAFE.sub("_", str(text).strip()).strip("_")
+    name = re.sub(r"\.\.+", ".", name).lstrip(".")
+    return name[:100] or "case"
+
+
+def uniqueCaseName(text: str, existing: Sequence[str]) -> str:
+    """:func:`safeCaseName` of ``text``, with ``_2``, ``_3``... added when the project has it already."""
+    base = safeCaseName(text)
+    taken = {name.lower() for name in existing}
+    name, number = base, 2
+    while name.lower() in taken:
+        name = "{}_{}".format(base, number)
+        number += 1
+    return name
+
+
+def caseRows(cases: Sequence[Dict[str, Any]]) -> List[Tuple[str, str, str]]:
+    """Rows of the case list: ``(name, "labelled"/"image only", size text)`` sorted by name."""
+    rows = []
+    for case in sorted(cases, key=lambda c: str(c.get("name", ""))):
+        size = case.get("size") or []
+        rows.append((str(case.get("name", "?")), "labelled" if case.get("labelled") else "image only",
+                     " x ".join(str(n) for n in size)))
+    return rows
+
+
+def projectTitle(project: Dict[str, Any]) -> str:
+    """``"liver (3 cases, 3 labelled)"`` for the project chooser."""
+    cases, labelled = project.get("cases"), project.get("labelled_cases")
+    if cases is None:
+        return str(project.get("name", "?"))
+    return "{} ({} case{}, {} labelled)".format(project.get("name", "?"), cases, "" if cases == 1 else "s", labelled or 0)
+
+
+def exportTrainingCase(volumeNode: Any, segmentationNode: Any, projectLabels: Sequence[Dict[str, Any]],
+                       caseName: str, folder: Optional[str] = None) -> Tuple[str, str]:
+    """Write the volume and its segmentation (on the volume's grid, with the project's label values).
+
+    Runs on the GUI thread (it uses the scene). Files: ``<folder>/<case>.nrrd`` and
+    ``<folder>/<case>-label.nrrd``; ``folder`` defaults to a new temporary folder (removed by
+    :func:`uploadTrainingCase`).
+
+    Returns:
+        ``(imagePath, labelPath)``.
+
+    Raises:
+        ProjectProblem: segments that are not labels of the project, or nothing labelled.
+        SceneError: the export failed.
+    """
+    if volumeNode is None or segmentationNode is None:
+        raise ProjectProblem("Select a volume and its segmentation.")
+    segments = sceneData.segmentList(segmentationNode)
+    values = caseLabelMapping(projectLabels, [name for _, name, _ in segments])
+    index = sceneData.exportSegmentsAsIndexArray(segmentationNode, [segmentId for segmentId, _, _ in segments], volumeNode)
+    if not index.any():
+        raise ProjectProblem("The segments of '{}' are empty where '{}' lies: nothing to learn from.".format(
+            segmentationNode.GetName(), volumeNode.GetName()))
+    lookup = np.asarray([0] + values, dtype=np.uint16 if max(values) > 255 else np.uint8)
+    label = lookup[index]
+    folder = folder or tempfile.mkdtemp(prefix="SlicerTSKD-case-")
+    name = safeCaseName(caseName)
+    imagePath = sceneData.writeVolumeFile(volumeNode, os.path.join(folder, name + ".nrrd"))
+    labelPath = sceneData.writeLabelFile(label, volumeNode, os.path.join(folder, name + "-label.nrrd"))
+    return imagePath, labelPath
+
+
+def uploadTrainingCase(client: TSKDClient, projectId: str, caseName: str, imagePath: str, labelPath: Optional[str],
+                       replace: bool = False, removeFiles: bool = True) -> Dict[str, Any]:
+    """Upload a case written by :func:`exportTrainingCase` (blocking: call it from a worker thread).
+
+    The files' folder is removed afterwards when ``removeFiles`` is true (whatever the outcome).
+    """
+    try:
+        return client.upload_case(projectId, safeCaseName(caseName), imagePath, labelPath, replace=replace)
+    finally:
+        if removeFiles:
+            shutil.rmtree(os.path.dirname(os.path.abspath(imagePath)), ignore_errors=True)

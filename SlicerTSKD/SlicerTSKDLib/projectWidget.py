@@ -1,0 +1,218 @@
+"""The "Project and training cases" panel (Slicer only).
+
+Choose or create a project (labels from the selected segmentation's segments), add the selected
+volume and segmentation as a training case, list and delete cases. Exporting the case touches the
+scene and runs on the GUI thread; every call to the backend runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import ctk
+import qt
+
+from . import sceneData
+from .projectLogic import caseRows, exportTrainingCase, labelsFromSegments, projectTitle, uniqueCaseName, uploadTrainingCase
+from .session import SessionState, showError
+
+__all__ = ["ProjectWidget"]
+
+_SETTINGS = "SlicerTSKD/Project/"
+
+
+class ProjectWidget:
+    """Builds the panel into ``parentLayout``.
+
+    Args:
+        parentLayout: layout of the module widget.
+        session: the shared state.
+        data: the volume/segmentation selectors (:class:`moduleWidget.DataSelectors`).
+    """
+
+    def __init__(self, parentLayout: "qt.QLayout", session: SessionState, data) -> None:
+        self.session = session
+        self.data = data
+        self.projects: List[Dict[str, Any]] = []
+        self.cases: List[Dict[str, Any]] = []
+        self._build(parentLayout)
+        session.connectionChanged.connect(lambda client, info: self.refreshProjects())
+        session.casesChanged.connect(self.refreshCases)
+        self._updateButtons()
+
+    def _build(self, parentLayout: "qt.QLayout") -> None:
+        box = ctk.ctkCollapsibleButton()
+        box.text = "Project and training cases"
+        parentLayout.addWidget(box)
+        form = qt.QFormLayout(box)
+        row = qt.QHBoxLayout()
+        self.projectCombo = qt.QComboBox()
+        self.projectCombo.toolTip = "A project is one segmentation task: its labels, its cases and its models."
+        self.refreshButton = qt.QPushButton("Refresh")
+        self.newProjectButton = qt.QPushButton("New...")
+        self.newProjectButton.toolTip = "Create a project whose labels are the segments of the selected segmentation."
+        row.addWidget(self.projectCombo, 1)
+        row.addWidget(self.refreshButton)
+        row.addWidget(self.newProjectButton)
+        form.addRow("Project:", row)
+        self.labelsLabel = qt.QLabel()
+        self.labelsLabel.wordWrap = True
+        form.addRow("Labels:", self.labelsLabel)
+
+        self.caseNameEdit = qt.QLineEdit()
+        self.caseNameEdit.placeholderText = "case name (default: the volume's name)"
+        self.addCaseButton = qt.QPushButton("Add as training case")
+        self.addCaseButton.toolTip = ("Uploads the selected volume and its segmentation (on the volume's grid) to the "
+                                      "project. Segment names must be the project's labels.")
+        row = qt.QHBoxLayout()
+        row.addWidget(self.caseNameEdit, 1)
+        row.addWidget(self.addCaseButton)
+        form.addRow(row)
+
+        self.caseTable = qt.QTableWidget()
+        self.caseTable.setColumnCount(3)
+        self.caseTable.setHorizontalHeaderLabels(["Case", "Label", "Size"])
+        self.caseTable.horizontalHeader().setStretchLastSection(True)
+        self.caseTable.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
+        self.caseTable.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
+        self.caseTable.setMinimumHeight(120)
+        form.addRow(self.caseTable)
+        row = qt.QHBoxLayout()
+        self.refreshCasesButton = qt.QPushButton("Refresh cases")
+        self.deleteCaseButton = qt.QPushButton("Delete selected case")
+        row.addWidget(self.refreshCasesButton)
+        row.addWidget(self.deleteCaseButton)
+        form.addRow(row)
+        self.statusLabel = qt.QLabel()
+        self.statusLabel.wordWrap = True
+        form.addRow(self.statusLabel)
+
+        self.refreshButton.connect("clicked()", self.refreshProjects)
+        self.newProjectButton.connect("clicked()", self.onNewProject)
+        self.projectCombo.connect("currentIndexChanged(int)", self._onProjectChosen)
+        self.addCaseButton.connect("clicked()", lambda: self.addCase())
+        self.refreshCasesButton.connect("clicked()", self.refreshCases)
+        self.deleteCaseButton.connect("clicked()", self.onDeleteCase)
+
+    # -------------------------------------------------------------- projects
+    def refreshProjects(self, selectId: Optional[str] = None) -> None:
+        self.projectCombo.clear()
+        self.projects = []
+        if self.session.client is None:
+            self._updateButtons()
+            return
+        wanted = selectId or qt.QSettings().value(_SETTINGS + "LastProject", "")
+        self.session.submit("Listing projects", self.session.client.list_projects,
+                            onSuccess=lambda projects: self._showProjects(projects, wanted),
+                            onError=lambda exc: showError(exc, self.session))
+
+    def _showProjects(self, projects: List[Dict[str, Any]], wanted: str) -> None:
+        self.projects = sorted(projects, key=lambda p: str(p.get("name", "")).lower())
+        self.projectCombo.blockSignals(True)
+        self.projectCombo.clear()
+        for project in self.projects:
+            self.projectCombo.addItem(projectTitle(project), str(project["id"]))
+        index = next((i for i, p in enumerate(self.projects) if str(p["id"]) == wanted), 0 if self.projects else -1)
+        self.projectCombo.currentIndex = index
+        self.projectCombo.blockSignals(False)
+        self._onProjectChosen(index)
+
+    def _onProjectChosen(self, index: int) -> None:
+        project = self.projects[index] if 0 <= index < len(self.projects) else None
+        if project is not None:
+            qt.QSettings().setValue(_SETTINGS + "LastProject", str(project["id"]))
+        self.labelsLabel.text = ", ".join(str(l["name"]) for l in (project or {}).get("labels", []) if int(l["value"]) > 0)
+        self.session.setProject(project)
+        self.refreshCases()
+
+    def onNewProject(self) -> None:
+        try:
+            client = self.session.requireClient()
+            segmentation = self.data.segmentationNode()
+            if segmentation is None:
+                self.statusLabel.text = "Select a segmentation: its segments become the project's labels."
+                return
+            labels = labelsFromSegments([(name, color) for _, name, color in sceneData.segmentList(segmentation)])
+        except Exception as exc:
+            showError(exc, self.session)
+            return
+        name = qt.QInputDialog.getText(None, "New project", "Project name (labels: {}):".format(
+            ", ".join(label["name"] for label in labels)), qt.QLineEdit.Normal, segmentation.GetName())
+        if not name or not str(name).strip():
+            return
+        self.session.submit("Creating project", client.create_project, str(name).strip(), labels,
+                            onSuccess=lambda project: self.refreshProjects(str(project["id"])),
+                            onError=lambda exc: showError(exc, self.session))
+
+    # ----------------------------------------------------------------- cases
+    def refreshCases(self) -> None:
+        self.caseTable.setRowCount(0)
+        project, client = self.session.project, self.session.client
+        if project is None or client is None:
+            self._updateButtons()
+            return
+        self.session.submit("Listing cases", client.list_cases, str(project["id"]),
+                            onSuccess=self._showCases, onError=lambda exc: showError(exc, self.session))
+        self._updateButtons()
+
+    def _showCases(self, cases: List[Dict[str, Any]]) -> None:
+        self.cases = cases
+        rows = caseRows(cases)
+        self.caseTable.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                self.caseTable.setItem(r, c, qt.QTableWidgetItem(text))
+        self._updateButtons()
+
+    def addCase(self, volumeNode=None, segmentationNode=None) -> None:
+        """Export and upload a volume and its segmentation (default: the selected ones) as a case."""
+        volumeNode = volumeNode or self.data.volumeNode()
+        segmentationNode = segmentationNode or self.data.segmentationNode()
+        try:
+            client, project = self.session.requireClient(), self.session.requireProject()
+            if volumeNode is None or segmentationNode is None:
+                self.statusLabel.text = "Select the volume and its segmentation first."
+                return
+            name = uniqueCaseName(self.caseNameEdit.text.strip() or volumeNode.GetName(),
+                                  [str(case.get("name")) for case in self.cases])
+            imagePath, labelPath = exportTrainingCase(volumeNode, segmentationNode, project.get("labels", []), name)
+        except Exception as exc:
+            showError(exc, self.session)
+            return
+        self.statusLabel.text = "Uploading '{}'...".format(name)
+        self.addCaseButton.enabled = False
+
+        def done(case: Dict[str, Any]) -> None:
+            self.statusLabel.text = "Added case '{}'.".format(case.get("name", name))
+            self.caseNameEdit.text = ""
+            self.session.casesChanged.emit()
+
+        def failed(exc: BaseException) -> None:
+            self.statusLabel.text = "The case was not added."
+            self._updateButtons()
+            showError(exc, self.session)
+
+        self.session.submit("Uploading case", uploadTrainingCase, client, str(project["id"]), name, imagePath, labelPath,
+                            onSuccess=done, onError=failed)
+
+    def onDeleteCase(self) -> None:
+        row = self.caseTable.currentRow()
+        item = self.caseTable.item(row, 0) if row >= 0 else None
+        if item is None or self.session.project is None or self.session.client is None:
+            return
+        name = item.text()
+        if not qt.QMessageBox.question(None, "Delete case", "Delete the case '{}' from the project?".format(name),
+                                       qt.QMessageBox.Yes | qt.QMessageBox.No) == qt.QMessageBox.Yes:
+            return
+        self.session.submit("Deleting case", self.session.client.delete_case, str(self.session.project["id"]), name,
+                            onSuccess=lambda _: self.session.casesChanged.emit(),
+                            onError=lambda exc: showError(exc, self.session))
+
+    def _updateButtons(self) -> None:
+        connected = self.session.client is not None
+        hasProject = self.session.project is not None
+        self.refreshButton.enabled = connected
+        self.newProjectButton.enabled = connected
+        self.addCaseButton.enabled = hasProject and not self.session.tasks.busy("Uploading case")
+        self.refreshCasesButton.enabled = hasProject
+        self.deleteCaseButton.enabled = hasProject

@@ -1,0 +1,354 @@
+"""Label maps and volumes between the MRML scene, numpy and files, voxel for voxel.
+
+Every label map here lies on the grid of a *reference volume*: the same dimensions and the same
+IJK-to-RAS matrix (and parent transform), so array index ``(k, j, i)`` of the label map is voxel
+``(k, j, i)`` of the volume. The functions use Slicer's own machinery: the segmentations logic
+(``ExportSegmentsToLabelmapNode`` with the volume as reference geometry,
+``ImportLabelmapToSegmentationNode``), ``slicer.util``'s array helpers and the volume storage node
+for files. ``slicer`` and ``vtk`` are imported inside the functions (this file is logic: it is
+imported outside Slicer too), and every temporary node is removed again.
+
+Segment order defines label indices: the label map exported for segment ids ``[a, b, c]`` holds
+1 for ``a``, 2 for ``b``, 3 for ``c``, and importing an index array for ``[a, b, c]`` fills them so.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = [
+    "SceneError",
+    "arrayFromMatrix",
+    "matrixFromArray",
+    "ijkToRasArray",
+    "ijkToWorldArray",
+    "volumeArrayCopy",
+    "segmentList",
+    "ensureSegments",
+    "exportSegmentsAsIndexArray",
+    "importIndexArray",
+    "writeVolumeFile",
+    "writeLabelFile",
+    "readLabelFile",
+    "sharedLabelmapArray",
+    "labelmapModified",
+]
+
+TEMPORARY_NODE_NAME = "__SlicerTSKD_temporary__"
+
+
+class SceneError(Exception):
+    """A scene operation failed in a way the user can fix (the message says how)."""
+
+
+def arrayFromMatrix(matrix: Any) -> np.ndarray:
+    """A ``vtkMatrix4x4`` as a 4 x 4 numpy array."""
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)], dtype=np.float64)
+
+
+def matrixFromArray(array: np.ndarray) -> Any:
+    """A 4 x 4 array as a ``vtkMatrix4x4``."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(array[r, c]))
+    return matrix
+
+
+def ijkToRasArray(volumeNode: Any) -> np.ndarray:
+    """The volume's IJK-to-RAS matrix (its own coordinates, without parent transforms), 4 x 4."""
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(matrix)
+    return arrayFromMatrix(matrix)
+
+
+def ijkToWorldArray(volumeNode: Any) -> np.ndarray:
+    """IJK to world RAS, through the volume's (linear) parent transforms.
+
+    Raises:
+        SceneError: the volume is under a non-linear transform (harden it first).
+    """
+    ijkToRas = ijkToRasArray(volumeNode)
+    parent = volumeNode.GetParentTransformNode()
+    if parent is None:
+        return ijkToRas
+    if not parent.IsTransformToWorldLinear():
+        raise SceneError("'{}' is under a non-linear transform: harden the transform on the volume first "
+                         "(Data module, right-click, 'Harden transform').".format(volumeNode.GetName()))
+    import vtk
+
+    toWorld = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformToWorld(toWorld)
+    return arrayFromMatrix(toWorld) @ ijkToRas
+
+
+def volumeArrayCopy(volumeNode: Any) -> np.ndarray:
+    """A copy of the volume's voxels ``(k, j, i)``, safe to hand to a worker thread.
+
+    Raises:
+        SceneError: the node has no image data or is not a scalar volume.
+    """
+    import slicer
+
+    if volumeNode is None or volumeNode.GetImageData() is None:
+        raise SceneError("Select a volume that has image data.")
+    try:
+        return np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
+    except RuntimeError:
+        raise SceneError("'{}' is not a scalar volume: choose a grey-level image.".format(volumeNode.GetName())) from None
+
+
+def segmentList(segmentationNode: Any) -> List[Tuple[str, str, Tuple[float, float, float]]]:
+    """The segments in display order: ``[(segmentId, name, (r, g, b) in 0..1), ...]``."""
+    segmentation = segmentationNode.GetSegmentation()
+    out = []
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentId = segmentation.GetNthSegmentID(index)
+        segment = segmentation.GetSegment(segmentId)
+        out.append((segmentId, segment.GetName(), tuple(float(c) for c in segment.GetColor())))
+    return out
+
+
+def ensureSegments(segmentationNode: Any, labels: Sequence[Tuple[str, Sequence[float]]]) -> List[str]:
+    """The segment ids for ``labels`` (``[(name, (r, g, b)), ...]``, background excluded), in that order.
+
+    Segments are found by name (case-insensitive); missing ones are added empty. Colours are set
+    from ``labels``.
+    """
+    segmentation = segmentationNode.GetSegmentation()
+    byName = {name.strip().lower(): segmentId for segmentId, name, _ in segmentList(segmentationNode)}
+    ids = []
+    for name, color in labels:
+        segmentId = byName.get(str(name).strip().lower())
+        if segmentId is None:
+            segmentId = segmentation.AddEmptySegment("", str(name), [float(c) for c in color])
+        else:
+            segmentation.GetSegment(segmentId).SetColor(*[float(c) for c in color])
+        ids.append(segmentId)
+    return ids
+
+
+def _stringArray(values: Sequence[str]) -> Any:
+    import vtk
+
+    array = vtk.vtkStringArray()
+    for value in values:
+        array.InsertNextValue(value)
+    return array
+
+
+def _temporaryLabelmapNode(volumeNode: Any) -> Any:
+    """A hidden labelmap node with the volume's geometry and parent transform (caller removes it)."""
+    scene = volumeNode.GetScene()
+    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY_NODE_NAME)
+    node.SetHideFromEditors(True)
+    node.CopyOrientation(volumeNode)
+    node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+    return node
+
+
+def _removeNode(node: Any) -> None:
+    scene = node.GetScene()
+    if scene is None:
+        return
+    for index in range(node.GetNumberOfDisplayNodes()):
+        display = node.GetNthDisplayNode(index)
+        if display is None:
+            continue
+        color = display.GetColorNode()
+        if color is not None and not color.GetSingletonTag():
+            scene.RemoveNode(color)  # the colour table the export made for this labelmap
+        scene.RemoveNode(display)
+    storage = node.GetStorageNode()
+    if storage is not None:
+        scene.RemoveNode(storage)
+    scene.RemoveNode(node)
+
+
+def exportSegmentsAsIndexArray(segmentationNode: Any, segmentIds: Sequence[str], volumeNode: Any) -> np.ndarray:
+    """The segments as one index map on the volume's grid: 0 outside, ``n + 1`` inside ``segmentIds[n]``.
+
+    Uses ``ExportSegmentsToLabelmapNode`` with the volume as reference geometry, so the map overlays
+    the volume voxel for voxel whatever the segmentation's own geometry (overlaps: later segments win).
+
+    Raises:
+        SceneError: the export failed.
+    """
+    import slicer
+
+    if not segmentIds:
+        raise SceneError("The segmentation '{}' has no segments.".format(segmentationNode.GetName()))
+    labelNode = _temporaryLabelmapNode(volumeNode)
+    try:
+        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentationNode, _stringArray(segmentIds), labelNode, volumeNode)
+        if not ok:
+            raise SceneError("Slicer could not export the segments of '{}' onto the grid of '{}'.".format(
+                segmentationNode.GetName(), volumeNode.GetName()))
+        array = np.array(slicer.util.arrayFromVolume(labelNode), copy=True)
+    finally:
+        _removeNode(labelNode)
+    expected = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
+    if array.shape != expected:
+        raise SceneError("The exported label map has shape {} instead of the volume's {}.".format(array.shape, expected))
+    return array
+
+
+def importIndexArray(indexArray: np.ndarray, volumeNode: Any, segmentationNode: Any, segmentIds: Sequence[str]) -> None:
+    """Replace the content of ``segmentIds`` by an index map on the volume's grid (``n + 1`` -> ``segmentIds[n]``).
+
+    The segmentation takes the volume as its reference geometry when it has none. All the segments
+    end up sharing one labelmap layer with the volume's grid (label value ``n + 1``), which is
+    what :func:`sharedLabelmapArray` (live mode) writes into.
+
+    Raises:
+        SceneError: the array does not have the volume's shape, or the import failed.
+    """
+    import slicer
+
+    dims = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
+    if tuple(indexArray.shape) != dims:
+        raise SceneError("The label map has shape {} but the volume '{}' has {}.".format(
+            tuple(indexArray.shape), volumeNode.GetName(), dims))
+    if int(indexArray.max(initial=0)) > len(segmentIds):
+        raise SceneError("The label map has index {} but only {} segments were given.".format(
+            int(indexArray.max()), len(segmentIds)))
+    roleName = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    if segmentationNode.GetNodeReference(roleName) is None:
+        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+    if segmentationNode.GetDisplayNode() is None:
+        segmentationNode.CreateDefaultDisplayNodes()
+    labelNode = _temporaryLabelmapNode(volumeNode)
+    try:
+        slicer.util.updateVolumeFromArray(labelNode, np.ascontiguousarray(indexArray, dtype=np.uint8))
+        ok = slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+            labelNode, segmentationNode, _stringArray(segmentIds))
+        if not ok:
+            raise SceneError("Slicer could not import the label map into '{}'.".format(segmentationNode.GetName()))
+    finally:
+        _removeNode(labelNode)
+
+
+def _writeNode(node: Any, path: str) -> str:
+    import slicer
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    scene = node.GetScene()
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    try:
+        storage.SetFileName(path)
+        storage.SetUseCompression(1)
+        if not storage.WriteData(node):
+            raise SceneError("Could not write '{}' to {}.".format(node.GetName(), path))
+    finally:
+        scene.RemoveNode(storage)
+    return path
+
+
+def writeVolumeFile(volumeNode: Any, path: str) -> str:
+    """Write the volume (its own geometry) to ``path`` (``.nrrd`` or ``.nii.gz``); returns the path."""
+    return _writeNode(volumeNode, path)
+
+
+def writeLabelFile(labelArray: np.ndarray, volumeNode: Any, path: str) -> str:
+    """Write an integer label map ``(k, j, i)`` with the volume's geometry to ``path``; returns the path."""
+    dims = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
+    if tuple(labelArray.shape) != dims:
+        raise SceneError("The label map has shape {} but the volume has {}.".format(tuple(labelArray.shape), dims))
+    import slicer
+
+    labelNode = _temporaryLabelmapNode(volumeNode)
+    try:
+        slicer.util.updateVolumeFromArray(labelNode, np.ascontiguousarray(labelArray))
+        return _writeNode(labelNode, path)
+    finally:
+        _removeNode(labelNode)
+
+
+def readLabelFile(path: str, volumeNode: Any, tolerance: float = 1e-3) -> np.ndarray:
+    """Read a label map written for ``volumeNode`` (e.g. the server's prediction); ``(k, j, i)`` array.
+
+    Raises:
+        SceneError: unreadable, or not on the volume's grid.
+    """
+    import slicer
+
+    scene = volumeNode.GetScene()
+    labelNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY_NODE_NAME)
+    labelNode.SetHideFromEditors(True)
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    scene.AddNode(storage)
+    try:
+        storage.SetFileName(path)
+        if not storage.ReadData(labelNode) or labelNode.GetImageData() is None:
+            raise SceneError("Could not read the label map {}.".format(path))
+        array = np.array(slicer.util.arrayFromVolume(labelNode), copy=True)
+        ours, theirs = ijkToRasArray(volumeNode), ijkToRasArray(labelNode)
+        scale = max(float(np.abs(ours[:3, :3]).max()), 1e-6)
+    finally:
+        scene.RemoveNode(storage)
+        _removeNode(labelNode)
+    dims = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
+    if array.shape != dims or not np.allclose(ours, theirs, atol=tolerance * scale):
+        raise SceneError("The label map {} does not lie on the grid of '{}'.".format(path, volumeNode.GetName()))
+    return array
+
+
+def sharedLabelmapArray(segmentationNode: Any, segmentIds: Sequence[str], volumeNode: Any,
+                        tolerance: float = 1e-4) -> Optional[np.ndarray]:
+    """A writable view of the one labelmap layer holding ``segmentIds`` (value ``n + 1`` = ``segmentIds[n]``).
+
+    Returns None unless the segments share one layer that lies exactly on the volume's grid (full
+    extent, same IJK-to-RAS, same parent transform) with those label values: then writing into the
+    view changes the segments (call :func:`labelmapModified` after). :func:`importIndexArray`
+    produces this layout.
+    """
+    if not segmentIds:
+        return None
+    segmentation = segmentationNode.GetSegmentation()
+    layer = segmentation.GetLayerIndex(segmentIds[0])
+    for index, segmentId in enumerate(segmentIds):
+        segment = segmentation.GetSegment(segmentId)
+        if segment is None or segmentation.GetLayerIndex(segmentId) != layer or segment.GetLabelValue() != index + 1:
+            return None
+    if segmentationNode.GetTransformNodeID() != volumeNode.GetTransformNodeID():
+        return None
+    image = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentIds[0])
+    if image is None or image.GetPointData().GetScalars() is None:
+        return None
+    dims = volumeNode.GetImageData().GetDimensions()
+    if tuple(image.GetExtent()) != (0, dims[0] - 1, 0, dims[1] - 1, 0, dims[2] - 1):
+        return None
+    import vtk
+    from vtk.util import numpy_support
+
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    ours = ijkToRasArray(volumeNode)
+    if not np.allclose(arrayFromMatrix(matrix), ours, atol=tolerance * max(float(np.abs(ours[:3, :3]).max()), 1e-6)):
+        return None
+    return numpy_support.vtk_to_numpy(image.GetPointData().GetScalars()).reshape(tuple(reversed(dims)))
+
+
+def labelmapModified(segmentationNode: Any, segmentIds: Sequence[str]) -> None:
+    """Tell Slicer that the shared labelmap of ``segmentIds`` was changed in place (views update)."""
+    if not segmentIds:
+        return
+    image = segmentationNode.GetBinaryLabelmapInternalRepresentation(segmentIds[0])
+    if image is not None:
+        image.GetPointData().GetScalars().Modified()
+        image.Modified()
+    segmentation = segmentationNode.GetSegmentation()
+    for segmentId in segmentIds:
+        segment = segmentation.GetSegment(segmentId)
+        if segment is not None:
+            segment.Modified()

@@ -1,0 +1,150 @@
+"""Quality -> preset, and job status JSON -> what the training panel shows (statuses as ``tskd serve``
+answers them; the samples are trimmed from a real tiny-preset run)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from SlicerTSKDLib.trainingLogic import (
+    TrainingProblem,
+    activeJob,
+    formatDuration,
+    jobDisplay,
+    modelTitle,
+    presetChoices,
+    presetForQuality,
+    resumableJob,
+)
+
+PRESETS = ["cpu-small", "gpu", "standard", "tiny"]
+
+RUNNING = {
+    "id": "48e739ed7838", "project_id": "48c4898f58a1", "state": "running", "preset": "tiny", "settings": {},
+    "base": None, "cases": 6, "created": "2026-11-21T06:29:07.508Z", "started": "2026-11-21T06:29:07.508Z",
+    "finished": None, "attempts": 1, "exit_code": None, "error": None, "cancel_requested": False,
+    "progress": {"stage": "distill", "stage_index": 3, "stage_count": 4, "step": 68, "total": 200,
+                 "eta_s": 154.84, "metrics": {"loss": 1.62, "val_dice_global": 0.769, "val_dice": 0.7747,
+                                              "val_dice_class1": 0.789, "val_dice_class2": 0.761},
+                 "message": "", "state": "running", "updated": "2026-11-21T06:37:19.840Z"},
+    "stages": {
+        "prepare": {"stage": "prepare", "stage_index": 1, "stage_count": 1, "step": 6, "total": 6, "eta_s": 0.0,
+                    "metrics": {}, "message": "", "state": "running", "updated": "2026-11-21T06:29:16.524Z"},
+        "teacher": {"stage": "teacher", "stage_index": 1, "stage_count": 4, "step": 300, "total": 300, "eta_s": 0.0,
+                    "metrics": {"val_dice": 0.866}, "message": "", "state": "running", "updated": "2026-11-21T06:32:52.405Z"},
+        "synthesis": {"stage": "synthesis", "stage_index": 2, "stage_count": 4, "step": 100, "total": 100,
+                      "eta_s": 0.0, "metrics": {"val_loss": 0.047}, "message": "finished", "state": "done",
+                      "updated": "2026-11-21T06:35:00.483Z"},
+        "transfer_set": {"stage": "transfer_set", "stage_index": 1, "stage_count": 1, "step": 0, "total": 0,
+                         "eta_s": None, "metrics": {}, "message": "", "state": "done", "updated": "2026-11-21T06:35:40.000Z"},
+        "distill": {"stage": "distill", "stage_index": 3, "stage_count": 4, "step": 68, "total": 200, "eta_s": 154.84,
+                    "metrics": {"loss": 1.62, "val_dice": 0.7747}, "message": "", "state": "running",
+                    "updated": "2026-11-21T06:37:19.840Z"},
+    },
+    "log_tail": ["[3/4 distill] ######.............. 68/200 ETA 02:34  loss=1.62"],
+    "model_id": None,
+}
+
+
+def test_quality_maps_to_the_first_preset_the_server_offers():
+    assert presetForQuality("quick", PRESETS) == "cpu-small"
+    assert presetForQuality("standard", PRESETS) == "standard"
+    assert presetForQuality("thorough", PRESETS) == "gpu"
+    assert presetForQuality("thorough", ["cpu-small", "standard"]) == "standard"
+    assert presetForQuality("quick", ["tiny"]) == "tiny"
+    assert presetForQuality("quick", []) == "cpu-small"  # unknown: the first choice
+    with pytest.raises(TrainingProblem, match="offers none of the presets for 'Thorough' \\(gpu, standard\\); it has: tiny"):
+        presetForQuality("thorough", ["tiny"])
+    with pytest.raises(ValueError):
+        presetForQuality("fast", PRESETS)
+
+
+def test_preset_choices_warn_about_gpu_presets_on_a_cpu_backend():
+    choices = presetChoices(PRESETS, device="cpu")
+    assert [c[:2] for c in choices] == [("Quick (cpu-small)", "cpu-small"), ("Standard (standard)", "standard"),
+                                        ("Thorough (gpu)", "gpu"), ("Preset: tiny", "tiny")]
+    assert "Meant for a GPU" in choices[1][2] and "Meant for a GPU" not in choices[0][2]
+    assert "phantoms" in choices[3][2]
+    assert all("Meant for a GPU" not in tip for _, _, tip in presetChoices(PRESETS, device="cuda"))
+
+
+@pytest.mark.parametrize("seconds, text", [(None, ""), (-1, ""), (float("nan"), ""), (0.4, "0 s"), (45, "45 s"),
+                                           (154.8, "3 min"), (3599, "1 h 00 min"), (7500, "2 h 05 min")])
+def test_durations(seconds, text):
+    assert formatDuration(seconds) == text
+
+
+def test_running_job():
+    display = jobDisplay(RUNNING)
+    assert display.headline == "Training: Distillation (stage 3 of 4)."
+    assert [(row.name, row.title) for row in display.stages] == [
+        ("prepare", "Preparing slices"), ("teacher", "Teacher (foundation model)"), ("synthesis", "Synthetic images"),
+        ("transfer_set", "Transfer set"), ("distill", "Distillation")]
+    assert [row.fraction for row in display.stages] == [1.0, 1.0, 1.0, 1.0, 0.34]
+    assert display.stages[-1].text == "68/200" and display.stages[-1].current and not display.stages[0].current
+    assert display.fraction == 0.34 and display.etaText == "3 min" and display.diceText == "0.77"
+    assert display.logText.startswith("[3/4 distill]")
+    assert display.canCancel and not display.canResume and not display.finished and display.modelId is None
+
+
+def test_dice_comes_from_an_earlier_stage_until_the_current_one_validates():
+    status = copy.deepcopy(RUNNING)
+    status["progress"]["metrics"] = {"loss": 0.3}
+    status["stages"]["distill"]["metrics"] = {"loss": 0.3}
+    assert jobDisplay(status).diceText == "0.87"  # the teacher's
+    for record in status["stages"].values():
+        record["metrics"] = {}
+    assert jobDisplay(status).diceText == ""
+
+
+def test_done_failed_cancelled_interrupted_queued():
+    done = dict(copy.deepcopy(RUNNING), state="done", model_id="m1", finished="2026-11-21T06:41:00Z")
+    display = jobDisplay(done)
+    assert display.finished and display.modelId == "m1" and display.fraction == 1.0 and display.etaText == ""
+    assert all(row.fraction == 1.0 for row in display.stages)
+    assert display.headline == "Training finished: the new model is ready. Validation Dice 0.77."
+    failed = dict(copy.deepcopy(RUNNING), state="failed", error="case_003: the label has no foreground")
+    display = jobDisplay(failed)
+    assert display.headline == "Training failed: case_003: the label has no foreground"
+    assert display.canResume and not display.canCancel and display.modelId is None
+    assert jobDisplay(dict(RUNNING, state="cancelled")).headline.startswith("Training was cancelled. Resume")
+    assert jobDisplay(dict(RUNNING, state="interrupted")).canResume
+    queued = {"id": "j", "state": "queued", "progress": None, "stages": {}, "log_tail": []}
+    display = jobDisplay(queued)
+    assert display.headline.startswith("Waiting for the backend") and display.canCancel and display.stages == []
+    assert display.fraction is None
+    stopping = dict(copy.deepcopy(RUNNING), cancel_requested=True)
+    assert jobDisplay(stopping).headline.startswith("Stopping") and not jobDisplay(stopping).canCancel
+
+
+def test_the_real_final_status_of_a_run():
+    done = copy.deepcopy(RUNNING)
+    done.update(state="done", model_id="c384e9d57b5e", exit_code=0, finished="2026-11-21T06:43:18.375Z")
+    done["progress"] = {"stage": "pipeline", "stage_index": 4, "stage_count": 4, "step": 0, "total": 0, "eta_s": None,
+                        "metrics": {}, "message": "finished", "state": "done", "updated": "2026-11-21T06:43:16.253Z"}
+    done["stages"]["finetune"] = {"stage": "finetune", "stage_index": 4, "stage_count": 4, "step": 150, "total": 150,
+                                  "eta_s": 0.0, "metrics": {"val_dice": 0.9599}, "message": "finished", "state": "done",
+                                  "updated": "2026-11-21T06:43:00.000Z"}
+    done["stages"]["pipeline"] = done["progress"]
+    display = jobDisplay(done)
+    assert [row.title for row in display.stages][-2:] == ["Student fine-tuning", "Finishing"]
+    assert display.diceText == "0.96" and display.modelId == "c384e9d57b5e"
+    assert display.headline == "Training finished: the new model is ready. Validation Dice 0.96."
+
+
+def test_which_job_to_follow_or_resume():
+    jobs = [{"id": "a", "state": "done", "created": "2026-01-01"}, {"id": "b", "state": "interrupted", "created": "2026-01-02"},
+            {"id": "c", "state": "failed", "created": "2025-12-01"}]
+    assert activeJob(jobs) is None and resumableJob(jobs)["id"] == "b"
+    jobs.append({"id": "d", "state": "done", "created": "2026-01-03"})
+    assert resumableJob(jobs) is None  # a newer model exists
+    jobs.append({"id": "e", "state": "running", "created": "2026-01-04"})
+    assert activeJob(jobs)["id"] == "e"
+
+
+def test_model_title():
+    model = {"id": "m1", "created": "2026-11-21T06:41:07.123Z", "student": {"architecture": "unet_small"},
+             "metrics": {"val_dice": 0.9312}}
+    assert modelTitle(model) == "2026-11-21 06:41 - unet_small - Dice 0.93"
+    assert modelTitle({"id": "m2"}) == "m2"

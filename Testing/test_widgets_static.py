@@ -1,0 +1,66 @@
+"""Static checks of the GUI-wiring files, which import ``qt``/``slicer`` and cannot run outside Slicer.
+
+Their logic is tested through the logic modules; here every name they use must be bound somewhere
+in the file (catches typos), and every ``from .module import name`` must exist in that module.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import importlib
+
+import pytest
+
+from conftest import MODULE_DIR
+
+WIDGET_FILES = sorted((MODULE_DIR / "SlicerTSKDLib").glob("*Widget.py")) + [MODULE_DIR / "SlicerTSKD.py"]
+
+
+def boundNames(tree: ast.AST) -> set:
+    """Every name the file binds anywhere (imports, definitions, arguments, assignments, loops...)."""
+    names = set(dir(builtins)) | {"__file__", "__name__"}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            names.add(node.id)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            names.add(node.name)
+    return names
+
+
+@pytest.mark.parametrize("path", WIDGET_FILES, ids=lambda p: p.name)
+def test_every_name_used_is_bound(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bound = boundNames(tree)
+    unbound = sorted({node.id for node in ast.walk(tree) if isinstance(node, ast.Name)
+                      and isinstance(node.ctx, ast.Load) and node.id not in bound})
+    assert unbound == [], "{} uses names it never defines or imports: {}".format(path.name, unbound)
+
+
+@pytest.mark.parametrize("path", WIDGET_FILES, ids=lambda p: p.name)
+def test_relative_imports_exist(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("SlicerTSKDLib")):
+            if node.module is None:  # from . import sceneData
+                for alias in node.names:
+                    importlib.import_module("SlicerTSKDLib." + alias.name)
+                continue
+            moduleName = "SlicerTSKDLib." + node.module if node.level == 1 else node.module
+            if moduleName.endswith("Widget"):
+                assert (MODULE_DIR / "SlicerTSKDLib" / (moduleName.split(".")[-1] + ".py")).is_file()
+                continue
+            module = importlib.import_module(moduleName)
+            for alias in node.names:
+                assert hasattr(module, alias.name), "{}: {} has no {}".format(path.name, moduleName, alias.name)
+
+
+def test_the_checker_finds_a_typo():
+    tree = ast.parse("import qt\ndef f(a):\n    b = a\n    return qt.QLabel(b, c)\n")
+    assert {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - boundNames(tree) == {"c"}
