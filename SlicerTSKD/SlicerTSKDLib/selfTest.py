@@ -163,7 +163,6 @@ def runBackendLoop(scene: Any, url: str, token: Optional[str], moduleDir: str, c
                 status = client.job_status(job["id"])
             _check(status["state"] == "done", "training ended {}: {}".format(status["state"], status.get("error")))
             modelId = status["model_id"]
-        status = {"model_id": modelId}
         volume, _, truth = addPhantomToScene(scene, "held_out", seed=cases, withSegmentation=False)
         result = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "held_out TS-KD")
         ensureRuntimeImportable(moduleDir)
@@ -171,8 +170,8 @@ def runBackendLoop(scene: Any, url: str, token: Optional[str], moduleDir: str, c
             folder = tempfile.mkdtemp(prefix="SlicerTSKD-models-")
             try:
                 cache = ModelCache(folder)
-                cache.download(client, status["model_id"])
-                model = cache.model(status["model_id"])
+                cache.download(client, modelId)
+                model = cache.model(modelId)
                 values = segmentArray(model, sceneData.volumeArrayCopy(volume))
                 modelLabels = packageLabels(model.package.labels)
             finally:
@@ -181,8 +180,8 @@ def runBackendLoop(scene: Any, url: str, token: Optional[str], moduleDir: str, c
             folder = tempfile.mkdtemp(prefix="SlicerTSKD-predict-")
             try:
                 image = sceneData.writeVolumeFile(volume, os.path.join(folder, "image.nrrd"))
-                values = sceneData.readLabelFile(client.predict(status["model_id"], image, os.path.join(folder, "l.nrrd")), volume)
-                modelLabels = packageLabels(client.get_model(status["model_id"])["labels"])
+                values = sceneData.readLabelFile(client.predict(modelId, image, os.path.join(folder, "l.nrrd")), volume)
+                modelLabels = packageLabels(client.get_model(modelId)["labels"])
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
         ids = applyLabelsToSegmentation(values, volume, result, modelLabels)
