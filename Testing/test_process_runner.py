@@ -166,10 +166,10 @@ def test_terminate_lets_a_server_stop_cleanly_and_leaves_its_detached_workers_ru
         "import signal, subprocess, sys, time\n"
         "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True,\n"
         "                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # like tskd serve's workers\n"
-        "print('worker', worker.pid, flush=True)\n"
         "def stop(*args):\n"
         "    print('stopping cleanly', flush=True); sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, stop)\n"
+        "print('worker', worker.pid, flush=True)  # ready: the handler is in place\n"
         "time.sleep(60)\n"
     )
     runner = SubprocessRunner()
