@@ -1,0 +1,74 @@
+"""The package's layers (docs/architecture.md): a module may import only from its own package and
+from the layers below it. Checked on the source, imports inside functions included."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import tskd
+
+ROOT = Path(tskd.__file__).parent
+FOUNDATION = {"errors", "log", "progress", "config"}
+MODELS = {"teacher", "synthesis", "student"}
+BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "runtime", "evaluation", "export", "inference"}
+
+ALLOWED = {
+    "errors": set(),
+    "log": set(),
+    "progress": set(),
+    "config": {"errors"},
+    "preprocess": {"errors"},
+    "data": FOUNDATION | {"preprocess"},
+    "engine": FOUNDATION,
+    "teacher": FOUNDATION | {"engine", "preprocess", "data"},
+    "synthesis": FOUNDATION | {"engine", "preprocess", "data"},
+    "student": FOUNDATION | {"engine", "preprocess", "data"},
+    "runtime": {"errors", "preprocess"},  # shipped into Slicer: numpy + onnxruntime only
+    "evaluation": FOUNDATION | {"preprocess", "data"},
+    "export": FOUNDATION | MODELS | {"preprocess", "data", "runtime"},
+    "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "runtime", "export"},
+    "pipeline": BELOW_PIPELINE,
+    "service": BELOW_PIPELINE,  # runs the pipeline in worker processes, never imports it
+    "cli": BELOW_PIPELINE | {"pipeline", "service"},
+    "__main__": {"cli"},
+}
+
+
+def _package_of(path: Path) -> str:
+    parts = path.relative_to(ROOT).parts
+    return parts[0][:-3] if len(parts) == 1 else parts[0]
+
+
+def _imported_packages(path: Path) -> set[str]:
+    found = set()
+    module_parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = module_parts[: len(module_parts) - node.level]
+                names = [".".join(["tskd", *base, *(node.module.split(".") if node.module else [])])]
+            else:
+                names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "tskd" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def test_every_package_imports_only_from_below():
+    problems = []
+    for path in sorted(ROOT.rglob("*.py")):
+        package = _package_of(path)
+        if package == "__init__":
+            continue
+        assert package in ALLOWED, f"{path}: package '{package}' has no place in the layer table of this test"
+        for target in _imported_packages(path) - {package}:
+            if target not in ALLOWED[package]:
+                problems.append(f"{path.relative_to(ROOT)} imports tskd.{target}")
+    assert problems == []
