@@ -9,12 +9,13 @@ from pathlib import Path
 import tskd
 
 ROOT = Path(tskd.__file__).parent
-FOUNDATION = {"errors", "log", "progress", "config"}
+FOUNDATION = {"errors", "log", "progress", "config", "atomic"}
 MODELS = {"teacher", "synthesis", "student"}
 BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "runtime", "evaluation", "export", "inference"}
 
 ALLOWED = {
     "errors": set(),
+    "atomic": set(),
     "log": set(),
     "progress": set(),
     "config": {"errors"},

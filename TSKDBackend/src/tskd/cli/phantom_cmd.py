@@ -51,7 +51,12 @@ def add_phantom_command(data_subparsers: argparse._SubParsersAction) -> argparse
 
 def run_phantom_command(args: argparse.Namespace) -> int:
     """Handler of ``tskd data phantom``: builds the config from the flags and writes the dataset."""
-    from tskd.data.phantom import OBLIQUE_ORIGIN, OBLIQUE_ROTATION_DEG, PhantomConfig, write_phantom_dataset
+    from tskd.data.phantom import (
+        OBLIQUE_ORIGIN,
+        OBLIQUE_ROTATION_DEG,
+        PhantomConfig,
+        write_phantom_dataset,
+    )
     from tskd.errors import ConfigError
 
     overrides: dict = {}

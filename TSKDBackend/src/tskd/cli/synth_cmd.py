@@ -75,7 +75,11 @@ def _add_generate(sub: argparse._SubParsersAction) -> None:
 
 def _run_generate(args: argparse.Namespace) -> int:
     from tskd.engine import inference_device
-    from tskd.pipeline.generate import generate_to_folder, load_any_diffusion_model, real_images_near
+    from tskd.pipeline.generate import (
+        generate_to_folder,
+        load_any_diffusion_model,
+        real_images_near,
+    )
     from tskd.progress import ConsoleProgress
 
     model = load_any_diffusion_model(args.model)

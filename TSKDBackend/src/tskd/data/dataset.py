@@ -31,7 +31,14 @@ from tskd.data.folding import LabelFold, mask_values, plan_fold, unique_values
 from tskd.data.image import Geometry, Image, image_suffix
 from tskd.data.labels import Label, LabelTable
 from tskd.data.manifest import read_manifest
-from tskd.data.readers import RASTER_SUFFIXES, ImageInfo, read_image_info, read_sitk, read_sitk_image, to_scalar_image
+from tskd.data.readers import (
+    RASTER_SUFFIXES,
+    ImageInfo,
+    read_image_info,
+    read_sitk,
+    read_sitk_image,
+    to_scalar_image,
+)
 from tskd.data.seg_nrrd import match_segments
 from tskd.data.subjects import assign_subjects
 from tskd.data.util import message_without_path, parallel_map

@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from tskd.atomic import replace_folder
 from tskd.config import ConfigBase
 from tskd.data.image import Geometry, Image, write_image
 from tskd.errors import DataError
@@ -302,20 +303,9 @@ def write_phantom_dataset(
         (tmp / "labels.json").write_text(json.dumps({"labels": phantom_labels(config)}, indent=1), encoding="utf-8")
         info = {"generator": "tskd.data.phantom", "cases": cases, "unlabelled": unlabelled, "config": config.to_dict()}
         (tmp / "phantom.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
-        _replace_folder(tmp, out_dir)
+        replace_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     logger.info("wrote %d labelled and %d unlabelled phantom cases to %s", cases, unlabelled, out_dir)
     return out_dir
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing what is there (the old folder is removed last)."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

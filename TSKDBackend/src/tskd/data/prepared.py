@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Literal, Optional, Sequence, Tuple, 
 
 import numpy as np
 
+from tskd.atomic import replace_folder
 from tskd.config import ConfigBase
 from tskd.data.image import Image
 from tskd.data.slice_dataset import (
@@ -359,7 +360,7 @@ def prepare_slices(
             "slices": slice_records,
         }
         (tmp / "index.json").write_text(json.dumps(index), encoding="utf-8")
-        _replace_folder(tmp, out_dir)
+        replace_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -375,14 +376,3 @@ def _fingerprint_of(folder: Path) -> str | None:
     if not ((folder / "images.npy").is_file() and (folder / "labels.npy").is_file()):
         return None
     return index.get("fingerprint")
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing what is there (the old folder is removed last)."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -22,7 +22,12 @@ import numpy as np
 import SimpleITK as sitk
 
 from tskd.data.image import Geometry, Image, image_suffix
-from tskd.data.seg_nrrd import SEGMENT_KEY, merge_segment_layers, segments_from_metadata, write_seg_nrrd
+from tskd.data.seg_nrrd import (
+    SEGMENT_KEY,
+    merge_segment_layers,
+    segments_from_metadata,
+    write_seg_nrrd,
+)
 from tskd.errors import DataError
 
 __all__ = [
@@ -197,7 +202,9 @@ def to_scalar_image(
         kind: ``"image"`` or ``"label"``.
         label_table / fold: see :func:`read_sitk_image`.
     """
-    from tskd.data.folding import fold_label_array  # folding needs the label table module
+    from tskd.data.folding import (
+        fold_label_array,  # folding needs the label table module
+    )
 
     components = image.GetNumberOfComponentsPerPixel()
     geometry = Geometry.from_sitk(image)

@@ -197,7 +197,9 @@ def write_seg_nrrd(image: Any, path: str | Path) -> Path:
     Raises:
         DataError: the array holds negative or non-integer values.
     """
-    from tskd.data.labels import default_color  # the palette lives with the label tables
+    from tskd.data.labels import (
+        default_color,  # the palette lives with the label tables
+    )
 
     path = Path(path)
     array = np.asarray(image.array)

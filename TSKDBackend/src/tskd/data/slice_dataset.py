@@ -122,7 +122,9 @@ class PreparedSlices:
     @property
     def spec(self) -> Any:
         """The :class:`~tskd.data.prepared.PreparedSpec` the slices were made with."""
-        from tskd.data.prepared import PreparedSpec  # the writer module imports this one
+        from tskd.data.prepared import (
+            PreparedSpec,  # the writer module imports this one
+        )
 
         return PreparedSpec.from_dict(self.index["spec"], source=str(self.folder / "index.json"))
 

@@ -1,6 +1,11 @@
 """The training engine: one loop (on ``accelerate``) that every stage reuses."""
 
-from tskd.engine.checkpoint import load_checkpoint, load_trainable_state, save_checkpoint, trainable_state_dict
+from tskd.engine.checkpoint import (
+    load_checkpoint,
+    load_trainable_state,
+    save_checkpoint,
+    trainable_state_dict,
+)
 from tskd.engine.config import EngineConfig
 from tskd.engine.device import inference_device
 from tskd.engine.sampling import DrawDataset, StepBatchSampler, draw_seed

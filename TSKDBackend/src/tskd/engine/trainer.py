@@ -31,7 +31,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tskd.engine.checkpoint import load_checkpoint, load_trainable_state, save_checkpoint, trainable_state_dict
+from tskd.engine.checkpoint import (
+    load_checkpoint,
+    load_trainable_state,
+    save_checkpoint,
+    trainable_state_dict,
+)
 from tskd.engine.config import EngineConfig
 from tskd.engine.sampling import DrawDataset, StepBatchSampler
 from tskd.engine.schedule import build_scheduler
@@ -163,7 +168,10 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _accelerator(self):
         from accelerate import Accelerator
-        from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
+        from accelerate.utils import (
+            DataLoaderConfiguration,
+            DistributedDataParallelKwargs,
+        )
 
         cfg = self.config
         use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())

@@ -16,15 +16,14 @@ import io
 import json
 import logging
 import math
-import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from tskd.atomic import write_text
 from tskd.data.discover import LABEL_DIRS, list_images, read_spacing_csv, stem_of
 from tskd.data.image import Geometry, Image, is_image_path
 from tskd.data.labels import LabelTable
@@ -271,15 +270,6 @@ def evaluate_files(
     return report
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_metrics(report: EvaluationReport, out: str | Path) -> dict[str, Path]:
     """Write ``metrics.csv`` (one row per case and class, then the means) and ``metrics.json``."""
     out = Path(out).expanduser()
@@ -299,8 +289,8 @@ def write_metrics(report: EvaluationReport, out: str | Path) -> dict[str, Path]:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     csv_path, json_path = out / "metrics.csv", out / "metrics.json"
-    _atomic_write(csv_path, buffer.getvalue())
-    _atomic_write(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
+    write_text(csv_path, buffer.getvalue(), newline="")
+    write_text(json_path, json.dumps(report.to_dict(), indent=2) + "\n")
     return {"csv": csv_path, "json": json_path}
 
 

@@ -15,7 +15,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from monai.metrics import compute_average_surface_distance, compute_dice, compute_hausdorff_distance
+from monai.metrics import (
+    compute_average_surface_distance,
+    compute_dice,
+    compute_hausdorff_distance,
+)
 
 __all__ = ["CaseMetrics", "case_metrics", "summarize_metrics"]
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from tskd.export.onnx_export import OnnxVerificationError, export_onnx, verify_onnx
-from tskd.export.package import load_torch_student, verification_inputs, write_student_package, zip_package
+from tskd.export.package import (
+    load_torch_student,
+    verification_inputs,
+    write_student_package,
+    zip_package,
+)
 
 __all__ = [
     "export_onnx",

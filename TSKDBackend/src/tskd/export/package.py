@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from tskd import __version__
+from tskd.atomic import replace_folder
 from tskd.data.labels import LabelTable
 from tskd.errors import CheckpointError
 from tskd.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
@@ -183,29 +184,13 @@ def write_student_package(
         }
         (work / METADATA_NAME).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
         StudentPackage.load(work)  # what we wrote must load
-        _replace_folder(work, folder)
+        replace_folder(work, folder)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     logger.info("wrote student package %s (%s, %d classes, ONNX agreement %.6f)", folder, net.name,
                 net.num_classes, check["argmax_agreement"])
     return folder
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Move ``new`` to ``target``, replacing an existing folder (the old one is removed after)."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except OSError:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def zip_package(folder: str | Path, path: str | Path | None = None) -> Path:

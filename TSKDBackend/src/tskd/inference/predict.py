@@ -18,7 +18,13 @@ from typing import Any, Callable, Sequence
 from tskd.data.discover import list_images, stem_of
 from tskd.data.image import Image, image_suffix, is_image_path, read_image, write_image
 from tskd.errors import ConfigError, DataError, TSKDError
-from tskd.runtime import OnnxSegmenter, SliceModel, StudentPackage, resolve_roi, segment_volume
+from tskd.runtime import (
+    OnnxSegmenter,
+    SliceModel,
+    StudentPackage,
+    resolve_roi,
+    segment_volume,
+)
 
 __all__ = [
     "FORMATS",

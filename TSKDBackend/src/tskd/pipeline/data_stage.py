@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from tskd.atomic import write_json
 from tskd.data.dataset import Dataset, load_dataset
 from tskd.data.image import Image
 from tskd.data.labels import LabelTable
@@ -19,7 +20,7 @@ from tskd.data.slice_dataset import PreparedSlices
 from tskd.data.split import subject_split
 from tskd.errors import DataError
 from tskd.pipeline.config import PipelineConfig
-from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.preprocess import NormalizationFitter
 from tskd.preprocess.normalization import NormalizationSpec
 from tskd.progress import ProgressReporter

@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from tskd.atomic import write_json
+from tskd.data.dataset import Dataset
 from tskd.evaluation.metrics import case_metrics, summarize_metrics
 from tskd.export.package import write_student_package, zip_package
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.runtime import OnnxSegmenter, StudentPackage, segment_volume
 from tskd.student.base import StudentModel
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from tskd.atomic import write_json
 from tskd.data.image import Geometry, Image, write_image
 from tskd.errors import CheckpointError
-from tskd.pipeline.run_folder import write_json
 from tskd.progress import NullProgress, ProgressEvent, ProgressReporter
 from tskd.synthesis.grid import save_grid
 from tskd.synthesis.model import DiffusionModel

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tskd import __version__
+from tskd.atomic import write_json
 from tskd.engine import StopFlag, stop_on_signals
 from tskd.errors import CancelledError
 from tskd.log import add_file_handler
@@ -17,12 +18,22 @@ from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import run_data_stage
 from tskd.pipeline.export_stage import run_export_stage
 from tskd.pipeline.report import write_report
-from tskd.pipeline.run_folder import RunFolder, write_json
-from tskd.pipeline.student_stage import StageContext, run_distill_stage, run_finetune_stage
+from tskd.pipeline.run_folder import RunFolder
+from tskd.pipeline.student_stage import (
+    StageContext,
+    run_distill_stage,
+    run_finetune_stage,
+)
 from tskd.pipeline.synthesis_stage import run_synthesis_stage
 from tskd.pipeline.teacher_stage import run_teacher_stage
 from tskd.pipeline.transfer_stage import build_transfer_set
-from tskd.progress import ConsoleProgress, MultiProgress, ProgressEvent, ProgressReporter, StatusFileProgress
+from tskd.progress import (
+    ConsoleProgress,
+    MultiProgress,
+    ProgressEvent,
+    ProgressReporter,
+    StatusFileProgress,
+)
 
 __all__ = ["run_stages", "format_summary", "TRAINING_STAGES", "ALL_STAGES"]
 
@@ -130,7 +141,6 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
 
 def _student_summary(folder: Path) -> dict[str, Any]:
     from tskd.pipeline.run_folder import read_json
-
     stage = read_json(folder / "stage.json")
     return {"folder": str(folder), "metrics": stage["metrics"], "parameters": stage["parameters"]}
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,17 +10,7 @@ from typing import Any
 from tskd.config.base import load_yaml, save_yaml
 from tskd.errors import ConfigError
 
-__all__ = ["RunFolder", "write_json", "read_json"]
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+__all__ = ["RunFolder", "read_json"]
 
 
 def read_json(path: str | Path) -> Any:

@@ -14,14 +14,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
-from tskd.engine import EngineConfig, StopFlag, Trainer, load_checkpoint, load_trainable_state
+from tskd.engine import (
+    EngineConfig,
+    StopFlag,
+    Trainer,
+    load_checkpoint,
+    load_trainable_state,
+)
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import ProgressReporter
-from tskd.student.base import FeatureProjector, StudentModel, StudentWithProjector, count_parameters, unwrap_student
+from tskd.student.base import (
+    FeatureProjector,
+    StudentModel,
+    StudentWithProjector,
+    count_parameters,
+    unwrap_student,
+)
 from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
 from tskd.student.networks import build_student
 from tskd.student.storage import load_student, save_student

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from tskd.atomic import write_json
 from tskd.data.slice_dataset import SliceDataset
 from tskd.engine import StopFlag, Trainer
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import ProgressReporter
 from tskd.synthesis.model import DiffusionModel, build_diffusion_model
 from tskd.synthesis.pretrained import load_pretrained_pipeline

@@ -11,13 +11,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
 from tskd.engine import StopFlag, Trainer, load_checkpoint, load_trainable_state
 from tskd.inference.teacher_model import PREPROCESSING_JSON
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import ProgressReporter
 from tskd.teacher.build import build_teacher
 from tskd.teacher.lora import trainable_parameter_report

@@ -13,14 +13,15 @@ from collections import Counter
 from typing import Any
 
 import numpy as np
-import torch.nn.functional as F
 import torch
+import torch.nn.functional as F
 
+from tskd.atomic import write_json
 from tskd.engine import StopFlag, inference_device
 from tskd.errors import CancelledError
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import NullProgress, ProgressEvent, ProgressReporter
 from tskd.synthesis.grid import save_grid
 from tskd.synthesis.model import DiffusionModel

@@ -13,8 +13,15 @@ shipped together under another name).
 
 from __future__ import annotations
 
-from .inference import SliceModel, VolumeSegmenter, effective_axis, label_dtype, resolve_roi, segment_volume
 from .archive import MAX_UNPACKED_BYTES, unpack_zip
+from .inference import (
+    SliceModel,
+    VolumeSegmenter,
+    effective_axis,
+    label_dtype,
+    resolve_roi,
+    segment_volume,
+)
 from .package import (
     FORMAT_NAME,
     FORMAT_VERSION,

@@ -24,7 +24,13 @@ from typing import Callable, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from ..errors import CancelledError
-from ..preprocess import NormalizationSpec, apply_normalization, resize_bilinear, resolve_normalization, slices_along
+from ..preprocess import (
+    NormalizationSpec,
+    apply_normalization,
+    resize_bilinear,
+    resolve_normalization,
+    slices_along,
+)
 
 __all__ = ["SliceModel", "VolumeSegmenter", "segment_volume", "resolve_roi", "effective_axis", "label_dtype"]
 

@@ -21,7 +21,13 @@ from tskd.config.base import save_yaml
 from tskd.service.db import Database
 from tskd.service.errors import Conflict, NotFound, Unprocessable
 from tskd.service.info import find_checkpoint, list_presets
-from tskd.service.jobfiles import FileCache, JobFiles, parse_status, progress_record, tail_lines
+from tskd.service.jobfiles import (
+    FileCache,
+    JobFiles,
+    parse_status,
+    progress_record,
+    tail_lines,
+)
 from tskd.service.storage import Workspace, is_id, new_id, remove_path, snapshot_tree
 from tskd.service.timeutil import iso
 

@@ -15,7 +15,13 @@ from typing import Any
 from tskd.data.labels import Label, LabelTable
 from tskd.service.db import ACTIVE_STATES, Database
 from tskd.service.errors import Conflict, NotFound, Unprocessable
-from tskd.service.storage import Workspace, atomic_write_json, is_id, new_id, remove_path
+from tskd.service.storage import (
+    Workspace,
+    atomic_write_json,
+    is_id,
+    new_id,
+    remove_path,
+)
 from tskd.service.timeutil import iso
 
 __all__ = ["Projects", "label_table"]

@@ -18,7 +18,12 @@ import anyio
 from starlette.requests import ClientDisconnect, Request
 
 from tskd.data.image import IMAGE_SUFFIXES, image_suffix
-from tskd.service.errors import BadRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from tskd.service.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
 from tskd.service.storage import check_file_name
 
 try:  # the package's import name changed in python-multipart 0.0.13

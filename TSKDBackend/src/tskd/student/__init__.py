@@ -16,7 +16,12 @@ from tskd.student.base import (
     unwrap_student,
 )
 from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
-from tskd.student.losses import DistillationLoss, SupervisedLoss, feature_kd_loss, logit_kd_loss
+from tskd.student.losses import (
+    DistillationLoss,
+    SupervisedLoss,
+    feature_kd_loss,
+    logit_kd_loss,
+)
 from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
 from tskd.student.networks import available_students, build_student
 from tskd.student.tasks import DistillationTask, FeatureDistillationTask, SupervisedTask

@@ -45,7 +45,9 @@ class DistillConfig(ConfigBase):
     )
 
     def __post_init__(self) -> None:
-        from tskd.student.networks import available_students  # heavy import (torch), only when checking
+        from tskd.student.networks import (
+            available_students,  # heavy import (torch), only when checking
+        )
 
         if self.student not in available_students():
             raise ValueError(f"unknown student '{self.student}'; available: {', '.join(available_students())}")

@@ -20,7 +20,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import PatchEmbeddingBlock, TransformerBlock, UnetOutBlock
-from monai.networks.blocks.unetr_block import UnetrBasicBlock, UnetrPrUpBlock, UnetrUpBlock
+from monai.networks.blocks.unetr_block import (
+    UnetrBasicBlock,
+    UnetrPrUpBlock,
+    UnetrUpBlock,
+)
 from monai.networks.layers import trunc_normal_
 from torch import nn
 

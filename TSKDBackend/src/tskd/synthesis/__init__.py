@@ -21,9 +21,18 @@ from tskd.synthesis.model import DiffusionModel, build_diffusion_model
 from tskd.synthesis.pretrained import load_pretrained_pipeline
 from tskd.synthesis.quality_gate import GateDecision, GateResult, QualityGate
 from tskd.synthesis.sampler import GeneratedSamples, generate, iter_generate
-from tskd.synthesis.storage import fingerprint_arrays, load_diffusion_model, save_diffusion_model
+from tskd.synthesis.storage import (
+    fingerprint_arrays,
+    load_diffusion_model,
+    save_diffusion_model,
+)
 from tskd.synthesis.task import DiffusionTask
-from tskd.synthesis.transfer_set import TransferItem, TransferSet, TransferSetDataset, TransferSetWriter
+from tskd.synthesis.transfer_set import (
+    TransferItem,
+    TransferSet,
+    TransferSetDataset,
+    TransferSetWriter,
+)
 
 __all__ = [
     "DiffusionConfig",

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    UNet2DModel,
+)
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from tskd.synthesis.config import DiffusionConfig

@@ -28,6 +28,7 @@ import numpy as np
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers import __version__ as diffusers_version
 
+from tskd.atomic import replace_folder
 from tskd.errors import CheckpointError
 from tskd.synthesis.config import DiffusionConfig
 from tskd.synthesis.intensity import IntensityMapping
@@ -110,7 +111,7 @@ def save_diffusion_model(model: DiffusionModel, folder: str | Path) -> Path:
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         (tmp / DIFFUSION_JSON).write_text(json.dumps(info, indent=2, default=_json_default), encoding="utf-8")
-        _replace_folder(tmp, folder)
+        replace_folder(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -197,19 +198,6 @@ def _weight_files(unet_folder: Path) -> list[Path]:
         return []
     return [p for p in unet_folder.iterdir()
             if p.name.startswith("diffusion_pytorch_model") and p.suffix in (".safetensors", ".bin")]
-
-
-def _replace_folder(new: Path, target: Path) -> None:
-    """Renames ``new`` to ``target``; an existing ``target`` is moved aside first, then removed."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _json_default(value: Any) -> Any:

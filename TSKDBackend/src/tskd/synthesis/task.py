@@ -23,7 +23,11 @@ from diffusers import DDPMScheduler, UNet2DModel
 
 from tskd.synthesis.config import DiffusionConfig
 from tskd.synthesis.intensity import IntensityMapping, encode_labels
-from tskd.synthesis.model import DiffusionModel, plain_scheduler_config, training_scheduler
+from tskd.synthesis.model import (
+    DiffusionModel,
+    plain_scheduler_config,
+    training_scheduler,
+)
 from tskd.synthesis.unet import build_unet, model_channels
 
 __all__ = ["DiffusionTask"]

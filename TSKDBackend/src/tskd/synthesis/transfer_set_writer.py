@@ -6,8 +6,8 @@ See :mod:`tskd.synthesis.transfer_set` for the folder layout and what a crash ca
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import shutil
 from collections import Counter
 from pathlib import Path

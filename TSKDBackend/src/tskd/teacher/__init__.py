@@ -14,7 +14,12 @@ Modules, one concept each:
 
 from __future__ import annotations
 
-from tskd.teacher.architectures import available_architectures, build_sam, get_architecture, sam_config
+from tskd.teacher.architectures import (
+    available_architectures,
+    build_sam,
+    get_architecture,
+    sam_config,
+)
 from tskd.teacher.build import build_scratch_segmenter, build_teacher
 from tskd.teacher.checkpoints import BaseCheckpoint, load_pretrained_segmenter, load_sam
 from tskd.teacher.config import LoraConfig, TeacherConfig

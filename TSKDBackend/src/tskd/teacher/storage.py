@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,9 +25,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import tskd
+from tskd.atomic import atomic_write
 from tskd.errors import CheckpointError
 from tskd.teacher.build import build_scratch_segmenter
-from tskd.teacher.checkpoints import BaseCheckpoint, checkpoint_sha256, file_sha256, load_pretrained_segmenter
+from tskd.teacher.checkpoints import (
+    BaseCheckpoint,
+    checkpoint_sha256,
+    file_sha256,
+    load_pretrained_segmenter,
+)
 from tskd.teacher.config import LoraConfig, TeacherConfig
 from tskd.teacher.keymap import TIED_POSITIONAL_KEY
 from tskd.teacher.lora import apply_lora, lora_parameter_names
@@ -53,12 +58,6 @@ def _saved_keys(model: SamSegmenter) -> list[str]:
         lora = set(lora_parameter_names(model))
         return [k for k in keys if k in lora or k.startswith("sam.mask_decoder.")]
     return [k for k in keys if k != _TIED]  # the tied copy is restored on load
-
-
-def _atomic_bytes(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_teacher(
@@ -91,7 +90,7 @@ def save_teacher(
     state = model.state_dict()
     tensors = {k: state[k].detach().to("cpu", copy=True).contiguous() for k in _saved_keys(model)}
     weights = folder / (_ADAPTER_FILE if model.has_foundation_weights else _FULL_FILE)
-    _atomic_bytes(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
+    atomic_write(weights, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     lora = model.lora.to_dict() if model.lora is not None else None
     meta = {
         "format": FORMAT,
@@ -110,7 +109,7 @@ def save_teacher(
         "config": config.to_dict(),
     }
     path = folder / TEACHER_JSON
-    _atomic_bytes(path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8"))
     logger.info("saved the teacher to %s (%d tensors in %s)", folder, len(tensors), weights.name)
     return path
 
