@@ -77,10 +77,15 @@ def test_teacher_and_diffusion_smoke(tmp_path: Path) -> None:
     assert sample["extrapolated"] is False and sample["batch"] == 2
 
 
-def test_run_all_discovers_the_scripts() -> None:
+def _run_all():
     spec = importlib.util.spec_from_file_location("run_all", BENCHMARKS / "run_all.py")
-    run_all = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(run_all)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_all_discovers_the_scripts() -> None:
+    run_all = _run_all()
     scripts = run_all.discover()
     names = list(scripts)
     for name in ("inference", "teacher", "diffusion", "service"):
@@ -88,3 +93,26 @@ def test_run_all_discovers_the_scripts() -> None:
     assert names.index("inference") < names.index("teacher") < names.index("diffusion") < names.index("service")
     assert "benchlib" not in " ".join(p.name for p in scripts.values())
     assert all(run_all.accepts_quick(path) for name, path in scripts.items() if name in ("teacher", "diffusion"))
+
+
+def test_run_all_passes_quick_and_reports_the_json(tmp_path: Path) -> None:
+    run_all = _run_all()
+    script = tmp_path / "bench_echo.py"
+    out = tmp_path / "echo.json"
+    script.write_text(
+        "import argparse, json, sys\n"
+        "parser = argparse.ArgumentParser()\n"
+        "parser.add_argument('--quick', action='store_true')\n"
+        "args = parser.parse_args()\n"
+        f"open({str(out)!r}, 'w').write(json.dumps({{'quick': args.quick}}))\n"
+        f"print('wrote {out}')\n"
+    )
+    assert run_all.discover(tmp_path) == {"echo": script}
+    result = run_all.run_script(script, quick=True)
+    assert result["returncode"] == 0 and result["json"] == [str(out)]
+    assert json.loads(out.read_text()) == {"quick": True}
+
+    plain = tmp_path / "bench_plain.py"  # no --quick: run without it rather than fail
+    plain.write_text("import sys\nsys.exit(3 if len(sys.argv) > 1 else 0)\n")
+    assert not run_all.accepts_quick(plain)
+    assert run_all.run_script(plain, quick=True)["returncode"] == 0
