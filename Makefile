@@ -1,7 +1,8 @@
 # SlicerTSKD developer commands. Everything runs in a private virtual environment (.venv).
 #   make demo   install, then run the whole pipeline on generated phantom data
 #   make test   install, then run every test
-#   make bench  run the benchmark scripts (results go to docs/benchmarks.md by hand)
+#   make bench  run the benchmark scripts (results go to docs/benchmarks.md by hand);
+#               BENCH_ARGS=--quick for a shorter run
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,6 +11,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS ?= TSKDBackend/constraints.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: install demo test test-fast bench clean
 
@@ -30,7 +32,7 @@ test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 bench: install
-	$(BIN)/python TSKDBackend/benchmarks/run_all.py
+	$(BIN)/python TSKDBackend/benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache

@@ -11,7 +11,7 @@ whose jobs run a small stand-in worker that rewrites ``status.json`` ten times a
 
 Prints a table and writes ``benchmarks/results/service.json``::
 
-    python TSKDBackend/benchmarks/bench_service.py [--pollers 1 4 16] [--seconds 5] [--upload-mb 100]
+    python TSKDBackend/benchmarks/bench_service.py [--pollers 1 4 16] [--seconds 5] [--upload-mb 100] [--quick]
 """
 
 from __future__ import annotations
@@ -124,12 +124,17 @@ def bench_uploads(client: TSKDClient, volume: Path, repeats: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pollers", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--upload-mb", type=float, default=100.0)
-    parser.add_argument("--upload-repeats", type=int, default=3)
+    parser.add_argument("--pollers", type=int, nargs="+", default=None, help="default: 1 4 16 (--quick: 1 4)")
+    parser.add_argument("--seconds", type=float, default=None, help="default: 5 (--quick: 2)")
+    parser.add_argument("--upload-mb", type=float, default=None, help="default: 100 (--quick: 20)")
+    parser.add_argument("--upload-repeats", type=int, default=None, help="default: 3 (--quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="shorter defaults (numbers are rougher)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "service.json")
     args = parser.parse_args()
+    defaults = ([1, 4], 2.0, 20.0, 1) if args.quick else ([1, 4, 16], 5.0, 100.0, 3)
+    for name, value in zip(("pollers", "seconds", "upload_mb", "upload_repeats"), defaults):
+        if getattr(args, name) is None:
+            setattr(args, name, value)
 
     with tempfile.TemporaryDirectory(prefix="tskd-bench-") as tmp:
         tmp_path = Path(tmp)
@@ -173,6 +178,7 @@ def main() -> int:
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "status_polls": polls,
         "upload": upload,
+        "quick": args.quick,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     print()
