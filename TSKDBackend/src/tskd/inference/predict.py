@@ -182,6 +182,9 @@ def output_path_for(image: Path, output: Path, fmt: str, *, single: bool) -> Pat
 
 
 def _segments(model: SliceModel) -> list[dict[str, Any]]:
+    segments = getattr(model, "segments", None)
+    if segments is not None:
+        return [dict(segment) for segment in segments]
     package = getattr(model, "package", None)
     labels = package.labels if isinstance(package, StudentPackage) else None
     if labels is None:

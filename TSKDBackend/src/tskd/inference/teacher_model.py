@@ -50,4 +50,6 @@ def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None
         normalization=NormalizationSpec.from_dict(info["normalization"]),
         slice_axis=int(info["slice_axis"]),
         device=torch_device,
+        segments=[{"name": label.name, "label_value": label.value, "color": list(label.display_color)}
+                  for label in labels if label.value != 0],
     )

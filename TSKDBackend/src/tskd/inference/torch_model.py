@@ -31,6 +31,8 @@ class TorchSliceModel:
         normalization: the normalisation training used.
         slice_axis: numpy axis of the ``(k, j, i)`` volume to slice along.
         device: where to run (default: the network's device).
+        segments: name, label value and colour of each foreground label (``{"name", "label_value",
+            "color"}``), for outputs that carry names such as ``.seg.nrrd``.
     """
 
     def __init__(
@@ -42,6 +44,7 @@ class TorchSliceModel:
         normalization: NormalizationSpec,
         slice_axis: int,
         device: str | torch.device | None = None,
+        segments: Sequence[dict] | None = None,
     ) -> None:
         if slice_axis not in (0, 1, 2):
             raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis!r}")
@@ -53,6 +56,7 @@ class TorchSliceModel:
         self.num_classes = len(self.label_values)
         self.normalization = normalization
         self.slice_axis = int(slice_axis)
+        self.segments = [dict(segment) for segment in segments] if segments is not None else None
         first = next(network.parameters(), None)
         self.device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
 
@@ -63,8 +67,11 @@ class TorchSliceModel:
 
         package = package if isinstance(package, StudentPackage) else StudentPackage.load(package)
         network = load_torch_student(package, device=device)
+        segments = [{"name": label.name, "label_value": label.value, "color": list(label.color)}
+                    for label in package.labels if label.value != 0]
         return cls(network, input_size=package.input_size, label_values=package.label_values,
-                   normalization=package.normalization, slice_axis=package.slice_axis, device=device)
+                   normalization=package.normalization, slice_axis=package.slice_axis, device=device,
+                   segments=segments)
 
     @torch.no_grad()
     def logits(self, batch: np.ndarray) -> np.ndarray:
