@@ -219,7 +219,7 @@ def test_help_names_where_official_files_are():
 @pytest.mark.slow
 def test_full_size_vit_b_in_the_official_layout(tmp_path):
     """A random ViT-B with segment-anything's names and sizes (375 MB) loads at 256 px as MedSAM."""
-    from teacher_sam_reference import OfficialSam
+    from tests.teacher.teacher_sam_reference import OfficialSam
 
     torch.manual_seed(0)
     reference = OfficialSam(dim=768, depth=12, heads=12, global_idx=(2, 5, 8, 11), window=14, grid=64,
