@@ -57,10 +57,12 @@ def run_export_stage(
     run: RunFolder,
     data: PreparedData,
     student: StudentModel,
-    teacher_info: dict[str, Any],
+    teacher_info: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Write the package (ONNX checked against torch on validation slices), validate it on the
-    validation volumes, zip it. Skipped when the package is already complete."""
+    validation volumes, zip it. Skipped when the package is already complete.
+
+    ``teacher_info`` is the teacher's ``teacher.json`` (None for a student trained without one)."""
     done = run.root / "export.json"
     if done.is_file():
         return read_json(done)
@@ -74,7 +76,7 @@ def run_export_stage(
         input_size=data.input_size,
         slice_axis=data.slice_axis,
         normalization=data.normalization,
-        teacher_info=teacher_entry(teacher_info),
+        teacher_info=teacher_entry(teacher_info) if teacher_info is not None else None,
         metrics={"slice_validation": finetune["metrics"]},
         verify_inputs=verify_inputs,
     )

@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tskd import __version__
 from tskd.engine import StopFlag, stop_on_signals
 from tskd.errors import CancelledError
 from tskd.log import add_file_handler
 from tskd.pipeline.config import PipelineConfig
-from tskd.pipeline.data_stage import run_data_stage
+from tskd.pipeline.data_stage import PreparedData, run_data_stage
 from tskd.pipeline.export_stage import run_export_stage
 from tskd.pipeline.run_folder import RunFolder, write_json
 from tskd.pipeline.student_stage import StageContext, run_distill_stage, run_finetune_stage
@@ -23,7 +23,7 @@ from tskd.pipeline.teacher_stage import run_teacher_stage
 from tskd.pipeline.transfer_stage import build_transfer_set
 from tskd.progress import ConsoleProgress, MultiProgress, ProgressEvent, ProgressReporter, StatusFileProgress
 
-__all__ = ["run_stages", "format_summary", "TRAINING_STAGES", "ALL_STAGES"]
+__all__ = ["run_stages", "format_summary", "ModelStages", "TRAINING_STAGES", "ALL_STAGES"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune")
 #: Every stage, in order.
 ALL_STAGES = ("data",) + TRAINING_STAGES + ("export",)
+
+#: Model stages other than TS-KD's (the benchmark's baselines): called after the data stage with the
+#: run folder, the prepared data, the config, the progress/stop context and the summary to fill in.
+ModelStages = Callable[[RunFolder, PreparedData, PipelineConfig, StageContext, "dict[str, Any]"], None]
 
 
 def run_stages(
@@ -41,6 +45,7 @@ def run_stages(
     stages: Sequence[str] = ALL_STAGES,
     progress: ProgressReporter | None = None,
     cancel_file: str | Path | None = None,
+    model_stages: ModelStages | None = None,
 ) -> dict[str, Any]:
     """Run ``stages`` on ``out`` (creating it or resuming it) and return the run summary.
 
@@ -52,6 +57,8 @@ def run_stages(
         stages: which stages to run; ``data`` always runs (it is cheap when already done).
         progress: where progress events go besides ``status.json`` (default: the console).
         cancel_file: when this file appears, the current stage saves a checkpoint and stops.
+        model_stages: run these instead of TS-KD's teacher ... export stages (``stages`` then only
+            matters for the data stage); used by the benchmark's baselines.
 
     Raises:
         CancelledError: stopped by a signal or the cancel file; running again resumes.
@@ -75,7 +82,10 @@ def run_stages(
                 index = training.index(name) + 1 if name in training else len(training)
                 return {"stage_index": index, "stage_count": len(training)}
 
-            _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
+            if model_stages is not None:
+                model_stages(run, data, config, StageContext(reporter, flag), summary)
+            else:
+                _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
     except CancelledError:
         logger.warning("run %s cancelled; run the same command again to resume", run.root)
         raise
