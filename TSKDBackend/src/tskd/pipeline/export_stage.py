@@ -10,14 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from tskd.data.dataset import Dataset
 from tskd.evaluation.metrics import case_metrics, summarize_metrics
 from tskd.export.package import write_student_package, zip_package
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json, write_json
-from tskd.runtime import OnnxSegmenter, StudentPackage, segment_volume
+from tskd.runtime import OnnxSegmenter, SliceModel, StudentPackage, segment_volume
 from tskd.student.base import StudentModel
 
-__all__ = ["run_export_stage", "validate_package", "teacher_entry"]
+__all__ = ["run_export_stage", "validate_package", "score_slice_model", "teacher_entry"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +34,18 @@ def teacher_entry(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def validate_package(package_folder: Path, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
-    """Segment validation volumes with the exported ONNX student (as Slicer would) and score the
-    label maps at full resolution in their own geometry (Dice, HD95, ASSD in mm)."""
-    package = StudentPackage.load(package_folder)
-    model = OnnxSegmenter(package)
+def score_slice_model(model: SliceModel, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
+    """Segment the labelled cases ``case_ids`` with ``model`` slice by slice (as Slicer would) and
+    score the label maps at full resolution in their own geometry (Dice, HD95, ASSD in mm).
+
+    Args:
+        model: any :class:`tskd.runtime.SliceModel` (the ONNX student, a torch adapter of the teacher).
+        dataset: the dataset holding the cases.
+        case_ids: cases to score (unlabelled ones are skipped).
+
+    Returns:
+        :func:`summarize_metrics`'s summary plus ``cases``, the per-case metrics.
+    """
     table = dataset.label_table
     cases = []
     for case_id in case_ids:
@@ -51,6 +59,11 @@ def validate_package(package_folder: Path, dataset: Dataset, case_ids: list[str]
     summary = summarize_metrics(cases, {label.value: label.name for label in table})
     summary["cases"] = [c.to_dict() for c in cases]
     return summary
+
+
+def validate_package(package_folder: Path, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
+    """Score the exported ONNX student on ``case_ids`` (see :func:`score_slice_model`)."""
+    return score_slice_model(OnnxSegmenter(StudentPackage.load(package_folder)), dataset, case_ids)
 
 
 def run_export_stage(

@@ -5,7 +5,8 @@
     OUT/
       split.json            train / val / unlabelled / test case ids (test: held-out subjects)
       shared/               a run folder with the data stage and, when a method needs it, the
-                            fine-tuned teacher (trained once)
+                            fine-tuned teacher (trained once) and its reference row
+                            (benchmark_teacher_result.json)
       runs/<method>/        each method's run folder; prepared/ and teacher/ are hard links to
                             shared/ (a copy where the file system has no hard links)
       runs/<method>/benchmark_result.json   test metrics and timing (written last: method done)
@@ -56,6 +57,11 @@ class BenchmarkFolder:
 
     def error(self, method: str) -> Path:
         return self.run(method).root / "benchmark_error.json"
+
+    @property
+    def teacher_result(self) -> Path:
+        """The shared teacher's reference row (test metrics)."""
+        return self.root / "shared" / "benchmark_teacher_result.json"
 
 
 def link_tree(src: Path, dst: Path, *, skip: tuple[str, ...] = ()) -> None:

@@ -26,10 +26,12 @@ from tskd.pipeline.benchmark.measure import package_facts, test_metrics, time_pe
 from tskd.pipeline.benchmark.plot import plot_results
 from tskd.pipeline.benchmark.report import finite_json, write_table_files
 from tskd.pipeline.benchmark.split import load_or_make_split, run_split_file
+from tskd.pipeline.benchmark.teacher_reference import TEACHER_ROW, teacher_reference
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.methods import Method, get_method
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.runtime import OnnxSegmenter
 from tskd.progress import ProgressReporter
 
 __all__ = ["run_benchmark", "TimingSettings", "DEFAULT_TEST_FRACTION"]
@@ -86,15 +88,18 @@ def _train_seconds(run: RunFolder) -> tuple[float, dict[str, float]]:
 
 def _evaluate(run: RunFolder, dataset: Dataset, test_ids: list[str], timing: TimingSettings) -> dict[str, Any]:
     facts = package_facts(run.package)
-    test = test_metrics(run.package, dataset, test_ids)
-    speed = time_per_slice(run.package, batch_size=timing.batch_size, repeats=timing.repeats, threads=timing.threads)
+    onnx = OnnxSegmenter(run.package, threads=timing.threads)
+    test = test_metrics(onnx, dataset, test_ids)
+    ms = time_per_slice(onnx, batch_size=timing.batch_size, repeats=timing.repeats)
+    speed = {"runtime": "onnxruntime", "threads": onnx.threads, "batch_size": timing.batch_size,
+             "repeats": timing.repeats, "ms_per_slice": ms}
     export = read_json(run.root / "export.json")
     total, per_stage = _train_seconds(run)
     transfer = read_json(run.transfer_set / "stage.json") if (run.transfer_set / "stage.json").is_file() else None
     return {
         **facts,
         "transfer_set": transfer,
-        "ms_per_slice": speed["ms_per_slice"],
+        "ms_per_slice": ms,
         "timing": speed,
         "val_dice": (export.get("validation") or {}).get("mean_dice"),
         "train_seconds": total,
@@ -104,7 +109,7 @@ def _evaluate(run: RunFolder, dataset: Dataset, test_ids: list[str], timing: Tim
     }
 
 
-def _run_method(method: Method, config: PipelineConfig, note: str, *, folder: BenchmarkFolder, data_path: str,
+def _run_method(method: Method, config: PipelineConfig, *, folder: BenchmarkFolder, data_path: str,
                 base_config: PipelineConfig, dataset: Dataset, split: dict[str, list[str]], timing: TimingSettings,
                 progress: ProgressReporter | None, cancel_file: str | Path | None) -> dict[str, Any]:
     run = folder.run(method.name)
@@ -151,8 +156,10 @@ def _header(folder: BenchmarkFolder, data_path: str, config: PipelineConfig, spl
                     "labelled subjects, held out)",
             "teacher": teacher_text,
             "metrics": "test set at full resolution in each image's own geometry; Dice mean over foreground "
-                       "classes ± sd over test cases; HD95/ASSD in mm; ms / slice: onnxruntime, batch "
-                       f"{timing.batch_size}, median of {timing.repeats}",
+                       "classes ± sd over test cases; HD95/ASSD in mm (mean over the cases where defined); "
+                       f"ms / slice: onnxruntime (the teacher: torch), batch {timing.batch_size}, median of "
+                       f"{timing.repeats} calls; val Dice: the exported student on the validation images; "
+                       "training min: the training stages a method uses (the shared teacher included)",
         },
     }
 
@@ -190,6 +197,8 @@ def run_benchmark(
         ConfigError: the folder holds a benchmark made with other settings.
         CancelledError: stopped by a signal or the cancel file; running again resumes.
     """
+    if not methods:
+        raise ValueError("methods must name at least one method")
     timing = timing or TimingSettings()
     folder = BenchmarkFolder(Path(out))
     folder.root.mkdir(parents=True, exist_ok=True)
@@ -212,9 +221,12 @@ def run_benchmark(
             results.append(_method_result(method, configured[method.name], index, len(chosen), folder=folder,
                                           data_path=str(data_path), base_config=config, dataset=dataset, split=split,
                                           timing=timing, progress=progress, cancel_file=cancel_file))
-            header = _header(folder, str(data_path), config, split, test_fraction, timing, command)
-            table = write_table_files(results, header, markdown=folder.results_md, csv_path=folder.results_csv,
-                                      json_path=folder.results_json)
+            table = _write_tables(folder, results, _header(folder, str(data_path), config, split, test_fraction,
+                                                           timing, command))
+        if (folder.shared.teacher / "stage.json").is_file():
+            results.append(_teacher_row(folder, dataset, split["test"], timing))
+            table = _write_tables(folder, results, _header(folder, str(data_path), config, split, test_fraction,
+                                                           timing, command))
         plot_results(results, folder.results_png, title=f"{Path(data_path).name}: {len(split['train'])} labelled "
                                                         f"cases, test Dice on {len(split['test'])} held-out cases")
     finally:
@@ -223,6 +235,26 @@ def run_benchmark(
     return {"results": results, "markdown": table, "files": {
         "markdown": str(folder.results_md), "csv": str(folder.results_csv), "json": str(folder.results_json),
         "plot": str(folder.results_png)}}
+
+
+def _write_tables(folder: BenchmarkFolder, results: list[dict[str, Any]], header: dict[str, Any]) -> str:
+    return write_table_files(results, header, markdown=folder.results_md, csv_path=folder.results_csv,
+                             json_path=folder.results_json)
+
+
+def _teacher_row(folder: BenchmarkFolder, dataset: Dataset, test_ids: list[str], timing: TimingSettings) -> dict[str, Any]:
+    """The shared teacher's reference row (computed once; a failure is shown, not raised)."""
+    if folder.teacher_result.is_file():
+        return read_json(folder.teacher_result)
+    try:
+        row = teacher_reference(folder.shared, dataset, test_ids, batch_size=timing.batch_size, repeats=timing.repeats)
+    except (CancelledError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        logger.error("benchmark: the teacher's reference row failed: %s\n%s", exc, traceback.format_exc())
+        return {"method": TEACHER_ROW, "status": "failed", "error": f"{type(exc).__name__}: {exc}", "note": ""}
+    write_json(folder.teacher_result, finite_json(row))
+    return read_json(folder.teacher_result)
 
 
 def _method_result(method: Method, configured: tuple[PipelineConfig, str] | Exception, index: int, count: int,
@@ -240,7 +272,7 @@ def _method_result(method: Method, configured: tuple[PipelineConfig, str] | Exce
         if isinstance(configured, Exception):
             raise configured
         config, entry["note"] = configured
-        entry.update(_run_method(method, config, entry["note"], **kwargs))
+        entry.update(_run_method(method, config, **kwargs))
         entry["note"] = "; ".join(n for n in (entry["note"], _transfer_note(entry.get("transfer_set"))) if n)
     except (CancelledError, KeyboardInterrupt):
         raise
