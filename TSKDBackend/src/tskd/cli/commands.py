@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tskd.cli import (
+    benchmark_cmd,
     data_cmd,
     demo_cmd,
     evaluate_cmd,
@@ -20,6 +21,7 @@ REGISTRY = [
     train_cmd.register,
     predict_cmd.register,
     evaluate_cmd.register,
+    benchmark_cmd.register,
     serve_cmd.register,
     teacher_cmd.register,
     synth_cmd.register,

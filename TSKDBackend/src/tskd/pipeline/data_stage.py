@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from tskd.atomic import write_json
+from tskd.data.cases import Case
 from tskd.data.dataset import Dataset, load_dataset
 from tskd.data.image import Image
 from tskd.data.labels import LabelTable
@@ -25,7 +26,7 @@ from tskd.preprocess import NormalizationFitter
 from tskd.preprocess.normalization import NormalizationSpec
 from tskd.progress import ProgressReporter
 
-__all__ = ["PreparedData", "run_data_stage", "load_prepared_data", "case_reader"]
+__all__ = ["PreparedData", "run_data_stage", "load_prepared_data", "case_reader", "split_cases"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,21 @@ def case_reader(dataset: Dataset, case_ids: list[str], *, labelled: set[str]) ->
     return generate
 
 
-def _make_split(dataset: Dataset, config: PipelineConfig) -> dict[str, list[str]]:
+def split_cases(cases: Sequence[Case], config: PipelineConfig) -> dict[str, list[str]]:
+    """The run's split of ``cases``: subject-wise train/validation, at most ``data.max_labelled``
+    labelled training cases (the other training labels are dropped, their images join the
+    unlabelled ones), and the unlabelled cases of training subjects.
+
+    Args:
+        cases: the cases to split (a dataset's cases, or those left after the benchmark holds out
+            its test subjects).
+        config: ``seed`` and the ``data`` section decide the split.
+
+    Returns:
+        ``{"train": [...], "val": [...], "unlabelled": [...]}`` sorted case ids.
+    """
     train, val = subject_split(
-        dataset.labelled, val_fraction=config.data.val_fraction, seed=config.seed,
+        [c for c in cases if c.labelled], val_fraction=config.data.val_fraction, seed=config.seed,
         min_val=1 if config.data.val_fraction > 0 else 0,
     )
     train_ids = sorted(c.case_id for c in train)
@@ -113,10 +126,10 @@ def _make_split(dataset: Dataset, config: PipelineConfig) -> dict[str, list[str]
         keep = sorted(train_ids[i] for i in order[: config.data.max_labelled])
         unused = sorted(set(train_ids) - set(keep))
         train_ids = keep
-    unlabelled = sorted(c.case_id for c in dataset.unlabelled) if config.data.use_unlabelled else []
-    val_subjects = {c.subject_id for c in val}
-    unlabelled = [u for u in unlabelled if dataset.case(u).subject_id not in val_subjects]
+    unlabelled: list[str] = []
     if config.data.use_unlabelled:
+        val_subjects = {c.subject_id for c in val}
+        unlabelled = [c.case_id for c in cases if not c.labelled and c.subject_id not in val_subjects]
         unlabelled = sorted(unlabelled + unused)  # labels beyond max_labelled are not used
     return {"train": train_ids, "val": sorted(c.case_id for c in val), "unlabelled": unlabelled}
 
@@ -136,7 +149,7 @@ def run_data_stage(
     if run.split.is_file():
         split = read_json(run.split)["cases"]
     else:
-        split = _make_split(dataset, config)
+        split = split_cases(dataset.cases, config)
         if not split["train"]:
             raise DataError(f"{data_path}: no labelled case is left for training after the validation split")
         write_json(run.split, {"cases": split, "seed": config.seed, "val_fraction": config.data.val_fraction,

@@ -16,10 +16,10 @@ from tskd.evaluation.metrics import case_metrics, summarize_metrics
 from tskd.export.package import write_student_package, zip_package
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
-from tskd.runtime import OnnxSegmenter, StudentPackage, segment_volume
+from tskd.runtime import OnnxSegmenter, SliceModel, StudentPackage, segment_volume
 from tskd.student.base import StudentModel
 
-__all__ = ["run_export_stage", "validate_package", "teacher_entry"]
+__all__ = ["run_export_stage", "validate_package", "score_slice_model", "teacher_entry"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +35,18 @@ def teacher_entry(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def validate_package(package_folder: Path, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
-    """Segment validation volumes with the exported ONNX student (as Slicer would) and score the
-    label maps at full resolution in their own geometry (Dice, HD95, ASSD in mm)."""
-    package = StudentPackage.load(package_folder)
-    model = OnnxSegmenter(package)
+def score_slice_model(model: SliceModel, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
+    """Segment the labelled cases ``case_ids`` with ``model`` slice by slice (as Slicer would) and
+    score the label maps at full resolution in their own geometry (Dice, HD95, ASSD in mm).
+
+    Args:
+        model: any :class:`tskd.runtime.SliceModel` (the ONNX student, a torch adapter of the teacher).
+        dataset: the dataset holding the cases.
+        case_ids: cases to score (unlabelled ones are skipped).
+
+    Returns:
+        :func:`summarize_metrics`'s summary plus ``cases``, the per-case metrics.
+    """
     table = dataset.label_table
     cases = []
     for case_id in case_ids:
@@ -55,14 +62,21 @@ def validate_package(package_folder: Path, dataset: Dataset, case_ids: list[str]
     return summary
 
 
+def validate_package(package_folder: Path, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
+    """Score the exported ONNX student on ``case_ids`` (see :func:`score_slice_model`)."""
+    return score_slice_model(OnnxSegmenter(StudentPackage.load(package_folder)), dataset, case_ids)
+
+
 def run_export_stage(
     run: RunFolder,
     data: PreparedData,
     student: StudentModel,
-    teacher_info: dict[str, Any],
+    teacher_info: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """Write the package (ONNX checked against torch on validation slices), validate it on the
-    validation volumes, zip it. Skipped when the package is already complete."""
+    validation volumes, zip it. Skipped when the package is already complete.
+
+    ``teacher_info`` is the teacher's ``teacher.json`` (None for a student trained without one)."""
     done = run.root / "export.json"
     if done.is_file():
         return read_json(done)
@@ -76,7 +90,7 @@ def run_export_stage(
         input_size=data.input_size,
         slice_axis=data.slice_axis,
         normalization=data.normalization,
-        teacher_info=teacher_entry(teacher_info),
+        teacher_info=teacher_entry(teacher_info) if teacher_info is not None else None,
         metrics={"slice_validation": finetune["metrics"]},
         verify_inputs=verify_inputs,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tskd import __version__
 from tskd.atomic import write_json
@@ -15,7 +15,7 @@ from tskd.engine import StopFlag, stop_on_signals
 from tskd.errors import CancelledError
 from tskd.log import add_file_handler
 from tskd.pipeline.config import PipelineConfig
-from tskd.pipeline.data_stage import run_data_stage
+from tskd.pipeline.data_stage import PreparedData, run_data_stage
 from tskd.pipeline.export_stage import run_export_stage
 from tskd.pipeline.report import write_report
 from tskd.pipeline.run_folder import RunFolder
@@ -35,7 +35,7 @@ from tskd.progress import (
     StatusFileProgress,
 )
 
-__all__ = ["run_stages", "format_summary", "TRAINING_STAGES", "ALL_STAGES"]
+__all__ = ["run_stages", "format_summary", "ModelStages", "TRAINING_STAGES", "ALL_STAGES"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ logger = logging.getLogger(__name__)
 TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune")
 #: Every stage, in order.
 ALL_STAGES = ("data",) + TRAINING_STAGES + ("export", "report")
+
+#: Model stages other than TS-KD's (the benchmark's baselines): called after the data stage with the
+#: run folder, the prepared data, the config, the progress/stop context and the summary to fill in.
+ModelStages = Callable[[RunFolder, PreparedData, PipelineConfig, StageContext, "dict[str, Any]"], None]
 
 
 def run_stages(
@@ -53,6 +57,7 @@ def run_stages(
     stages: Sequence[str] = ALL_STAGES,
     progress: ProgressReporter | None = None,
     cancel_file: str | Path | None = None,
+    model_stages: ModelStages | None = None,
 ) -> dict[str, Any]:
     """Run ``stages`` on ``out`` (creating it or resuming it) and return the run summary.
 
@@ -64,6 +69,8 @@ def run_stages(
         stages: which stages to run; ``data`` always runs (it is cheap when already done).
         progress: where progress events go besides ``status.json`` (default: the console).
         cancel_file: when this file appears, the current stage saves a checkpoint and stops.
+        model_stages: run these instead of TS-KD's teacher ... export stages (``stages`` then only
+            matters for the data stage); used by the benchmark's baselines.
 
     Raises:
         CancelledError: stopped by a signal or the cancel file; running again resumes.
@@ -87,7 +94,10 @@ def run_stages(
                 index = training.index(name) + 1 if name in training else len(training)
                 return {"stage_index": index, "stage_count": len(training)}
 
-            _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
+            if model_stages is not None:
+                model_stages(run, data, config, StageContext(reporter, flag), summary)
+            else:
+                _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
             summary["seconds"] = round(time.monotonic() - started, 1)
             if "report" in stages and "package" in summary["stages"]:
                 report = write_report(run, data, summary)

@@ -83,7 +83,8 @@ class TeacherEmbeddings:
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def _embed(self, images: torch.Tensor) -> torch.Tensor:
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen model's image embeddings ``(B, C_t, S_t/16, S_t/16)`` of ``(B, 1, S, S)`` images."""
         if next(self.teacher.parameters()).device != images.device:
             self.teacher.to(images.device)
         size = self.teacher.input_size
@@ -93,7 +94,7 @@ class TeacherEmbeddings:
 
     def training_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         batch = dict(batch)
-        batch["teacher_embedding"] = self._embed(batch["image"])
+        batch["teacher_embedding"] = self.embed(batch["image"])
         return self.task.training_step(model, batch)
 
     def validate(self, model: nn.Module) -> dict[str, float]:
