@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from tskd import __version__
+from tskd.atomic import write_json
 from tskd.data.dataset import Dataset, load_dataset
 from tskd.errors import CancelledError
 from tskd.log import add_file_handler
@@ -30,9 +31,9 @@ from tskd.pipeline.benchmark.teacher_reference import TEACHER_ROW, teacher_refer
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.methods import Method, get_method
 from tskd.pipeline.run import run_stages
-from tskd.pipeline.run_folder import RunFolder, read_json, write_json
-from tskd.runtime import OnnxSegmenter
+from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import ProgressReporter
+from tskd.runtime import OnnxSegmenter
 
 __all__ = ["run_benchmark", "TimingSettings", "DEFAULT_TEST_FRACTION"]
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tskd.atomic import write_json
 from tskd.data.dataset import Dataset
 from tskd.data.split import subject_split
 from tskd.errors import ConfigError, DataError
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import split_cases
-from tskd.pipeline.run_folder import read_json, write_json
+from tskd.pipeline.run_folder import read_json
 
 __all__ = ["benchmark_split", "load_or_make_split", "run_split_file"]
 
