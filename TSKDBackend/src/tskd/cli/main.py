@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tskd.cli.launch import record_exit_code
+
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    record_exit_code(code)  # for 'tskd ... --nproc N', which forwards the workers' exit codes
+    return code
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
@@ -56,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        if (getattr(args, "nproc", None) or 1) > 1:
+            from tskd.cli.launch import relaunch
+
+            return relaunch(argv, args.nproc)
         result = args.func(args)
         return int(result or 0)
     except TSKDError as exc:
