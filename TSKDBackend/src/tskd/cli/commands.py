@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tskd.cli import (
+    batch_cmd,
     data_cmd,
     demo_cmd,
     evaluate_cmd,
@@ -18,6 +19,7 @@ REGISTRY = [
     demo_cmd.register,
     data_cmd.register,
     train_cmd.register,
+    batch_cmd.register,
     predict_cmd.register,
     evaluate_cmd.register,
     serve_cmd.register,

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from tskd.engine.stopping import kill_process_tree
 from tskd.errors import ConfigError
 
 __all__ = ["strip_nproc", "torchrun_command", "relaunch", "record_exit_code", "EXIT_CODE_DIR_ENV"]
@@ -81,22 +82,6 @@ def _check_gpus(nproc: int) -> None:
     if torch.cuda.is_available() and nproc > torch.cuda.device_count():
         logger.warning("--nproc %d but this machine has %d GPU(s); use one process per GPU (--nproc %d)",
                        nproc, torch.cuda.device_count(), torch.cuda.device_count())
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL torchrun and every process under it (the workers run in their own sessions)."""
-    import psutil
-
-    try:
-        parent = psutil.Process(pid)
-        procs = parent.children(recursive=True) + [parent]
-    except psutil.NoSuchProcess:
-        return
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def record_exit_code(code: int) -> None:
@@ -158,7 +143,7 @@ def relaunch(argv: Sequence[str], nproc: int) -> int:
                 except ProcessLookupError:
                     pass
             else:
-                _kill_tree(proc.pid)
+                kill_process_tree(proc.pid)
 
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in previous:
@@ -169,6 +154,6 @@ def relaunch(argv: Sequence[str], nproc: int) -> int:
             for sig, old in previous.items():
                 signal.signal(sig, old)
             if proc.poll() is None:
-                _kill_tree(proc.pid)
+                kill_process_tree(proc.pid)
                 proc.wait()
         return _exit_code(returncode, _worker_codes(code_dir), stops > 0)
