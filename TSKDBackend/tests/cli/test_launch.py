@@ -16,7 +16,7 @@ def test_the_same_command_is_relaunched_under_torchrun_without_nproc():
     argv = ["-v", "train", "--data", "D", "--nproc", "4", "--out", "R", "--nproc=4", "--preset", "tiny"]
     assert strip_nproc(argv) == ["-v", "train", "--data", "D", "--out", "R", "--preset", "tiny"]
     cmd = torchrun_command(argv, 4, python="py")
-    assert cmd[:6] == ["py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m"]
+    assert cmd[:6] == ["py", "-m", "tskd.cli.torchrun", "--standalone", "--nproc_per_node=4", "-m"]
     assert cmd[6:] == ["tskd", "-v", "train", "--data", "D", "--out", "R", "--preset", "tiny"]
     with pytest.raises(ConfigError, match="at least 1"):
         torchrun_command(argv, 0)

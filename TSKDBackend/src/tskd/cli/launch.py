@@ -2,7 +2,9 @@
 
 The command re-launches itself under ``torch.distributed.run`` (torchrun)::
 
-    python -m torch.distributed.run --standalone --nproc_per_node N -m tskd <the same arguments, without --nproc>
+    python -m tskd.cli.torchrun --standalone --nproc_per_node N -m tskd <the same arguments, without --nproc>
+
+(:mod:`tskd.cli.torchrun` is torchrun, quiet when it is stopped by a signal.)
 
 and waits for it. Ctrl-C or SIGTERM is passed on once, as SIGTERM, to torchrun, which passes it
 to the workers: they finish their step, save a checkpoint and stop (the same command then resumes).
@@ -60,7 +62,7 @@ def torchrun_command(argv: Sequence[str], nproc: int, *, python: str | None = No
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, got {nproc}")
     return [
-        python or sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        python or sys.executable, "-m", "tskd.cli.torchrun", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "tskd", *strip_nproc(argv),
     ]
 

@@ -71,12 +71,29 @@ def _main(argv: list[str]) -> int:
         result = args.func(args)
         return int(result or 0)
     except TSKDError as exc:
-        print(f"tskd: error: {exc}", file=sys.stderr)
+        _print_error(exc)
         logger.debug("details", exc_info=True)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tskd: interrupted; run the same command again to resume where it stopped.", file=sys.stderr)
         return 130
+
+
+def _print_error(exc: TSKDError) -> None:
+    """One line on stderr; under torchrun the other ranks leave rank 0's failures and stops to rank 0."""
+    import os
+
+    try:
+        rank = int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        rank = 0
+    if rank:
+        from tskd.engine.distributed import MainProcessError
+        from tskd.errors import CancelledError
+
+        if isinstance(exc, (MainProcessError, CancelledError)):
+            return
+    print(f"{f'[rank {rank}] ' if rank else ''}tskd: error: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
