@@ -20,7 +20,7 @@ from tskd.pipeline.batch_config import load_batch_file
 
 # Stands in for `python -m tskd train --data D --out O --preset P --config C [--nproc N]`:
 # data 'ok*' finishes (writes config.yaml + summary.json), 'usererror' fails like tskd does,
-# 'crash' raises, 'oom' is killed by SIGKILL.
+# 'crash' raises, 'slow' trains until SIGTERM (then exits 130 like a stopped tskd), 'oom' is killed by SIGKILL.
 FAKE_PYTHON = f"""#!{sys.executable}
 import json, os, shutil, signal, sys
 from pathlib import Path
@@ -39,6 +39,12 @@ if data == "usererror":
     sys.exit(2)
 if data == "crash":
     raise RuntimeError("CUDA error: an illegal memory access was encountered")
+if data == "slow":
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(130))  # tskd: checkpoint saved, stopped
+    print("training", flush=True)
+    import time
+    time.sleep(60)
+    sys.exit(0)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -201,3 +207,26 @@ def test_real_batch_on_phantoms(phantom_dataset, tmp_path, monkeypatch, capsys):
     again = json.loads((tmp_path / "runs" / "batch_summary.json").read_text())["tasks"]
     assert [t["status"] for t in again] == ["skipped", "failed", "skipped"]
     assert again[0]["dice"] == tasks["one"]["dice"] and again[0]["seconds"] == 0.0
+
+
+def test_ctrl_c_stops_the_running_task_and_the_batch(tmp_path, fake_python):
+    import os
+    import threading
+    import time
+
+    items, _ = load_batch_file(_batch(tmp_path, [{"name": "slow", "data": "slow"}, {"name": "next", "data": "ok"}]))
+    log = tmp_path / "runs" / "slow" / "batch.log"
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (log.is_file() and "training" in log.read_text()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C in the terminal
+
+    thread = threading.Thread(target=interrupt)
+    thread.start()
+    outcomes = run_batch(items, python=fake_python)
+    thread.join()
+    assert [o.status for o in outcomes] == ["stopped", "not run"]
+    assert outcomes[0].seconds < 30 and not (tmp_path / "runs" / "next").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
