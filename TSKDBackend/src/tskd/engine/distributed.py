@@ -20,6 +20,7 @@ calls straight through.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 from dataclasses import dataclass
@@ -150,7 +151,21 @@ def _group() -> Any:
     if _wait_group is None:
         timeout = timedelta(seconds=_env_int("TSKD_DIST_WAIT_TIMEOUT_S", WAIT_TIMEOUT_S))
         _wait_group = dist.new_group(backend="gloo", timeout=timeout)
+        atexit.register(_shutdown)
     return _wait_group
+
+
+def _shutdown() -> None:
+    """At exit: close the process groups, so that their threads do not abort the interpreter's shutdown."""
+    global _wait_group
+    import torch.distributed as dist
+
+    _wait_group = None
+    try:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # exiting anyway; a group already broken by a failed peer is no news
+        logger.debug("could not close the process group", exc_info=True)
 
 
 def broadcast_object(obj: T) -> T:
