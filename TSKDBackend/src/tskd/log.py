@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,18 +17,31 @@ def configure_logging(verbosity: int = 0) -> None:
 
     Args:
         verbosity: 0 shows warnings and the package's INFO records, 1 adds DEBUG records of the
-            package, 2 adds DEBUG records of every library.
+            package, 2 adds DEBUG records of every library. Under ``torchrun`` only global rank 0
+            does so; the other ranks show warnings and errors, prefixed with their rank.
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_tskd_console", False):
             root.removeHandler(handler)
+    rank = _launcher_rank()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+    handler.setFormatter(logging.Formatter(_FORMAT if rank == 0 else f"[rank {rank}] {_FORMAT}", datefmt="%H:%M:%S"))
     handler._tskd_console = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)
-    logging.getLogger("tskd").setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)
+    if rank == 0:
+        logging.getLogger("tskd").setLevel(logging.DEBUG if verbosity >= 1 else logging.INFO)
+    else:  # under torchrun the main process speaks for all; the others report only problems
+        logging.getLogger("tskd").setLevel(logging.WARNING)
+
+
+def _launcher_rank() -> int:
+    """Global rank given by ``torchrun`` / ``accelerate launch`` (0 when not launched by one)."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
 
 
 def add_file_handler(path: str | Path) -> logging.Handler:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tskd.cli import (
+    batch_cmd,
     benchmark_cmd,
     data_cmd,
     demo_cmd,
@@ -19,6 +20,7 @@ REGISTRY = [
     demo_cmd.register,
     data_cmd.register,
     train_cmd.register,
+    batch_cmd.register,
     predict_cmd.register,
     evaluate_cmd.register,
     benchmark_cmd.register,

@@ -11,8 +11,15 @@ if TYPE_CHECKING:  # heavy imports only when a command runs
 __all__ = ["add_training_options", "config_from_args"]
 
 
-def add_training_options(parser: argparse.ArgumentParser, default_preset: str = "cpu-small") -> None:
-    """The options every training command takes, so a smoke run is one line."""
+def add_training_options(parser: argparse.ArgumentParser, default_preset: str = "cpu-small", *,
+                         nproc: bool = False) -> None:
+    """The options every training command takes, so a smoke run is one line.
+
+    Args:
+        parser: the command's parser.
+        default_preset: preset used without ``--preset``.
+        nproc: also offer ``--nproc N`` (the command can run under torchrun; see :mod:`tskd.cli.launch`).
+    """
     group = parser.add_argument_group("training options")
     group.add_argument(
         "--preset",
@@ -23,6 +30,13 @@ def add_training_options(parser: argparse.ArgumentParser, default_preset: str = 
     group.add_argument("--max-steps", type=int, metavar="N", help="stop each training stage after at most N steps")
     group.add_argument("--input-size", type=int, metavar="S", help="model input size in pixels, a multiple of 16 (e.g. 256)")
     group.add_argument("--seed", type=int, help="random seed (default: from the preset)")
+    if not nproc:
+        return
+    group.add_argument(
+        "--nproc", type=int, metavar="N",
+        help="train with N processes on this machine (torchrun; on GPUs: the number of GPUs). "
+             "Several machines: see docs/distributed.md",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> "PipelineConfig":

@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tskd.cli.launch import record_exit_code
+
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    record_exit_code(code)  # for 'tskd ... --nproc N', which forwards the workers' exit codes
+    return code
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
@@ -56,15 +64,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
+        if (getattr(args, "nproc", None) or 1) > 1:
+            from tskd.cli.launch import relaunch
+
+            return relaunch(argv, args.nproc)
         result = args.func(args)
         return int(result or 0)
     except TSKDError as exc:
-        print(f"tskd: error: {exc}", file=sys.stderr)
+        _print_error(exc)
         logger.debug("details", exc_info=True)
         return exc.exit_code
     except KeyboardInterrupt:
         print("tskd: interrupted; run the same command again to resume where it stopped.", file=sys.stderr)
         return 130
+
+
+def _print_error(exc: TSKDError) -> None:
+    """One line on stderr; under torchrun the other ranks leave rank 0's failures and stops to rank 0."""
+    import os
+
+    try:
+        rank = int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        rank = 0
+    if rank:
+        from tskd.engine.distributed import MainProcessError
+        from tskd.errors import CancelledError
+
+        if isinstance(exc, (MainProcessError, CancelledError)):
+            return
+    print(f"{f'[rank {rank}] ' if rank else ''}tskd: error: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -32,24 +32,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, metavar="DATASET", help="dataset folder or manifest")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (a run folder)")
-    add_training_options(parser)
+    add_training_options(parser, nproc=True)
     parser.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from tskd.pipeline.config import PipelineConfig
-    from tskd.pipeline.data_stage import run_data_stage
-    from tskd.pipeline.run_folder import RunFolder
-    from tskd.pipeline.synthesis_stage import run_synthesis_stage
-    from tskd.progress import ConsoleProgress
+    from tskd.engine import is_main_process
+    from tskd.pipeline.run import run_stages
 
-    config: PipelineConfig = config_from_args(args)
-    config = config.replace(synthesis={"enabled": True})
-    run = RunFolder(args.out)
-    run.check_or_save_config(config)
-    data = run_data_stage(run, args.data, config)
-    model = run_synthesis_stage(run, data, config, progress=ConsoleProgress())
-    print(f"diffusion model {model.model_id} saved in {run.synthesis / 'model'}")
+    config = config_from_args(args).replace(synthesis={"enabled": True})
+    summary = run_stages(args.data, args.out, config, stages=("data", "synthesis"))
+    synthesis = summary["stages"]["synthesis"]
+    if is_main_process():
+        print(f"diffusion model {synthesis['model_id']} saved in {synthesis['model']}")
     return 0
 
 

@@ -39,15 +39,19 @@ def _add_finetune(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, metavar="DATASET", help="dataset folder or manifest")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (a run folder)")
     parser.add_argument("--base", metavar="CHECKPOINT", help=BASE_HELP)
-    add_training_options(parser)
+    add_training_options(parser, nproc=True)
     parser.set_defaults(func=_run_finetune)
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
     from tskd.pipeline.run import run_stages
 
+    from tskd.engine import is_main_process
+
     config = config_from_args(args)
     summary = run_stages(args.data, args.out, config, stages=("data", "teacher"))
+    if not is_main_process():
+        return 0
     teacher = summary["stages"]["teacher"]
     print(f"teacher saved in {teacher['folder']}")
     for key, value in teacher["metrics"].items():

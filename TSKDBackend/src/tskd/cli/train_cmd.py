@@ -31,14 +31,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--base", metavar="CHECKPOINT", help=BASE_HELP)
     parser.add_argument("--cancel-file", metavar="PATH",
                         help="stop cleanly (checkpoint saved, exit code 130) when this file appears")
-    add_training_options(parser)
+    add_training_options(parser, nproc=True)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from tskd.pipeline.run import format_summary, run_stages
 
+    from tskd.engine import is_main_process
+
     config = config_from_args(args)
     summary = run_stages(args.data, args.out, config, cancel_file=args.cancel_file)
-    print(format_summary(summary))
+    if is_main_process():
+        print(format_summary(summary))
     return 0

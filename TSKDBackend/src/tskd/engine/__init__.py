@@ -8,6 +8,16 @@ from tskd.engine.checkpoint import (
 )
 from tskd.engine.config import EngineConfig
 from tskd.engine.device import inference_device
+from tskd.engine.distributed import (
+    MainProcessError,
+    ProcessInfo,
+    barrier,
+    broadcast_object,
+    init_distributed,
+    is_main_process,
+    on_main,
+    process_info,
+)
 from tskd.engine.sampling import DrawDataset, StepBatchSampler, draw_seed
 from tskd.engine.stopping import StopFlag, stop_on_signals
 from tskd.engine.trainer import Trainer, TrainingTask, TrainResult
@@ -15,6 +25,14 @@ from tskd.engine.trainer import Trainer, TrainingTask, TrainResult
 __all__ = [
     "EngineConfig",
     "inference_device",
+    "ProcessInfo",
+    "MainProcessError",
+    "process_info",
+    "is_main_process",
+    "init_distributed",
+    "on_main",
+    "broadcast_object",
+    "barrier",
     "Trainer",
     "TrainingTask",
     "TrainResult",

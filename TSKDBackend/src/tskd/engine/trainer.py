@@ -38,6 +38,7 @@ from tskd.engine.checkpoint import (
     trainable_state_dict,
 )
 from tskd.engine.config import EngineConfig
+from tskd.engine.distributed import agree
 from tskd.engine.sampling import DrawDataset, StepBatchSampler
 from tskd.engine.schedule import build_scheduler
 from tskd.engine.stopping import StopFlag
@@ -118,7 +119,7 @@ class Trainer:
         out_dir: the stage folder; checkpoints go to ``out_dir/checkpoints``, metric logs to
             ``out_dir/metrics.jsonl``.
         stage: name used in progress events and logs.
-        progress: receives progress events (main process only).
+        progress: receives progress events (on the main process only; other ranks emit none).
         fingerprint: JSON-able description of the settings and data; a checkpoint made with a
             different fingerprint is refused rather than silently mixed.
         param_groups: optional optimiser parameter groups (default: AdamW, no decay on 1-D params).
@@ -309,6 +310,8 @@ class Trainer:
                 f"{cfg.micro_batch_size}) must be divisible by the number of processes ({accelerator.num_processes})"
             )
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if not accelerator.is_main_process:
+            self.progress = NullProgress()  # progress events come from the main process only
 
         start_step = 0
         payload = None
@@ -405,6 +408,11 @@ class Trainer:
             if step % cfg.validate_every == 0 or last:
                 self._validate(step, model, accelerator)
             stopping = self.stop_flag.is_set()
+            if accelerator.num_processes > 1:
+                # every rank must stop at the same step (a signal or cancel file reaches them at different times)
+                stopping = agree(stopping)
+                if stopping and not self.stop_flag.is_set():
+                    self.stop_flag.set("another process was asked to stop")
             if step % cfg.checkpoint_every == 0 or last or stopping:
                 self._save(self.latest_path, step, model, optimizer, scheduler, accelerator, full=True)
             if accelerator.is_main_process:
@@ -436,13 +444,15 @@ class Trainer:
         )
 
     def _validate(self, step: int, model, accelerator) -> None:
-        metrics: dict[str, float] = {}
+        # Every rank validates, on the same data: MONAI's cumulative metrics all-gather their buffers
+        # across processes when a process group exists, so a validation on rank 0 alone would wait
+        # forever (the duplicated buffers leave the means unchanged). Only the main process records.
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.eval()
+        with torch.no_grad():
+            metrics = {k: float(v) for k, v in (self.task.validate(unwrapped) or {}).items()}
+        unwrapped.train()
         if accelerator.is_main_process:
-            unwrapped = accelerator.unwrap_model(model)
-            unwrapped.eval()
-            with torch.no_grad():
-                metrics = {k: float(v) for k, v in (self.task.validate(unwrapped) or {}).items()}
-            unwrapped.train()
             if metrics:
                 self._log_metrics({"kind": "validation", "step": step, **metrics})
                 name, higher = self._metric_key()

@@ -1,5 +1,12 @@
 """Running stages of the pipeline on a run folder, with one progress display, a log file, a status
 file for other processes, graceful stop (signals or a cancel file) and resume.
+
+Under ``torchrun`` / ``accelerate launch`` (N processes on one or several nodes) every process calls
+:func:`run_stages` with the same arguments. Every process joins each training stage (the engine
+splits each global batch across them, averages gradients and writes checkpoints once); the main
+process (global rank 0) alone prepares the data, builds the transfer set, exports the student and
+writes the config, split, status, log, summary and report, while the others wait for it (see
+:mod:`tskd.engine.distributed` and docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -12,10 +19,11 @@ from typing import Any, Callable, Sequence
 from tskd import __version__
 from tskd.atomic import write_json
 from tskd.engine import StopFlag, stop_on_signals
-from tskd.errors import CancelledError
+from tskd.engine.distributed import broadcast_object, init_distributed, on_main
+from tskd.errors import CancelledError, ConfigError
 from tskd.log import add_file_handler
 from tskd.pipeline.config import PipelineConfig
-from tskd.pipeline.data_stage import PreparedData, run_data_stage
+from tskd.pipeline.data_stage import PreparedData, load_prepared_data, run_data_stage
 from tskd.pipeline.export_stage import run_export_stage
 from tskd.pipeline.report import write_report
 from tskd.pipeline.run_folder import RunFolder
@@ -30,12 +38,13 @@ from tskd.pipeline.transfer_stage import build_transfer_set
 from tskd.progress import (
     ConsoleProgress,
     MultiProgress,
+    NullProgress,
     ProgressEvent,
     ProgressReporter,
     StatusFileProgress,
 )
 
-__all__ = ["run_stages", "format_summary", "ModelStages", "TRAINING_STAGES", "ALL_STAGES"]
+__all__ = ["run_stages", "format_summary", "uses_cpu", "ModelStages", "TRAINING_STAGES", "ALL_STAGES"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +56,27 @@ ALL_STAGES = ("data",) + TRAINING_STAGES + ("export", "report")
 #: Model stages other than TS-KD's (the benchmark's baselines): called after the data stage with the
 #: run folder, the prepared data, the config, the progress/stop context and the summary to fill in.
 ModelStages = Callable[[RunFolder, PreparedData, PipelineConfig, StageContext, "dict[str, Any]"], None]
+
+
+def uses_cpu(config: PipelineConfig) -> bool:
+    """Whether the stages train on CPUs; under several processes they must all agree.
+
+    Raises:
+        ConfigError: some stages ask for a GPU and others for the CPU (a process cannot switch).
+    """
+    import torch
+
+    gpu = torch.cuda.is_available()
+    devices = {path: engine.device for path, engine in config.engine_configs()}
+    on_cpu = {path: d == "cpu" or (d == "auto" and not gpu) for path, d in devices.items()}
+    if len(set(on_cpu.values())) > 1:
+        cpu_stages = sorted(p for p, c in on_cpu.items() if c)
+        raise ConfigError(
+            f"under several processes every stage must train on the same kind of device, but "
+            f"{', '.join(f'{p}.device' for p in cpu_stages)} choose the CPU and the others a GPU; "
+            "make the 'device' settings agree"
+        )
+    return all(on_cpu.values())
 
 
 def run_stages(
@@ -67,27 +97,41 @@ def run_stages(
         config: the resolved pipeline config (saved as ``config.yaml``; a folder made with other
             settings is refused).
         stages: which stages to run; ``data`` always runs (it is cheap when already done).
-        progress: where progress events go besides ``status.json`` (default: the console).
+        progress: where progress events go besides ``status.json`` (default: the console); used
+            on the main process only.
         cancel_file: when this file appears, the current stage saves a checkpoint and stops.
         model_stages: run these instead of TS-KD's teacher ... export stages (``stages`` then only
             matters for the data stage); used by the benchmark's baselines.
 
+    Returns:
+        the summary (also written to ``summary.json``), the same on every process.
+
     Raises:
         CancelledError: stopped by a signal or the cancel file; running again resumes.
     """
+    dist = init_distributed(cpu=uses_cpu(config)) if _launched_distributed() else None
+    main = dist is None or dist.is_main
     run = RunFolder(Path(out))
-    run.check_or_save_config(config)
-    log_handler = add_file_handler(run.log)
-    status = StatusFileProgress(run.status)
-    reporter = MultiProgress([progress or ConsoleProgress(), status])
+    on_main(run.check_or_save_config, config)
+    log_handler = add_file_handler(run.log) if main else None
+    if main:
+        reporter: ProgressReporter = MultiProgress([progress or ConsoleProgress(), StatusFileProgress(run.status)])
+    else:
+        reporter = NullProgress()
     flag = StopFlag(cancel_file)
     training = [s for s in TRAINING_STAGES if s in stages]
     summary: dict[str, Any] = {"tskd_version": __version__, "run": str(run.root), "data": str(data_path), "stages": {}}
+    if dist is not None:
+        summary["processes"] = dist.world_size
+        logger.info("run %s: %d processes; rank 0 prepares data, builds the transfer set and exports", run.root,
+                    dist.world_size)
     started = time.monotonic()
     logger.info("run %s: stages %s", run.root, ", ".join(stages))
     try:
         with stop_on_signals(flag):
-            data = run_data_stage(run, str(data_path), config, progress=reporter)
+            data = on_main(run_data_stage, run, str(data_path), config, progress=reporter)
+            if data is None:  # the other ranks read what rank 0 prepared
+                data = load_prepared_data(run)
             summary["data_summary"] = data.describe()
 
             def position(name: str) -> dict[str, int]:
@@ -100,7 +144,7 @@ def run_stages(
                 _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
             summary["seconds"] = round(time.monotonic() - started, 1)
             if "report" in stages and "package" in summary["stages"]:
-                report = write_report(run, data, summary)
+                report = on_main(write_report, run, data, summary)
                 summary["stages"]["report"] = {"folder": str(report), "result": "loss curves, Dice, overlays"}
     except CancelledError:
         logger.warning("run %s cancelled; run the same command again to resume", run.root)
@@ -109,44 +153,63 @@ def run_stages(
         reporter(ProgressEvent(stage="pipeline", state="failed", message=f"{type(exc).__name__}: {exc}"))
         raise
     finally:
-        logging.getLogger("tskd").removeHandler(log_handler)
-        log_handler.close()
-    write_json(run.summary, summary)
+        if log_handler is not None:
+            logging.getLogger("tskd").removeHandler(log_handler)
+            log_handler.close()
+    on_main(write_json, run.summary, summary)
     reporter(ProgressEvent(stage="pipeline", state="done", message="finished", stage_index=len(training),
                            stage_count=len(training)))
-    return summary
+    return broadcast_object(summary)
+
+
+def _launched_distributed() -> bool:
+    import os
+
+    try:
+        return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    except ValueError:
+        return False
 
 
 def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages: Sequence[str],
                       reporter: ProgressReporter, flag: StopFlag, position: Any, summary: dict[str, Any]) -> None:
-    """Teacher, synthesis + transfer set, distillation, fine-tuning (each only when asked for)."""
-    if "teacher" not in stages:
-        return
-    teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"))
-    summary["stages"]["teacher"] = {
-        "folder": str(run.teacher),
-        "metrics": teacher.metrics,
-        "architecture": teacher.info.get("architecture"),
-        "has_foundation_weights": teacher.has_foundation_weights,
-        "trainable_parameters": teacher.trainable.get("trainable"),
-    }
+    """Teacher, synthesis + transfer set, distillation, fine-tuning (each only when asked for).
+
+    Each training stage runs on every process; the stage functions write their files on rank 0
+    and return only when those files exist. The transfer set (needs the teacher) and the export
+    run on rank 0 alone.
+    """
+    teacher = None
+    if "teacher" in stages:
+        teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"))
+        summary["stages"]["teacher"] = {
+            "folder": str(run.teacher),
+            "metrics": teacher.metrics,
+            "architecture": teacher.info.get("architecture"),
+            "has_foundation_weights": teacher.has_foundation_weights,
+            "trainable_parameters": teacher.trainable.get("trainable"),
+        }
     if "synthesis" in stages:
         diffusion = run_synthesis_stage(run, data, config, progress=reporter, stop_flag=flag, **position("synthesis"))
-        transfer = build_transfer_set(run, data, config, teacher.model, diffusion, progress=reporter, stop_flag=flag)
         summary["stages"]["synthesis"] = {
             "enabled": config.synthesis.enabled,
             "model_id": diffusion.model_id if diffusion is not None else None,
-            "transfer_set": transfer,
+            "model": str(run.synthesis / "model") if diffusion is not None else None,
         }
-    if "distill" in stages:
-        context = StageContext(reporter, flag, **position("distill"))
-        student = run_distill_stage(run, data, config, teacher.model, context)
-        summary["stages"]["distill"] = _student_summary(run.distill)
-        if "finetune" in stages:
-            student = run_finetune_stage(run, data, config, student, context.at(**position("finetune")))
-            summary["stages"]["finetune"] = _student_summary(run.finetune)
-            if "export" in stages:
-                summary["stages"]["package"] = run_export_stage(run, data, student, teacher.info)
+        if teacher is not None:
+            transfer = on_main(build_transfer_set, run, data, config, teacher.model, diffusion, progress=reporter,
+                               stop_flag=flag)
+            summary["stages"]["synthesis"]["transfer_set"] = broadcast_object(transfer)
+    if teacher is None or "distill" not in stages:
+        return
+    context = StageContext(reporter, flag, **position("distill"))
+    student = run_distill_stage(run, data, config, teacher.model, context)
+    summary["stages"]["distill"] = _student_summary(run.distill)
+    if "finetune" in stages:
+        student = run_finetune_stage(run, data, config, student, context.at(**position("finetune")))
+        summary["stages"]["finetune"] = _student_summary(run.finetune)
+        if "export" in stages:
+            summary["stages"]["package"] = on_main(run_export_stage, run, data, student, teacher.info)
 
 
 def _student_summary(folder: Path) -> dict[str, Any]:
@@ -168,7 +231,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         t = stages["teacher"]
         note = "" if t["has_foundation_weights"] else " (NO foundation weights)"
         rows.append(("teacher", f"{t['architecture']}{note}, val Dice {_dice(t['metrics'])}", t["folder"]))
-    if "synthesis" in stages:
+    if "synthesis" in stages and "transfer_set" not in stages["synthesis"]:
+        s = stages["synthesis"]
+        rows.append(("synthesis", f"diffusion model {s['model_id']}" if s["enabled"] else "disabled",
+                     s.get("model") or str(run / "synthesis")))
+    elif "synthesis" in stages:
         s = stages["synthesis"]
         counts = s["transfer_set"]["counts"]
         dropped = sum(s["transfer_set"].get("dropped", {}).values())

@@ -17,13 +17,7 @@ from torch import nn
 from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
-from tskd.engine import (
-    EngineConfig,
-    StopFlag,
-    Trainer,
-    load_checkpoint,
-    load_trainable_state,
-)
+from tskd.engine import EngineConfig, StopFlag, Trainer, load_checkpoint, load_trainable_state, on_main
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
@@ -138,14 +132,17 @@ def fit_stage(
         logger.info("%s: keeping the best validation checkpoint (step %d): %s", stage, best["step"],
                     {k: round(v, 4) for k, v in metrics.items()})
     model.eval()
-    if save is not None:
-        save(model)
-    else:
-        save_student(model, folder / "student.pt", stage=stage, metrics=metrics)
-    summary = {"stage": stage, "metrics": metrics, "steps": result.steps, "seconds": round(result.seconds, 1),
-               "parameters": count_parameters(model)}
-    write_json(folder / "stage.json", summary)
-    return summary
+
+    def write() -> None:  # once, by the main process; every rank returns when the files exist
+        if save is not None:
+            save(model)
+        else:
+            save_student(model, folder / "student.pt", stage=stage, metrics=metrics)
+        write_json(folder / "stage.json", {"stage": stage, "metrics": metrics, "steps": result.steps,
+                                           "seconds": round(result.seconds, 1), "parameters": count_parameters(model)})
+
+    on_main(write)
+    return read_json(folder / "stage.json")  # the main process's metrics (validation runs there)
 
 
 def _done(folder: Path) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ import torch
 
 from tskd.atomic import write_json
 from tskd.data.slice_dataset import SliceDataset
-from tskd.engine import StopFlag, Trainer
+from tskd.engine import StopFlag, Trainer, on_main
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
@@ -71,7 +71,7 @@ def run_synthesis_stage(
     if cfg.pretrained:
         model = load_pretrained_pipeline(cfg.pretrained, config=cfg)
         logger.info("synthesis: using the pretrained diffusion pipeline %s (no training)", cfg.pretrained)
-        write_json(folder / "stage.json", {"pretrained": str(cfg.pretrained), "model_id": model.model_id})
+        on_main(write_json, folder / "stage.json", {"pretrained": str(cfg.pretrained), "model_id": model.model_id})
         return model
 
     joint = cfg.mode == "joint"
@@ -99,7 +99,11 @@ def run_synthesis_stage(
     result = trainer.fit()
     model.unet.eval()
     model.data_fingerprint = data.prepared.fingerprint
-    save_diffusion_model(model, folder / "model")
-    write_json(folder / "stage.json", {"model_id": model.model_id, "metrics": result.final_metrics,
-                                       "steps": result.steps, "seconds": result.seconds})
+
+    def save() -> None:  # once, by the main process; every rank returns when the files exist
+        save_diffusion_model(model, folder / "model")
+        write_json(folder / "stage.json", {"model_id": model.model_id, "metrics": result.final_metrics,
+                                           "steps": result.steps, "seconds": result.seconds})
+
+    on_main(save)
     return model

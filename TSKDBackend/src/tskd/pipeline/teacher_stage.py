@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
-from tskd.engine import StopFlag, Trainer, load_checkpoint, load_trainable_state
+from tskd.engine import StopFlag, Trainer, load_checkpoint, load_trainable_state, on_main
 from tskd.inference.teacher_model import PREPROCESSING_JSON
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
@@ -152,13 +152,17 @@ def run_teacher_stage(
     else:
         metrics = result.final_metrics
     model.eval()
-    save_teacher(model, folder, config.teacher, label_names=data.labels.names)
-    write_json(folder / PREPROCESSING_JSON, {
-        "labels": data.labels.to_dict(),
-        "normalization": data.normalization.to_dict(),
-        "slice_axis": data.slice_axis,
-    })
-    info = read_json(folder / TEACHER_JSON)
-    write_json(folder / "stage.json", {"teacher": info, "trainable": report, "metrics": metrics,
-                                       "steps": result.steps, "seconds": result.seconds})
-    return TeacherResult(model, info, report, metrics)
+
+    def save() -> None:  # once, by the main process; every rank returns when the files exist
+        save_teacher(model, folder, config.teacher, label_names=data.labels.names)
+        write_json(folder / PREPROCESSING_JSON, {
+            "labels": data.labels.to_dict(),
+            "normalization": data.normalization.to_dict(),
+            "slice_axis": data.slice_axis,
+        })
+        write_json(folder / "stage.json", {"teacher": read_json(folder / TEACHER_JSON), "trainable": report,
+                                           "metrics": metrics, "steps": result.steps, "seconds": result.seconds})
+
+    on_main(save)
+    summary = read_json(folder / "stage.json")  # the main process's metrics (validation runs there)
+    return TeacherResult(model, summary["teacher"], report, summary["metrics"])
