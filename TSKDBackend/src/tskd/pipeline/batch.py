@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tskd.atomic import write_json
 from tskd.config import load_yaml, save_yaml
 from tskd.engine.stopping import kill_process_tree
 from tskd.pipeline.batch_config import PlannedTask
-from tskd.pipeline.run_folder import RunFolder, read_json, write_json
+from tskd.pipeline.run_folder import RunFolder, read_json
 
 __all__ = [
     "TaskOutcome",
