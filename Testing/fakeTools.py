@@ -131,7 +131,7 @@ Tue Mar  4 10:12:01 2025
 
 def _writeExecutable(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return path
 
@@ -143,7 +143,7 @@ def makeFakePython(path: Path, version: Sequence[int] = (3, 11, 7), **config: ob
     """
     # self-contained, so that the copy made by "-m venv" works too
     _writeExecutable(path, "#!{}\nimport sys\nsys.argv.insert(1, __file__)\n{}".format(sys.executable, FAKE_PROGRAM))
-    Path(str(path) + ".json").write_text(json.dumps(dict(config, version=list(version))))
+    Path(str(path) + ".json").write_text(json.dumps(dict(config, version=list(version))), encoding="utf-8")
     return path
 
 
@@ -154,7 +154,7 @@ def makeScript(path: Path, body: str) -> Path:
 
 def writeRules(path: Path, rules: Dict[str, object]) -> Path:
     """Write the fakes' rules file (see the module docstring)."""
-    path.write_text(json.dumps(rules))
+    path.write_text(json.dumps(rules), encoding="utf-8")
     return path
 
 
@@ -162,7 +162,7 @@ def readCalls(path: Path) -> list:
     """Every recorded call: ``[program, arg1, arg2, ...]`` lists in call order."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def fakeEnvironment(tmp: Path, pathDirs: Sequence[Path], rules: Optional[Path] = None) -> Dict[str, str]:

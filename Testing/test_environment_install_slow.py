@@ -40,7 +40,7 @@ def test_set_up_a_real_environment_from_the_repository(tmp_path):
     setup.start()
     assert runner.waitUntil(lambda: bool(results), 840), "set-up did not finish in 14 minutes"
     ok, message = results[0]
-    assert ok, message + "\n--- log ---\n" + (tmp_path / "tskd env" / "setup.log").read_text()[-5000:]
+    assert ok, message + "\n--- log ---\n" + (tmp_path / "tskd env" / "setup.log").read_text(encoding="utf-8")[-5000:]
     assert setup.state == SUCCEEDED
     assert [s.key for s in setup.stepsRun] == ["probe-python", "create-venv", "probe-new-venv", "install-torch",
                                               "install-backend", "verify-version", "verify-import"]

@@ -116,7 +116,7 @@ def test_constraint_helpers():
     assert pinnedRequirement(CONSTRAINTS, "pillow") is None
     without = constraintsWithout(CONSTRAINTS, "torch")
     assert "torch==" not in without and "Torch-Audio==1.0" in without and "numpy==2.4.6" in without
-    real = (BACKEND / "constraints.txt").read_text()
+    real = (BACKEND / "constraints.txt").read_text(encoding="utf-8")
     assert pinnedRequirement(real, "torch") == "torch==2.13.0"
 
 
@@ -143,7 +143,7 @@ def test_backend_source_found_in_checkout_and_installed_layouts(tmp_path):
     assert findBackendSource(str(REPO_ROOT / "SlicerTSKD")) == str(BACKEND)
     installed = tmp_path / "qt-scripted-modules"
     (installed / "SlicerTSKDBackend" / "src" / "tskd").mkdir(parents=True)
-    (installed / "SlicerTSKDBackend" / "pyproject.toml").write_text("[project]\n")
+    (installed / "SlicerTSKDBackend" / "pyproject.toml").write_text("[project]\n", encoding="utf-8")
     assert findBackendSource(str(installed)) == str(installed / "SlicerTSKDBackend")
     assert findBackendSource(str(tmp_path / "elsewhere")) is None
     assert shippedBackendVersion(str(BACKEND)) == "0.1.0"
@@ -166,7 +166,7 @@ def test_staging_copies_sources_without_tests_or_caches(tmp_path):
 def test_existing_command_forms(tmp_path):
     venv = tmp_path / "env"
     (venv / "bin").mkdir(parents=True)
-    (venv / "bin" / "python").write_text("")
+    (venv / "bin" / "python").write_text("", encoding="utf-8")
     host = HostContext("linux", {}, "/h")
     assert existingBackendCommand(str(venv), host) == [str(venv / "bin" / "python"), "-m", "tskd"]
     assert existingBackendCommand(" /opt/py/bin/python3.11 ", host) == ["/opt/py/bin/python3.11", "-m", "tskd"]
@@ -198,19 +198,19 @@ def test_marker_round_trip_and_states(tmp_path):
     path = tmp_path / "environment.json"
     assert environmentState(str(path)) == (NOT_SET_UP, None)
     python = tmp_path / "python"
-    python.write_text("")
+    python.write_text("", encoding="utf-8")
     info = EnvironmentInfo(kind="managed", backendCommand=[str(python), "-m", "tskd"], backendVersion="0.1.0",
                            torchVersion="2.13.0+cpu", createdAt="2025-01-01T00:00:00")
     writeMarker(str(path), info)
     assert readMarker(str(path)) == info
-    assert json.loads(path.read_text())["formatVersion"] == 1
+    assert json.loads(path.read_text(encoding="utf-8"))["formatVersion"] == 1
     assert environmentState(str(path), "0.1.0") == (READY, info)
     assert environmentState(str(path), "0.2.0")[0] == OUTDATED
     python.unlink()
     assert environmentState(str(path))[0] == BROKEN
-    path.write_text('{"formatVersion": 1, "kind": "managed", "backendCommand": [], "backendVersion": "1"}')
+    path.write_text('{"formatVersion": 1, "kind": "managed", "backendCommand": [], "backendVersion": "1"}', encoding="utf-8")
     assert readMarker(str(path)) is None
-    path.write_text("{broken")
+    path.write_text("{broken", encoding="utf-8")
     assert readMarker(str(path)) is None
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".environment-")] == []
 

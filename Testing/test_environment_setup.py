@@ -87,7 +87,7 @@ def test_full_setup_finds_python_installs_and_writes_marker(tmp_path):
     assert torch[-3:] == ["torch==2.13.0", "--index-url", "https://download.pytorch.org/whl/cpu"]
     backend = next(c for c in calls if str(h.root / "backend-source") in c)
     assert backend[-3:] == ["-c", str(h.root / "constraints.txt"), str(h.root / "backend-source")]
-    staged = (h.root / "constraints.txt").read_text()
+    staged = (h.root / "constraints.txt").read_text(encoding="utf-8")
     assert "torch==" not in staged and "numpy==" in staged
     marker = readMarker(str(h.root / "environment.json"))
     assert marker.kind == "managed"
@@ -99,7 +99,7 @@ def test_full_setup_finds_python_installs_and_writes_marker(tmp_path):
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any(label == "Installing PyTorch (CPU)" for _, label in h.progress)
     assert "Successfully installed pkg0-1.0 pkg1-1.0 pkg2-1.0 pkg3-1.0" in h.log
-    logText = (h.root / "setup.log").read_text()
+    logText = (h.root / "setup.log").read_text(encoding="utf-8")
     assert "not usable: it does not run" in logText and "ready" in logText
 
 
@@ -122,8 +122,8 @@ def test_broken_environment_is_recreated(tmp_path):
     h = Harness(tmp_path, upgradePip=False)
     makeFakePython(h.bin / "python3.11")
     assert h.run()[0]
-    config = json.loads(Path(str(h.venvPython) + ".json").read_text())
-    Path(str(h.venvPython) + ".json").write_text(json.dumps(dict(config, broken=True)))
+    config = json.loads(Path(str(h.venvPython) + ".json").read_text(encoding="utf-8"))
+    Path(str(h.venvPython) + ".json").write_text(json.dumps(dict(config, broken=True)), encoding="utf-8")
     ok, message = h.run()
     assert ok, message
     assert h.keys()[:4] == ["probe-venv", "probe-python", "create-venv", "probe-new-venv"]
@@ -145,8 +145,8 @@ def test_cancel_kills_the_running_pip_tree_and_retry_completes(tmp_path):
     pidFile = tmp_path / "pids.txt"
     h.rules(slowPip="torch", pidFile=str(pidFile))
     h.setup.start()
-    assert h.runner.waitUntil(lambda: pidFile.exists() and pidFile.read_text().strip() != "", 60)
-    pip, grandchild = (int(p) for p in pidFile.read_text().split())
+    assert h.runner.waitUntil(lambda: pidFile.exists() and pidFile.read_text(encoding="utf-8").strip() != "", 60)
+    pip, grandchild = (int(p) for p in pidFile.read_text(encoding="utf-8").split())
     assert alive(pip) and alive(grandchild)
     started = time.monotonic()
     h.setup.cancel()
@@ -190,7 +190,7 @@ def test_uv_provides_a_python_when_none_is_installed(tmp_path):
 def test_nvidia_gpu_selects_the_cuda_index(tmp_path):
     h = Harness(tmp_path, upgradePip=False)
     makeFakePython(h.bin / "python3.11")
-    (tmp_path / "smi.txt").write_text(NVIDIA_SMI_12_6)
+    (tmp_path / "smi.txt").write_text(NVIDIA_SMI_12_6, encoding="utf-8")
     makeScript(h.bin / "nvidia-smi", "exec /bin/cat '{}'".format(tmp_path / "smi.txt"))  # PATH has only the fakes
     h.rules(torchVersion="2.13.0+cu126", torchCuda="12.6")
     ok, message = h.run()
@@ -225,7 +225,7 @@ def test_existing_tskd_command_is_only_verified(tmp_path):
 def test_existing_environment_folder_is_checked_with_imports(tmp_path):
     env = tmp_path / "myenv"
     makeFakePython(env / "bin" / "python", (3, 12, 2))
-    (env / "bin" / "installed.json").write_text('["torch", "tskd"]')
+    (env / "bin" / "installed.json").write_text('["torch", "tskd"]', encoding="utf-8")
     h = Harness(tmp_path, existingCommand=str(env))
     ok, message = h.run()
     assert ok, message
@@ -249,10 +249,10 @@ def test_folders_that_are_not_ours_are_never_cleared(tmp_path):
     h = Harness(tmp_path)
     precious = h.root / "venv" / "notes.txt"
     precious.parent.mkdir(parents=True)
-    precious.write_text("keep me")
+    precious.write_text("keep me", encoding="utf-8")
     ok, message = h.run()
     assert not ok and "is not a Python environment" in message
-    assert precious.read_text() == "keep me"
+    assert precious.read_text(encoding="utf-8") == "keep me"
 
 
 def test_missing_backend_sources_fail_clearly(tmp_path):

@@ -28,7 +28,7 @@ SCHEMA_URL = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slice
 def cmakeCode(path: Path) -> str:
     """CMake source without comments (a ``#`` outside quotes starts one)."""
     lines = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(encoding="utf-8").splitlines():
         inQuotes, kept = False, []
         for char in line:
             if char == '"':
@@ -155,7 +155,7 @@ def test_configure_build_and_install_against_a_stand_in_for_slicer(tmp_path):
     assert "CMake Warning" not in output, output
     cmake("--build", str(build))
     cmake("--install", str(build), "--prefix", str(prefix))
-    assert (build / "python-unittests.txt").read_text().split() == ["SlicerTSKD.py"]
+    assert (build / "python-unittests.txt").read_text(encoding="utf-8").split() == ["SlicerTSKD.py"]
 
     for tree in (build, prefix):
         modules = tree / "lib" / "Slicer-5.8" / "qt-scripted-modules"
@@ -176,5 +176,5 @@ def test_configure_build_and_install_against_a_stand_in_for_slicer(tmp_path):
 
 
 def test_module_file_is_thin():
-    lines = (MODULE_DIR / "SlicerTSKD.py").read_text().splitlines()
+    lines = (MODULE_DIR / "SlicerTSKD.py").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 110

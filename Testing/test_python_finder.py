@@ -47,7 +47,7 @@ def test_candidates_follow_preference_and_skip_missing(tmp_path):
     makeFakePython(second / "python3.12", (3, 12, 1))
     makeFakePython(second / "python3.11", (3, 11, 2))  # shadowed by bin1's
     makeFakePython(second / "python3", (3, 9, 18))
-    (first / "python3.10").write_text("not executable")
+    (first / "python3.10").write_text("not executable", encoding="utf-8")
     host = linuxHost(tmp_path, [first, second])
     found = [(c.command, c.source) for c in candidatePythons(host, expand=lambda pattern: [])]
     # only the search path is relevant here: common folders may exist on the test machine
@@ -65,7 +65,7 @@ def test_candidates_in_common_folders_of_a_fake_home(tmp_path):
     uv = home / ".local" / "share" / "uv" / "python" / "cpython-3.12.4-linux-x86_64-gnu" / "bin" / "python3.12"
     for path in (pyenv, uv):
         path.parent.mkdir(parents=True)
-        path.write_text("#!/bin/sh\n")
+        path.write_text("#!/bin/sh\n", encoding="utf-8")
         path.chmod(0o755)
     host = HostContext(platform="linux", environment={"PATH": ""}, home=str(home))
     found = [c for c in candidatePythons(host) if str(home) in c.command[0]]

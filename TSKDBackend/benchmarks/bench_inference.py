@@ -50,7 +50,7 @@ def machine_info(threads: int) -> dict[str, Any]:
     """CPU model, core counts and library versions."""
     model = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 ratios[f"{key}/{name}"] = teacher["torch_ms_per_slice"] / student[f"{backend}_ms_per_slice_batch1"]
         results[f"ratio_teacher_torch_over_student_{backend}_batch1"] = ratios
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(format_table(results))
     print(f"wrote {args.out}")
     return 0

@@ -199,7 +199,7 @@ def bench_transfer(workdir: Path, sizes: dict[str, Any]) -> dict[str, Any]:
 def machine_info() -> dict[str, Any]:
     model = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break

@@ -139,7 +139,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tskd-bench-") as tmp:
         tmp_path = Path(tmp)
         worker = tmp_path / "worker.py"
-        worker.write_text(WORKER)
+        worker.write_text(WORKER, encoding="utf-8")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "TSKDBackend" / "src"),
                                                           os.environ.get("PYTHONPATH", "")]))
         server_log = open(tmp_path / "server.log", "wb")

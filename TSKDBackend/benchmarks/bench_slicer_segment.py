@@ -1,7 +1,7 @@
 """Speed of segmenting inside Slicer: "Segment volume" and live mode, with slicer-core's real scene.
 
-The student is an untrained ``unet_small`` at input 256 exported as a real package (speed does
-not depend on the weights), run by ``tskd.runtime.OnnxSegmenter`` on the CPU. The volume is a
+The student is an untrained ``unet_small`` at input ``--input-size`` (default 256, the ``standard``
+preset's; ``cpu-small`` trains at 128) exported as a real package (speed does not depend on the weights), run by ``tskd.runtime.OnnxSegmenter`` on the CPU. The volume is a
 256 x 256 x 128 float32 phantom with an oblique geometry in a ``vtkMRMLScene`` set up as in the
 tests (``Testing/slicerCore.py``).
 
@@ -15,7 +15,7 @@ tests (``Testing/slicerCore.py``).
 
 Usage (from the repository root)::
 
-    PYTHONPATH=TSKDBackend/src python TSKDBackend/benchmarks/bench_slicer_segment.py [--threads N]
+    PYTHONPATH=TSKDBackend/src python TSKDBackend/benchmarks/bench_slicer_segment.py [--threads N] [--input-size S]
 
 Writes ``TSKDBackend/benchmarks/results/slicer_segment.json`` and prints a table. Targets on a
 2-core CPU: under 3 s per volume and under 150 ms per live slice.
@@ -40,12 +40,12 @@ sys.path[:0] = [str(REPO / "SlicerTSKD"), str(REPO / "Testing")]
 
 RESULTS = Path(__file__).resolve().parent / "results" / "slicer_segment.json"
 SHAPE = (128, 256, 256)  # numpy (k, j, i)
-SIZE = 256
+DEFAULT_SIZE = 256
 TARGET_VOLUME_S = 3.0
 TARGET_SLICE_MS = 150.0
 
 
-def writePackage(folder: Path) -> Path:
+def writePackage(folder: Path, size: int) -> Path:
     import torch
 
     from tskd.data.labels import Label, LabelTable
@@ -56,8 +56,8 @@ def writePackage(folder: Path) -> Path:
     torch.manual_seed(0)
     labels = LabelTable([Label(0, "background", None), Label(1, "organ_a", (0.85, 0.4, 0.31)),
                          Label(2, "organ_b", (0.5, 0.68, 0.5))], source="benchmark")
-    return write_student_package(folder / "package", student=build_student("unet_small", num_classes=3, input_size=SIZE),
-                                 labels=labels, input_size=SIZE, slice_axis=0,
+    return write_student_package(folder / "package", student=build_student("unet_small", num_classes=3, input_size=size),
+                                 labels=labels, input_size=size, slice_axis=0,
                                  normalization=NormalizationSpec(mode="percentile", p_low=0.5, p_high=99.5),
                                  teacher_info=None, metrics={})
 
@@ -77,7 +77,7 @@ def percentile(values: List[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def run(threads: int, batch: int, repeats: int, slices: int) -> Dict[str, Any]:
+def run(threads: int, batch: int, repeats: int, slices: int, size: int = DEFAULT_SIZE) -> Dict[str, Any]:
     from slicerCore import installScene
 
     from SlicerTSKDLib import sceneData
@@ -88,7 +88,7 @@ def run(threads: int, batch: int, repeats: int, slices: int) -> Dict[str, Any]:
     scene, restore = installScene()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            package = writePackage(Path(tmp))
+            package = writePackage(Path(tmp), size)
             start = time.perf_counter()
             model = OnnxSegmenter(package, threads=threads)
             loadS = time.perf_counter() - start
@@ -123,7 +123,7 @@ def run(threads: int, batch: int, repeats: int, slices: int) -> Dict[str, Any]:
     return {
         "volume_shape_kji": list(SHAPE),
         "student": "unet_small",
-        "input_size": SIZE,
+        "input_size": size,
         "threads": threads,
         "batch": batch,
         "model_load_s": loadS,
@@ -141,9 +141,10 @@ def main(argv: List[str] = None) -> int:
     parser.add_argument("--batch", type=int, default=16, help="slices per model call for the whole volume")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--slices", type=int, default=20)
+    parser.add_argument("--input-size", type=int, default=DEFAULT_SIZE, help="the student's input size in pixels")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    result = run(args.threads, args.batch, args.repeats, args.slices)
+    result = run(args.threads, args.batch, args.repeats, args.slices, args.input_size)
     result["machine"] = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                          "date": time.strftime("%Y-%m-%d")}
     median = result["segment_volume"]["median"]
@@ -158,7 +159,7 @@ def main(argv: List[str] = None) -> int:
         ("live: per slice, median", "{:.0f} ms".format(live["median_ms"]), "< {:g} ms".format(TARGET_SLICE_MS)),
         ("live: per slice, p90", "{:.0f} ms".format(live["p90_ms"]), ""),
     ]
-    print("{} x {} x {} volume, unet_small at {}, {} threads, batch {}".format(*SHAPE[::-1], SIZE, args.threads, args.batch))
+    print("{} x {} x {} volume, unet_small at {}, {} threads, batch {}".format(*SHAPE[::-1], args.input_size, args.threads, args.batch))
     for name, value, target in rows:
         print("{:<36} {:>10} {:>10}".format(name, value, target))
     args.out.parent.mkdir(parents=True, exist_ok=True)

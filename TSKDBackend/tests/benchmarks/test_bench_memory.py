@@ -38,7 +38,7 @@ def test_quick_benchmark_writes_its_results(tmp_path):
                           capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "PYTHONPATH": str(SRC)})
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(out.read_text())
+    results = json.loads(out.read_text(encoding="utf-8"))
     assert results["quick"] is True
     for mode in ("ct", "percentile"):
         run = results["predict"]["runs"][mode]

@@ -27,7 +27,7 @@ def _finish(process: subprocess.Popen, out: Path) -> dict:
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
     assert f"wrote {out}" in output
-    return json.loads(out.read_text())
+    return json.loads(out.read_text(encoding="utf-8"))
 
 
 def _check_machine(machine: dict) -> None:
@@ -106,13 +106,13 @@ def test_run_all_passes_quick_and_reports_the_json(tmp_path: Path) -> None:
         "args = parser.parse_args()\n"
         f"open({str(out)!r}, 'w').write(json.dumps({{'quick': args.quick}}))\n"
         f"print('wrote {out}')\n"
-    )
+    , encoding="utf-8")
     assert run_all.discover(tmp_path) == {"echo": script}
     result = run_all.run_script(script, quick=True)
     assert result["returncode"] == 0 and result["json"] == [str(out)]
-    assert json.loads(out.read_text()) == {"quick": True}
+    assert json.loads(out.read_text(encoding="utf-8")) == {"quick": True}
 
     plain = tmp_path / "bench_plain.py"  # no --quick: run without it rather than fail
-    plain.write_text("import sys\nsys.exit(3 if len(sys.argv) > 1 else 0)\n")
+    plain.write_text("import sys\nsys.exit(3 if len(sys.argv) > 1 else 0)\n", encoding="utf-8")
     assert not run_all.accepts_quick(plain)
     assert run_all.run_script(plain, quick=True)["returncode"] == 0

@@ -25,7 +25,7 @@ def test_check_usable_dataset(tmp_path, capsys):
     assert main(["data", "check", str(tmp_path / "d"), "--json", str(tmp_path / "out" / "r.json")]) == 0
     out = capsys.readouterr().out
     assert "Cases:     2 usable (2 labelled, 0 unlabelled)" in out and "Result:    USABLE" in out
-    report = json.loads((tmp_path / "out" / "r.json").read_text())
+    report = json.loads((tmp_path / "out" / "r.json").read_text(encoding="utf-8"))
     assert report["usable"] is True and report["label_values"] == [0, 1] and report["n_labelled"] == 2
 
 

@@ -32,7 +32,7 @@ def test_phantom_command_writes_dataset(tmp_path, capsys):
     np.testing.assert_allclose(image.GetSpacing(), (0.5, 0.5, 2.0))
     assert not np.allclose(np.array(image.GetDirection()).reshape(3, 3), np.eye(3))
     assert sitk.GetArrayFromImage(image).dtype == np.int16
-    info = json.loads((out / "phantom.json").read_text())
+    info = json.loads((out / "phantom.json").read_text(encoding="utf-8"))
     assert info["config"]["seed"] == 7 and info["config"]["modality"] == "ct"
 
 

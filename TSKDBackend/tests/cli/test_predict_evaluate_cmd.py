@@ -35,7 +35,7 @@ def test_choices_match_the_library():
 def test_predict_then_evaluate(run_folder, tmp_path, capsys):
     for i in range(2):
         write(tmp_path / "images" / f"case_{i}.nii.gz", make_volume((4, 20, 24), seed=i), (0.8, 0.8, 2.5))
-    (tmp_path / "images" / "bad.nrrd").write_text("NRRD0004\nnonsense\n")
+    (tmp_path / "images" / "bad.nrrd").write_text("NRRD0004\nnonsense\n", encoding="utf-8")
     code = main(["predict", "--model", str(run_folder), "--input", str(tmp_path / "images"),
                  "--output", str(tmp_path / "pred"), "--threads", "1", "--batch-size", "3"])
     captured = capsys.readouterr()
@@ -54,7 +54,7 @@ def test_predict_then_evaluate(run_folder, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "[1/2] case_0: mean Dice 1.000" in out and "wrote " in out and "2 cases" in out
-    data = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    data = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert data["summary"]["mean_dice"] == 1.0 and data["summary"]["n_cases"] == 2
 
 

@@ -59,7 +59,7 @@ def folder_dataset(root: Path, n: int = 3, *, dim: int = 3, suffix: str = ".nii.
 
 def write_json(path: Path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data))
+    path.write_text(json.dumps(data), encoding="utf-8")
     return path
 
 

@@ -35,7 +35,7 @@ def test_masks_folder_unlabelled_folder_and_extra_files(tmp_path):
     write(tmp_path / "masks" / "orphan.nii.gz", label_for())
     write(tmp_path / "unlabelled" / "extra.nii.gz", volume())
     (tmp_path / "images" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
-    (tmp_path / "masks" / "notes.txt").write_text("labelled by Dr X")
+    (tmp_path / "masks" / "notes.txt").write_text("labelled by Dr X", encoding="utf-8")
     dataset = load_dataset(tmp_path)
     assert [c.case_id for c in dataset.labelled] == ["case_0", "case_1"]
     assert [c.case_id for c in dataset.unlabelled] == ["extra", "lonely"]
@@ -126,7 +126,7 @@ def test_unusable_folders(tmp_path):
     with pytest.raises(DataError, match="not found; give a dataset folder or a manifest file"):
         load_dataset(tmp_path / "nope")
     (tmp_path / "scans").mkdir()
-    (tmp_path / "README.md").write_text("x")
+    (tmp_path / "README.md").write_text("x", encoding="utf-8")
     with pytest.raises(DataError, match=r"no images/ \(or imagesTr/\) folder found \(it holds: README\.md, scans/\)"):
         load_dataset(tmp_path)
     write(tmp_path / "images" / "a.nii.gz", volume())
@@ -152,7 +152,7 @@ def test_manifest_csv_and_json(tmp_path):
         "data/images/case_2.nii.gz,data/labels/missing.nii.gz,p2,\n"
         "data/other/u.nii.gz,,p3,\n"
         "data/images/gone.nii.gz,data/labels/case_2.nii.gz,,\n"
-    )
+    , encoding="utf-8")
     dataset = load_dataset(tmp_path / "list.csv")
     assert dataset.layout == "manifest"
     assert [(c.case_id, c.subject_id) for c in dataset.labelled] == [("case_0", "p1"), ("case_1", "p1")]
@@ -176,7 +176,7 @@ def test_manifest_csv_and_json(tmp_path):
 
 
 def test_manifest_without_image_column(tmp_path):
-    (tmp_path / "m.csv").write_text("scan,mask\na.nii.gz,b.nii.gz\n")
+    (tmp_path / "m.csv").write_text("scan,mask\na.nii.gz,b.nii.gz\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"m\.csv: needs an 'image' column"):
         load_dataset(tmp_path / "m.csv")
 
@@ -188,7 +188,7 @@ def test_pixel_size_csv_as_hc18_writes_it(tmp_path):
     (tmp_path / "pixel_size_and_hc.csv").write_text(
         "filename,pixel size(mm),head circumference (mm)\n000_HC.png,0.069135804,44.3\n001_HC.png,0.0896,56.81\n"
         "001_2HC.png,0.0896,56.8\n999_HC.png,0.1,60\n"
-    )
+    , encoding="utf-8")
     dataset = load_dataset(tmp_path, subject_pattern=r"^(\d{3})")
     assert dataset.dimension == 2 and dataset.spacing_source == "pixel_size_and_hc.csv"
     assert dataset.case("000_HC").spacing_override == (0.069135804, 0.069135804)

@@ -27,7 +27,7 @@ def test_nnunet_v2_inverted_labels_skip_regions(tmp_path):
 def test_dataset_json_without_labels(tmp_path):
     with pytest.raises(DataError, match=r"dataset\.json: has no \"labels\" field"):
         LabelTable.from_dataset_json(write_json(tmp_path / "dataset.json", {"name": "x"}))
-    (tmp_path / "broken.json").write_text("{not json")
+    (tmp_path / "broken.json").write_text("{not json", encoding="utf-8")
     with pytest.raises(DataError, match=r"broken\.json: is not valid JSON"):
         LabelTable.from_dataset_json(tmp_path / "broken.json")
 

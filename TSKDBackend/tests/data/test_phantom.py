@@ -87,11 +87,11 @@ def test_write_dataset_layout_geometry_and_labels_json(tmp_path):
     assert sorted(p.name for p in (out / "images").iterdir()) == names
     assert sorted(p.name for p in (out / "labels").iterdir()) == names
     assert sorted(p.name for p in (out / "unlabelled").iterdir()) == ["case_003.nii.gz", "case_004.nii.gz"]
-    labels = json.loads((out / "labels.json").read_text())
+    labels = json.loads((out / "labels.json").read_text(encoding="utf-8"))
     assert labels["labels"][0] == {"value": 0, "name": "background"}
     assert [e["name"] for e in labels["labels"][1:]] == ["organ_a", "organ_b", "lesion"]
     assert all(len(e["color"]) == 3 for e in labels["labels"][1:])
-    assert json.loads((out / "phantom.json").read_text())["config"]["seed"] == 5
+    assert json.loads((out / "phantom.json").read_text(encoding="utf-8"))["config"]["seed"] == 5
     # nothing left behind next to the dataset
     assert [p.name for p in tmp_path.iterdir()] == ["ds"]
 

@@ -47,7 +47,7 @@ def test_files_dtypes_shapes_and_values(tmp_path):
     assert prepared.slice_axis == 0 and prepared.num_classes == 4
     assert prepared.normalization.mode == "percentile"
 
-    index = json.loads((folder / "index.json").read_text())
+    index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
     assert index["num_slices"] == expected and len(index["slices"]) == expected
     assert index["spec"]["input_size"] == 48 and index["normalization"]["mode"] == "percentile"
     first = index["slices"][0]

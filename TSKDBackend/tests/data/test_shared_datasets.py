@@ -76,7 +76,7 @@ def test_totalsegmentator_ct_with_a_manifest(tmp_path):
         f"{root / 'example_ct_sm.nii.gz'},{root / 'example_seg.nii.gz'}\n"
         f"{root / 'example_ct.nii.gz'},\n"
         f"{root / 'example_mr_sm.nii.gz'},\n"
-    )
+    , encoding="utf-8")
     report = check_dataset(manifest)
     assert report.usable and (report.n_labelled, report.n_unlabelled) == (1, 2), format_report(report)
     assert len(report.label_values) > 40 and report.label_values[0] == 0 and report.problems == []

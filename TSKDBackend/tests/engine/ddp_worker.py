@@ -33,7 +33,7 @@ def main(out: str) -> None:
         out_dir=out, stage="toy",
     ).fit()
     rank = int(os.environ.get("RANK", 0))
-    Path(out, f"seen_rank{rank}.json").write_text(json.dumps(dataset.seen))
+    Path(out, f"seen_rank{rank}.json").write_text(json.dumps(dataset.seen), encoding="utf-8")
 
 
 if __name__ == "__main__":

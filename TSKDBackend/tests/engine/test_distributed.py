@@ -34,9 +34,9 @@ def test_two_processes_match_one(tmp_path):
     run(tmp_path / "one", 1)
     run(tmp_path / "two", 2)
 
-    seen0 = json.loads((tmp_path / "two" / "seen_rank0.json").read_text())
-    seen1 = json.loads((tmp_path / "two" / "seen_rank1.json").read_text())
-    single = json.loads((tmp_path / "one" / "seen_rank0.json").read_text())
+    seen0 = json.loads((tmp_path / "two" / "seen_rank0.json").read_text(encoding="utf-8"))
+    seen1 = json.loads((tmp_path / "two" / "seen_rank1.json").read_text(encoding="utf-8"))
+    single = json.loads((tmp_path / "one" / "seen_rank0.json").read_text(encoding="utf-8"))
     assert len(seen0) == len(seen1) == 12 * 4  # each rank loads half of every global batch
     assert seen0 != seen1
     assert sorted(seen0 + seen1) == sorted(single)  # together they saw exactly the one-process data
@@ -48,5 +48,5 @@ def test_two_processes_match_one(tmp_path):
     for key in one:
         assert torch.allclose(one[key], two[key], rtol=1e-4, atol=1e-5), key
 
-    history = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in history if r["kind"] == "train"] == list(range(1, 13))  # written once, by rank 0

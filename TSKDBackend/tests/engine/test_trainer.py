@@ -41,7 +41,7 @@ def test_training_learns_and_writes_files(tmp_path):
     assert train[-1]["loss"] < train[0]["loss"] * 0.5
     for name in ("latest.pt", "final.pt", "best.pt"):
         assert (tmp_path / "checkpoints" / name).is_file()
-    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    lines = (tmp_path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["step"] for line in lines] == [r["step"] for r in result.history]
 
 
@@ -59,8 +59,8 @@ def test_resume_after_stop_matches_uninterrupted_run(tmp_path):
     assert result.resumed_from == 33
     for (name, a), (_, b) in zip(full_model.state_dict().items(), again_model.state_dict().items()):
         assert torch.equal(a, b), name
-    full_log = (tmp_path / "full" / "metrics.jsonl").read_text()
-    assert (tmp_path / "cut" / "metrics.jsonl").read_text() == full_log
+    full_log = (tmp_path / "full" / "metrics.jsonl").read_text(encoding="utf-8")
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text(encoding="utf-8") == full_log
 
 
 def test_finished_stage_is_not_trained_again(tmp_path):

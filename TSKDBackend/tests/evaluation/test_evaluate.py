@@ -52,7 +52,7 @@ def test_metrics_use_the_spacing_and_files_are_written(tmp_path):
     assert rows[0] == {"case_id": "case", "label": "1", "name": "liver", "dice": f"{case.dice[1]:.6g}",
                        "hd95_mm": "1", "assd_mm": f"{case.assd_mm[1]:.6g}"}
     assert rows[1]["hd95_mm"] == "" and rows[-1]["case_id"] == "mean" and len(rows) == 6
-    data = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    data = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert data["cases"][0]["hd95_mm"]["2"] is None and data["summary"]["n_cases"] == 1
     assert data["labels"] == {"1": "liver", "2": "spleen", "3": "kidney"}
     table = format_table(report)
@@ -99,6 +99,6 @@ def test_pixel_sizes_of_2d_pictures_come_from_the_dataset_csv(tmp_path):
     write(tmp_path / "dataset" / "masks" / "010_HC.png", ref)
     write(tmp_path / "pred" / "010_HC.png", pred)
     (tmp_path / "dataset" / "pixel_size_and_hc.csv").write_text("filename,pixel size(mm),head circumference (mm)\n"
-                                                                "010_HC.png,0.25,100\n")
+                                                                "010_HC.png,0.25,100\n", encoding="utf-8")
     report = evaluate_files(tmp_path / "pred", tmp_path / "dataset")
     assert report.cases[0].hd95_mm[1] == pytest.approx(0.5) and report.spacing_source == "pixel_size_and_hc.csv"

@@ -49,9 +49,9 @@ def _fake_cluster(tmp_path: Path) -> dict[str, str]:
     for name, text in (("python", FAKE_TRAINER), ("tskd", FAKE_TRAINER), ("srun", FAKE_SRUN),
                        ("scontrol", FAKE_SCONTROL)):
         path = venv / "bin" / name
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
         path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    (venv / "bin" / "activate").write_text(f'export PATH="{venv / "bin"}:$PATH"\n')
+    (venv / "bin" / "activate").write_text(f'export PATH="{venv / "bin"}:$PATH"\n', encoding="utf-8")
     return dict(os.environ, VENV=str(venv), CALLS=str(tmp_path / "calls.txt"), DATA="/shared/d", RUN="/shared/r",
                 SLURM_JOB_ID="77", SLURM_JOB_NODELIST="gpu[07-08]", SLURM_JOB_NUM_NODES="2",
                 SLURM_GPUS_ON_NODE="4", SLURM_CPUS_PER_TASK="32", PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
@@ -62,7 +62,7 @@ def test_multinode_runs_one_torchrun_per_node_with_the_first_host_as_rendezvous(
     done = subprocess.run(["bash", str(EXAMPLES / "train_multinode.sbatch")], env=env, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    calls = (tmp_path / "calls.txt").read_text().splitlines()
+    calls = (tmp_path / "calls.txt").read_text(encoding="utf-8").splitlines()
     assert calls[0] == 'scontrol show hostnames gpu[07-08]'
     python = next(c for c in calls if c.startswith("python "))
     assert ("-m torch.distributed.run --nnodes 2 --nproc_per_node 4 --rdzv_backend c10d "
@@ -78,11 +78,11 @@ def test_sigterm_stops_training_and_requeues_the_job(tmp_path, name):
     calls = tmp_path / "calls.txt"
     deadline = time.monotonic() + 30
     trainer = "tskd train" if name == "train_1node.sbatch" else "python -m torch.distributed.run"
-    while time.monotonic() < deadline and trainer not in (calls.read_text() if calls.exists() else ""):
+    while time.monotonic() < deadline and trainer not in (calls.read_text(encoding="utf-8") if calls.exists() else ""):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)  # what --signal=B:TERM@120 sends before the time limit
     out, err = proc.communicate(timeout=30)
-    text = calls.read_text()
+    text = calls.read_text(encoding="utf-8")
     assert "got TERM" in text, (out, err)
     assert text.splitlines()[-1] == "scontrol requeue 77"
     assert proc.returncode == 130

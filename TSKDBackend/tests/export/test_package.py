@@ -35,7 +35,7 @@ def test_package_files_and_metadata(tmp_path):
     folder, student = _write(tmp_path / "run" / "package")
     assert sorted(p.name for p in folder.iterdir()) == ["model.onnx", "student.pt", "tskd-model.json"]
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["package"]  # no temporary folders left
-    meta = json.loads((folder / "tskd-model.json").read_text())
+    meta = json.loads((folder / "tskd-model.json").read_text(encoding="utf-8"))
     assert meta["format"] == "tskd-student" and meta["format_version"] == 1 and meta["created"].endswith("+00:00")
     assert meta["labels"][1] == {"value": 2, "name": "kidney", "color": [0.2, 0.4, 0.6]}
     assert meta["labels"][2]["value"] == 5 and len(meta["labels"][2]["color"]) == 3  # palette colour
@@ -56,7 +56,7 @@ def test_package_files_and_metadata(tmp_path):
 def test_real_verification_inputs_and_no_teacher(tmp_path):
     slices = np.random.default_rng(0).normal(size=(3, 1, 32, 32)).astype(np.float32)
     folder, _ = _write(tmp_path / "p", verify_inputs=slices, teacher_info=None, metrics=None)
-    meta = json.loads((folder / "tskd-model.json").read_text())
+    meta = json.loads((folder / "tskd-model.json").read_text(encoding="utf-8"))
     assert meta["onnx"]["verified_on"] == "validation slices" and meta["onnx"]["verified_pixels"] == 3 * 32 * 32
     assert meta["teacher"] is None and meta["metrics"] == {}
 
@@ -87,7 +87,7 @@ def test_wrapped_students_and_vit(tmp_path):
 
 def test_replacing_a_package_and_refusing_bad_arguments(tmp_path):
     folder, _ = _write(tmp_path / "p")
-    (folder / "stale.txt").write_text("old")
+    (folder / "stale.txt").write_text("old", encoding="utf-8")
     _write(tmp_path / "p")
     assert not (folder / "stale.txt").exists()  # the whole folder was replaced
     student = build_student("unet_tiny", num_classes=2, input_size=32)

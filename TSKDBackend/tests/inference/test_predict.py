@@ -55,7 +55,7 @@ def test_a_folder_of_mixed_inputs_with_one_unreadable(onnx_model, tmp_path):
     write(inputs / "us.png", (make_volume((1, 30, 40))[0] % 256).astype(np.uint8))
     write_dicom_series(inputs / "series", make_volume((4, 16, 18), seed=3))
     (inputs / "broken.nii.gz").write_bytes(b"\x1f\x8b not really gzip")
-    (inputs / "notes.txt").write_text("not an image")
+    (inputs / "notes.txt").write_text("not an image", encoding="utf-8")
     seen = []
     results = predict_files(onnx_model, inputs, tmp_path / "out", on_result=lambda i, n, r: seen.append((i, n)))
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]

@@ -38,8 +38,8 @@ def main(run_dir: str) -> None:
         "log_every": 1, "device": "cpu"}}})
     result = teacher_stage.run_teacher_stage(run, load_prepared_data(run), config, progress=NullProgress())
     info = process_info()
-    Path(run_dir, f"seen_rank{info.rank}.json").write_text(json.dumps(SEEN))
-    Path(run_dir, f"metrics_rank{info.rank}.json").write_text(json.dumps(result.metrics))
+    Path(run_dir, f"seen_rank{info.rank}.json").write_text(json.dumps(SEEN), encoding="utf-8")
+    Path(run_dir, f"metrics_rank{info.rank}.json").write_text(json.dumps(result.metrics), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -52,14 +52,14 @@ os.kill(os.getpid(), signal.SIGKILL)
 @pytest.fixture
 def fake_python(tmp_path):
     path = tmp_path / "fake-python"
-    path.write_text(FAKE_PYTHON)
+    path.write_text(FAKE_PYTHON, encoding="utf-8")
     path.chmod(0o755)
     return str(path)
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "jobs.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
 
 
@@ -129,9 +129,9 @@ def test_one_failure_or_crash_does_not_stop_the_others(tmp_path, fake_python, ca
     assert outcomes[2].error == "RuntimeError: CUDA error: an illegal memory access was encountered"
     assert outcomes[3].error == "killed by SIGKILL (out of memory?)"
     assert outcomes[0].dice == 0.875 and outcomes[0].package.endswith("run.tskd.zip")
-    calls = (tmp_path / "runs" / "last" / "calls.txt").read_text()
+    calls = (tmp_path / "runs" / "last" / "calls.txt").read_text(encoding="utf-8")
     assert "--nproc 2" in calls and f"--config {tmp_path / 'runs' / 'last' / 'batch-config.yaml'}" in calls
-    assert "fake tskd train" in (tmp_path / "runs" / "user" / "batch.log").read_text()
+    assert "fake tskd train" in (tmp_path / "runs" / "user" / "batch.log").read_text(encoding="utf-8")
     table = format_batch_table(outcomes)
     assert "killed by SIGKILL" in table and "2 done, 3 failed" in table
 
@@ -140,7 +140,7 @@ def test_one_failure_or_crash_does_not_stop_the_others(tmp_path, fake_python, ca
     assert [task_state(i) for i in items] == ["done", "new", "new", "new", "done"]
     again = run_batch(items[:1], python=fake_python)
     assert again[0].status == "skipped" and again[0].dice == 0.875
-    assert (tmp_path / "runs" / "first" / "calls.txt").read_text().count("\n") == 1
+    assert (tmp_path / "runs" / "first" / "calls.txt").read_text(encoding="utf-8").count("\n") == 1
 
 
 def test_cli_writes_the_summary_and_exits_1_when_a_task_failed(tmp_path, fake_python, monkeypatch, capsys):
@@ -152,10 +152,10 @@ def test_cli_writes_the_summary_and_exits_1_when_a_task_failed(tmp_path, fake_py
     out = capsys.readouterr().out
     assert re.search(r"^good\s+done\s+\d+ s\s+0\.875", out, re.M) and re.search(r"^bad\s+failed", out, re.M)
     assert "1 done, 1 failed" in out
-    summary = json.loads((tmp_path / "runs" / "batch_summary.json").read_text())
+    summary = json.loads((tmp_path / "runs" / "batch_summary.json").read_text(encoding="utf-8"))
     assert [(t["name"], t["status"]) for t in summary["tasks"]] == [("good", "done"), ("bad", "failed")]
     assert "not found" in summary["tasks"][1]["error"]
-    assert "| bad | failed |" in (tmp_path / "runs" / "batch_summary.md").read_text()
+    assert "| bad | failed |" in (tmp_path / "runs" / "batch_summary.md").read_text(encoding="utf-8")
     assert main(["batch", str(path), "--only", "good"]) == 0
     assert re.search(r"^good\s+skipped", capsys.readouterr().out, re.M)
     assert main(["batch", str(path), "--only", "nope"]) == 2
@@ -193,7 +193,7 @@ def test_real_batch_on_phantoms(phantom_dataset, tmp_path, monkeypatch, capsys):
     })
     assert main(["batch", str(path)]) == 1
     out = capsys.readouterr().out
-    summary = json.loads((tmp_path / "runs" / "batch_summary.json").read_text())
+    summary = json.loads((tmp_path / "runs" / "batch_summary.json").read_text(encoding="utf-8"))
     tasks = {t["name"]: t for t in summary["tasks"]}
     assert [t["status"] for t in summary["tasks"]] == ["done", "failed", "done"]
     assert tasks["broken"]["error"] == f"{tmp_path / 'no-such-folder'}: not found; give a dataset folder or a manifest file"
@@ -204,7 +204,7 @@ def test_real_batch_on_phantoms(phantom_dataset, tmp_path, monkeypatch, capsys):
 
     # again: the two finished tasks are skipped (no training), the broken one fails again
     assert main(["batch", str(path)]) == 1
-    again = json.loads((tmp_path / "runs" / "batch_summary.json").read_text())["tasks"]
+    again = json.loads((tmp_path / "runs" / "batch_summary.json").read_text(encoding="utf-8"))["tasks"]
     assert [t["status"] for t in again] == ["skipped", "failed", "skipped"]
     assert again[0]["dice"] == tasks["one"]["dice"] and again[0]["seconds"] == 0.0
 
@@ -219,14 +219,15 @@ def test_ctrl_c_stops_the_running_task_and_the_batch(tmp_path, fake_python):
 
     def interrupt() -> None:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (log.is_file() and "training" in log.read_text()):
+        while time.monotonic() < deadline and not (log.is_file() and "training" in log.read_text(encoding="utf-8")):
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)  # as a Ctrl-C in the terminal
 
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN when the tests run as a background job
     thread = threading.Thread(target=interrupt)
     thread.start()
     outcomes = run_batch(items, python=fake_python)
     thread.join()
     assert [o.status for o in outcomes] == ["stopped", "not run"]
     assert outcomes[0].seconds < 30 and not (tmp_path / "runs" / "next").exists()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored

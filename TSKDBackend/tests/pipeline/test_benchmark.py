@@ -85,7 +85,7 @@ def test_benchmark_runs_every_method_keeps_failures_and_resumes(small_phantoms, 
     assert "transfer set" in by_name["tskd"]["note"]
 
     # the table: markdown, CSV and JSON with the failure in them; a PNG plot
-    markdown = (out / "results.md").read_text()
+    markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "| method | student | parameters | ms / slice | test Dice (mean ± sd) |" in markdown
     assert "FAILED: RuntimeError: boom" in markdown
     with open(out / "results.csv", newline="") as handle:
@@ -93,7 +93,7 @@ def test_benchmark_runs_every_method_keeps_failures_and_resumes(small_phantoms, 
     assert list(rows) == ALL + ["teacher (reference)"]
     assert {"dice_organ_a", "dice_organ_b", "hd95_mm", "assd_mm", "ms_per_slice", "parameters"} <= set(rows["tskd"])
     assert rows["labelled_only"]["error"].startswith("RuntimeError")
-    saved = json.loads((out / "results.json").read_text())
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert [r["method"] for r in saved["rows"]] == ALL + ["teacher (reference)"]
     assert saved["split"]["test"] == len(split["test"])
     assert (out / "results.png").read_bytes()[:4] == b"\x89PNG"
@@ -131,4 +131,4 @@ def test_benchmark_command_on_2d_images(tmp_path, capsys):
     assert result["test"]["mean_hd95_mm"] is None or result["test"]["mean_hd95_mm"] >= 0
     # the labelled-only budget: distill + finetune steps (3 + 3 with --max-steps 3)
     assert read_json(out / "runs" / "labelled_only" / "student" / "finetune" / "stage.json")["steps"] == 6
-    assert [line for line in (out / "results.csv").read_text().splitlines()][1].startswith("labelled_only,done,")
+    assert [line for line in (out / "results.csv").read_text(encoding="utf-8").splitlines()][1].startswith("labelled_only,done,")

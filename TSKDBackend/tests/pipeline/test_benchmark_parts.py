@@ -103,7 +103,7 @@ def test_link_tree_hard_links_and_skips(tmp_path):
     (src / "checkpoints" / "latest.pt").write_bytes(b"x" * 10)
     (src / "sub").mkdir()
     (src / "sub" / "a.bin").write_bytes(b"abc")
-    (src / "stage.json").write_text("{}")
+    (src / "stage.json").write_text("{}", encoding="utf-8")
     dst = tmp_path / "dst" / "teacher"
     dst.parent.mkdir()
     link_tree(src, dst, skip=("checkpoints",))
@@ -130,7 +130,7 @@ def test_table_files_have_the_columns_and_keep_failures(tmp_path):
     assert lines[0].startswith("| method | student | parameters | ms / slice | test Dice (mean ± sd) | Dice organ_a")
     assert "| tskd | unet_small | 839,684 | 3.25 | 0.800 ± 0.040 | 0.800 | 0.700 | 3.50 | n/a |" in table
     assert "FAILED: RuntimeError: boom \\| twice" in lines[3]
-    text = (tmp_path / "r.md").read_text()
+    text = (tmp_path / "r.md").read_text(encoding="utf-8")
     assert text.startswith("- data: phantoms") and table in text
     with open(tmp_path / "r.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
@@ -140,7 +140,7 @@ def test_table_files_have_the_columns_and_keep_failures(tmp_path):
     assert rows[1]["status"] == "failed" and rows[1]["error"].startswith("RuntimeError") and rows[1]["mean_dice"] == ""
     assert float(rows[2]["dice_organ_b"]) == pytest.approx(0.5)
     assert rows[0]["assd_mm"] == ""  # NaN is written as an empty cell
-    assert "NaN" not in (tmp_path / "r.json").read_text()
+    assert "NaN" not in (tmp_path / "r.json").read_text(encoding="utf-8")
     single = markdown_table([_result("tskd", 0.8, classes=("head",))])
     assert "Dice head" not in single  # one class: the mean is the class
 

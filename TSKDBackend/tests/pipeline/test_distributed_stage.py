@@ -57,9 +57,9 @@ def runs(phantom_dataset, tmp_path_factory):
 
 
 def test_both_ranks_trained_on_different_halves_of_the_same_batches(runs):
-    seen0 = json.loads((runs[2] / "seen_rank0.json").read_text())
-    seen1 = json.loads((runs[2] / "seen_rank1.json").read_text())
-    single = json.loads((runs[1] / "seen_rank0.json").read_text())
+    seen0 = json.loads((runs[2] / "seen_rank0.json").read_text(encoding="utf-8"))
+    seen1 = json.loads((runs[2] / "seen_rank1.json").read_text(encoding="utf-8"))
+    single = json.loads((runs[1] / "seen_rank0.json").read_text(encoding="utf-8"))
     assert len(seen0) == len(seen1) == 6 * 4  # 6 steps, half of each global batch of 8
     assert not {tuple(s) for s in seen0} & {tuple(s) for s in seen1}
     assert sorted(seen0 + seen1) == sorted(single)  # together: exactly the one-process samples
@@ -79,12 +79,12 @@ def test_two_processes_end_with_the_weights_of_one(runs):
 
 def test_files_are_written_once_and_ranks_agree_on_metrics(runs):
     folder = runs[2]
-    history = [json.loads(line) for line in (folder / "teacher" / "metrics.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (folder / "teacher" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in history if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in history if r["kind"] == "validation"] == [3, 6]
     assert (folder / "teacher" / "stage.json").is_file() and (folder / "teacher" / "teacher.json").is_file()
-    rank0 = json.loads((folder / "metrics_rank0.json").read_text())
-    rank1 = json.loads((folder / "metrics_rank1.json").read_text())
+    rank0 = json.loads((folder / "metrics_rank0.json").read_text(encoding="utf-8"))
+    rank1 = json.loads((folder / "metrics_rank1.json").read_text(encoding="utf-8"))
     assert rank0 == rank1 and "val_dice" in rank0
-    single = json.loads((runs[1] / "metrics_rank0.json").read_text())
+    single = json.loads((runs[1] / "metrics_rank0.json").read_text(encoding="utf-8"))
     assert abs(single["val_dice"] - rank0["val_dice"]) < 1e-3

@@ -41,15 +41,15 @@ def test_every_artifact_is_written(demo):
                  "package/tskd-model.json", "run.tskd.zip", "report/report.md", "report/loss_curves.png",
                  "summary.json", "log.txt"):
         assert (run / path).is_file(), path
-    split = json.loads((run / "split.json").read_text())["cases"]
+    split = json.loads((run / "split.json").read_text(encoding="utf-8"))["cases"]
     assert not set(split["train"]) & set(split["val"])
     status = read_status_file(run / "status.json")
     assert status["latest"]["state"] == "done"
-    meta = json.loads((run / "package" / "tskd-model.json").read_text())
+    meta = json.loads((run / "package" / "tskd-model.json").read_text(encoding="utf-8"))
     assert meta["teacher"]["has_foundation_weights"] is False
     assert meta["onnx"]["argmax_agreement"] >= 0.9999
     assert [label["name"] for label in meta["labels"]] == ["background", "organ_a", "organ_b", "lesion"]
-    assert "no foundation weights" in (run / "report" / "report.md").read_text()
+    assert "no foundation weights" in (run / "report" / "report.md").read_text(encoding="utf-8")
     table = format_demo(result)
     assert "Held-out test phantoms" in table and "package" in table
 
@@ -96,7 +96,7 @@ def test_killed_during_distillation_resumes_to_the_same_student(demo, tmp_path):
     summary = run_stages(workdir / "data", run, resolve_config(preset="tiny"),
                          stages=("data", "teacher", "synthesis", "distill"), progress=NullProgress())
     assert summary["stages"]["distill"]["metrics"]["val_dice"] > 0.5
-    log = (run / "log.txt").read_text()
+    log = (run / "log.txt").read_text(encoding="utf-8")
     assert "distill: resuming from step" in log
     resumed = torch.load(run / "student" / "distill" / "student.pt", weights_only=False)["state_dict"]
     original = torch.load(workdir / "run" / "student" / "distill" / "student.pt", weights_only=False)["state_dict"]

@@ -21,7 +21,7 @@ def test_synth_train_then_generate(phantom_dataset, tmp_path, capsys):
     assert main(["synth", "train", "--data", str(phantom_dataset), "--out", str(out), "--preset", "tiny",
                  "--max-steps", "20"]) == 0
     assert (out / "synthesis" / "model" / "diffusion.json").is_file()
-    history = [json.loads(line) for line in (out / "synthesis" / "metrics.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (out / "synthesis" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in history if r["kind"] == "train"][-1] == 20
 
     gen = tmp_path / "gen"

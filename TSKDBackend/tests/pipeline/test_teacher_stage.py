@@ -25,14 +25,14 @@ from tskd.progress import NullProgress
 def test_teacher_learns_on_phantoms(phantom_dataset, tmp_path):
     config = resolve_config(preset="tiny", overrides={"teacher": {"train": {"max_steps": 200, "validate_every": 50}}})
     summary = run_stages(phantom_dataset, tmp_path / "run", config, progress=NullProgress())
-    history = [json.loads(line) for line in (tmp_path / "run" / "teacher" / "metrics.jsonl").read_text().splitlines()]
+    history = [json.loads(line) for line in (tmp_path / "run" / "teacher" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     losses = [r["loss"] for r in history if r["kind"] == "train"]
     dice = [r["val_dice"] for r in history if r["kind"] == "validation"]
     assert losses[-1] < 0.7 * losses[0]
     assert dice[-1] > dice[0] + 0.1  # Dice rises
     teacher = summary["stages"]["teacher"]
     assert teacher["has_foundation_weights"] is False
-    log = (tmp_path / "run" / "log.txt").read_text()
+    log = (tmp_path / "run" / "log.txt").read_text(encoding="utf-8")
     assert "NO FOUNDATION WEIGHTS" in log
     assert (tmp_path / "run" / "teacher" / "teacher.json").is_file()
 
@@ -62,7 +62,7 @@ def _finetune_cmd(data, out):
 
 
 def test_kill_and_resume_gives_the_same_teacher(phantom_dataset, tmp_path):
-    (tmp_path / "ckpt.yaml").write_text("teacher:\n  train: {checkpoint_every: 10}\n")
+    (tmp_path / "ckpt.yaml").write_text("teacher:\n  train: {checkpoint_every: 10}\n", encoding="utf-8")
     full = tmp_path / "full"
     assert main(_finetune_cmd(phantom_dataset, full)[3:]) == 0
 

@@ -34,7 +34,7 @@ def _tskd(*args: str) -> list[str]:
 
 
 def _history(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def test_train_with_two_processes(phantom_dataset, tmp_path):
@@ -44,13 +44,13 @@ def test_train_with_two_processes(phantom_dataset, tmp_path):
                           capture_output=True, text=True, timeout=900, env=_env())
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("finished in") == 1  # the summary table is printed by rank 0 only
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["processes"] == 2
     for folder in ("teacher", "synthesis", "student/distill", "student/finetune"):
         history = _history(run / folder / "metrics.jsonl")
         assert [r["step"] for r in history if r["kind"] == "train"] == [4], folder  # once, by rank 0
-        assert json.loads((run / folder / "stage.json").read_text())["steps"] == 4
-    log = (run / "log.txt").read_text()
+        assert json.loads((run / folder / "stage.json").read_text(encoding="utf-8"))["steps"] == 4
+    log = (run / "log.txt").read_text(encoding="utf-8")
     assert log.count("stages data, teacher") == 1 and "[rank 1]" not in log
     assert "2 processes" in log
     package = StudentPackage.load(run / "run.tskd.zip")
@@ -85,7 +85,7 @@ def test_stopped_two_process_run_resumes(phantom_dataset, tmp_path):
     # ... the same one continues from the checkpoint
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=_env())
     assert done.returncode == 0, done.stderr[-4000:]
-    assert f"resuming from step {latest['step']}" in (out / "log.txt").read_text()
+    assert f"resuming from step {latest['step']}" in (out / "log.txt").read_text(encoding="utf-8")
     final = torch.load(out / "teacher" / "checkpoints" / "final.pt", weights_only=False)
     assert final["step"] == 60
     steps = [r["step"] for r in _history(out / "teacher" / "metrics.jsonl") if r["kind"] == "train"]

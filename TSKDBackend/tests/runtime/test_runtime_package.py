@@ -103,9 +103,9 @@ def test_not_a_package(tmp_path):
 def _edit(folder, tmp_path, change):
     copy = tmp_path / "edited"
     shutil.copytree(folder, copy)
-    meta = json.loads((copy / METADATA_NAME).read_text())
+    meta = json.loads((copy / METADATA_NAME).read_text(encoding="utf-8"))
     change(meta)
-    (copy / METADATA_NAME).write_text(json.dumps(meta))
+    (copy / METADATA_NAME).write_text(json.dumps(meta), encoding="utf-8")
     return copy
 
 
@@ -140,7 +140,7 @@ def test_broken_json_and_missing_onnx(package_014, tmp_path):
     (folder / "model.onnx").unlink()
     with pytest.raises(PackageError, match=r"model.onnx: missing"):
         StudentPackage.load(folder)
-    (folder / METADATA_NAME).write_text("{not json")
+    (folder / METADATA_NAME).write_text("{not json", encoding="utf-8")
     with pytest.raises(PackageError, match="cannot be read as JSON"):
         StudentPackage.load(folder)
 

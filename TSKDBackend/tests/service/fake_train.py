@@ -70,7 +70,7 @@ def main() -> int:
     parser.add_argument("--cancel-file", type=Path)
     parser.add_argument("--base")
     args = parser.parse_args()
-    cfg = (yaml.safe_load(args.config.read_text()) or {}).get("fake", {}) if args.config else {}
+    cfg = (yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}).get("fake", {}) if args.config else {}
     if args.preset == "bad" or cfg.get("error"):
         print(f"tskd: error: {cfg.get('error') or 'preset bad: refused'}", file=sys.stderr, flush=True)
         return 2
@@ -79,13 +79,13 @@ def main() -> int:
     images = sorted(p.name for p in (args.data / "images").iterdir())
     labels = sorted(p.name for p in (args.data / "labels").iterdir())
     (out / "seen.json").write_text(json.dumps({"images": images, "labels": labels, "preset": args.preset,
-                                               "base": args.base, "pid": os.getpid()}))
+                                               "base": args.base, "pid": os.getpid()}), encoding="utf-8")
     steps, step_s = int(cfg.get("steps", 10)), float(cfg.get("step_s", 0.05))
     if cfg.get("spawn_child"):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-        (out / "child.pid").write_text(str(child.pid))
+        (out / "child.pid").write_text(str(child.pid), encoding="utf-8")
     checkpoint = out / "checkpoint.json"
-    start = json.loads(checkpoint.read_text())["step"] if checkpoint.exists() else 0
+    start = json.loads(checkpoint.read_text(encoding="utf-8"))["step"] if checkpoint.exists() else 0
     print(f"fake training: {len(images)} images, starting at step {start}", flush=True)
     progress = StatusFileProgress(out / "status.json", min_interval_s=0.0)
     for step in range(start, steps):
@@ -94,7 +94,7 @@ def main() -> int:
             print(f"cancelled at step {step}", flush=True)
             return 130
         time.sleep(step_s)
-        checkpoint.write_text(json.dumps({"step": step + 1}))
+        checkpoint.write_text(json.dumps({"step": step + 1}), encoding="utf-8")
         progress(ProgressEvent("fake", step + 1, steps, metrics={"loss": 1.0 / (step + 1)}))
         print(f"step {step + 1}/{steps}", flush=True)
     write_package(out / "package", int(cfg.get("size", 32)))

@@ -20,7 +20,7 @@ CLIENT_FILE = Path(client_module.__file__)
 
 
 def test_python39_syntax_and_standard_library_only():
-    tree = ast.parse(CLIENT_FILE.read_text(), feature_version=(3, 9))
+    tree = ast.parse(CLIENT_FILE.read_text(encoding="utf-8"), feature_version=(3, 9))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -38,7 +38,7 @@ def test_job_runs_to_a_model(server, project, phantom_files, tmp_path):
     assert "done" in done["log_tail"] and "step 5/5" in done["log_tail"]
     assert done["model_id"]
     # the worker got the real contract's arguments
-    seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text())
+    seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text(encoding="utf-8"))
     assert seen["images"] == ["case_000.nii.gz", "case_001.nii.gz"] and seen["preset"] == "tiny"
 
     models = client.list_models(project["id"])
@@ -108,7 +108,7 @@ def test_preset_from_the_project_settings_and_unknown_presets(server, phantom_fi
     job = client.start_job(project["id"], settings=fake(steps=1, step_s=0))
     assert job["preset"] == "tiny"
     assert wait_state(client, job["id"], ("done", "failed"))["state"] == "done"
-    assert json.loads((run_dir(server, job["id"]) / "seen.json").read_text())["preset"] == "tiny"
+    assert json.loads((run_dir(server, job["id"]) / "seen.json").read_text(encoding="utf-8"))["preset"] == "tiny"
     with pytest.raises(TSKDClientError) as err:
         client.start_job(project["id"], preset="no-such-preset")
     assert err.value.status == 422
@@ -121,7 +121,7 @@ def test_base_checkpoint_is_passed_to_the_worker(server, project, phantom_files)
     (server.workspace / "checkpoints" / "medsam_vit_b.pth").write_bytes(b"weights")
     job = client.start_job(project["id"], preset="tiny", base="medsam_vit_b.pth", settings=fake(steps=1, step_s=0))
     assert wait_state(client, job["id"], ("done", "failed"))["state"] == "done"
-    seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text())
+    seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text(encoding="utf-8"))
     assert seen["base"] == str(server.workspace / "checkpoints" / "medsam_vit_b.pth")
 
 
@@ -165,7 +165,7 @@ def test_cancel_then_resume_continues_from_the_checkpoint(server, project, phant
     assert answer["cancel_requested"] is True
     cancelled = wait_state(client, job["id"], ("cancelled",))
     assert cancelled["exit_code"] == 130 and cancelled["progress"]["state"] == "cancelled"
-    stopped_at = json.loads((run_dir(server, job["id"]) / "checkpoint.json").read_text())["step"]
+    stopped_at = json.loads((run_dir(server, job["id"]) / "checkpoint.json").read_text(encoding="utf-8"))["step"]
     assert 3 <= stopped_at < 40
     with pytest.raises(TSKDClientError) as err:
         client.cancel_job(job["id"])
@@ -175,7 +175,7 @@ def test_cancel_then_resume_continues_from_the_checkpoint(server, project, phant
     assert resumed["state"] in ("queued", "running") and resumed["cancel_requested"] is False
     done = wait_state(client, job["id"], ("done", "failed"))
     assert done["state"] == "done" and done["attempts"] == 2
-    log = (server.workspace / "jobs" / job["id"] / "output.txt").read_text()
+    log = (server.workspace / "jobs" / job["id"] / "output.txt").read_text(encoding="utf-8")
     assert f"starting at step {stopped_at}" in log and "attempt 2" in log
     with pytest.raises(TSKDClientError) as err:
         client.resume_job(job["id"])
@@ -193,8 +193,8 @@ def test_cancel_kills_a_stubborn_worker_tree(make_server, phantom_files):
     deadline = time.monotonic() + 30
     while not child_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text())
-    pids = [int(child_file.read_text()), seen["pid"]]
+    seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text(encoding="utf-8"))
+    pids = [int(child_file.read_text(encoding="utf-8")), seen["pid"]]
     row = server.service.db.query_one("SELECT pid FROM jobs WHERE id = ?", (job["id"],))
     pids.append(row["pid"])  # the runner
     assert all(psutil.pid_exists(pid) for pid in pids)
@@ -214,7 +214,7 @@ def test_jobs_train_on_a_snapshot(server, project, phantom_files):
     client.upload_case(project["id"], "case_002", str(image), str(label))
     client.upload_case(project["id"], "case_001", str(image), replace=True)
     assert wait_state(client, job["id"], ("done", "failed"))["state"] == "done"
-    seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text())
+    seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text(encoding="utf-8"))
     assert seen["images"] == ["case_000.nii.gz", "case_001.nii.gz"]
     assert seen["labels"] == ["case_000.nii.gz", "case_001.nii.gz"]
     snapshot = server.workspace / "jobs" / job["id"] / "dataset"

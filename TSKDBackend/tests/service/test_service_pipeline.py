@@ -94,7 +94,7 @@ def test_train_kill_server_resume_download_and_segment(server_process, tmp_path)
     assert [label["name"] for label in model["labels"]] == [e["name"] for e in phantom_labels(CONFIG)]
     archive = client.download_model(done["model_id"], str(tmp_path / "student.tskd.zip"))
     package = _unzip(Path(archive), tmp_path / "student")
-    assert json.loads((package / "tskd-model.json").read_text())["format"] == "tskd-student"
+    assert json.loads((package / "tskd-model.json").read_text(encoding="utf-8"))["format"] == "tskd-student"
     assert _dice_of_package(package) >= 0.85
 
     # server-side prediction for clients that cannot run the student: same geometry, same labels

@@ -33,9 +33,9 @@ def test_info_lists_base_checkpoints(server):
     (folder / "sam.safetensors").write_bytes(b"0" * 20)
     hf = folder / "sam-vit-base"
     hf.mkdir()
-    (hf / "config.json").write_text("{}")
+    (hf / "config.json").write_text("{}", encoding="utf-8")
     (hf / "model.safetensors").write_bytes(b"0" * 30)
-    (folder / "notes.txt").write_text("not a checkpoint")
+    (folder / "notes.txt").write_text("not a checkpoint", encoding="utf-8")
     found = {c["name"]: c for c in server.client().info()["checkpoints"]}
     assert set(found) == {"medsam_vit_b.pth", "sam.safetensors", "sam-vit-base"}
     assert found["medsam_vit_b.pth"]["kind"] == "pth" and found["medsam_vit_b.pth"]["size_bytes"] == 10
@@ -49,7 +49,7 @@ def test_project_crud(server):
     assert [label["value"] for label in created["labels"]] == [0, 1, 2]
     assert created["labels"][1]["name"] == "organ_a"
     assert (server.workspace / "projects" / created["id"] / "dataset" / "labels.json").is_file()
-    labels_json = json.loads((server.workspace / "projects" / created["id"] / "dataset" / "labels.json").read_text())
+    labels_json = json.loads((server.workspace / "projects" / created["id"] / "dataset" / "labels.json").read_text(encoding="utf-8"))
     assert [entry["name"] for entry in labels_json["labels"]] == ["background", "organ_a", "organ_b"]
 
     assert [p["id"] for p in client.list_projects()] == [created["id"]]
@@ -59,7 +59,7 @@ def test_project_crud(server):
                                     labels=project_labels() + [{"value": 7, "name": "tumour"}])
     assert updated["name"] == "liver" and updated["settings"] == {"preset": "gpu"}
     assert [label["value"] for label in updated["labels"]] == [0, 1, 2, 7]
-    labels_json = json.loads((server.workspace / "projects" / created["id"] / "dataset" / "labels.json").read_text())
+    labels_json = json.loads((server.workspace / "projects" / created["id"] / "dataset" / "labels.json").read_text(encoding="utf-8"))
     assert labels_json["labels"][-1] == {"value": 7, "name": "tumour"}
 
     client.delete_project(created["id"])

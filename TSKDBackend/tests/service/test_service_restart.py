@@ -68,7 +68,7 @@ def test_worker_that_ended_while_the_server_was_down(server_process, phantom_fil
     deadline = time.monotonic() + 30
     while not exit_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert json.loads(exit_file.read_text())["exit_code"] == 0
+    assert json.loads(exit_file.read_text(encoding="utf-8"))["exit_code"] == 0
     client = server_process().client()
     status = client.job_status(job["id"])
     assert status["state"] == "done" and status["model_id"]
@@ -80,7 +80,7 @@ def test_vanished_worker_is_interrupted_then_resumed(server_process, phantom_fil
     first.kill()
     row = job_row(tmp_path / "ws", job["id"])
     assert kill_process_tree(row["pid"], row["pid_started"]) >= 2  # as if the machine had rebooted
-    stopped_at = json.loads((tmp_path / "ws" / "jobs" / job["id"] / "run" / "checkpoint.json").read_text())["step"]
+    stopped_at = json.loads((tmp_path / "ws" / "jobs" / job["id"] / "run" / "checkpoint.json").read_text(encoding="utf-8"))["step"]
 
     second = server_process()
     client = second.client()
@@ -90,7 +90,7 @@ def test_vanished_worker_is_interrupted_then_resumed(server_process, phantom_fil
     done = wait_state(client, job["id"], ("done", "failed"))
     assert done["state"] == "done" and done["attempts"] == 2
     log = client.download_job_log(job["id"], str(tmp_path / "log.txt"))
-    assert f"starting at step {stopped_at}" in Path(log).read_text() and stopped_at >= 3
+    assert f"starting at step {stopped_at}" in Path(log).read_text(encoding="utf-8") and stopped_at >= 3
     assert second.stop() == 0
     assert integrity(tmp_path / "ws") == "ok"
 

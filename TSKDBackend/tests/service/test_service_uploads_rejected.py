@@ -190,7 +190,7 @@ def test_file_name_unsafe_characters(server, setup, phantom_files):
 
 def test_file_type_not_an_image(server, setup, tmp_path):
     text = tmp_path / "notes.txt"
-    text.write_text("hello")
+    text.write_text("hello", encoding="utf-8")
     refused(server, setup, lambda: setup[0].upload_case(setup[1], "x", str(text)), 415,
             "'notes.txt' is not a supported image file", ".nii.gz")
 

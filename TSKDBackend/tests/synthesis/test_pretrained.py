@@ -85,7 +85,7 @@ def test_rgb_pipeline_makes_grey_by_averaging_and_trains_on_repeated_grey(tmp_pa
         (lambda f: (f / "unet" / "config.json").unlink(), "config.json"),
         (lambda f: (f / "model_index.json").write_text(json.dumps(
             {"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-             "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "PNDMScheduler"]})), "latent"),
+             "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "PNDMScheduler"]}), encoding="utf-8"), "latent"),
     ],
 )
 def test_incomplete_or_unsupported_pipelines_are_explained(tmp_path, damage, message):

@@ -22,7 +22,7 @@ def test_round_trip_keeps_weights_settings_and_samples(tmp_path, tiny_config, bl
     folder = save_diffusion_model(model, tmp_path / "synthesis" / "model")
     assert model.model_id.startswith("tskd-") and len(model.model_id) == 17
     assert (folder / "model_index.json").is_file() and (folder / "unet" / "config.json").is_file()
-    info = json.loads((folder / "diffusion.json").read_text())
+    info = json.loads((folder / "diffusion.json").read_text(encoding="utf-8"))
     assert info["mode"] == "joint" and info["num_classes"] == 3 and info["model_id"] == model.model_id
 
     loaded = load_diffusion_model(folder)
@@ -63,7 +63,7 @@ def test_fingerprint_tells_data_apart():
         (lambda f: (f / "diffusion.json").unlink(), "diffusers pipeline folder"),
         (lambda f: shutil.rmtree(f / "scheduler"), "scheduler_config.json"),
         (lambda f: [p.unlink() for p in (f / "unet").glob("*.safetensors")], "no weights"),
-        (lambda f: (f / "diffusion.json").write_text("{"), "unreadable"),
+        (lambda f: (f / "diffusion.json").write_text("{", encoding="utf-8"), "unreadable"),
     ],
 )
 def test_incomplete_folders_raise_checkpoint_errors(tmp_path, tiny_config, damage, message):

@@ -114,8 +114,8 @@ def test_crash_leftovers_are_recovered(tmp_path):
         _fill(writer, real=0, synthetic=(0, 6))
     # crash 1: shard renamed into place, its index lines never appended (here: the last one torn)
     index = folder / "index.jsonl"
-    lines = index.read_text().splitlines(keepends=True)
-    index.write_text("".join(lines[:4]) + lines[4][:10])
+    lines = index.read_text(encoding="utf-8").splitlines(keepends=True)
+    index.write_text("".join(lines[:4]) + lines[4][:10], encoding="utf-8")
     # crash 2: a shard half written in its temporary folder
     shutil.copytree(folder / "shards" / "000000", folder / "shards" / "000002.tmp")
     reader = TransferSet(folder)
@@ -123,7 +123,7 @@ def test_crash_leftovers_are_recovered(tmp_path):
     writer = TransferSetWriter(folder, image_size=S, num_classes=K, shard_size=3)
     assert len(writer) == 6 and writer.stored_seeds() == set(range(6))
     assert not (folder / "shards" / "000002.tmp").exists()
-    rows = [json.loads(line) for line in index.read_text().splitlines()]
+    rows = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines()]
     assert [(r["shard"], r["row"], r["seed"]) for r in rows] == [(0, 0, 0), (0, 1, 1), (0, 2, 2), (1, 0, 3), (1, 1, 4), (1, 2, 5)]
     image, soft, _ = _item(106)
     writer.add(image, soft, source="synthetic", seed=6, model="m1")

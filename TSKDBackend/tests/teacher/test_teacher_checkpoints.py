@@ -166,7 +166,7 @@ def test_wrong_shape_is_named(tiny_checkpoints, tmp_path):
 
 def test_not_a_checkpoint_and_missing_file(tmp_path):
     text = tmp_path / "sam_vit_b_01ec64.pth"
-    text.write_text("this is not a checkpoint\n")
+    text.write_text("this is not a checkpoint\n", encoding="utf-8")
     _expect_error(text, "not a PyTorch checkpoint", SAM_URL, MEDSAM_URL)
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"\x00" * 20)

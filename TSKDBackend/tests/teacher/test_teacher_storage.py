@@ -35,7 +35,7 @@ def test_foundation_teacher_round_trip(tiny_checkpoints, tmp_path):
     json_path = save_teacher(model, folder, config, label_names=["background", "liver", "tumour"])
 
     assert sorted(p.name for p in folder.iterdir()) == ["adapter_decoder.safetensors", "teacher.json"]
-    meta = json.loads(json_path.read_text())
+    meta = json.loads(json_path.read_text(encoding="utf-8"))
     assert meta["architecture"] == "tiny" and meta["input_size"] == 64 and meta["num_classes"] == 3
     assert meta["label_names"] == ["background", "liver", "tumour"]
     assert meta["has_foundation_weights"] is True and meta["prompt_mode"] == "box"
@@ -96,7 +96,7 @@ def test_scratch_teacher_is_saved_whole(tmp_path):
 def test_incomplete_or_foreign_folders_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="no teacher.json"):
         load_teacher(tmp_path)
-    (tmp_path / "teacher.json").write_text(json.dumps({"format": "something-else"}))
+    (tmp_path / "teacher.json").write_text(json.dumps({"format": "something-else"}), encoding="utf-8")
     with pytest.raises(CheckpointError, match="not a tskd teacher"):
         load_teacher(tmp_path)
     config = TeacherConfig(base="none", architecture="tiny", input_size=64)

@@ -11,12 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
-from tskd.atomic import write_json
+from tskd.atomic import write_json, write_text
 
 __all__ = ["class_names", "csv_rows", "markdown_table", "write_table_files", "finite_json", "CSV_COLUMNS"]
 
@@ -98,12 +96,6 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_table_files(results: Sequence[dict[str, Any]], header: dict[str, Any], *, markdown: Path, csv_path: Path,
                       json_path: Path) -> str:
     """Write the markdown (a header list, then the table), CSV and JSON files; return the markdown.
@@ -115,14 +107,14 @@ def write_table_files(results: Sequence[dict[str, Any]], header: dict[str, Any],
     rows = csv_rows(results)
     table = markdown_table(results)
     lines = [f"- {key}: {value}" for key, value in header.get("summary", {}).items()]
-    _write_text(markdown, "\n".join(lines + ["", table, ""]))
+    write_text(markdown, "\n".join(lines + ["", table, ""]))
     buffer = io.StringIO()
     columns = list(CSV_COLUMNS[0]) + [f"dice_{n}" for _, n in class_names(results)] + list(CSV_COLUMNS[1])
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    _write_text(csv_path, buffer.getvalue())
+    write_text(csv_path, buffer.getvalue(), newline="")
     write_json(json_path, finite_json({**header, "rows": rows, "methods": list(results)}))
     return table
 
