@@ -163,11 +163,11 @@ def test_terminate_lets_a_server_stop_cleanly_and_leaves_its_detached_workers_ru
     import signal
 
     code = (
-        "import signal, subprocess, sys, time\n"
+        "import os, signal, subprocess, sys, time\n"
         "worker = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True,\n"
         "                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # like tskd serve's workers\n"
-        "def stop(*args):\n"
-        "    print('stopping cleanly', flush=True); sys.exit(0)\n"
+        "def stop(*args):  # os.write: the signal may interrupt the print below while it flushes\n"
+        "    os.write(1, b'stopping cleanly\\n'); sys.exit(0)\n"
         "signal.signal(signal.SIGTERM, stop)\n"
         "print('worker', worker.pid, flush=True)  # ready: the handler is in place\n"
         "time.sleep(60)\n"

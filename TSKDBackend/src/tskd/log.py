@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["configure_logging", "add_file_handler"]
+__all__ = ["configure_logging", "add_file_handler", "warn_from_signal_handler"]
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -53,3 +53,16 @@ def add_file_handler(path: str | Path) -> logging.Handler:
     handler.setLevel(logging.INFO)
     logging.getLogger("tskd").addHandler(handler)
     return handler
+
+
+def warn_from_signal_handler(logger: logging.Logger, message: str, *args: object) -> None:
+    """Log a warning from inside a signal handler.
+
+    The signal may have interrupted a write to the same stream (a progress line, a log record);
+    writing again from the handler then raises ``RuntimeError: reentrant call``. The message is
+    dropped in that case rather than letting the error escape into the interrupted code.
+    """
+    try:
+        logger.warning(message, *args)
+    except Exception:  # noqa: BLE001 - nothing useful can be done inside a signal handler
+        pass

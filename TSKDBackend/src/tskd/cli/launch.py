@@ -138,11 +138,14 @@ def relaunch(argv: Sequence[str], nproc: int) -> int:
             nonlocal stops
             stops += 1
             if stops == 1:
-                print(f"tskd: {signal.Signals(signum).name}: stopping the {nproc} processes after their current "
-                      "step (checkpoint saved); press Ctrl-C again to kill them", file=sys.stderr, flush=True)
                 try:
                     proc.send_signal(signal.SIGTERM)
                 except ProcessLookupError:
+                    pass
+                try:  # the signal may have interrupted a write to stderr (reentrant call)
+                    print(f"tskd: {signal.Signals(signum).name}: stopping the {nproc} processes after their current "
+                          "step (checkpoint saved); press Ctrl-C again to kill them", file=sys.stderr, flush=True)
+                except RuntimeError:
                     pass
             else:
                 kill_process_tree(proc.pid)

@@ -9,6 +9,8 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
+from tskd.log import warn_from_signal_handler
+
 __all__ = ["StopFlag", "stop_on_signals", "kill_process_tree"]
 
 logger = logging.getLogger(__name__)
@@ -49,9 +51,9 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
     def handler(signum: int, frame: object) -> None:
         if flag.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        logger.warning("%s received: saving a checkpoint at the end of this step, then stopping",
-                       signal.Signals(signum).name)
         flag.set(signal.Signals(signum).name)
+        warn_from_signal_handler(logger, "%s received: saving a checkpoint at the end of this step, then stopping",
+                                 signal.Signals(signum).name)
 
     for sig in previous:
         signal.signal(sig, handler)

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 from tskd.atomic import write_json
 from tskd.config import load_yaml, save_yaml
 from tskd.engine.stopping import kill_process_tree
+from tskd.log import warn_from_signal_handler
 from tskd.pipeline.batch_config import PlannedTask
 from tskd.pipeline.run_folder import RunFolder, read_json
 
@@ -158,9 +159,9 @@ class _Stopper:
         if self.proc is None or self.proc.poll() is not None:
             return
         if self.requests == 1:
-            logger.warning("%s: stopping the running task after a checkpoint; press Ctrl-C again to kill it",
-                           signal.Signals(signum).name)
             self.proc.send_signal(signal.SIGTERM)
+            warn_from_signal_handler(logger, "%s: stopping the running task after a checkpoint; press Ctrl-C again "
+                                     "to kill it", signal.Signals(signum).name)
         else:
             kill_process_tree(self.proc.pid)
 
