@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import onnxruntime as ort
+from benchlib import machine_info
 import torch
 
 from tskd.data.labels import LabelTable
@@ -44,29 +43,6 @@ STUDENTS = ("unet_small", "vit_tiny")
 SIZE = 256
 VOLUME_SHAPE = (128, SIZE, SIZE)  # numpy (k, j, i): 128 slices of 256 x 256
 CLASSES = 3
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    """CPU model, core counts and library versions."""
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "logical_cores": __import__("os").cpu_count(),
-        "physical_cores": physical_cores(),
-        "threads": threads,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": ort.__version__,
-        "numpy": np.__version__,
-    }
 
 
 def gflops(model: torch.nn.Module, input_size: int) -> float:

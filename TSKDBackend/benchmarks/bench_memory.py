@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
+from benchlib import machine_info
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -196,19 +195,6 @@ def bench_transfer(workdir: Path, sizes: dict[str, Any]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- main
-def machine_info() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "logical_cores": os.cpu_count(), "memory_bytes": psutil.virtual_memory().total,
-            "load_average_1m": os.getloadavg()[0], "python": platform.python_version()}
-
-
 def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB" if n >= GIB else f"{n / MIB:.0f} MiB"
 
