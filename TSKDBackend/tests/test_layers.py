@@ -73,3 +73,19 @@ def test_every_package_imports_only_from_below():
             if target not in ALLOWED[package]:
                 problems.append(f"{path.relative_to(ROOT)} imports tskd.{target}")
     assert problems == []
+
+
+def test_every_module_imports():
+    """Each module of the package imports (a name moved to another module fails here, not in use)."""
+    import importlib
+    import pkgutil
+
+    failures = []
+    for info in pkgutil.walk_packages(tskd.__path__, "tskd."):
+        if info.name.endswith("__main__"):
+            continue
+        try:
+            importlib.import_module(info.name)
+        except Exception as exc:  # noqa: BLE001 - collect every failure with its module
+            failures.append(f"{info.name}: {type(exc).__name__}: {exc}")
+    assert not failures, "\n".join(failures)
