@@ -39,7 +39,7 @@ from typing import Any
 import torch
 
 # benchlib first: it puts TSKDBackend/src on the path for a checkout that did not install the package
-from benchlib import RESULTS_DIR, machine_info, now, summarise, timed, write_results
+from benchlib import RESULTS_DIR, machine_info, machine_line, now, summarise, timed, write_results
 from tskd.engine import Trainer
 from tskd.pipeline.config import resolve_config
 from tskd.runtime import physical_cores
@@ -204,11 +204,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    machine = results["machine"]
-    lines = [f"{machine['cpu']} ({machine['physical_cores']} physical cores, {machine['threads']} threads, "
-             f"{machine['ram_gib']} GiB){'; ' + ', '.join(machine['gpus']) if machine['gpus'] else ''}; "
-             f"torch {machine['torch']}; load {machine['load_average_1_5_15min']}"
-             f"{' [quick]' if results['quick'] else ''}{' [smoke]' if results['smoke'] else ''}",
+    lines = [machine_line(results),
              "",
              f"{'device':<6} {'size':>4} {'U-Net':<10} {'params':>11} {'train B':>7} {'s/step':>8} {'img/s':>8} "
              f"{'sample B':>8} {'steps':>5} {'s/batch':>8} {'img/s':>8}"]

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-from benchlib import machine_info
+from benchlib import machine_info, timed
 import torch
 
 from tskd.data.labels import LabelTable
@@ -52,18 +51,6 @@ def gflops(model: torch.nn.Module, input_size: int) -> float:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, 1, input_size, input_size))
     return counter.get_total_flops() / 1e9
-
-
-def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, float]:
-    """Seconds per call of ``fn``: median, minimum, and the number of timed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats, "warmup": warmup}
 
 
 def bench_volume() -> np.ndarray:

@@ -42,8 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import (RESULTS_DIR, machine_info, now, peak_rss_mib, run_worker, summarise, timed, worker_reply,
-                      write_results)
+from benchlib import (RESULTS_DIR, machine_info, machine_line, now, peak_rss_mib, run_worker, summarise, timed,
+                      worker_reply, write_results)
 
 RESULTS = RESULTS_DIR / "teacher.json"
 CLASSES = 3
@@ -298,11 +298,7 @@ def _mib(value: float | None) -> str:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    machine = results["machine"]
-    lines = [f"{machine['cpu']} ({machine['physical_cores']} physical cores, {machine['threads']} threads, "
-             f"{machine['ram_gib']} GiB){'; ' + ', '.join(machine['gpus']) if machine['gpus'] else ''}; "
-             f"torch {machine['torch']}; load {machine['load_average_1_5_15min']}"
-             f"{' [quick]' if results['quick'] else ''}{' [smoke]' if results['smoke'] else ''}",
+    lines = [machine_line(results),
              "",
              f"SAM {results['architecture']} + LoRA rank 4 on qkv, {results['num_classes']} classes",
              f"{'what':<6} {'device':<6} {'input':>5} {'batch':>5} {'s/step or s/image':>17} {'images/s':>9} "

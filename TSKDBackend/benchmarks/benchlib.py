@@ -116,6 +116,16 @@ def machine_info(threads: int | None = None, gpus: list[str] | None = None) -> d
     }
 
 
+def machine_line(results: dict[str, Any]) -> str:
+    """The first line of a printed table: machine, library and load, and the run's mode flags."""
+    machine = results["machine"]
+    gpus = "; " + ", ".join(machine["gpus"]) if machine["gpus"] else ""
+    flags = (" [quick]" if results["quick"] else "") + (" [smoke]" if results["smoke"] else "")
+    return (f"{machine['cpu']} ({machine['physical_cores']} physical cores, {machine['threads']} threads, "
+            f"{machine['ram_gib']} GiB){gpus}; torch {machine['torch']}; load {machine['load_average_1_5_15min']}"
+            f"{flags}")
+
+
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> dict[str, Any]:
     """Seconds per call of ``fn`` (which must finish its work, e.g. synchronise a GPU, before returning).
 
