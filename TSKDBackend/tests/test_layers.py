@@ -11,7 +11,8 @@ import tskd
 ROOT = Path(tskd.__file__).parent
 FOUNDATION = {"errors", "log", "progress", "config", "atomic"}
 MODELS = {"teacher", "synthesis", "student"}
-BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "runtime", "evaluation", "export", "inference"}
+BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "evaluation", "export",
+                                        "inference"}
 
 ALLOWED = {
     "errors": set(),
@@ -22,13 +23,14 @@ ALLOWED = {
     "preprocess": {"errors"},
     "data": FOUNDATION | {"preprocess"},
     "engine": FOUNDATION,
-    "teacher": FOUNDATION | {"engine", "preprocess", "data"},
+    "losses": FOUNDATION,  # the one supervised loss of teacher and students
+    "teacher": FOUNDATION | {"engine", "preprocess", "data", "losses"},
     "synthesis": FOUNDATION | {"engine", "preprocess", "data"},
-    "student": FOUNDATION | {"engine", "preprocess", "data"},
+    "student": FOUNDATION | {"engine", "preprocess", "data", "losses"},
     "runtime": {"errors", "preprocess"},  # shipped into Slicer: numpy + onnxruntime only
     "evaluation": FOUNDATION | {"preprocess", "data"},
-    "export": FOUNDATION | MODELS | {"preprocess", "data", "runtime"},
-    "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "runtime", "export"},
+    "export": FOUNDATION | MODELS | {"preprocess", "data", "losses", "runtime"},
+    "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "export"},
     "pipeline": BELOW_PIPELINE,
     "service": BELOW_PIPELINE,  # runs the pipeline in worker processes, never imports it
     "cli": BELOW_PIPELINE | {"pipeline", "service"},

@@ -5,7 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from tskd.errors import ConfigError, DataError
+from tskd.losses import soft_dice_loss
 from tskd.student import DistillConfig, DistillationLoss, SupervisedLoss, feature_kd_loss, logit_kd_loss
+from tskd.student.losses import resize_probabilities
 
 
 def _probs(shape, seed=0):
@@ -108,7 +110,7 @@ def test_supervised_loss_rejects_out_of_range_labels():
 
 def test_distillation_loss_combines_the_weighted_parts():
     torch.manual_seed(0)
-    cfg = DistillConfig(student="unet_tiny", w_kd=2.0, w_sup=0.5, w_feat=3.0, temperature=2.0)
+    cfg = DistillConfig(student="unet_tiny", w_kd=2.0, w_kd_dice=1.5, w_sup=0.5, w_feat=3.0, temperature=2.0)
     logits = torch.randn(2, 2, 16, 16)
     batch = {
         "soft": _probs((2, 2, 8, 8)),
@@ -118,14 +120,33 @@ def test_distillation_loss_combines_the_weighted_parts():
     }
     projected = torch.randn(2, 4, 1, 1)
     total, parts = DistillationLoss(cfg)(logits, batch, projected)
-    assert set(parts) == {"loss", "kd", "sup", "feat", "labelled"}
-    assert parts["loss"] == pytest.approx(2.0 * parts["kd"] + 0.5 * parts["sup"] + 3.0 * parts["feat"], rel=1e-5)
+    assert set(parts) == {"loss", "kd", "kd_dice", "sup", "feat", "labelled"}
+    assert parts["loss"] == pytest.approx(
+        2.0 * parts["kd"] + 1.5 * parts["kd_dice"] + 0.5 * parts["sup"] + 3.0 * parts["feat"], rel=1e-5)
     assert parts["kd"] == pytest.approx(float(logit_kd_loss(logits, batch["soft"], 2.0)), rel=1e-6)
+    teacher = resize_probabilities(batch["soft"], (16, 16))
+    assert parts["kd_dice"] == pytest.approx(float(soft_dice_loss(logits, teacher)), rel=1e-6)
     assert parts["labelled"] == 0.5 and float(total) == pytest.approx(parts["loss"])
     with pytest.raises(DataError, match="'teacher_embedding'"):
         DistillationLoss(cfg)(logits, {k: v for k, v in batch.items() if k != "teacher_embedding"}, projected)
     with pytest.raises(DataError, match="'soft'"):
         DistillationLoss(cfg)(logits, {k: v for k, v in batch.items() if k != "soft"}, projected)
+
+
+def test_soft_dice_weighs_the_foreground_the_kl_divergence_drowns():
+    """A student that predicts background everywhere is nearly perfect for the pixel-averaged KL when
+    the foreground is small, and plainly wrong for the soft Dice (the reason for w_kd_dice)."""
+    teacher = torch.zeros(1, 2, 32, 32)
+    teacher[:, 0] = 0.99
+    teacher[:, 1] = 0.01
+    teacher[:, :, 14:18, 14:18] = torch.tensor([0.01, 0.99])[:, None, None]  # 1.6% foreground
+    background_everywhere = torch.log(torch.tensor([0.99, 0.01]))[None, :, None, None].expand(1, 2, 32, 32)
+    exact = torch.log(teacher)
+    kl_gap = float(logit_kd_loss(background_everywhere, teacher, 1.0) - logit_kd_loss(exact, teacher, 1.0))
+    dice_gap = float(soft_dice_loss(background_everywhere, teacher) - soft_dice_loss(exact, teacher))
+    assert kl_gap < 0.1 and dice_gap > 0.5
+    with pytest.raises(ValueError, match="differ"):
+        soft_dice_loss(torch.randn(1, 2, 8, 8), teacher)
 
 
 def test_distill_config_checks_its_fields():

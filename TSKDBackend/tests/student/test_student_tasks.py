@@ -70,7 +70,7 @@ def test_distillation_makes_the_student_match_the_teacher(disc_batch, discs):
     kd_before, dice_before = kd_now(), task.validate(student)["val_dice"]
     history = _train(task, student, disc_batch, steps=40)
     kd_after, val = kd_now(), task.validate(student)
-    assert set(history[0]) == {"loss", "kd", "sup", "labelled"} and history[0]["labelled"] == 0.25
+    assert set(history[0]) == {"loss", "kd", "kd_dice", "sup", "labelled"} and history[0]["labelled"] == 0.25
     assert kd_after < 0.5 * kd_before
     assert sum(h["loss"] for h in history[-5:]) < 0.5 * sum(h["loss"] for h in history[:5])
     assert val["val_dice"] > max(0.8, dice_before)

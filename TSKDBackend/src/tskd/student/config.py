@@ -24,6 +24,9 @@ class DistillConfig(ConfigBase):
             :func:`tskd.student.available_students`).
         temperature: softening temperature T of the logit KD term (loss scaled by T^2).
         w_kd: weight of the logit KD term (KL between softened teacher and student).
+        w_kd_dice: weight of the soft Dice between the student's and the teacher's class
+            probabilities (foreground classes, pooled over the batch): keeps the foreground from
+            being drowned by the background in the pixel-averaged KL.
         w_sup: weight of the supervised Dice + CE term on the labelled samples of each batch.
         w_feat: weight of the feature KD term (MSE to the teacher's image embedding); 0 disables
             it, otherwise the transfer set must hold ``teacher_embedding``.
@@ -34,6 +37,7 @@ class DistillConfig(ConfigBase):
     student: str = "vit_tiny"
     temperature: float = 2.0
     w_kd: float = 1.0
+    w_kd_dice: float = 1.0
     w_sup: float = 1.0
     w_feat: float = 0.0
     mae_pretrain: bool = False
@@ -53,11 +57,11 @@ class DistillConfig(ConfigBase):
             raise ValueError(f"unknown student '{self.student}'; available: {', '.join(available_students())}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        for name in ("w_kd", "w_sup", "w_feat"):
+        for name in ("w_kd", "w_kd_dice", "w_sup", "w_feat"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.w_kd == 0 and self.w_sup == 0 and self.w_feat == 0:
-            raise ValueError("at least one of w_kd, w_sup, w_feat must be > 0")
+        if self.w_kd == 0 and self.w_kd_dice == 0 and self.w_sup == 0 and self.w_feat == 0:
+            raise ValueError("at least one of w_kd, w_kd_dice, w_sup, w_feat must be > 0")
 
 
 @dataclass

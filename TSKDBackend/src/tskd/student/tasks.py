@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader, Dataset
 from tskd.errors import DataError
 from tskd.student.base import StudentWithProjector
 from tskd.student.config import DistillConfig
-from tskd.student.losses import DistillationLoss, SupervisedLoss, feature_kd_loss
+from tskd.losses import SupervisedLoss
+from tskd.student.losses import DistillationLoss, feature_kd_loss
 from tskd.student.validation import as_loader, evaluate_dice, move_to
 
 __all__ = ["DistillationTask", "SupervisedTask", "FeatureDistillationTask"]

@@ -5,7 +5,8 @@ The engine owns the loop (devices, optimiser, schedule, checkpoints); it calls
 time. Batches are dicts of ``image`` float32 ``(B, 1, S, S)``, ``label`` int64 ``(B, S, S)`` with
 values ``0..K-1`` and ``labelled`` bool ``(B,)`` (all ``True`` when absent).
 
-Loss: MONAI's ``DiceCELoss`` (softmax, one-hot targets) on the labelled samples. In box-prompt
+Loss: the project's one supervised loss (:class:`tskd.losses.SupervisedLoss`, the students' too) on
+the labelled samples. In box-prompt
 mode the boxes are built from the labels (:func:`~tskd.teacher.model.boxes_from_labels`), in
 training and in validation alike.
 
@@ -20,12 +21,12 @@ import logging
 from typing import Any, Mapping
 
 import torch
-from monai.losses import DiceCELoss
 from monai.metrics import DiceMetric
 from monai.networks.utils import one_hot
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tskd.losses import SupervisedLoss
 from tskd.teacher.config import TeacherConfig
 from tskd.teacher.model import boxes_from_labels
 
@@ -65,7 +66,7 @@ class TeacherTask:
             raise ValueError(f"val_batch_size must be >= 1, got {val_batch_size}")
         self.num_classes = int(num_classes)
         self.prompt_mode = prompt_mode
-        self.loss = DiceCELoss(to_onehot_y=True, softmax=True, lambda_dice=dice_weight, lambda_ce=ce_weight)
+        self.loss = SupervisedLoss(lambda_dice=dice_weight, lambda_ce=ce_weight)
         if val_data is None or isinstance(val_data, DataLoader):
             self.val_loader = val_data
         else:
@@ -109,7 +110,7 @@ class TeacherTask:
         image, label = image[labelled], label[labelled]
         _check_labels(label, self.num_classes)
         logits = self._forward(model, image, label)
-        loss = self.loss(logits, label[:, None])
+        loss = self.loss(logits, label)
         return loss, {"loss": float(loss.detach()), "labelled": float(label.shape[0])}
 
     @torch.no_grad()
