@@ -7,6 +7,7 @@ from tskd.student import (
     FeatureProjector,
     StudentWithProjector,
     available_students,
+    build_from_spec,
     build_student,
     count_parameters,
     unwrap_student,
@@ -61,17 +62,62 @@ def test_bad_inputs_are_clear_value_errors(students, name):
         model(torch.randn(1, 1, 72, 72))
     with pytest.raises(ValueError, match=r"expected input \(B, 1, H, W\)"):
         model(torch.randn(1, 3, 64, 64))
-    with pytest.raises(ValueError, match="multiple of 16"):
-        build_student(name, num_classes=2, input_size=100)
+    too_small = {"vit_nano": (100, "multiple of 16"), "unet_tiny": (6, "even side of at least 8")}
+    size, message = too_small[name]
+    with pytest.raises(ValueError, match=message):
+        build_student(name, num_classes=2, input_size=size)
     with pytest.raises(ValueError, match="num_classes"):
         build_student(name, num_classes=1, input_size=64)
 
 
 def test_spec_rebuilds_the_same_network(students):
     model = students["vit_nano"]
-    again = build_student(**model.spec())
+    again = build_from_spec(model.spec())
     assert again.spec() == {"name": "vit_nano", "num_classes": 3, "input_size": 64, "in_channels": 1}
     assert count_parameters(again) == count_parameters(model)
+    unet = students["unet_small"]
+    assert unet.spec() == {"name": "unet_small", "num_classes": 3, "input_size": 64, "in_channels": 1, "layout": "head"}
+    rebuilt = build_from_spec(unet.spec())
+    rebuilt.load_state_dict(unet.state_dict())  # same parameters, same names
+
+
+@pytest.mark.parametrize("size, levels", [(16, 2), (32, 3), (48, 3), (64, 4), (128, 4), (256, 4), (100, 2)])
+def test_unet_depth_is_planned_from_the_input_size(size, levels):
+    """Stride-2 levels: as many as keep the bottleneck at least 4 pixels wide (at most 4)."""
+    model = build_student("unet_small", num_classes=2, input_size=size).eval()
+    assert model.levels == levels and model.size_multiple == 2**levels
+    with torch.no_grad():
+        logits, features = model.forward_with_features(torch.randn(1, 1, size, size))
+    assert logits.shape == (1, 2, size, size)
+    assert features.shape == (1, model.feature_channels, size // 2**levels, size // 2**levels)
+    assert features.shape[-1] >= 4
+
+
+def test_unet_ends_with_a_1x1_head_on_the_top_features():
+    """The logits come from a 1x1 convolution over channels[0] feature maps, not from MONAI's
+    K-channel top layer (instance norm and PReLU over the class maps)."""
+    model = build_student("unet_small", num_classes=3, input_size=64)
+    assert isinstance(model.head, torch.nn.Conv2d) and model.head.kernel_size == (1, 1)
+    assert (model.head.in_channels, model.head.out_channels) == (16, 3)
+    assert not [m for m in model.unet.modules() if isinstance(m, torch.nn.InstanceNorm2d) and m.num_features == 3]
+
+
+def test_students_saved_before_the_head_existed_still_load(tmp_path):
+    """A tskd 0.1 spec has no 'layout': it is rebuilt as the old MONAI layout and its weights fit."""
+    from tskd.student.storage import load_student
+
+    old = build_student("unet_small", num_classes=2, input_size=64, layout="monai")
+    state = {k: v.clone() for k, v in old.state_dict().items()}
+    assert not any(k.startswith("head.") for k in state)
+    spec = {k: v for k, v in old.spec().items() if k != "layout"}  # what 0.1 wrote
+    torch.save({"format": "tskd-student-weights", "step": -1, "spec": spec, "state_dict": state}, tmp_path / "s.pt")
+    loaded = load_student(tmp_path / "s.pt")
+    assert loaded.layout == "monai" and loaded.levels == 4
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), old.eval()(x), atol=1e-6)
+    with pytest.raises(ValueError, match="unknown U-Net layout"):
+        build_student("unet_small", num_classes=2, input_size=64, layout="other")
 
 
 def test_projector_and_wrapper(students):

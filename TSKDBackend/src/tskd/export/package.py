@@ -40,7 +40,7 @@ from tskd.runtime.package import (
     StudentPackage,
 )
 from tskd.student.base import StudentModel, count_parameters, unwrap_student
-from tskd.student.networks import build_student
+from tskd.student.networks import build_from_spec
 
 __all__ = ["write_student_package", "zip_package", "load_torch_student", "verification_inputs", "WEIGHTS_FORMAT"]
 
@@ -244,7 +244,7 @@ def load_torch_student(package: StudentPackage | str | Path, device: str | torch
         raise CheckpointError(f"{path}: not tskd student weights (format {data.get('format') if isinstance(data, dict) else None!r})")
     spec = dict(data["spec"])
     try:
-        model = build_student(spec.pop("name"), **spec)
+        model = build_from_spec(spec)
         model.load_state_dict(data["state_dict"])
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: the weights do not fit the network they describe ({exc})") from None

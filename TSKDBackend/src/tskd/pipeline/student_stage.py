@@ -197,7 +197,7 @@ def run_distill_stage(
     fit_stage(
         folder=folder, stage="distill", model=model, task=task,
         dataset=TransferSetDataset(transfer_set or run.transfer_set), train=cfg.train, context=context,
-        fingerprint={"distill": cfg.to_dict(), "prepared": data.prepared.fingerprint,
+        fingerprint={"distill": cfg.to_dict(), "student": student.spec(), "prepared": data.prepared.fingerprint,
                      "transfer_set": read_json((transfer_set or run.transfer_set) / "stage.json")["counts"]},
     )
     return unwrap_student(model)

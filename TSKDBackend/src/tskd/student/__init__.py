@@ -23,7 +23,7 @@ from tskd.student.losses import (
     logit_kd_loss,
 )
 from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
-from tskd.student.networks import available_students, build_student
+from tskd.student.networks import available_students, build_from_spec, build_student
 from tskd.student.tasks import DistillationTask, FeatureDistillationTask, SupervisedTask
 from tskd.student.validation import evaluate_dice
 
@@ -36,6 +36,7 @@ __all__ = [
     "unwrap_student",
     "available_students",
     "build_student",
+    "build_from_spec",
     "DistillConfig",
     "FinetuneConfig",
     "MAEConfig",

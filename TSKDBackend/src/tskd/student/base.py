@@ -2,7 +2,9 @@
 
 A student maps a batch of normalised slices ``(B, C_in, S, S)`` to class logits ``(B, K, S, S)``
 (:meth:`StudentModel.forward`, the part that is exported to ONNX) and can also return its encoder
-features at 1/16 resolution for feature distillation (:meth:`StudentModel.forward_with_features`).
+features for feature distillation (:meth:`StudentModel.forward_with_features`): a ViT's at 1/16 of
+the input (its patch size), a U-Net's at its bottleneck (1/16 from 64 pixels up, see
+:mod:`tskd.student.unet`). The feature projector resizes them to the teacher's embedding grid.
 :class:`StudentWithProjector` bundles a student with the 1x1-convolution :class:`FeatureProjector`
 that maps those features into the teacher's image-embedding space, so one optimiser trains both.
 """
@@ -26,11 +28,11 @@ __all__ = [
 ]
 
 FEATURE_STRIDE = 16
-"""Every student's features are at 1/16 of the input resolution."""
+"""The default input-size multiple (a ViT's patch size; a U-Net's total downsampling at 64 px and up)."""
 
 
 class StudentModel(nn.Module, abc.ABC):
-    """Base class of the students: logits for ONNX, logits plus 1/16-resolution features for distillation.
+    """Base class of the students: logits for ONNX, logits plus encoder features for distillation.
 
     Args:
         name: registry name the student was built with (``vit_tiny``, ``unet_small``...).
@@ -67,7 +69,7 @@ class StudentModel(nn.Module, abc.ABC):
         self.size_multiple = int(size_multiple)
 
     def check_input(self, x: torch.Tensor) -> None:
-        """Raise ``ValueError`` unless ``x`` is ``(B, in_channels, H, W)`` with sides a multiple of 16."""
+        """Raise ``ValueError`` unless ``x`` is ``(B, in_channels, H, W)`` with sides multiples of ``size_multiple``."""
         if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
             return  # shapes are fixed while tracing; the checks ran on the real call before export
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -83,14 +85,14 @@ class StudentModel(nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, K, H, W)`` and encoder features ``(B, C_s, H/16, W/16)``."""
+        """Logits ``(B, K, H, W)`` and encoder features ``(B, C_s, h, w)`` (h = H / 16 for a ViT)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K, H, W)`` for an input ``(B, C_in, H, W)``."""
         return self.forward_with_features(x)[0]
 
     def spec(self) -> dict[str, Any]:
-        """What :func:`tskd.student.build_student` needs to rebuild this network (JSON-safe)."""
+        """What :func:`tskd.student.build_from_spec` needs to rebuild this network (JSON-safe)."""
         return {
             "name": self.name,
             "num_classes": self.num_classes,

@@ -1,25 +1,28 @@
 """Builder registry of the students: a name maps to a network size (like segment-anything's ``build_sam``).
 
 Sizes live in :data:`tskd.student.vit.VIT_SPECS` and :data:`tskd.student.unet.UNET_SPECS`; this
-module only maps names to them. ``build_student("vit_tiny", num_classes=2, input_size=256)``.
+module only maps names to them. ``build_student("vit_tiny", num_classes=2, input_size=256)``;
+:func:`build_from_spec` rebuilds a saved student from its :meth:`~StudentModel.spec`.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from tskd.student.base import StudentModel, count_parameters
-from tskd.student.unet import UNET_SPECS, UNetStudent
+from tskd.student.unet import LAYOUT, LEGACY_LAYOUT, UNET_SPECS, UNetStudent
 from tskd.student.vit import VIT_SPECS, ViTStudent
 
-__all__ = ["STUDENT_BUILDERS", "available_students", "build_student", "count_parameters"]
+__all__ = ["STUDENT_BUILDERS", "available_students", "build_student", "build_from_spec", "count_parameters"]
 
 logger = logging.getLogger(__name__)
 
 
 def _vit_builder(name: str) -> Callable[..., StudentModel]:
-    def build(*, num_classes: int, input_size: int, in_channels: int = 1) -> StudentModel:
+    def build(*, num_classes: int, input_size: int, in_channels: int = 1, layout: str | None = None) -> StudentModel:
+        if layout is not None:
+            raise ValueError(f"student '{name}' has one layout; got layout={layout!r}")
         return ViTStudent(
             name=name, num_classes=num_classes, input_size=input_size, in_channels=in_channels, spec=VIT_SPECS[name]
         )
@@ -28,9 +31,10 @@ def _vit_builder(name: str) -> Callable[..., StudentModel]:
 
 
 def _unet_builder(name: str) -> Callable[..., StudentModel]:
-    def build(*, num_classes: int, input_size: int, in_channels: int = 1) -> StudentModel:
+    def build(*, num_classes: int, input_size: int, in_channels: int = 1, layout: str | None = None) -> StudentModel:
         return UNetStudent(
-            name=name, num_classes=num_classes, input_size=input_size, in_channels=in_channels, spec=UNET_SPECS[name]
+            name=name, num_classes=num_classes, input_size=input_size, in_channels=in_channels, spec=UNET_SPECS[name],
+            layout=layout or LAYOUT,
         )
 
     return build
@@ -47,24 +51,44 @@ def available_students() -> list[str]:
     return sorted(STUDENT_BUILDERS)
 
 
-def build_student(name: str, *, num_classes: int, input_size: int, in_channels: int = 1) -> StudentModel:
+def build_student(name: str, *, num_classes: int, input_size: int, in_channels: int = 1,
+                  layout: str | None = None) -> StudentModel:
     """Build a student network by registry name.
 
     Args:
         name: one of :func:`available_students` (``vit_tiny`` is the paper's student,
             ``unet_small`` the fast CPU one; ``vit_nano`` / ``unet_tiny`` are for tests).
         num_classes: K, output classes including background (>= 2).
-        input_size: S, side of the square input slices (a multiple of 16).
+        input_size: S, side of the square input slices (a multiple of 16 for a ViT; even for a U-Net).
         in_channels: input channels (1 for this project's normalised slices).
+        layout: a U-Net's layout (default: the current one; see :mod:`tskd.student.unet`).
 
     Returns:
         the student; ``model(x)`` maps ``(B, in_channels, S, S)`` to logits ``(B, K, S, S)``.
     """
     if name not in STUDENT_BUILDERS:
         raise ValueError(f"unknown student '{name}'; available students: {', '.join(available_students())}")
-    model = STUDENT_BUILDERS[name](num_classes=num_classes, input_size=input_size, in_channels=in_channels)
+    model = STUDENT_BUILDERS[name](num_classes=num_classes, input_size=input_size, in_channels=in_channels,
+                                   layout=layout)
     logger.info(
         "built student %s (K=%d, input %dx%d): %s parameters",
         name, num_classes, input_size, input_size, f"{count_parameters(model):,}",
     )
     return model
+
+
+def build_from_spec(spec: Mapping[str, Any]) -> StudentModel:
+    """Rebuild a student from the :meth:`~tskd.student.base.StudentModel.spec` it was saved with.
+
+    A U-Net spec without ``layout`` comes from tskd 0.1 and is rebuilt in that layout.
+
+    Raises:
+        ValueError: an unknown name, or numbers the network does not accept.
+        KeyError: a field is missing.
+    """
+    spec = dict(spec)
+    name = spec.pop("name")
+    if name in UNET_SPECS:
+        spec.setdefault("layout", LEGACY_LAYOUT)
+    return build_student(name, num_classes=int(spec["num_classes"]), input_size=int(spec["input_size"]),
+                         in_channels=int(spec.get("in_channels", 1)), layout=spec.get("layout"))

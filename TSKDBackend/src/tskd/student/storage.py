@@ -11,7 +11,7 @@ import torch
 from tskd.engine.checkpoint import save_checkpoint, strip_prefixes
 from tskd.errors import CheckpointError
 from tskd.student.base import StudentModel, unwrap_student
-from tskd.student.networks import build_student
+from tskd.student.networks import build_from_spec
 
 __all__ = ["save_student", "load_student"]
 
@@ -45,9 +45,11 @@ def load_student(path: str | Path, *, device: str | torch.device = "cpu") -> Stu
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a tskd student weights file")
     spec = payload["spec"]
-    model = build_student(
-        spec["name"], num_classes=spec["num_classes"], input_size=spec["input_size"], in_channels=spec["in_channels"]
-    )
+    try:
+        model = build_from_spec(spec)
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: the saved student description {spec} cannot be rebuilt ({exc}); "
+                              "train this stage again") from None
     missing, unexpected = model.load_state_dict(strip_prefixes(payload["state_dict"]), strict=False)
     if missing or unexpected:
         raise CheckpointError(

@@ -1,8 +1,24 @@
-"""U-Net students: MONAI's 2D :class:`~monai.networks.nets.UNet` with its bottleneck as the features.
+"""U-Net students: MONAI's 2D :class:`~monai.networks.nets.UNet` body, a 1x1 segmentation head,
+and a depth planned from the input size.
 
-With four stride-2 levels the bottleneck of MONAI's UNet sits at 1/16 of the input resolution,
-which is where :meth:`UNetStudent.forward_with_features` reads the distillation features (through
-a forward hook, so the plain :meth:`forward` and its ONNX graph are exactly MONAI's UNet).
+Two choices differ from using MONAI's ``UNet(out_channels=K)`` directly, both measured on the MSD
+hippocampus volumes (docs/benchmarks.md, "Student training"):
+
+* **A segmentation head.** MONAI's UNet ends with a transposed convolution to ``out_channels``
+  followed by instance norm and PReLU, then one convolution: with ``out_channels = K`` every class
+  map is normalised per image just before the logits, and the last hidden layer has only K
+  channels. With some initialisations one foreground class never separates from a neighbouring
+  one within a short budget (hippocampus, seed 0: anterior Dice 0.02 after 450 steps). The body
+  here ends with ``channels[0]`` feature maps and a 1x1 convolution maps them to the K logits, as
+  nnU-Net's and segment-anything's heads do (same seed: 0.84).
+* **Depth from the input size.** As nnU-Net plans its pooling from the patch size, the number of
+  stride-2 levels is the largest (at most ``len(channels) - 1``) that keeps the bottleneck at
+  least :data:`MIN_BOTTLENECK` pixels wide and the input side divisible: 4 levels at 64 pixels and
+  above, 3 at 32, 2 at 16. The bottleneck, where :meth:`UNetStudent.forward_with_features` reads
+  the distillation features (through a forward hook), is at ``1 / 2**levels`` of the input.
+
+Students saved before the head existed (``layout`` absent from their spec) are rebuilt in their
+original layout (:data:`LEGACY_LAYOUT`), so old run folders and packages still load.
 """
 
 from __future__ import annotations
@@ -14,9 +30,17 @@ from monai.networks.layers.simplelayers import SkipConnection
 from monai.networks.nets import UNet
 from torch import nn
 
-from tskd.student.base import FEATURE_STRIDE, StudentModel
+from tskd.student.base import StudentModel
 
-__all__ = ["UNetSpec", "UNET_SPECS", "UNetStudent"]
+__all__ = ["UNetSpec", "UNET_SPECS", "UNetStudent", "unet_levels", "MIN_BOTTLENECK", "LAYOUT", "LEGACY_LAYOUT"]
+
+#: The bottleneck's side is kept at or above this many pixels (nnU-Net's minimum feature-map size).
+MIN_BOTTLENECK = 4
+#: The current layout: planned depth and a 1x1 head.
+LAYOUT = "head"
+#: Students saved by tskd 0.1: four stride-2 levels whatever the input size, K-channel top layer.
+LEGACY_LAYOUT = "monai"
+LAYOUTS = (LAYOUT, LEGACY_LAYOUT)
 
 
 @dataclass(frozen=True)
@@ -24,7 +48,8 @@ class UNetSpec:
     """Numbers of one U-Net student size.
 
     Args:
-        channels: channels per level, top first; five levels give four stride-2 steps (1/16).
+        channels: channels per level, top first; at most ``len(channels) - 1`` stride-2 levels are
+            used (fewer for small inputs, see :func:`unet_levels`).
         num_res_units: residual units per block (0: plain conv blocks).
         norm: MONAI normalisation name (``instance`` does not depend on the batch size).
         dropout: dropout probability.
@@ -37,55 +62,94 @@ class UNetSpec:
 
 
 UNET_SPECS: dict[str, UNetSpec] = {
-    # ~0.84M parameters: a few milliseconds per 256x256 slice on a desktop CPU (onnxruntime).
+    # ~0.85M parameters: a few milliseconds per 256x256 slice on a desktop CPU (onnxruntime).
     "unet_small": UNetSpec(),
     # ~34k parameters, for tests.
     "unet_tiny": UNetSpec(channels=(8, 16, 16, 32, 32), num_res_units=0),
 }
 
 
+def unet_levels(input_size: int, max_levels: int) -> int:
+    """Stride-2 levels for a square input of side ``input_size``.
+
+    The most levels (up to ``max_levels``) such that the input side stays divisible by
+    ``2**levels`` and the bottleneck side ``input_size / 2**levels`` is at least
+    :data:`MIN_BOTTLENECK`.
+
+    Raises:
+        ValueError: not even one level fits (an input below ``2 * MIN_BOTTLENECK`` or odd).
+    """
+    levels = 0
+    while (levels < max_levels and input_size % 2 ** (levels + 1) == 0
+           and input_size // 2 ** (levels + 1) >= MIN_BOTTLENECK):
+        levels += 1
+    if levels == 0:
+        raise ValueError(
+            f"input_size {input_size} is too small or odd for a U-Net: it needs an even side of at least "
+            f"{2 * MIN_BOTTLENECK} pixels"
+        )
+    return levels
+
+
 class UNetStudent(StudentModel):
-    """MONAI 2D UNet; features are its bottleneck output ``(B, channels[-1], H/16, W/16)``.
+    """MONAI 2D UNet body with a 1x1 head; features are its bottleneck ``(B, C, S/2**L, S/2**L)``.
 
     Args:
         name: registry name.
         num_classes: K (with background).
-        input_size: nominal side S (any multiple of 16 works).
+        input_size: nominal side S; the depth L is planned from it (:func:`unet_levels`), and any
+            input whose sides are multiples of ``2**L`` works.
         in_channels: input channels.
         spec: size numbers.
+        layout: :data:`LAYOUT` (default) or :data:`LEGACY_LAYOUT` (students saved by tskd 0.1).
     """
 
-    def __init__(self, *, name: str, num_classes: int, input_size: int, in_channels: int = 1, spec: UNetSpec) -> None:
-        if len(spec.channels) != 5:
-            raise ValueError(f"UNetSpec.channels needs 5 levels (4 stride-2 steps to 1/16), got {spec.channels}")
+    def __init__(self, *, name: str, num_classes: int, input_size: int, in_channels: int = 1, spec: UNetSpec,
+                 layout: str = LAYOUT) -> None:
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown U-Net layout {layout!r}; known: {', '.join(LAYOUTS)}")
+        if len(spec.channels) < 2:
+            raise ValueError(f"UNetSpec.channels needs at least 2 levels, got {spec.channels}")
+        max_levels = len(spec.channels) - 1
+        if layout == LEGACY_LAYOUT:
+            levels = max_levels
+            if input_size % 2**levels:
+                raise ValueError(f"input_size must be a positive multiple of {2**levels}, got {input_size}")
+        else:
+            levels = unet_levels(input_size, max_levels)
+        channels = spec.channels[: levels + 1]
         super().__init__(
             name=name,
             num_classes=num_classes,
             input_size=input_size,
             in_channels=in_channels,
-            feature_channels=spec.channels[-1],
-            size_multiple=FEATURE_STRIDE,
+            feature_channels=channels[-1],
+            size_multiple=2**levels,
         )
         self.arch = spec
+        self.layout = layout
+        self.levels = levels
+        body_out = num_classes if layout == LEGACY_LAYOUT else channels[0]
         self.unet = UNet(
             spatial_dims=2,
             in_channels=in_channels,
-            out_channels=num_classes,
-            channels=spec.channels,
-            strides=(2,) * (len(spec.channels) - 1),
+            out_channels=body_out,
+            channels=channels,
+            strides=(2,) * levels,
             num_res_units=spec.num_res_units,
             norm=spec.norm,
             dropout=spec.dropout,
         )
+        self.head: nn.Module = nn.Identity() if layout == LEGACY_LAYOUT else nn.Conv2d(channels[0], num_classes, 1)
         self._bottleneck = _find_bottleneck(self.unet)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, K, H, W)`` for ``x`` ``(B, C_in, H, W)``."""
         self.check_input(x)
-        return self.unet(x)
+        return self.head(self.unet(x))
 
     def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(B, K, H, W)`` and bottleneck features ``(B, channels[-1], H/16, W/16)``."""
+        """Logits ``(B, K, H, W)`` and bottleneck features ``(B, C, H / 2**L, W / 2**L)``."""
         captured: list[torch.Tensor] = []
         handle = self._bottleneck.register_forward_hook(lambda _m, _i, out: captured.append(out))
         try:
@@ -93,6 +157,10 @@ class UNetStudent(StudentModel):
         finally:
             handle.remove()
         return logits, captured[0]
+
+    def spec(self) -> dict:
+        """:meth:`StudentModel.spec` plus the ``layout``."""
+        return {**super().spec(), "layout": self.layout}
 
 
 def _find_bottleneck(unet: UNet) -> nn.Module:

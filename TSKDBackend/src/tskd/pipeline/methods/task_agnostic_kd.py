@@ -121,8 +121,9 @@ def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context:
             dataset=SliceDataset(data.prepared, images, augment=build_augmentation(config.data.augment),
                                  seed=config.seed),
             train=config.distill.train, context=context.at(1, 2),
-            fingerprint={"distill": config.distill.to_dict(), "prepared": data.prepared.fingerprint,
-                         "frozen": _teacher_info(frozen), "images": int(images.size)},
+            fingerprint={"distill": config.distill.to_dict(), "student": student.spec(),
+                         "prepared": data.prepared.fingerprint, "frozen": _teacher_info(frozen),
+                         "images": int(images.size)},
         )
         student = unwrap_student(model)
     summary["stages"]["feature_kd"] = {"folder": str(folder), **{k: v for k, v in read_json(folder / "stage.json").items()
