@@ -97,7 +97,11 @@ def import_weights(path: str | Path, *, name: str | None = None, cache: WeightsC
     target_name = match[1] if match and match[0].name == name and path.is_file() else _target_name(name, path)
     target = cache.root / target_name
     cache.root.mkdir(parents=True, exist_ok=True)
-    how = _place(path, target, link)
+    try:
+        how = _place(path, target, link)
+    except OSError as exc:
+        raise CheckpointError(f"import of {path} into {cache.root} failed ({exc.strerror or exc}); free space there "
+                              "or set TSKD_HOME to a folder on a larger disk") from None
     verified = "catalog sha256" if match else (
         "recorded at import" if catalog is None else "recorded at import (the catalog has no hash for it)")
     files = {}
