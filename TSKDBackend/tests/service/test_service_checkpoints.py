@@ -221,3 +221,34 @@ def test_a_server_killed_during_a_fetch_resumes_it_after_a_restart(server_proces
     ranges = [r for p, r in files.requests if p == "/sam_slow.pth"]
     assert ranges == [None, f"bytes={kept}-"]  # the second server resumed the .part file
     assert second.stop() == 0
+
+
+def _two_steps() -> dict:
+    """Job settings for the real pipeline: every stage two steps, no synthetic images, 32 px."""
+    train = {"max_steps": 2, "warmup_steps": 0, "validate_every": 2, "checkpoint_every": 2, "log_every": 1}
+    settings = {name: {"train": dict(train)} for name in ("teacher", "distill", "mae", "finetune", "synthesis")}
+    settings["synthesis"]["enabled"] = False
+    settings["teacher"]["input_size"] = 32
+    settings["data"] = {"prepared": {"input_size": 32}}
+    return settings
+
+
+@pytest.mark.slow
+def test_real_pipeline_on_a_fetched_base_puts_its_sha256_in_the_student(make_server, files, tiny, phantom_files):
+    from tskd.service.settings import default_train_command
+
+    server = make_server(foundation_mirror=files.url, train_command=default_train_command())
+    client = server.client()
+    client.fetch_checkpoint("sam-tiny")
+    assert wait_fetch(client, "sam-tiny")["state"] == "verified"
+    project = client.create_project("p", project_labels(), settings={"base": "sam-tiny"})
+    add_cases(client, project["id"], phantom_files, count=3)
+    job = client.start_job(project["id"], preset="tiny", settings=_two_steps())
+    done = wait_state(client, job["id"], ("done", "failed", "cancelled", "interrupted"), timeout=600)
+    assert done["state"] == "done", (done["error"], done["log_tail"])
+    assert done["base"] == "sam-tiny" and done["base_sha256"] == tiny.sha256
+    model = client.get_model(done["model_id"])
+    teacher = model["metadata"]["teacher"]
+    assert teacher["base_sha256"] == tiny.sha256 and teacher["has_foundation_weights"] is True
+    assert teacher["base"] == "sam_tiny_0123ab.pth"
+    assert model["base"] == "sam-tiny" and model["base_sha256"] == tiny.sha256
