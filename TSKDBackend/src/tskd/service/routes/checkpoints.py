@@ -75,7 +75,8 @@ def cancel_fetch(name: str, svc: Service = Depends(service)) -> dict:
 
 
 @router.post("", status_code=201, response_model=CheckpointOut, openapi_extra=_IMPORT_FORM,
-             responses={409: _ERRORS[409], 413: {"description": "file too large"},
+             responses={400: {"description": "malformed form or name"}, 409: _ERRORS[409],
+                        413: {"description": "file too large"},
                         415: {"description": "not a weights file"}, 422: {"description": "not SAM weights"}},
              summary="Import an uploaded weights file (checked to be SAM / MedSAM before it is accepted)")
 async def import_checkpoint(request: Request, svc: Service = Depends(service)) -> dict:
