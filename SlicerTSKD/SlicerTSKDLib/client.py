@@ -68,8 +68,10 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class _MultipartBody:
     """A ``multipart/form-data`` body read from disk in chunks as it is sent (never whole in memory)."""
 
-    def __init__(self, fields: List[Tuple[str, str]], files: List[Tuple[str, str]]) -> None:
+    def __init__(self, fields: List[Tuple[str, str]], files: List[Tuple[str, str]],
+                 progress: Optional[Callable[[int, int], None]] = None) -> None:
         self.boundary = uuid.uuid4().hex
+        self.progress = progress
         self._parts: List[Tuple[bytes, Optional[str]]] = []
         for name, value in fields:
             head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
@@ -93,8 +95,10 @@ class _MultipartBody:
         return total
 
     def __iter__(self) -> Iterator[bytes]:
+        total, sent = len(self), 0
         for head, path in self._parts:
             yield head
+            sent += len(head)
             if path is not None:
                 with open(path, "rb") as stream:
                     while True:
@@ -102,8 +106,14 @@ class _MultipartBody:
                         if not chunk:
                             break
                         yield chunk
+                        sent += len(chunk)
+                        if self.progress is not None:
+                            self.progress(sent, total)  # called from the thread that sends
                 yield b"\r\n"
+                sent += 2
         yield self._tail
+        if self.progress is not None:
+            self.progress(total, total)
 
 
 def _is_loopback(host: str) -> bool:
@@ -377,6 +387,40 @@ class TSKDClient:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} is still {status['state']} after {timeout:g} s")
             time.sleep(poll_interval)
+
+    # -- foundation models (checkpoints) ------------------------------------------------------
+    def list_checkpoints(self) -> List[Dict[str, Any]]:
+        """Foundation models: the catalog (present or not, MedSAM first), imported weights, workspace files;
+        each with ``name, architecture, state, size_bytes, sha256, downloadable, fetch``."""
+        return self._request("GET", "/checkpoints")["checkpoints"]
+
+    def get_checkpoint(self, name: str) -> Dict[str, Any]:
+        return self._request("GET", f"/checkpoints/{self._quote(name)}")
+
+    def fetch_checkpoint(self, name: str) -> Dict[str, Any]:
+        """Ask the server to download catalog model ``name`` in the background; poll :meth:`get_checkpoint`."""
+        return self._request("POST", f"/checkpoints/{self._quote(name)}/fetch")
+
+    def cancel_fetch(self, name: str) -> Dict[str, Any]:
+        """Stop a download; the bytes received are kept and the next fetch resumes them."""
+        return self._request("POST", f"/checkpoints/{self._quote(name)}/fetch/cancel")
+
+    def import_checkpoint(self, path: str, name: Optional[str] = None,
+                          progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
+        """Upload a weights file (``.pth``, ``.safetensors``...); the server checks it is SAM / MedSAM.
+
+        Args:
+            path: the file.
+            name: the name to record it under (default: the catalog's name for a catalog file, else the
+                file name).
+            progress: called with ``(bytes sent, bytes in all)`` from the sending thread.
+        """
+        fields = [("name", name)] if name else []
+        form = _MultipartBody(fields, [("weights", str(path))], progress=progress)
+        return self._request("POST", "/checkpoints", form=form, timeout=self.transfer_timeout)
+
+    def delete_checkpoint(self, name: str) -> None:
+        self._request("DELETE", f"/checkpoints/{self._quote(name)}")
 
     # -- models -------------------------------------------------------------------------------
     def list_models(self, project_id: str) -> List[Dict[str, Any]]:

@@ -158,6 +158,7 @@ class JobDisplay:
         canCancel, canResume: which buttons apply.
         finished: the job reached a final state.
         modelId: the model it produced (``done`` only).
+        foundationText: which foundation model the job trains on (empty for servers that do not say).
     """
 
     state: str
@@ -171,6 +172,16 @@ class JobDisplay:
     canResume: bool = False
     finished: bool = False
     modelId: Optional[str] = None
+    foundationText: str = ""
+
+
+def _foundation(item: Dict[str, Any]) -> str:
+    if "base" not in item:
+        return ""
+    if not item.get("base"):
+        return "none: teacher trained from scratch (much less accurate)"
+    sha = item.get("base_sha256")
+    return "{} (SHA-256 {}...)".format(item["base"], str(sha)[:12]) if sha else str(item["base"])
 
 
 def _fraction(record: Dict[str, Any]) -> Optional[float]:
@@ -252,6 +263,7 @@ def jobDisplay(status: Dict[str, Any]) -> JobDisplay:
         canResume=state in RESUMABLE_STATES,
         finished=state not in ACTIVE_STATES,
         modelId=status.get("model_id") if state == "done" else None,
+        foundationText=_foundation(status),
     )
 
 
@@ -275,11 +287,14 @@ def resumableJob(jobs: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
 
 
 def modelTitle(model: Dict[str, Any]) -> str:
-    """``"2026-11-21 06:35 - unet_small - Dice 0.93"`` for the model chooser."""
+    """``"2026-11-21 06:35 - unet_small - Dice 0.93 - from medsam-vit-b"`` for the model chooser (the last
+    part names the foundation model the student was distilled from, when the server says)."""
     created = str(model.get("created") or "")[:16].replace("T", " ")
     student = model.get("student") if isinstance(model.get("student"), dict) else {}
     parts = [created or str(model.get("id", "?")), str(student.get("architecture") or "")]
     dice = _dice(model.get("metrics") or {})
     if dice is not None:
         parts.append("Dice {:.2f}".format(dice))
+    if "base" in model:
+        parts.append("from {}".format(model["base"]) if model.get("base") else "no foundation model")
     return " - ".join(part for part in parts if part)

@@ -1,8 +1,11 @@
-"""The "Train" panel (Slicer only): preset, Start / Cancel / Resume, progress per stage, ETA, Dice, log.
+"""The "Train" panel (Slicer only): preset, foundation model, Start / Cancel / Resume, progress per
+stage, ETA, Dice, log.
 
 A ``qt.QTimer`` asks for the job's status every 2 s (the call runs in a worker thread; a new one is
 not sent while the previous one is out); :func:`trainingLogic.jobDisplay` turns the answer into
-what the widgets show.
+what the widgets show. The "Foundation model" chooser, its download (polled by a second timer) and
+its import (upload progress read by the same timer) are :mod:`foundationLogic`; this file only
+copies their values into widgets.
 """
 
 from __future__ import annotations
@@ -12,12 +15,22 @@ from typing import Any, Dict, Optional
 import ctk
 import qt
 
+from .foundationLogic import (
+    NO_FOUNDATION_TEXT,
+    FoundationLogic,
+    WeightsDownload,
+    WeightsImport,
+    downloadCandidates,
+    foundationChoices,
+    initialChoice,
+)
 from .trainingLogic import activeJob, jobDisplay, presetChoices, resumableJob
 from .session import SessionState, showError, userMessage
 
 __all__ = ["TrainingWidget"]
 
 _POLL_MS = 2000
+_WEIGHTS_POLL_MS = 500
 
 
 class TrainingWidget:
@@ -36,6 +49,12 @@ class TrainingWidget:
         self.timer = qt.QTimer()
         self.timer.setInterval(_POLL_MS)
         self.timer.connect("timeout()", self._poll)
+        self.download: Optional[WeightsDownload] = None
+        self.upload: Optional[WeightsImport] = None
+        self.checkpointRows: list = []
+        self.weightsTimer = qt.QTimer()
+        self.weightsTimer.setInterval(_WEIGHTS_POLL_MS)
+        self.weightsTimer.connect("timeout()", self._pollWeights)
         self._build(parentLayout)
         session.connectionChanged.connect(self._onConnection)
         session.projectChanged.connect(self._onProject)
@@ -48,6 +67,26 @@ class TrainingWidget:
         form = qt.QFormLayout(box)
         self.presetCombo = qt.QComboBox()
         form.addRow("Quality:", self.presetCombo)
+        self.foundationCombo = qt.QComboBox()
+        self.foundationCombo.toolTip = "The foundation model the teacher is fine-tuned from (MedSAM is best for medical images)."
+        form.addRow("Foundation model:", self.foundationCombo)
+        self.foundationNote = qt.QLabel(NO_FOUNDATION_TEXT)
+        self.foundationNote.wordWrap = True
+        form.addRow(self.foundationNote)
+        weightsRow = qt.QHBoxLayout()
+        self.downloadButton = qt.QPushButton("Download MedSAM / SAM ViT-B")
+        self.importButton = qt.QPushButton("Import weights file...")
+        self.importButton.toolTip = "Upload SAM or MedSAM weights (.pth, .safetensors) you already have, e.g. without internet."
+        self.weightsCancelButton = qt.QPushButton("Cancel")
+        for button in (self.downloadButton, self.importButton, self.weightsCancelButton):
+            weightsRow.addWidget(button)
+        form.addRow(weightsRow)
+        self.weightsBar = qt.QProgressBar()
+        self.weightsBar.setRange(0, 1000)
+        self.weightsLabel = qt.QLabel()
+        self.weightsLabel.wordWrap = True
+        form.addRow(self.weightsBar)
+        form.addRow(self.weightsLabel)
         row = qt.QHBoxLayout()
         self.startButton = qt.QPushButton("Start training")
         self.cancelButton = qt.QPushButton("Cancel")
@@ -59,6 +98,8 @@ class TrainingWidget:
         self.headline = qt.QLabel("No training yet.")
         self.headline.wordWrap = True
         form.addRow(self.headline)
+        self.jobFoundationLabel = qt.QLabel()
+        form.addRow("Foundation model of this job:", self.jobFoundationLabel)
         self.stageForm = qt.QFormLayout()
         form.addRow(self.stageForm)
         self.etaLabel = qt.QLabel()
@@ -76,6 +117,107 @@ class TrainingWidget:
         self.startButton.connect("clicked()", self.onStart)
         self.cancelButton.connect("clicked()", self.onCancel)
         self.resumeButton.connect("clicked()", self.onResume)
+        self.downloadButton.connect("clicked()", self.onDownload)
+        self.importButton.connect("clicked()", self.onImport)
+        self.weightsCancelButton.connect("clicked()", self.onCancelDownload)
+        self.foundationCombo.connect("activated(int)", self.onFoundationChosen)
+
+    # -- foundation model ---------------------------------------------------------------------
+    def _refreshFoundation(self) -> None:
+        if self.session.client is None:
+            self._showFoundation([])
+            return
+        self.session.submit("Listing foundation models", FoundationLogic(self.session.client).checkpoints,
+                            onSuccess=self._showFoundation, onError=lambda exc: showError(exc, self.session))
+
+    def _showFoundation(self, rows) -> None:
+        self.checkpointRows = list(rows or [])
+        choices = foundationChoices(self.checkpointRows)
+        self.foundationCombo.clear()
+        for choice in choices:
+            self.foundationCombo.addItem(choice.title, choice.value)
+            self.foundationCombo.setItemData(self.foundationCombo.count - 1, choice.tooltip, qt.Qt.ToolTipRole)
+        selected = initialChoice(choices, self.session.project)
+        self.foundationCombo.setCurrentIndex(max(0, [c.value for c in choices].index(selected)))
+        candidates = downloadCandidates(self.checkpointRows)
+        noneAvailable = len(choices) == 1
+        self.foundationNote.visible = noneAvailable
+        self.downloadButton.visible = bool(candidates) and noneAvailable
+        if candidates:
+            self.downloadButton.text = "Download " + " / ".join(
+                {"medsam-vit-b": "MedSAM", "sam-vit-b": "SAM ViT-B"}.get(str(r["name"]), str(r["name"])) for r in candidates)
+        self._updateButtons()
+
+    def onFoundationChosen(self, index: int) -> None:
+        project, client = self.session.project, self.session.client
+        if project is None or client is None:
+            return
+        value = self.foundationCombo.itemData(index)
+        self.session.submit("Saving the foundation model choice", FoundationLogic(client).saveChoice, project, value,
+                            onSuccess=self._onProjectSaved, onError=lambda exc: showError(exc, self.session))
+
+    def _onProjectSaved(self, project) -> None:
+        self.session.project = project  # the saved choice is in its settings
+
+    def onDownload(self) -> None:
+        candidates = downloadCandidates(self.checkpointRows)
+        if not candidates or self.session.client is None:
+            return
+        self.download = WeightsDownload(self.session.client, str(candidates[0]["name"]))
+        self.session.submit("Starting the download", self.download.start, onSuccess=self._showDownload,
+                            onError=self._onWeightsError)
+        self.weightsTimer.start()
+        self._updateButtons()
+
+    def onCancelDownload(self) -> None:
+        if self.download is not None:
+            self.session.submit("Cancelling the download", self.download.cancel, onSuccess=self._showDownload,
+                                onError=self._onWeightsError)
+
+    def onImport(self) -> None:
+        if self.session.client is None:
+            return
+        path = qt.QFileDialog.getOpenFileName(None, "Import foundation model weights", "",
+                                              "Weights (*.pth *.pt *.safetensors *.bin);;All files (*)")
+        if not path:
+            return
+        self.upload = WeightsImport(self.session.client, path)
+        self.weightsLabel.text = "Uploading {} to the backend, which checks it...".format(path)
+        self.session.submit("Importing weights", self.upload.run, onSuccess=self._onImported,
+                            onError=self._onWeightsError)
+        self.weightsTimer.start()
+        self._updateButtons()
+
+    def _onImported(self, row) -> None:
+        self.upload = None
+        self.weightsTimer.stop()
+        self.weightsBar.value = 1000
+        self.weightsLabel.text = "Imported {} ({}).".format(row.get("name"), row.get("architecture") or "SAM")
+        self._refreshFoundation()
+
+    def _pollWeights(self) -> None:
+        if self.upload is not None:
+            fraction = self.upload.fraction
+            self.weightsBar.value = int(round((fraction or 0.0) * 1000))
+            return
+        if self.download is not None and not self.session.tasks.busy("Download status"):
+            self.session.submit("Download status", self.download.poll, onSuccess=self._showDownload,
+                                onError=self._onWeightsError)
+
+    def _showDownload(self, status) -> None:
+        self.weightsBar.value = int(round((status.fraction or 0.0) * 1000))
+        self.weightsLabel.text = status.text
+        if status.finished:
+            self.download = None
+            self.weightsTimer.stop()
+            self._refreshFoundation()
+        self._updateButtons()
+
+    def _onWeightsError(self, exc: BaseException) -> None:
+        self.download = self.upload = None
+        self.weightsTimer.stop()
+        self.weightsLabel.text = userMessage(exc, self.session.url)
+        self._updateButtons()
 
     def _onConnection(self, client, info) -> None:
         self.presetCombo.clear()
@@ -84,10 +226,12 @@ class TrainingWidget:
                 self.presetCombo.addItem(title, preset)
                 self.presetCombo.setItemData(self.presetCombo.count - 1, tip, qt.Qt.ToolTipRole)
         self._follow(None)
+        self._refreshFoundation()
 
     def _onProject(self, project) -> None:
         self._follow(None)
         self.resumeId = None
+        self._showFoundation(self.checkpointRows)  # the project's saved choice
         if project is None or self.session.client is None:
             return
         self.session.submit("Listing jobs", self.session.client.list_jobs, str(project["id"]),
@@ -123,7 +267,8 @@ class TrainingWidget:
             showError(exc, self.session)
             return
         preset = self.presetCombo.currentData
-        self.session.submit("Starting training", client.start_job, str(project["id"]), preset or None,
+        base = self.foundationCombo.currentData or "none"
+        self.session.submit("Starting training", FoundationLogic(client).startJob, project, preset or None, base,
                             onSuccess=lambda job: self._follow(str(job["id"])),
                             onError=lambda exc: showError(exc, self.session))
 
@@ -150,6 +295,7 @@ class TrainingWidget:
     def _show(self, status: Dict[str, Any]) -> None:
         display = jobDisplay(status)
         self.headline.text = display.headline
+        self.jobFoundationLabel.text = display.foundationText
         for row in display.stages:
             bar = self.stageBars.get(row.name)
             if bar is None:
@@ -176,6 +322,13 @@ class TrainingWidget:
         self.startButton.enabled = connected and self.jobId is None
         self.cancelButton.enabled = connected and self.jobId is not None
         self.resumeButton.enabled = connected and self.jobId is None and self.resumeId is not None
+        transferring = self.download is not None or self.upload is not None
+        online = self.session.client is not None
+        self.downloadButton.enabled = online and not transferring
+        self.importButton.enabled = online and not transferring
+        self.weightsCancelButton.visible = self.download is not None
+        self.weightsBar.visible = transferring
 
     def cleanup(self) -> None:
         self.timer.stop()
+        self.weightsTimer.stop()

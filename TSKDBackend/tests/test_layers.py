@@ -12,7 +12,7 @@ ROOT = Path(tskd.__file__).parent
 FOUNDATION = {"errors", "log", "progress", "config", "atomic"}
 MODELS = {"teacher", "synthesis", "student"}
 BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "evaluation", "export",
-                                        "inference"}
+                                        "inference", "foundation"}
 
 ALLOWED = {
     "errors": set(),
@@ -31,6 +31,8 @@ ALLOWED = {
     "evaluation": FOUNDATION | {"preprocess", "data"},
     "export": FOUNDATION | MODELS | {"preprocess", "data", "losses", "runtime"},
     "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "export"},
+    # foundation weights (catalog, cache, download, import): the teacher's loader checks imports
+    "foundation": FOUNDATION | {"teacher"},
     "pipeline": BELOW_PIPELINE,
     "service": BELOW_PIPELINE,  # runs the pipeline in worker processes, never imports it
     "cli": BELOW_PIPELINE | {"pipeline", "service"},

@@ -7,7 +7,7 @@ them into a 4xx response. Anything else that escapes is a bug.
 
 from __future__ import annotations
 
-__all__ = ["TSKDError", "DataError", "ConfigError", "CheckpointError", "CancelledError"]
+__all__ = ["TSKDError", "DataError", "ConfigError", "CheckpointError", "DownloadError", "CancelledError"]
 
 
 class TSKDError(Exception):
@@ -26,6 +26,10 @@ class ConfigError(TSKDError):
 
 class CheckpointError(TSKDError):
     """A model checkpoint is missing, corrupt, or does not match what was expected."""
+
+
+class DownloadError(TSKDError):
+    """A download failed (not found, timed out, disk full, a proxy's page instead of the file...)."""
 
 
 class CancelledError(TSKDError):

@@ -21,6 +21,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerThread]]:
     def start(**overrides: Any) -> ServerThread:
         values: dict[str, Any] = {
             "workspace": tmp_path / "ws",
+            "weights_cache": tmp_path / "weights",  # never the user's $TSKD_HOME
             "train_command": list(FAKE_TRAIN_COMMAND),
             "cancel_grace_s": 2.0,
             "scheduler_interval_s": 0.1,

@@ -112,13 +112,18 @@ class ServerProcess:
     """``python -m tskd serve`` in a subprocess (for restarts and kill -9)."""
 
     def __init__(self, workspace: Path, *extra: str, train_command: list[str] | None = None,
-                 log: Path | None = None) -> None:
-        command = [sys.executable, "-m", "tskd", "serve", "--workspace", str(workspace), "--port", "0",
-                   "--cancel-grace-s", "2", *extra]
+                 log: Path | None = None, entry: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        """``entry`` replaces ``-m tskd`` (e.g. a wrapper script); ``env`` is added to the environment.
+        The weights cache is ``workspace.parent / "weights"`` unless ``extra`` names one."""
+        cache = [] if "--weights-cache" in extra else ["--weights-cache", str(workspace.parent / "weights")]
+        command = [sys.executable, *(entry or ["-m", "tskd"]), "serve", "--workspace", str(workspace), "--port", "0",
+                   "--cancel-grace-s", "2", *cache, *extra]
         if train_command != REAL_PIPELINE:  # the real pipeline is the server's default command
             command += ["--train-command", shlex.join(train_command or FAKE_TRAIN_COMMAND)]
         self.log = open(log or workspace.parent / f"server-{time.time_ns()}.log", "ab")
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO_ROOT)
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO_ROOT,
+                                     env={**os.environ, **(env or {})})
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if "listening on " not in line:
             self.proc.kill()

@@ -51,6 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-command", metavar="CMD",
                         help="command jobs run instead of '<this python> -m tskd train' (e.g. another "
                         "environment's 'python -m tskd train'); the job's --data/--out/... are appended")
+    parser.add_argument("--weights-cache", type=Path, metavar="DIR",
+                        help="foundation weights cache shared with 'tskd foundation' (default: $TSKD_HOME/checkpoints)")
+    parser.add_argument("--max-weights-upload-mb", type=float, default=4096.0, metavar="N",
+                        help="largest accepted foundation weights file in an import, in MB (default: 4096)")
+    parser.add_argument("--foundation-mirror", metavar="URL", default=None,
+                        help="server holding the catalog's weight files under their own names, for downloads "
+                        "(default: $TSKD_FOUNDATION_MIRROR, else the catalog's URLs)")
     parser.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="serve HTTPS with this certificate")
     parser.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="the certificate's private key")
     parser.set_defaults(func=run_serve)
@@ -75,6 +82,9 @@ def run_serve(args: argparse.Namespace) -> int:
             train_command=shlex.split(args.train_command) if args.train_command else default_train_command(),
             ssl_certfile=args.ssl_certfile,
             ssl_keyfile=args.ssl_keyfile,
+            weights_cache=args.weights_cache,
+            max_weights_upload_mb=args.max_weights_upload_mb,
+            foundation_mirror=args.foundation_mirror,
         )
     except ValueError as exc:
         raise ConfigError(f"tskd serve: {exc}") from None

@@ -88,6 +88,16 @@ class PlannedTask:
         return self.task.name
 
 
+def _is_weights_name(value: str, folder: Path) -> bool:
+    """``auto``, a catalog name or an imported name in the weights cache (and not a file beside the batch file)."""
+    from tskd.foundation.cache import WeightsCache
+    from tskd.foundation.resolve import is_weights_name
+
+    if (folder / Path(value).expanduser()).exists():
+        return False
+    return is_weights_name(value) or value in WeightsCache().records()
+
+
 def _absolute(value: str | None, folder: Path) -> str | None:
     if value is None:
         return None
@@ -151,7 +161,8 @@ def _plan(task: BatchTask, where: str, folder: Path, root: Path | None, seen: di
             re.compile(task.subject_pattern)
         except re.error as exc:
             raise ConfigError(f"{where}: field 'subject_pattern': not a regular expression ({exc})") from None
-    base = task.base if task.base in (None, "none") else _absolute(task.base, folder)
+    base = task.base if task.base in (None, "none") or _is_weights_name(task.base, folder) \
+        else _absolute(task.base, folder)
     task = BatchTask.from_dict({
         **task.to_dict(),
         "data": _absolute(task.data, folder),

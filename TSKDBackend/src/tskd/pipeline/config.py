@@ -133,7 +133,23 @@ def resolve_config(
             changes = deep_merge(changes, {section: {"train": train}})
     if changes:
         config = PipelineConfig.from_dict(deep_merge(config.to_dict(), changes), source=f"{source} + options")
-    return config
+    return _resolve_base_name(config)
+
+
+def _resolve_base_name(config: PipelineConfig) -> PipelineConfig:
+    """``teacher.base`` as a path: ``auto`` and weights names (``medsam-vit-b``) looked up in the cache.
+
+    The resolved path is what the run folder's ``config.yaml`` records, so a later ``--base auto``
+    that would pick other weights is refused by the run folder instead of mixing two teachers.
+    """
+    from tskd.foundation.resolve import resolve_base
+
+    base = config.teacher.base
+    resolved = resolve_base(base)
+    if resolved == base:
+        return config
+    return PipelineConfig.from_dict(deep_merge(config.to_dict(), {"teacher": {"base": resolved}}),
+                                    source=f"--base {base}")
 
 
 def _nested(data: dict[str, Any], *keys: str) -> dict[str, Any]:

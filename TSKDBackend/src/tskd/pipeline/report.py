@@ -154,7 +154,8 @@ def write_report(run: RunFolder, data: PreparedData, summary: dict[str, Any], *,
             lines += [f"Teacher: **{teacher['architecture']}** fine-tuned with LoRA from foundation weights.", ""]
         else:
             lines += [f"Teacher: **{teacher['architecture']}**, **trained from scratch: no foundation weights** "
-                      "were used (`--base none`).", ""]
+                      "were used (`--base none`). `tskd foundation get medsam-vit-b` gets a foundation model "
+                      "(offline: `tskd foundation import FILE`); train again with `--base medsam-vit-b`.", ""]
     cases = summary.get("data_summary", {}).get("cases", {})
     lines += ["## Data", "", "| split | cases |", "| --- | --- |"]
     lines += [f"| {name} | {count} |" for name, count in cases.items()]

@@ -229,7 +229,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     stages = summary.get("stages", {})
     if "teacher" in stages:
         t = stages["teacher"]
-        note = "" if t["has_foundation_weights"] else " (NO foundation weights)"
+        note = "" if t["has_foundation_weights"] else (
+            " (NO foundation weights: 'tskd foundation get medsam-vit-b', then --base medsam-vit-b)")
         rows.append(("teacher", f"{t['architecture']}{note}, val Dice {_dice(t['metrics'])}", t["folder"]))
     if "synthesis" in stages and "transfer_set" not in stages["synthesis"]:
         s = stages["synthesis"]

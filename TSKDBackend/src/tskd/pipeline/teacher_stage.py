@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 NO_FOUNDATION_WARNING = (
     "NO FOUNDATION WEIGHTS: this teacher is a small SAM-layout model trained from scratch on the task "
-    "(base: none). Give --base with a SAM or MedSAM checkpoint for a real foundation-model teacher."
+    "(base: none). For a real foundation-model teacher run 'tskd foundation get medsam-vit-b' (offline: "
+    "'tskd foundation import FILE') and give --base medsam-vit-b (or --base auto, or a checkpoint path)."
 )
 
 

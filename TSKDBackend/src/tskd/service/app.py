@@ -47,6 +47,7 @@ def create_app(service: Service, *, on_ready: Callable[[], None] | None = None) 
             yield
         finally:
             service.scheduler.stop()
+            service.checkpoints.stop()
 
     app = FastAPI(
         title="SlicerTSKD backend",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from tskd.service.cases import Cases
+from tskd.service.checkpoints import Checkpoints
 from tskd.service.db import Database
 from tskd.service.inference import StudentSessions
 from tskd.service.jobs import Jobs
@@ -24,7 +25,7 @@ class Service:
 
     Opening takes the workspace's lock (one server per workspace), opens (or creates, or
     migrates) the database, empties ``tmp/`` and removes files that interrupted writes left
-    without a database row. :meth:`start` recovers the previous server's jobs and starts the
+    without a database row. :meth:`start` recovers the previous server's jobs and downloads and starts the
     scheduler; :meth:`close` stops it (workers keep running) and releases everything.
 
     Args:
@@ -42,8 +43,9 @@ class Service:
             self.projects.remove_orphans()
             self.cases = Cases(self.db, self.workspace)
             self.models = Models(self.db, self.workspace)
-            self.scheduler = Scheduler(settings, self.db, self.workspace, self.models)
-            self.jobs = Jobs(self.db, self.workspace, wake=self.scheduler.wake,
+            self.checkpoints = Checkpoints(settings, self.db, self.workspace)
+            self.scheduler = Scheduler(settings, self.db, self.workspace, self.models, self.checkpoints)
+            self.jobs = Jobs(self.db, self.workspace, self.checkpoints, wake=self.scheduler.wake,
                              log_tail_lines=settings.log_tail_lines)
             self.students = StudentSessions()
         except BaseException:
@@ -54,11 +56,13 @@ class Service:
     def start(self) -> None:
         if not self._started:
             self.scheduler.start()
+            self.checkpoints.start()
             self._started = True
 
     def close(self) -> None:
         if self._started:
             self.scheduler.stop()
+            self.checkpoints.stop()
             self._started = False
         self.db.close()
         self.workspace.release()

@@ -1,4 +1,4 @@
-"""The service's state in SQLite: projects, cases, jobs and models.
+"""The service's state in SQLite: projects, cases, jobs, models and foundation-weight downloads.
 
 One database file inside the workspace (``tskd.db``), in WAL mode so that status polls (reads)
 never wait for a writer, with foreign keys on and a ``schema_version`` table for migrations.
@@ -84,6 +84,22 @@ _MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL
     );
     CREATE INDEX models_by_project ON models(project_id, created);
+    """,
+    # version 2: the foundation model a job used, and server-side downloads of foundation weights
+    """
+    ALTER TABLE jobs ADD COLUMN base_sha256 TEXT;
+    ALTER TABLE jobs ADD COLUMN base_path TEXT;
+    CREATE TABLE fetches (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        created REAL NOT NULL,
+        started REAL,
+        finished REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        error_status INTEGER,
+        cancel_requested REAL
+    );
     """,
 )
 

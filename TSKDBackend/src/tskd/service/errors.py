@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tskd.errors import TSKDError
+from tskd.errors import DownloadError, TSKDError
 
 __all__ = [
     "ServiceError",
@@ -88,6 +88,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(DownloadError)
+    async def _upstream(request: Request, exc: DownloadError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=502)  # the weights' server failed, not the request
 
     @app.exception_handler(TSKDError)
     async def _tskd_error(request: Request, exc: TSKDError) -> JSONResponse:

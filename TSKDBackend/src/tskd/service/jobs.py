@@ -20,7 +20,8 @@ from typing import Any, Callable
 from tskd.config.base import save_yaml
 from tskd.service.db import Database
 from tskd.service.errors import Conflict, NotFound, Unprocessable
-from tskd.service.info import find_checkpoint, list_presets
+from tskd.service.checkpoints import Checkpoints
+from tskd.service.info import list_presets
 from tskd.service.jobfiles import (
     FileCache,
     JobFiles,
@@ -45,14 +46,16 @@ class Jobs:
     Args:
         db: the service database.
         workspace: the workspace folders.
+        checkpoints: the server's foundation weights (a job's base is resolved there).
         wake: called after a change the scheduler should act on at once.
         log_tail_lines: lines of worker output in a job's view.
     """
 
-    def __init__(self, db: Database, workspace: Workspace, *, wake: Callable[[], None] = lambda: None,
+    def __init__(self, db: Database, workspace: Workspace, checkpoints: Checkpoints, *, wake: Callable[[], None] = lambda: None,
                  log_tail_lines: int = 20) -> None:
         self.db = db
         self.ws = workspace
+        self.checkpoints = checkpoints
         self.wake = wake
         self.log_tail_lines = log_tail_lines
         self._status = FileCache(parse_status)
@@ -106,6 +109,7 @@ class Jobs:
             "preset": row["preset"],
             "settings": json.loads(row["settings"]),
             "base": row["base"],
+            "base_sha256": row.get("base_sha256"),
             "cases": row["cases"],
             "created": iso(row["created"]),
             "started": iso(row["started"]),
@@ -125,6 +129,9 @@ class Jobs:
                base: str | None) -> dict[str, Any]:
         """Queue a training job on a snapshot of the project's dataset.
 
+        ``base`` (default: the project's ``base`` setting, else ``none``) is resolved now: the job
+        records the name of the foundation model (``auto`` becomes the one it picked) and its SHA-256.
+
         Raises:
             ServiceError: 422 unknown preset or base checkpoint, no labelled case.
         """
@@ -132,8 +139,10 @@ class Jobs:
         presets = list_presets()
         if presets and preset not in presets:
             raise Unprocessable(f"preset: unknown preset {preset!r}; available presets: {', '.join(presets)}")
-        if base is not None:
-            find_checkpoint(self.ws.checkpoints_dir, base)
+        if base is None:
+            stored = project["settings"].get("base")
+            base = stored if isinstance(stored, str) and stored.strip() else None
+        choice = self.checkpoints.resolve(base)
         counts = self.db.query_one(
             "SELECT COUNT(*) AS cases, COUNT(label_file) AS labelled FROM cases WHERE project_id = ?", (project["id"],)
         )
@@ -149,16 +158,17 @@ class Jobs:
                 files.run.mkdir()
                 save_yaml(settings, files.settings)
                 conn.execute(
-                    "INSERT INTO jobs (id, project_id, state, preset, settings, base, job_dir, cases, created) "
-                    "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
-                    (job_id, project["id"], preset, json.dumps(settings), base, self.ws.relative(files.folder),
-                     counts["cases"], time.time()),
+                    "INSERT INTO jobs (id, project_id, state, preset, settings, base, base_sha256, base_path, job_dir, "
+                    "cases, created) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (job_id, project["id"], preset, json.dumps(settings), choice.name, choice.sha256,
+                     str(choice.path) if choice.path else None, self.ws.relative(files.folder), counts["cases"],
+                     time.time()),
                 )
         except BaseException:
             remove_path(files.folder)
             raise
-        logger.info("queued job %s for project %s (preset %s, %d cases)", job_id, project["id"], preset,
-                    counts["cases"])
+        logger.info("queued job %s for project %s (preset %s, base %s, %d cases)", job_id, project["id"], preset,
+                    choice.name or "none", counts["cases"])
         self.wake()
         return self.get(job_id)
 

@@ -113,6 +113,8 @@ class Models:
         package = self.ws.resolve(row["package_dir"])
         files = [{"name": p.name, "size_bytes": p.stat().st_size}
                  for p in sorted(package.iterdir()) if p.is_file()] if package.is_dir() else []
+        teacher = metadata.get("teacher") if isinstance(metadata.get("teacher"), dict) else {}
+        job = self.db.query_one("SELECT base, base_sha256 FROM jobs WHERE id = ?", (row["job_id"],)) or {}
         return {
             "id": row["id"],
             "project_id": row["project_id"],
@@ -122,7 +124,10 @@ class Models:
             "labels": metadata.get("labels") if isinstance(metadata.get("labels"), list) else [],
             "input": metadata.get("input") if isinstance(metadata.get("input"), dict) else {},
             "student": metadata.get("student") if isinstance(metadata.get("student"), dict) else {},
-            "teacher": metadata.get("teacher") if isinstance(metadata.get("teacher"), dict) else {},
+            "teacher": teacher,
+            # which foundation model the student was distilled from: the job's name for it, the package's hash
+            "base": job.get("base") or teacher.get("base"),
+            "base_sha256": teacher.get("base_sha256") or job.get("base_sha256"),
             "files": files,
             "metadata": metadata if full else None,
         }

@@ -22,6 +22,9 @@ __all__ = [
     "ModelList",
     "HealthOut",
     "InfoOut",
+    "FetchOut",
+    "CheckpointOut",
+    "CheckpointList",
 ]
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
@@ -108,7 +111,12 @@ class JobCreate(_Strict):
     preset: Optional[str] = Field(default=None, description="named settings (see /info); default: the project's "
                                   "'preset' setting, else 'cpu-small'")
     settings: dict[str, Any] = Field(default_factory=dict, description="config overrides, as in a --config YAML file")
-    base: Optional[str] = Field(default=None, description="a base checkpoint name from /info's checkpoints")
+    base: Optional[str] = Field(
+        default=None, max_length=200,
+        description="the foundation model: a name from GET /checkpoints that is present (catalog or imported "
+                    "weights, or a file of the workspace's checkpoints folder), 'auto' (the best present: MedSAM "
+                    "first) or 'none' (teacher trained from scratch, much less accurate); default: the project's "
+                    "'base' setting, else 'none'")
 
 
 class JobProgress(BaseModel):
@@ -130,7 +138,8 @@ class JobOut(BaseModel):
     state: JobState
     preset: str
     settings: dict[str, Any]
-    base: Optional[str]
+    base: Optional[str] = Field(description="the foundation model the job trains on (None: from scratch)")
+    base_sha256: Optional[str] = Field(default=None, description="SHA-256 of the foundation weights")
     cases: int = Field(description="labelled and unlabelled cases in the job's dataset snapshot")
     created: str
     started: Optional[str]
@@ -159,6 +168,9 @@ class ModelOut(BaseModel):
     input: dict[str, Any]
     student: dict[str, Any]
     teacher: dict[str, Any]
+    base: Optional[str] = Field(default=None, description="the foundation model the student was distilled from "
+                                "(None: a teacher trained from scratch)")
+    base_sha256: Optional[str] = Field(default=None, description="its SHA-256 (as in the package's teacher.base_sha256)")
     files: list[dict[str, Any]]
     metadata: Optional[dict[str, Any]] = Field(default=None,
                                                description="the whole tskd-model.json (single model only)")
@@ -181,3 +193,47 @@ class InfoOut(BaseModel):
     presets: list[str]
     limits: dict[str, Any]
     jobs: dict[str, Any]
+
+
+FetchState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class FetchOut(BaseModel):
+    """The server's download of a catalog entry."""
+
+    state: FetchState
+    done_bytes: Optional[int] = Field(description="bytes received so far (kept across restarts)")
+    total_bytes: Optional[int] = Field(description="the file's size when the catalog gives it")
+    error: Optional[str]
+    error_status: Optional[int] = Field(description="502: the weights' server failed; 422: wrong file or entry")
+    attempts: int
+    created: Optional[str]
+    started: Optional[str]
+    finished: Optional[str]
+    cancel_requested: bool
+
+
+class CheckpointOut(BaseModel):
+    """Foundation weights the server has or can get."""
+
+    name: str = Field(description="what a job's 'base' names")
+    title: str
+    architecture: Optional[str]
+    licence: Optional[str]
+    catalog: bool = Field(description="a model of the catalog (present or not)")
+    location: Optional[Literal["cache", "workspace"]] = Field(
+        description="the shared weights cache, the workspace's checkpoints folder, or None when absent")
+    state: Literal["verified", "changed", "missing", "absent", "present"] = Field(
+        description="verified: in the cache with its recorded SHA-256; changed/missing: altered or gone since "
+                    "recorded (remove and get again); absent: not on the server; present: a workspace file")
+    path: Optional[str]
+    size_bytes: Optional[int]
+    sha256: Optional[str]
+    origin: Optional[str]
+    how: str = Field(description="how to get it when absent")
+    downloadable: bool = Field(description="POST /checkpoints/{name}/fetch can download it")
+    fetch: Optional[FetchOut]
+
+
+class CheckpointList(BaseModel):
+    checkpoints: list[CheckpointOut]

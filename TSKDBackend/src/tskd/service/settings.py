@@ -43,6 +43,11 @@ class ServiceSettings:
         cancel_grace_s: seconds a cancelled worker gets to save a checkpoint before it is killed.
         scheduler_interval_s: how often the scheduler looks at the queue and the workers.
         log_tail_lines: lines of the worker's output shown in a job's status.
+        weights_cache: the foundation weights cache shared with ``tskd foundation`` (default
+            ``$TSKD_HOME/checkpoints``); the workspace's ``checkpoints/`` folder is searched too.
+        max_weights_upload_mb: largest accepted foundation weights file in an import, in MiB.
+        foundation_mirror: base URL of a mirror holding the catalog's files (default
+            ``$TSKD_FOUNDATION_MIRROR``, else the catalog's own URLs).
     """
 
     workspace: Path
@@ -58,9 +63,16 @@ class ServiceSettings:
     log_tail_lines: int = 20
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
+    weights_cache: Path | None = None
+    max_weights_upload_mb: float = 4096.0
+    foundation_mirror: str | None = None
 
     def __post_init__(self) -> None:
+        from tskd.foundation.cache import default_cache_dir
+
         self.workspace = Path(self.workspace).expanduser().resolve()
+        self.weights_cache = (Path(self.weights_cache).expanduser().resolve() if self.weights_cache is not None
+                              else default_cache_dir())
         if isinstance(self.train_command, str):
             self.train_command = shlex.split(self.train_command)
         if not self.train_command:
@@ -69,6 +81,8 @@ class ServiceSettings:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.max_upload_mb <= 0:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+        if self.max_weights_upload_mb <= 0:
+            raise ValueError(f"max_weights_upload_mb must be positive, got {self.max_weights_upload_mb}")
         if self.max_concurrent_jobs < 1:
             raise ValueError(f"max_concurrent_jobs must be at least 1, got {self.max_concurrent_jobs}")
         if self.cancel_grace_s < 0:
@@ -81,6 +95,10 @@ class ServiceSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_weights_upload_bytes(self) -> int:
+        return int(self.max_weights_upload_mb * 1024 * 1024)
 
     @property
     def scheme(self) -> str:

@@ -66,8 +66,13 @@ class _FormWriter:
 
     def __init__(self, folder: Path, file_fields: tuple[str, ...], text_fields: tuple[str, ...],
                  max_file_bytes: int, max_text_bytes: int,
-                 field_checks: dict[str, Callable[[str], object]] | None = None) -> None:
+                 field_checks: dict[str, Callable[[str], object]] | None = None,
+                 suffixes: tuple[str, ...] = UPLOAD_SUFFIXES, kind: str = "image",
+                 limit_option: str = "--max-upload-mb") -> None:
         self.folder = folder
+        self.suffixes = suffixes
+        self.kind = kind
+        self.limit_option = limit_option
         self.field_checks = field_checks or {}
         self.file_fields = file_fields
         self.text_fields = text_fields
@@ -134,11 +139,11 @@ class _FormWriter:
             self._text = bytearray()
             return
         client_name = check_file_name(filename.decode("utf-8", "replace") if filename is not None else None, name)
-        suffix = image_suffix(client_name)
-        if suffix not in UPLOAD_SUFFIXES:
+        suffix = image_suffix(client_name) if self.suffixes is UPLOAD_SUFFIXES else _suffix(client_name, self.suffixes)
+        if suffix not in self.suffixes:
             self.fail(UnsupportedMediaType(
-                f"'{name}' file {client_name!r} is not a supported image file; send one of "
-                f"{', '.join(UPLOAD_SUFFIXES)}"
+                f"'{name}' file {client_name!r} is not a supported {self.kind} file; send one of "
+                f"{', '.join(self.suffixes)}"
             ))
             return
         self._file = ReceivedFile(name, client_name, self.folder / f"{name}{suffix}")
@@ -159,7 +164,7 @@ class _FormWriter:
                 limit = self.max_file_bytes / (1024 * 1024)
                 self.fail(PayloadTooLarge(
                     f"'{self._file.field}' file {self._file.filename!r} is larger than the server's limit of "
-                    f"{limit:g} MB; the server's --max-upload-mb option sets it"
+                    f"{limit:g} MB; the server's {self.limit_option} option sets it"
                 ))
                 return
             self._stream.write(data[start:end])
@@ -199,6 +204,9 @@ async def receive_form(
     max_file_bytes: int,
     max_text_bytes: int = 4096,
     field_checks: dict[str, Callable[[str], object]] | None = None,
+    suffixes: tuple[str, ...] = UPLOAD_SUFFIXES,
+    kind: str = "image",
+    limit_option: str = "--max-upload-mb",
 ) -> ReceivedForm:
     """Stream a multipart body into ``folder``.
 
@@ -211,6 +219,9 @@ async def receive_form(
         max_text_bytes: the longest accepted text field.
         field_checks: text field name -> check raising :class:`ServiceError`, run as soon as the
             field has arrived (send such fields before the files to fail fast).
+        suffixes: file endings accepted (default: the image formats).
+        kind: what the files are, for the 415 message (``image``, ``weights``).
+        limit_option: the server option that sets ``max_file_bytes``, for the 413 message.
 
     Returns:
         The text fields and the files written (empty files are refused).
@@ -226,7 +237,8 @@ async def receive_form(
     if content_type != b"multipart/form-data" or not options.get(b"boundary"):
         await discard_body(request)
         raise UnsupportedMediaType("send the files as multipart/form-data (with a boundary)")
-    writer = _FormWriter(folder, file_fields, text_fields, max_file_bytes, max_text_bytes, field_checks)
+    writer = _FormWriter(folder, file_fields, text_fields, max_file_bytes, max_text_bytes, field_checks,
+                         suffixes=suffixes, kind=kind, limit_option=limit_option)
     try:
         parser = MultipartParser(options[b"boundary"], writer.callbacks())
     except (FormParserError, ValueError) as exc:
@@ -279,6 +291,11 @@ async def receive_form(
         if item.size == 0:
             raise BadRequest(f"'{item.field}' file {item.filename!r} is empty (0 bytes); send the real file")
     return writer.form
+
+
+def _suffix(name: str, suffixes: tuple[str, ...]) -> str:
+    lower = name.lower()
+    return next((s for s in sorted(suffixes, key=len, reverse=True) if lower.endswith(s)), "")
 
 
 async def discard_body(request: Request, limit: int = _DRAIN_EXTRA) -> None:

@@ -26,7 +26,8 @@ import psutil
 
 from tskd.service import runner
 from tskd.service.db import Database
-from tskd.service.info import find_checkpoint, gpu_count
+from tskd.service.checkpoints import Checkpoints
+from tskd.service.info import gpu_count
 from tskd.service.jobfiles import JobFiles, read_exit_file, tail_lines
 from tskd.service.registry import Models
 from tskd.service.settings import ServiceSettings
@@ -125,13 +126,16 @@ class Scheduler:
         db: the service database.
         workspace: the workspace folders.
         models: the model registry (finished jobs register their package).
+        checkpoints: the foundation weights (a job's base is found there when it starts).
     """
 
-    def __init__(self, settings: ServiceSettings, db: Database, workspace: Workspace, models: Models) -> None:
+    def __init__(self, settings: ServiceSettings, db: Database, workspace: Workspace, models: Models,
+                 checkpoints: Checkpoints) -> None:
         self.settings = settings
         self.db = db
         self.ws = workspace
         self.models = models
+        self.checkpoints = checkpoints
         self._workers: dict[str, WorkerProcess] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -251,7 +255,11 @@ class Scheduler:
         if job["settings"] not in (None, "", "{}"):
             command += ["--config", str(files.settings)]
         if job["base"]:
-            command += ["--base", str(find_checkpoint(self.ws.checkpoints_dir, job["base"]))]
+            choice = self.checkpoints.resolve(job["base"])
+            if job.get("base_sha256") and choice.sha256 and choice.sha256 != job["base_sha256"]:
+                raise ValueError(f"the foundation weights {job['base']} changed since the job was created (SHA-256 "
+                                 f"{choice.sha256[:12]}... instead of {job['base_sha256'][:12]}...); start a new job")
+            command += ["--base", str(choice.path)]
         return command
 
     def _start(self, job: dict[str, Any], slot: int) -> None:

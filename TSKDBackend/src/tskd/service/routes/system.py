@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from tskd import __version__
 from tskd.service.core import Service
-from tskd.service.info import device_info, list_checkpoints, list_presets
+from tskd.service.info import device_info, list_presets
 from tskd.service.routes.deps import service
 from tskd.service.schemas import HealthOut, InfoOut
 from tskd.service.settings import API_PREFIX
@@ -27,9 +27,10 @@ def info(svc: Service = Depends(service)) -> dict:
         "version": __version__,
         "api": API_PREFIX,
         "device": device_info(),
-        "checkpoints": list_checkpoints(svc.workspace.checkpoints_dir),
+        "checkpoints": svc.checkpoints.present(),
         "presets": list_presets(),
-        "limits": {"max_upload_mb": svc.settings.max_upload_mb},
+        "limits": {"max_upload_mb": svc.settings.max_upload_mb,
+                   "max_weights_upload_mb": svc.settings.max_weights_upload_mb},
         "jobs": {"max_concurrent": svc.settings.max_concurrent_jobs,
                  "cancel_grace_s": svc.settings.cancel_grace_s},
     }

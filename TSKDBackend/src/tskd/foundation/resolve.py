@@ -1,0 +1,127 @@
+"""What the cache holds, and turning ``--base`` values into checkpoint paths.
+
+``--base`` accepts, besides ``none`` and a path: a catalog name (``medsam-vit-b``), the name of
+imported weights, and ``auto``: the best foundation model present for medical images, in the
+catalog's order (MedSAM, then SAM ViT-B, ViT-L, ViT-H), then imported weights; with nothing present
+``auto`` means ``none`` (the from-scratch teacher) and the log says which command gets one.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tskd.errors import ConfigError
+from tskd.foundation.cache import WeightsCache
+from tskd.foundation.catalog import load_catalog
+
+__all__ = ["AUTO", "GET_HINT", "list_weights", "resolve_base", "is_weights_name", "name_of_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+AUTO = "auto"
+GET_HINT = "'tskd foundation get medsam-vit-b' (or sam-vit-b) downloads one; offline: 'tskd foundation import FILE'"
+
+
+def list_weights(cache: WeightsCache | None = None) -> list[dict[str, Any]]:
+    """Every catalog entry (present or not) and every other cached weights, as rows for display.
+
+    Each row: ``name``, ``title``, ``architecture``, ``licence``, ``catalog`` (bool), ``state``
+    (``verified``, ``changed``, ``missing`` when recorded but gone, ``absent``), ``path``, ``size``,
+    ``sha256``, ``origin``, ``how`` (how to get it when absent).
+    """
+    cache = cache or WeightsCache()
+    records = cache.records()
+    rows = []
+    for entry in load_catalog():
+        record = records.pop(entry.name, None)
+        source = entry.download_source
+        manual = entry.source("manual")
+        how = f"tskd foundation get {entry.name}" if source else (
+            f"download {manual.file} from {manual.url}, then tskd foundation import FILE" if manual else "")
+        if source is not None and manual is not None:
+            how += f" (or import {manual.file})"
+        rows.append({
+            "name": entry.name, "title": entry.title, "architecture": entry.architecture, "licence": entry.licence,
+            "catalog": True, "state": cache.state(record) if record else "absent",
+            "path": str(cache.path_of(record)) if record else None,
+            "size": record.size if record else (source.size if source else (manual.size if manual else None)),
+            "sha256": record.sha256 if record else None, "origin": record.origin if record else None, "how": how,
+        })
+    for name, record in sorted(records.items()):
+        rows.append({
+            "name": name, "title": f"imported from {record.source}", "architecture": record.architecture,
+            "licence": None, "catalog": False, "state": cache.state(record), "path": str(cache.path_of(record)),
+            "size": record.size, "sha256": record.sha256, "origin": record.origin, "how": "",
+        })
+    return rows
+
+
+def is_weights_name(value: str | None) -> bool:
+    """True for ``auto`` and catalog names (values that are never paths relative to a config file)."""
+    return bool(value) and (value == AUTO or value in {e.name for e in load_catalog()})
+
+
+def resolve_base(value: str | None, cache: WeightsCache | None = None) -> str | None:
+    """The checkpoint path (or ``none``) a ``--base`` value stands for.
+
+    Args:
+        value: ``None`` (unchanged), ``none``, a path, ``auto``, a catalog name or an imported name.
+        cache: the cache (default ``$TSKD_HOME/checkpoints``).
+
+    Raises:
+        ConfigError: a catalog or cache name whose weights are absent or changed since recorded
+            (the message gives the command that gets them).
+    """
+    if value is None or value.lower() == "none":
+        return value
+    if Path(value).expanduser().exists():
+        return value
+    cache = cache or WeightsCache()
+    records = cache.records()
+    if value == AUTO:
+        order = [e.name for e in load_catalog()] + sorted(n for n in records if n not in {e.name for e in load_catalog()})
+        for name in order:
+            record = records.get(name)
+            if record is not None and cache.state(record) == "verified":
+                path = str(cache.path_of(record))
+                logger.info("--base auto: using %s (%s, %s)", name, record.architecture, path)
+                return path
+        logger.warning("--base auto: no foundation model in %s, so the teacher is trained from scratch "
+                       "(much less accurate); %s", cache.root, GET_HINT)
+        return "none"
+    catalog = {e.name for e in load_catalog()}
+    record = records.get(value)
+    if record is None:
+        if value in catalog:
+            raise ConfigError(f"--base {value}: not in the cache {cache.root}; run 'tskd foundation get {value}' "
+                              "(offline: 'tskd foundation import FILE')")
+        if "/" in value or "\\" in value or "." in Path(value).name:
+            raise ConfigError(f"--base {value}: no such file or folder")
+        known = ", ".join(sorted(set(catalog) | set(records)))
+        raise ConfigError(f"--base {value}: neither a file nor a foundation model name; names: auto, none, {known}")
+    state = cache.state(record)
+    if state != "verified":
+        raise ConfigError(
+            f"--base {value}: {cache.path_of(record)} is {state} since it was recorded; run 'tskd foundation "
+            f"remove {value}' and get or import it again"
+        )
+    return str(cache.path_of(record))
+
+
+def name_of_checkpoint(path: str | Path | None, sha256: str | None = None,
+                       cache: WeightsCache | None = None) -> str | None:
+    """The cache name of the weights at ``path`` (or with ``sha256``), or None."""
+    if not path and not sha256:
+        return None
+    cache = cache or WeightsCache()
+    try:
+        records = cache.records()
+    except ConfigError:
+        return None
+    resolved = Path(path).expanduser().resolve() if path else None
+    for name, record in records.items():
+        if (resolved is not None and cache.path_of(record).resolve() == resolved) or (sha256 and record.sha256 == sha256):
+            return name
+    return None

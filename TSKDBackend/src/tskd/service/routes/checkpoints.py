@@ -1,0 +1,105 @@
+"""``/checkpoints``: the foundation weights the server has or can get; fetch (download), import, remove."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from tskd.foundation.cache import check_weights_name
+from tskd.service.core import Service
+from tskd.errors import ConfigError
+from tskd.service.errors import BadRequest
+from tskd.service.routes.deps import service
+from tskd.service.schemas import CheckpointList, CheckpointOut
+from tskd.service.storage import remove_path
+from tskd.service.uploads import receive_form
+
+__all__ = ["router", "WEIGHT_SUFFIXES"]
+
+router = APIRouter(prefix="/checkpoints", tags=["checkpoints"])
+
+#: File endings accepted by an import.
+WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin")
+
+_IMPORT_FORM = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object", "required": ["weights"],
+            "properties": {
+                "name": {"type": "string", "description": "name to record the weights under (default: the catalog "
+                         "name when the file is a catalog file, else the file name); 1-64 of a-z 0-9 . _ -; send "
+                         "it before the file"},
+                "weights": {"type": "string", "format": "binary",
+                            "description": "SAM / MedSAM weights: .pth, .pt, .safetensors or .bin"},
+            },
+        }}},
+    }
+}
+
+_ERRORS = {404: {"description": "unknown name"}, 409: {"description": "in use or being downloaded"},
+           422: {"description": "refused"}}
+
+
+def _check_name(value: str) -> str:
+    try:
+        return check_weights_name(value)
+    except ConfigError as exc:  # a malformed field: 400, as for case names
+        raise BadRequest(f"form field 'name': {exc}") from None
+
+
+@router.get("", response_model=CheckpointList,
+            summary="Foundation models: the catalog (present or not, MedSAM first), imported weights, workspace files")
+def list_checkpoints(svc: Service = Depends(service)) -> dict:
+    return {"checkpoints": svc.checkpoints.list()}
+
+
+@router.get("/{name}", response_model=CheckpointOut, responses={404: _ERRORS[404]},
+            summary="One checkpoint, with the state of its download")
+def get_checkpoint(name: str, svc: Service = Depends(service)) -> dict:
+    return svc.checkpoints.get(name)
+
+
+@router.post("/{name}/fetch", status_code=202, response_model=CheckpointOut,
+             responses={404: _ERRORS[404], 422: {"description": "only a manual download exists"}},
+             summary="Download a catalog model in the background (resumes, verified like 'tskd foundation get')")
+def fetch_checkpoint(name: str, svc: Service = Depends(service)) -> dict:
+    return svc.checkpoints.fetch(name)
+
+
+@router.post("/{name}/fetch/cancel", status_code=202, response_model=CheckpointOut,
+             responses={409: {"description": "no download under way"}},
+             summary="Stop a download; what was received is kept and the next fetch resumes it")
+def cancel_fetch(name: str, svc: Service = Depends(service)) -> dict:
+    return svc.checkpoints.cancel_fetch(name)
+
+
+@router.post("", status_code=201, response_model=CheckpointOut, openapi_extra=_IMPORT_FORM,
+             responses={400: {"description": "malformed form or name"}, 409: _ERRORS[409],
+                        413: {"description": "file too large"},
+                        415: {"description": "not a weights file"}, 422: {"description": "not SAM weights"}},
+             summary="Import an uploaded weights file (checked to be SAM / MedSAM before it is accepted)")
+async def import_checkpoint(request: Request, svc: Service = Depends(service)) -> dict:
+    folder = await run_in_threadpool(svc.workspace.new_tmp_dir, "weights")
+    try:
+        form = await receive_form(
+            request, folder, file_fields=("weights",), text_fields=("name",),
+            max_file_bytes=svc.settings.max_weights_upload_bytes, field_checks={"name": _check_name},
+            suffixes=WEIGHT_SUFFIXES, kind="weights", limit_option="--max-weights-upload-mb",
+        )
+        if "weights" not in form.files:
+            raise BadRequest("form field 'weights' is missing; send the weights file (.pth or .safetensors)")
+        upload = form.files["weights"]
+        named = folder / upload.filename  # the client's (checked) file name gives the default name
+        upload.path.rename(named)
+        name = form.fields.get("name") or None
+        return await run_in_threadpool(svc.checkpoints.import_file, named, name)
+    finally:
+        await run_in_threadpool(remove_path, folder)
+
+
+@router.delete("/{name}", status_code=204, responses={404: _ERRORS[404], 409: _ERRORS[409]},
+               summary="Remove weights that no queued or running job uses")
+def delete_checkpoint(name: str, svc: Service = Depends(service)) -> Response:
+    svc.checkpoints.delete(name)
+    return Response(status_code=204)
