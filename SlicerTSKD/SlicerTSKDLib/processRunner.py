@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 from .processTree import WINDOWS_NEW_GROUP, WINDOWS_NO_WINDOW, killProcessTree
 from .signal import Signal
@@ -84,7 +84,14 @@ class ProcessRunner(abc.ABC):
     def terminate(self) -> None:
         """Ask the process (only the direct child) to end: SIGTERM on POSIX, so a server can shut down
         cleanly and leave its own children (e.g. training workers) running. ``finished`` follows with
-        :data:`KILLED`. Where a polite request is impossible (Windows) this is :meth:`kill`."""
+        :data:`KILLED`. Where a polite request is impossible (Windows) this is :meth:`killDirectChild`:
+        never the whole tree, whose training workers must outlive the server."""
+        self.killDirectChild()
+
+    def killDirectChild(self) -> None:
+        """Kill only the direct child (SIGKILL on POSIX, TerminateProcess on Windows), never its
+        descendants: a server's workers (their own session / process group) keep running.
+        ``finished`` follows with :data:`KILLED`. Default: :meth:`kill` (runners without a tree)."""
         self.kill()
 
     @abc.abstractmethod
@@ -248,11 +255,20 @@ class SubprocessRunner(ProcessRunner):
 
     def terminate(self) -> None:
         process = self._process
-        if sys.platform == "win32" or not self._running or process is None or process.poll() is not None:
-            self.kill()
+        if sys.platform == "win32":
+            self.killDirectChild()  # no SIGTERM on Windows; taskkill /T would take the workers too
+            return
+        if not self._running or process is None or process.poll() is not None:
             return
         self._killed = True
         process.terminate()
+
+    def killDirectChild(self) -> None:
+        process = self._process
+        if not self._running or process is None or process.poll() is not None:
+            return
+        self._killed = True
+        process.kill()  # the pid only (not its group, not its tree)
 
     def isRunning(self) -> bool:
         return self._running
@@ -272,6 +288,10 @@ class QProcessRunner(ProcessRunner):
         self._killed = False
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending: List[str] = []
+        # Retired QProcess objects, kept referenced until a zero-delay timer releases them: PythonQt
+        # deletes an unparented QObject made from Python as soon as its wrapper is freed, and Qt may
+        # still be inside that process's own code (e.g. after emitting errorOccurred).
+        self._retired: List[Any] = []
 
     def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Optional[str] = None) -> None:
         import qt
@@ -286,7 +306,7 @@ class QProcessRunner(ProcessRunner):
         self._pending = []
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         if self._process is not None:
-            self._process.deleteLater()
+            self._retire(self._process)
         process = qt.QProcess()
         process.setProcessChannelMode(qt.QProcess.MergedChannels)
         environment = qt.QProcessEnvironment()
@@ -302,6 +322,18 @@ class QProcessRunner(ProcessRunner):
         self._process = process
         logger.debug("starting %s", command)
         process.start(command[0], command[1:])
+
+    def _retire(self, process: Any) -> None:
+        """Keep ``process`` alive until control is back in the event loop, then let it go."""
+        import qt
+
+        self._retired.append(process)
+        qt.QTimer.singleShot(0, self._releaseRetired)
+
+    def _releaseRetired(self) -> None:
+        retired, self._retired = self._retired, []
+        for process in retired:
+            process.deleteLater()  # deleted by Qt's event loop, outside any of its signals
 
     def _readProcess(self) -> None:
         if self._process is None:
@@ -343,6 +375,14 @@ class QProcessRunner(ProcessRunner):
         program = self._process.program() if self._process is not None else "?"
         self._pending.append("Could not start {}: {}\n".format(program, self._process.errorString()))
         self._running = False
+        # Report on a zero-delay timer, not from inside Qt's errorOccurred emission: a slot of
+        # 'finished' may start the next command (StepSequence does), which retires this QProcess
+        # while qprocess.cpp still uses it after the emission.
+        qt.QTimer.singleShot(0, lambda: self._reportFailedStart(generation))
+
+    def _reportFailedStart(self, generation: int) -> None:
+        if generation != self._generation:
+            return
         self.outputReady.emit()
         self.finished.emit(-1, FAILED_TO_START)
 
@@ -361,11 +401,20 @@ class QProcessRunner(ProcessRunner):
         self._process.kill()
 
     def terminate(self) -> None:
-        if sys.platform == "win32" or not self._running or self._process is None:
-            self.kill()
+        if not self._running or self._process is None:
+            return
+        if sys.platform == "win32":
+            # QProcess::terminate posts WM_CLOSE, which a console program without a window ignores
+            self.killDirectChild()
             return
         self._killed = True
         self._process.terminate()
+
+    def killDirectChild(self) -> None:
+        if not self._running or self._process is None:
+            return
+        self._killed = True
+        self._process.kill()  # QProcess::kill: SIGKILL to the pid / TerminateProcess; not the tree
 
     def isRunning(self) -> bool:
         return self._running
