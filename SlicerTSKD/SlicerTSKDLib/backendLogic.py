@@ -283,15 +283,21 @@ class LocalBackend:
             if self.probe(self.url, self.token):
                 self._setState(RUNNING, "The local backend runs at {}.".format(self.url))
             elif self.clock() > self._deadline:
-                self.runner.kill()
+                self.runner.killDirectChild()
                 self._setState(FAILED, "The local backend did not answer within {:g} s. {}".format(
                     self.startTimeout, self._lastLines()))
         elif self.state == STOPPING and self.clock() > self._deadline and self.runner.isRunning():
             logger.warning("the local backend did not stop within %g s; killing it", self.stopGrace)
-            self.runner.kill()
+            # the server only: its training workers run in their own sessions / process groups
+            # (tskd.service.workers) and the next server adopts them; kill() would end the whole tree
+            self.runner.killDirectChild()
 
     def stop(self) -> None:
-        """Ask the server to stop; it is killed when it is still running after ``stopGrace`` seconds."""
+        """Ask the server to stop; it is killed when it is still running after ``stopGrace`` seconds.
+
+        Only the server process is stopped (SIGTERM, then SIGKILL; on Windows TerminateProcess), never
+        its descendants: training workers keep running and a restarted server adopts them.
+        """
         if not self.runner.isRunning():
             if self.state != STOPPED:
                 self._setState(STOPPED, "The local backend is stopped.")
