@@ -177,3 +177,79 @@ def test_roi_node_bounds(slicerScene):
     (k0, k1), (j0, j1), (i0, i1) = roiNodeBounds(roi, volume)
     assert k0 <= 12 < k1 and j0 <= 24 < j1 and i0 <= 20 < i1
     assert (k1 - k0) <= 4 and (j1 - j0) <= 9 and (i1 - i0) <= 11  # 5 mm at 2.5, 1.1 and 0.8 mm (rotated)
+
+
+def _underTransform(slicerScene, volume):
+    """Put ``volume`` under a rotation + shift transform node; returns the transform node."""
+    transform = slicerScene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "moved")
+    matrix = np.eye(4)
+    matrix[:3, :3] = rotateAbout(np.eye(4), np.array([0.0, 0.3, 1.0]), 25.0)[:3, :3]
+    matrix[:3, 3] = (12.0, -7.0, 30.0)
+    transform.SetMatrixTransformToParent(sceneData.matrixFromArray(matrix))
+    volume.SetAndObserveTransformNodeID(transform.GetID())
+    return transform
+
+
+def test_live_mode_on_a_volume_under_a_transform(slicerScene, studentPackage):
+    """Issue 14, item 4: the new output segmentation gets the volume's parent transform, so live mode writes in place."""
+    slicer = importSlicer()
+    from tskd.runtime import OnnxSegmenter, segment_volume
+
+    model = OnnxSegmenter(studentPackage[0], threads=1)
+    volume, _, _ = addPhantomToScene(slicerScene, "moved", seed=11, withSegmentation=False)
+    transform = _underTransform(slicerScene, volume)
+    whole = segment_volume(model, sceneData.volumeArrayCopy(volume))
+    segmentation = sceneData.newSegmentationFor(volume, "moved TS-KD")
+    assert segmentation.GetTransformNodeID() == transform.GetID()
+    live = LiveSegmentation(model, volume, segmentation, packageLabels(model.package.labels))
+    ijkToWorld = sceneData.ijkToWorldArray(volume)
+    assert not np.allclose(ijkToWorld, sceneData.ijkToRasArray(volume))  # the transform matters
+    assert live.updateForView(sliceToRasFor(ijkToWorld, 2, 7)) == 7
+    for segmentId, value in zip(live.segmentIds, (1, 2)):
+        mask = slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, segmentId, volume) > 0
+        assert np.array_equal(mask[7], whole[7] == value)
+        assert not mask[:7].any() and not mask[8:].any()
+
+
+def test_a_segmentation_without_the_volumes_transform_is_refused_by_live_mode(slicerScene, studentPackage):
+    """What item 4 fixed: a segmentation made without the transform cannot take live slices."""
+    from tskd.runtime import OnnxSegmenter
+
+    model = OnnxSegmenter(studentPackage[0], threads=1)
+    volume, _, _ = addPhantomToScene(slicerScene, "moved2", seed=12, withSegmentation=False)
+    _underTransform(slicerScene, volume)
+    segmentation = slicerScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "no transform")
+    live = LiveSegmentation(model, volume, segmentation, packageLabels(model.package.labels))
+    with pytest.raises(SegmentationProblem, match="same transform as the volume"):
+        live.segmentSlice(3)
+
+
+def test_temporary_labelmaps_are_hidden_before_they_enter_the_scene(slicerScene, tmp_path):
+    """Issue 14, item 11: selectors never see the temporary labelmap nodes."""
+    import vtk
+
+    volume, _, label = addPhantomToScene(slicerScene, "hidden", seed=13, withSegmentation=False)
+    added = []
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def onNodeAdded(caller, event, node):
+        added.append((node.GetClassName(), node.GetName(), bool(node.GetHideFromEditors())))
+
+    tag = slicerScene.AddObserver(slicerScene.NodeAddedEvent, onNodeAdded)
+    try:
+        path = sceneData.writeLabelFile(label.astype(np.uint8), volume, str(tmp_path / "label.nrrd"))
+        back = sceneData.readLabelFile(path, volume)
+    finally:
+        slicerScene.RemoveObserver(tag)
+    assert np.array_equal(back, label)
+    labelmaps = [entry for entry in added if entry[0] == "vtkMRMLLabelMapVolumeNode"]
+    assert len(labelmaps) == 2 and all(hidden for _, _, hidden in labelmaps), added
+    assert not slicerScene.GetNodesByName(sceneData.TEMPORARY_NODE_NAME).GetNumberOfItems()
+
+
+def test_the_volume_selector_leaves_out_labelmaps(slicerScene):
+    slicer = importSlicer()
+    labelmap = slicer.vtkMRMLLabelMapVolumeNode()
+    assert labelmap.IsA("vtkMRMLScalarVolumeNode")  # nodeTypes alone would offer it
+    assert any(labelmap.IsA(name) for name in sceneData.VOLUME_SELECTOR["hideChildNodeTypes"])
+    assert sceneData.VOLUME_SELECTOR["nodeTypes"] == ["vtkMRMLScalarVolumeNode"]

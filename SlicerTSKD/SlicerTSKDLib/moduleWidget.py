@@ -12,6 +12,7 @@ import ctk
 import qt
 import slicer
 
+from . import sceneData
 from .backendWidget import BackendWidget
 from .installWidget import InstallWidget
 from .projectWidget import ProjectWidget
@@ -32,7 +33,8 @@ class DataSelectors:
         box.text = "Images"
         parentLayout.addWidget(box)
         form = qt.QFormLayout(box)
-        self.volumeSelector = self._selector(["vtkMRMLScalarVolumeNode"], "The image to label, train on or segment.")
+        self.volumeSelector = self._selector(sceneData.VOLUME_SELECTOR["nodeTypes"], "The image to label, train on or segment.")
+        self.volumeSelector.hideChildNodeTypes = sceneData.VOLUME_SELECTOR["hideChildNodeTypes"]
         self.segmentationSelector = self._selector(
             ["vtkMRMLSegmentationNode"], "The segmentation of the image: its segments are the structures to learn, "
             "and segmenting writes into it (a new one is created when none is selected).", addEnabled=True)

@@ -30,6 +30,9 @@ __all__ = [
     "ensureSegments",
     "exportSegmentsAsIndexArray",
     "importIndexArray",
+    "addHiddenNode",
+    "newSegmentationFor",
+    "VOLUME_SELECTOR",
     "writeVolumeFile",
     "writeLabelFile",
     "readLabelFile",
@@ -144,14 +147,45 @@ def _stringArray(values: Sequence[str]) -> Any:
     return array
 
 
+def addHiddenNode(scene: Any, className: str, name: str = TEMPORARY_NODE_NAME) -> Any:
+    """A new node of ``className`` added to ``scene`` already hidden from editors and selectors.
+
+    ``HideFromEditors`` is set before ``AddNode``: the node selectors (``qMRMLNodeComboBox``) filter
+    hidden nodes as they are added (Slicer ``Libs/MRML/Widgets/qMRMLSortFilterProxyModel.cxx``:
+    ``if (!d->ShowHidden && node->GetHideFromEditors())``), while ``AddNewNodeByClass`` would announce
+    a visible node first.
+    """
+    import slicer
+
+    node = getattr(slicer, className)()
+    node.SetName(name)
+    node.SetHideFromEditors(True)
+    return scene.AddNode(node)
+
+
 def _temporaryLabelmapNode(volumeNode: Any) -> Any:
     """A hidden labelmap node with the volume's geometry and parent transform (caller removes it)."""
-    scene = volumeNode.GetScene()
-    node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY_NODE_NAME)
-    node.SetHideFromEditors(True)
+    node = addHiddenNode(volumeNode.GetScene(), "vtkMRMLLabelMapVolumeNode")
     node.CopyOrientation(volumeNode)
     node.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
     return node
+
+
+#: The volume selector's settings: scalar volumes without their label map subclass
+#: (``vtkMRMLLabelMapVolumeNode`` is a ``vtkMRMLScalarVolumeNode``; ``qMRMLNodeComboBox.hideChildNodeTypes``).
+VOLUME_SELECTOR = {"nodeTypes": ["vtkMRMLScalarVolumeNode"], "hideChildNodeTypes": ["vtkMRMLLabelMapVolumeNode"]}
+
+
+def newSegmentationFor(volumeNode: Any, name: str) -> Any:
+    """A new segmentation node for ``volumeNode``: its display nodes, the volume's geometry as
+    reference, and the volume's parent transform (so it overlays the volume and live mode can write
+    in place; :func:`sharedLabelmapArray` requires the same transform)."""
+    scene = volumeNode.GetScene()
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    segmentation.CreateDefaultDisplayNodes()
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+    segmentation.SetAndObserveTransformNodeID(volumeNode.GetTransformNodeID())
+    return segmentation
 
 
 def _removeNode(node: Any) -> None:
@@ -283,8 +317,7 @@ def readLabelFile(path: str, volumeNode: Any, tolerance: float = 1e-3) -> np.nda
     import slicer
 
     scene = volumeNode.GetScene()
-    labelNode = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", TEMPORARY_NODE_NAME)
-    labelNode.SetHideFromEditors(True)
+    labelNode = addHiddenNode(scene, "vtkMRMLLabelMapVolumeNode")
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     scene.AddNode(storage)
     try:

@@ -286,9 +286,7 @@ class SegmentationWidget:
     def _outputSegmentation(self, volume):
         segmentation = self.data.segmentationNode()
         if segmentation is None:
-            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", volume.GetName() + " TS-KD")
-            segmentation.CreateDefaultDisplayNodes()
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+            segmentation = sceneData.newSegmentationFor(volume, volume.GetName() + " TS-KD")
             self.data.segmentationSelector.setCurrentNode(segmentation)
         return segmentation
 
