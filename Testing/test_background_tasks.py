@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from SlicerTSKDLib.backgroundTasks import TaskRunner
+from SlicerTSKDLib.backgroundTasks import TaskCancelled, TaskRunner
 from SlicerTSKDLib.session import SessionState
 
 
@@ -87,3 +87,55 @@ def test_session_tells_when_to_poll():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         TaskRunner(maxWorkers=0)
+
+
+def test_a_result_that_arrives_after_cancel_is_not_applied():
+    """Issue 14, item 8: a prediction (which cannot look at the flag while the server works) is
+    cancelled, then answers: onSuccess is never called, onError gets TaskCancelled."""
+    runner = TaskRunner()
+    release = threading.Event()
+    outcome = []
+    task = runner.submit("predict", lambda: release.wait(10) and "label.nrrd",
+                         onSuccess=lambda v: outcome.append(("applied", v)), onError=outcome.append)
+    task.cancel()
+    release.set()
+    assert runner.waitAll(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], TaskCancelled) and task.result is None
+    runner.shutdown()
+
+
+_EXIT_SCRIPT = """
+import sys, threading, time
+sys.path.insert(0, {lib!r})
+from SlicerTSKDLib.backgroundTasks import TaskCancelled, TaskRunner
+runner = TaskRunner(maxWorkers=1)
+started = threading.Event()
+runner.submit("transfer", lambda: (started.set(), time.sleep(600)))
+runner.submit("queued", lambda: open({marker!r}, "w").write("ran"))
+started.wait(10)
+runner.shutdown()
+print("shut down", flush=True)
+"""
+
+
+def test_exit_is_not_held_up_by_a_running_transfer_and_queued_work_never_runs(tmp_path):
+    """Issue 14, item 2: the interpreter exits at once (Py_Finalize joins non-daemon threads)."""
+    import subprocess
+    import sys
+
+    from conftest import MODULE_DIR
+
+    marker = tmp_path / "queued-ran"
+    script = _EXIT_SCRIPT.format(lib=str(MODULE_DIR), marker=str(marker))
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "shut down" in done.stdout and time.monotonic() - began < 30
+    assert not marker.exists()
+
+
+def test_no_task_is_accepted_after_shutdown():
+    runner = TaskRunner()
+    runner.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        runner.submit("late", lambda: 1)

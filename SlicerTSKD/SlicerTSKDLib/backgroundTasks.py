@@ -10,7 +10,14 @@ The worker functions must not touch the MRML scene or Qt objects: they get plain
 paths, numpy arrays copied from the scene) and return plain values.
 
 Cancellation is cooperative: a task's function may take the :class:`Task` (``passTask=True``) and
-check :meth:`Task.isCancelled` between steps.
+check :meth:`Task.isCancelled` between steps. A task cancelled before its result is delivered
+never calls ``onSuccess``: ``onError`` gets :class:`TaskCancelled` instead, so a result that
+arrives after Cancel is never applied.
+
+Exit: the workers are daemon threads (not ``concurrent.futures``, whose non-daemon workers are
+joined when the interpreter finalizes: CTK's python manager calls ``Py_Finalize()`` when Slicer
+quits, which would wait for a transfer of up to 600 s). :meth:`TaskRunner.shutdown` drops the
+queued tasks without running them, cancels the running ones and returns at once.
 """
 
 from __future__ import annotations
@@ -19,12 +26,15 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-__all__ = ["Task", "TaskRunner"]
+__all__ = ["Task", "TaskRunner", "TaskCancelled"]
 
 logger = logging.getLogger(__name__)
+
+
+class TaskCancelled(Exception):
+    """Given to ``onError`` of a task that was cancelled (its result, if any, is dropped)."""
 
 
 class Task:
@@ -47,7 +57,7 @@ class Task:
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
-        """Ask the function to stop (it checks :meth:`isCancelled`); the callbacks still run."""
+        """Ask the function to stop (it checks :meth:`isCancelled`); ``onError`` then gets :class:`TaskCancelled`."""
         self._cancel.set()
 
     def isCancelled(self) -> bool:
@@ -74,10 +84,28 @@ class TaskRunner:
     def __init__(self, maxWorkers: int = 2) -> None:
         if maxWorkers < 1:
             raise ValueError("maxWorkers must be at least 1, got {}".format(maxWorkers))
-        self._executor = ThreadPoolExecutor(max_workers=maxWorkers, thread_name_prefix="SlicerTSKD")
+        self._maxWorkers = maxWorkers
+        self._queue: "queue.Queue[Optional[Callable[[], None]]]" = queue.Queue()
+        self._threads: List[threading.Thread] = []
         self._finished: "queue.Queue[tuple]" = queue.Queue()
         self._pending: Dict[int, Task] = {}
         self._lock = threading.Lock()
+        self._closed = False
+
+    def _ensureWorkers(self) -> None:
+        """Start daemon worker threads as work arrives (up to ``maxWorkers``); called under the lock."""
+        busy = sum(1 for thread in self._threads if thread.is_alive())
+        if busy < self._maxWorkers and len(self._pending) > busy:
+            thread = threading.Thread(target=self._work, name="SlicerTSKD-{}".format(len(self._threads)), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None or self._closed:
+                return
+            job()
 
     def submit(
         self,
@@ -99,9 +127,14 @@ class TaskRunner:
         """
         task = Task(name)
         with self._lock:
+            if self._closed:
+                raise RuntimeError("TaskRunner: shut down; '{}' was not started".format(name))
             self._pending[id(task)] = task
 
         def run() -> None:
+            if task.isCancelled():  # cancelled while queued: never started
+                self._finished.put((task, None, TaskCancelled(name), onSuccess, onError))
+                return
             try:
                 value = function(task, *args) if passTask else function(*args)
             except BaseException as exc:  # delivered to onError on the polling thread
@@ -109,7 +142,9 @@ class TaskRunner:
             else:
                 self._finished.put((task, value, None, onSuccess, onError))
 
-        self._executor.submit(run)
+        with self._lock:
+            self._queue.put(run)
+            self._ensureWorkers()
         return task
 
     def pending(self) -> int:
@@ -135,6 +170,8 @@ class TaskRunner:
                 return delivered
             with self._lock:
                 self._pending.pop(id(task), None)
+            if error is None and task.isCancelled():
+                value, error = None, TaskCancelled(task.name)  # Cancel wins over a late result
             task.result, task.error, task.done = value, error, True
             delivered += 1
             try:
@@ -160,9 +197,20 @@ class TaskRunner:
             time.sleep(interval)
 
     def shutdown(self) -> None:
-        """Cancel what is pending and stop accepting tasks (running calls finish in the background)."""
+        """Cancel every pending task, drop the queued ones, stop accepting tasks; returns at once.
+
+        Running calls see :meth:`Task.isCancelled` (and their client's :meth:`abort`, which the owner
+        calls); being daemon threads they never hold up the interpreter's exit.
+        """
         with self._lock:
+            self._closed = True
             tasks = list(self._pending.values())
+            while True:
+                try:
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            for _ in self._threads:
+                self._queue.put(None)
         for task in tasks:
             task.cancel()
-        self._executor.shutdown(wait=False)

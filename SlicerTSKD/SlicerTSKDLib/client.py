@@ -23,14 +23,15 @@ import json
 import os
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-__all__ = ["TSKDClient", "TSKDClientError", "TSKDConnectionError", "API_PREFIX"]
+__all__ = ["TSKDClient", "TSKDClientError", "TSKDConnectionError", "TSKDTransferAborted", "API_PREFIX"]
 
 API_PREFIX = "/api/v1"
 _CHUNK = 1 << 20
@@ -58,6 +59,10 @@ class TSKDConnectionError(TSKDClientError):
         super().__init__(None, message)
 
 
+class TSKDTransferAborted(TSKDConnectionError):
+    """A transfer was stopped by :meth:`TSKDClient.abort` or the call's ``cancel``."""
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Redirects are not followed: they would carry the token to another address."""
 
@@ -72,6 +77,7 @@ class _MultipartBody:
                  progress: Optional[Callable[[int, int], None]] = None) -> None:
         self.boundary = uuid.uuid4().hex
         self.progress = progress
+        self.stopped: Callable[[], bool] = lambda: False  # set by _request: abort or cancel
         self._parts: List[Tuple[bytes, Optional[str]]] = []
         for name, value in fields:
             head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n"
@@ -102,6 +108,8 @@ class _MultipartBody:
             if path is not None:
                 with open(path, "rb") as stream:
                     while True:
+                        if self.stopped():
+                            raise TSKDTransferAborted("the upload was cancelled")
                         chunk = stream.read(_CHUNK)
                         if not chunk:
                             break
@@ -157,11 +165,19 @@ class TSKDClient:
         if _is_loopback(parsed.hostname):
             handlers.append(urllib.request.ProxyHandler({}))  # never send local traffic through a proxy
         self._opener = urllib.request.build_opener(*handlers)
+        self._aborted = threading.Event()
+
+    def abort(self) -> None:
+        """Stop every transfer of this client at its next chunk (1 MiB) and refuse new calls.
+
+        Called when Slicer closes the module, so no worker thread keeps a transfer going.
+        """
+        self._aborted.set()
 
     # -- the one request helper ---------------------------------------------------------------
     def _request(self, method: str, path: str, *, json_body: Any = None, form: Optional[_MultipartBody] = None,
                  dest_path: Optional[str] = None, timeout: Optional[float] = None,
-                 query: Optional[Dict[str, str]] = None) -> Any:
+                 query: Optional[Dict[str, str]] = None, cancel: Optional[Callable[[], bool]] = None) -> Any:
         """Send one request; returns the decoded JSON answer, or the path written for downloads.
 
         Args:
@@ -172,11 +188,18 @@ class TSKDClient:
             dest_path: write the answer's body to this file (atomically) instead of decoding it.
             timeout: seconds for this call (default: ``self.timeout``).
             query: query string parameters.
+            cancel: returns True to stop the transfer (checked between chunks).
 
         Raises:
+            TSKDTransferAborted: :meth:`abort` was called or ``cancel()`` returned True.
             TSKDClientError: the server answered with an error status.
             TSKDConnectionError: the server could not be reached or did not answer in time.
         """
+        def stopped() -> bool:
+            return self._aborted.is_set() or (cancel is not None and bool(cancel()))
+
+        if stopped():
+            raise TSKDTransferAborted("cancelled before '{} {}' was sent".format(method, path))
         url = self.api_url + path + (("?" + urllib.parse.urlencode(query)) if query else "")
         headers = {"Accept": "application/json"}
         data: Any = None
@@ -186,6 +209,7 @@ class TSKDClient:
             data = json.dumps(json_body).encode("utf-8")
             headers["Content-Type"] = "application/json"
         elif form is not None:
+            form.stopped = stopped
             data = form
             headers["Content-Type"] = form.content_type
             headers["Content-Length"] = str(len(form))
@@ -194,11 +218,15 @@ class TSKDClient:
         try:
             with self._opener.open(request, timeout=limit) as response:
                 if dest_path is not None:
-                    return self._save(response, dest_path)
+                    return self._save(response, dest_path, stopped)
                 body = response.read()
         except urllib.error.HTTPError as exc:
             raise self._error(exc) from None
+        except TSKDTransferAborted:
+            raise
         except urllib.error.URLError as exc:
+            if isinstance(exc.reason, TSKDTransferAborted):
+                raise exc.reason from None
             reason = exc.reason
             if form is not None and isinstance(reason, (ConnectionResetError, BrokenPipeError)):
                 self._why_upload_was_cut(reason)
@@ -233,7 +261,7 @@ class TSKDClient:
         )
 
     @staticmethod
-    def _save(response: Any, dest_path: str) -> str:
+    def _save(response: Any, dest_path: str, stopped: Callable[[], bool] = lambda: False) -> str:
         dest_path = os.path.abspath(dest_path)
         folder = os.path.dirname(dest_path)
         if folder:
@@ -242,6 +270,8 @@ class TSKDClient:
         try:
             with open(tmp, "wb") as stream:
                 while True:
+                    if stopped():
+                        raise TSKDTransferAborted("the download of {} was cancelled".format(os.path.basename(dest_path)))
                     chunk = response.read(_CHUNK)
                     if not chunk:
                         break
@@ -434,8 +464,26 @@ class TSKDClient:
         return self._request("GET", f"/models/{self._quote(model_id)}/download", dest_path=dest_path,
                              timeout=self.transfer_timeout)
 
-    def predict(self, model_id: str, image_path: str, dest_path: str) -> str:
-        """Segment ``image_path`` on the server; the label map (same format and geometry) goes to ``dest_path``."""
-        form = _MultipartBody([], [("image", str(image_path))])
+    def predict(self, model_id: str, image_path: str, dest_path: str,
+                roi: Optional[Sequence[Tuple[Optional[int], Optional[int]]]] = None,
+                cancel: Optional[Callable[[], bool]] = None) -> str:
+        """Segment ``image_path`` on the server; the label map (same format and geometry) goes to ``dest_path``.
+
+        Args:
+            roi: numpy index bounds ``((k0, k1), (j0, j1), (i0, i1))``: only that box is segmented
+                (cropped and resized on the server exactly as ``tskd.runtime`` does in Slicer).
+            cancel: returns True to stop the transfer (checked between chunks).
+        """
+        fields = [("roi", roi_text(roi))] if roi is not None else []
+        form = _MultipartBody(fields, [("image", str(image_path))])
         return self._request("POST", f"/models/{self._quote(model_id)}/predict", form=form, dest_path=dest_path,
-                             timeout=self.transfer_timeout)
+                             timeout=self.transfer_timeout, cancel=cancel)
+
+
+def roi_text(roi: Sequence[Tuple[Optional[int], Optional[int]]]) -> str:
+    """Numpy index bounds as the ``k0:k1,j0:j1,i0:i1`` text of ``tskd predict --roi`` and the predict route."""
+    parts = []
+    for pair in roi:
+        start, end = pair
+        parts.append("{}:{}".format("" if start is None else int(start), "" if end is None else int(end)))
+    return ",".join(parts)

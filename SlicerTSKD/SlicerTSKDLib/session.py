@@ -138,4 +138,7 @@ class SessionState:
         return self.project
 
     def shutdown(self) -> None:
+        """Module closing: abort the client's transfers, drop queued tasks, never wait (issue 14, item 2)."""
+        if self.client is not None:
+            self.client.abort()
         self.tasks.shutdown()
