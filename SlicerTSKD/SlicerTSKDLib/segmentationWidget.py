@@ -217,16 +217,14 @@ class SegmentationWidget:
         volumeId, modelId, labels = volume.GetID(), str(model["id"]), packageLabels(model.get("labels") or [])
 
         def work(task):
-            return client.predict(modelId, imagePath, os.path.join(folder, "label.nrrd"))
+            # the backend crops and resizes the ROI like tskd.runtime does here (same result either way)
+            return client.predict(modelId, imagePath, os.path.join(folder, "label.nrrd"), roi=roi,
+                                  cancel=task.isCancelled)
 
         def done(labelPath):
             try:
                 node = slicer.mrmlScene.GetNodeByID(volumeId)
                 values = sceneData.readLabelFile(labelPath, node)
-                if roi is not None:
-                    inside = np.zeros(values.shape, dtype=bool)
-                    inside[tuple(slice(a, b) for a, b in roi)] = True
-                    values[~inside] = 0
                 self._apply(volumeId, values, labels)
             finally:
                 shutil.rmtree(folder, ignore_errors=True)

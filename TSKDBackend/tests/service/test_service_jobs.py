@@ -82,6 +82,45 @@ def test_server_side_prediction(server, project, phantom_files, tmp_path):
     assert not (tmp_path / "never.nii.gz").exists()
 
 
+def test_server_side_prediction_in_an_roi_equals_the_slicer_runtime(server, project, phantom_files, tmp_path):
+    """Issue 14, item 14: the predict route's ``roi`` gives what ``tskd.runtime`` gives inside Slicer
+    (the box cropped and resized, the rest 0), so the result does not depend on where it ran."""
+    from SlicerTSKDLib.segmentationLogic import ModelCache, segmentArray
+
+    client = server.client()
+    add_cases(client, project["id"], phantom_files, count=1)
+    job = wait_state(client, client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0, size=16))["id"],
+                     ("done", "failed"))
+    image_path = phantom_files["case_002"][0]
+    image = read_image(image_path)
+    roi = ((1, 6), (3, 27), (5, 21))  # (k, j, i); 24 x 16 in-plane, resized to the student's 16 px
+    result = client.predict(job["model_id"], str(image_path), str(tmp_path / "pred.nii.gz"), roi=roi)
+    label = read_image(result, kind="label")
+    assert label.geometry.mismatch(image.geometry) is None
+    cache = ModelCache(str(tmp_path / "models"))
+    cache.download(client, job["model_id"])
+    here = segmentArray(cache.model(job["model_id"]), np.array(image.array), roi)
+    np.testing.assert_array_equal(label.array, here)
+    inside = np.zeros(image.array.shape, bool)
+    inside[1:6, 3:27, 5:21] = True
+    assert label.array[inside].any() and not label.array[~inside].any()
+    # masking a whole-image answer afterwards (what the module did) is not the same thing
+    whole = read_image(client.predict(job["model_id"], str(image_path), str(tmp_path / "whole.nii.gz")), kind="label")
+    assert not np.array_equal(np.where(inside, whole.array, 0), here)
+    for bad, why in (("1:6,3:27", "roi needs 3"), ("1:6,3:x,5:21", "not a whole number"), ("1:6,3:27,40:50", "does not fit")):
+        with pytest.raises(TSKDClientError) as err:
+            client._request("POST", f"/models/{job['model_id']}/predict", dest_path=str(tmp_path / "never.nii.gz"),
+                            form=_predictForm(image_path, bad))
+        assert err.value.status == 400 and why in err.value.message, err.value.message
+    assert not (tmp_path / "never.nii.gz").exists()
+
+
+def _predictForm(image_path, roi_text):
+    from SlicerTSKDLib.client import _MultipartBody
+
+    return _MultipartBody([("roi", roi_text)], [("image", str(image_path))])
+
+
 def test_a_job_needs_labelled_cases_and_known_names(server, project, phantom_files):
     client = server.client()
     with pytest.raises(TSKDClientError) as err:

@@ -44,8 +44,13 @@ class StudentSessions:
             return loaded
 
 
-def segment_image(student: OnnxSegmenter, image: Image, *, batch_size: int = 16) -> Image:
-    """The label map of ``image`` (2D or 3D, with geometry) predicted by a loaded student."""
+def segment_image(student: OnnxSegmenter, image: Image, *, batch_size: int = 16, roi=None) -> Image:
+    """The label map of ``image`` (2D or 3D, with geometry) predicted by a loaded student.
+
+    Args:
+        roi: numpy index bounds (see :func:`tskd.runtime.segment_volume`): only that box is
+            segmented (cropped, then each slice resized like the whole image would be), the rest is 0.
+    """
     if image.array.ndim not in (2, 3):
         raise ValueError(f"expected a 2D or 3D image, got shape {image.array.shape}")
-    return image.with_array(segment_volume(student, image.array, batch_size=batch_size))
+    return image.with_array(segment_volume(student, image.array, batch_size=batch_size, roi=roi))

@@ -10,6 +10,9 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from tskd.data.image import image_suffix, write_image
+from tskd.errors import ConfigError
+from tskd.inference.predict import parse_roi
+from tskd.runtime.inference import resolve_roi
 from tskd.service.casefiles import read_upload_image
 from tskd.service.core import Service
 from tskd.service.errors import BadRequest, ServiceError
@@ -29,7 +32,10 @@ _PREDICT_FORM = {
         "content": {"multipart/form-data": {"schema": {
             "type": "object", "required": ["image"],
             "properties": {"image": {"type": "string", "format": "binary",
-                                     "description": "2D or 3D image (.nii.gz, .nrrd, .mha, .png, ...)"}},
+                                     "description": "2D or 3D image (.nii.gz, .nrrd, .mha, .png, ...)"},
+                           "roi": {"type": "string",
+                                   "description": "optional box in numpy index bounds, k0:k1,j0:j1,i0:i1 (as "
+                                                  "tskd predict --roi): only it is segmented, the rest is 0"}},
         }}},
     }
 }
@@ -64,17 +70,26 @@ async def predict(model_id: str, request: Request, svc: Service = Depends(servic
         raise
     folder = await run_in_threadpool(svc.workspace.new_tmp_dir, "predict")
     try:
-        form = await receive_form(request, folder, file_fields=("image",),
+        form = await receive_form(request, folder, file_fields=("image",), text_fields=("roi",),
                                   max_file_bytes=svc.settings.max_upload_bytes)
         if "image" not in form.files:
             raise BadRequest("form field 'image' is missing; send the image file")
+        try:
+            roi = parse_roi(form.fields.get("roi"))
+        except ConfigError as exc:
+            raise BadRequest(f"form field 'roi': {exc}") from None
         upload = form.files["image"]
         suffix = image_suffix(upload.filename)
         out_suffix = ".nrrd" if suffix == ".seg.nrrd" else suffix
 
         def run() -> Path:
             image = read_upload_image(upload)
-            label = segment_image(svc.students.get(package), image)
+            if roi is not None:
+                try:
+                    resolve_roi(roi, image.array.shape)
+                except ValueError as exc:
+                    raise BadRequest(f"form field 'roi' does not fit the image of shape {image.array.shape}: {exc}") from None
+            label = segment_image(svc.students.get(package), image, roi=roi)
             return write_image(label, folder / f"label{out_suffix}")
 
         result = await run_in_threadpool(run)
