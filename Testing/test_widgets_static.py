@@ -64,3 +64,29 @@ def test_relative_imports_exist(path):
 def test_the_checker_finds_a_typo():
     tree = ast.parse("import qt\ndef f(a):\n    b = a\n    return qt.QLabel(b, c)\n")
     assert {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - boundNames(tree) == {"c"}
+
+
+@pytest.mark.parametrize("path", WIDGET_FILES, ids=lambda p: p.name)
+def test_no_labelled_form_row_is_hidden_by_its_field_alone(path):
+    """Issue 14, item 9: Qt 5.15's QFormLayout has no setRowVisible; hiding the field of
+    ``addRow("Label:", field)`` leaves the label showing. Hidden rows must have no label of their
+    own (put labelled rows in a widget of their own and hide that)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    labelled = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "addRow"
+                and len(node.args) == 2 and isinstance(node.args[1], ast.Attribute)):
+            labelled.add(node.args[1].attr)
+    hidden = set()
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.For) else []
+        for target in targets:
+            if isinstance(target, ast.Attribute) and target.attr == "visible" and isinstance(target.value, ast.Attribute):
+                hidden.add(target.value.attr)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "setVisible" \
+                and isinstance(node.func.value, ast.Attribute):
+            hidden.add(node.func.value.attr)
+        if isinstance(node, ast.For) and isinstance(node.iter, ast.Tuple):  # for w in (self.a, self.b): w.visible = ...
+            if any(isinstance(n, ast.Attribute) and n.attr == "visible" for n in ast.walk(node)):
+                hidden.update(e.attr for e in node.iter.elts if isinstance(e, ast.Attribute))
+    assert not (labelled & hidden), "{} hides the field of a labelled row: {}".format(path.name, sorted(labelled & hidden))

@@ -78,9 +78,15 @@ class BackendWidget:
         self.tokenEdit.echoMode = qt.QLineEdit.Password
         self.tokenEdit.placeholderText = "the server's token (not stored)"
         self.connectButton = qt.QPushButton("Connect")
-        form.addRow("Server address:", self.urlEdit)
-        form.addRow("Token:", self.tokenEdit)
-        form.addRow(self.connectButton)
+        # The remote rows live in one widget, hidden as a whole with their labels: Qt 5.15's
+        # QFormLayout has no setRowVisible (Qt 6.4+), and hiding a field leaves its label showing.
+        self.remoteRows = qt.QWidget()
+        remoteForm = qt.QFormLayout(self.remoteRows)
+        remoteForm.setContentsMargins(0, 0, 0, 0)
+        remoteForm.addRow("Server address:", self.urlEdit)
+        remoteForm.addRow("Token:", self.tokenEdit)
+        remoteForm.addRow(self.connectButton)
+        form.addRow(self.remoteRows)
 
         self.statusLabel = qt.QLabel("Not connected.")
         self.statusLabel.wordWrap = True
@@ -189,8 +195,7 @@ class BackendWidget:
     def _updateButtons(self) -> None:
         local = bool(self.localRadio.checked)
         self.localButtons.visible = local
-        for widget in (self.urlEdit, self.tokenEdit, self.connectButton):
-            widget.visible = not local
+        self.remoteRows.visible = not local
         active = self.local.state in (STARTING, RUNNING) or self.local.needsPolling()
         self.startButton.enabled = local and not active and self.environment is not None
         self.stopButton.enabled = local and self.local.runner.isRunning()
