@@ -76,6 +76,7 @@ class ModuleWidget:
 
     def __init__(self, parentLayout: "qt.QLayout", moduleDir: str) -> None:
         self.session = SessionState()
+        self.session.errors.display = lambda text: slicer.util.errorDisplay(text, windowTitle="SlicerTSKD")
         self.pump = qt.QTimer()
         self.pump.setInterval(100)
         self.pump.connect("timeout()", self.session.poll)

@@ -11,8 +11,9 @@ widget, through ``busyChanged``, to poll for their results from a ``qt.QTimer``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 from .backendLogic import BackendInfo, BackendProblem, describeConnectionError
 from .backgroundTasks import Task, TaskRunner
@@ -24,7 +25,7 @@ from .segmentationLogic import SegmentationProblem
 from .signal import Signal
 from .trainingLogic import TrainingProblem
 
-__all__ = ["SessionState", "userMessage", "showError"]
+__all__ = ["SessionState", "ErrorReporter", "userMessage", "showError"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,69 @@ def userMessage(exc: BaseException, url: str = "") -> str:
 
 
 def showError(exc: BaseException, session: Optional["SessionState"] = None, title: str = "SlicerTSKD") -> None:
-    """Show :func:`userMessage` of ``exc`` in Slicer's error box (details go to the log). Slicer only."""
+    """Show :func:`userMessage` of ``exc`` once (details go to the log).
+
+    With a session the message goes through its :class:`ErrorReporter`, so failures that arrive
+    together (three requests on a project change) make one box; without one, Slicer's error box.
+    """
+    logger.info("%s", exc, exc_info=exc)
+    message = userMessage(exc, session.url if session is not None else "")
+    if session is not None:
+        session.errors.report(message)
+        return
     import slicer
 
-    logger.info("%s", exc, exc_info=exc)
-    slicer.util.errorDisplay(userMessage(exc, session.url if session is not None else ""), windowTitle=title)
+    slicer.util.errorDisplay(message, windowTitle=title)
+
+
+class ErrorReporter:
+    """Shows error messages one box at a time, never stacked (issue 14, item 10).
+
+    ``slicer.util.errorDisplay`` is modal: while it is open Qt runs a nested event loop, the
+    session's poll timer keeps delivering results, and every failure used to open one more box on
+    top. Here, messages reported while a box is open or while :meth:`holding` (one poll's batch) are
+    collected; identical ones are dropped; the rest are shown together in one box afterwards.
+
+    Args:
+        display: ``display(text)`` shows one message (blocking while a modal box is open); default: the log.
+    """
+
+    def __init__(self, display: Optional[Callable[[str], None]] = None) -> None:
+        self.display = display or (lambda text: logger.error("%s", text))
+        self._queued: List[str] = []
+        self._shown: Set[str] = set()
+        self._showing = False
+        self._holds = 0
+
+    def report(self, message: str) -> None:
+        if message in self._shown or message in self._queued:
+            return
+        self._queued.append(message)
+        if not self._holds and not self._showing:
+            self.flush()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Collect the messages reported inside the block; show them as one at its end."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+            if not self._holds and not self._showing:
+                self.flush()
+
+    def flush(self) -> None:
+        while self._queued and not self._showing:
+            batch, self._queued = self._queued, []
+            self._shown.update(batch)
+            self._showing = True
+            try:
+                self.display("\n\n".join(batch))
+            finally:
+                self._showing = False
+        if not self._showing:
+            self._shown = set()
 
 
 class SessionState:
@@ -79,6 +138,7 @@ class SessionState:
         self.casesChanged = Signal()
         self.modelReady = Signal("modelId")
         self.busyChanged = Signal("busy")
+        self.errors = ErrorReporter()
         self._busy = False
 
     @property
@@ -112,7 +172,8 @@ class SessionState:
 
     def poll(self) -> None:
         """Deliver finished tasks' callbacks (called by the widget's timer); ``busyChanged(False)`` when idle."""
-        self.tasks.poll()
+        with self.errors.holding():
+            self.tasks.poll()
         if self._busy and not self.tasks.pending():
             self._busy = False
             self.busyChanged.emit(False)
