@@ -198,3 +198,33 @@ def test_local_backend_that_never_answers_times_out(tmp_path):
     start = time.monotonic()
     backend.poll()
     assert time.monotonic() - start < 1
+
+
+def test_start_up_probe_runs_in_a_worker_and_poll_never_waits(tmp_path):
+    """Issue 14, item 6: with ``submit`` (the session's), poll() returns at once while /health is asked."""
+    from SlicerTSKDLib.backendLogic import RUNNING, STARTING, LocalBackend
+    from SlicerTSKDLib.backgroundTasks import TaskRunner
+
+    tasks = TaskRunner()
+    calls = []
+
+    def slowProbe(url, token):
+        calls.append(url)
+        time.sleep(0.5)  # a server that takes its time to answer
+        return len(calls) >= 2
+
+    runner = SubprocessRunner()
+    backend = LocalBackend(runner, probe=slowProbe, submit=tasks.submit)
+    backend.start([sys.executable, "-c", "import time; time.sleep(30)"], str(tmp_path / "ws"), {})
+    try:
+        began = time.monotonic()
+        for _ in range(5):
+            backend.poll()
+        assert time.monotonic() - began < 0.2 and backend.state == STARTING
+        assert tasks.waitAll(5) and len(calls) == 1 and backend.state == STARTING  # one probe at a time
+        backend.poll()
+        assert tasks.waitAll(5) and backend.state == RUNNING and len(calls) == 2
+    finally:
+        runner.kill()
+        runner.waitUntil(lambda: not runner.isRunning(), 10)
+        tasks.shutdown()

@@ -216,6 +216,9 @@ class LocalBackend:
         startTimeout: seconds the server gets to answer ``/health``.
         stopGrace: seconds between the request to stop and killing the server.
         clock: monotonic clock (tests pass a fake).
+        submit: runs the probe off the GUI thread, with ``SessionState.submit``'s signature
+            (``submit(name, function, *args, onSuccess=..., onError=...)``); without it the probe
+            blocks :meth:`poll` (headless use and tests).
 
     Signals:
         stateChanged(state: str, message: str): :data:`STARTING`, :data:`RUNNING`, :data:`STOPPING`,
@@ -232,8 +235,11 @@ class LocalBackend:
         startTimeout: float = 120.0,
         stopGrace: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
+        submit: Optional[Callable[..., Any]] = None,
     ) -> None:
         self.runner = runner
+        self.submit = submit
+        self._probing = False
         self.probe = probe or _probeHealth
         self.startTimeout = float(startTimeout)
         self.stopGrace = float(stopGrace)
@@ -280,9 +286,15 @@ class LocalBackend:
     def poll(self) -> None:
         """Advance start-up or shut-down: probe ``/health``, time out, or kill a server that does not stop."""
         if self.state == STARTING:
-            if self.probe(self.url, self.token):
-                self._setState(RUNNING, "The local backend runs at {}.".format(self.url))
-            elif self.clock() > self._deadline:
+            if self.submit is None:
+                self._onProbe(self.url, bool(self.probe(self.url, self.token)))
+            elif not self._probing:
+                self._probing = True
+                url = self.url
+                self.submit("Probing the local backend", self.probe, url, self.token,
+                            onSuccess=lambda ok: self._onProbe(url, bool(ok)),
+                            onError=lambda exc: self._onProbe(url, False))
+            if self.state == STARTING and self.clock() > self._deadline:
                 self.runner.killDirectChild()
                 self._setState(FAILED, "The local backend did not answer within {:g} s. {}".format(
                     self.startTimeout, self._lastLines()))
@@ -291,6 +303,11 @@ class LocalBackend:
             # the server only: its training workers run in their own sessions / process groups
             # (tskd.service.workers) and the next server adopts them; kill() would end the whole tree
             self.runner.killDirectChild()
+
+    def _onProbe(self, url: str, ok: bool) -> None:
+        self._probing = False
+        if ok and self.state == STARTING and url == self.url:
+            self._setState(RUNNING, "The local backend runs at {}.".format(self.url))
 
     def stop(self) -> None:
         """Ask the server to stop; it is killed when it is still running after ``stopGrace`` seconds.

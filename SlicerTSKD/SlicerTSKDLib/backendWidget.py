@@ -40,7 +40,7 @@ class BackendWidget:
         self.installWidget = installWidget
         self.environment: Optional[EnvironmentInfo] = None
         self.host = HostContext.current(environment=slicer.util.startupEnvironment())
-        self.local = LocalBackend(QProcessRunner())
+        self.local = LocalBackend(QProcessRunner(), submit=session.submit)  # /health probed in a worker
         self.local.stateChanged.connect(self._onLocalState)
         self.local.output.connect(lambda text: self.logView.appendPlainText(text.rstrip()))
         self.localTimer = qt.QTimer()
