@@ -26,4 +26,6 @@ def package_014(tmp_path_factory):
 @pytest.fixture(scope="session")
 def package_axis1(tmp_path_factory):
     """unet_tiny, labels 0, 1, 4, input 32, slice axis 1 (coronal-like slices)."""
-    return make_package(tmp_path_factory.mktemp("pkg_axis1") / "package", slice_axis=1, seed=1)
+    # seed 7: the untrained student predicts all three classes on the test volumes (about 0.44, 0.51, 0.05
+    # of the voxels), so label mapping and resizing are checked for every class
+    return make_package(tmp_path_factory.mktemp("pkg_axis1") / "package", slice_axis=1, seed=7)
