@@ -131,6 +131,23 @@ def test_the_real_final_status_of_a_run():
     assert [row.title for row in display.stages][-2:] == ["Student fine-tuning", "Finishing"]
     assert display.diceText == "0.96" and display.modelId == "c384e9d57b5e"
     assert display.headline == "Training finished: the new model is ready. Validation Dice 0.96."
+    assert display.verdictText == ""  # a server from before the comparison
+
+    # the backend's comparison of the distilled student with the labels-only reference
+    line = ("the distilled student was not better than training on the labels alone (0.890 vs 0.930), so the "
+            "labels-only student was exported; a foundation model (MedSAM) is what makes distillation pay")
+    done["comparison"] = {"distilled": {"val_dice": 0.89}, "reference": {"val_dice": 0.93}, "chosen": "reference",
+                          "decided_on": "too_few_validation_subjects", "val_subjects": 2, "verdict": line,
+                          "warning": "only 2 validation subjects: too few to tell the two students apart"}
+    display = jobDisplay(done)
+    assert display.verdictText == ("The distilled student was not better than training on the labels alone (0.890 "
+                                   "vs 0.930), so the labels-only student was exported; a foundation model (MedSAM) "
+                                   "is what makes distillation pay. Note: only 2 validation subjects: too few to "
+                                   "tell the two students apart.")
+    assert display.headline == "Training finished: the new model is ready. " + display.verdictText
+    running = copy.deepcopy(done)
+    running["state"] = "running"
+    assert jobDisplay(running).verdictText == ""
 
 
 def test_which_job_to_follow_or_resume():
@@ -148,3 +165,7 @@ def test_model_title():
              "metrics": {"val_dice": 0.9312}}
     assert modelTitle(model) == "2026-11-21 06:41 - unet_small - Dice 0.93"
     assert modelTitle({"id": "m2"}) == "m2"
+    assert modelTitle(dict(model, kind="distilled", base="medsam-vit-b")) == (
+        "2026-11-21 06:41 - TS-KD unet_small - Dice 0.93 - from medsam-vit-b")
+    assert modelTitle(dict(model, kind="reference", base=None)) == (
+        "2026-11-21 06:41 - labels only unet_small - Dice 0.93 - no teacher")

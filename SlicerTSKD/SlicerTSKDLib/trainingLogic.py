@@ -41,6 +41,8 @@ __all__ = [
     "activeJob",
     "resumableJob",
     "modelTitle",
+    "verdictText",
+    "KIND_TITLES",
 ]
 
 QUALITIES = ("quick", "standard", "thorough")
@@ -64,6 +66,7 @@ _STAGE_TITLES = {
     "distill": "Distillation",
     "mae": "Student pre-training",
     "finetune": "Student fine-tuning",
+    "reference": "Labels-only reference",
     "export": "Export",
     "pipeline": "Finishing",
 }
@@ -159,6 +162,9 @@ class JobDisplay:
         finished: the job reached a final state.
         modelId: the model it produced (``done`` only).
         foundationText: which foundation model the job trains on (empty for servers that do not say).
+        verdictText: once done, the backend's one line on which student was exported (the distilled
+            one or the one trained on the labels alone) and what distillation added; empty when the
+            server does not say.
     """
 
     state: str
@@ -173,6 +179,23 @@ class JobDisplay:
     finished: bool = False
     modelId: Optional[str] = None
     foundationText: str = ""
+    verdictText: str = ""
+
+
+#: How the model list names each kind of model (``kind`` in the package's metadata).
+KIND_TITLES = {"distilled": "TS-KD", "reference": "labels only"}
+
+
+def verdictText(status: Dict[str, Any]) -> str:
+    """The backend's line on a finished job's choice between its two students, with its warning."""
+    comparison = status.get("comparison") if isinstance(status.get("comparison"), dict) else {}
+    line = comparison.get("verdict")
+    if not isinstance(line, str) or not line:
+        return ""
+    text = line[0].upper() + line[1:] + "."
+    if isinstance(comparison.get("warning"), str) and comparison["warning"]:
+        text += " Note: {}.".format(comparison["warning"])
+    return text
 
 
 def _foundation(item: Dict[str, Any]) -> str:
@@ -241,7 +264,12 @@ def jobDisplay(status: Dict[str, Any]) -> JobDisplay:
         if status.get("cancel_requested"):
             headline = "Stopping: the backend saves a checkpoint first."
     elif state == "done":
-        headline = "Training finished: the new model is ready." + (" Validation Dice {:.2f}.".format(dice) if dice is not None else "")
+        verdict = verdictText(status)
+        if verdict:
+            headline = "Training finished: the new model is ready. " + verdict
+        else:
+            headline = "Training finished: the new model is ready." + (
+                " Validation Dice {:.2f}.".format(dice) if dice is not None else "")
     elif state == "failed":
         headline = "Training failed: {}".format(status.get("error") or "see the log below.")
     elif state == "cancelled":
@@ -264,6 +292,7 @@ def jobDisplay(status: Dict[str, Any]) -> JobDisplay:
         finished=state not in ACTIVE_STATES,
         modelId=status.get("model_id") if state == "done" else None,
         foundationText=_foundation(status),
+        verdictText=verdictText(status) if state == "done" else "",
     )
 
 
@@ -287,14 +316,19 @@ def resumableJob(jobs: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
 
 
 def modelTitle(model: Dict[str, Any]) -> str:
-    """``"2026-11-21 06:35 - unet_small - Dice 0.93 - from medsam-vit-b"`` for the model chooser (the last
-    part names the foundation model the student was distilled from, when the server says)."""
+    """``"2026-11-21 06:35 - TS-KD unet_small - Dice 0.93 - from medsam-vit-b"`` for the model chooser: the
+    kind (``TS-KD`` distilled, or ``labels only`` when the run's labels-only reference was better), the
+    student, and the foundation model it was distilled from, when the server says."""
     created = str(model.get("created") or "")[:16].replace("T", " ")
     student = model.get("student") if isinstance(model.get("student"), dict) else {}
-    parts = [created or str(model.get("id", "?")), str(student.get("architecture") or "")]
+    kind = KIND_TITLES.get(str(model.get("kind")), "")
+    architecture = str(student.get("architecture") or "")
+    parts = [created or str(model.get("id", "?")), " ".join(p for p in (kind, architecture) if p)]
     dice = _dice(model.get("metrics") or {})
     if dice is not None:
         parts.append("Dice {:.2f}".format(dice))
-    if "base" in model:
+    if model.get("kind") == "reference":
+        parts.append("no teacher")
+    elif "base" in model:
         parts.append("from {}".format(model["base"]) if model.get("base") else "no foundation model")
     return " - ".join(part for part in parts if part)

@@ -130,5 +130,5 @@ def test_benchmark_command_on_2d_images(tmp_path, capsys):
     assert math.isfinite(result["test"]["mean_dice"])
     assert result["test"]["mean_hd95_mm"] is None or result["test"]["mean_hd95_mm"] >= 0
     # the labelled-only budget: distill + finetune steps (3 + 3 with --max-steps 3)
-    assert read_json(out / "runs" / "labelled_only" / "student" / "finetune" / "stage.json")["steps"] == 6
+    assert read_json(out / "runs" / "labelled_only" / "student" / "reference" / "stage.json")["steps"] == 6
     assert [line for line in (out / "results.csv").read_text(encoding="utf-8").splitlines()][1].startswith("labelled_only,done,")

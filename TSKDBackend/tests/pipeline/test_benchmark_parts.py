@@ -16,6 +16,7 @@ from tskd.pipeline.benchmark.report import markdown_table, write_table_files
 from tskd.pipeline.benchmark.split import benchmark_split, load_or_make_split
 from tskd.pipeline.config import resolve_config
 from tskd.pipeline.methods import METHODS, available_methods, get_method, parse_methods
+from tskd.pipeline.student_stage import supervised_budget
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +80,9 @@ def test_method_configs_follow_the_budget_rules():
     assert no_synth.synthesis.enabled is False and no_synth.teacher == config.teacher and no_synth.data == config.data
 
     supervised, note = get_method("labelled_only").configure(config)
-    assert supervised.finetune.train.max_steps == d + f
-    assert supervised.finetune.train.lr == config.distill.train.lr
+    budget = supervised_budget(supervised)
+    assert budget.max_steps == d + f
+    assert budget.lr == config.distill.train.lr
     assert str(d + f) in note
 
     mae, note = get_method("mae").configure(config)

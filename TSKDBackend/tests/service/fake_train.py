@@ -9,7 +9,9 @@ a 1x1 "threshold" network whose logits are ``[-x, x]``, so it labels 1 where the
 intensity is positive; plus ``tskd-model.json``). The ``fake`` section of the config file controls it:
 
     fake: {steps: 10, step_s: 0.05, exit: 0, ignore_cancel: false, spawn_child: false, size: 32,
-           error: null}
+           error: null, comparison: null}
+
+``comparison`` (a dict like ``tskd train``'s) goes into the package's metadata with ``kind``.
 
 ``preset: bad`` (or ``fake.error``) prints ``tskd: error: ...`` and exits 2, as the CLI does.
 """
@@ -29,7 +31,7 @@ import yaml
 from tskd.progress import ProgressEvent, StatusFileProgress
 
 
-def write_package(folder: Path, size: int) -> None:
+def write_package(folder: Path, size: int, comparison: dict | None = None) -> None:
     import onnx
     from onnx import TensorProto, helper
 
@@ -58,6 +60,9 @@ def write_package(folder: Path, size: int) -> None:
         "metrics": {"val_dice": 0.5},
         "onnx": {"opset": 17, "input_name": "image", "output_name": "logits", "argmax_agreement": 1.0},
     }
+    if comparison:  # as tskd train records its choice between the distilled and the labels-only student
+        metadata["kind"] = comparison["chosen"]
+        metadata["comparison"] = comparison
     (folder / "tskd-model.json").write_text(json.dumps(metadata, indent=1), encoding="utf-8")
 
 
@@ -97,7 +102,7 @@ def main() -> int:
         checkpoint.write_text(json.dumps({"step": step + 1}), encoding="utf-8")
         progress(ProgressEvent("fake", step + 1, steps, metrics={"loss": 1.0 / (step + 1)}))
         print(f"step {step + 1}/{steps}", flush=True)
-    write_package(out / "package", int(cfg.get("size", 32)))
+    write_package(out / "package", int(cfg.get("size", 32)), cfg.get("comparison"))
     progress(ProgressEvent("fake", steps, steps, message="finished", state="done", metrics={"val_dice": 0.5}))
     print("done", flush=True)
     return int(cfg.get("exit", 0))

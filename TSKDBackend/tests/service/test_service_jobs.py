@@ -37,6 +37,7 @@ def test_job_runs_to_a_model(server, project, phantom_files, tmp_path):
     assert done["progress"]["state"] == "done" and done["progress"]["metrics"] == {"val_dice": 0.5}
     assert "done" in done["log_tail"] and "step 5/5" in done["log_tail"]
     assert done["model_id"]
+    assert done["comparison"] is None  # a package without the comparison (older tskd) still registers
     # the worker got the real contract's arguments
     seen = json.loads((run_dir(server, job["id"]) / "seen.json").read_text(encoding="utf-8"))
     assert seen["images"] == ["case_000.nii.gz", "case_001.nii.gz"] and seen["preset"] == "tiny"
@@ -45,6 +46,7 @@ def test_job_runs_to_a_model(server, project, phantom_files, tmp_path):
     assert [m["id"] for m in models] == [done["model_id"]]
     assert models[0]["metrics"] == {"val_dice": 0.5} and models[0]["input"]["size"] == 32
     assert {f["name"] for f in models[0]["files"]} == {"model.onnx", "tskd-model.json"}
+    assert models[0]["kind"] is None and models[0]["comparison"] is None
     model = client.get_model(done["model_id"])
     assert model["metadata"]["format"] == "tskd-student" and model["job_id"] == job["id"]
 
@@ -56,6 +58,26 @@ def test_job_runs_to_a_model(server, project, phantom_files, tmp_path):
     log = client.download_job_log(job["id"], str(tmp_path / "log.txt"))
     text = open(log).read()
     assert "fake training: 2 images, starting at step 0" in text and "attempt 1" in text
+
+
+def test_job_status_says_which_student_was_exported(server, project, phantom_files):
+    client = server.client()
+    add_cases(client, project["id"], phantom_files, count=2)
+    line = ("the distilled student was not better than training on the labels alone (0.890 vs 0.930), so the "
+            "labels-only student was exported")
+    comparison = {"distilled": {"val_dice": 0.89}, "reference": {"val_dice": 0.93}, "chosen": "reference",
+                  "decided_on": "validation", "val_subjects": 4, "warning": None, "verdict": line,
+                  "foundation_weights": True}
+    job = client.start_job(project["id"], preset="tiny", settings=fake(steps=2, step_s=0.01, comparison=comparison))
+    done = wait_state(client, job["id"], ("done", "failed"))
+    assert done["state"] == "done", done
+    assert done["comparison"]["chosen"] == "reference" and done["comparison"]["verdict"] == line
+    assert done["comparison"]["reference"] == {"val_dice": 0.93} and done["comparison"]["distilled"]["val_dice"] == 0.89
+    assert "foundation_weights" not in done["comparison"]  # the documented fields only
+    [model] = client.list_models(project["id"])
+    assert model["kind"] == "reference" and model["comparison"]["verdict"] == line
+    assert model["base"] is None  # trained on the labels alone: no foundation model went into it
+    assert client.get_model(done["model_id"])["metadata"]["kind"] == "reference"
 
 
 def test_server_side_prediction(server, project, phantom_files, tmp_path):

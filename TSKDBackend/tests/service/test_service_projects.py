@@ -23,6 +23,10 @@ def test_health_info_and_openapi(server):
     schema = json.loads(urllib.request.urlopen(server.url + "/openapi.json", timeout=10).read())
     assert "/api/v1/projects/{project_id}/cases" in schema["paths"]
     assert "multipart/form-data" in schema["paths"]["/api/v1/projects/{project_id}/cases"]["post"]["requestBody"]["content"]
+    components = schema["components"]["schemas"]
+    assert "comparison" in components["JobOut"]["properties"] and "kind" in components["ModelOut"]["properties"]
+    assert components["ComparisonOut"]["properties"]["chosen"]["enum"] == ["distilled", "reference"]
+    assert "verdict" in components["ComparisonOut"]["required"]
     docs = urllib.request.urlopen(server.url + "/docs", timeout=10).read().decode()
     assert "swagger" in docs.lower()
 

@@ -16,14 +16,17 @@ Run the whole TS-KD pipeline on DATASET:
                 quality-gated synthetic images labelled by the teacher
   3. distill    distil the teacher into the light student on the transfer set
   4. finetune   fine-tune the student on the labelled cases
-and export the student (ONNX + metadata) for Slicer. Everything is written under OUT; if the run
-stops (Ctrl-C, a crash, a reboot), the same command resumes where it stopped.
+  5. reference  train the same student on the labelled cases alone (distill + finetune steps;
+                off with 'reference: {enabled: false}' in --config)
+and export the better of the two students on the validation volumes (ONNX + metadata) for
+Slicer; the last line printed says which one and what distillation added. Everything is written
+under OUT; if the run stops (Ctrl-C, a crash, a reboot), the same command resumes where it stopped.
 """
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="run the whole pipeline: teacher, synthesis, distillation, fine-tuning, export",
+        "train", help="run the whole pipeline: teacher, synthesis, distillation, fine-tuning, reference, export",
         description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data", required=True, metavar="DATASET", help="dataset folder or manifest")

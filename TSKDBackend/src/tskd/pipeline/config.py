@@ -17,7 +17,7 @@ from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
 from tskd.synthesis.config import DiffusionConfig
 from tskd.teacher.config import TeacherConfig
 
-__all__ = ["DataConfig", "PipelineConfig", "resolve_config", "DEFAULT_PRESET"]
+__all__ = ["DataConfig", "ReferenceConfig", "PipelineConfig", "resolve_config", "DEFAULT_PRESET"]
 
 DEFAULT_PRESET = "cpu-small"
 
@@ -52,6 +52,30 @@ class DataConfig(ConfigBase):
 
 
 @dataclass
+class ReferenceConfig(ConfigBase):
+    """The supervised reference of every run: the same student trained on the labelled cases alone.
+
+    It has the distilled student's architecture, input size and augmentation, and a budget of
+    ``distill.train.max_steps + finetune.train.max_steps`` steps with the distill section's other
+    training settings (those of a student trained from scratch). Both exported students are scored
+    on the validation volumes and the better one becomes the run's model (``RUN/package``); see
+    docs/architecture.md ("The supervised reference").
+
+    Args:
+        enabled: train the reference and choose; False exports the distilled student unchecked.
+        min_val_subjects: with fewer validation subjects than this the choice is still made (by the
+            validation Dice) but reported as too few to tell.
+    """
+
+    enabled: bool = True
+    min_val_subjects: int = 3
+
+    def __post_init__(self) -> None:
+        if self.min_val_subjects < 1:
+            raise ValueError(f"min_val_subjects must be at least 1, got {self.min_val_subjects}")
+
+
+@dataclass
 class PipelineConfig(ConfigBase):
     """Every setting of a TS-KD run.
 
@@ -63,6 +87,7 @@ class PipelineConfig(ConfigBase):
         distill: distilling the teacher into the student on the transfer set.
         mae: MAE pre-training of a ViT student (baseline and optional initialisation).
         finetune: fine-tuning the distilled student on the labelled cases.
+        reference: the student trained on the labelled cases alone, and the choice between the two.
     """
 
     seed: int = 0
@@ -72,6 +97,7 @@ class PipelineConfig(ConfigBase):
     distill: DistillConfig = field(default_factory=DistillConfig)
     mae: MAEConfig = field(default_factory=MAEConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
     def engine_configs(self) -> Iterator[tuple[str, EngineConfig]]:
         """Each stage's training-loop settings, by dotted path (``teacher.train``...)."""

@@ -34,6 +34,7 @@ STAGE_FOLDERS = {
     "mae": "student/mae",
     "distill": "student/distill",
     "finetune": "student/finetune",
+    "reference": "student/reference",
 }
 
 
@@ -136,6 +137,17 @@ def _overlays(run: RunFolder, data: PreparedData, out: Path, max_cases: int) -> 
     return paths
 
 
+def _comparison_table(summary: dict[str, Any]) -> list[str]:
+    """The two students' validation Dice (exported packages, validation volumes) and which was kept."""
+    if summary.get("reference") is None:
+        return []
+    rows = ["| student | validation Dice (volumes) | exported |", "| --- | --- | --- |"]
+    for kind, title in (("distilled", "TS-KD (distilled, fine-tuned)"), ("reference", "labels only (reference)")):
+        rows.append(f"| {title} | {_fmt((summary.get(kind) or {}).get('val_dice'))} | "
+                    f"{'yes' if summary.get('chosen') == kind else ''} |")
+    return rows + [""]
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -148,6 +160,11 @@ def write_report(run: RunFolder, data: PreparedData, summary: dict[str, Any], *,
     out.mkdir(parents=True, exist_ok=True)
     stages = summary.get("stages", {})
     lines = ["# TS-KD run report", "", f"Run folder: `{run.root}`  ", f"Dataset: `{summary.get('data')}`", ""]
+    if summary.get("verdict"):
+        lines += [f"**Exported model: {summary['verdict']}.**", ""]
+        if summary.get("warning"):
+            lines += [f"Warning: {summary['warning']}.", ""]
+        lines += _comparison_table(summary)
     teacher = stages.get("teacher")
     if teacher:
         if teacher["has_foundation_weights"]:

@@ -24,13 +24,14 @@ from tskd.errors import CancelledError, ConfigError
 from tskd.log import add_file_handler
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData, load_prepared_data, run_data_stage
-from tskd.pipeline.export_stage import run_export_stage
+from tskd.pipeline.export_stage import export_run_model
 from tskd.pipeline.report import write_report
 from tskd.pipeline.run_folder import RunFolder
 from tskd.pipeline.student_stage import (
     StageContext,
     run_distill_stage,
     run_finetune_stage,
+    run_reference_stage,
 )
 from tskd.pipeline.synthesis_stage import run_synthesis_stage
 from tskd.pipeline.teacher_stage import run_teacher_stage
@@ -44,14 +45,18 @@ from tskd.progress import (
     StatusFileProgress,
 )
 
-__all__ = ["run_stages", "format_summary", "uses_cpu", "ModelStages", "TRAINING_STAGES", "ALL_STAGES"]
+__all__ = ["run_stages", "format_summary", "uses_cpu", "ModelStages", "TRAINING_STAGES", "ALL_STAGES",
+           "COMPARISON_KEYS"]
 
 logger = logging.getLogger(__name__)
 
 #: Stages that train something, in pipeline order (used for "stage i of n" in progress displays).
-TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune")
+TRAINING_STAGES = ("teacher", "synthesis", "distill", "finetune", "reference")
 #: Every stage, in order.
 ALL_STAGES = ("data",) + TRAINING_STAGES + ("export", "report")
+#: What ``summary.json`` records at its top about the choice between the two students (see
+#: :mod:`tskd.pipeline.choice`): fixed keys, present in every ``tskd train`` run that exported.
+COMPARISON_KEYS = ("distilled", "reference", "chosen", "decided_on", "val_subjects", "warning", "verdict")
 
 #: Model stages other than TS-KD's (the benchmark's baselines): called after the data stage with the
 #: run folder, the prepared data, the config, the progress/stop context and the summary to fill in.
@@ -119,7 +124,7 @@ def run_stages(
     else:
         reporter = NullProgress()
     flag = StopFlag(cancel_file)
-    training = [s for s in TRAINING_STAGES if s in stages]
+    training = [s for s in TRAINING_STAGES if s in stages and (s != "reference" or config.reference.enabled)]
     summary: dict[str, Any] = {"tskd_version": __version__, "run": str(run.root), "data": str(data_path), "stages": {}}
     if dist is not None:
         summary["processes"] = dist.world_size
@@ -173,7 +178,8 @@ def _launched_distributed() -> bool:
 
 def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages: Sequence[str],
                       reporter: ProgressReporter, flag: StopFlag, position: Any, summary: dict[str, Any]) -> None:
-    """Teacher, synthesis + transfer set, distillation, fine-tuning (each only when asked for).
+    """Teacher, synthesis + transfer set, distillation, fine-tuning, the supervised reference (each
+    only when asked for), then the export of the better of the two students.
 
     Each training stage runs on every process; the stage functions write their files on rank 0
     and return only when those files exist. The transfer set (needs the teacher) and the export
@@ -208,8 +214,16 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
     if "finetune" in stages:
         student = run_finetune_stage(run, data, config, student, context.at(**position("finetune")))
         summary["stages"]["finetune"] = _student_summary(run.finetune)
+        reference = None
+        if "reference" in stages and config.reference.enabled:
+            reference = run_reference_stage(run, data, config, context.at(**position("reference")))
+            summary["stages"]["reference"] = _student_summary(run.reference)
         if "export" in stages:
-            summary["stages"]["package"] = on_main(run_export_stage, run, data, student, teacher.info)
+            export = broadcast_object(on_main(export_run_model, run, data, config, distilled=student,
+                                              reference=reference, teacher_info=teacher.info))
+            summary["stages"]["package"] = export
+            comparison = export.get("comparison") or {}
+            summary.update({key: comparison.get(key) for key in COMPARISON_KEYS})
 
 
 def _student_summary(folder: Path) -> dict[str, Any]:
@@ -243,16 +257,21 @@ def format_summary(summary: dict[str, Any]) -> str:
         result = (f"{counts.get('synthetic', 0)} synthetic (+{dropped} dropped) + "
                   f"{counts.get('real_labelled', 0) + counts.get('real_unlabelled', 0)} real slices")
         rows.append(("synthesis", result if s["enabled"] else "disabled: real images only", str(run / "transfer_set")))
-    for name in ("distill", "finetune"):
+    for name in ("distill", "finetune", "reference"):
         if name in stages:
             st = stages[name]
-            rows.append((name, f"val Dice {_dice(st['metrics'])}, {st['parameters']:,} parameters", st["folder"]))
+            what = "labels only, " if name == "reference" else ""
+            rows.append((name, f"{what}val Dice {_dice(st['metrics'])}, {st['parameters']:,} parameters", st["folder"]))
     for name in ("package", "report"):
         if name in stages:
             rows.append((name, stages[name].get("result", ""), stages[name]["folder"]))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if summary.get("verdict"):
+        lines.append(f"exported: {summary['verdict']}")
+    if summary.get("warning"):
+        lines.append(f"warning: {summary['warning']}")
     lines.append(f"finished in {summary.get('seconds', 0):.0f} s; run folder: {run}")
     return "\n".join(lines)
 

@@ -35,6 +35,8 @@ class RunFolder:
     mae = property(lambda self: self.root / "student" / "mae")
     distill = property(lambda self: self.root / "student" / "distill")
     finetune = property(lambda self: self.root / "student" / "finetune")
+    reference = property(lambda self: self.root / "student" / "reference")
+    candidates = property(lambda self: self.root / "candidates")
     package = property(lambda self: self.root / "package")
     report = property(lambda self: self.root / "report")
     status = property(lambda self: self.root / "status.json")

@@ -1,5 +1,7 @@
 """Student stages: distillation on the transfer set, then supervised fine-tuning on the labelled
-cases (TS-KD's order), plus the pieces the baselines reuse (MAE pre-training, feature-only KD).
+cases (TS-KD's order), the supervised reference (the same student on the labelled cases alone, which
+is also the benchmark's ``labelled_only`` method), plus the pieces the baselines reuse (MAE
+pre-training, feature-only KD).
 
 Each stage folder holds ``student.pt`` and ``stage.json`` (written last: the stage is done).
 """
@@ -43,6 +45,8 @@ __all__ = [
     "run_distill_stage",
     "run_finetune_stage",
     "run_mae_stage",
+    "run_reference_stage",
+    "supervised_budget",
     "TeacherEmbeddings",
 ]
 
@@ -219,6 +223,46 @@ def run_finetune_stage(
         train=config.finetune.train, context=context,
         fingerprint={"finetune": config.finetune.to_dict(), "prepared": data.prepared.fingerprint,
                      "start": student.spec(), "start_weights": _digest(student)},
+    )
+    return student
+
+
+def supervised_budget(config: PipelineConfig) -> EngineConfig:
+    """The reference's training settings: the distill section's, for distill + fine-tune steps.
+
+    A student trained from scratch gets the learning rate, batch size and warm-up of distillation
+    (not fine-tuning's lower rate, which is meant to refine distilled weights) and the number of
+    optimisation steps TS-KD gives its student in all.
+    """
+    train = config.distill.train.to_dict()
+    train["max_steps"] = config.distill.train.max_steps + config.finetune.train.max_steps
+    train["best_metric"] = "val_dice"  # what SupervisedTask validates (distill's may be a KD metric)
+    return EngineConfig.from_dict(train, source="reference budget (distill.train + finetune steps)")
+
+
+def run_reference_stage(
+    run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
+    *, folder: Path | None = None, stage: str = "reference",
+) -> StudentModel:
+    """The supervised reference: a fresh student (``distill.student``) trained with Dice + CE on the
+    labelled training slices alone, with the run's augmentation, for :func:`supervised_budget`.
+
+    Resumable like every stage (``RUN/student/reference/checkpoints``); skipped when ``stage.json``
+    exists. ``tskd train`` runs it next to TS-KD's student, the benchmark as ``labelled_only``.
+    """
+    folder = folder or run.reference
+    if _done(folder):
+        return load_student(folder / "student.pt")
+    student = new_student(config, data)
+    train = supervised_budget(config)
+    fit_stage(
+        folder=folder, stage=stage, model=student,
+        task=SupervisedTask(num_classes=data.num_classes, val_data=_val(data)),
+        dataset=SliceDataset(data.prepared, data.train_labelled, augment=build_augmentation(config.data.augment),
+                             seed=config.seed),
+        train=train, context=context,
+        fingerprint={"reference": train.to_dict(), "student": student.spec(), "prepared": data.prepared.fingerprint,
+                     "augment": config.data.augment.to_dict()},
     )
     return student
 

@@ -261,6 +261,20 @@ class StudentPackage:
         return dict(self.metadata.get("metrics") or {})
 
     @property
+    def kind(self) -> Optional[str]:
+        """``"distilled"`` or ``"reference"`` (the labels-only student); None in packages that do
+        not say (written before tskd recorded it, or by the benchmark's baselines)."""
+        kind = self.metadata.get("kind")
+        return kind if kind in ("distilled", "reference") else None
+
+    @property
+    def comparison(self) -> Optional[Dict[str, Any]]:
+        """The run's comparison of its two students (``distilled``, ``reference``, ``chosen``,
+        ``decided_on``, ``verdict``...); None when the package does not carry one."""
+        comparison = self.metadata.get("comparison")
+        return dict(comparison) if isinstance(comparison, dict) else None
+
+    @property
     def onnx(self) -> Dict[str, Any]:
         return dict(self._onnx)
 

@@ -22,6 +22,7 @@ from tskd.service.db import Database
 from tskd.service.errors import Conflict, NotFound, Unprocessable
 from tskd.service.checkpoints import Checkpoints
 from tskd.service.info import list_presets
+from tskd.service.registry import package_comparison
 from tskd.service.jobfiles import (
     FileCache,
     JobFiles,
@@ -97,10 +98,12 @@ class Jobs:
             converted = progress_record(record)
             if converted is not None:
                 stages[str(name)] = converted
-        model = None
+        model, comparison = None, None
         if row["state"] == "done":
-            found = self.db.query_one("SELECT id FROM models WHERE job_id = ?", (row["id"],))
-            model = found["id"] if found else None
+            found = self.db.query_one("SELECT id, metadata FROM models WHERE job_id = ?", (row["id"],))
+            if found:
+                model = found["id"]
+                comparison = package_comparison(json.loads(found["metadata"]))
         tail = self._tails.get(files.output) or []
         return {
             "id": row["id"],
@@ -122,6 +125,7 @@ class Jobs:
             "stages": stages,
             "log_tail": tail[-self.log_tail_lines:] if self.log_tail_lines else [],
             "model_id": model,
+            "comparison": comparison,
         }
 
     # -- changes ------------------------------------------------------------------------------

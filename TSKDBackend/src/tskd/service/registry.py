@@ -19,7 +19,7 @@ from tskd.service.errors import NotFound
 from tskd.service.storage import Workspace, is_id, new_id, zip_folder
 from tskd.service.timeutil import iso
 
-__all__ = ["Models", "PACKAGE_FILES", "read_package_metadata"]
+__all__ = ["Models", "PACKAGE_FILES", "read_package_metadata", "package_comparison"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,19 @@ def read_package_metadata(package: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{package / 'tskd-model.json'}: is not a JSON object")
     return data
+
+
+_COMPARISON_KEYS = ("distilled", "reference", "chosen", "decided_on", "val_subjects", "warning", "verdict")
+
+
+def package_comparison(metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's comparison of its two students from a package's metadata (see
+    ``docs/student-package.md``), or None when the package does not carry a usable one."""
+    comparison = metadata.get("comparison")
+    if not isinstance(comparison, dict) or comparison.get("chosen") not in ("distilled", "reference") \
+            or not isinstance(comparison.get("verdict"), str) or not isinstance(comparison.get("distilled"), dict):
+        return None
+    return {key: comparison.get(key) for key in _COMPARISON_KEYS}
 
 
 class Models:
@@ -115,6 +128,9 @@ class Models:
                  for p in sorted(package.iterdir()) if p.is_file()] if package.is_dir() else []
         teacher = metadata.get("teacher") if isinstance(metadata.get("teacher"), dict) else {}
         job = self.db.query_one("SELECT base, base_sha256 FROM jobs WHERE id = ?", (row["job_id"],)) or {}
+        kind = metadata.get("kind") if metadata.get("kind") in ("distilled", "reference") else None
+        if kind == "reference":  # trained on the labels alone: no foundation model went into it
+            job = {}
         return {
             "id": row["id"],
             "project_id": row["project_id"],
@@ -128,6 +144,8 @@ class Models:
             # which foundation model the student was distilled from: the job's name for it, the package's hash
             "base": job.get("base") or teacher.get("base"),
             "base_sha256": teacher.get("base_sha256") or job.get("base_sha256"),
+            "kind": kind,
+            "comparison": package_comparison(metadata),
             "files": files,
             "metadata": metadata if full else None,
         }

@@ -132,6 +132,23 @@ class JobProgress(BaseModel):
     updated: Optional[str]
 
 
+class StudentScore(BaseModel):
+    val_dice: Optional[float] = Field(description="mean foreground Dice of the exported student on the validation "
+                                      "volumes (None without validation volumes)")
+
+
+class ComparisonOut(BaseModel):
+    """A run's choice between its distilled student and the one trained on the labels alone."""
+
+    distilled: StudentScore
+    reference: Optional[StudentScore] = Field(description="the labels-only student (None: reference disabled)")
+    chosen: Literal["distilled", "reference"] = Field(description="which student the job exported as its model")
+    decided_on: Literal["validation", "too_few_validation_subjects", "no_validation", "reference_disabled"]
+    val_subjects: int = Field(description="validation subjects the scores come from")
+    warning: Optional[str] = Field(description="why the choice is uncertain or unchecked (None: it is not)")
+    verdict: str = Field(description="one line for the user: which student was exported and what distillation added")
+
+
 class JobOut(BaseModel):
     id: str
     project_id: str
@@ -152,6 +169,9 @@ class JobOut(BaseModel):
     stages: dict[str, JobProgress]
     log_tail: list[str]
     model_id: Optional[str]
+    comparison: Optional[ComparisonOut] = Field(
+        default=None, description="a finished job's distilled vs labels-only students and which was exported "
+        "(None until done, and for packages that do not record it)")
 
 
 class JobList(BaseModel):
@@ -171,6 +191,10 @@ class ModelOut(BaseModel):
     base: Optional[str] = Field(default=None, description="the foundation model the student was distilled from "
                                 "(None: a teacher trained from scratch)")
     base_sha256: Optional[str] = Field(default=None, description="its SHA-256 (as in the package's teacher.base_sha256)")
+    kind: Optional[Literal["distilled", "reference"]] = Field(
+        default=None, description="distilled: the TS-KD student; reference: the student trained on the labels "
+        "alone, exported because distillation did not beat it; None: the package does not say")
+    comparison: Optional[ComparisonOut] = Field(default=None, description="the run's comparison (package metadata)")
     files: list[dict[str, Any]]
     metadata: Optional[dict[str, Any]] = Field(default=None,
                                                description="the whole tskd-model.json (single model only)")

@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 #: Share of the labelled subjects held out as the test set by default.
 DEFAULT_TEST_FRACTION = 0.2
 
-_STAGE_FOLDERS = ("teacher", "synthesis", "student/mae", "student/distill", "student/finetune")
+_STAGE_FOLDERS = ("teacher", "synthesis", "student/mae", "student/distill", "student/finetune", "student/reference")
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,13 @@ def student_summary(folder: Path) -> dict[str, Any]:
 
 
 def export_student(run: RunFolder, data: PreparedData, student: StudentModel, teacher_info: dict[str, Any] | None,
-                   summary: dict[str, Any]) -> None:
-    """The export stage for a baseline's fine-tuned student (``RUN/student/finetune``), recorded in ``summary``."""
-    summary["stages"]["finetune"] = student_summary(run.finetune)
-    summary["stages"]["package"] = run_export_stage(run, data, student, teacher_info)
+                   summary: dict[str, Any], *, stage_folder: Path | None = None, key: str = "finetune") -> None:
+    """The export stage for a baseline's student, recorded in ``summary``.
+
+    Args:
+        stage_folder: the student's stage folder (default ``RUN/student/finetune``).
+        key: the summary's name for that stage.
+    """
+    folder = stage_folder or run.finetune
+    summary["stages"][key] = student_summary(folder)
+    summary["stages"]["package"] = run_export_stage(run, data, student, teacher_info, stage_folder=folder)

@@ -1,10 +1,14 @@
 """Baseline: the student trained from scratch on the labelled cases only (Dice + CE).
 
+This is the supervised reference that every ``tskd train`` run also trains
+(:func:`tskd.pipeline.student_stage.run_reference_stage`, in ``RUN/student/reference``): one
+implementation, so the benchmark's ``labelled_only`` row is exactly what a run compares its
+distilled student with.
+
 Budget rule: the same number of optimisation steps as TS-KD gives its student, distillation plus
 fine-tuning (``distill.train.max_steps + finetune.train.max_steps``), with the distillation stage's
 other training settings (learning rate, batch size, warm-up: those of a student trained from
-scratch). The training runs as the fine-tuning stage (``RUN/student/finetune``) so that the export
-stage finds it.
+scratch); see :func:`~tskd.pipeline.student_stage.supervised_budget`.
 """
 
 from __future__ import annotations
@@ -13,31 +17,22 @@ from typing import Any
 
 from tskd.pipeline.config import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.methods.base import Method, export_student, with_changes
+from tskd.pipeline.methods.base import Method, export_student
 from tskd.pipeline.run_folder import RunFolder
-from tskd.pipeline.student_stage import StageContext, new_student, run_finetune_stage
+from tskd.pipeline.student_stage import StageContext, run_reference_stage, supervised_budget
 
 __all__ = ["LABELLED_ONLY", "supervised_budget"]
 
 
-def supervised_budget(config: PipelineConfig) -> dict[str, Any]:
-    """The labelled-only training settings: the distill section's, for distill + finetune steps."""
-    train = config.distill.train.to_dict()
-    train["max_steps"] = config.distill.train.max_steps + config.finetune.train.max_steps
-    return train
-
-
 def _configure(config: PipelineConfig) -> tuple[PipelineConfig, str]:
-    train = supervised_budget(config)
-    changed = with_changes(config, {"finetune": {"train": train}}, why="labelled_only")
-    return changed, f"no teacher; {train['max_steps']} supervised steps (distill + fine-tune budget)"
+    steps = supervised_budget(config).max_steps
+    return config, f"no teacher; {steps} supervised steps (distill + fine-tune budget)"
 
 
 def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
             summary: dict[str, Any]) -> None:
-    student = new_student(config, data)
-    student = run_finetune_stage(run, data, config, student, context, stage="labelled_only")
-    export_student(run, data, student, None, summary)
+    student = run_reference_stage(run, data, config, context, stage="labelled_only")
+    export_student(run, data, student, None, summary, stage_folder=run.reference, key="reference")
 
 
 LABELLED_ONLY = Method(

@@ -4,6 +4,9 @@ Both run the pipeline's own stages (teacher, synthesis + transfer set, distillat
 export). ``tskd_no_synth`` differs only by ``synthesis.enabled: false``: its transfer set holds the
 real training images (labelled and unlabelled) alone. The split, the prepared slices and the
 fine-tuned teacher are the same as TS-KD's (the benchmark shares them).
+
+Both turn off the run's supervised reference (``reference.enabled: false``): the benchmark scores
+the distilled student itself, and the reference is its own row (``labelled_only``, the same stage).
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ from tskd.pipeline.methods.base import Method, with_changes
 __all__ = ["TSKD", "TSKD_NO_SYNTH"]
 
 
+_NO_REFERENCE = {"reference": {"enabled": False}}
+
+
 def _tskd(config: PipelineConfig) -> tuple[PipelineConfig, str]:
     note = "" if config.synthesis.enabled else "synthesis disabled in the config: real images only"
-    return config, note
+    return with_changes(config, _NO_REFERENCE, why="tskd"), note
 
 
 def _no_synth(config: PipelineConfig) -> tuple[PipelineConfig, str]:
-    return with_changes(config, {"synthesis": {"enabled": False}}, why="tskd_no_synth"), ""
+    return with_changes(config, {"synthesis": {"enabled": False}, **_NO_REFERENCE}, why="tskd_no_synth"), ""
 
 
 TSKD = Method(
