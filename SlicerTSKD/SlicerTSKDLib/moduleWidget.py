@@ -94,7 +94,7 @@ class ModuleWidget:
     def cleanup(self) -> None:
         """Stop timers, live mode, a set-up in progress and the local backend (module closed or reloaded)."""
         self.pump.stop()
-        for panel in (self.segmentationWidget, self.trainingWidget, self.backendWidget, self.installWidget):
+        for panel in (self.segmentationWidget, self.projectWidget, self.trainingWidget, self.backendWidget, self.installWidget):
             try:
                 panel.cleanup()
             except Exception:

@@ -238,6 +238,17 @@ def roiNodeBounds(roiNode: Any, volumeNode: Any) -> Optional[Roi]:
     return roiIjkBounds(roiToWorld, size, sceneData.ijkToWorldArray(volumeNode), shape)
 
 
+def liveSegmenter(model: Any, volume: np.ndarray) -> Any:
+    """The ``VolumeSegmenter`` of live mode (whole-volume normalisation statistics): worker-thread safe.
+
+    ``volume`` is a copy of the voxels taken on the GUI thread (:func:`sceneData.volumeArrayCopy`);
+    computing the statistics of a large CT takes a while, so live mode does it in a worker.
+    """
+    from tskd.runtime import VolumeSegmenter
+
+    return VolumeSegmenter(model, volume)
+
+
 class LiveSegmentation:
     """Live mode for one volume, model and segmentation (GUI thread; one model call per slice).
 
@@ -252,15 +263,18 @@ class LiveSegmentation:
     """
 
     def __init__(self, model: Any, volumeNode: Any, segmentationNode: Any,
-                 labels: Sequence[Tuple[int, str, Sequence[float]]]) -> None:
-        from tskd.runtime import VolumeSegmenter
-
+                 labels: Sequence[Tuple[int, str, Sequence[float]]], segmenter: Any = None) -> None:
         self.model = model
         self.volumeNode = volumeNode
         self.segmentationNode = segmentationNode
         self.labels = list(labels)
-        self.volume = sceneData.volumeArrayCopy(volumeNode)
-        self.segmenter = VolumeSegmenter(model, self.volume)
+        if segmenter is None:  # else made in a worker by :func:`liveSegmenter` from a copy taken earlier
+            segmenter = liveSegmenter(model, sceneData.volumeArrayCopy(volumeNode))
+        self.segmenter = segmenter
+        self.volume = segmenter.volume
+        if tuple(self.volume.shape) != tuple(reversed(volumeNode.GetImageData().GetDimensions())):
+            raise SegmentationProblem("'{}' changed size while live mode was starting: start it again.".format(
+                volumeNode.GetName()))
         self.ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
         self.segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in self.labels])
         self.lastIndex: Optional[int] = None

@@ -27,7 +27,9 @@ import vtk
 
 from . import sceneData
 from .runtimeSetup import ensureRuntimeImportable, installOnnxruntime, onnxruntimeAvailable
-from .segmentationLogic import LiveSegmentation, ModelCache, applyLabelsToSegmentation, packageLabels, roiNodeBounds, segmentArray
+from .segmentationLogic import (LiveSegmentation, ModelCache, applyLabelsToSegmentation, liveSegmenter, packageLabels,
+                                roiNodeBounds, segmentArray)
+from .volumeFiles import writeNrrd
 from .session import SessionState, showError, userMessage
 from .trainingLogic import modelTitle
 
@@ -212,11 +214,13 @@ class SegmentationWidget:
 
     def _segmentOnBackend(self, model: Dict[str, Any], volume, roi) -> None:
         client = self.session.requireClient()
+        snapshot = sceneData.volumeSnapshot(volume)  # a copy; the file is written in the worker
         folder = tempfile.mkdtemp(prefix="SlicerTSKD-predict-")
-        imagePath = sceneData.writeVolumeFile(volume, os.path.join(folder, "image.nrrd"))
         volumeId, modelId, labels = volume.GetID(), str(model["id"]), packageLabels(model.get("labels") or [])
 
         def work(task):
+            imagePath = writeNrrd(snapshot, os.path.join(folder, "image.nrrd"), cancel=task.isCancelled,
+                                  progress=lambda fraction: setattr(task, "progress", 0.2 * fraction))
             # the backend crops and resizes the ROI like tskd.runtime does here (same result either way)
             return client.predict(modelId, imagePath, os.path.join(folder, "label.nrrd"), roi=roi,
                                   cancel=task.isCancelled)
@@ -299,19 +303,25 @@ class SegmentationWidget:
             self.statusLabel.text = "Live mode needs a model, a volume and onnxruntime inside Slicer."
             return
         modelId, client, cache = str(model["id"]), self.session.client, self.cache
+        volumeId = volume.GetID()
+        array = sceneData.volumeArrayCopy(volume)  # the statistics are computed from it in the worker
 
         def load():
             if not cache.has(modelId):
                 cache.download(client, modelId)
-            return cache.model(modelId)
+            loaded = cache.model(modelId)
+            return loaded, liveSegmenter(loaded, array)
 
-        def ready(loaded):
+        def ready(result):
+            loaded, segmenter = result
             try:
                 volumeNow = self.data.volumeNode()
                 if volumeNow is None or not self.liveCheck.checked:
                     return
+                if volumeNow.GetID() != volumeId:
+                    return
                 self.live = LiveSegmentation(loaded, volumeNow, self._outputSegmentation(volumeNow),
-                                             packageLabels(loaded.package.labels))
+                                             packageLabels(loaded.package.labels), segmenter=segmenter)
                 self._observe()
                 self._segmentLiveSlice()
             except Exception as exc:
