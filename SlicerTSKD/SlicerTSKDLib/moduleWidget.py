@@ -16,7 +16,7 @@ from . import sceneData
 from .backendWidget import BackendWidget
 from .installWidget import InstallWidget
 from .projectWidget import ProjectWidget
-from .segmentationWidget import SegmentationWidget
+from .segmentationWidget import SegmentationWidget, makeSegmentationLogic
 from .session import SessionState
 from .trainingWidget import TrainingWidget
 
@@ -87,7 +87,9 @@ class ModuleWidget:
         self.data = DataSelectors(parentLayout)
         self.projectWidget = ProjectWidget(parentLayout, self.session, self.data)
         self.trainingWidget = TrainingWidget(parentLayout, self.session)
-        self.segmentationWidget = SegmentationWidget(parentLayout, self.session, self.data, self.projectWidget, moduleDir)
+        self.segmentationLogic = makeSegmentationLogic(moduleDir)
+        self.segmentationWidget = SegmentationWidget(parentLayout, self.session, self.data, self.projectWidget,
+                                                     self.segmentationLogic)
         self.installWidget.environmentReady.connect(self.backendWidget.setEnvironment)
         self.installWidget.refreshStatus()  # emits environmentReady now that the backend panel listens
 
