@@ -37,6 +37,7 @@ class ProjectWidget:
         self.projects: List[Dict[str, Any]] = []
         self.cases: List[Dict[str, Any]] = []
         self._uploadTask = None
+        self.preferredProject = lambda: ""  # the scene's parameter node's project id (moduleWidget sets it)
         self._uploadName = ""
         self.progressTimer = qt.QTimer()
         self.progressTimer.setInterval(200)
@@ -107,7 +108,7 @@ class ProjectWidget:
         if self.session.client is None:
             self._updateButtons()
             return
-        wanted = selectId or qt.QSettings().value(_SETTINGS + "LastProject", "")
+        wanted = selectId or self.preferredProject() or qt.QSettings().value(_SETTINGS + "LastProject", "")
         self.session.submit("Listing projects", self.session.client.list_projects,
                             onSuccess=lambda projects: self._showProjects(projects, wanted),
                             onError=lambda exc: showError(exc, self.session))

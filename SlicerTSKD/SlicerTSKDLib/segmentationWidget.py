@@ -94,6 +94,8 @@ class SegmentationWidget:
         self.live: Optional[LiveSegmentation] = None
         self.task = None
         self._afterInstall = None
+        self.preferredModel = lambda: ""  # the scene's parameter node's model id (moduleWidget sets it)
+        self.modelChosen = lambda modelId: None
         self._sliceNode = None
         self._observer = None
         self.debounce = qt.QTimer()
@@ -146,7 +148,7 @@ class SegmentationWidget:
         self.cancelButton.connect("clicked()", self.onCancel)
         self.liveCheck.connect("toggled(bool)", self.onLiveToggled)
         self.addCorrectedButton.connect("clicked()", lambda: self.projectWidget.addCase())
-        self.modelCombo.connect("currentIndexChanged(int)", lambda index: self._stopLive())
+        self.modelCombo.connect("currentIndexChanged(int)", self._onModelChosen)
 
     # ---------------------------------------------------------------- models
     def refreshModels(self, selectId: Optional[str] = None) -> None:
@@ -164,11 +166,18 @@ class SegmentationWidget:
         self.models = sorted(models, key=lambda m: str(m.get("created") or ""), reverse=True)
         for model in self.models:
             self.modelCombo.addItem(modelTitle(model), str(model["id"]))
+        selectId = selectId or self.preferredModel()
         index = next((i for i, m in enumerate(self.models) if str(m["id"]) == selectId), 0 if self.models else -1)
         self.modelCombo.currentIndex = index
         if not self.models:
             self.statusLabel.text = "This project has no trained model yet: train one above."
         self._updateButtons()
+
+    def _onModelChosen(self, index: int) -> None:
+        self._stopLive()
+        model = self._model()
+        if model is not None:
+            self.modelChosen(str(model["id"]))
 
     def _model(self) -> Optional[Dict[str, Any]]:
         index = self.modelCombo.currentIndex
