@@ -13,10 +13,11 @@ import qt
 import slicer
 
 from . import sceneData
+from .parameterNode import findParameterNode, selections
 from .backendWidget import BackendWidget
 from .installWidget import InstallWidget
 from .projectWidget import ProjectWidget
-from .segmentationWidget import SegmentationWidget
+from .segmentationWidget import SegmentationWidget, makeSegmentationLogic
 from .session import SessionState
 from .trainingWidget import TrainingWidget
 
@@ -87,14 +88,34 @@ class ModuleWidget:
         self.data = DataSelectors(parentLayout)
         self.projectWidget = ProjectWidget(parentLayout, self.session, self.data)
         self.trainingWidget = TrainingWidget(parentLayout, self.session)
-        self.segmentationWidget = SegmentationWidget(parentLayout, self.session, self.data, self.projectWidget, moduleDir)
+        self.segmentationLogic = makeSegmentationLogic(moduleDir)
+        self.segmentationWidget = SegmentationWidget(parentLayout, self.session, self.data, self.projectWidget,
+                                                     self.segmentationLogic)
+        self.parameters = selections(findParameterNode(slicer.mrmlScene))
+        self._connectParameters()
         self.installWidget.environmentReady.connect(self.backendWidget.setEnvironment)
         self.installWidget.refreshStatus()  # emits environmentReady now that the backend panel listens
+
+    def _connectParameters(self) -> None:
+        """The selections go to the scene's parameter node (saved with the scene) and come back from it."""
+        parameters = self.parameters
+        for field, selector in (("volume", self.data.volumeSelector), ("segmentation", self.data.segmentationSelector),
+                                ("roi", self.data.roiSelector)):
+            saved = getattr(parameters, field)
+            if saved is not None:
+                selector.setCurrentNode(saved)
+            selector.connect("currentNodeChanged(vtkMRMLNode*)",
+                             lambda node, field=field: setattr(self.parameters, field, node))
+        self.session.projectChanged.connect(
+            lambda project: setattr(self.parameters, "projectId", str(project["id"])) if project else None)
+        self.projectWidget.preferredProject = lambda: self.parameters.projectId
+        self.segmentationWidget.preferredModel = lambda: self.parameters.modelId
+        self.segmentationWidget.modelChosen = lambda modelId: setattr(self.parameters, "modelId", modelId)
 
     def cleanup(self) -> None:
         """Stop timers, live mode, a set-up in progress and the local backend (module closed or reloaded)."""
         self.pump.stop()
-        for panel in (self.segmentationWidget, self.trainingWidget, self.backendWidget, self.installWidget):
+        for panel in (self.segmentationWidget, self.projectWidget, self.trainingWidget, self.backendWidget, self.installWidget):
             try:
                 panel.cleanup()
             except Exception:

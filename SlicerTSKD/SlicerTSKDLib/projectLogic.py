@@ -3,8 +3,9 @@
 A project's labels are taken from a segmentation's segments: name, colour, and label value = the
 segment's position (1, 2, ...); background (0) is added by the server. "Add as training case"
 exports the selected volume and the segments that match the project's labels (by name) as a label
-map on the volume's grid (:func:`exportTrainingCase`, on the GUI thread: it uses the scene), then
-uploads both files (:func:`uploadTrainingCase`, blocking: in a worker thread) and removes them.
+map on the volume's grid (:func:`prepareTrainingCase`, on the GUI thread: it uses the scene, and
+copies the arrays), then a worker thread writes both files (:func:`writeTrainingCase`, gzip NRRD
+without VTK), uploads them and removes them (:func:`writeAndUploadTrainingCase`).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import sceneData
+from .backgroundTasks import TaskCancelled
 from .client import TSKDClient
+from .volumeFiles import VolumeSnapshot, WriteCancelled, writeNrrd
 
 __all__ = [
     "ProjectProblem",
@@ -28,6 +31,10 @@ __all__ = [
     "uniqueCaseName",
     "caseRows",
     "projectTitle",
+    "TrainingCaseData",
+    "prepareTrainingCase",
+    "writeTrainingCase",
+    "writeAndUploadTrainingCase",
     "exportTrainingCase",
     "uploadTrainingCase",
 ]
@@ -120,16 +127,22 @@ def projectTitle(project: Dict[str, Any]) -> str:
     return "{} ({} case{}, {} labelled)".format(project.get("name", "?"), cases, "" if cases == 1 else "s", labelled or 0)
 
 
-def exportTrainingCase(volumeNode: Any, segmentationNode: Any, projectLabels: Sequence[Dict[str, Any]],
-                       caseName: str, folder: Optional[str] = None) -> Tuple[str, str]:
-    """Write the volume and its segmentation (on the volume's grid, with the project's label values).
+class TrainingCaseData:
+    """A training case taken from the scene on the GUI thread: the volume's voxels and the label map, copied.
 
-    Runs on the GUI thread (it uses the scene). Files: ``<folder>/<case>.nrrd`` and
-    ``<folder>/<case>-label.nrrd``; ``folder`` defaults to a new temporary folder (removed by
-    :func:`uploadTrainingCase`).
+    Written to files by :func:`writeTrainingCase` in a worker thread (no scene, no VTK there).
+    """
 
-    Returns:
-        ``(imagePath, labelPath)``.
+    def __init__(self, image: VolumeSnapshot, label: VolumeSnapshot) -> None:
+        self.image = image
+        self.label = label
+
+
+def prepareTrainingCase(volumeNode: Any, segmentationNode: Any,
+                        projectLabels: Sequence[Dict[str, Any]]) -> TrainingCaseData:
+    """The volume and its segmentation (on the volume's grid, with the project's label values), copied.
+
+    Runs on the GUI thread (it uses the scene); the files are written by :func:`writeTrainingCase`.
 
     Raises:
         ProjectProblem: segments that are not labels of the project, or nothing labelled.
@@ -144,12 +157,62 @@ def exportTrainingCase(volumeNode: Any, segmentationNode: Any, projectLabels: Se
         raise ProjectProblem("The segments of '{}' are empty where '{}' lies: nothing to learn from.".format(
             segmentationNode.GetName(), volumeNode.GetName()))
     lookup = np.asarray([0] + values, dtype=np.uint16 if max(values) > 255 else np.uint8)
-    label = lookup[index]
+    image = sceneData.volumeSnapshot(volumeNode)
+    return TrainingCaseData(image, image.withArray(lookup[index], copy=False))
+
+
+def writeTrainingCase(case: TrainingCaseData, caseName: str, folder: Optional[str] = None,
+                      progress: Optional[Callable[[float], None]] = None,
+                      cancel: Optional[Callable[[], bool]] = None) -> Tuple[str, str]:
+    """Write ``<folder>/<case>.nrrd`` and ``<folder>/<case>-label.nrrd`` (any thread; gzip NRRD as Slicer writes).
+
+    ``folder`` defaults to a new temporary folder (removed by :func:`uploadTrainingCase`).
+    ``progress`` gets the fraction of both files written.
+
+    Returns:
+        ``(imagePath, labelPath)``.
+    """
     folder = folder or tempfile.mkdtemp(prefix="SlicerTSKD-case-")
     name = safeCaseName(caseName)
-    imagePath = sceneData.writeVolumeFile(volumeNode, os.path.join(folder, name + ".nrrd"))
-    labelPath = sceneData.writeLabelFile(label, volumeNode, os.path.join(folder, name + "-label.nrrd"))
+    sizes = [float(case.image.array.nbytes), float(case.label.array.nbytes)]
+    total = max(sum(sizes), 1.0)
+
+    def part(offset: float, size: float) -> Optional[Callable[[float], None]]:
+        if progress is None:
+            return None
+        return lambda fraction: progress((offset + fraction * size) / total)
+
+    imagePath = writeNrrd(case.image, os.path.join(folder, name + ".nrrd"), progress=part(0.0, sizes[0]), cancel=cancel)
+    labelPath = writeNrrd(case.label, os.path.join(folder, name + "-label.nrrd"), progress=part(sizes[0], sizes[1]),
+                          cancel=cancel)
     return imagePath, labelPath
+
+
+def exportTrainingCase(volumeNode: Any, segmentationNode: Any, projectLabels: Sequence[Dict[str, Any]],
+                       caseName: str, folder: Optional[str] = None) -> Tuple[str, str]:
+    """:func:`prepareTrainingCase` then :func:`writeTrainingCase` on the calling thread (scripts, tests).
+
+    Returns:
+        ``(imagePath, labelPath)``.
+    """
+    return writeTrainingCase(prepareTrainingCase(volumeNode, segmentationNode, projectLabels), caseName, folder)
+
+
+def writeAndUploadTrainingCase(task: Any, client: TSKDClient, projectId: str, caseName: str, case: TrainingCaseData,
+                               replace: bool = False) -> Dict[str, Any]:
+    """Worker-thread task (``passTask=True``): write the case's files (progress 0..0.5), upload them, remove them."""
+
+    def progress(fraction: float) -> None:
+        task.progress = 0.5 * fraction
+
+    try:
+        imagePath, labelPath = writeTrainingCase(case, caseName, progress=progress, cancel=task.isCancelled)
+    except WriteCancelled:
+        raise TaskCancelled("Uploading case") from None
+    task.progress = 0.5
+    result = uploadTrainingCase(client, projectId, caseName, imagePath, labelPath, replace=replace)
+    task.progress = 1.0
+    return result
 
 
 def uploadTrainingCase(client: TSKDClient, projectId: str, caseName: str, imagePath: str, labelPath: Optional[str],

@@ -1,8 +1,9 @@
 """The "Project and training cases" panel (Slicer only).
 
 Choose or create a project (labels from the selected segmentation's segments), add the selected
-volume and segmentation as a training case, list and delete cases. Exporting the case touches the
-scene and runs on the GUI thread; every call to the backend runs in a worker thread.
+volume and segmentation as a training case, list and delete cases. Taking the case out of the scene
+(a copy of the voxels and the label map) runs on the GUI thread; writing its files and every call
+to the backend run in a worker thread, with the progress in the status line.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import ctk
 import qt
 
 from . import sceneData
-from .projectLogic import caseRows, exportTrainingCase, labelsFromSegments, projectTitle, uniqueCaseName, uploadTrainingCase
+from .projectLogic import caseRows, labelsFromSegments, prepareTrainingCase, projectTitle, uniqueCaseName, writeAndUploadTrainingCase
 from .session import SessionState, showError
 
 __all__ = ["ProjectWidget"]
@@ -35,6 +36,12 @@ class ProjectWidget:
         self.data = data
         self.projects: List[Dict[str, Any]] = []
         self.cases: List[Dict[str, Any]] = []
+        self._uploadTask = None
+        self.preferredProject = lambda: ""  # the scene's parameter node's project id (moduleWidget sets it)
+        self._uploadName = ""
+        self.progressTimer = qt.QTimer()
+        self.progressTimer.setInterval(200)
+        self.progressTimer.connect("timeout()", self._showUploadProgress)
         self._build(parentLayout)
         session.connectionChanged.connect(lambda client, info: self.refreshProjects())
         session.casesChanged.connect(self.refreshCases)
@@ -101,7 +108,7 @@ class ProjectWidget:
         if self.session.client is None:
             self._updateButtons()
             return
-        wanted = selectId or qt.QSettings().value(_SETTINGS + "LastProject", "")
+        wanted = selectId or self.preferredProject() or qt.QSettings().value(_SETTINGS + "LastProject", "")
         self.session.submit("Listing projects", self.session.client.list_projects,
                             onSuccess=lambda projects: self._showProjects(projects, wanted),
                             onError=lambda exc: showError(exc, self.session))
@@ -175,25 +182,35 @@ class ProjectWidget:
                 return
             name = uniqueCaseName(self.caseNameEdit.text.strip() or volumeNode.GetName(),
                                   [str(case.get("name")) for case in self.cases])
-            imagePath, labelPath = exportTrainingCase(volumeNode, segmentationNode, project.get("labels", []), name)
+            case = prepareTrainingCase(volumeNode, segmentationNode, project.get("labels", []))  # copies; files in the worker
         except Exception as exc:
             showError(exc, self.session)
             return
-        self.statusLabel.text = "Uploading '{}'...".format(name)
+        self.statusLabel.text = "Writing and uploading '{}'...".format(name)
         self.addCaseButton.enabled = False
 
         def done(case: Dict[str, Any]) -> None:
+            self.progressTimer.stop()
             self.statusLabel.text = "Added case '{}'.".format(case.get("name", name))
             self.caseNameEdit.text = ""
             self.session.casesChanged.emit()
 
         def failed(exc: BaseException) -> None:
+            self.progressTimer.stop()
             self.statusLabel.text = "The case was not added."
             self._updateButtons()
             showError(exc, self.session)
 
-        self.session.submit("Uploading case", uploadTrainingCase, client, str(project["id"]), name, imagePath, labelPath,
-                            onSuccess=done, onError=failed)
+        self._uploadName = name
+        self._uploadTask = self.session.submit("Uploading case", writeAndUploadTrainingCase, client, str(project["id"]),
+                                               name, case, onSuccess=done, onError=failed, passTask=True)
+        self.progressTimer.start()
+
+    def _showUploadProgress(self) -> None:
+        task = self._uploadTask
+        if task is not None and task.progress is not None and not task.done:
+            step = "Writing" if task.progress < 0.5 else "Uploading"
+            self.statusLabel.text = "{} '{}'... {}%".format(step, self._uploadName, int(round(100 * task.progress)))
 
     def onDeleteCase(self) -> None:
         row = self.caseTable.currentRow()
@@ -207,6 +224,9 @@ class ProjectWidget:
         self.session.submit("Deleting case", self.session.client.delete_case, str(self.session.project["id"]), name,
                             onSuccess=lambda _: self.session.casesChanged.emit(),
                             onError=lambda exc: showError(exc, self.session))
+
+    def cleanup(self) -> None:
+        self.progressTimer.stop()
 
     def _updateButtons(self) -> None:
         connected = self.session.client is not None

@@ -34,6 +34,7 @@ __all__ = [
     "newSegmentationFor",
     "VOLUME_SELECTOR",
     "writeVolumeFile",
+    "volumeSnapshot",
     "writeLabelFile",
     "readLabelFile",
     "sharedLabelmapArray",
@@ -70,6 +71,17 @@ def ijkToRasArray(volumeNode: Any) -> np.ndarray:
     matrix = vtk.vtkMatrix4x4()
     volumeNode.GetIJKToRASMatrix(matrix)
     return arrayFromMatrix(matrix)
+
+
+def volumeSnapshot(volumeNode: Any) -> "VolumeSnapshot":
+    """A copy of the voxels and the node's own IJK-to-RAS (what :func:`writeVolumeFile` writes), for a worker.
+
+    The copy is a memory copy on the GUI thread; the slow part (compressing, writing) is
+    :func:`SlicerTSKDLib.volumeFiles.writeNrrd`, in a worker thread.
+    """
+    from .volumeFiles import VolumeSnapshot
+
+    return VolumeSnapshot(volumeArrayCopy(volumeNode), ijkToRasArray(volumeNode), volumeNode.GetName(), copy=False)
 
 
 def ijkToWorldArray(volumeNode: Any) -> np.ndarray:

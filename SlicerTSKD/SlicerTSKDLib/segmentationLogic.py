@@ -18,6 +18,7 @@ IJK axis ``2 - slice_axis``. Matrices are 4 x 4 numpy arrays (IJK to world RAS, 
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -38,7 +39,16 @@ __all__ = [
     "roiIjkBounds",
     "roiNodeBounds",
     "LiveSegmentation",
+    "liveSegmenter",
+    "SegmentationLogic",
+    "HERE",
+    "BACKEND",
+    "ASK",
+    "INSTALLING",
+    "ONNX_PROMPT",
 ]
+
+logger = logging.getLogger(__name__)
 
 Roi = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]
 
@@ -238,6 +248,17 @@ def roiNodeBounds(roiNode: Any, volumeNode: Any) -> Optional[Roi]:
     return roiIjkBounds(roiToWorld, size, sceneData.ijkToWorldArray(volumeNode), shape)
 
 
+def liveSegmenter(model: Any, volume: np.ndarray) -> Any:
+    """The ``VolumeSegmenter`` of live mode (whole-volume normalisation statistics): worker-thread safe.
+
+    ``volume`` is a copy of the voxels taken on the GUI thread (:func:`sceneData.volumeArrayCopy`);
+    computing the statistics of a large CT takes a while, so live mode does it in a worker.
+    """
+    from tskd.runtime import VolumeSegmenter
+
+    return VolumeSegmenter(model, volume)
+
+
 class LiveSegmentation:
     """Live mode for one volume, model and segmentation (GUI thread; one model call per slice).
 
@@ -252,15 +273,18 @@ class LiveSegmentation:
     """
 
     def __init__(self, model: Any, volumeNode: Any, segmentationNode: Any,
-                 labels: Sequence[Tuple[int, str, Sequence[float]]]) -> None:
-        from tskd.runtime import VolumeSegmenter
-
+                 labels: Sequence[Tuple[int, str, Sequence[float]]], segmenter: Any = None) -> None:
         self.model = model
         self.volumeNode = volumeNode
         self.segmentationNode = segmentationNode
         self.labels = list(labels)
-        self.volume = sceneData.volumeArrayCopy(volumeNode)
-        self.segmenter = VolumeSegmenter(model, self.volume)
+        if segmenter is None:  # else made in a worker by :func:`liveSegmenter` from a copy taken earlier
+            segmenter = liveSegmenter(model, sceneData.volumeArrayCopy(volumeNode))
+        self.segmenter = segmenter
+        self.volume = segmenter.volume
+        if tuple(self.volume.shape) != tuple(reversed(volumeNode.GetImageData().GetDimensions())):
+            raise SegmentationProblem("'{}' changed size while live mode was starting: start it again.".format(
+                volumeNode.GetName()))
         self.ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
         self.segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in self.labels])
         self.lastIndex: Optional[int] = None
@@ -309,3 +333,121 @@ class LiveSegmentation:
                     "Live mode cannot write into '{}': put the segmentation under the same transform as the volume "
                     "(or none), or choose a new segmentation.".format(self.segmentationNode.GetName()))
         return array
+
+
+#: Where "Segment volume" (and live mode) runs: :meth:`SegmentationLogic.whereToRun`.
+HERE = "here"  # tskd.runtime on onnxruntime inside Slicer
+BACKEND = "backend"  # client.predict
+ASK = "ask"  # onnxruntime missing: ask the user (ONNX_PROMPT) and call answerInstall
+INSTALLING = "installing"  # onnxruntime is being installed: wait (Segment and Live disabled)
+
+ONNX_PROMPT = ("Segmenting inside Slicer needs the 'onnxruntime' Python package (about 15 MB), which is not installed. "
+               "Install it now?\n\nCancel: the backend segments instead (the image is sent to it).")
+ONNX_FAILED = "onnxruntime could not be installed ({}): the backend segments instead."
+
+
+class SegmentationLogic:
+    """What the Segment panel decides, without Qt: where to run, the onnxruntime install, the ROI, temp folders.
+
+    Args:
+        moduleDir: folder of ``SlicerTSKD.py`` (to find ``tskd.runtime``).
+        cache: the downloaded students.
+        installer: an :class:`~SlicerTSKDLib.runtimeSetup.OnnxruntimeInstall` (None: never offer to install).
+        runtimeImportable, onnxAvailable: checks (default: :mod:`runtimeSetup`'s), replaceable in tests.
+
+    Signals (from the installer): ``installProgress(fraction)``, ``installFinished(ok, message)``;
+    after a failed or cancelled install the user is not asked again this session (the backend segments).
+    """
+
+    def __init__(self, moduleDir: str, cache: ModelCache, installer: Any = None,
+                 runtimeImportable: Optional[Callable[[str], Any]] = None,
+                 onnxAvailable: Optional[Callable[[], bool]] = None) -> None:
+        from . import runtimeSetup
+        from .signal import Signal
+
+        self.moduleDir = moduleDir
+        self.cache = cache
+        self.installer = installer
+        self._runtimeImportable = runtimeImportable or runtimeSetup.ensureRuntimeImportable
+        self._onnxAvailable = onnxAvailable or runtimeSetup.onnxruntimeAvailable
+        self.onnxDeclined = False
+        self.installProgress = Signal("fraction")
+        self.installFinished = Signal("ok", "message")
+        self._folders: List[str] = []
+        if installer is not None:
+            installer.progress.connect(self.installProgress.emit)
+            installer.finished.connect(self._onInstalled)
+
+    # ------------------------------------------------------------ where it runs
+    def runtimeUsable(self) -> bool:
+        try:
+            self._runtimeImportable(self.moduleDir)
+        except Exception as exc:
+            logger.warning("tskd.runtime is not usable inside Slicer: %s", exc)
+            return False
+        return True
+
+    def installing(self) -> bool:
+        return self.installer is not None and self.installer.isRunning()
+
+    def whereToRun(self) -> str:
+        """:data:`HERE`, :data:`BACKEND`, :data:`ASK` (then :meth:`answerInstall`) or :data:`INSTALLING`."""
+        if self.installing():
+            return INSTALLING
+        if not self.runtimeUsable():
+            return BACKEND
+        if self._onnxAvailable():
+            return HERE
+        if self.onnxDeclined or self.installer is None:
+            return BACKEND
+        return ASK
+
+    def answerInstall(self, install: bool) -> str:
+        """The user's answer to :data:`ONNX_PROMPT`: :data:`INSTALLING` (pip started) or :data:`BACKEND`."""
+        if not install or self.installer is None:
+            self.onnxDeclined = True
+            return BACKEND
+        self.installer.start()  # ignored when one is already running
+        return INSTALLING
+
+    def cancelInstall(self) -> None:
+        if self.installing():
+            self.installer.cancel()
+
+    def _onInstalled(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.onnxDeclined = True
+        self.installFinished.emit(ok, message)
+
+    # -------------------------------------------------------------------- ROI
+    @staticmethod
+    def region(roiNode: Any, volumeNode: Any) -> Tuple[Optional[Roi], Optional[str]]:
+        """``(roi, None)``; ``(None, None)`` without an ROI node; ``(None, message)`` when it misses the volume."""
+        if roiNode is None:
+            return None, None
+        roi = roiNodeBounds(roiNode, volumeNode)
+        if roi is None:
+            return None, "The region (ROI) does not overlap the volume."
+        return roi, None
+
+    # --------------------------------------------------------- temp folders
+    def newPredictionFolder(self) -> str:
+        """A temporary folder for a backend prediction's files (:meth:`removeFolder` when done)."""
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="SlicerTSKD-predict-")
+        self._folders.append(folder)
+        return folder
+
+    def removeFolder(self, folder: str) -> None:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder in self._folders:
+            self._folders.remove(folder)
+
+    def cleanup(self) -> None:
+        """Cancel an install, remove the temporary folders left (module closed)."""
+        self.cancelInstall()
+        for folder in list(self._folders):
+            self.removeFolder(folder)

@@ -3,8 +3,13 @@
 Inside Slicer the student runs with ``tskd.runtime`` on onnxruntime: the package is downloaded
 once per model (worker thread), the volume's voxels are copied on the GUI thread and segmented in
 a worker thread, and the result is written into the segmentation back on the GUI thread. When
-onnxruntime is not installed the user is asked whether to install it (``slicer.util.pip_install``);
+onnxruntime is not installed the user is asked whether to install it (pip as a child process of the
+module's process runner, with progress and Cancel; Segment and Live are disabled meanwhile);
 declined or impossible, the backend segments instead (``client.predict``, also in a worker thread).
+
+The decisions (where to run, the install, the ROI, temporary folders) are
+:class:`~SlicerTSKDLib.segmentationLogic.SegmentationLogic`'s, passed in; this class only shows
+them and makes the Qt calls.
 
 Live mode observes the red slice view: after a short pause in scrolling (debounce timer) it
 segments the slice shown, when the view is aligned with the model's slicing axis. One model call
@@ -15,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from typing import Any, Dict, List, Optional
 
 import ctk
@@ -26,12 +29,13 @@ import slicer
 import vtk
 
 from . import sceneData
-from .runtimeSetup import ensureRuntimeImportable, installOnnxruntime, onnxruntimeAvailable
-from .segmentationLogic import LiveSegmentation, ModelCache, applyLabelsToSegmentation, packageLabels, roiNodeBounds, segmentArray
+from .segmentationLogic import (ASK, BACKEND, HERE, INSTALLING, ONNX_FAILED, ONNX_PROMPT, LiveSegmentation,
+                                SegmentationLogic, applyLabelsToSegmentation, liveSegmenter, packageLabels, segmentArray)
+from .volumeFiles import writeNrrd
 from .session import SessionState, showError, userMessage
 from .trainingLogic import modelTitle
 
-__all__ = ["SegmentationWidget", "defaultModelCacheFolder"]
+__all__ = ["SegmentationWidget", "defaultModelCacheFolder", "makeSegmentationLogic"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,27 @@ def defaultModelCacheFolder() -> str:
     return os.path.join(os.path.dirname(root), "models")
 
 
+def makeSegmentationLogic(moduleDir: str) -> SegmentationLogic:
+    """The panel's logic in Slicer: the per-user model cache, pip through a ``QProcessRunner``.
+
+    pip runs as ``slicer.util.pip_install`` runs it (``Base/Python/slicer/util.py``,
+    ``_executePythonModule``): ``PythonSlicer -m pip`` found on ``PATH``, in Slicer's own environment.
+    """
+    import shutil
+
+    from .processRunner import QProcessRunner
+    from .runtimeSetup import OnnxruntimeInstall, pipInstallCommand
+    from .segmentationLogic import ModelCache
+
+    python = shutil.which("PythonSlicer")
+    installer = None
+    if python:
+        installer = OnnxruntimeInstall(QProcessRunner(), pipInstallCommand(python), dict(os.environ))
+    else:
+        logger.warning("PythonSlicer is not on PATH: onnxruntime cannot be installed from the module")
+    return SegmentationLogic(moduleDir, ModelCache(defaultModelCacheFolder()), installer)
+
+
 class SegmentationWidget:
     """Builds the panel into ``parentLayout``.
 
@@ -55,19 +80,22 @@ class SegmentationWidget:
         session: the shared state.
         data: the volume/segmentation/ROI selectors.
         projectWidget: used by "Add corrected result as a training case".
-        moduleDir: folder of ``SlicerTSKD.py`` (to find ``tskd.runtime``).
+        logic: the panel's :class:`SegmentationLogic` (model cache, where to run, onnxruntime install).
     """
 
-    def __init__(self, parentLayout: "qt.QLayout", session: SessionState, data, projectWidget, moduleDir: str) -> None:
+    def __init__(self, parentLayout: "qt.QLayout", session: SessionState, data, projectWidget,
+                 logic: SegmentationLogic) -> None:
         self.session = session
         self.data = data
         self.projectWidget = projectWidget
-        self.moduleDir = moduleDir
-        self.cache = ModelCache(defaultModelCacheFolder())
+        self.logic = logic
+        self.cache = logic.cache
         self.models: List[Dict[str, Any]] = []
         self.live: Optional[LiveSegmentation] = None
         self.task = None
-        self._onnxDeclined = False
+        self._afterInstall = None
+        self.preferredModel = lambda: ""  # the scene's parameter node's model id (moduleWidget sets it)
+        self.modelChosen = lambda modelId: None
         self._sliceNode = None
         self._observer = None
         self.debounce = qt.QTimer()
@@ -81,6 +109,8 @@ class SegmentationWidget:
         session.projectChanged.connect(lambda project: self.refreshModels())
         session.modelReady.connect(lambda modelId: self.refreshModels(modelId))
         data.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self._stopLive())
+        logic.installProgress.connect(self._onInstallProgress)
+        logic.installFinished.connect(self._onInstallFinished)
         self._updateButtons()
 
     def _build(self, parentLayout: "qt.QLayout") -> None:
@@ -118,7 +148,7 @@ class SegmentationWidget:
         self.cancelButton.connect("clicked()", self.onCancel)
         self.liveCheck.connect("toggled(bool)", self.onLiveToggled)
         self.addCorrectedButton.connect("clicked()", lambda: self.projectWidget.addCase())
-        self.modelCombo.connect("currentIndexChanged(int)", lambda index: self._stopLive())
+        self.modelCombo.connect("currentIndexChanged(int)", self._onModelChosen)
 
     # ---------------------------------------------------------------- models
     def refreshModels(self, selectId: Optional[str] = None) -> None:
@@ -136,44 +166,56 @@ class SegmentationWidget:
         self.models = sorted(models, key=lambda m: str(m.get("created") or ""), reverse=True)
         for model in self.models:
             self.modelCombo.addItem(modelTitle(model), str(model["id"]))
+        selectId = selectId or self.preferredModel()
         index = next((i for i, m in enumerate(self.models) if str(m["id"]) == selectId), 0 if self.models else -1)
         self.modelCombo.currentIndex = index
         if not self.models:
             self.statusLabel.text = "This project has no trained model yet: train one above."
         self._updateButtons()
 
+    def _onModelChosen(self, index: int) -> None:
+        self._stopLive()
+        model = self._model()
+        if model is not None:
+            self.modelChosen(str(model["id"]))
+
     def _model(self) -> Optional[Dict[str, Any]]:
         index = self.modelCombo.currentIndex
         return self.models[index] if 0 <= index < len(self.models) else None
 
     # ------------------------------------------------------- where it runs
-    def _runsInSlicer(self) -> bool:
-        """True when the student can run here (asks once to install onnxruntime); False: use the backend."""
-        try:
-            ensureRuntimeImportable(self.moduleDir)
-        except Exception as exc:
-            logger.warning("tskd.runtime is not usable inside Slicer: %s", exc)
-            return False
-        if onnxruntimeAvailable():
-            return True
-        if self._onnxDeclined:
-            return False
-        if slicer.util.confirmOkCancelDisplay(
-            "Segmenting inside Slicer needs the 'onnxruntime' Python package (about 15 MB), which is not installed. "
-            "Install it now?\n\nCancel: the backend segments instead (the image is sent to it).",
-            windowTitle="SlicerTSKD",
-        ):
-            slicer.app.setOverrideCursor(qt.Qt.WaitCursor)
-            try:
-                installed = installOnnxruntime(slicer.util.pip_install)
-            finally:
-                slicer.app.restoreOverrideCursor()
-            if installed:
-                return True
-            slicer.util.errorDisplay("onnxruntime could not be installed (offline, or no package for this computer): "
-                                     "the backend segments instead.", windowTitle="SlicerTSKD")
-        self._onnxDeclined = True
-        return False
+    def _whereToRun(self, retry) -> Optional[str]:
+        """HERE or BACKEND; None while onnxruntime installs (``retry`` runs once it has finished)."""
+        where = self.logic.whereToRun()
+        if where == ASK:
+            where = self.logic.answerInstall(bool(slicer.util.confirmOkCancelDisplay(ONNX_PROMPT, windowTitle="SlicerTSKD")))
+        if where == INSTALLING:
+            if self._afterInstall is None:
+                self._afterInstall = retry
+            self.statusLabel.text = "Installing onnxruntime (Cancel stops it)..."
+            self.progressBar.value = 0
+            self.progressBar.visible = True
+            self._updateButtons()
+            return None
+        return where
+
+    def _onInstallProgress(self, fraction: float) -> None:
+        self.progressBar.value = int(round(100 * fraction))
+
+    def _onInstallFinished(self, ok: bool, message: str) -> None:
+        self.progressBar.visible = False
+        retry, self._afterInstall = self._afterInstall, None
+        if ok:
+            self.statusLabel.text = "onnxruntime installed."
+        elif message == "cancelled":
+            self.statusLabel.text = "onnxruntime was not installed (cancelled): the backend segments instead."
+            retry = None
+        else:
+            self.statusLabel.text = ONNX_FAILED.format(message)
+            self.session.errors.report(ONNX_FAILED.format(message))
+        self._updateButtons()
+        if retry is not None:
+            retry()
 
     # --------------------------------------------------------------- segment
     def onSegment(self) -> None:
@@ -182,13 +224,14 @@ class SegmentationWidget:
             self.statusLabel.text = "Choose a model and a volume first."
             return
         try:
-            roi = roiNodeBounds(self.data.roiNode(), volume) if self.data.roiNode() is not None else None
-            if self.data.roiNode() is not None and roi is None:
-                self.statusLabel.text = "The region (ROI) does not overlap the volume."
+            roi, problem = self.logic.region(self.data.roiNode(), volume)
+            if problem is not None:
+                self.statusLabel.text = problem
                 return
-            if self._runsInSlicer():
+            where = self._whereToRun(self.onSegment)
+            if where == HERE:
                 self._segmentHere(str(model["id"]), volume, roi)
-            else:
+            elif where == BACKEND:
                 self._segmentOnBackend(model, volume, roi)
         except Exception as exc:
             showError(exc, self.session)
@@ -212,11 +255,13 @@ class SegmentationWidget:
 
     def _segmentOnBackend(self, model: Dict[str, Any], volume, roi) -> None:
         client = self.session.requireClient()
-        folder = tempfile.mkdtemp(prefix="SlicerTSKD-predict-")
-        imagePath = sceneData.writeVolumeFile(volume, os.path.join(folder, "image.nrrd"))
+        snapshot = sceneData.volumeSnapshot(volume)  # a copy; the file is written in the worker
+        folder = self.logic.newPredictionFolder()
         volumeId, modelId, labels = volume.GetID(), str(model["id"]), packageLabels(model.get("labels") or [])
 
         def work(task):
+            imagePath = writeNrrd(snapshot, os.path.join(folder, "image.nrrd"), cancel=task.isCancelled,
+                                  progress=lambda fraction: setattr(task, "progress", 0.2 * fraction))
             # the backend crops and resizes the ROI like tskd.runtime does here (same result either way)
             return client.predict(modelId, imagePath, os.path.join(folder, "label.nrrd"), roi=roi,
                                   cancel=task.isCancelled)
@@ -227,10 +272,10 @@ class SegmentationWidget:
                 values = sceneData.readLabelFile(labelPath, node)
                 self._apply(volumeId, values, labels)
             finally:
-                shutil.rmtree(folder, ignore_errors=True)
+                self.logic.removeFolder(folder)
 
         self._start("The backend segments '{}'...".format(volume.GetName()), work, done,
-                    lambda: shutil.rmtree(folder, ignore_errors=True))
+                    lambda: self.logic.removeFolder(folder))
 
     def _start(self, message: str, work, onSuccess, onFailure=None) -> None:
         self.statusLabel.text = message
@@ -268,7 +313,9 @@ class SegmentationWidget:
             self.progressBar.value = int(round(100 * self.task.progress))
 
     def onCancel(self) -> None:
-        if self.task is not None:
+        if self.logic.installing():
+            self.logic.cancelInstall()
+        elif self.task is not None:
             self.task.cancel()
 
     def _apply(self, volumeId: str, values: np.ndarray, labels) -> None:
@@ -294,24 +341,32 @@ class SegmentationWidget:
             self._stopLive()
             return
         model, volume = self._model(), self.data.volumeNode()
-        if model is None or volume is None or not self._runsInSlicer():
-            self.liveCheck.checked = False
-            self.statusLabel.text = "Live mode needs a model, a volume and onnxruntime inside Slicer."
+        where = self._whereToRun(self._retryLive) if model is not None and volume is not None else BACKEND
+        if where != HERE:
+            self._uncheckLive()
+            if where is not None:
+                self.statusLabel.text = "Live mode needs a model, a volume and onnxruntime inside Slicer."
             return
         modelId, client, cache = str(model["id"]), self.session.client, self.cache
+        volumeId = volume.GetID()
+        array = sceneData.volumeArrayCopy(volume)  # the statistics are computed from it in the worker
 
         def load():
             if not cache.has(modelId):
                 cache.download(client, modelId)
-            return cache.model(modelId)
+            loaded = cache.model(modelId)
+            return loaded, liveSegmenter(loaded, array)
 
-        def ready(loaded):
+        def ready(result):
+            loaded, segmenter = result
             try:
                 volumeNow = self.data.volumeNode()
                 if volumeNow is None or not self.liveCheck.checked:
                     return
+                if volumeNow.GetID() != volumeId:
+                    return
                 self.live = LiveSegmentation(loaded, volumeNow, self._outputSegmentation(volumeNow),
-                                             packageLabels(loaded.package.labels))
+                                             packageLabels(loaded.package.labels), segmenter=segmenter)
                 self._observe()
                 self._segmentLiveSlice()
             except Exception as exc:
@@ -324,6 +379,19 @@ class SegmentationWidget:
 
         self.statusLabel.text = "Loading the model for live mode..."
         self.session.submit("Loading model", load, onSuccess=ready, onError=failed)
+
+    def _retryLive(self) -> None:
+        if self.logic.whereToRun() == HERE:
+            self.liveCheck.blockSignals(True)
+            self.liveCheck.checked = True
+            self.liveCheck.blockSignals(False)
+            self.onLiveToggled(True)
+
+    def _uncheckLive(self) -> None:
+        if self.liveCheck.checked:
+            self.liveCheck.blockSignals(True)
+            self.liveCheck.checked = False
+            self.liveCheck.blockSignals(False)
 
     def _observe(self) -> None:
         self._sliceNode = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
@@ -354,17 +422,15 @@ class SegmentationWidget:
             self._sliceNode.RemoveObserver(self._observer)
         self._sliceNode = self._observer = None
         self.live = None
-        if self.liveCheck.checked:
-            self.liveCheck.blockSignals(True)
-            self.liveCheck.checked = False
-            self.liveCheck.blockSignals(False)
+        self._uncheckLive()
 
     def _updateButtons(self) -> None:
         busy = self.session.tasks.busy("Segmenting")
+        installing = self.logic.installing()
         self.refreshButton.enabled = self.session.project is not None
-        self.segmentButton.enabled = self._model() is not None and not busy
-        self.cancelButton.enabled = busy
-        self.liveCheck.enabled = self._model() is not None
+        self.segmentButton.enabled = self._model() is not None and not busy and not installing
+        self.cancelButton.enabled = busy or installing
+        self.liveCheck.enabled = self._model() is not None and not installing
         self.addCorrectedButton.enabled = self.session.project is not None
 
     def cleanup(self) -> None:
@@ -372,3 +438,4 @@ class SegmentationWidget:
         self.progressTimer.stop()
         if self.task is not None:
             self.task.cancel()
+        self.logic.cleanup()
