@@ -15,7 +15,10 @@ docs/benchmarks.md, "Student training").
 from __future__ import annotations
 
 import torch
-from monai.losses import DiceCELoss, DiceLoss
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
+import torch.nn.functional as F
+from monai.losses import DiceLoss
 from torch import nn
 
 from tskd.errors import DataError
@@ -26,6 +29,11 @@ __all__ = ["SupervisedLoss", "soft_dice_loss"]
 class SupervisedLoss(nn.Module):
     """Dice (foreground classes, pooled over the batch) + cross-entropy, on the labelled samples.
 
+    Under ``torch.distributed`` training (several processes) the Dice sums are added over every
+    process before the ratio (with gradients), so the Dice is that of the whole global batch and
+    N processes train exactly as one process with the N-times larger batch would (the gradient
+    average of DDP then gives the global Dice's gradient; the cross-entropy is a per-pixel mean).
+
     Args:
         lambda_dice: weight of the Dice part.
         lambda_ce: weight of the cross-entropy part.
@@ -35,14 +43,7 @@ class SupervisedLoss(nn.Module):
         super().__init__()
         if lambda_dice < 0 or lambda_ce < 0 or lambda_dice + lambda_ce == 0:
             raise ValueError(f"lambda_dice and lambda_ce must be >= 0 and not both 0, got {lambda_dice}, {lambda_ce}")
-        self.dice_ce = DiceCELoss(
-            include_background=False,
-            to_onehot_y=True,
-            softmax=True,
-            batch=True,
-            lambda_dice=lambda_dice,
-            lambda_ce=lambda_ce,
-        )
+        self.lambda_dice, self.lambda_ce = float(lambda_dice), float(lambda_ce)
 
     def forward(
         self, logits: torch.Tensor, label: torch.Tensor, labelled: torch.Tensor | None = None
@@ -59,20 +60,47 @@ class SupervisedLoss(nn.Module):
         """
         if label.ndim != 3 or label.shape[0] != logits.shape[0] or label.shape[-2:] != logits.shape[-2:]:
             raise ValueError(f"label {tuple(label.shape)} does not match logits {tuple(logits.shape)} as (B, S, S)")
-        if labelled is not None:
-            labelled = labelled.to(device=logits.device, dtype=torch.bool).reshape(-1)
-            if labelled.shape[0] != logits.shape[0]:
-                raise ValueError(f"labelled has {labelled.shape[0]} entries for a batch of {logits.shape[0]}")
-            if not bool(labelled.any()):
-                return logits.sum() * 0.0  # keeps the graph (DDP) and never NaN
-            logits, label = logits[labelled], label[labelled]
         label = label.to(logits.device).long()
-        if label.numel() and (int(label.min()) < 0 or int(label.max()) >= logits.shape[1]):
+        if labelled is None:
+            labelled = torch.ones(logits.shape[0], dtype=torch.bool, device=logits.device)
+        labelled = labelled.to(device=logits.device, dtype=torch.bool).reshape(-1)
+        if labelled.shape[0] != logits.shape[0]:
+            raise ValueError(f"labelled has {labelled.shape[0]} entries for a batch of {logits.shape[0]}")
+        picked = label[labelled]
+        if picked.numel() and (int(picked.min()) < 0 or int(picked.max()) >= logits.shape[1]):
             raise DataError(
                 f"label values must be in 0..{logits.shape[1] - 1} for {logits.shape[1]} classes, got "
-                f"{int(label.min())}..{int(label.max())}; check the dataset's label map"
+                f"{int(picked.min())}..{int(picked.max())}; check the dataset's label map"
             )
-        return self.dice_ce(logits.float(), label.unsqueeze(1))
+        logits = logits.float()
+        weight = labelled.float()
+        target = F.one_hot(label.clamp(0, logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2).float()
+        loss = logits.sum() * 0.0  # keeps the graph (DDP) and never NaN
+        if self.lambda_dice:
+            # every process reaches the all-reduce, with or without labelled samples
+            loss = loss + self.lambda_dice * _pooled_dice(logits.softmax(1), target, weight)
+        if self.lambda_ce and bool(labelled.any()):
+            ce = F.cross_entropy(logits[labelled], label[labelled])
+            loss = loss + self.lambda_ce * ce
+        return loss
+
+
+def _pooled_dice(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """1 - Dice per foreground class, sums pooled over the (weighted) batch and all processes, mean over classes.
+
+    The smoothing terms are MONAI's ``DiceLoss`` defaults (1e-5): a class absent from both the
+    prediction and the target scores Dice 1.
+    """
+    w = weight.view(-1, 1, 1, 1)
+    probs, target = probs[:, 1:] * w, target[:, 1:] * w
+    sums = torch.stack([(probs * target).sum((0, 2, 3)), probs.sum((0, 2, 3)) + target.sum((0, 2, 3))])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        sums = dist_nn.all_reduce(sums)
+    intersection, denominator = sums[0], sums[1]
+    return (1.0 - (2.0 * intersection + _SMOOTH) / (denominator + _SMOOTH)).mean()
+
+
+_SMOOTH = 1e-5
 
 
 _SOFT_DICE = DiceLoss(include_background=False, softmax=True, batch=True)
