@@ -45,13 +45,21 @@ def _launcher_rank() -> int:
 
 
 def add_file_handler(path: str | Path) -> logging.Handler:
-    """Also write the package's records (INFO and above) to ``path``; returns the handler."""
+    """Also write the package's records (INFO and above) to ``path``; returns the handler.
+
+    When nothing configured the package's logger (a program calling the pipeline from Python, a
+    test), its level is lowered to INFO so that the file gets the INFO records; the console shows
+    nothing more (Python's last-resort handler prints warnings only).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(_FORMAT))
     handler.setLevel(logging.INFO)
-    logging.getLogger("tskd").addHandler(handler)
+    package = logging.getLogger("tskd")
+    if package.getEffectiveLevel() > logging.INFO and package.level == logging.NOTSET:
+        package.setLevel(logging.INFO)
+    package.addHandler(handler)
     return handler
 
 

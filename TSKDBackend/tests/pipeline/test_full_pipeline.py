@@ -46,7 +46,14 @@ def test_every_artifact_is_written(demo):
     status = read_status_file(run / "status.json")
     assert status["latest"]["state"] == "done"
     meta = json.loads((run / "package" / "tskd-model.json").read_text(encoding="utf-8"))
-    assert meta["teacher"]["has_foundation_weights"] is False
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    chosen = summary["chosen"]
+    assert meta["comparison"]["chosen"] == chosen and chosen in ("distilled", "reference")
+    assert (run / "student/reference/student.pt").is_file()  # both candidates were trained
+    if chosen == "distilled":  # a labels-only model has no teacher to describe
+        assert meta["teacher"]["has_foundation_weights"] is False
+    else:
+        assert meta["teacher"] is None
     assert meta["onnx"]["argmax_agreement"] >= 0.9999
     assert [label["name"] for label in meta["labels"]] == ["background", "organ_a", "organ_b", "lesion"]
     assert "no foundation weights" in (run / "report" / "report.md").read_text(encoding="utf-8")
