@@ -46,12 +46,22 @@ class RunFolder:
     def check_or_save_config(self, config: Any) -> None:
         """Save the resolved config; on a later run refuse different settings in the same folder.
 
+        A setting missing from the saved file (a run made by an older tskd that did not have it) is
+        accepted when the new value is the setting's default, and the file is completed, so an old
+        run can be resumed after an upgrade; the stages still to run use the default, and each
+        finished stage's own fingerprint still refuses weights made with other settings. A
+        non-default value for a missing setting is a difference like any other.
+
         Args:
             config: a :class:`~tskd.config.ConfigBase` (e.g. the pipeline config).
         """
         resolved = config.to_dict()
         if self.config.is_file():
             saved = load_yaml(self.config)
+            completed = _complete(saved, resolved, type(config)().to_dict())
+            if completed == resolved and completed != saved:
+                save_yaml(resolved, self.config)
+                return
             if saved != resolved:
                 keys = sorted(_differences(saved, resolved))
                 raise ConfigError(
@@ -62,6 +72,21 @@ class RunFolder:
             return
         self.root.mkdir(parents=True, exist_ok=True)
         save_yaml(resolved, self.config)
+
+
+def _complete(saved: Any, resolved: Any, defaults: Any) -> Any:
+    """``saved`` with the keys it lacks taken from ``resolved`` where those equal ``defaults``."""
+    if not (isinstance(saved, dict) and isinstance(resolved, dict)):
+        return saved
+    out = dict(saved)
+    for key, value in resolved.items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if key not in saved:
+            if value == default:
+                out[key] = value
+        else:
+            out[key] = _complete(saved[key], value, default)
+    return out
 
 
 def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
