@@ -10,7 +10,6 @@ running, then done, with its model.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sqlite3
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO_ROOT, backendEnvironment
+from fakeTools import alive
 
 FAKE_TRAIN = REPO_ROOT / "TSKDBackend" / "tests" / "service" / "fake_train.py"
 
@@ -28,20 +28,6 @@ sys.argv = ["tskd"] + sys.argv[1:] + ["--train-command", {command!r}, "--cancel-
 from tskd.cli.main import main
 sys.exit(main())
 """
-
-
-def _pidAlive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not reaped) is not alive
-        with open("/proc/{}/stat".format(pid)) as stream:
-            return stream.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _startBackend(backendCommand, workspace: Path):
@@ -102,15 +88,15 @@ def test_a_training_worker_survives_stop_and_the_restarted_backend_finishes_the_
     with sqlite3.connect(str(workspace / "tskd.db")) as conn:
         workerPid = int(conn.execute("SELECT pid FROM jobs WHERE id = ?", (job["id"],)).fetchone()[0])
     serverPid = runner.processId()
-    assert workerPid != serverPid and _pidAlive(workerPid)
+    assert workerPid != serverPid and alive(workerPid)
 
     backend.stop()
     backend.poll()  # grace 0: the server is killed now (SIGKILL) - the server only
     assert runner.waitUntil(lambda: not runner.isRunning(), 30)
     runner.processEvents(timeout=0.2)
     assert backend.state == STOPPED
-    assert not _pidAlive(serverPid)
-    assert _pidAlive(workerPid), "Stop killed the training worker"
+    assert not alive(serverPid)
+    assert alive(workerPid), "Stop killed the training worker"
 
     second, secondRunner = _startBackend(command, workspace)
     try:
