@@ -1,9 +1,10 @@
 """The supervised segmentation loss of every model the project trains (teacher and students).
 
 One definition, so that a teacher and a student trained on the same labels optimise the same thing:
-MONAI's ``DiceCELoss`` with softmax and one-hot targets, the Dice part over the foreground classes
-and pooled over the batch (``include_background=False, batch=True``, as nnU-Net does), plus
-cross-entropy over every pixel. Pooling over the batch keeps slices without foreground, and
+the values of MONAI's ``DiceCELoss`` with softmax and one-hot targets, the Dice part over the
+foreground classes and pooled over the batch (``include_background=False, batch=True``, as nnU-Net
+does), plus cross-entropy over every pixel; written out here (one pooled Dice, :func:`_pooled_dice`)
+so that its sums can be added across processes under distributed training. Pooling over the batch keeps slices without foreground, and
 slices where a class is absent, from producing extreme per-slice Dice terms.
 
 :func:`soft_dice_loss` is the same Dice part against soft targets (a teacher's probabilities),
@@ -18,7 +19,6 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 import torch.nn.functional as F
-from monai.losses import DiceLoss
 from torch import nn
 
 from tskd.errors import DataError
@@ -103,9 +103,6 @@ def _pooled_dice(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
 _SMOOTH = 1e-5
 
 
-_SOFT_DICE = DiceLoss(include_background=False, softmax=True, batch=True)
-
-
 def soft_dice_loss(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
     """Soft Dice between ``softmax(logits)`` and target probabilities, foreground classes, pooled over the batch.
 
@@ -115,4 +112,6 @@ def soft_dice_loss(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Te
     """
     if logits.shape != target_probs.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and target probabilities {tuple(target_probs.shape)} differ")
-    return _SOFT_DICE(logits.float(), target_probs.float().to(logits.device))
+    logits = logits.float()
+    weight = torch.ones(logits.shape[0], device=logits.device)
+    return _pooled_dice(logits.softmax(1), target_probs.float().to(logits.device), weight)
