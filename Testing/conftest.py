@@ -127,3 +127,44 @@ def localBackend(tmp_path) -> Iterator[Any]:
                 runner.kill()
                 runner.waitUntil(lambda: not runner.isRunning(), 10)
         shutil.rmtree(tmp_path / "workspace", ignore_errors=True)
+
+
+def pumpUntil(session, predicate=None, timeout: float = 60.0, timers=(), runner=None) -> None:
+    """Run the GUI's event loop by hand: deliver the session's finished tasks (as its ``qt.QTimer``
+    does), fire the started fake ``qt.QTimer`` s in ``timers`` (widget polls) and the process runner's
+    events, until ``predicate()`` holds and (without a predicate) no task is pending."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if runner is not None:
+            runner.processEvents(timeout=0.02)
+        for timer in timers:
+            if timer.active:
+                timer.trigger("timeout()")
+        session.poll()
+        if (predicate() if predicate is not None else not session.tasks.pending()):
+            return
+        assert time.monotonic() < deadline, "gave up waiting after {:g} s".format(timeout)
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def serviceServer(tmp_path, monkeypatch) -> Iterator[Any]:
+    """A real backend (uvicorn in a thread, on a free loopback port, with a token) whose jobs run the
+    service tests' fixture worker (``fake_train.py``: the ``tskd train`` contract in a fraction of a
+    second). Nothing may reach beyond loopback."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("onnx")
+    if str(REPO_ROOT / "TSKDBackend") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "TSKDBackend"))  # the backend's test helpers
+    from tests.foundation.loopback import guard_urlopen
+    from tests.service.helpers import FAKE_TRAIN_COMMAND, ServerThread
+    from tskd.service.settings import ServiceSettings
+
+    guard_urlopen(monkeypatch)
+    server = ServerThread(ServiceSettings(workspace=tmp_path / "service", weights_cache=tmp_path / "weights",
+                                          token="widget-test", train_command=list(FAKE_TRAIN_COMMAND),
+                                          scheduler_interval_s=0.1, cancel_grace_s=5.0))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -121,8 +121,7 @@ def test_live_mode_waits_for_the_install_and_starts_once_it_is_there(monkeypatch
     started = []
     world.widget.session.submit = lambda name, *args, **kwargs: started.append(name)
     monkeypatch.setattr("SlicerTSKDLib.sceneData.volumeArrayCopy", lambda volume: np.zeros((2, 2, 2)))
-    world.widget.liveCheck.checked = True
-    world.widget.liveCheck.trigger("toggled(bool)", True)
+    world.widget.liveCheck.checked = True  # the user's click: Qt (and fakeQt) emit toggled(True)
     assert world.logic.installing() and not world.widget.liveCheck.checked and started == []
     world.waitInstall()
     assert world.widget.liveCheck.checked and started == ["Loading model"]

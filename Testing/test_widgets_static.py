@@ -1,7 +1,9 @@
-"""Static checks of the GUI-wiring files, which import ``qt``/``slicer`` and cannot run outside Slicer.
+"""Static checks of the GUI-wiring files, which import ``qt``/``slicer``.
 
-Their logic is tested through the logic modules; here every name they use must be bound somewhere
-in the file (catches typos), and every ``from .module import name`` must exist in that module.
+The panels are also run on a recorded fake of Qt (``fakeQt``, ``test_*_widget.py``) with their real
+logic objects; here every widget file (also those without a widget test: the environment panel,
+``moduleWidget.py``, ``SlicerTSKD.py``) must bind every name it uses (catches typos), and every
+``from .module import name`` must exist in that module.
 """
 
 from __future__ import annotations

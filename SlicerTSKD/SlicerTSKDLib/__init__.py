@@ -15,16 +15,21 @@ Logic (no ``qt``, ``ctk``, ``slicer`` or ``vtk`` imports at module level; tested
 - ``stepSequence``: runs a list of commands one at a time, event driven (cancel, log, progress).
 - ``environmentSetup``: the set-up itself, on ``stepSequence``.
 - ``backgroundTasks``: long calls in worker threads, results delivered on the GUI thread.
-- ``backendLogic``: starting a local ``tskd serve``, checking a backend, connection errors in plain words.
+- ``settingsStore``: ``qt.QSettings``' two calls on a dictionary, for logic used outside Slicer.
+- ``backendLogic``: starting a local ``tskd serve``, checking a backend, connection errors in plain
+  words; ``BackendLogic``, the "Backend server" panel's decisions.
 - ``session``: what the panels share (connection, project, tasks); errors as sentences.
 - ``sceneData``: label maps and volumes between the MRML scene, numpy and files, voxel for voxel.
-- ``projectLogic``: project labels from segments, training cases from the scene.
-- ``trainingLogic``: quality -> preset, job status -> what the panel shows.
+- ``projectLogic``: project labels from segments, training cases from the scene; ``ProjectLogic``,
+  the project panel's decisions.
+- ``trainingLogic``: quality -> preset, job status -> what the panel shows; ``TrainingLogic``, the
+  Train panel's state and decisions.
 - ``runtimeSetup``: ``tskd.runtime`` and onnxruntime inside Slicer.
 - ``segmentationLogic``: the student in Slicer: model cache, whole volume, live slice, ROI.
 - ``selfTest``: the checks ``SlicerTSKDTest`` runs inside Slicer.
 
-GUI wiring (files named ``*Widget.py``, imported only inside Slicer):
+GUI wiring (files named ``*Widget.py``, imported inside Slicer; each panel gets its logic object
+in its constructor, and the tests build them on a fake of the Qt calls, ``Testing/fakeQt.py``):
 
 - ``moduleWidget``: the panels put together, the shared selectors, the task timer.
 - ``installWidget``: the "Set up local backend" panel.
@@ -59,6 +64,7 @@ __all__ = [
     "segmentationWidget",
     "selfTest",
     "session",
+    "settingsStore",
     "signal",
     "stepSequence",
     "torchSelection",

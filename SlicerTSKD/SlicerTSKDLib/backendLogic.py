@@ -10,6 +10,10 @@
 - :func:`checkBackend` (blocking: run it in a worker thread) asks ``/health`` and ``/info`` and
   turns every failure into a :class:`BackendProblem` whose message says in plain words what is
   wrong: refused, wrong token, TLS, timeout, a backend too old for this module.
+- :class:`BackendLogic` holds the "Backend server" panel's decisions: the mode, address and
+  workspace kept in the settings (never the token), whether the local backend can start and why
+  not, the client of a remote address, when a stopped local backend ends the connection, and the
+  status line when nothing is connected. The panel (``backendWidget.py``) gets it in its constructor.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ __all__ = [
     "defaultWorkspace",
     "localServeCommand",
     "LocalBackend",
+    "BackendLogic",
+    "BackendSettings",
+    "NO_ENVIRONMENT",
+    "SET_UP_OR_CONNECT",
+    "ENTER_ADDRESS",
     "STOPPED",
     "STARTING",
     "RUNNING",
@@ -365,3 +374,104 @@ def _probeHealth(url: str, token: str) -> bool:
     except TSKDClientError:
         return False
     return isinstance(answer, dict) and answer.get("status") == "ok"
+
+
+NO_ENVIRONMENT = "Set up the local backend first (panel above), or connect to a server."
+SET_UP_OR_CONNECT = "Set up the local backend (panel above), or choose 'A server'."
+ENTER_ADDRESS = "Enter the server's address, like https://server.hospital.org:8443."
+_SETTINGS = "SlicerTSKD/Backend/"
+
+
+@dataclass
+class BackendSettings:
+    """What the panel keeps between sessions: local or remote mode, the remote address, the local workspace."""
+
+    remote: bool
+    url: str
+    workspace: str
+
+
+class BackendLogic:
+    """The "Backend server" panel's decisions, without Qt.
+
+    Args:
+        local: the local backend (``LocalBackend(QProcessRunner(), submit=session.submit)`` in Slicer).
+        settings: ``qt.QSettings()`` in Slicer (``value`` / ``setValue``); default: in memory.
+        defaultWorkspace: the local backend's workspace when none was chosen (:func:`defaultWorkspace`).
+        childEnvironment: the local server's environment (without Slicer's own Python variables).
+
+    Attributes:
+        environment: the ready backend environment (``EnvironmentInfo``) the environment panel found, or None.
+    """
+
+    def __init__(self, local: LocalBackend, settings: Any = None, defaultWorkspace: str = "",
+                 childEnvironment: Optional[Mapping[str, str]] = None) -> None:
+        from .settingsStore import MemorySettings
+
+        self.local = local
+        self.settings = settings if settings is not None else MemorySettings()
+        self.defaultWorkspace = defaultWorkspace
+        self.childEnvironment: Dict[str, str] = dict(childEnvironment if childEnvironment is not None else os.environ)
+        self.environment: Any = None
+
+    # -------------------------------------------------------------- settings
+    def loadSettings(self) -> BackendSettings:
+        value = self.settings.value
+        return BackendSettings(remote=str(value(_SETTINGS + "Mode", "local")) == "remote",
+                               url=str(value(_SETTINGS + "URL", "") or ""),
+                               workspace=str(value(_SETTINGS + "Workspace", self.defaultWorkspace) or ""))
+
+    def saveSettings(self, chosen: BackendSettings) -> None:
+        """Keep the mode, the address and the workspace (the token is never stored)."""
+        self.settings.setValue(_SETTINGS + "Mode", "remote" if chosen.remote else "local")
+        self.settings.setValue(_SETTINGS + "URL", chosen.url.strip())
+        self.settings.setValue(_SETTINGS + "Workspace", chosen.workspace)
+
+    # ----------------------------------------------------------------- local
+    def localActive(self) -> bool:
+        """Starting, running or stopping (Start does not apply)."""
+        return self.local.state in (STARTING, RUNNING) or self.local.needsPolling()
+
+    def canStartLocal(self) -> bool:
+        return self.environment is not None and not self.localActive()
+
+    def canStopLocal(self) -> bool:
+        return self.local.runner.isRunning()
+
+    def startLocal(self, workspace: str) -> Optional[str]:
+        """Start ``tskd serve`` from the ready environment (returns at once); the reason it cannot, or None."""
+        if self.environment is None:
+            return NO_ENVIRONMENT
+        try:
+            self.local.start(self.environment.backendCommand, workspace or self.defaultWorkspace, self.childEnvironment)
+        except (OSError, RuntimeError, ValueError) as exc:
+            return "Cannot start the local backend: {}".format(exc)
+        return None
+
+    def stopLocal(self) -> None:
+        self.local.stop()
+
+    @staticmethod
+    def dropsConnection(state: str, remote: bool, connected: bool) -> bool:
+        """The local backend stopped or failed while the panel is in local mode and connected to it."""
+        return state in (STOPPED, FAILED) and connected and not remote
+
+    def idleText(self, remote: bool, connected: bool) -> Optional[str]:
+        """The status line when, in local mode, there is nothing to start and nothing connected; else None."""
+        if not remote and self.environment is None and self.local.state == STOPPED and not connected:
+            return SET_UP_OR_CONNECT
+        return None
+
+    # ---------------------------------------------------------------- remote
+    @staticmethod
+    def remoteClient(url: str, token: str) -> Tuple[Optional[TSKDClient], Optional[str]]:
+        """``(client, None)`` for a typed address and token, or ``(None, what to type)``."""
+        try:
+            return TSKDClient(url.strip(), token=token.strip() or None), None
+        except ValueError:
+            return None, ENTER_ADDRESS
+
+    def cleanup(self) -> None:
+        """The module closes: the server is asked to stop (its training workers keep running)."""
+        if self.local.runner.isRunning():
+            self.local.runner.terminate()

@@ -1,29 +1,37 @@
 """The "Backend server" panel (Slicer only): start/stop a local backend, or connect to a remote one.
 
-The decisions live in :mod:`backendLogic`; this file builds the widgets, keeps the address and
-mode in ``qt.QSettings`` (the token of a remote server is not stored), polls the local backend's
-start-up from a ``qt.QTimer``, and checks a server in a worker thread (never on the GUI thread).
+The decisions live in :class:`~SlicerTSKDLib.backendLogic.BackendLogic`, passed in (made in Slicer by
+:func:`makeBackendLogic`: a ``QProcessRunner``, ``qt.QSettings``, the per-user workspace); this file
+builds the widgets, polls the local backend's start-up from a ``qt.QTimer``, and checks a server in
+a worker thread (never on the GUI thread).
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
 import ctk
 import qt
-import slicer
 
-from .backendLogic import FAILED, RUNNING, STARTING, STOPPED, BackendInfo, LocalBackend, checkBackend, defaultWorkspace
+from .backendLogic import RUNNING, BackendInfo, BackendLogic, BackendSettings, checkBackend
 from .client import TSKDClient
-from .environment import defaultEnvironmentRoot
 from .environmentMarker import EnvironmentInfo
-from .hostContext import HostContext, childEnvironment
-from .processRunner import QProcessRunner
 from .session import SessionState
 
-__all__ = ["BackendWidget"]
+__all__ = ["BackendWidget", "makeBackendLogic"]
 
-_SETTINGS = "SlicerTSKD/Backend/"
+
+def makeBackendLogic(session: SessionState) -> BackendLogic:
+    """The panel's logic in Slicer: the server runs through a ``QProcessRunner`` with Slicer's startup
+    environment (without its Python variables), its ``/health`` probed in the session's workers."""
+    import slicer
+
+    from .backendLogic import LocalBackend, defaultWorkspace
+    from .environment import defaultEnvironmentRoot
+    from .hostContext import HostContext, childEnvironment
+    from .processRunner import QProcessRunner
+
+    host = HostContext.current(environment=slicer.util.startupEnvironment())
+    return BackendLogic(LocalBackend(QProcessRunner(), submit=session.submit), qt.QSettings(),
+                        defaultWorkspace(defaultEnvironmentRoot(host)), childEnvironment(host.environment))
 
 
 class BackendWidget:
@@ -32,15 +40,13 @@ class BackendWidget:
     Args:
         parentLayout: layout of the module widget.
         session: the shared state (receives the connection).
-        installWidget: the environment panel (its folder locates the default workspace).
+        logic: the panel's :class:`BackendLogic`.
     """
 
-    def __init__(self, parentLayout: "qt.QLayout", session: SessionState, installWidget) -> None:
+    def __init__(self, parentLayout: "qt.QLayout", session: SessionState, logic: BackendLogic) -> None:
         self.session = session
-        self.installWidget = installWidget
-        self.environment: Optional[EnvironmentInfo] = None
-        self.host = HostContext.current(environment=slicer.util.startupEnvironment())
-        self.local = LocalBackend(QProcessRunner(), submit=session.submit)  # /health probed in a worker
+        self.logic = logic
+        self.local = logic.local
         self.local.stateChanged.connect(self._onLocalState)
         self.local.output.connect(lambda text: self.logView.appendPlainText(text.rstrip()))
         self.localTimer = qt.QTimer()
@@ -114,51 +120,42 @@ class BackendWidget:
 
     # -------------------------------------------------------------- settings
     def _loadSettings(self) -> None:
-        settings = qt.QSettings()
-        remote = str(settings.value(_SETTINGS + "Mode", "local")) == "remote"
-        self.remoteRadio.checked = remote
-        self.localRadio.checked = not remote
-        self.urlEdit.text = settings.value(_SETTINGS + "URL", "")
-        self.workspaceEdit.currentPath = settings.value(_SETTINGS + "Workspace", defaultWorkspace(defaultEnvironmentRoot(self.host)))
+        saved = self.logic.loadSettings()
+        self.remoteRadio.checked = saved.remote
+        self.localRadio.checked = not saved.remote
+        self.urlEdit.text = saved.url
+        self.workspaceEdit.currentPath = saved.workspace
 
     def _saveSettings(self) -> None:
-        settings = qt.QSettings()
-        settings.setValue(_SETTINGS + "Mode", "remote" if self.remoteRadio.checked else "local")
-        settings.setValue(_SETTINGS + "URL", self.urlEdit.text.strip())
-        settings.setValue(_SETTINGS + "Workspace", self.workspaceEdit.currentPath)
+        self.logic.saveSettings(BackendSettings(bool(self.remoteRadio.checked), self.urlEdit.text,
+                                                self.workspaceEdit.currentPath))
 
     # --------------------------------------------------------------- actions
     def setEnvironment(self, info: EnvironmentInfo) -> None:
         """The environment panel found a ready backend environment."""
-        self.environment = info
+        self.logic.environment = info
         self._updateButtons()
 
     def onStartLocal(self) -> None:
-        if self.environment is None:
-            self.statusLabel.text = "Set up the local backend first (panel above), or connect to a server."
-            return
-        self._saveSettings()
-        self.session.setConnection(None, None)
-        self.logView.clear()
-        workspace = self.workspaceEdit.currentPath or defaultWorkspace(defaultEnvironmentRoot(self.host))
-        try:
-            self.local.start(self.environment.backendCommand, workspace, childEnvironment(self.host.environment))
-        except (OSError, RuntimeError, ValueError) as exc:
-            self.statusLabel.text = "Cannot start the local backend: {}".format(exc)
+        if self.logic.environment is not None:
+            self._saveSettings()
+            self.session.setConnection(None, None)
+            self.logView.clear()
+        problem = self.logic.startLocal(self.workspaceEdit.currentPath)
         self._updateButtons()
+        if problem is not None:
+            self.statusLabel.text = problem
 
     def onStopLocal(self) -> None:
         self.session.setConnection(None, None)
-        self.local.stop()
+        self.logic.stopLocal()
         self._updateButtons()
 
     def onConnectRemote(self) -> None:
         self._saveSettings()
-        url = self.urlEdit.text.strip()
-        try:
-            client = TSKDClient(url, token=self.tokenEdit.text.strip() or None)
-        except ValueError:
-            self.statusLabel.text = "Enter the server's address, like https://server.hospital.org:8443."
+        client, problem = self.logic.remoteClient(self.urlEdit.text, self.tokenEdit.text)
+        if client is None:
+            self.statusLabel.text = problem
             return
         self._check(client)
 
@@ -188,7 +185,7 @@ class BackendWidget:
             self.localTimer.start()
         if state == RUNNING:
             self._check(self.local.client())
-        elif state in (STOPPED, FAILED) and self.session.client is not None and self.remoteRadio.checked is False:
+        elif self.logic.dropsConnection(state, bool(self.remoteRadio.checked), self.session.client is not None):
             self.session.setConnection(None, None)
         self._updateButtons()
 
@@ -196,15 +193,14 @@ class BackendWidget:
         local = bool(self.localRadio.checked)
         self.localButtons.visible = local
         self.remoteRows.visible = not local
-        active = self.local.state in (STARTING, RUNNING) or self.local.needsPolling()
-        self.startButton.enabled = local and not active and self.environment is not None
-        self.stopButton.enabled = local and self.local.runner.isRunning()
+        self.startButton.enabled = local and self.logic.canStartLocal()
+        self.stopButton.enabled = local and self.logic.canStopLocal()
         self.connectButton.enabled = not local and not self.session.tasks.busy("Connecting")
-        if local and self.environment is None and self.local.state == STOPPED and self.session.client is None:
-            self.statusLabel.text = "Set up the local backend (panel above), or choose 'A server'."
+        idle = self.logic.idleText(not local, self.session.client is not None)
+        if idle is not None:
+            self.statusLabel.text = idle
 
     def cleanup(self) -> None:
         """Stop the local backend (training jobs keep running and are picked up at the next start)."""
         self.localTimer.stop()
-        if self.local.runner.isRunning():
-            self.local.runner.terminate()
+        self.logic.cleanup()

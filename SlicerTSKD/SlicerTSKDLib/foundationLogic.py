@@ -33,6 +33,9 @@ __all__ = [
     "savedChoice",
     "initialChoice",
     "downloadCandidates",
+    "downloadTitle",
+    "FoundationView",
+    "foundationView",
     "FoundationLogic",
     "DownloadStatus",
     "WeightsDownload",
@@ -108,6 +111,41 @@ def downloadCandidates(checkpoints: Sequence[Dict[str, Any]]) -> List[Dict[str, 
     byName = {str(r.get("name")): r for r in checkpoints}
     return [byName[n] for n in DOWNLOAD_PREFERENCE
             if n in byName and byName[n].get("downloadable") and byName[n].get("state") not in _USABLE]
+
+
+_SHORT_TITLES = {"medsam-vit-b": "MedSAM", "sam-vit-b": "SAM ViT-B"}
+
+
+def downloadTitle(candidates: Sequence[Dict[str, Any]]) -> str:
+    """The download button's text: ``"Download MedSAM / SAM ViT-B"``."""
+    return "Download " + " / ".join(_SHORT_TITLES.get(str(r["name"]), str(r["name"])) for r in candidates)
+
+
+@dataclass
+class FoundationView:
+    """What the chooser shows for the backend's checkpoints and the project.
+
+    Attributes:
+        choices: the chooser's entries; ``index``: the one shown first.
+        noneAvailable: the backend has no foundation model (the note on what that costs is shown).
+        offerDownload: show the download button; ``downloadText`` its text.
+    """
+
+    choices: List[FoundationChoice]
+    index: int
+    noneAvailable: bool
+    offerDownload: bool
+    downloadText: str
+
+
+def foundationView(checkpoints: Sequence[Dict[str, Any]], project: Optional[Dict[str, Any]]) -> FoundationView:
+    """The chooser for ``checkpoints`` (``GET /checkpoints``) and the project's saved choice."""
+    choices = foundationChoices(checkpoints)
+    values = [c.value for c in choices]
+    candidates = downloadCandidates(checkpoints)
+    noneAvailable = len(choices) == 1
+    return FoundationView(choices, max(0, values.index(initialChoice(choices, project))), noneAvailable,
+                          bool(candidates) and noneAvailable, downloadTitle(candidates) if candidates else "")
 
 
 class FoundationLogic:

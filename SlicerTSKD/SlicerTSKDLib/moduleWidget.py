@@ -14,11 +14,13 @@ import slicer
 
 from . import sceneData
 from .parameterNode import findParameterNode, selections
-from .backendWidget import BackendWidget
+from .backendWidget import BackendWidget, makeBackendLogic
 from .installWidget import InstallWidget
+from .projectLogic import ProjectLogic
 from .projectWidget import ProjectWidget
 from .segmentationWidget import SegmentationWidget, makeSegmentationLogic
 from .session import SessionState
+from .trainingLogic import TrainingLogic
 from .trainingWidget import TrainingWidget
 
 __all__ = ["ModuleWidget", "DataSelectors"]
@@ -83,11 +85,15 @@ class ModuleWidget:
         self.pump.connect("timeout()", self.session.poll)
         self.session.busyChanged.connect(lambda busy: self.pump.start() if busy else self.pump.stop())
 
+        # each panel gets its logic object (the panels' decisions, tested outside Slicer)
         self.installWidget = InstallWidget(parentLayout, moduleDir)
-        self.backendWidget = BackendWidget(parentLayout, self.session, self.installWidget)
+        self.backendLogic = makeBackendLogic(self.session)
+        self.backendWidget = BackendWidget(parentLayout, self.session, self.backendLogic)
         self.data = DataSelectors(parentLayout)
-        self.projectWidget = ProjectWidget(parentLayout, self.session, self.data)
-        self.trainingWidget = TrainingWidget(parentLayout, self.session)
+        self.projectLogic = ProjectLogic(qt.QSettings())
+        self.projectWidget = ProjectWidget(parentLayout, self.session, self.data, self.projectLogic)
+        self.trainingLogic = TrainingLogic()
+        self.trainingWidget = TrainingWidget(parentLayout, self.session, self.trainingLogic)
         self.segmentationLogic = makeSegmentationLogic(moduleDir)
         self.segmentationWidget = SegmentationWidget(parentLayout, self.session, self.data, self.projectWidget,
                                                      self.segmentationLogic)

@@ -6,6 +6,10 @@ exports the selected volume and the segments that match the project's labels (by
 map on the volume's grid (:func:`prepareTrainingCase`, on the GUI thread: it uses the scene, and
 copies the arrays), then a worker thread writes both files (:func:`writeTrainingCase`, gzip NRRD
 without VTK), uploads them and removes them (:func:`writeAndUploadTrainingCase`).
+
+:class:`ProjectLogic` holds the "Project and training cases" panel's decisions (which project to
+show, the texts it shows, what a new project or a new case is made of); the panel
+(``projectWidget.py``) gets it in its constructor and only copies its answers into Qt widgets.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from .volumeFiles import VolumeSnapshot, WriteCancelled, writeNrrd
 
 __all__ = [
     "ProjectProblem",
+    "ProjectLogic",
+    "LAST_PROJECT_SETTING",
+    "NO_SEGMENTATION_FOR_PROJECT",
+    "NO_CASE_SELECTION",
     "labelsFromSegments",
     "caseLabelMapping",
     "safeCaseName",
@@ -40,6 +48,11 @@ __all__ = [
 ]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+#: the ``QSettings`` key of the project shown last (used when the scene names none)
+LAST_PROJECT_SETTING = "SlicerTSKD/Project/LastProject"
+NO_SEGMENTATION_FOR_PROJECT = "Select a segmentation: its segments become the project's labels."
+NO_CASE_SELECTION = "Select the volume and its segmentation first."
 
 
 class ProjectProblem(Exception):
@@ -226,3 +239,96 @@ def uploadTrainingCase(client: TSKDClient, projectId: str, caseName: str, imageP
     finally:
         if removeFiles:
             shutil.rmtree(os.path.dirname(os.path.abspath(imagePath)), ignore_errors=True)
+
+
+class ProjectLogic:
+    """The decisions of the "Project and training cases" panel, without Qt.
+
+    Args:
+        settings: where the last project is remembered (``qt.QSettings()`` in Slicer; default: a
+            :class:`~SlicerTSKDLib.settingsStore.MemorySettings`).
+    """
+
+    def __init__(self, settings: Any = None) -> None:
+        from .settingsStore import MemorySettings
+
+        self.settings = settings if settings is not None else MemorySettings()
+
+    # -------------------------------------------------------------- projects
+    def chooseProject(self, projects: Sequence[Dict[str, Any]], *wanted: Optional[str]) -> Tuple[List[Dict[str, Any]], int]:
+        """The chooser's projects (by name) and the index to show: the first of ``wanted`` (an id just
+        created, the scene's) that exists, else the project shown last, else the first; -1 when none."""
+        ordered = sorted(projects, key=lambda p: str(p.get("name", "")).lower())
+        ids = [str(p["id"]) for p in ordered]
+        for projectId in list(wanted) + [str(self.settings.value(LAST_PROJECT_SETTING, "") or "")]:
+            if projectId and str(projectId) in ids:
+                return ordered, ids.index(str(projectId))
+        return ordered, 0 if ordered else -1
+
+    def remember(self, project: Optional[Dict[str, Any]]) -> None:
+        """The project is shown: the next session starts with it when the scene names none."""
+        if project is not None:
+            self.settings.setValue(LAST_PROJECT_SETTING, str(project["id"]))
+
+    @staticmethod
+    def labelsText(project: Optional[Dict[str, Any]]) -> str:
+        """``"liver, spleen"``: the project's structures (background left out)."""
+        return ", ".join(str(l["name"]) for l in (project or {}).get("labels", []) if int(l["value"]) > 0)
+
+    @staticmethod
+    def newProjectLabels(segmentationNode: Any) -> List[Dict[str, Any]]:
+        """The labels of a project made from the selected segmentation (GUI thread: it reads the scene).
+
+        Raises:
+            ProjectProblem: no segmentation is selected, or its segments cannot be labels.
+        """
+        if segmentationNode is None:
+            raise ProjectProblem(NO_SEGMENTATION_FOR_PROJECT)
+        return labelsFromSegments([(name, color) for _, name, color in sceneData.segmentList(segmentationNode)])
+
+    @staticmethod
+    def newProjectQuestion(labels: Sequence[Dict[str, Any]]) -> str:
+        return "Project name (labels: {}):".format(", ".join(str(label["name"]) for label in labels))
+
+    @staticmethod
+    def projectName(answer: Any) -> Optional[str]:
+        """The name typed in the dialog, or None (cancelled or blank: nothing is created)."""
+        name = str(answer or "").strip()
+        return name or None
+
+    @staticmethod
+    def withCaseCounts(project: Dict[str, Any], cases: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        """The project with ``cases`` / ``labelled_cases`` as in its current case list (the server's fields)."""
+        updated = dict(project)
+        updated["cases"] = len(cases)
+        updated["labelled_cases"] = sum(1 for case in cases if case.get("labelled"))
+        return updated
+
+    # ----------------------------------------------------------------- cases
+    @staticmethod
+    def caseToAdd(volumeNode: Any, segmentationNode: Any, project: Dict[str, Any], typedName: str,
+                  cases: Sequence[Dict[str, Any]]) -> Tuple[str, TrainingCaseData]:
+        """The new case's name (typed, else the volume's; made safe and unique in the project) and its
+        data copied from the scene (GUI thread; the files are written in the worker).
+
+        Raises:
+            ProjectProblem: nothing selected, segments that are not the project's labels, nothing labelled.
+            SceneError: the export failed.
+        """
+        if volumeNode is None or segmentationNode is None:
+            raise ProjectProblem(NO_CASE_SELECTION)
+        name = uniqueCaseName(str(typedName or "").strip() or volumeNode.GetName(),
+                              [str(case.get("name")) for case in cases])
+        return name, prepareTrainingCase(volumeNode, segmentationNode, project.get("labels", []))
+
+    @staticmethod
+    def uploadText(name: str, progress: Optional[float]) -> Optional[str]:
+        """The status line while a case is written (progress 0..0.5) and uploaded (0.5..1); None when unknown."""
+        if progress is None:
+            return None
+        step = "Writing" if progress < 0.5 else "Uploading"
+        return "{} '{}'... {}%".format(step, name, int(round(100 * progress)))
+
+    @staticmethod
+    def deleteQuestion(name: str) -> str:
+        return "Delete the case '{}' from the project?".format(name)

@@ -4,6 +4,10 @@ Choose or create a project (labels from the selected segmentation's segments), a
 volume and segmentation as a training case, list and delete cases. Taking the case out of the scene
 (a copy of the voxels and the label map) runs on the GUI thread; writing its files and every call
 to the backend run in a worker thread, with the progress in the status line.
+
+The decisions (which project to show, the texts, what a new project or case is made of) are
+:class:`~SlicerTSKDLib.projectLogic.ProjectLogic`'s, passed in; this class only shows them and
+makes the Qt calls.
 """
 
 from __future__ import annotations
@@ -13,13 +17,10 @@ from typing import Any, Dict, List, Optional
 import ctk
 import qt
 
-from . import sceneData
-from .projectLogic import caseRows, labelsFromSegments, prepareTrainingCase, projectTitle, uniqueCaseName, writeAndUploadTrainingCase
+from .projectLogic import ProjectLogic, caseRows, projectTitle, writeAndUploadTrainingCase
 from .session import SessionState, showError
 
 __all__ = ["ProjectWidget"]
-
-_SETTINGS = "SlicerTSKD/Project/"
 
 
 class ProjectWidget:
@@ -29,11 +30,13 @@ class ProjectWidget:
         parentLayout: layout of the module widget.
         session: the shared state.
         data: the volume/segmentation selectors (:class:`moduleWidget.DataSelectors`).
+        logic: the panel's :class:`ProjectLogic` (``ProjectLogic(qt.QSettings())`` in Slicer).
     """
 
-    def __init__(self, parentLayout: "qt.QLayout", session: SessionState, data) -> None:
+    def __init__(self, parentLayout: "qt.QLayout", session: SessionState, data, logic: ProjectLogic) -> None:
         self.session = session
         self.data = data
+        self.logic = logic
         self.projects: List[Dict[str, Any]] = []
         self.cases: List[Dict[str, Any]] = []
         self._uploadTask = None
@@ -103,32 +106,32 @@ class ProjectWidget:
 
     # -------------------------------------------------------------- projects
     def refreshProjects(self, selectId: Optional[str] = None) -> None:
+        self.projectCombo.blockSignals(True)  # no "no project" flicker while the list is asked for
         self.projectCombo.clear()
+        self.projectCombo.blockSignals(False)
         self.projects = []
         if self.session.client is None:
             self._updateButtons()
             return
-        wanted = selectId or self.preferredProject() or qt.QSettings().value(_SETTINGS + "LastProject", "")
+        wanted = (selectId, self.preferredProject())
         self.session.submit("Listing projects", self.session.client.list_projects,
                             onSuccess=lambda projects: self._showProjects(projects, wanted),
                             onError=lambda exc: showError(exc, self.session))
 
-    def _showProjects(self, projects: List[Dict[str, Any]], wanted: str) -> None:
-        self.projects = sorted(projects, key=lambda p: str(p.get("name", "")).lower())
+    def _showProjects(self, projects: List[Dict[str, Any]], wanted) -> None:
+        self.projects, index = self.logic.chooseProject(projects, *wanted)
         self.projectCombo.blockSignals(True)
         self.projectCombo.clear()
         for project in self.projects:
             self.projectCombo.addItem(projectTitle(project), str(project["id"]))
-        index = next((i for i, p in enumerate(self.projects) if str(p["id"]) == wanted), 0 if self.projects else -1)
         self.projectCombo.currentIndex = index
         self.projectCombo.blockSignals(False)
         self._onProjectChosen(index)
 
     def _onProjectChosen(self, index: int) -> None:
         project = self.projects[index] if 0 <= index < len(self.projects) else None
-        if project is not None:
-            qt.QSettings().setValue(_SETTINGS + "LastProject", str(project["id"]))
-        self.labelsLabel.text = ", ".join(str(l["name"]) for l in (project or {}).get("labels", []) if int(l["value"]) > 0)
+        self.logic.remember(project)
+        self.labelsLabel.text = self.logic.labelsText(project)
         self.session.setProject(project)
         self.refreshCases()
 
@@ -136,18 +139,15 @@ class ProjectWidget:
         try:
             client = self.session.requireClient()
             segmentation = self.data.segmentationNode()
-            if segmentation is None:
-                self.statusLabel.text = "Select a segmentation: its segments become the project's labels."
-                return
-            labels = labelsFromSegments([(name, color) for _, name, color in sceneData.segmentList(segmentation)])
+            labels = self.logic.newProjectLabels(segmentation)
         except Exception as exc:
             showError(exc, self.session)
             return
-        name = qt.QInputDialog.getText(None, "New project", "Project name (labels: {}):".format(
-            ", ".join(label["name"] for label in labels)), qt.QLineEdit.Normal, segmentation.GetName())
-        if not name or not str(name).strip():
+        name = self.logic.projectName(qt.QInputDialog.getText(
+            None, "New project", self.logic.newProjectQuestion(labels), qt.QLineEdit.Normal, segmentation.GetName()))
+        if name is None:
             return
-        self.session.submit("Creating project", client.create_project, str(name).strip(), labels,
+        self.session.submit("Creating project", client.create_project, name, labels,
                             onSuccess=lambda project: self.refreshProjects(str(project["id"])),
                             onError=lambda exc: showError(exc, self.session))
 
@@ -164,6 +164,8 @@ class ProjectWidget:
 
     def _showCases(self, cases: List[Dict[str, Any]]) -> None:
         self.cases = cases
+        if self.session.project is not None:  # the Train panel reads the counts (no projectChanged: same project)
+            self.session.project = self.logic.withCaseCounts(self.session.project, cases)
         rows = caseRows(cases)
         self.caseTable.setRowCount(len(rows))
         for r, row in enumerate(rows):
@@ -177,12 +179,8 @@ class ProjectWidget:
         segmentationNode = segmentationNode or self.data.segmentationNode()
         try:
             client, project = self.session.requireClient(), self.session.requireProject()
-            if volumeNode is None or segmentationNode is None:
-                self.statusLabel.text = "Select the volume and its segmentation first."
-                return
-            name = uniqueCaseName(self.caseNameEdit.text.strip() or volumeNode.GetName(),
-                                  [str(case.get("name")) for case in self.cases])
-            case = prepareTrainingCase(volumeNode, segmentationNode, project.get("labels", []))  # copies; files in the worker
+            name, case = self.logic.caseToAdd(volumeNode, segmentationNode, project, self.caseNameEdit.text,
+                                              self.cases)  # copies; files in the worker
         except Exception as exc:
             showError(exc, self.session)
             return
@@ -208,9 +206,9 @@ class ProjectWidget:
 
     def _showUploadProgress(self) -> None:
         task = self._uploadTask
-        if task is not None and task.progress is not None and not task.done:
-            step = "Writing" if task.progress < 0.5 else "Uploading"
-            self.statusLabel.text = "{} '{}'... {}%".format(step, self._uploadName, int(round(100 * task.progress)))
+        text = self.logic.uploadText(self._uploadName, task.progress) if task is not None and not task.done else None
+        if text is not None:
+            self.statusLabel.text = text
 
     def onDeleteCase(self) -> None:
         row = self.caseTable.currentRow()
@@ -218,7 +216,7 @@ class ProjectWidget:
         if item is None or self.session.project is None or self.session.client is None:
             return
         name = item.text()
-        if not qt.QMessageBox.question(None, "Delete case", "Delete the case '{}' from the project?".format(name),
+        if not qt.QMessageBox.question(None, "Delete case", self.logic.deleteQuestion(name),
                                        qt.QMessageBox.Yes | qt.QMessageBox.No) == qt.QMessageBox.Yes:
             return
         self.session.submit("Deleting case", self.session.client.delete_case, str(self.session.project["id"]), name,

@@ -18,6 +18,12 @@ can be chosen by name as well (:func:`presetChoices`).
 to the values the widget shows: a sentence, one progress row per stage, the ETA, the latest
 validation Dice, the log tail and which buttons apply. The widget polls the status with a
 ``qt.QTimer`` (in a worker thread) and only copies these values into its widgets.
+
+**The panel's state.** :class:`TrainingLogic` holds what the Train panel decides: the job it
+follows, the one *Resume* continues, whether *Start* may send anything (a project without a
+labelled case gets :data:`NO_LABELLED_CASES` and no request), the foundation model chooser
+(:func:`~SlicerTSKDLib.foundationLogic.foundationView`) and a weights download or import in
+progress. The panel (``trainingWidget.py``) gets it in its constructor.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .foundationLogic import NONE, FoundationLogic, FoundationView, WeightsDownload, WeightsImport, downloadCandidates, foundationView
 
 __all__ = [
     "QUALITIES",
@@ -43,6 +51,8 @@ __all__ = [
     "modelTitle",
     "verdictText",
     "KIND_TITLES",
+    "NO_LABELLED_CASES",
+    "TrainingLogic",
 ]
 
 QUALITIES = ("quick", "standard", "thorough")
@@ -332,3 +342,112 @@ def modelTitle(model: Dict[str, Any]) -> str:
     elif "base" in model:
         parts.append("from {}".format(model["base"]) if model.get("base") else "no foundation model")
     return " - ".join(part for part in parts if part)
+
+
+NO_LABELLED_CASES = ("This project has no labelled case yet: add a volume with its segmentation as a training case "
+                     "(panel above), then start training.")
+
+
+class TrainingLogic:
+    """The Train panel's state and decisions, without Qt (see the module docstring).
+
+    Attributes:
+        jobId: the job the panel follows (its status is polled), or None.
+        resumeId: the job *Resume* continues, or None.
+        checkpointRows: the backend's foundation models (``GET /checkpoints``) last listed.
+        download: the weights download in progress, or None.
+        upload: the weights import in progress, or None.
+    """
+
+    def __init__(self) -> None:
+        self.jobId: Optional[str] = None
+        self.resumeId: Optional[str] = None
+        self.checkpointRows: List[Dict[str, Any]] = []
+        self.download: Optional[WeightsDownload] = None
+        self.upload: Optional[WeightsImport] = None
+
+    # ------------------------------------------------------------ choosers
+    @staticmethod
+    def presetEntries(info: Any) -> List[Tuple[str, str, str]]:
+        """The quality chooser for a connected backend's ``BackendInfo`` (empty when disconnected)."""
+        return presetChoices(info.presets, info.device) if info is not None else []
+
+    def foundation(self, rows: Optional[Sequence[Dict[str, Any]]], project: Optional[Dict[str, Any]]) -> FoundationView:
+        """Keep the backend's checkpoints; the chooser they and the project's saved choice give."""
+        self.checkpointRows = list(rows or [])
+        return foundationView(self.checkpointRows, project)
+
+    # ---------------------------------------------------------------- jobs
+    @staticmethod
+    def startProblem(project: Optional[Dict[str, Any]]) -> Optional[str]:
+        """Why *Start* must not send a job, or None. The counts are the project's as the Project panel
+        last listed its cases; when the server does not give them, the server decides."""
+        if project is not None and project.get("labelled_cases") == 0:
+            return NO_LABELLED_CASES
+        return None
+
+    @staticmethod
+    def startJob(client: Any, project: Dict[str, Any], preset: Optional[str], base: Optional[str]) -> Dict[str, Any]:
+        """Start training (blocking: worker thread): the foundation model choice saved, then the job sent."""
+        return FoundationLogic(client).startJob(project, preset or None, base or NONE)
+
+    def follow(self, jobId: Optional[str]) -> None:
+        self.jobId = jobId
+
+    def forgetJobs(self) -> None:
+        """Another project (or none): follow nothing, resume nothing."""
+        self.jobId = self.resumeId = None
+
+    def jobsListed(self, jobs: Sequence[Dict[str, Any]]) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
+        """A project's jobs arrived: ``(job to follow, or None; status to show, or None)``.
+
+        The newest queued or running job is followed; otherwise the newest resumable one is shown
+        and *Resume* continues it.
+        """
+        active, resumable = activeJob(jobs), resumableJob(jobs)
+        self.resumeId = str(resumable["id"]) if resumable else None
+        if active is not None:
+            return str(active["id"]), None
+        return None, resumable
+
+    def statusArrived(self, status: Dict[str, Any]) -> JobDisplay:
+        """What to show for a job's status; a finished job is no longer followed (and may be resumed)."""
+        display = jobDisplay(status)
+        if display.finished:
+            self.jobId = None
+            self.resumeId = str(status.get("id")) if display.canResume else None
+        return display
+
+    # ------------------------------------------------------------- weights
+    @property
+    def transferring(self) -> bool:
+        return self.download is not None or self.upload is not None
+
+    def startDownload(self, client: Any) -> Optional[WeightsDownload]:
+        """The download *Download* starts (MedSAM first), or None when there is nothing to download."""
+        candidates = downloadCandidates(self.checkpointRows)
+        if not candidates or client is None:
+            return None
+        self.download = WeightsDownload(client, str(candidates[0]["name"]))
+        return self.download
+
+    def startImport(self, client: Any, path: str) -> Optional[WeightsImport]:
+        """The import of the chosen file, or None (no file chosen, or not connected)."""
+        if not path or client is None:
+            return None
+        self.upload = WeightsImport(client, str(path))
+        return self.upload
+
+    def downloadStatus(self, status: Any) -> bool:
+        """A download's status arrived; True when it finished (the chooser is listed again)."""
+        if status.finished:
+            self.download = None
+        return bool(status.finished)
+
+    @staticmethod
+    def importedText(row: Dict[str, Any]) -> str:
+        return "Imported {} ({}).".format(row.get("name"), row.get("architecture") or "SAM")
+
+    def transferEnded(self) -> None:
+        """An import finished, or a download or import failed."""
+        self.download = self.upload = None

@@ -2,29 +2,21 @@
 stage, ETA, Dice, log.
 
 A ``qt.QTimer`` asks for the job's status every 2 s (the call runs in a worker thread; a new one is
-not sent while the previous one is out); :func:`trainingLogic.jobDisplay` turns the answer into
-what the widgets show. The "Foundation model" chooser, its download (polled by a second timer) and
-its import (upload progress read by the same timer) are :mod:`foundationLogic`; this file only
-copies their values into widgets.
+not sent while the previous one is out). The panel's state and decisions (the job it follows, what
+Resume continues, whether Start may send a job, the foundation model chooser, a weights download or
+import) are :class:`~SlicerTSKDLib.trainingLogic.TrainingLogic`'s, passed in; what a job status shows
+is :func:`trainingLogic.jobDisplay`'s. This file only copies their values into widgets.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import ctk
 import qt
 
-from .foundationLogic import (
-    NO_FOUNDATION_TEXT,
-    FoundationLogic,
-    WeightsDownload,
-    WeightsImport,
-    downloadCandidates,
-    foundationChoices,
-    initialChoice,
-)
-from .trainingLogic import activeJob, jobDisplay, presetChoices, resumableJob
+from .foundationLogic import NO_FOUNDATION_TEXT, FoundationLogic
+from .trainingLogic import TrainingLogic
 from .session import SessionState, showError, userMessage
 
 __all__ = ["TrainingWidget"]
@@ -39,19 +31,16 @@ class TrainingWidget:
     Args:
         parentLayout: layout of the module widget.
         session: the shared state (``modelReady`` is emitted when a job produced a model).
+        logic: the panel's :class:`TrainingLogic`.
     """
 
-    def __init__(self, parentLayout: "qt.QLayout", session: SessionState) -> None:
+    def __init__(self, parentLayout: "qt.QLayout", session: SessionState, logic: TrainingLogic) -> None:
         self.session = session
-        self.jobId: Optional[str] = None
-        self.resumeId: Optional[str] = None
+        self.logic = logic
         self.stageBars: Dict[str, Any] = {}
         self.timer = qt.QTimer()
         self.timer.setInterval(_POLL_MS)
         self.timer.connect("timeout()", self._poll)
-        self.download: Optional[WeightsDownload] = None
-        self.upload: Optional[WeightsImport] = None
-        self.checkpointRows: list = []
         self.weightsTimer = qt.QTimer()
         self.weightsTimer.setInterval(_WEIGHTS_POLL_MS)
         self.weightsTimer.connect("timeout()", self._pollWeights)
@@ -131,21 +120,16 @@ class TrainingWidget:
                             onSuccess=self._showFoundation, onError=lambda exc: showError(exc, self.session))
 
     def _showFoundation(self, rows) -> None:
-        self.checkpointRows = list(rows or [])
-        choices = foundationChoices(self.checkpointRows)
+        view = self.logic.foundation(rows, self.session.project)
         self.foundationCombo.clear()
-        for choice in choices:
+        for choice in view.choices:
             self.foundationCombo.addItem(choice.title, choice.value)
             self.foundationCombo.setItemData(self.foundationCombo.count - 1, choice.tooltip, qt.Qt.ToolTipRole)
-        selected = initialChoice(choices, self.session.project)
-        self.foundationCombo.setCurrentIndex(max(0, [c.value for c in choices].index(selected)))
-        candidates = downloadCandidates(self.checkpointRows)
-        noneAvailable = len(choices) == 1
-        self.foundationNote.visible = noneAvailable
-        self.downloadButton.visible = bool(candidates) and noneAvailable
-        if candidates:
-            self.downloadButton.text = "Download " + " / ".join(
-                {"medsam-vit-b": "MedSAM", "sam-vit-b": "SAM ViT-B"}.get(str(r["name"]), str(r["name"])) for r in candidates)
+        self.foundationCombo.setCurrentIndex(view.index)
+        self.foundationNote.visible = view.noneAvailable
+        self.downloadButton.visible = view.offerDownload
+        if view.downloadText:
+            self.downloadButton.text = view.downloadText
         self._updateButtons()
 
     def onFoundationChosen(self, index: int) -> None:
@@ -160,18 +144,17 @@ class TrainingWidget:
         self.session.project = project  # the saved choice is in its settings
 
     def onDownload(self) -> None:
-        candidates = downloadCandidates(self.checkpointRows)
-        if not candidates or self.session.client is None:
+        download = self.logic.startDownload(self.session.client)
+        if download is None:
             return
-        self.download = WeightsDownload(self.session.client, str(candidates[0]["name"]))
-        self.session.submit("Starting the download", self.download.start, onSuccess=self._showDownload,
+        self.session.submit("Starting the download", download.start, onSuccess=self._showDownload,
                             onError=self._onWeightsError)
         self.weightsTimer.start()
         self._updateButtons()
 
     def onCancelDownload(self) -> None:
-        if self.download is not None:
-            self.session.submit("Cancelling the download", self.download.cancel, onSuccess=self._showDownload,
+        if self.logic.download is not None:
+            self.session.submit("Cancelling the download", self.logic.download.cancel, onSuccess=self._showDownload,
                                 onError=self._onWeightsError)
 
     def onImport(self) -> None:
@@ -179,75 +162,72 @@ class TrainingWidget:
             return
         path = qt.QFileDialog.getOpenFileName(None, "Import foundation model weights", "",
                                               "Weights (*.pth *.pt *.safetensors *.bin);;All files (*)")
-        if not path:
+        upload = self.logic.startImport(self.session.client, path)
+        if upload is None:
             return
-        self.upload = WeightsImport(self.session.client, path)
         self.weightsLabel.text = "Uploading {} to the backend, which checks it...".format(path)
-        self.session.submit("Importing weights", self.upload.run, onSuccess=self._onImported,
+        self.session.submit("Importing weights", upload.run, onSuccess=self._onImported,
                             onError=self._onWeightsError)
         self.weightsTimer.start()
         self._updateButtons()
 
     def _onImported(self, row) -> None:
-        self.upload = None
+        self.logic.transferEnded()
         self.weightsTimer.stop()
         self.weightsBar.value = 1000
-        self.weightsLabel.text = "Imported {} ({}).".format(row.get("name"), row.get("architecture") or "SAM")
+        self.weightsLabel.text = self.logic.importedText(row)
         self._refreshFoundation()
 
     def _pollWeights(self) -> None:
-        if self.upload is not None:
-            fraction = self.upload.fraction
+        if self.logic.upload is not None:
+            fraction = self.logic.upload.fraction
             self.weightsBar.value = int(round((fraction or 0.0) * 1000))
             return
-        if self.download is not None and not self.session.tasks.busy("Download status"):
-            self.session.submit("Download status", self.download.poll, onSuccess=self._showDownload,
+        if self.logic.download is not None and not self.session.tasks.busy("Download status"):
+            self.session.submit("Download status", self.logic.download.poll, onSuccess=self._showDownload,
                                 onError=self._onWeightsError)
 
     def _showDownload(self, status) -> None:
         self.weightsBar.value = int(round((status.fraction or 0.0) * 1000))
         self.weightsLabel.text = status.text
-        if status.finished:
-            self.download = None
+        if self.logic.downloadStatus(status):
             self.weightsTimer.stop()
             self._refreshFoundation()
         self._updateButtons()
 
     def _onWeightsError(self, exc: BaseException) -> None:
-        self.download = self.upload = None
+        self.logic.transferEnded()
         self.weightsTimer.stop()
         self.weightsLabel.text = userMessage(exc, self.session.url)
         self._updateButtons()
 
     def _onConnection(self, client, info) -> None:
         self.presetCombo.clear()
-        if info is not None:
-            for title, preset, tip in presetChoices(info.presets, info.device):
-                self.presetCombo.addItem(title, preset)
-                self.presetCombo.setItemData(self.presetCombo.count - 1, tip, qt.Qt.ToolTipRole)
+        for title, preset, tip in self.logic.presetEntries(info):
+            self.presetCombo.addItem(title, preset)
+            self.presetCombo.setItemData(self.presetCombo.count - 1, tip, qt.Qt.ToolTipRole)
         self._follow(None)
         self._refreshFoundation()
 
     def _onProject(self, project) -> None:
         self._follow(None)
-        self.resumeId = None
-        self._showFoundation(self.checkpointRows)  # the project's saved choice
+        self.logic.forgetJobs()
+        self._showFoundation(self.logic.checkpointRows)  # the project's saved choice
         if project is None or self.session.client is None:
             return
         self.session.submit("Listing jobs", self.session.client.list_jobs, str(project["id"]),
                             onSuccess=self._onJobs, onError=lambda exc: showError(exc, self.session))
 
     def _onJobs(self, jobs) -> None:
-        active, resumable = activeJob(jobs), resumableJob(jobs)
-        self.resumeId = str(resumable["id"]) if resumable else None
-        if active is not None:
-            self._follow(str(active["id"]))
-        elif resumable is not None:
-            self._show(resumable)
+        follow, show = self.logic.jobsListed(jobs)
+        if follow is not None:
+            self._follow(follow)
+        elif show is not None:
+            self._show(show)
         self._updateButtons()
 
-    def _follow(self, jobId: Optional[str]) -> None:
-        self.jobId = jobId
+    def _follow(self, jobId) -> None:
+        self.logic.follow(jobId)
         self.stageBars = {}
         while self.stageForm.rowCount() > 0:
             self.stageForm.removeRow(0)  # deletes the row's label and progress bar
@@ -266,34 +246,37 @@ class TrainingWidget:
         except Exception as exc:
             showError(exc, self.session)
             return
-        preset = self.presetCombo.currentData
-        base = self.foundationCombo.currentData or "none"
-        self.session.submit("Starting training", FoundationLogic(client).startJob, project, preset or None, base,
+        problem = self.logic.startProblem(project)
+        if problem is not None:
+            self.headline.text = problem
+            return
+        self.session.submit("Starting training", self.logic.startJob, client, project, self.presetCombo.currentData,
+                            self.foundationCombo.currentData,
                             onSuccess=lambda job: self._follow(str(job["id"])),
                             onError=lambda exc: showError(exc, self.session))
 
     def onCancel(self) -> None:
-        if self.jobId and self.session.client is not None:
-            self.session.submit("Cancelling training", self.session.client.cancel_job, self.jobId,
+        if self.logic.jobId and self.session.client is not None:
+            self.session.submit("Cancelling training", self.session.client.cancel_job, self.logic.jobId,
                                 onSuccess=self._show, onError=lambda exc: showError(exc, self.session))
 
     def onResume(self) -> None:
-        if self.resumeId and self.session.client is not None:
-            jobId = self.resumeId
+        if self.logic.resumeId and self.session.client is not None:
+            jobId = self.logic.resumeId
             self.session.submit("Resuming training", self.session.client.resume_job, jobId,
                                 onSuccess=lambda job: self._follow(jobId), onError=lambda exc: showError(exc, self.session))
 
     def _poll(self) -> None:
-        if not self.jobId or self.session.client is None or self.session.tasks.busy("Job status"):
+        if not self.logic.jobId or self.session.client is None or self.session.tasks.busy("Job status"):
             return
-        self.session.submit("Job status", self.session.client.job_status, self.jobId,
+        self.session.submit("Job status", self.session.client.job_status, self.logic.jobId,
                             onSuccess=self._show, onError=self._onPollError)
 
     def _onPollError(self, exc: BaseException) -> None:
         self.headline.text = "Cannot read the training status: " + userMessage(exc, self.session.url)
 
     def _show(self, status: Dict[str, Any]) -> None:
-        display = jobDisplay(status)
+        display = self.logic.statusArrived(status)
         self.headline.text = display.headline
         self.jobFoundationLabel.text = display.foundationText
         for row in display.stages:
@@ -311,22 +294,21 @@ class TrainingWidget:
         self.logView.verticalScrollBar().setValue(self.logView.verticalScrollBar().maximum)
         if display.finished:
             self.timer.stop()
-            self.jobId = None
-            self.resumeId = str(status.get("id")) if display.canResume else None
             if display.modelId:
                 self.session.modelReady.emit(display.modelId)
         self._updateButtons()
 
     def _updateButtons(self) -> None:
         connected = self.session.client is not None and self.session.project is not None
-        self.startButton.enabled = connected and self.jobId is None
-        self.cancelButton.enabled = connected and self.jobId is not None
-        self.resumeButton.enabled = connected and self.jobId is None and self.resumeId is not None
-        transferring = self.download is not None or self.upload is not None
+        following = self.logic.jobId is not None
+        self.startButton.enabled = connected and not following
+        self.cancelButton.enabled = connected and following
+        self.resumeButton.enabled = connected and not following and self.logic.resumeId is not None
+        transferring = self.logic.transferring
         online = self.session.client is not None
         self.downloadButton.enabled = online and not transferring
         self.importButton.enabled = online and not transferring
-        self.weightsCancelButton.visible = self.download is not None
+        self.weightsCancelButton.visible = self.logic.download is not None
         self.weightsBar.visible = transferring
 
     def cleanup(self) -> None:

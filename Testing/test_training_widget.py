@@ -1,0 +1,178 @@
+"""Issue 14, item 13: the Train panel's decisions with a real TrainingLogic, a real backend on loopback
+(uvicorn in a thread; its jobs run the service tests' fixture worker, which keeps the ``tskd train``
+contract in a second) and a recorded fake of the Qt calls (fakeQt). The Segment panel's model list is
+built on the same session, to see what a finished job gives it."""
+
+from __future__ import annotations
+
+from conftest import pumpUntil
+from fakeQt import FakeObject, installFakeQt
+from SlicerTSKDLib.backendLogic import checkBackend
+from SlicerTSKDLib.foundationLogic import NONE, NONE_TITLE
+from SlicerTSKDLib.session import SessionState
+from SlicerTSKDLib.trainingLogic import NO_LABELLED_CASES, TrainingLogic
+
+VERDICT = ("the distilled student was not better than training on the labels alone (0.890 vs 0.930), so the "
+           "labels-only student was exported")
+
+
+def comparison(chosen: str) -> dict:
+    return {"distilled": {"val_dice": 0.89}, "reference": {"val_dice": 0.93}, "chosen": chosen,
+            "decided_on": "validation", "val_subjects": 4, "warning": None,
+            "verdict": VERDICT if chosen == "reference" else "distillation added 0.04 Dice"}
+
+
+class World:
+    def __init__(self, monkeypatch, server, segmentPanel: bool = False) -> None:
+        installFakeQt(monkeypatch)
+        from SlicerTSKDLib import trainingWidget
+
+        self.client = server.client()
+        self.session = SessionState()
+        self.errors, self.ready = [], []
+        self.session.errors.display = self.errors.append
+        self.session.modelReady.connect(self.ready.append)
+        self.logic = TrainingLogic()
+        self.widget = trainingWidget.TrainingWidget(FakeObject(), self.session, self.logic)
+        self.models = None
+        if segmentPanel:
+            self.models = self._segmentPanel(monkeypatch, server)
+
+    def _segmentPanel(self, monkeypatch, server):
+        from conftest import importSlicer
+
+        importSlicer()
+        from SlicerTSKDLib import segmentationWidget
+        from SlicerTSKDLib.segmentationLogic import ModelCache, SegmentationLogic
+
+        data = type("Data", (), {"volumeSelector": FakeObject(), "segmentationSelector": FakeObject(),
+                                 "volumeNode": lambda self: None, "roiNode": lambda self: None,
+                                 "segmentationNode": lambda self: None})()
+        logic = SegmentationLogic(str(server.workspace), ModelCache(str(server.workspace / "cache")), None,
+                                  runtimeImportable=lambda moduleDir: None, onnxAvailable=lambda: False)
+        return segmentationWidget.SegmentationWidget(FakeObject(), self.session, data, None, logic)
+
+    def connect(self) -> None:
+        self.session.setConnection(self.client, checkBackend(self.client))
+        pumpUntil(self.session)
+
+    def choose(self, project) -> None:
+        self.session.setProject(project)
+        pumpUntil(self.session)
+
+    def untilFinished(self, timeout: float = 120.0) -> None:
+        pumpUntil(self.session, lambda: self.logic.jobId is None and not self.session.tasks.pending(), timeout,
+                  timers=[self.widget.timer])
+
+
+def addCases(client, projectId, tmp_path, count=2):
+    from tests.service.helpers import PHANTOM
+    from tskd.data.image import write_image
+    from tskd.data.phantom import make_phantom
+
+    for index in range(count):
+        image, label = make_phantom(PHANTOM, index)
+        client.upload_case(projectId, "case_{:03d}".format(index),
+                           str(write_image(image, tmp_path / "i{}.nii.gz".format(index))),
+                           str(write_image(label, tmp_path / "l{}.nii.gz".format(index))))
+
+
+def newProject(client, name="p"):
+    from tests.service.helpers import project_labels
+
+    return client.create_project(name, project_labels())
+
+
+def test_connecting_fills_the_choosers_and_start_needs_a_labelled_case(monkeypatch, serviceServer):
+    world = World(monkeypatch, serviceServer)
+    widget = world.widget
+    assert not widget.startButton.enabled and not widget.downloadButton.enabled and widget.presetCombo.items == []
+    world.connect()
+    titles = widget.presetCombo.itemTexts()
+    assert titles[0] == "Quick (cpu-small)" and "Preset: tiny" in titles and widget.presetCombo.currentData == "cpu-small"
+    assert "Meant for a GPU" in widget.presetCombo.itemTips[1]  # the test backend has no GPU
+    assert widget.foundationCombo.items == [(NONE_TITLE, NONE)] and widget.foundationNote.visible  # nothing on the backend
+    assert widget.downloadButton.visible and widget.downloadButton.text == "Download MedSAM / SAM ViT-B"
+    assert widget.downloadButton.enabled and widget.importButton.enabled and not widget.weightsBar.visible
+
+    project = newProject(world.client)  # no case yet: labelled_cases is 0
+    world.choose(project)
+    assert widget.startButton.enabled and not widget.cancelButton.enabled and not widget.resumeButton.enabled
+    assert widget.headline.text == "No training running."
+    widget.startButton.trigger("clicked()")
+    assert widget.headline.text == NO_LABELLED_CASES
+    assert not world.session.tasks.pending() and world.client.list_jobs(project["id"]) == [] and world.errors == []
+
+    # counts that are out of date: the backend refuses, in its own words, and nothing runs
+    world.session.project = dict(project, labelled_cases=1)
+    widget.onStart()
+    pumpUntil(world.session)
+    assert world.errors == ["the project has no labelled case yet; upload at least one image with its label"]
+    assert world.logic.jobId is None and widget.startButton.enabled and world.client.list_jobs(project["id"]) == []
+
+
+def test_start_follows_the_job_to_its_model_and_the_model_list_shows_it(monkeypatch, serviceServer, tmp_path):
+    world = World(monkeypatch, serviceServer, segmentPanel=True)
+    widget = world.widget
+    world.connect()
+    project = newProject(world.client)
+    addCases(world.client, project["id"], tmp_path)
+    world.choose(world.client.get_project(project["id"]))
+    widget.startButton.trigger("clicked()")
+    pumpUntil(world.session, lambda: world.logic.jobId is not None)
+    assert not widget.startButton.enabled and widget.cancelButton.enabled and widget.timer.active
+    [job] = world.client.list_jobs(project["id"])
+    assert job["preset"] == "cpu-small" and job["base"] is None  # the chosen quality; "None" foundation model
+    assert world.client.get_project(project["id"])["settings"]["base"] == NONE  # the choice is kept in the project
+    world.untilFinished()
+    assert widget.headline.text == "Training finished: the new model is ready. Validation Dice 0.50."
+    assert widget.stageBars["fake"].value == 1000 and widget.diceLabel.text == "0.50" and "done" in widget.logView.plainText
+    assert not widget.timer.active and widget.startButton.enabled and not widget.cancelButton.enabled
+    model = world.client.list_models(project["id"])[0]
+    assert world.ready == [model["id"]] and world.errors == []
+    pumpUntil(world.session)  # the Segment panel lists the project's models again
+    assert world.models.modelCombo.itemTexts() == ["{} - threshold - Dice 0.50 - no foundation model".format(
+        model["created"][:16].replace("T", " "))]
+
+
+def test_a_finished_job_shows_the_runs_verdict_and_the_model_list_names_each_kind(monkeypatch, serviceServer, tmp_path):
+    world = World(monkeypatch, serviceServer, segmentPanel=True)
+    world.connect()
+    project = newProject(world.client)
+    addCases(world.client, project["id"], tmp_path)
+    for chosen in ("distilled", "reference"):  # started elsewhere (another Slicer, a script): followed when chosen
+        world.client.start_job(project["id"], preset="tiny",
+                               settings={"fake": {"steps": 3, "step_s": 0.2, "comparison": comparison(chosen)}})
+        world.choose(world.client.get_project(project["id"]))
+        assert world.logic.jobId is not None and world.widget.cancelButton.enabled
+        world.untilFinished()
+    assert world.widget.headline.text == ("Training finished: the new model is ready. The distilled student was not "
+                                          "better than training on the labels alone (0.890 vs 0.930), so the "
+                                          "labels-only student was exported.")
+    pumpUntil(world.session)
+    titles = world.models.modelCombo.itemTexts()
+    assert len(titles) == 2 and len(world.ready) == 2 and world.errors == []
+    assert sorted(t.split(" - ")[1] for t in titles) == ["TS-KD threshold", "labels only threshold"]
+    assert any(t.endswith("no teacher") for t in titles)
+
+
+def test_cancel_then_resume_continues_the_same_job(monkeypatch, serviceServer, tmp_path):
+    world = World(monkeypatch, serviceServer)
+    widget = world.widget
+    world.connect()
+    project = newProject(world.client)
+    addCases(world.client, project["id"], tmp_path, count=1)
+    job = world.client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": 200, "step_s": 0.05}})
+    world.choose(world.client.get_project(project["id"]))
+    pumpUntil(world.session, lambda: widget.headline.text.startswith("Training:"), 60, timers=[widget.timer])
+    widget.cancelButton.trigger("clicked()")
+    world.untilFinished()
+    assert widget.headline.text == "Training was cancelled. Resume continues from the last checkpoint."
+    assert world.logic.resumeId == job["id"] and widget.resumeButton.enabled and widget.startButton.enabled
+    assert world.ready == []
+    widget.resumeButton.trigger("clicked()")
+    pumpUntil(world.session, lambda: world.logic.jobId == job["id"])
+    assert not widget.resumeButton.enabled and widget.cancelButton.enabled
+    world.widget.onCancel()  # stop it again: the test needs no 10 s of fake training
+    world.untilFinished()
+    assert world.client.job_status(job["id"])["attempts"] >= 2 and world.errors == []
