@@ -84,6 +84,10 @@ class FakeObject:
         if self.currentIndex == -1:
             self.currentIndex = 0
 
+    def addItems(self, texts: List[str]) -> None:
+        for text in texts:
+            self.addItem(text)
+
     @property
     def count(self) -> int:
         return len(self.items)

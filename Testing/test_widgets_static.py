@@ -1,8 +1,8 @@
 """Static checks of the GUI-wiring files, which import ``qt``/``slicer``.
 
 The panels are also run on a recorded fake of Qt (``fakeQt``, ``test_*_widget.py``) with their real
-logic objects; here every widget file (also those without a widget test: the environment panel,
-``moduleWidget.py``, ``SlicerTSKD.py``) must bind every name it uses (catches typos), and every
+logic objects; here every widget file (also those without a widget test: ``moduleWidget.py``,
+``SlicerTSKD.py``) must bind every name it uses (catches typos), and every
 ``from .module import name`` must exist in that module.
 """
 

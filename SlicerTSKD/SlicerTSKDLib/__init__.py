@@ -14,6 +14,8 @@ Logic (no ``qt``, ``ctk``, ``slicer`` or ``vtk`` imports at module level; tested
 - ``pipProgress``: progress estimate from pip's output.
 - ``stepSequence``: runs a list of commands one at a time, event driven (cancel, log, progress).
 - ``environmentSetup``: the set-up itself, on ``stepSequence``.
+- ``installLogic``: ``EnvironmentPanelLogic``, the "Backend environment" panel's decisions (remembered
+  choices, options, status lines, which buttons apply, the current set-up).
 - ``backgroundTasks``: long calls in worker threads, results delivered on the GUI thread.
 - ``settingsStore``: ``qt.QSettings``' two calls on a dictionary, for logic used outside Slicer.
 - ``backendLogic``: starting a local ``tskd serve``, checking a backend, connection errors in plain
@@ -32,7 +34,7 @@ GUI wiring (files named ``*Widget.py``, imported inside Slicer; each panel gets 
 in its constructor, and the tests build them on a fake of the Qt calls, ``Testing/fakeQt.py``):
 
 - ``moduleWidget``: the panels put together, the shared selectors, the task timer.
-- ``installWidget``: the "Set up local backend" panel.
+- ``installWidget``: the "Backend environment" panel (set up the backend's environment, or use one).
 - ``backendWidget``: the "Backend server" panel.
 - ``projectWidget``: the "Project and training cases" panel.
 - ``trainingWidget``: the "Train" panel.
@@ -50,6 +52,7 @@ __all__ = [
     "environmentMarker",
     "environmentSetup",
     "hostContext",
+    "installLogic",
     "installWidget",
     "moduleWidget",
     "pipProgress",

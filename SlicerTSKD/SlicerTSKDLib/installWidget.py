@@ -1,34 +1,47 @@
-"""The "Set up local backend" panel: Qt widgets wired to :class:`EnvironmentSetup` (Slicer only).
+"""The "Backend environment" panel (Slicer only): set up the backend's own Python environment, or use an existing one.
 
-Thin by design: the decisions live in the logic modules; this file builds the widgets, turns their
-values into :class:`EnvironmentOptions`, remembers them in the application settings, and shows the
-set-up's progress, log and result. Commands run through :class:`QProcessRunner`, so the GUI never
-waits for them.
+The decisions live in :class:`~SlicerTSKDLib.installLogic.EnvironmentPanelLogic`, passed in (made in
+Slicer by :func:`makeEnvironmentPanelLogic`: the host with Slicer's startup environment, a
+``QProcessRunner`` per set-up, ``qt.QSettings``, the backend sources next to the module); this file
+builds the widgets, copies the choices between them and the logic, and shows the set-up's
+progress, log and result. The GUI never waits for a command.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
-import shutil
-import sys
 from typing import Optional
 
 import ctk
 import qt
-import slicer
 
-from .environment import EnvironmentOptions, defaultEnvironmentRoot, findBackendSource, shippedBackendVersion
-from .environmentMarker import BROKEN, NOT_SET_UP, OUTDATED, READY, EnvironmentInfo, environmentState
-from .environmentSetup import EnvironmentSetup
-from .hostContext import HostContext
-from .processRunner import QProcessRunner
-from .signal import Signal
+from .installLogic import DEVICE_TITLES, INDEX_MODE_TITLES, SETTING_UP, EnvironmentChoices, EnvironmentPanelLogic
 
-__all__ = ["InstallWidget"]
+__all__ = ["InstallWidget", "makeEnvironmentPanelLogic"]
 
-_SETTINGS = "SlicerTSKD/Environment/"
-_INDEX_MODES = ("Automatic (download.pytorch.org, CUDA or CPU)", "pip's configured index", "Custom URL")
+
+def makeEnvironmentPanelLogic(moduleDir: str) -> EnvironmentPanelLogic:
+    """The panel's logic in Slicer: children get Slicer's startup environment (without its Python
+    variables), commands run through a ``QProcessRunner``, the choices are kept in ``qt.QSettings``.
+
+    Args:
+        moduleDir: folder of ``SlicerTSKD.py`` (the backend sources are found from there).
+    """
+    import shutil
+    import sys
+
+    import slicer
+
+    from .environment import findBackendSource
+    from .hostContext import HostContext
+    from .processRunner import QProcessRunner
+
+    slicerPython = shutil.which("PythonSlicer")
+    host = HostContext.current(
+        environment=slicer.util.startupEnvironment(),  # without Slicer's own Python variables
+        slicerPython=(slicerPython,) if slicerPython else None,
+        slicerPythonVersion=tuple(sys.version_info[:3]),
+    )
+    return EnvironmentPanelLogic(host, findBackendSource(moduleDir) or "", QProcessRunner, qt.QSettings())
 
 
 class InstallWidget:
@@ -36,22 +49,17 @@ class InstallWidget:
 
     Args:
         parentLayout: layout of the module widget.
-        moduleDir: folder of ``SlicerTSKD.py`` (the backend sources are found from there).
-
-    Signals:
-        environmentReady(info: EnvironmentInfo): a set-up succeeded, or a ready one was found.
+        logic: the panel's :class:`EnvironmentPanelLogic` (its ``environmentReady`` signal says when
+            the environment is ready: after a set-up, or found so by :meth:`refreshStatus`).
     """
 
-    def __init__(self, parentLayout: "qt.QLayout", moduleDir: str) -> None:
-        self.environmentReady = Signal("info")
-        self.backendSourceDir = findBackendSource(moduleDir) or ""
-        self.setup: Optional[EnvironmentSetup] = None
-        self.host = HostContext.current(
-            environment=slicer.util.startupEnvironment(),  # without Slicer's own Python variables
-            slicerPython=(shutil.which("PythonSlicer"),) if shutil.which("PythonSlicer") else None,
-            slicerPythonVersion=tuple(sys.version_info[:3]),
-        )
+    def __init__(self, parentLayout: "qt.QLayout", logic: EnvironmentPanelLogic) -> None:
+        self.logic = logic
         self._build(parentLayout)
+        logic.runStarting.connect(self._onRunStarting)
+        logic.progress.connect(self._onProgress)
+        logic.logMessage.connect(self.logView.appendPlainText)
+        logic.finished.connect(self._onFinished)
         self._loadSettings()
         self.refreshStatus()
 
@@ -105,10 +113,10 @@ class InstallWidget:
         self.folderEdit.filters = ctk.ctkPathLineEdit.Dirs
         advancedForm.addRow("Environment folder:", self.folderEdit)
         self.deviceCombo = qt.QComboBox()
-        self.deviceCombo.addItems(["Automatic", "CPU only", "NVIDIA GPU (CUDA)"])
+        self.deviceCombo.addItems(list(DEVICE_TITLES))
         advancedForm.addRow("PyTorch build:", self.deviceCombo)
         self.indexModeCombo = qt.QComboBox()
-        self.indexModeCombo.addItems(list(_INDEX_MODES))
+        self.indexModeCombo.addItems(list(INDEX_MODE_TITLES))
         self.indexUrlEdit = qt.QLineEdit()
         self.indexUrlEdit.placeholderText = "https://mirror.example.org/pytorch/cu126"
         advancedForm.addRow("PyTorch index:", self.indexModeCombo)
@@ -119,123 +127,76 @@ class InstallWidget:
         self.upgradePipCheck = qt.QCheckBox("Upgrade pip first")
         advancedForm.addRow(self.upgradePipCheck)
 
-        self.setupButton.connect("clicked()", lambda: self._start(existing=None))
-        self.useExistingButton.connect("clicked()", lambda: self._start(existing=self.existingEdit.text))
+        self.setupButton.connect("clicked()", self.onSetUp)
+        self.useExistingButton.connect("clicked()", self.onUseExisting)
         self.retryButton.connect("clicked()", self.onRetry)
         self.cancelButton.connect("clicked()", self.onCancel)
         self.indexModeCombo.connect("currentIndexChanged(int)", lambda index: self._updateButtons())
 
     # -------------------------------------------------------------- settings
     def _loadSettings(self) -> None:
-        settings = qt.QSettings()
-        self.folderEdit.currentPath = settings.value(_SETTINGS + "Folder", defaultEnvironmentRoot(self.host))
-        self.deviceCombo.currentIndex = int(settings.value(_SETTINGS + "Device", 0))
-        self.indexModeCombo.currentIndex = int(settings.value(_SETTINGS + "IndexMode", 0))
-        self.indexUrlEdit.text = settings.value(_SETTINGS + "IndexUrl", "")
-        self.pipArgsEdit.text = settings.value(_SETTINGS + "PipArgs", "")
-        self.existingEdit.text = settings.value(_SETTINGS + "Existing", "")
-        self.upgradePipCheck.checked = str(settings.value(_SETTINGS + "UpgradePip", "true")).lower() == "true"
+        saved = self.logic.loadSettings()
+        self.folderEdit.currentPath = saved.folder
+        self.deviceCombo.currentIndex = saved.device
+        self.indexModeCombo.currentIndex = saved.indexMode
+        self.indexUrlEdit.text = saved.indexUrl
+        self.pipArgsEdit.text = saved.pipArgs
+        self.existingEdit.text = saved.existing
+        self.upgradePipCheck.checked = saved.upgradePip
 
-    def _saveSettings(self) -> None:
-        settings = qt.QSettings()
-        settings.setValue(_SETTINGS + "Folder", self.folderEdit.currentPath)
-        settings.setValue(_SETTINGS + "Device", self.deviceCombo.currentIndex)
-        settings.setValue(_SETTINGS + "IndexMode", self.indexModeCombo.currentIndex)
-        settings.setValue(_SETTINGS + "IndexUrl", self.indexUrlEdit.text)
-        settings.setValue(_SETTINGS + "PipArgs", self.pipArgsEdit.text)
-        settings.setValue(_SETTINGS + "Existing", self.existingEdit.text)
-        settings.setValue(_SETTINGS + "UpgradePip", "true" if self.upgradePipCheck.checked else "false")
-
-    def options(self, existing: Optional[str] = None) -> EnvironmentOptions:
-        """The options the widgets describe; raises ValueError on unbalanced quotes in pip arguments."""
-        indexMode = self.indexModeCombo.currentIndex
-        indexUrl = None if indexMode == 0 else ("" if indexMode == 1 else self.indexUrlEdit.text.strip())
-        return EnvironmentOptions(
-            rootDir=self.folderEdit.currentPath or defaultEnvironmentRoot(self.host),
-            backendSourceDir=self.backendSourceDir,
-            device=("auto", "cpu", "cuda")[self.deviceCombo.currentIndex],
-            torchIndexUrl=indexUrl,
-            extraPipArgs=shlex.split(self.pipArgsEdit.text, posix=not self.host.isWindows),
-            upgradePip=bool(self.upgradePipCheck.checked),
-            existingCommand=existing,
-        )
+    def choices(self) -> EnvironmentChoices:
+        """What the fields hold."""
+        return EnvironmentChoices(folder=self.folderEdit.currentPath, device=self.deviceCombo.currentIndex,
+                                  indexMode=self.indexModeCombo.currentIndex, indexUrl=self.indexUrlEdit.text,
+                                  pipArgs=self.pipArgsEdit.text, existing=self.existingEdit.text,
+                                  upgradePip=bool(self.upgradePipCheck.checked))
 
     # --------------------------------------------------------------- actions
-    def _start(self, existing: Optional[str]) -> None:
-        if self.setup is not None and self.setup.isRunning():
-            return
-        try:
-            options = self.options(existing)
-        except ValueError as exc:
-            self.statusLabel.text = "Invalid advanced setting: {}".format(exc)
-            return
-        self._saveSettings()
-        self.logView.clear()
-        self.setup = EnvironmentSetup(options, self.host, QProcessRunner())
-        self.setup.progress.connect(self._onProgress)
-        self.setup.logMessage.connect(self.logView.appendPlainText)
-        self.setup.finished.connect(self._onFinished)
-        self.statusLabel.text = "Setting up... (you can keep using Slicer)"
-        self.setup.start()
-        self._updateButtons()
+    def onSetUp(self) -> None:
+        self._show(self.logic.start(self.choices()))
+
+    def onUseExisting(self) -> None:
+        self._show(self.logic.start(self.choices(), existing=self.existingEdit.text))
 
     def onRetry(self) -> None:
-        """Run the last set-up again (a fresh one when there was none)."""
-        if self.setup is None:
-            self._start(existing=None)
-        elif not self.setup.isRunning():
-            self.logView.clear()
-            self.setup.start()
-            self._updateButtons()
+        """Run the last set-up again (a new one when there was none)."""
+        self._show(self.logic.retry(self.choices()))
 
     def onCancel(self) -> None:
-        if self.setup is not None:
-            self.setup.cancel()
+        self.logic.cancel()
+
+    def _show(self, problem: Optional[str]) -> None:
+        if problem is not None:
+            self.statusLabel.text = problem
+        self._updateButtons()
+
+    def _onRunStarting(self) -> None:
+        self.logView.clear()
+        self.statusLabel.text = SETTING_UP
+        self._updateButtons()
 
     def _onProgress(self, fraction: float, label: str) -> None:
         self.progressBar.value = int(round(fraction * 1000))
         self.stepLabel.text = label
 
-    def _onFinished(self, succeeded: bool, message: str) -> None:
-        self.refreshStatus()
-        if not succeeded:
-            self.statusLabel.text = message
+    def _onFinished(self, succeeded: bool, text: str) -> None:
+        self.statusLabel.text = text
         self._updateButtons()
 
     def refreshStatus(self) -> None:
-        """Show whether the environment is ready; emits ``environmentReady`` when it is."""
-        markerPath = os.path.join(self.folderEdit.currentPath or defaultEnvironmentRoot(self.host), "environment.json")
-        state, info = environmentState(markerPath, shippedBackendVersion(self.backendSourceDir) if self.backendSourceDir else None)
-        texts = {
-            NOT_SET_UP: "The backend is not set up. Click 'Set up local backend' (downloads about 3 GB), "
-                        "or enter an existing installation below.",
-            OUTDATED: "The backend environment is older than this extension: click 'Set up local backend' to update it.",
-            BROKEN: "The backend environment is damaged or was moved: click 'Set up local backend' to repair it.",
-        }
-        self.statusLabel.text = self._describe(info) if state == READY else texts[state]
-        if not self.backendSourceDir:
-            self.statusLabel.text += "\n(The backend sources are missing from this extension: only 'Use existing' can work.)"
+        """Show whether the environment in the chosen folder is ready (the logic emits ``environmentReady`` when it is)."""
+        self.statusLabel.text = self.logic.refresh(self.folderEdit.currentPath).text
         self._updateButtons()
-        if state == READY:
-            self.environmentReady.emit(info)
-
-    @staticmethod
-    def _describe(info: EnvironmentInfo) -> str:
-        text = "Backend ready: tskd {}".format(info.backendVersion)
-        if info.torchVersion:
-            text += ", PyTorch {} ({})".format(info.torchVersion, "GPU" if info.device == "cuda" else "CPU")
-        return text + "."
 
     def _updateButtons(self) -> None:
-        running = self.setup is not None and self.setup.isRunning()
-        self.setupButton.enabled = not running and bool(self.backendSourceDir)
-        self.useExistingButton.enabled = not running
-        self.cancelButton.enabled = running
-        self.retryButton.enabled = not running and self.setup is not None and self.setup.state in ("failed", "cancelled")
-        self.progressBar.visible = running or (self.setup is not None and self.setup.state != "idle")
-        self.indexUrlEdit.enabled = self.indexModeCombo.currentIndex == 2
+        logic = self.logic
+        self.setupButton.enabled = logic.canSetUp()
+        self.useExistingButton.enabled = logic.canUseExisting()
+        self.cancelButton.enabled = logic.canCancel()
+        self.retryButton.enabled = logic.canRetry()
+        self.progressBar.visible = logic.showsProgress()
+        self.indexUrlEdit.enabled = logic.indexUrlApplies(self.indexModeCombo.currentIndex)
 
     def cleanup(self) -> None:
         """Stop a running set-up (called when the module is closed or reloaded)."""
-        if self.setup is not None and self.setup.isRunning():
-            self.setup.cancel()
+        self.logic.cleanup()

@@ -15,7 +15,7 @@ import slicer
 from . import sceneData
 from .parameterNode import findParameterNode, selections
 from .backendWidget import BackendWidget, makeBackendLogic
-from .installWidget import InstallWidget
+from .installWidget import InstallWidget, makeEnvironmentPanelLogic
 from .projectLogic import ProjectLogic
 from .projectWidget import ProjectWidget
 from .segmentationWidget import SegmentationWidget, makeSegmentationLogic
@@ -86,7 +86,8 @@ class ModuleWidget:
         self.session.busyChanged.connect(lambda busy: self.pump.start() if busy else self.pump.stop())
 
         # each panel gets its logic object (the panels' decisions, tested outside Slicer)
-        self.installWidget = InstallWidget(parentLayout, moduleDir)
+        self.installLogic = makeEnvironmentPanelLogic(moduleDir)
+        self.installWidget = InstallWidget(parentLayout, self.installLogic)
         self.backendLogic = makeBackendLogic(self.session)
         self.backendWidget = BackendWidget(parentLayout, self.session, self.backendLogic)
         self.data = DataSelectors(parentLayout)
@@ -99,7 +100,7 @@ class ModuleWidget:
                                                      self.segmentationLogic)
         self.parameters = selections(findParameterNode(slicer.mrmlScene))
         self._connectParameters()
-        self.installWidget.environmentReady.connect(self.backendWidget.setEnvironment)
+        self.installLogic.environmentReady.connect(self.backendWidget.setEnvironment)
         self.installWidget.refreshStatus()  # emits environmentReady now that the backend panel listens
 
     def _connectParameters(self) -> None:
