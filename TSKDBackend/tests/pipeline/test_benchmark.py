@@ -132,3 +132,26 @@ def test_benchmark_command_on_2d_images(tmp_path, capsys):
     # the labelled-only budget: distill + finetune steps (3 + 3 with --max-steps 3)
     assert read_json(out / "runs" / "labelled_only" / "student" / "reference" / "stage.json")["steps"] == 6
     assert [line for line in (out / "results.csv").read_text(encoding="utf-8").splitlines()][1].startswith("labelled_only,done,")
+
+
+@pytest.mark.slow
+def test_tskd_train_method_measures_what_a_default_run_exports(tmp_path):
+    data = write_phantom_dataset(tmp_path / "data2d", cases=8, seed=5,
+                                 config=PhantomConfig(size=(40, 32), spacing=(0.5, 0.5), structures=1))
+    config = resolve_config(preset="tiny", max_steps=3, overrides={"data": {"max_labelled": 3,
+                                                                             "prepared": {"input_size": 32}},
+                                                                    "teacher": {"input_size": 32}})
+    torch.manual_seed(0)
+    result = run_benchmark(data, tmp_path / "bench", config, methods=["tskd_train"], test_fraction=0.25,
+                           progress=NullProgress())
+    row = result["results"][0]
+    assert row["method"] == "tskd_train" and row["status"] == "done", row.get("error")
+    run = tmp_path / "bench" / "runs" / "tskd_train"
+    summary = read_json(run / "summary.json")
+    # the row is the run's exported choice, with its verdict line, and its time includes the reference
+    assert row["chosen"] == summary["chosen"] in ("distilled", "reference")
+    assert row["verdict"] == summary["verdict"] and summary["verdict"] in row["note"]
+    assert row["note"].startswith("as `tskd train` runs: ")
+    assert {"teacher", "student/distill", "student/finetune", "student/reference"} <= set(row["stage_seconds"])
+    assert row["train_seconds"] == pytest.approx(sum(row["stage_seconds"].values()), abs=0.5)
+    assert read_json(run / "package" / "tskd-model.json")["kind"] == summary["chosen"]

@@ -64,7 +64,7 @@ def test_saved_split_is_reused_and_other_settings_are_refused(subjects_dataset, 
 
 
 def test_method_registry_and_parsing():
-    assert available_methods() == ["tskd", "tskd_no_synth", "labelled_only", "task_agnostic_kd", "mae"]
+    assert available_methods() == ["tskd_train", "tskd", "tskd_no_synth", "labelled_only", "task_agnostic_kd", "mae"]
     assert parse_methods(" mae, tskd,mae ") == ["mae", "tskd"]
     with pytest.raises(ConfigError, match="unknown benchmark method 'bogus'.*labelled_only"):
         parse_methods("tskd,bogus")
@@ -96,7 +96,12 @@ def test_method_configs_follow_the_budget_rules():
     agnostic, note = get_method("task_agnostic_kd").configure(config)
     assert "NO foundation weights" in note
     assert agnostic.distill.train.best_metric == "min:val_feat_mse"
-    assert [m.needs_teacher for m in METHODS.values()] == [True, True, False, False, False]
+    assert [m.needs_teacher for m in METHODS.values()] == [True, True, True, False, False, False]
+
+    as_run, note = get_method("tskd_train").configure(config)
+    assert as_run == config and as_run.reference.enabled
+    assert note == "as `tskd train` runs: " + ("synthesis on" if config.synthesis.enabled else "synthesis off") + \
+        ", with the supervised reference"
 
 
 def test_link_tree_hard_links_and_skips(tmp_path):

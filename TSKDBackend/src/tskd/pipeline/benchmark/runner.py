@@ -97,9 +97,13 @@ def _evaluate(run: RunFolder, dataset: Dataset, test_ids: list[str], timing: Tim
     export = read_json(run.root / "export.json")
     total, per_stage = _train_seconds(run)
     transfer = read_json(run.transfer_set / "stage.json") if (run.transfer_set / "stage.json").is_file() else None
+    summary = read_json(run.summary) if run.summary.is_file() else {}
     return {
         **facts,
         "transfer_set": transfer,
+        "chosen": summary.get("chosen"),
+        "verdict": summary.get("verdict"),
+        "decided_on": summary.get("decided_on"),
         "ms_per_slice": ms,
         "timing": speed,
         "val_dice": (export.get("validation") or {}).get("mean_dice"),
@@ -274,7 +278,8 @@ def _method_result(method: Method, configured: tuple[PipelineConfig, str] | Exce
             raise configured
         config, entry["note"] = configured
         entry.update(_run_method(method, config, **kwargs))
-        entry["note"] = "; ".join(n for n in (entry["note"], _transfer_note(entry.get("transfer_set"))) if n)
+        notes = (entry["note"], _transfer_note(entry.get("transfer_set")), _choice_note(entry))
+        entry["note"] = "; ".join(n for n in notes if n)
     except (CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:  # one failing method must not stop the others
@@ -287,6 +292,14 @@ def _method_result(method: Method, configured: tuple[PipelineConfig, str] | Exce
     write_json(done, finite_json(entry))
     logger.info("benchmark: %s: test Dice %.4f", method.name, entry["test"]["mean_dice"])
     return read_json(done)
+
+
+def _choice_note(entry: dict[str, Any]) -> str:
+    """The run's verdict line for a run that trained the supervised reference (see
+    :func:`tskd.pipeline.choice.verdict`), else ""."""
+    if entry.get("decided_on") in (None, "reference_disabled"):
+        return ""
+    return str(entry.get("verdict") or "")
 
 
 def _transfer_note(transfer: dict[str, Any] | None) -> str:

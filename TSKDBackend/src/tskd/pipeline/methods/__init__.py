@@ -13,11 +13,12 @@ from tskd.pipeline.methods.labelled_only import LABELLED_ONLY
 from tskd.pipeline.methods.mae import MAE
 from tskd.pipeline.methods.task_agnostic_kd import TASK_AGNOSTIC_KD
 from tskd.pipeline.methods.tskd_methods import TSKD, TSKD_NO_SYNTH
+from tskd.pipeline.methods.tskd_train import TSKD_TRAIN
 
 __all__ = ["Method", "METHODS", "available_methods", "get_method", "parse_methods"]
 
 #: Every method, in the order tables show them.
-METHODS: dict[str, Method] = {m.name: m for m in (TSKD, TSKD_NO_SYNTH, LABELLED_ONLY, TASK_AGNOSTIC_KD, MAE)}
+METHODS: dict[str, Method] = {m.name: m for m in (TSKD_TRAIN, TSKD, TSKD_NO_SYNTH, LABELLED_ONLY, TASK_AGNOSTIC_KD, MAE)}
 
 
 def available_methods() -> list[str]:
