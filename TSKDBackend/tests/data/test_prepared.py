@@ -309,3 +309,21 @@ def test_dataset_with_the_engine_sampler_is_resumable(tmp_path):
     # the draw's seed is used as it is
     key = next(iter(StepBatchSampler(dataset_size=len(dataset), batch_size=4, max_steps=1, seed=3)))[0]
     assert torch.equal(dataset.sample(*key)["image"], DrawDataset(dataset)[key]["image"])
+
+
+def test_fit_to_data_writes_small_images_at_their_own_size(tmp_path):
+    # 40x32 slices: the smallest multiple of 16 holding 40 is 48, below the 128 upper bound
+    spec = PreparedSpec(input_size=128, keep_empty_fraction=0.0, fit_to_data=True)
+    prepared = prepare_slices(_cases(), tmp_path / "fit", spec)
+    assert prepared.input_size == 48
+    assert np.load(tmp_path / "fit" / "images.npy").shape[1:] == (48, 48)
+    assert json.loads((tmp_path / "fit" / "index.json").read_text(encoding="utf-8"))["input_size"] == 48
+    # an upper bound below the data's size wins; without fit_to_data the size is exact
+    assert prepare_slices(_cases(), tmp_path / "cap", PreparedSpec(input_size=32, fit_to_data=True)).input_size == 32
+    assert prepare_slices(_cases(), tmp_path / "exact", PreparedSpec(input_size=128)).input_size == 128
+
+
+@pytest.mark.parametrize("side, expected", [(1, 32), (32, 32), (33, 48), (50, 64), (64, 64), (65, 80), (800, 128)])
+def test_planned_size(side, expected):
+    assert PreparedSpec(input_size=128, fit_to_data=True).planned_size(side) == expected
+    assert PreparedSpec(input_size=128).planned_size(side) == 128

@@ -40,3 +40,11 @@ def test_a_missing_setting_with_another_value_and_a_changed_one_are_refused(tmp_
     changed = resolve_config(preset="cpu-small", overrides={"teacher": {"input_size": 64}})
     with pytest.raises(ConfigError, match="teacher.input_size"):
         run.check_or_save_config(changed)
+
+
+def test_the_default_preset_fits_small_data_and_an_explicit_size_is_exact():
+    default = resolve_config()
+    assert default.data.prepared.fit_to_data is True and default.data.prepared.input_size == 128
+    explicit = resolve_config(input_size=96)
+    assert explicit.data.prepared.fit_to_data is False
+    assert explicit.data.prepared.input_size == 96 and explicit.teacher.input_size == 96

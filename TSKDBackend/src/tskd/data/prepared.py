@@ -80,6 +80,10 @@ class PreparedSpec(ConfigBase):
             by a hash of case id and slice index, so deterministic and order-independent).
         min_foreground_pixels: a labelled slice counts as foreground when at least this many of its
             pixels (at the original resolution) are non-zero.
+        fit_to_data: when true, ``input_size`` is an upper bound: the slices are written at
+            :meth:`planned_size` of the largest in-plane side found in the cases, so that small
+            images (a 35x50 hippocampus slice) are not blown up to 128 pixels and trained at
+            four times the cost. The size used is recorded in the folder's ``index.json``.
     """
 
     input_size: int = 256
@@ -87,6 +91,16 @@ class PreparedSpec(ConfigBase):
     normalization: Literal["auto", "ct", "percentile", "none"] = "auto"
     keep_empty_fraction: float = 0.1
     min_foreground_pixels: int = 1
+    fit_to_data: bool = False
+
+    def planned_size(self, largest_side: int) -> int:
+        """The slice side for data whose largest in-plane side is ``largest_side`` pixels: with
+        ``fit_to_data``, the smallest multiple of 16 (the models' total stride) of at least 32
+        that holds it, never more than ``input_size``; else ``input_size``."""
+        if not self.fit_to_data:
+            return self.input_size
+        fitted = max(32, -(-int(largest_side) // 16) * 16)
+        return min(self.input_size, fitted)
 
     def __post_init__(self) -> None:
         if self.input_size < 8:
@@ -106,6 +120,7 @@ class _Scan:
     axis: Optional[int]
     records: list = field(default_factory=list)
     max_label: int = 0
+    largest_side: int = 0
     labelled_fitter: Optional[NormalizationFitter] = None
     unlabelled_fitter: Optional[NormalizationFitter] = None
 
@@ -195,7 +210,9 @@ def _scan(cases: Iterable[CaseTuple], spec: PreparedSpec, fit: bool) -> _Scan:
                 scan.axis, case_id, image.geometry.spacing,
             )
         axis = scan.axis if scan.axis is not None else 0
-        count = slices_along(image.array, axis).shape[0]
+        along = slices_along(image.array, axis)
+        count = along.shape[0]
+        scan.largest_side = max(scan.largest_side, *along.shape[1:])
         kept = list(range(count))
         if label is not None:
             if int(label.array.min()) < 0:
@@ -330,6 +347,10 @@ def prepare_slices(
         "axis": scan.axis,
         "cases": [[r["case_id"], r["labelled"], r["digest"]] for r in scan.records],
     }
+    size = spec.planned_size(scan.largest_side)
+    if size != spec.input_size:
+        logger.info("slices are written at %d pixels (largest in-plane side %d, fit_to_data, at most %d)",
+                    size, scan.largest_side, spec.input_size)
     fingerprint = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     if _fingerprint_of(out_dir) == fingerprint:
         logger.info("reusing prepared slices in %s (same spec and cases)", out_dir)
@@ -344,7 +365,7 @@ def prepare_slices(
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        slice_records = _write(fresh(), scan, tmp, spec.input_size, normalization, progress)
+        slice_records = _write(fresh(), scan, tmp, size, normalization, progress)
         keys = ("case_id", "labelled", "shape", "spacing", "num_slices", "first", "stop")
         index = {
             "format": PREPARED_FORMAT,
@@ -353,7 +374,7 @@ def prepare_slices(
             "spec": spec.to_dict(),
             "normalization": normalization.to_dict(),
             "slice_axis": scan.axis,
-            "input_size": spec.input_size,
+            "input_size": size,
             "num_classes": num_classes,
             "num_slices": scan.total,
             "cases": [{k: r[k] for k in keys} for r in scan.records],

@@ -123,7 +123,8 @@ def resolve_config(
         overrides: a nested mapping applied last (e.g. from the service).
         max_steps: cap every stage's ``train.max_steps`` (a smoke run); warm-up is shortened to at
             most a tenth of the steps so that the learning rate still reaches its peak.
-        input_size: the 2D sample size of the data and the teacher.
+        input_size: the 2D sample size of the data and the teacher, exactly (a preset's
+            ``fit_to_data`` is turned off).
         seed: the run seed, also given to every stage's training loop.
         base: the teacher's foundation checkpoint (``none`` for a randomly initialised teacher).
     """
@@ -137,7 +138,7 @@ def resolve_config(
     config = PipelineConfig.from_dict(data, source=source)
     changes: dict[str, Any] = {}
     if input_size is not None:
-        changes = deep_merge(changes, {"data": {"prepared": {"input_size": input_size}}, "teacher": {"input_size": input_size}})
+        changes = deep_merge(changes, {"data": {"prepared": {"input_size": input_size, "fit_to_data": False}}, "teacher": {"input_size": input_size}})
     if base is not None:
         changes = deep_merge(changes, {"teacher": {"base": base}})
     if seed is not None:
