@@ -2,7 +2,7 @@
 
 At 64, 128 and 256 pixels with the U-Net sizes of the presets: 64 px is ``cpu-small``'s model,
 128 px ``gpu``'s, 256 px ``gpu``'s widths with ``image_size`` overridden (all read through
-:func:`tskd.pipeline.config.resolve_config`). Untrained weights: speed does not depend on them.
+:func:`tskd.runconfig.resolve_config`). Untrained weights: speed does not depend on them.
 
 * training: DDPM noise-prediction steps of :class:`tskd.synthesis.task.DiffusionTask` on the
   ``build_unet`` model, run by the project's engine (:class:`tskd.engine.Trainer`: AdamW, gradient
@@ -41,7 +41,7 @@ import torch
 # benchlib first: it puts TSKDBackend/src on the path for a checkout that did not install the package
 from benchlib import RESULTS_DIR, machine_info, machine_line, now, summarise, timed, write_results
 from tskd.engine import Trainer
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.runtime import physical_cores
 from tskd.synthesis.config import DiffusionConfig
 from tskd.synthesis.model import build_diffusion_model

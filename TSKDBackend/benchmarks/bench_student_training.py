@@ -55,7 +55,7 @@ from tskd.inference.torch_model import TorchSliceModel
 from tskd.log import configure_logging
 from tskd.pipeline.benchmark.measure import test_metrics
 from tskd.pipeline.benchmark.split import load_or_make_split, run_split_file
-from tskd.pipeline.config import PipelineConfig, resolve_config
+from tskd.runconfig import PipelineConfig, resolve_config
 from tskd.pipeline.data_stage import PreparedData, load_prepared_data
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder

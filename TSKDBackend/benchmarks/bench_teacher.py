@@ -102,7 +102,7 @@ def worker_train(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from tskd.engine import Trainer
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
     from tskd.teacher import TeacherTask, trainable_parameter_report
 
     device, size, batch = spec["device"], spec["input_size"], spec["batch"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import tskd
 
 ROOT = Path(tskd.__file__).parent
-FOUNDATION = {"errors", "log", "progress", "config", "atomic"}
+FOUNDATION = {"errors", "log", "progress", "config", "atomic", "lazy"}
 MODELS = {"teacher", "synthesis", "student"}
 BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "evaluation", "export",
                                         "inference", "foundation"}
@@ -17,6 +17,7 @@ BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses"
 ALLOWED = {
     "errors": set(),
     "atomic": set(),
+    "lazy": set(),
     "log": set(),
     "progress": set(),
     "config": {"errors"},
@@ -33,9 +34,12 @@ ALLOWED = {
     "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "export"},
     # foundation weights (catalog, cache, download, import): the teacher's loader checks imports
     "foundation": FOUNDATION | {"teacher"},
-    "pipeline": BELOW_PIPELINE,
-    "service": BELOW_PIPELINE,  # runs the pipeline in worker processes, never imports it
-    "cli": BELOW_PIPELINE | {"pipeline", "service"},
+    # the whole run's settings: the stages' configs (none of which imports torch) put together
+    "runconfig": FOUNDATION | {"data", "engine", "teacher", "synthesis", "student", "foundation"},
+    "pipeline": BELOW_PIPELINE | {"runconfig"},
+    # runs the pipeline in worker processes, never imports it; checks a job's settings with runconfig
+    "service": BELOW_PIPELINE | {"runconfig"},
+    "cli": BELOW_PIPELINE | {"runconfig", "pipeline", "service"},
     "__main__": {"cli"},
 }
 
@@ -93,3 +97,27 @@ def test_every_module_imports():
         except Exception as exc:  # noqa: BLE001 - collect every failure with its module
             failures.append(f"{info.name}: {type(exc).__name__}: {exc}")
     assert not failures, "\n".join(failures)
+
+
+def test_the_run_config_imports_no_model_code():
+    """The service checks a job's settings with tskd.runconfig; that must not load torch or MONAI
+    into the server process (seconds of start-up and hundreds of MB per server)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tskd.runconfig as r; from tskd.config import available_presets; "
+            "[r.PipelineConfig.from_dict(r.load_preset(p)) for p in available_presets()]; "
+            "print(sorted(m for m in ('torch', 'monai', 'SimpleITK', 'transformers', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_name_a_package_file_exports_resolves():
+    import importlib
+
+    for package in ("tskd.engine", "tskd.teacher", "tskd.student", "tskd.synthesis"):
+        module = importlib.import_module(package)
+        assert module.__all__, package
+        for name in module.__all__:
+            assert getattr(module, name) is not None, f"{package}.{name}"
+        assert set(module.__all__) <= set(dir(module))

@@ -102,7 +102,7 @@ def test_changed_file_is_not_used(tiny_files, tmp_path):
 
 
 def test_pipeline_config_resolves_names_and_auto(tiny_files):
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
 
     assert resolve_config(preset="cpu-small", base="auto").teacher.base == "none"
     record = import_weights(tiny_files.official_pth, name="my-sam")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tskd.engine import process_info
 from tskd.pipeline import teacher_stage
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.pipeline.data_stage import load_prepared_data
 from tskd.pipeline.run_folder import RunFolder
 from tskd.progress import NullProgress

@@ -17,7 +17,7 @@ from tskd.data.phantom import PhantomConfig, write_phantom_dataset
 from tskd.engine.trainer import Trainer
 from tskd.pipeline import methods as methods_module
 from tskd.pipeline.benchmark import run_benchmark
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.pipeline.run_folder import read_json
 from tskd.progress import NullProgress
 

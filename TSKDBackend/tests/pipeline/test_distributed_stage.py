@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.pipeline.data_stage import run_data_stage
 from tskd.pipeline.run_folder import RunFolder
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from tskd.data.image import read_image
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.pipeline.demo import format_demo, run_demo
 from tskd.pipeline.run import run_stages
 from tskd.progress import NullProgress, read_status_file

@@ -13,7 +13,7 @@ import json
 import pytest
 
 from tskd.pipeline.choice import compare_students, verdict
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.pipeline.methods import get_method
 from tskd.pipeline.run import COMPARISON_KEYS, format_summary, run_stages
 from tskd.pipeline.run_folder import read_json

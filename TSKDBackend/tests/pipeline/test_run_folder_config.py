@@ -7,7 +7,7 @@ import pytest
 
 from tskd.config.base import load_yaml, save_yaml
 from tskd.errors import ConfigError
-from tskd.pipeline.config import PipelineConfig, resolve_config
+from tskd.runconfig import PipelineConfig, resolve_config
 from tskd.pipeline.run_folder import RunFolder
 
 

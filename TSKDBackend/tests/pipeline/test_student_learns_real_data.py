@@ -19,7 +19,7 @@ from tests.conftest import shared_dataset
 
 from tskd.data.dataset import load_dataset
 from tskd.inference.torch_model import TorchSliceModel
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.pipeline.data_stage import load_prepared_data
 from tskd.pipeline.export_stage import score_slice_model
 from tskd.pipeline.methods import get_method

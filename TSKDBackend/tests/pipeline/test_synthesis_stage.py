@@ -8,7 +8,7 @@ import numpy as np
 
 from tskd.cli.main import main
 from tskd.data.image import read_image
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.pipeline.data_stage import load_prepared_data
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder

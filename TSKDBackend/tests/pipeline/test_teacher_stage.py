@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from tskd.cli.main import main
 from tskd.data.image import read_image
 from tskd.errors import ConfigError
-from tskd.pipeline.config import resolve_config
+from tskd.runconfig import resolve_config
 from tskd.pipeline.run import run_stages
 from tskd.progress import NullProgress
 

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from tskd.pipeline.benchmark import TimingSettings, run_benchmark
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
     from tskd.pipeline.methods import parse_methods
 
     methods = parse_methods(args.methods)

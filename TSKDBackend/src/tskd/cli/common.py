@@ -6,7 +6,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # heavy imports only when a command runs
-    from tskd.pipeline.config import PipelineConfig
+    from tskd.runconfig import PipelineConfig
 
 __all__ = ["add_training_options", "config_from_args"]
 
@@ -40,7 +40,7 @@ def add_training_options(parser: argparse.ArgumentParser, default_preset: str = 
 
 
 def config_from_args(args: argparse.Namespace) -> "PipelineConfig":
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
 
     return resolve_config(
         preset=args.preset,

@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
     import yaml
 
     from tskd.config import available_presets
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
 
     if args.name:
         print(yaml.safe_dump(resolve_config(preset=args.name).to_dict(), sort_keys=False), end="")

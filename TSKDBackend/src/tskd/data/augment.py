@@ -16,7 +16,6 @@ an uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,55 +31,9 @@ from monai.transforms import (
     RandShiftIntensityd,
 )
 
-from tskd.config import ConfigBase
+from tskd.data.config import AugmentConfig
 
 __all__ = ["AugmentConfig", "SliceAugmentation", "build_augmentation", "sample_seed"]
-
-
-@dataclass
-class AugmentConfig(ConfigBase):
-    """Random augmentation of 2D training slices (normalised intensities).
-
-    Args:
-        affine_prob: probability of the random affine transform.
-        rotate_deg: rotation drawn from ``[-rotate_deg, rotate_deg]`` degrees.
-        scale: zoom factor drawn from ``[1 - scale, 1 + scale]`` per axis.
-        translate: shift drawn from ``[-translate, translate]`` times the image size, per axis.
-        flip_prob: probability of flipping each axis (0 = off; anatomy is lateralised).
-        intensity_prob: probability of each of the intensity scale and shift.
-        intensity_scale: intensities multiplied by ``1 + f``, ``f`` in ``[-intensity_scale, intensity_scale]``.
-        intensity_shift: offset drawn from ``[-intensity_shift, intensity_shift]`` (normalised units).
-        noise_prob: probability of additive Gaussian noise.
-        noise_std: the noise's standard deviation is drawn from ``[0, noise_std]``.
-        gamma_prob: probability of a gamma (contrast) change, mean and std kept.
-        gamma: range of the gamma exponent.
-    """
-
-    affine_prob: float = 0.8
-    rotate_deg: float = 15.0
-    scale: float = 0.1
-    translate: float = 0.05
-    flip_prob: float = 0.0
-    intensity_prob: float = 0.5
-    intensity_scale: float = 0.1
-    intensity_shift: float = 0.1
-    noise_prob: float = 0.2
-    noise_std: float = 0.05
-    gamma_prob: float = 0.3
-    gamma: tuple[float, float] = (0.7, 1.5)
-
-    def __post_init__(self) -> None:
-        for name in ("affine_prob", "flip_prob", "intensity_prob", "noise_prob", "gamma_prob"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability between 0 and 1, got {value}")
-        for name in ("rotate_deg", "scale", "translate", "intensity_scale", "intensity_shift", "noise_std"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.scale >= 1:
-            raise ValueError(f"scale must be below 1 (a zoom factor range around 1), got {self.scale}")
-        if not 0 < self.gamma[0] <= self.gamma[1]:
-            raise ValueError(f"gamma must be a range (low, high) with 0 < low <= high, got {self.gamma}")
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

@@ -30,12 +30,12 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from tskd.atomic import replace_folder
-from tskd.config import ConfigBase
+from tskd.data.config import PreparedSpec
 from tskd.data.image import Image
 from tskd.data.slice_dataset import (
     PREPARED_FORMAT,
@@ -64,53 +64,6 @@ _CHUNK = 32  # slices resized at once
 
 CaseTuple = Tuple[str, Image, Optional[Image]]
 Cases = Union[Iterable[CaseTuple], Callable[[], Iterable[CaseTuple]]]
-
-
-@dataclass
-class PreparedSpec(ConfigBase):
-    """How volumes become 2D training slices.
-
-    Args:
-        input_size: side ``S`` of the square slices (the model's input size).
-        slice_axis: numpy axis of the ``(k, j, i)`` arrays to cut along; None chooses it from the
-            first volume's spacing (the coarsest axis) and keeps it for all cases.
-        normalization: ``"auto"`` (CT when intensities look like HU, else per-image percentiles),
-            ``"ct"``, ``"percentile"`` or ``"none"``; fitted on the labelled images.
-        keep_empty_fraction: fraction of labelled slices without foreground that are kept (chosen
-            by a hash of case id and slice index, so deterministic and order-independent).
-        min_foreground_pixels: a labelled slice counts as foreground when at least this many of its
-            pixels (at the original resolution) are non-zero.
-        fit_to_data: when true, ``input_size`` is an upper bound: the slices are written at
-            :meth:`planned_size` of the largest in-plane side found in the cases, so that small
-            images (a 35x50 hippocampus slice) are not blown up to 128 pixels and trained at
-            four times the cost. The size used is recorded in the folder's ``index.json``.
-    """
-
-    input_size: int = 256
-    slice_axis: Optional[int] = None
-    normalization: Literal["auto", "ct", "percentile", "none"] = "auto"
-    keep_empty_fraction: float = 0.1
-    min_foreground_pixels: int = 1
-    fit_to_data: bool = False
-
-    def planned_size(self, largest_side: int) -> int:
-        """The slice side for data whose largest in-plane side is ``largest_side`` pixels: with
-        ``fit_to_data``, the smallest multiple of 16 (the models' total stride) of at least 32
-        that holds it, never more than ``input_size``; else ``input_size``."""
-        if not self.fit_to_data:
-            return self.input_size
-        fitted = max(32, -(-int(largest_side) // 16) * 16)
-        return min(self.input_size, fitted)
-
-    def __post_init__(self) -> None:
-        if self.input_size < 8:
-            raise ValueError(f"input_size must be at least 8 pixels, got {self.input_size}")
-        if self.slice_axis is not None and self.slice_axis not in (0, 1, 2):
-            raise ValueError(f"slice_axis must be 0, 1, 2 or null (automatic), got {self.slice_axis}")
-        if not 0.0 <= self.keep_empty_fraction <= 1.0:
-            raise ValueError(f"keep_empty_fraction must be between 0 and 1, got {self.keep_empty_fraction}")
-        if self.min_foreground_pixels < 1:
-            raise ValueError(f"min_foreground_pixels must be at least 1, got {self.min_foreground_pixels}")
 
 
 @dataclass

@@ -1,48 +1,18 @@
 """The training engine: one loop (on ``accelerate``) that every stage reuses."""
 
-from tskd.engine.checkpoint import (
-    load_checkpoint,
-    load_trainable_state,
-    save_checkpoint,
-    trainable_state_dict,
-)
-from tskd.engine.config import EngineConfig
-from tskd.engine.device import inference_device
-from tskd.engine.distributed import (
-    MainProcessError,
-    ProcessInfo,
-    barrier,
-    broadcast_object,
-    init_distributed,
-    is_main_process,
-    on_main,
-    process_info,
-)
-from tskd.engine.sampling import DrawDataset, StepBatchSampler, draw_seed
-from tskd.engine.stopping import StopFlag, stop_on_signals
-from tskd.engine.trainer import Trainer, TrainingTask, TrainResult
+from __future__ import annotations
 
-__all__ = [
-    "EngineConfig",
-    "inference_device",
-    "ProcessInfo",
-    "MainProcessError",
-    "process_info",
-    "is_main_process",
-    "init_distributed",
-    "on_main",
-    "broadcast_object",
-    "barrier",
-    "Trainer",
-    "TrainingTask",
-    "TrainResult",
-    "StepBatchSampler",
-    "DrawDataset",
-    "draw_seed",
-    "StopFlag",
-    "stop_on_signals",
-    "save_checkpoint",
-    "load_checkpoint",
-    "trainable_state_dict",
-    "load_trainable_state",
-]
+from tskd.lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
+    "checkpoint": ["load_checkpoint", "load_trainable_state", "save_checkpoint", "trainable_state_dict"],
+    "config": ["EngineConfig"],
+    "device": ["inference_device"],
+    "distributed": [
+        "MainProcessError", "ProcessInfo", "barrier", "broadcast_object", "init_distributed", "is_main_process",
+        "on_main", "process_info",
+    ],
+    "sampling": ["DrawDataset", "StepBatchSampler", "draw_seed"],
+    "stopping": ["StopFlag", "stop_on_signals"],
+    "trainer": ["Trainer", "TrainingTask", "TrainResult"],
+})

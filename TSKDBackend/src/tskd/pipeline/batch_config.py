@@ -2,7 +2,7 @@
 before anything runs (see docs/distributed.md for the format).
 
 Every task becomes a :class:`BatchTask` (a typed config) and is resolved into its full
-:class:`~tskd.pipeline.config.PipelineConfig` up front, so a typo in the fifth task's overrides is
+:class:`~tskd.runconfig.PipelineConfig` up front, so a typo in the fifth task's overrides is
 reported before the first task trains. Relative paths are relative to the YAML file's folder.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from tskd.config import ConfigBase, deep_merge, load_yaml
 from tskd.errors import ConfigError
-from tskd.pipeline.config import DEFAULT_PRESET, PipelineConfig, resolve_config
+from tskd.runconfig import DEFAULT_PRESET, PipelineConfig, resolve_config
 
 __all__ = ["BatchTask", "BatchFile", "PlannedTask", "load_batch_file"]
 

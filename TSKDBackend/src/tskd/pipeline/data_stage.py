@@ -20,7 +20,7 @@ from tskd.data.prepared import prepare_slices
 from tskd.data.slice_dataset import PreparedSlices
 from tskd.data.split import subject_split
 from tskd.errors import DataError
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.preprocess import NormalizationFitter
 from tskd.preprocess.normalization import NormalizationSpec

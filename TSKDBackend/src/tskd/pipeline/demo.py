@@ -15,7 +15,7 @@ from tskd.data.check import check_dataset
 from tskd.data.phantom import write_phantom_dataset
 from tskd.evaluation.evaluate import evaluate_files
 from tskd.inference.predict import predict_files
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.run import run_stages
 from tskd.progress import ProgressReporter
 

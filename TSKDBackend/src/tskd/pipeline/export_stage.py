@@ -21,7 +21,7 @@ from tskd.data.dataset import Dataset
 from tskd.evaluation.metrics import case_metrics, summarize_metrics
 from tskd.export.package import write_student_package, zip_package
 from tskd.pipeline.choice import KINDS, compare_students
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.runtime import OnnxSegmenter, SliceModel, StudentPackage, segment_volume

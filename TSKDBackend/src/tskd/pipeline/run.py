@@ -22,7 +22,7 @@ from tskd.engine import StopFlag, stop_on_signals
 from tskd.engine.distributed import broadcast_object, init_distributed, on_main
 from tskd.errors import CancelledError, ConfigError
 from tskd.log import add_file_handler
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData, load_prepared_data, run_data_stage
 from tskd.pipeline.export_stage import export_run_model
 from tskd.pipeline.report import write_report

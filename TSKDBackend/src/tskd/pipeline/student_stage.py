@@ -20,7 +20,7 @@ from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
 from tskd.engine import EngineConfig, StopFlag, Trainer, load_checkpoint, load_trainable_state, on_main
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import ProgressReporter

@@ -13,7 +13,7 @@ import torch
 from tskd.atomic import write_json
 from tskd.data.slice_dataset import SliceDataset
 from tskd.engine import StopFlag, Trainer, on_main
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import ProgressReporter

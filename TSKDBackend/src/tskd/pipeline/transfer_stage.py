@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from tskd.atomic import write_json
 from tskd.engine import StopFlag, inference_device
 from tskd.errors import CancelledError
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import NullProgress, ProgressEvent, ProgressReporter

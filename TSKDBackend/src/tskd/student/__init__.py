@@ -7,48 +7,17 @@ engine's training loop.
 
 from __future__ import annotations
 
-from tskd.student.base import (
-    FeatureProjector,
-    StudentModel,
-    StudentWithProjector,
-    count_parameters,
-    parameter_summary,
-    unwrap_student,
-)
-from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
-from tskd.student.losses import (
-    DistillationLoss,
-    SupervisedLoss,
-    feature_kd_loss,
-    logit_kd_loss,
-)
-from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
-from tskd.student.networks import available_students, build_from_spec, build_student
-from tskd.student.tasks import DistillationTask, FeatureDistillationTask, SupervisedTask
-from tskd.student.validation import evaluate_dice
+from tskd.lazy import lazy_exports
 
-__all__ = [
-    "StudentModel",
-    "FeatureProjector",
-    "StudentWithProjector",
-    "count_parameters",
-    "parameter_summary",
-    "unwrap_student",
-    "available_students",
-    "build_student",
-    "build_from_spec",
-    "DistillConfig",
-    "FinetuneConfig",
-    "MAEConfig",
-    "logit_kd_loss",
-    "feature_kd_loss",
-    "SupervisedLoss",
-    "DistillationLoss",
-    "DistillationTask",
-    "SupervisedTask",
-    "FeatureDistillationTask",
-    "MAETask",
-    "build_mae",
-    "transfer_mae_encoder",
-    "evaluate_dice",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
+    "base": [
+        "FeatureProjector", "StudentModel", "StudentWithProjector", "count_parameters", "parameter_summary",
+        "unwrap_student",
+    ],
+    "config": ["DistillConfig", "FinetuneConfig", "MAEConfig"],
+    "losses": ["DistillationLoss", "SupervisedLoss", "feature_kd_loss", "logit_kd_loss"],
+    "mae": ["MAETask", "build_mae", "transfer_mae_encoder"],
+    "networks": ["available_students", "build_from_spec", "build_student"],
+    "tasks": ["DistillationTask", "FeatureDistillationTask", "SupervisedTask"],
+    "validation": ["evaluate_dice"],
+})

@@ -49,12 +49,10 @@ class DistillConfig(ConfigBase):
     )
 
     def __post_init__(self) -> None:
-        from tskd.student.networks import (
-            available_students,  # heavy import (torch), only when checking
-        )
+        from tskd.student.specs import student_names  # sizes only: no torch
 
-        if self.student not in available_students():
-            raise ValueError(f"unknown student '{self.student}'; available: {', '.join(available_students())}")
+        if self.student not in student_names():
+            raise ValueError(f"unknown student '{self.student}'; available: {', '.join(student_names())}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         for name in ("w_kd", "w_kd_dice", "w_sup", "w_feat"):

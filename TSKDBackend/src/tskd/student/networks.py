@@ -1,6 +1,6 @@
 """Builder registry of the students: a name maps to a network size (like segment-anything's ``build_sam``).
 
-Sizes live in :data:`tskd.student.vit.VIT_SPECS` and :data:`tskd.student.unet.UNET_SPECS`; this
+Sizes live in :mod:`tskd.student.specs` (``VIT_SPECS``, ``UNET_SPECS``); this
 module only maps names to them. ``build_student("vit_tiny", num_classes=2, input_size=256)``;
 :func:`build_from_spec` rebuilds a saved student from its :meth:`~StudentModel.spec`.
 """
@@ -11,8 +11,9 @@ import logging
 from typing import Any, Callable, Mapping
 
 from tskd.student.base import StudentModel, count_parameters
-from tskd.student.unet import LAYOUT, LEGACY_LAYOUT, UNET_SPECS, UNetStudent
-from tskd.student.vit import VIT_SPECS, ViTStudent
+from tskd.student.specs import UNET_SPECS, VIT_SPECS
+from tskd.student.unet import LAYOUT, LEGACY_LAYOUT, UNetStudent
+from tskd.student.vit import ViTStudent
 
 __all__ = ["STUDENT_BUILDERS", "available_students", "build_student", "build_from_spec", "count_parameters"]
 

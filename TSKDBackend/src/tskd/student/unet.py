@@ -23,14 +23,13 @@ original layout (:data:`LEGACY_LAYOUT`), so old run folders and packages still l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from monai.networks.layers.simplelayers import SkipConnection
 from monai.networks.nets import UNet
 from torch import nn
 
 from tskd.student.base import StudentModel
+from tskd.student.specs import UNET_SPECS, UNetSpec
 
 __all__ = ["UNetSpec", "UNET_SPECS", "UNetStudent", "unet_levels", "MIN_BOTTLENECK", "LAYOUT", "LEGACY_LAYOUT"]
 
@@ -41,32 +40,6 @@ LAYOUT = "head"
 #: Students saved by tskd 0.1: four stride-2 levels whatever the input size, K-channel top layer.
 LEGACY_LAYOUT = "monai"
 LAYOUTS = (LAYOUT, LEGACY_LAYOUT)
-
-
-@dataclass(frozen=True)
-class UNetSpec:
-    """Numbers of one U-Net student size.
-
-    Args:
-        channels: channels per level, top first; at most ``len(channels) - 1`` stride-2 levels are
-            used (fewer for small inputs, see :func:`unet_levels`).
-        num_res_units: residual units per block (0: plain conv blocks).
-        norm: MONAI normalisation name (``instance`` does not depend on the batch size).
-        dropout: dropout probability.
-    """
-
-    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
-    num_res_units: int = 1
-    norm: str = "instance"
-    dropout: float = 0.0
-
-
-UNET_SPECS: dict[str, UNetSpec] = {
-    # ~0.85M parameters: a few milliseconds per 256x256 slice on a desktop CPU (onnxruntime).
-    "unet_small": UNetSpec(),
-    # ~34k parameters, for tests.
-    "unet_tiny": UNetSpec(channels=(8, 16, 16, 32, 32), num_res_units=0),
-}
 
 
 def unet_levels(input_size: int, max_levels: int) -> int:

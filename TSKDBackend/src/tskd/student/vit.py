@@ -15,8 +15,6 @@ the grid differs from the one the model was built for).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from monai.networks.blocks import PatchEmbeddingBlock, TransformerBlock, UnetOutBlock
@@ -29,39 +27,9 @@ from monai.networks.layers import trunc_normal_
 from torch import nn
 
 from tskd.student.base import StudentModel
+from tskd.student.specs import VIT_SPECS, ViTSpec
 
 __all__ = ["ViTSpec", "VIT_SPECS", "ViTEncoder", "ViTStudent", "resize_position_embeddings"]
-
-
-@dataclass(frozen=True)
-class ViTSpec:
-    """Numbers of one ViT student size (encoder and decoder).
-
-    Args:
-        hidden_size: token width (192 for ViT-Tiny).
-        num_layers: transformer blocks (12); the decoder taps blocks at 1/4, 2/4, 3/4 depth.
-        num_heads: attention heads (3).
-        mlp_dim: hidden width of the transformer MLPs (768).
-        patch_size: side of the square patches (16; the features are at 1/16 resolution).
-        qkv_bias: bias in the attention's qkv projection.
-        decoder_features: ``feature_size`` of the UNETR-style decoder (channels at full resolution).
-    """
-
-    hidden_size: int = 192
-    num_layers: int = 12
-    num_heads: int = 3
-    mlp_dim: int = 768
-    patch_size: int = 16
-    qkv_bias: bool = True
-    decoder_features: int = 16
-
-
-VIT_SPECS: dict[str, ViTSpec] = {
-    # The paper's student: ViT-Tiny (DeiT-Ti numbers) with a light UNETR decoder.
-    "vit_tiny": ViTSpec(),
-    # A few-hundred-thousand-parameter ViT for fast tests of the same code paths.
-    "vit_nano": ViTSpec(hidden_size=48, num_layers=4, num_heads=2, mlp_dim=96, decoder_features=8),
-}
 
 
 def resize_position_embeddings(pos: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:

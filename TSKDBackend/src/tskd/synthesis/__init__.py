@@ -14,48 +14,17 @@ for the engine), ``sampler`` (deterministic per-seed generation), ``storage`` an
 
 from __future__ import annotations
 
-from tskd.synthesis.config import DiffusionConfig, QualityGateConfig
-from tskd.synthesis.grid import save_grid
-from tskd.synthesis.intensity import IntensityMapping, decode_labels, encode_labels
-from tskd.synthesis.model import DiffusionModel, build_diffusion_model
-from tskd.synthesis.pretrained import load_pretrained_pipeline
-from tskd.synthesis.quality_gate import GateDecision, GateResult, QualityGate
-from tskd.synthesis.sampler import GeneratedSamples, generate, iter_generate
-from tskd.synthesis.storage import (
-    fingerprint_arrays,
-    load_diffusion_model,
-    save_diffusion_model,
-)
-from tskd.synthesis.task import DiffusionTask
-from tskd.synthesis.transfer_set import (
-    TransferItem,
-    TransferSet,
-    TransferSetDataset,
-    TransferSetWriter,
-)
+from tskd.lazy import lazy_exports
 
-__all__ = [
-    "DiffusionConfig",
-    "QualityGateConfig",
-    "IntensityMapping",
-    "encode_labels",
-    "decode_labels",
-    "DiffusionModel",
-    "build_diffusion_model",
-    "DiffusionTask",
-    "GeneratedSamples",
-    "generate",
-    "iter_generate",
-    "save_diffusion_model",
-    "load_diffusion_model",
-    "fingerprint_arrays",
-    "load_pretrained_pipeline",
-    "QualityGate",
-    "GateDecision",
-    "GateResult",
-    "TransferSet",
-    "TransferSetWriter",
-    "TransferSetDataset",
-    "TransferItem",
-    "save_grid",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
+    "config": ["DiffusionConfig", "QualityGateConfig"],
+    "grid": ["save_grid"],
+    "intensity": ["IntensityMapping", "decode_labels", "encode_labels"],
+    "model": ["DiffusionModel", "build_diffusion_model"],
+    "pretrained": ["load_pretrained_pipeline"],
+    "quality_gate": ["GateDecision", "GateResult", "QualityGate"],
+    "sampler": ["GeneratedSamples", "generate", "iter_generate"],
+    "storage": ["fingerprint_arrays", "load_diffusion_model", "save_diffusion_model"],
+    "task": ["DiffusionTask"],
+    "transfer_set": ["TransferItem", "TransferSet", "TransferSetDataset", "TransferSetWriter"],
+})

@@ -14,38 +14,15 @@ Modules, one concept each:
 
 from __future__ import annotations
 
-from tskd.teacher.architectures import (
-    available_architectures,
-    build_sam,
-    get_architecture,
-    sam_config,
-)
-from tskd.teacher.build import build_scratch_segmenter, build_teacher
-from tskd.teacher.checkpoints import BaseCheckpoint, load_pretrained_segmenter, load_sam
-from tskd.teacher.config import LoraConfig, TeacherConfig
-from tskd.teacher.lora import apply_lora, trainable_parameter_report
-from tskd.teacher.model import SamSegmenter, boxes_from_labels
-from tskd.teacher.storage import load_teacher, read_teacher_info, save_teacher
-from tskd.teacher.task import TeacherTask
+from tskd.lazy import lazy_exports
 
-__all__ = [
-    "available_architectures",
-    "build_sam",
-    "get_architecture",
-    "sam_config",
-    "build_scratch_segmenter",
-    "build_teacher",
-    "BaseCheckpoint",
-    "load_pretrained_segmenter",
-    "load_sam",
-    "LoraConfig",
-    "TeacherConfig",
-    "apply_lora",
-    "trainable_parameter_report",
-    "SamSegmenter",
-    "boxes_from_labels",
-    "load_teacher",
-    "read_teacher_info",
-    "save_teacher",
-    "TeacherTask",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
+    "architectures": ["available_architectures", "build_sam", "get_architecture", "sam_config"],
+    "build": ["build_scratch_segmenter", "build_teacher"],
+    "checkpoints": ["BaseCheckpoint", "load_pretrained_segmenter", "load_sam"],
+    "config": ["LoraConfig", "TeacherConfig"],
+    "lora": ["apply_lora", "trainable_parameter_report"],
+    "model": ["SamSegmenter", "boxes_from_labels"],
+    "storage": ["load_teacher", "read_teacher_info", "save_teacher"],
+    "task": ["TeacherTask"],
+})

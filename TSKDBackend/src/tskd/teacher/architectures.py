@@ -25,11 +25,11 @@ and number of classes ``K`` (the mask decoder gets ``K`` multimask outputs, one 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
-from transformers import SamConfig, SamModel
+if TYPE_CHECKING:  # torch and transformers are imported where a model is built, so that the
+    import torch  # registry (and the configs that check names against it) imports neither
+    from transformers import SamConfig, SamModel
 
 __all__ = [
     "SamArchitecture",
@@ -216,6 +216,8 @@ def sam_config(arch: SamArchitecture | str, *, input_size: int = 1024, num_class
         num_multimask_outputs=num_classes,
         iou_head_hidden_dim=arch.iou_head_hidden_dim,
     )
+    from transformers import SamConfig
+
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
@@ -235,6 +237,9 @@ def build_sam(
         device: where to create the weights; ``"meta"`` builds shapes only (no memory, no time),
             for loading weights with ``assign=True`` or counting parameters.
     """
+    import torch
+    from transformers import SamModel
+
     config = sam_config(arch, input_size=input_size, num_classes=num_classes)
     if device is None:
         model = SamModel(config)
@@ -246,7 +251,6 @@ def build_sam(
     return model
 
 
-@torch.no_grad()
 def _init_for_training(model: SamModel) -> None:
     """Re-initialise what ``transformers`` initialises for loading only, so a model can train from scratch.
 
@@ -255,9 +259,13 @@ def _init_for_training(model: SamModel) -> None:
     linear and convolution weights get a truncated normal (std 0.02, zero bias) as in ViT training,
     and the Fourier matrix a standard normal as in segment-anything.
     """
-    for module in model.vision_encoder.modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            nn.init.trunc_normal_(module.weight, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-    model.shared_image_embedding.positional_embedding.normal_(0.0, 1.0)
+    import torch
+    from torch import nn
+
+    with torch.no_grad():
+        for module in model.vision_encoder.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        model.shared_image_embedding.positional_embedding.normal_(0.0, 1.0)

@@ -28,7 +28,7 @@ from tskd.pipeline.benchmark.plot import plot_results
 from tskd.pipeline.benchmark.report import finite_json, write_table_files
 from tskd.pipeline.benchmark.split import load_or_make_split, run_split_file
 from tskd.pipeline.benchmark.teacher_reference import TEACHER_ROW, teacher_reference
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.methods import Method, get_method
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder, read_json

@@ -17,7 +17,7 @@ from tskd.atomic import write_json
 from tskd.data.dataset import Dataset
 from tskd.data.split import subject_split
 from tskd.errors import ConfigError, DataError
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import split_cases
 from tskd.pipeline.run_folder import read_json
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.methods.base import Method, export_student
 from tskd.pipeline.run_folder import RunFolder

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.methods.base import Method, export_student, with_changes
 from tskd.pipeline.run_folder import RunFolder, read_json

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.methods.base import Method, export_student, with_changes
 from tskd.pipeline.run_folder import RunFolder, read_json

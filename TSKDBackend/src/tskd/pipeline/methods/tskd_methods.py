@@ -11,7 +11,7 @@ the distilled student itself, and the reference is its own row (``labelled_only`
 
 from __future__ import annotations
 
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.methods.base import Method, with_changes
 
 __all__ = ["TSKD", "TSKD_NO_SYNTH"]

@@ -11,7 +11,7 @@ defaults.
 
 from __future__ import annotations
 
-from tskd.pipeline.config import PipelineConfig
+from tskd.runconfig import PipelineConfig
 from tskd.pipeline.methods.base import Method
 
 __all__ = ["TSKD_TRAIN"]

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from tskd.config import ConfigBase, deep_merge, load_preset, load_yaml
-from tskd.data.augment import AugmentConfig
-from tskd.data.prepared import PreparedSpec
+from tskd.data.config import AugmentConfig, PreparedSpec
 from tskd.engine.config import EngineConfig
 from tskd.errors import ConfigError
 from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
