@@ -163,6 +163,7 @@ def serviceServer(tmp_path, monkeypatch) -> Iterator[Any]:
     guard_urlopen(monkeypatch)
     server = ServerThread(ServiceSettings(workspace=tmp_path / "service", weights_cache=tmp_path / "weights",
                                           token="widget-test", train_command=list(FAKE_TRAIN_COMMAND),
+                                          check_job_settings=False,  # the fake trainer's own settings
                                           scheduler_interval_s=0.1, cancel_grace_s=5.0))
     try:
         yield server

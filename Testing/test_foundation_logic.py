@@ -69,7 +69,8 @@ def backend(tmp_path, monkeypatch, tiny):
         files.files[SAM_B] = weights
         server = ServerThread(ServiceSettings(
             workspace=tmp_path / "ws", weights_cache=tmp_path / "weights", foundation_mirror=files.url,
-            train_command=list(FAKE_TRAIN_COMMAND), scheduler_interval_s=0.1, cancel_grace_s=2.0))
+            train_command=list(FAKE_TRAIN_COMMAND), check_job_settings=False, scheduler_interval_s=0.1,
+            cancel_grace_s=2.0))
         try:
             yield server, files, sha
         finally:

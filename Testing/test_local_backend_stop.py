@@ -24,7 +24,8 @@ from fakeTools import alive
 FAKE_TRAIN = REPO_ROOT / "TSKDBackend" / "tests" / "service" / "fake_train.py"
 
 _WRAPPER = """import sys
-sys.argv = ["tskd"] + sys.argv[1:] + ["--train-command", {command!r}, "--cancel-grace-s", "2"]
+sys.argv = ["tskd"] + sys.argv[1:] + ["--train-command", {command!r}, "--no-settings-check",
+                              "--cancel-grace-s", "2"]
 from tskd.cli.main import main
 sys.exit(main())
 """

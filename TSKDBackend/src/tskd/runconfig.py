@@ -16,7 +16,7 @@ from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
 from tskd.synthesis.config import DiffusionConfig
 from tskd.teacher.config import TeacherConfig
 
-__all__ = ["DataConfig", "ReferenceConfig", "PipelineConfig", "resolve_config", "DEFAULT_PRESET"]
+__all__ = ["DataConfig", "ReferenceConfig", "PipelineConfig", "resolve_config", "check_settings", "DEFAULT_PRESET"]
 
 DEFAULT_PRESET = "cpu-small"
 
@@ -160,6 +160,20 @@ def resolve_config(
     if changes:
         config = PipelineConfig.from_dict(deep_merge(config.to_dict(), changes), source=f"{source} + options")
     return _resolve_base_name(config)
+
+
+def check_settings(preset: str | None, settings: dict[str, Any], *, source: str = "settings") -> PipelineConfig:
+    """The config ``tskd train --preset PRESET --config FILE`` would start from, ``FILE`` holding
+    ``settings``: checked field by field without resolving the teacher's base and without
+    importing model code (the service checks a job's settings with it when the job is created).
+
+    Raises:
+        ConfigError: naming ``source`` and the first field that is unknown or invalid.
+    """
+    data: dict[str, Any] = load_preset(preset) if preset else {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections (data, teacher, ...), got {type(settings).__name__}")
+    return PipelineConfig.from_dict(deep_merge(data, settings), source=source)
 
 
 def _resolve_base_name(config: PipelineConfig) -> PipelineConfig:

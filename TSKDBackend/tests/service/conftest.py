@@ -23,6 +23,7 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerThread]]:
             "workspace": tmp_path / "ws",
             "weights_cache": tmp_path / "weights",  # never the user's $TSKD_HOME
             "train_command": list(FAKE_TRAIN_COMMAND),
+            "check_job_settings": False,  # the fake trainer's settings are its own ('fake: {...}')
             "cancel_grace_s": 2.0,
             "scheduler_interval_s": 0.1,
         }

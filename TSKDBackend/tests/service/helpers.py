@@ -121,6 +121,8 @@ class ServerProcess:
                    "--cancel-grace-s", "2", *cache, *extra]
         if train_command != REAL_PIPELINE:  # the real pipeline is the server's default command
             command += ["--train-command", shlex.join(train_command or FAKE_TRAIN_COMMAND)]
+            if train_command is None:  # the fake trainer's settings are its own ('fake: {...}')
+                command += ["--no-settings-check"]
         self.log = open(log or workspace.parent / f"server-{time.time_ns()}.log", "ab")
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True, cwd=REPO_ROOT,
                                      env={**os.environ, **(env or {})})

@@ -305,3 +305,28 @@ def test_labels_in_use_cannot_be_removed(server, project, phantom_files):
         client.update_project(project["id"], labels=[{"value": 1, "name": "organ_a"}])
     assert err.value.status == 409 and "values [2] are used by case 'case_000'" in err.value.message
     assert [label["value"] for label in client.get_project(project["id"])["labels"]] == [0, 1, 2]
+
+
+def test_job_settings_are_checked_against_the_pipeline_config_when_the_job_is_created(make_server, phantom_files):
+    server = make_server(check_job_settings=True)
+    client = server.client()
+    project = client.create_project("p", [{"value": 1, "name": "organ_a"}, {"value": 2, "name": "organ_b"}])
+    add_cases(client, project["id"], phantom_files, count=1)
+    bad = [
+        ({"distill": {"train": {"max_stepz": 3}}}, "field 'distill': field 'train': unknown field(s) 'max_stepz'"),
+        ({"bogus": 1}, "unknown field(s) 'bogus' in 'PipelineConfig'"),
+        ({"distill": {"student": "no_such"}}, "field 'distill': unknown student 'no_such'"),
+        ({"teacher": {"train": {"lr": "fast"}}}, "field 'teacher': field 'train': field 'lr'"),
+        ({"data": {"prepared": {"input_size": 3}}}, "input_size must be at least 8 pixels"),
+    ]
+    for settings, expected in bad:
+        with pytest.raises(TSKDClientError) as err:
+            client.start_job(project["id"], preset="tiny", settings=settings)
+        assert err.value.status == 422 and expected in err.value.message, (settings, err.value.message)
+        assert err.value.message.startswith("settings: ")
+    assert client.list_jobs(project["id"]) == []  # nothing was queued, no job folder left
+    assert not (server.workspace / "jobs").exists() or not any((server.workspace / "jobs").iterdir())
+    # valid settings are accepted and reach the worker as its --config file
+    job = client.start_job(project["id"], preset="tiny", settings={"distill": {"train": {"max_steps": 7}}})
+    assert job["state"] in ("queued", "running", "done", "failed")
+    assert job["settings"] == {"distill": {"train": {"max_steps": 7}}}

@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # heavy imports only when a command runs
+from tskd.runconfig import DEFAULT_PRESET  # light: the run config imports no model code
+
+if TYPE_CHECKING:
     from tskd.runconfig import PipelineConfig
 
 __all__ = ["add_training_options", "config_from_args"]
 
 
-def add_training_options(parser: argparse.ArgumentParser, default_preset: str = "cpu-small", *,
+def add_training_options(parser: argparse.ArgumentParser, default_preset: str = DEFAULT_PRESET, *,
                          nproc: bool = False) -> None:
     """The options every training command takes, so a smoke run is one line.
 

@@ -51,6 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--train-command", metavar="CMD",
                         help="command jobs run instead of '<this python> -m tskd train' (e.g. another "
                         "environment's 'python -m tskd train'); the job's --data/--out/... are appended")
+    parser.add_argument("--no-settings-check", dest="check_job_settings", action="store_false",
+                        help="do not check a job's settings against tskd's pipeline config when it is created "
+                        "(only for a --train-command that is not 'tskd train')")
     parser.add_argument("--weights-cache", type=Path, metavar="DIR",
                         help="foundation weights cache shared with 'tskd foundation' (default: $TSKD_HOME/checkpoints)")
     parser.add_argument("--max-weights-upload-mb", type=float, default=4096.0, metavar="N",
@@ -85,6 +88,7 @@ def run_serve(args: argparse.Namespace) -> int:
             weights_cache=args.weights_cache,
             max_weights_upload_mb=args.max_weights_upload_mb,
             foundation_mirror=args.foundation_mirror,
+            check_job_settings=args.check_job_settings,
         )
     except ValueError as exc:
         raise ConfigError(f"tskd serve: {exc}") from None

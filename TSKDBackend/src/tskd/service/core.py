@@ -46,7 +46,7 @@ class Service:
             self.checkpoints = Checkpoints(settings, self.db, self.workspace)
             self.scheduler = Scheduler(settings, self.db, self.workspace, self.models, self.checkpoints)
             self.jobs = Jobs(self.db, self.workspace, self.checkpoints, wake=self.scheduler.wake,
-                             log_tail_lines=settings.log_tail_lines)
+                             log_tail_lines=settings.log_tail_lines, check_settings=settings.check_job_settings)
             self.students = StudentSessions()
         except BaseException:
             self.workspace.release()

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tskd.config.base import save_yaml
+from tskd.errors import ConfigError
+from tskd.runconfig import DEFAULT_PRESET, check_settings
 from tskd.service.db import Database
 from tskd.service.errors import Conflict, NotFound, Unprocessable
 from tskd.service.checkpoints import Checkpoints
@@ -37,7 +39,6 @@ __all__ = ["Jobs", "DEFAULT_PRESET", "RESUMABLE_STATES"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PRESET = "cpu-small"
 RESUMABLE_STATES = ("failed", "cancelled", "interrupted")
 
 
@@ -50,15 +51,17 @@ class Jobs:
         checkpoints: the server's foundation weights (a job's base is resolved there).
         wake: called after a change the scheduler should act on at once.
         log_tail_lines: lines of worker output in a job's view.
+        check_settings: check a job's settings against the pipeline config when it is created.
     """
 
     def __init__(self, db: Database, workspace: Workspace, checkpoints: Checkpoints, *, wake: Callable[[], None] = lambda: None,
-                 log_tail_lines: int = 20) -> None:
+                 log_tail_lines: int = 20, check_settings: bool = True) -> None:
         self.db = db
         self.ws = workspace
         self.checkpoints = checkpoints
         self.wake = wake
         self.log_tail_lines = log_tail_lines
+        self.check_settings = check_settings
         self._status = FileCache(parse_status)
         self._tails = FileCache(lambda path: tail_lines(path, lines=max(log_tail_lines, 1)))
 
@@ -137,12 +140,18 @@ class Jobs:
         records the name of the foundation model (``auto`` becomes the one it picked) and its SHA-256.
 
         Raises:
-            ServiceError: 422 unknown preset or base checkpoint, no labelled case.
+            ServiceError: 422 unknown preset, settings the pipeline's config refuses (the field
+                named), unknown base checkpoint, no labelled case.
         """
         preset = preset or str(project["settings"].get("preset") or DEFAULT_PRESET)
         presets = list_presets()
         if presets and preset not in presets:
             raise Unprocessable(f"preset: unknown preset {preset!r}; available presets: {', '.join(presets)}")
+        if self.check_settings:
+            try:  # now, not minutes later in the worker
+                check_settings(preset, settings)
+            except ConfigError as exc:
+                raise Unprocessable(f"{exc}; fix the job's settings (they are a --config YAML's content)") from None
         if base is None:
             stored = project["settings"].get("base")
             base = stored if isinstance(stored, str) and stored.strip() else None

@@ -6,6 +6,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tskd.runconfig import DEFAULT_PRESET
+
 __all__ = [
     "LabelSpec",
     "ProjectCreate",
@@ -109,7 +111,7 @@ class CaseList(BaseModel):
 
 class JobCreate(_Strict):
     preset: Optional[str] = Field(default=None, description="named settings (see /info); default: the project's "
-                                  "'preset' setting, else 'cpu-small'")
+                                  f"'preset' setting, else '{DEFAULT_PRESET}'")
     settings: dict[str, Any] = Field(default_factory=dict, description="config overrides, as in a --config YAML file")
     base: Optional[str] = Field(
         default=None, max_length=200,

@@ -48,6 +48,10 @@ class ServiceSettings:
         max_weights_upload_mb: largest accepted foundation weights file in an import, in MiB.
         foundation_mirror: base URL of a mirror holding the catalog's files (default
             ``$TSKD_FOUNDATION_MIRROR``, else the catalog's own URLs).
+        check_job_settings: check a job's settings against the pipeline's config
+            (:func:`tskd.runconfig.check_settings`) when the job is created, so that a wrong field
+            is a 422 at once rather than a failed job minutes later. Off only for a
+            ``train_command`` that is not ``tskd train`` (the tests' fake trainer).
     """
 
     workspace: Path
@@ -66,6 +70,7 @@ class ServiceSettings:
     weights_cache: Path | None = None
     max_weights_upload_mb: float = 4096.0
     foundation_mirror: str | None = None
+    check_job_settings: bool = True
 
     def __post_init__(self) -> None:
         from tskd.foundation.cache import default_cache_dir
