@@ -180,7 +180,7 @@ def test_a_job_records_the_base_and_delete_waits_for_it(weights_server, files, t
     wait_state(client, scratch["id"], ("done",))
     with pytest.raises(TSKDClientError) as err:
         client.start_job(project["id"], preset="tiny", base="sam-vit-h")
-    assert err.value.status == 422 and "fetch it first" in err.value.message
+    assert err.value.status == 409 and "fetch it first" in err.value.message
     client.delete_checkpoint("sam-tiny")
     assert client.get_checkpoint("sam-tiny")["state"] == "absent"
     assert not (weights_server.settings.weights_cache / "sam_tiny_0123ab.pth").exists()

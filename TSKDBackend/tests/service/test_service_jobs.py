@@ -147,11 +147,11 @@ def test_a_job_needs_labelled_cases_and_known_names(server, project, phantom_fil
     client = server.client()
     with pytest.raises(TSKDClientError) as err:
         client.start_job(project["id"], preset="tiny")
-    assert err.value.status == 422 and "no labelled case" in err.value.message
+    assert err.value.status == 409 and "no labelled case" in err.value.message
     add_cases(client, project["id"], phantom_files, count=1)
     with pytest.raises(TSKDClientError) as err:
         client.start_job(project["id"], preset="tiny", base="sam_vit_b.pth")
-    assert err.value.status == 422 and "no checkpoint named 'sam_vit_b.pth'" in err.value.message
+    assert err.value.status == 409 and "no checkpoint named 'sam_vit_b.pth'" in err.value.message
     with pytest.raises(TSKDClientError) as err:
         client.start_job("0123456789ab")
     assert err.value.status == 404

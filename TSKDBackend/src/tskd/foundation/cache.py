@@ -40,6 +40,7 @@ from tskd.errors import ConfigError
 
 __all__ = [
     "TSKD_HOME_ENV",
+    "WEIGHTS_NAME_PATTERN",
     "tskd_home",
     "default_cache_dir",
     "CachedWeights",
@@ -51,7 +52,9 @@ logger = logging.getLogger(__name__)
 
 TSKD_HOME_ENV = "TSKD_HOME"
 REGISTRY = "registry.json"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: A weights name (catalog or imported), as the service's /openapi.json states it.
+WEIGHTS_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+_NAME = re.compile(WEIGHTS_NAME_PATTERN.replace("$", r"\Z"))
 
 
 def tskd_home(environ: Mapping[str, str] | None = None, *, platform: str | None = None,

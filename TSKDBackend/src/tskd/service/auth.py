@@ -19,7 +19,7 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_BODY = json.dumps({"detail": "unauthorized"}).encode()
+_BODY = json.dumps({"detail": "unauthorized", "code": "unauthorized"}).encode()  # tskd.service.errors.error_body
 #: Body bytes an unauthenticated request may make the server read (and drop) before its 401.
 DRAIN_BYTES = 8 << 20
 

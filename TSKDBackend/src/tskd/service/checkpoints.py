@@ -126,7 +126,8 @@ class Checkpoints:
                 SAM ViT-B/L/H, imported weights, workspace files), a cache name or a workspace file name.
 
         Raises:
-            ServiceError: 422 unknown name, or weights absent or changed since they were recorded.
+            ServiceError: 409 (the request is well formed, the server holds no such weights now): an
+                unknown name, weights not fetched yet, or changed since they were recorded.
         """
         if name is None or name.strip().lower() == NONE:
             return BaseChoice()
@@ -139,7 +140,7 @@ class Checkpoints:
         row = next((r for r in rows if r["name"] == name), None)
         if row is None:
             names = ", ".join(r["name"] for r in rows if r["state"] in ("verified", "present")) or "none present"
-            raise Unprocessable(f"base: no checkpoint named {name!r}; present: {names}; also 'auto' and 'none' "
+            raise Conflict(f"base: no checkpoint named {name!r}; present: {names}; also 'auto' and 'none' "
                                 "(GET /api/v1/checkpoints lists the catalog)")
         if row["location"] == "workspace":
             from tskd.teacher.checkpoints import checkpoint_sha256
@@ -147,12 +148,12 @@ class Checkpoints:
             path = Path(row["path"])
             return BaseChoice(name, path, checkpoint_sha256(path)[0])
         if row["state"] == "absent":
-            raise Unprocessable(f"base: {name} is not on the server yet; fetch it first (POST /api/v1/checkpoints/"
+            raise Conflict(f"base: {name} is not on the server yet; fetch it first (POST /api/v1/checkpoints/"
                                 f"{name}/fetch) or import the file (POST /api/v1/checkpoints)")
         try:
             path = Path(resolve_base(name, self.cache))
         except ConfigError as exc:
-            raise Unprocessable(f"base: {exc}") from None
+            raise Conflict(f"base: {exc}") from None
         return BaseChoice(name, path, row["sha256"])
 
     def in_use(self, name: str) -> list[str]:

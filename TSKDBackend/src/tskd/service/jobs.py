@@ -141,7 +141,7 @@ class Jobs:
 
         Raises:
             ServiceError: 422 unknown preset, settings the pipeline's config refuses (the field
-                named), unknown base checkpoint, no labelled case.
+                named); 409 no labelled case yet, base checkpoint not on the server.
         """
         preset = preset or str(project["settings"].get("preset") or DEFAULT_PRESET)
         presets = list_presets()
@@ -160,7 +160,7 @@ class Jobs:
             "SELECT COUNT(*) AS cases, COUNT(label_file) AS labelled FROM cases WHERE project_id = ?", (project["id"],)
         )
         if not counts or not counts["labelled"]:
-            raise Unprocessable("the project has no labelled case yet; upload at least one image with its label")
+            raise Conflict("the project has no labelled case yet; upload at least one image with its label")
         job_id = new_id()
         files = self.files(job_id)
         try:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tskd.runconfig import DEFAULT_PRESET
 
 __all__ = [
+    "ErrorOut",
     "LabelSpec",
     "ProjectCreate",
     "ProjectUpdate",
@@ -33,23 +34,47 @@ JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrup
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields refused, and no silent conversions (``true`` is not the
+    number 1, ``"1"`` is not an integer), so that what /openapi.json calls invalid is refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response (4xx and 5xx)."""
+
+    detail: str = Field(description="what is wrong and what to do, for a person")
+    code: str = Field(description="the kind of error, for a program: bad_request, unauthorized, not_found, "
+                      "method_not_allowed, conflict, too_large, unsupported_type, invalid, internal, upstream "
+                      "(docs/service-api.md)")
+
+
+_NOT_BLANK = {"pattern": r"\S"}
+_COLOUR = {"minItems": 3, "maxItems": 3, "items": {"type": "number", "minimum": 0.0, "maximum": 1.0}}
+
+
+def _not_blank(value: Optional[str], what: str) -> Optional[str]:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        raise ValueError(f"a {what} must not be blank")
+    return value
 
 
 class LabelSpec(_Strict):
     """One label of a project: the value stored in label maps, a name, an optional colour."""
 
     value: int = Field(ge=0, le=65535, description="integer stored in label maps; 0 is the background")
-    name: str = Field(min_length=1, max_length=64)
-    color: Optional[list[float]] = Field(default=None, description="[r, g, b], each in 0..1")
+    # the validators below check these with messages that say what to send; the schema states them
+    name: str = Field(min_length=1, max_length=64, description="not blank", json_schema_extra=_NOT_BLANK)
+    color: Optional[list[float]] = Field(default=None, description="[r, g, b], each in 0..1",
+                                         json_schema_extra=_COLOUR)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("a label name must not be blank")
-        return value
+        return _not_blank(value, "label name")
 
     @field_validator("color")
     @classmethod
@@ -62,15 +87,20 @@ class LabelSpec(_Strict):
 
 
 class ProjectCreate(_Strict):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=100, description="not blank; unique on the server",
+                      json_schema_extra=_NOT_BLANK)
     labels: list[LabelSpec] = Field(min_length=1, description="the labels; value 0 (background) is added when missing")
     settings: dict[str, Any] = Field(default_factory=dict, description="free-form project settings (e.g. preset)")
 
+    _name = field_validator("name")(lambda cls, value: _not_blank(value, "project name"))
+
 
 class ProjectUpdate(_Strict):
-    name: Optional[str] = Field(default=None, min_length=1, max_length=100)
+    name: Optional[str] = Field(default=None, min_length=1, max_length=100, json_schema_extra=_NOT_BLANK)
     labels: Optional[list[LabelSpec]] = Field(default=None, min_length=1)
     settings: Optional[dict[str, Any]] = None
+
+    _name = field_validator("name")(lambda cls, value: _not_blank(value, "project name"))
 
 
 class ProjectOut(BaseModel):

@@ -35,6 +35,7 @@ __all__ = [
     "new_id",
     "is_id",
     "check_case_name",
+    "CASE_NAME_PATTERN",
     "check_file_name",
     "atomic_write_json",
     "snapshot_tree",
@@ -45,7 +46,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[0-9a-f]{12}$")
-_CASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A case name, as /openapi.json states it (the path parameter and the upload's ``name`` field).
+CASE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_CASE_NAME = re.compile(CASE_NAME_PATTERN.replace("$", r"\Z"))  # no trailing newline either
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.+()-]{0,199}$")
 
 
@@ -63,9 +66,10 @@ def check_case_name(name: str) -> str:
     """``name`` when it is a safe case name, else :class:`BadRequest` saying what is allowed."""
     if not isinstance(name, str) or not name:
         raise BadRequest("the case name is empty; send a 'name' such as 'patient_001'")
-    if "/" in name or "\\" in name or ".." in name or name.startswith(("~", ".")) or os.path.isabs(name):
+    # '..' inside a name ('a..b') is harmless: no separator can occur, and a name never starts with '.'
+    if "/" in name or "\\" in name or name.startswith(("~", ".")) or os.path.isabs(name):
         raise BadRequest(
-            f"case name {name!r} is not allowed: it must not contain '/', '\\' or '..' or be a path; "
+            f"case name {name!r} is not allowed: it must not contain '/' or '\\' or be a path; "
             "use letters, digits, '_', '-' and '.' (e.g. 'patient_001')"
         )
     if not _CASE_NAME.match(name):

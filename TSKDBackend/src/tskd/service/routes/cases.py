@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -10,14 +12,20 @@ from tskd.service.casefiles import check_case
 from tskd.service.core import Service
 from tskd.service.errors import BadRequest, ServiceError
 from tskd.service.projects import label_table
+from tskd.service.errors import error_responses
 from tskd.service.routes.deps import service
 from tskd.service.schemas import CaseList, CaseOut
-from tskd.service.storage import check_case_name, remove_path
+from tskd.service.storage import CASE_NAME_PATTERN, check_case_name, remove_path
 from tskd.service.uploads import discard_body, receive_form
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/projects/{project_id}/cases", tags=["cases"])
+
+_NAME_RULE = {"type": "string", "pattern": CASE_NAME_PATTERN, "minLength": 1, "maxLength": 64}
+#: The case name in a path: checked by :func:`check_case_name` (a 400 that says what is allowed).
+CaseName = Annotated[str, Path(description="case name: 1-64 letters, digits, '_', '-', '.', starting with a letter "
+                                           "or digit", json_schema_extra=dict(_NAME_RULE))]
 
 _UPLOAD_FORM = {
     "requestBody": {
@@ -25,11 +33,11 @@ _UPLOAD_FORM = {
         "content": {
             "multipart/form-data": {
                 "schema": {
-                    "type": "object",
+                    "type": "object", "additionalProperties": False,
                     "required": ["name", "image"],
                     "properties": {
-                        "name": {"type": "string", "description": "case name: letters, digits, '_', '-', '.'; "
-                                 "send it before the files"},
+                        "name": {**_NAME_RULE, "description": "case name: 1-64 letters, digits, '_', '-', "
+                                 "'.', starting with a letter or digit; send it before the files"},
                         "replace": {"type": "string", "enum": ["true", "false"], "description": "replace a case "
                                     "of the same name (default false)"},
                         "image": {"type": "string", "format": "binary", "description": ".nii.gz, .nii, .nrrd, "
@@ -52,7 +60,8 @@ def _flag(value: str | None, field: str) -> bool:
 
 
 @router.post("", status_code=201, response_model=CaseOut, openapi_extra=_UPLOAD_FORM,
-             summary="Upload a case: an image and, optionally, its label map")
+             summary="Upload a case: an image and, optionally, its label map",
+             responses=error_responses(401, 400, 404, 409, 413, 415))
 async def upload_case(project_id: str, request: Request, svc: Service = Depends(service)) -> dict:
     try:
         project = await run_in_threadpool(svc.projects.row, project_id)
@@ -85,34 +94,39 @@ async def upload_case(project_id: str, request: Request, svc: Service = Depends(
         await run_in_threadpool(remove_path, folder)
 
 
-@router.get("", response_model=CaseList, summary="List a project's cases")
+@router.get("", response_model=CaseList, summary="List a project's cases",
+             responses=error_responses(401, 404))
 def list_cases(project_id: str, svc: Service = Depends(service)) -> dict:
     svc.projects.row(project_id)
     return {"cases": svc.cases.list(project_id)}
 
 
-@router.get("/{name}", response_model=CaseOut, summary="Get a case's metadata")
-def get_case(project_id: str, name: str, svc: Service = Depends(service)) -> dict:
+@router.get("/{name}", response_model=CaseOut, summary="Get a case's metadata",
+             responses=error_responses(401, 400, 404))
+def get_case(project_id: str, name: CaseName, svc: Service = Depends(service)) -> dict:
     svc.projects.row(project_id)
     return svc.cases.get(project_id, name)
 
 
-@router.get("/{name}/image", response_class=FileResponse, summary="Download a case's image (.nii.gz)")
-def download_image(project_id: str, name: str, svc: Service = Depends(service)) -> FileResponse:
+@router.get("/{name}/image", response_class=FileResponse, summary="Download a case's image (.nii.gz)",
+             responses=error_responses(401, 400, 404))
+def download_image(project_id: str, name: CaseName, svc: Service = Depends(service)) -> FileResponse:
     svc.projects.row(project_id)
     path = svc.cases.file(project_id, name, "image")
     return FileResponse(path, media_type="application/gzip", filename=f"{name}.nii.gz")
 
 
-@router.get("/{name}/label", response_class=FileResponse, summary="Download a case's label map (.nii.gz)")
-def download_label(project_id: str, name: str, svc: Service = Depends(service)) -> FileResponse:
+@router.get("/{name}/label", response_class=FileResponse, summary="Download a case's label map (.nii.gz)",
+             responses=error_responses(401, 400, 404))
+def download_label(project_id: str, name: CaseName, svc: Service = Depends(service)) -> FileResponse:
     svc.projects.row(project_id)
     path = svc.cases.file(project_id, name, "label")
     return FileResponse(path, media_type="application/gzip", filename=f"{name}.nii.gz")
 
 
-@router.delete("/{name}", status_code=204, summary="Delete a case")
-def delete_case(project_id: str, name: str, svc: Service = Depends(service)) -> Response:
+@router.delete("/{name}", status_code=204, summary="Delete a case",
+             responses=error_responses(401, 400, 404, 409))
+def delete_case(project_id: str, name: CaseName, svc: Service = Depends(service)) -> Response:
     svc.projects.row(project_id)
     svc.cases.delete(project_id, name)
     return Response(status_code=204)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from tskd.foundation.cache import check_weights_name
+from tskd.foundation.cache import WEIGHTS_NAME_PATTERN, check_weights_name
 from tskd.service.core import Service
 from tskd.errors import ConfigError
 from tskd.service.errors import BadRequest
+from tskd.service.errors import error_responses
 from tskd.service.routes.deps import service
 from tskd.service.schemas import CheckpointList, CheckpointOut
 from tskd.service.storage import remove_path
@@ -25,9 +26,9 @@ _IMPORT_FORM = {
     "requestBody": {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["weights"],
+            "type": "object", "additionalProperties": False, "required": ["weights"],
             "properties": {
-                "name": {"type": "string", "description": "name to record the weights under (default: the catalog "
+                "name": {"type": "string", "pattern": WEIGHTS_NAME_PATTERN, "maxLength": 64, "description": "name to record the weights under (default: the catalog "
                          "name when the file is a catalog file, else the file name); 1-64 of a-z 0-9 . _ -; send "
                          "it before the file"},
                 "weights": {"type": "string", "format": "binary",
@@ -37,10 +38,6 @@ _IMPORT_FORM = {
     }
 }
 
-_ERRORS = {404: {"description": "unknown name"}, 409: {"description": "in use or being downloaded"},
-           422: {"description": "refused"}}
-
-
 def _check_name(value: str) -> str:
     try:
         return check_weights_name(value)
@@ -49,36 +46,35 @@ def _check_name(value: str) -> str:
 
 
 @router.get("", response_model=CheckpointList,
-            summary="Foundation models: the catalog (present or not, MedSAM first), imported weights, workspace files")
+            summary="Foundation models: the catalog (present or not, MedSAM first), imported weights, workspace files",
+             responses=error_responses(401))
 def list_checkpoints(svc: Service = Depends(service)) -> dict:
     return {"checkpoints": svc.checkpoints.list()}
 
 
-@router.get("/{name}", response_model=CheckpointOut, responses={404: _ERRORS[404]},
-            summary="One checkpoint, with the state of its download")
+@router.get("/{name}", response_model=CheckpointOut, summary="One checkpoint, with the state of its download",
+             responses=error_responses(401, 404))
 def get_checkpoint(name: str, svc: Service = Depends(service)) -> dict:
     return svc.checkpoints.get(name)
 
 
 @router.post("/{name}/fetch", status_code=202, response_model=CheckpointOut,
-             responses={404: _ERRORS[404], 422: {"description": "only a manual download exists"}},
-             summary="Download a catalog model in the background (resumes, verified like 'tskd foundation get')")
+             summary="Download a catalog model in the background (resumes, verified like 'tskd foundation get')",
+             responses=error_responses(401, 404, 409, 502))
 def fetch_checkpoint(name: str, svc: Service = Depends(service)) -> dict:
     return svc.checkpoints.fetch(name)
 
 
 @router.post("/{name}/fetch/cancel", status_code=202, response_model=CheckpointOut,
-             responses={409: {"description": "no download under way"}},
-             summary="Stop a download; what was received is kept and the next fetch resumes it")
+             summary="Stop a download; what was received is kept and the next fetch resumes it",
+             responses=error_responses(401, 404, 409))
 def cancel_fetch(name: str, svc: Service = Depends(service)) -> dict:
     return svc.checkpoints.cancel_fetch(name)
 
 
 @router.post("", status_code=201, response_model=CheckpointOut, openapi_extra=_IMPORT_FORM,
-             responses={400: {"description": "malformed form or name"}, 409: _ERRORS[409],
-                        413: {"description": "file too large"},
-                        415: {"description": "not a weights file"}, 422: {"description": "not SAM weights"}},
-             summary="Import an uploaded weights file (checked to be SAM / MedSAM before it is accepted)")
+             summary="Import an uploaded weights file (checked to be SAM / MedSAM before it is accepted)",
+             responses=error_responses(401, 400, 409, 413, 415))
 async def import_checkpoint(request: Request, svc: Service = Depends(service)) -> dict:
     folder = await run_in_threadpool(svc.workspace.new_tmp_dir, "weights")
     try:
@@ -98,8 +94,8 @@ async def import_checkpoint(request: Request, svc: Service = Depends(service)) -
         await run_in_threadpool(remove_path, folder)
 
 
-@router.delete("/{name}", status_code=204, responses={404: _ERRORS[404], 409: _ERRORS[409]},
-               summary="Remove weights that no queued or running job uses")
+@router.delete("/{name}", status_code=204, summary="Remove weights that no queued or running job uses",
+             responses=error_responses(401, 404, 409))
 def delete_checkpoint(name: str, svc: Service = Depends(service)) -> Response:
     svc.checkpoints.delete(name)
     return Response(status_code=204)

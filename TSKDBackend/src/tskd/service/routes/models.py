@@ -17,6 +17,7 @@ from tskd.service.casefiles import read_upload_image
 from tskd.service.core import Service
 from tskd.service.errors import BadRequest, ServiceError
 from tskd.service.inference import segment_image
+from tskd.service.errors import error_responses
 from tskd.service.routes.deps import service
 from tskd.service.schemas import ModelList, ModelOut
 from tskd.service.storage import remove_path
@@ -30,7 +31,7 @@ _PREDICT_FORM = {
     "requestBody": {
         "required": True,
         "content": {"multipart/form-data": {"schema": {
-            "type": "object", "required": ["image"],
+            "type": "object", "additionalProperties": False, "required": ["image"],
             "properties": {"image": {"type": "string", "format": "binary",
                                      "description": "2D or 3D image (.nii.gz, .nrrd, .mha, .png, ...)"},
                            "roi": {"type": "string",
@@ -42,26 +43,30 @@ _PREDICT_FORM = {
 
 
 @router.get("/projects/{project_id}/models", response_model=ModelList,
-            summary="The students of a project (one per finished job) with their metrics")
+            summary="The students of a project (one per finished job) with their metrics",
+             responses=error_responses(401, 404))
 def list_models(project_id: str, svc: Service = Depends(service)) -> dict:
     svc.projects.row(project_id)
     return {"models": svc.models.list(project_id)}
 
 
-@router.get("/models/{model_id}", response_model=ModelOut, summary="A model's metadata (tskd-model.json)")
+@router.get("/models/{model_id}", response_model=ModelOut, summary="A model's metadata (tskd-model.json)",
+             responses=error_responses(401, 404))
 def get_model(model_id: str, svc: Service = Depends(service)) -> dict:
     return svc.models.get(model_id)
 
 
 @router.get("/models/{model_id}/download", response_class=FileResponse,
-            summary="The student package as a .tskd.zip (model.onnx, tskd-model.json, ...)")
+            summary="The student package as a .tskd.zip (model.onnx, tskd-model.json, ...)",
+             responses=error_responses(401, 404))
 def download_model(model_id: str, svc: Service = Depends(service)) -> FileResponse:
     archive = svc.models.archive(model_id)
     return FileResponse(archive, media_type="application/zip", filename=f"model-{model_id}.tskd.zip")
 
 
 @router.post("/models/{model_id}/predict", response_class=FileResponse, openapi_extra=_PREDICT_FORM,
-             summary="Segment an uploaded image; the label map comes back in its format and geometry")
+             summary="Segment an uploaded image; the label map comes back in its format and geometry",
+             responses=error_responses(401, 400, 404, 413, 415))
 async def predict(model_id: str, request: Request, svc: Service = Depends(service)) -> FileResponse:
     try:
         package = await run_in_threadpool(svc.models.package_dir, model_id)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from tskd import __version__
 from tskd.service.core import Service
 from tskd.service.info import device_info, list_presets
+from tskd.service.errors import error_responses
 from tskd.service.routes.deps import service
 from tskd.service.schemas import HealthOut, InfoOut
 from tskd.service.settings import API_PREFIX
@@ -21,7 +22,8 @@ def health() -> dict:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/info", response_model=InfoOut, summary="Version, compute device, base checkpoints, presets")
+@router.get("/info", response_model=InfoOut, summary="Version, compute device, base checkpoints, presets",
+             responses=error_responses(401))
 def info(svc: Service = Depends(service)) -> dict:
     return {
         "version": __version__,
