@@ -70,7 +70,7 @@ def test_401_reveals_nothing(make_server):
         for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": TOKEN},
                         {"Authorization": f"Basic {TOKEN}"}):
             status, response_headers, body = raw(server, "GET", path, headers)
-            assert status == 401 and body == b'{"detail": "unauthorized"}'
+            assert status == 401 and body == b'{"detail": "unauthorized", "code": "unauthorized"}'
             assert response_headers.get("www-authenticate") == "Bearer"
             assert "access-control-allow-origin" not in {k.lower() for k in response_headers}
     status, _, body = raw(server, "GET", "/openapi.json", {"Authorization": f"Bearer {TOKEN}"})
