@@ -9,7 +9,7 @@ from pathlib import Path
 import tskd
 
 ROOT = Path(tskd.__file__).parent
-FOUNDATION = {"errors", "log", "progress", "config", "atomic", "lazy"}
+FOUNDATION = {"errors", "log", "progress", "config", "atomic", "lazy", "processes"}
 MODELS = {"teacher", "synthesis", "student"}
 BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "evaluation", "export",
                                         "inference", "foundation"}
@@ -18,6 +18,7 @@ ALLOWED = {
     "errors": set(),
     "atomic": set(),
     "lazy": set(),
+    "processes": set(),
     "log": set(),
     "progress": set(),
     "config": {"errors"},

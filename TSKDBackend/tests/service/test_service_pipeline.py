@@ -61,7 +61,7 @@ def _unzip(archive: Path, folder: Path) -> Path:
 
 
 def test_train_kill_server_resume_download_and_segment(server_process, tmp_path):
-    from tskd.service.workers import kill_process_tree
+    from tskd.processes import kill_process_tree
 
     workspace = tmp_path / "ws"
     first = server_process(train_command=REAL_PIPELINE)

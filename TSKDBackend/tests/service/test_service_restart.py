@@ -16,7 +16,7 @@ import pytest
 from tests.service.helpers import add_cases, project_labels, wait_state
 from tskd.service.db import Database
 from tskd.service.settings import ServiceSettings
-from tskd.service.workers import kill_process_tree, process_start_time
+from tskd.processes import kill_process_tree, process_start_time
 
 
 def job_row(workspace: Path, job_id: str) -> dict:

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from tskd.engine.stopping import kill_process_tree
+from tskd.processes import kill_process_tree
 from tskd.errors import ConfigError
 
 __all__ = ["strip_nproc", "torchrun_command", "relaunch", "record_exit_code", "EXIT_CODE_DIR_ENV"]

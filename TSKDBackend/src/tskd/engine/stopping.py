@@ -11,7 +11,7 @@ from typing import Iterator
 
 from tskd.log import warn_from_signal_handler
 
-__all__ = ["StopFlag", "stop_on_signals", "kill_process_tree"]
+__all__ = ["StopFlag", "stop_on_signals"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,20 +62,3 @@ def stop_on_signals(flag: StopFlag) -> Iterator[StopFlag]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def kill_process_tree(pid: int) -> None:
-    """SIGKILL a process and every process under it (e.g. torchrun and its workers, which run in
-    sessions of their own and so are not reached through the process group)."""
-    import psutil
-
-    try:
-        parent = psutil.Process(pid)
-        procs = parent.children(recursive=True) + [parent]
-    except psutil.NoSuchProcess:
-        return
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass

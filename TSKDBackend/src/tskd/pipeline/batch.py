@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 from tskd.atomic import write_json
 from tskd.config import load_yaml, save_yaml
-from tskd.engine.stopping import kill_process_tree
+from tskd.processes import kill_process_tree
 from tskd.log import warn_from_signal_handler
 from tskd.pipeline.batch_config import PlannedTask
 from tskd.pipeline.run_folder import RunFolder, read_json

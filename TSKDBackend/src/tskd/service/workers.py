@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from tskd.processes import is_same_process, kill_process_tree, process_start_time
 from tskd.service import runner
 from tskd.service.db import Database
 from tskd.service.checkpoints import Checkpoints
@@ -34,64 +33,12 @@ from tskd.service.settings import ServiceSettings
 from tskd.service.storage import Workspace
 from tskd.service.timeutil import iso
 
-__all__ = ["Scheduler", "WorkerProcess", "kill_process_tree", "process_start_time"]
+__all__ = ["Scheduler", "WorkerProcess"]
 
 logger = logging.getLogger(__name__)
 
-_START_TIME_TOLERANCE_S = 0.05
 CANCELLED_EXIT_CODE = 130
 USER_ERROR_EXIT_CODE = 2
-
-
-def process_start_time(pid: int) -> float | None:
-    """The start time of process ``pid`` (psutil's ``create_time``), or None when there is none."""
-    try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, ValueError):
-        return None
-
-
-def _same_process(pid: int | None, started: float | None) -> bool:
-    if not pid or started is None:
-        return False
-    actual = process_start_time(pid)
-    if actual is None or abs(actual - started) > _START_TIME_TOLERANCE_S:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def kill_process_tree(pid: int, started: float, *, timeout: float = 10.0) -> int:
-    """Kill a worker and everything it started; returns the number of processes killed.
-
-    The tree is the process (when its pid still has the recorded start time), its descendants,
-    and every process left in its process group (grandchildren whose parent already exited).
-    """
-    victims: dict[int, psutil.Process] = {}
-    if _same_process(pid, started):
-        root = psutil.Process(pid)
-        victims[root.pid] = root
-        try:
-            for child in root.children(recursive=True):
-                victims[child.pid] = child
-        except psutil.Error:
-            pass
-    if hasattr(os, "getpgid"):
-        for proc in psutil.process_iter(["create_time"]):
-            try:
-                if os.getpgid(proc.pid) == pid and proc.info["create_time"] >= started - _START_TIME_TOLERANCE_S:
-                    victims.setdefault(proc.pid, proc)
-            except (OSError, psutil.Error, TypeError):
-                continue
-    for proc in victims.values():
-        try:
-            proc.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(list(victims.values()), timeout=timeout)
-    return len(victims)
 
 
 class WorkerProcess:
@@ -111,7 +58,7 @@ class WorkerProcess:
     def running(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        return _same_process(self.pid, self.started)
+        return is_same_process(self.pid, self.started)
 
     def returncode(self) -> int | None:
         """The runner's own exit status when this server started it (reaped), else None."""
@@ -173,7 +120,7 @@ class Scheduler:
     def recover(self) -> None:
         """Adopt live workers of running jobs; settle the others; requeue with ``auto_resume``."""
         for job in self.db.query("SELECT * FROM jobs WHERE state = 'running'"):
-            if _same_process(job["pid"], job["pid_started"]):
+            if is_same_process(job["pid"], job["pid_started"]):
                 logger.info("job %s: adopted its running worker (pid %s)", job["id"], job["pid"])
                 self._workers[job["id"]] = WorkerProcess(job["pid"], job["pid_started"])
                 continue
@@ -220,7 +167,7 @@ class Scheduler:
         # a running row without a worker (its process vanished unnoticed) is settled too
         for job in self.db.query("SELECT * FROM jobs WHERE state = 'running'"):
             orphaned = job["id"] not in self._workers and job["pid"] is not None
-            if orphaned and not _same_process(job["pid"], job["pid_started"]):
+            if orphaned and not is_same_process(job["pid"], job["pid_started"]):
                 self._finish(job, read_exit_file(self._files(job).exit))
 
     def _enforce_cancels(self) -> None:
