@@ -22,19 +22,25 @@ def temporary_sibling(path: str | Path, suffix: str = ".tmp") -> Path:
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{suffix}")
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], Any], *, suffix: str = ".tmp") -> Path:
+def atomic_write(path: str | Path, write: Callable[[Path], Any], *, suffix: str = ".tmp",
+                 durable: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary sibling of ``path``, then rename it over ``path``.
 
     Args:
         path: the final file.
         write: writes the whole file to the path it is given.
         suffix: ending of the temporary name (some writers choose the format from it).
+        durable: flush the file to the disk before the rename (``fsync``), for files whose loss
+            after a power cut would lose work (the transfer set's index).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path, suffix)
     try:
         write(tmp)
+        if durable:
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -42,9 +48,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], *, suffix: str 
     return path
 
 
-def write_text(path: str | Path, text: str, *, newline: str | None = None) -> Path:
+def write_text(path: str | Path, text: str, *, newline: str | None = None, durable: bool = False) -> Path:
     """Write UTF-8 text atomically (``newline=""`` writes line endings as they are, e.g. for CSV)."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=newline))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=newline), durable=durable)
 
 
 def write_json(path: str | Path, data: Any, *, indent: int | None = 2) -> Path:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from tskd.atomic import write_text
 
 __all__ = [
     "ProgressEvent",
@@ -174,10 +175,7 @@ class StatusFileProgress(ProgressReporter):
             self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._status, indent=1), encoding="utf-8")
-        tmp.replace(self.path)
+        write_text(self.path, json.dumps(self._status, indent=1))
 
 
 def read_status_file(path: str | Path) -> dict[str, Any] | None:

@@ -7,9 +7,9 @@ group without touching the others.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from tskd.atomic import write_json
 from tskd.cli.phantom_cmd import add_phantom_command
 
 __all__ = ["register"]
@@ -61,9 +61,5 @@ def _run_check(args: argparse.Namespace) -> int:
     report = check_dataset(args.dataset, subject_pattern=args.subject_pattern, read_pixels=not args.headers_only)
     print(format_report(report))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
-        tmp.replace(path)
+        write_json(Path(args.json), report.to_dict())
     return 0 if report.usable else 1

@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping, TypeVar, Union
 
 import yaml
 
+from tskd.atomic import write_text
 from tskd.errors import ConfigError
 
 __all__ = ["ConfigBase", "deep_merge", "load_yaml", "save_yaml"]
@@ -102,11 +103,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def save_yaml(data: Mapping[str, Any], path: str | Path) -> None:
     """Write YAML atomically (temporary file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(_plain(dict(data)), sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, yaml.safe_dump(_plain(dict(data)), sort_keys=False))
 
 
 def _default_of(f: dataclasses.Field) -> Any:

@@ -9,8 +9,6 @@ be written back aligned with its input.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from tskd.atomic import atomic_write
 from tskd.errors import DataError
 
 __all__ = [
@@ -231,9 +230,8 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Pat
     if not suffix or suffix == ".dcm":
         raise DataError(f"{path}: cannot write this format; use .nii.gz, .nrrd, .seg.nrrd, .mha or .png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a .mhd header names its pixel file, so the pair is written in place rather than renamed
-    tmp = path if suffix == ".mhd" else path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
-    try:
+
+    def write(tmp: Path) -> None:
         if suffix == ".seg.nrrd":
             from tskd.data.readers import write_seg_nrrd
 
@@ -247,12 +245,11 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Pat
                     )
                 array = array.astype(np.uint16 if array.max() > 255 else np.uint8)
             sitk.WriteImage(Image(array, image.geometry).to_sitk(), str(tmp), useCompression=compress)
-        if tmp != path:
-            os.replace(tmp, path)
-    finally:
-        if tmp != path and tmp.exists():
-            tmp.unlink()
-    return path
+
+    if suffix == ".mhd":  # the header names its pixel file, so the pair is written in place, not renamed
+        write(path)
+        return path
+    return atomic_write(path, write, suffix=f".tmp{suffix}")  # the temporary name keeps the format's suffix
 
 
 def _dicom_series(folder: Path) -> list[str]:

@@ -21,14 +21,13 @@ origin; :func:`tskd.data.align.align_label_to_image` puts such a label back on i
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
 
+from tskd.atomic import atomic_write
 from tskd.errors import DataError
 
 __all__ = ["SEGMENT_KEY", "segments_from_metadata", "merge_segment_layers", "match_segments", "write_seg_nrrd"]
@@ -244,9 +243,7 @@ def write_seg_nrrd(image: Any, path: str | Path) -> Path:
     out.SetMetaData("Segmentation_ContainedRepresentationNames", "Binary labelmap|")
     out.SetMetaData("Segmentation_ReferenceImageExtentOffset", "0 0 0")
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.seg.nrrd")
-    try:
+    def write(tmp: Path) -> None:
         writer = sitk.ImageFileWriter()
         writer.SetFileName(str(tmp))
         writer.SetUseCompression(True)
@@ -254,11 +251,8 @@ def write_seg_nrrd(image: Any, path: str | Path) -> Path:
             writer.Execute(out)
         except RuntimeError as exc:
             raise DataError(f"{path}: cannot write the segmentation: {str(exc).splitlines()[-1]}") from None
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+
+    return atomic_write(path, write, suffix=".tmp.seg.nrrd")
 
 
 def _extent(mask: np.ndarray) -> str:

@@ -8,14 +8,13 @@ The frozen rest is rebuilt by the stage from its base weights before loading.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from tskd.atomic import atomic_write
 from tskd.errors import CheckpointError
 
 __all__ = ["trainable_state_dict", "load_trainable_state", "save_checkpoint", "load_checkpoint", "strip_prefixes"]
@@ -71,16 +70,7 @@ def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor], *, so
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

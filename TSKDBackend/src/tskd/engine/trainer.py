@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from tskd.atomic import write_text
 from tskd.engine.checkpoint import (
     load_checkpoint,
     load_trainable_state,
@@ -250,11 +251,7 @@ class Trainer:
             handle.write(json.dumps(record) + "\n")
 
     def _rewrite_metric_log(self) -> None:
-        path = self.out_dir / "metrics.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history), encoding="utf-8")
-        tmp.replace(path)
+        write_text(self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
 
     def _emit(self, step: int, metrics: dict[str, float], message: str = "", state: str = "running") -> None:
         self.progress(

@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import tempfile
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 
 from tskd import __version__
-from tskd.atomic import replace_folder
+from tskd.atomic import atomic_write, replace_folder
 from tskd.data.labels import LabelTable
 from tskd.errors import CheckpointError
 from tskd.export.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx, verify_onnx
@@ -212,15 +211,12 @@ def zip_package(folder: str | Path, path: str | Path | None = None) -> Path:
     path = Path(path)
     if not path.name.lower().endswith(PACKAGE_SUFFIX):
         raise ValueError(f"{path}: a student package zip must end with {PACKAGE_SUFFIX}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    def write(tmp: Path) -> None:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for file in sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")):
                 archive.write(file, arcname=file.name)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, write)
     logger.info("zipped %s into %s", source, path)
     return path
 

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from tskd.atomic import write_json
+from tskd.atomic import write_json, write_text
 from tskd.config import load_yaml, save_yaml
 from tskd.processes import kill_process_tree
 from tskd.log import warn_from_signal_handler
@@ -284,7 +284,5 @@ def write_batch_summary(outcomes: Sequence[TaskOutcome], folder: str | Path, *, 
           "| " + " | ".join(_HEADER) + " |", "| --- | --- | --- | --- | --- |"]
     md += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in _rows(outcomes)]
     md_path = folder / "batch_summary.md"
-    tmp = md_path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(md) + "\n", encoding="utf-8")
-    tmp.replace(md_path)
+    write_text(md_path, "\n".join(md) + "\n")
     return json_path, md_path

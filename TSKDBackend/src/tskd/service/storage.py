@@ -17,7 +17,6 @@ before they touch a path; identifiers are generated here.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, TextIO
 
+from tskd.atomic import write_json
 from tskd.errors import TSKDError
 from tskd.service.errors import BadRequest
 
@@ -220,17 +220,8 @@ def remove_path(path: Path) -> None:
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
-    """Write ``data`` as JSON to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write ``data`` as JSON to ``path`` through a temporary file and a rename (:mod:`tskd.atomic`)."""
+    return write_json(path, data, indent=1)
 
 
 def snapshot_tree(source: str | Path, target: str | Path) -> int:

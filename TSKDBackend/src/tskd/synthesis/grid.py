@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tskd.atomic import atomic_write
+
 __all__ = ["save_grid", "grid_size"]
 
 logger = logging.getLogger(__name__)
@@ -90,11 +92,7 @@ def save_grid(
         if group_rows and label_width:
             draw.text((4, pad + row * (tile + pad) + tile // 2 - 6), title, fill=(0, 0, 0))
         row += group_rows
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    canvas.save(tmp, format="PNG")
-    tmp.replace(path)
+    path = atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG"))
     logger.info("wrote %s (%d real, %d synthetic)", path, len(real), len(synthetic))
     return path
 

@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from tskd.atomic import write_text
 from tskd.errors import DataError
 
 __all__ = [
@@ -90,12 +91,7 @@ def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    write_text(path, text, durable=True)
 
 
 def recover(folder: Path) -> list[dict[str, Any]]:
