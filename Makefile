@@ -3,6 +3,8 @@
 #   make test   install, then run every test
 #   make bench  run the benchmark scripts (results go to docs/benchmarks.md by hand);
 #               BENCH_ARGS=--quick for a shorter run
+#   make gpu-bundle  wheels + HC18 subset for the GPU check, into .whl/ and .gpu-data/ (README.md, "GPU check")
+#   make gpu-check   the GPU check here (GPU_CHECK_ARGS="--device cpu --quick" for a CPU end-to-end run)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,8 +14,9 @@ CONSTRAINTS ?= TSKDBackend/constraints.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+GPU_CHECK_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench gpu-bundle gpu-check clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +36,12 @@ test-fast: install
 
 bench: install
 	$(BIN)/python TSKDBackend/benchmarks/run_all.py $(BENCH_ARGS)
+
+gpu-bundle: install
+	$(BIN)/python TSKDBackend/benchmarks/gpu_bundle.py
+
+gpu-check: install
+	$(BIN)/python TSKDBackend/benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-run .pytest_cache

@@ -33,6 +33,7 @@ __all__ = [
     "peak_rss_mib",
     "run_worker",
     "worker_reply",
+    "parse_reply",
     "write_results",
     "now",
 ]
@@ -164,6 +165,14 @@ def worker_reply(result: dict[str, Any]) -> None:
     print(_REPLY + json.dumps(result), flush=True)
 
 
+def parse_reply(stdout: str) -> dict[str, Any] | None:
+    """The result a worker handed over with :func:`worker_reply` (its last one), or None."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(_REPLY):
+            return json.loads(line[len(_REPLY):])
+    return None
+
+
 def run_worker(script: Path, spec: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
     """Run ``script --worker <spec as JSON>`` in a fresh interpreter and return its reply.
 
@@ -176,9 +185,9 @@ def run_worker(script: Path, spec: dict[str, Any], timeout_s: float | None = Non
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout_s:.0f} s"}
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(_REPLY):
-            return json.loads(line[len(_REPLY):])
+    reply = parse_reply(done.stdout)
+    if reply is not None:
+        return reply
     if done.returncode < 0:
         return {"error": f"killed by signal {-done.returncode} (out of memory?)"}
     return {"error": f"exit status {done.returncode} without a result"}

@@ -16,10 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
 from safetensors.torch import save_file
 from tests.teacher.conftest import make_tiny_source
-from tests.teacher.teacher_sam_reference import hf_to_official
+from tests.teacher.teacher_sam_reference import write_official_checkpoint
 
 from tskd.foundation import catalog as catalog_module
 from tskd.foundation import fetch as fetch_module
@@ -45,7 +44,7 @@ def make_tiny_files(root: Path) -> TinyFiles:
     source = make_tiny_source()
     hf_state = {k: v.detach().clone() for k, v in source.state_dict().items()}
     pth = root / "sam_tiny_0123ab.pth"
-    torch.save(hf_to_official(hf_state), pth)
+    write_official_checkpoint(source, pth)
     source.save_pretrained(root / "sam-tiny-hf")
     single = root / "sam_tiny_hf.safetensors"
     save_file({k: v for k, v in hf_state.items() if k != "prompt_encoder.shared_embedding.positional_embedding"},

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from tests.teacher.teacher_sam_reference import OfficialSam, hf_to_official
+from tests.teacher.teacher_sam_reference import OfficialSam, write_official_checkpoint
 from transformers import SamModel
 
 from tskd.teacher.architectures import build_sam, get_architecture
@@ -51,18 +51,16 @@ def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:
     root = tmp_path_factory.mktemp("sam_checkpoints")
     source = make_tiny_source()
     hf_state = {k: v.detach().clone() for k, v in source.state_dict().items()}
-    official = hf_to_official(hf_state)
-    # the official names and shapes are right iff they load strictly into segment-anything's layout
-    official_reference().load_state_dict(official, strict=True)
-
     paths = dict(
         official_pth=root / "sam_tiny_official.pth",
         official_safetensors=root / "sam_tiny_official.safetensors",
         hf_folder=root / "sam-tiny-hf",
         hf_safetensors=root / "sam_tiny_hf.safetensors",
     )
-    torch.save(official, paths["official_pth"])
-    save_file(official, str(paths["official_safetensors"]))
+    official = write_official_checkpoint(source, paths["official_pth"])
+    write_official_checkpoint(source, paths["official_safetensors"])
+    # the official names and shapes are right iff they load strictly into segment-anything's layout
+    official_reference().load_state_dict(official, strict=True)
     source.save_pretrained(paths["hf_folder"])
     hf_single = {k: v for k, v in hf_state.items() if k != "prompt_encoder.shared_embedding.positional_embedding"}
     save_file(hf_single, str(paths["hf_safetensors"]))

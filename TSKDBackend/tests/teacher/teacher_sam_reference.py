@@ -5,15 +5,19 @@
 ``nn.Sequential`` indices), parameters only (no forward pass). A state dict that loads strictly
 into it has the official key names and shapes. ``hf_to_official`` renames a ``transformers``
 SamModel state dict the other way round from tskd's loader, written separately here so that the
-loader's mapping is really tested.
+loader's mapping is really tested; ``write_official_checkpoint`` saves a model's weights as a file
+in Meta's layout (the tests' checkpoint writer, also used by ``benchmarks/gpu_check.py``).
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import torch
 from torch import nn
+
+__all__ = ["OfficialSam", "hf_to_official", "write_official_checkpoint"]
 
 
 class LayerNorm2d(nn.Module):
@@ -204,3 +208,21 @@ def hf_to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             name = re.sub(pattern, replacement, name)
         out[name] = value.clone()
     return out
+
+
+def write_official_checkpoint(model: nn.Module, path: str | Path) -> dict[str, torch.Tensor]:
+    """Save a ``transformers`` SamModel's weights as segment-anything's checkpoint at ``path``.
+
+    ``.safetensors`` is written with safetensors, anything else with ``torch.save`` (Meta's
+    ``sam_vit_*.pth`` are plain state dicts). Returns the state dict written (official names).
+    """
+    path = Path(path)
+    state = hf_to_official({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    return state

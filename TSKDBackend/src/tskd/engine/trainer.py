@@ -185,6 +185,10 @@ class Trainer:
                 precision = "no"
             else:
                 precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        device = "cpu" if use_cpu else "cuda"
+        # the device and precision as fields too, for tools that check them (benchmarks/gpu_check.py)
+        logger.info("%s: training on %s, mixed precision %s", self.stage, device, precision,
+                    extra={"tskd_stage": self.stage, "tskd_device": device, "tskd_mixed_precision": precision})
         return Accelerator(
             cpu=use_cpu,
             mixed_precision=precision,
