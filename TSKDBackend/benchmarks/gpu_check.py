@@ -155,7 +155,7 @@ def run_all(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) ->
 def extrapolate(results: dict[str, Any], presets: tuple[str, ...] = ("gpu", "standard")) -> dict[str, Any]:
     """Expected times of the full presets from the capped run's rates (and the teacher section's step
     at the standard preset's teacher size). Every figure is an extrapolation, never a measurement."""
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
 
     sections = results["sections"]
     train = sections.get("train", {})

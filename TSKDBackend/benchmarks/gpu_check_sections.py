@@ -212,7 +212,7 @@ def section_demo(spec: dict[str, Any]) -> dict[str, Any]:
     """``tskd demo`` (its function, as the command calls it) with the device on ``auto``."""
     import torch
 
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
     from tskd.pipeline.demo import run_demo
 
     trainer_log, recorder = _watch_trainer(), StepRecorder()
@@ -260,7 +260,7 @@ def section_teacher(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from tskd.engine import Trainer
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
     from tskd.teacher import LoraConfig, TeacherTask, apply_lora, load_pretrained_segmenter, trainable_parameter_report
     from tskd.teacher.inference import teacher_logits
 
@@ -331,7 +331,7 @@ def section_diffusion(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from tskd.engine import Trainer
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
     from tskd.synthesis.model import build_diffusion_model
     from tskd.synthesis.sampler import generate
     from tskd.synthesis.task import DiffusionTask
@@ -443,7 +443,7 @@ def section_train(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from tskd.errors import CancelledError
-    from tskd.pipeline.config import resolve_config
+    from tskd.runconfig import resolve_config
     from tskd.pipeline.run import run_stages
 
     device = _device(spec)
