@@ -15,7 +15,7 @@ from tskd.pipeline.benchmark.plot import plot_results
 from tskd.pipeline.benchmark.report import markdown_table, write_table_files
 from tskd.pipeline.benchmark.split import benchmark_split, load_or_make_split
 from tskd.runconfig import resolve_config
-from tskd.pipeline.methods import METHODS, available_methods, get_method, parse_methods
+from tskd.pipeline.benchmark.methods import METHODS, available_methods, get_method, parse_methods
 from tskd.pipeline.student_stage import supervised_budget
 
 

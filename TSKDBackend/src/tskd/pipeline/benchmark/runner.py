@@ -1,7 +1,7 @@
 """``tskd benchmark``: every method trained on one split, each exported student scored on held-out
 test images, one table.
 
-The methods (:mod:`tskd.pipeline.methods`) share the split, the prepared slices and, for TS-KD and
+The methods (:mod:`tskd.pipeline.benchmark.methods`) share the split, the prepared slices and, for TS-KD and
 its ablation, the fine-tuned teacher (trained once in ``OUT/shared``, hard-linked into their run
 folders). Each method's run folder resumes like ``tskd train``; a method whose test result exists
 is not run again. A failing method does not stop the others: its error goes into the table.
@@ -29,7 +29,7 @@ from tskd.pipeline.benchmark.report import finite_json, write_table_files
 from tskd.pipeline.benchmark.split import load_or_make_split, run_split_file
 from tskd.pipeline.benchmark.teacher_reference import TEACHER_ROW, teacher_reference
 from tskd.runconfig import PipelineConfig
-from tskd.pipeline.methods import Method, get_method
+from tskd.pipeline.benchmark.methods import Method, get_method
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import ProgressReporter
@@ -188,7 +188,7 @@ def run_benchmark(
         out: the benchmark folder (created, or resumed; see :mod:`tskd.pipeline.benchmark.folders`).
         config: the pipeline config every method starts from (``data.max_labelled``: labelled
             training cases; ``teacher.base``: the foundation checkpoint or ``none``).
-        methods: method names (see :func:`tskd.pipeline.methods.available_methods`).
+        methods: method names (see :func:`tskd.pipeline.benchmark.methods.available_methods`).
         test_fraction: share of the labelled subjects held out as the test set.
         timing: how the time per slice is measured.
         progress: progress display for the training stages (default: the console).
