@@ -78,7 +78,7 @@ async def upload_case(project_id: str, request: Request, svc: Service = Depends(
             dimension = dimension if any(c["name"] != name for c in others) else None
         checked = await run_in_threadpool(
             lambda: check_case(form.files["image"], form.files.get("label"), table=label_table(project["labels"]),
-                               dimension=dimension)
+                               dimension=dimension, max_image_bytes=svc.settings.max_image_bytes)
         )
         return await run_in_threadpool(lambda: svc.cases.add(project_id, name, checked, replace=replace))
     finally:

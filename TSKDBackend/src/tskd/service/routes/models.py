@@ -83,7 +83,7 @@ async def predict(model_id: str, request: Request, svc: Service = Depends(servic
         out_suffix = ".nrrd" if suffix == ".seg.nrrd" else suffix
 
         def run() -> Path:
-            image = read_upload_image(upload)
+            image = read_upload_image(upload, svc.settings.max_image_bytes)
             if roi is not None:
                 try:
                     resolve_roi(roi, image.array.shape)

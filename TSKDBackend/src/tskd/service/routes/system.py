@@ -29,7 +29,7 @@ def info(svc: Service = Depends(service)) -> dict:
         "device": device_info(),
         "checkpoints": svc.checkpoints.present(),
         "presets": list_presets(),
-        "limits": {"max_upload_mb": svc.settings.max_upload_mb,
+        "limits": {"max_upload_mb": svc.settings.max_upload_mb, "max_image_mb": svc.settings.max_image_mb,
                    "max_weights_upload_mb": svc.settings.max_weights_upload_mb},
         "jobs": {"max_concurrent": svc.settings.max_concurrent_jobs,
                  "cancel_grace_s": svc.settings.cancel_grace_s},

@@ -1,0 +1,219 @@
+"""What an outside reliability probe found (issue 15), each refused now: decompression bombs (a
+header declaring a huge volume in a tiny file), headers that point the server at its own files,
+NaN in NIfTI images, web pages of other sites calling a loopback server (Host, Origin), stalled
+uploads, the ``Bearer`` scheme's letter case, parser internals in messages, and a resumed job
+showing the previous attempt's progress.
+
+Every refused upload leaves the workspace as it was (no case, no temporary file).
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import resource
+import socket
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from SlicerTSKDLib.client import TSKDClientError
+
+from tests.service.helpers import add_cases, project_labels, wait_state, workspace_files
+from tskd.data.image import Geometry, Image, write_image
+
+TOKEN = "correct-horse-battery-staple"
+
+
+# -- helpers ------------------------------------------------------------------------------------
+def nifti_header(dims: tuple[int, ...], datatype: int = 2, bitpix: int = 8) -> bytes:
+    """A NIfTI-1 header (and its 4-byte extension flag) for ``dims`` voxels of ``datatype``."""
+    header = bytearray(348)
+    struct.pack_into("<i", header, 0, 348)
+    struct.pack_into("<8h", header, 40, len(dims), *dims, *([1] * (7 - len(dims))))
+    struct.pack_into("<hh", header, 70, datatype, bitpix)
+    struct.pack_into("<8f", header, 76, 1.0, 1.0, 1.0, 1.0, 0, 0, 0, 0)
+    struct.pack_into("<f", header, 108, 352.0)  # vox_offset
+    struct.pack_into("<f", header, 112, 1.0)  # scl_slope
+    header[344:348] = b"n+1\0"
+    return bytes(header) + b"\0" * 4
+
+
+def zeros_gzip(header: bytes, zero_mib: int) -> bytes:
+    """``header`` then ``zero_mib`` MiB of zeros, gzipped (one member per MiB: fast to make, ~1 KB each)."""
+    member = gzip.compress(b"\0" * (1 << 20), compresslevel=9)
+    return gzip.compress(header) + member * zero_mib
+
+
+def raw(url: str, method: str, path: str, headers: dict | None = None, body: bytes | None = None):
+    conn = http.client.HTTPConnection(url.split("//")[1], timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, dict(response.getheaders()), data
+
+
+def multipart(parts: list[tuple[str, str | None, bytes]], boundary: str = "b0undary") -> bytes:
+    out = b""
+    for name, filename, data in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename is not None else "")
+        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+@pytest.fixture
+def setup(server, project, phantom_files):
+    """A project with one case; returns (client, project id, files before the test)."""
+    client = server.client()
+    client.upload_case(project["id"], "first", str(phantom_files["case_000"][0]), str(phantom_files["case_000"][1]))
+    return client, project["id"], workspace_files(server.workspace)
+
+
+def refused(server, setup, image: Path, status: int, *phrases: str, label: Path | None = None) -> str:
+    client, project_id, before = setup
+    with pytest.raises(TSKDClientError) as err:
+        client.upload_case(project_id, "x", str(image), str(label) if label else None)
+    assert err.value.status == status, err.value
+    for phrase in phrases:
+        assert phrase in err.value.message, err.value.message
+    assert workspace_files(server.workspace) == before
+    assert list((server.workspace / "tmp").iterdir()) == []
+    assert [c["name"] for c in client.list_cases(project_id)] == ["first"]
+    return err.value.message
+
+
+# -- 1. decompression bombs: the header is checked before any pixel is decoded -------------------
+def test_the_probes_bomb_is_refused_before_decoding(server, setup, tmp_path):
+    """The probe's file: 917 KB of .nii.gz holding 1024 x 1024 x 900 zeros (900 MiB decoded)."""
+    bomb = tmp_path / "bomb.nii.gz"
+    bomb.write_bytes(zeros_gzip(nifti_header((1024, 1024, 900)), 900))
+    assert bomb.stat().st_size < 1_200_000
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; the server is in-process
+    message = refused(server, setup, bomb, 413, "'image' file 'bomb.nii.gz' declares 1024 x 1024 x 900 voxels of "
+                      "8-bit unsigned integer", "900 MiB", "limit of 512 MiB per image", "--max-image-mb")
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
+    assert grown_mib < 300, f"the server's memory grew by {grown_mib:.0f} MiB: the pixels were decoded ({message})"
+
+
+@pytest.mark.parametrize("fmt", ["nii.gz", "nii", "nrrd", "mha", "png"])
+def test_a_header_declaring_a_huge_volume_is_refused(server, setup, tmp_path, fmt):
+    """Terabytes declared in a few bytes, in each accepted format family (nothing is allocated)."""
+    path = tmp_path / f"huge.{fmt}"
+    if fmt in ("nii.gz", "nii"):
+        data = nifti_header((30000, 30000, 2000)) + b"\0" * 64
+        path.write_bytes(gzip.compress(data) if fmt == "nii.gz" else data)
+        declared = "30000 x 30000 x 2000 voxels of 8-bit unsigned integer"
+    elif fmt == "nrrd":
+        path.write_bytes(b"NRRD0004\ntype: int16\ndimension: 3\nsizes: 30000 30000 2000\nendian: little\nencoding: gzip\n\n"
+                         + gzip.compress(b"\0" * 64))
+        declared = "30000 x 30000 x 2000 voxels of 16-bit signed integer"
+    elif fmt == "mha":
+        path.write_bytes(b"ObjectType = Image\nNDims = 3\nDimSize = 30000 30000 2000\nElementType = MET_FLOAT\n"
+                         b"CompressedData = True\nElementDataFile = LOCAL\n" + zlib.compress(b"\0" * 64))
+        declared = "30000 x 30000 x 2000 voxels of 32-bit float"
+    else:
+        ihdr = struct.pack(">IIBBBBB", 200000, 200000, 8, 2, 0, 0, 0)  # 200000 x 200000 RGB
+
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                         + chunk(b"IEND", b""))
+        declared = "200000 x 200000 voxels of 3 x 8-bit unsigned integer"
+    refused(server, setup, path, 413, f"'huge.{fmt}' declares {declared}", "limit of 512 MiB", "--max-image-mb")
+
+
+def test_a_label_declaring_a_huge_volume_is_refused(server, setup, phantom_files, tmp_path):
+    label = tmp_path / "huge-label.nii.gz"
+    label.write_bytes(gzip.compress(nifti_header((30000, 30000, 2000)) + b"\0" * 64))
+    refused(server, setup, phantom_files["case_001"][0], 413, "'label' file 'huge-label.nii.gz' declares", "--max-image-mb",
+            label=label)
+
+
+def test_the_decoded_limit_is_configurable(make_server, phantom_files):
+    server = make_server(max_image_mb=0.01)  # 10 KiB; the phantom image is 32 x 32 x 8 float32 = 32 KiB
+    client = server.client()
+    assert client.info()["limits"]["max_image_mb"] == 0.01
+    project = client.create_project("p", project_labels())
+    with pytest.raises(TSKDClientError) as err:
+        client.upload_case(project["id"], "x", str(phantom_files["case_000"][0]))
+    assert err.value.status == 413
+    assert "would decode to 0.0312 MiB: more than the server's limit of 0.01 MiB" in err.value.message
+    assert client.list_cases(project["id"]) == []
+    roomy = make_server(workspace=server.workspace.parent / "ws2", max_image_mb=1)
+    project = roomy.client().create_project("p", project_labels())
+    assert roomy.client().upload_case(project["id"], "x", str(phantom_files["case_000"][0]))["name"] == "x"
+
+
+# -- headers that make the server read one of its own files as the pixels -----------------------
+@pytest.mark.parametrize("fmt", ["nrrd", "seg.nrrd", "mha"])
+def test_a_header_pointing_at_a_server_file_is_refused(server, setup, tmp_path, fmt):
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(bytes(range(64)))  # a file of the server's disk
+    path = tmp_path / f"pointer.{fmt}"
+    if fmt == "mha":
+        path.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_UCHAR\n"
+                        f"ElementDataFile = {secret}\n", encoding="utf-8")
+    else:
+        path.write_text(f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 4 4 4\nencoding: raw\ndata file: {secret}\n\n",
+                        encoding="utf-8")
+    refused(server, setup, path, 422, f"'pointer.{fmt}' has a header that points at a separate data file",
+            str(secret))
+
+
+def test_a_label_pointing_at_a_server_file_is_refused(server, setup, phantom_files, tmp_path):
+    secret = tmp_path / "secret.raw"
+    secret.write_bytes(bytes(32 * 32 * 8))
+    label = tmp_path / "pointer.nrrd"
+    label.write_text(f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 32 32 8\nspacings: 1 1 2.5\nencoding: raw\n"
+                     f"data file: {secret}\n\n", encoding="utf-8")
+    refused(server, setup, phantom_files["case_001"][0], 422, "'label' file 'pointer.nrrd' has a header that points",
+            label=label)
+
+
+# -- 3. NaN in NIfTI: ITK reads it as 0, so the raw values are checked --------------------------
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha", ".nrrd"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_values_are_refused_in_every_format(server, setup, tmp_path, suffix, bad):
+    array = np.random.default_rng(0).random((8, 32, 32)).astype(np.float32)
+    array[3, 4, 5] = bad
+    path = write_image(Image(array, Geometry.default(array.shape)), tmp_path / f"holes{suffix}")
+    refused(server, setup, path, 422, f"'holes{suffix}' contains NaN or infinite values")
+
+
+def test_nan_in_a_float64_big_endian_nifti_is_refused(server, setup, tmp_path):
+    header = bytearray(nifti_header((16, 16, 4), datatype=64, bitpix=64))
+    struct.pack_into(">i", header, 0, 348)  # rewrite the fields read here as big-endian
+    struct.pack_into(">8h", header, 40, 3, 16, 16, 4, 1, 1, 1, 1)
+    struct.pack_into(">hh", header, 70, 64, 64)
+    struct.pack_into(">8f", header, 76, 1.0, 1.0, 1.0, 1.0, 0, 0, 0, 0)
+    struct.pack_into(">f", header, 108, 352.0)
+    struct.pack_into(">f", header, 112, 1.0)
+    values = np.ones(16 * 16 * 4, dtype=">f8")
+    values[-1] = np.nan
+    path = tmp_path / "big-endian.nii.gz"
+    path.write_bytes(gzip.compress(bytes(header) + values.tobytes()))
+    refused(server, setup, path, 422, "'big-endian.nii.gz' contains NaN or infinite values")
+
+
+def test_nan_in_a_nifti_label_is_refused(server, setup, phantom_files, tmp_path):
+    from tskd.data.image import read_image
+
+    label = read_image(phantom_files["case_001"][1], kind="label")
+    array = label.array.astype(np.float32)
+    array[0, 0, 0] = np.nan
+    path = write_image(Image(array, label.geometry), tmp_path / "holes-label.nii.gz")
+    refused(server, setup, phantom_files["case_001"][0], 422, "'label' file 'holes-label.nii.gz' contains NaN",
+            label=path)
+
+
+def test_a_finite_float_nifti_is_still_accepted(server, setup, tmp_path):
+    array = np.random.default_rng(1).standard_normal((8, 32, 32)).astype(np.float32)
+    path = write_image(Image(array, Geometry.default(array.shape)), tmp_path / "fine.nii.gz")
+    client, project_id, _ = setup
+    assert client.upload_case(project_id, "fine", str(path))["name"] == "fine"
