@@ -217,3 +217,76 @@ def test_a_finite_float_nifti_is_still_accepted(server, setup, tmp_path):
     path = write_image(Image(array, Geometry.default(array.shape)), tmp_path / "fine.nii.gz")
     client, project_id, _ = setup
     assert client.upload_case(project_id, "fine", str(path))["name"] == "fine"
+
+
+# -- 2. other websites calling the loopback server ----------------------------------------------
+def test_a_foreign_host_name_is_refused(server):
+    port = server.url.rsplit(":", 1)[1]
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}", f"localhost.evil:{port}",
+                 "192.168.1.5", "[::1", "a:b:c"):
+        status, headers, body = raw(server.url, "GET", "/api/v1/projects", {"Host": host})
+        assert status == 421, (host, status, body)
+        detail = json.loads(body)["detail"]
+        assert "answers only requests addressed to localhost, 127.0.0.1 or [::1]" in detail, detail
+        assert repr(host) in detail and "--host and --token" in detail
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}", "127.0.0.1", "localhost."):
+        status, _, body = raw(server.url, "GET", "/api/v1/projects", {"Host": host})
+        assert status == 200, (host, status, body)
+
+
+def test_a_dns_rebinding_page_cannot_upload_or_read(server, setup, phantom_files):
+    """A page at http://evil.example:PORT whose name resolves to 127.0.0.1 sends its own Host."""
+    _, project_id, before = setup
+    port = server.url.rsplit(":", 1)[1]
+    body = multipart([("name", None, b"planted"), ("image", "a.nii.gz", phantom_files["case_001"][0].read_bytes())])
+    status, _, answer = raw(server.url, "POST", f"/api/v1/projects/{project_id}/cases", body=body, headers={
+        "Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}",
+        "Content-Type": "multipart/form-data; boundary=b0undary"})
+    assert status == 421, answer
+    assert workspace_files(server.workspace) == before
+
+
+def test_a_cross_origin_upload_is_refused(server, setup, phantom_files):
+    """What a form on another site's page sends: the server's own Host, the page's Origin."""
+    client, project_id, before = setup
+    body = multipart([("name", None, b"planted"), ("image", "a.nii.gz", phantom_files["case_001"][0].read_bytes())])
+    port = server.url.rsplit(":", 1)[1]
+    for origin in ("http://evil.example", "null", f"http://localhost:{int(port) + 1}", f"https://127.0.0.1:{port}",
+                   "http://127.0.0.1", "garbage"):
+        status, headers, answer = raw(server.url, "POST", f"/api/v1/projects/{project_id}/cases", body=body,
+                                      headers={"Origin": origin, "Content-Type": "multipart/form-data; boundary=b0undary"})
+        assert status == 403, (origin, status, answer)
+        assert "requests from web pages of other sites are refused" in json.loads(answer)["detail"]
+        assert "access-control-allow-origin" not in {k.lower() for k in headers}
+    assert workspace_files(server.workspace) == before
+    assert [c["name"] for c in client.list_cases(project_id)] == ["first"]
+    # the server's own pages (/docs) are same-origin: allowed, under any loopback name
+    for host, origin in ((f"127.0.0.1:{port}", f"http://127.0.0.1:{port}"), (f"localhost:{port}", f"http://localhost:{port}"),
+                         (f"[::1]:{port}", f"http://[::1]:{port}")):
+        status, _, answer = raw(server.url, "GET", "/api/v1/projects", {"Host": host, "Origin": origin})
+        assert status == 200, (origin, answer)
+
+
+def test_the_checks_hold_with_a_token_too(make_server):
+    server = make_server(token=TOKEN)
+    status, _, _ = raw(server.url, "GET", "/api/v1/health", {"Host": "evil.example"})
+    assert status == 421
+    status, _, _ = raw(server.url, "GET", "/api/v1/projects",
+                       {"Authorization": f"Bearer {TOKEN}", "Origin": "http://evil.example"})
+    assert status == 403
+
+
+def test_a_server_beyond_loopback_checks_the_token_not_the_host(tmp_path):
+    """Listening on every address needs a token, and clients use the machine's own names there."""
+    from types import SimpleNamespace
+
+    from tskd.service.app import create_app
+    from tskd.service.localonly import LocalOnlyMiddleware
+    from tskd.service.settings import ServiceSettings
+
+    def checks(host: str) -> bool:
+        settings = ServiceSettings(workspace=tmp_path / "never-created", host=host, token=TOKEN)
+        return any(m.cls is LocalOnlyMiddleware for m in create_app(SimpleNamespace(settings=settings)).user_middleware)
+
+    assert checks("127.0.0.1") and checks("localhost") and checks("::1")
+    assert not checks("0.0.0.0") and not checks("192.168.1.5")

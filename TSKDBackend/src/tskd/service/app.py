@@ -12,8 +12,9 @@ from tskd import __version__
 from tskd.service.auth import BearerTokenMiddleware
 from tskd.service.core import Service
 from tskd.service.errors import install_error_handlers
+from tskd.service.localonly import LocalOnlyMiddleware
 from tskd.service.routes import ROUTERS
-from tskd.service.settings import API_PREFIX
+from tskd.service.settings import API_PREFIX, is_loopback
 
 __all__ = ["create_app"]
 
@@ -64,4 +65,6 @@ def create_app(service: Service, *, on_ready: Callable[[], None] | None = None) 
         app.include_router(router, prefix=API_PREFIX)
     if service.settings.token:
         app.add_middleware(BearerTokenMiddleware, token=service.settings.token, open_paths=(f"{API_PREFIX}/health",))
+    if is_loopback(service.settings.host):  # outermost: other sites' pages get nowhere (see localonly.py)
+        app.add_middleware(LocalOnlyMiddleware, bind_host=service.settings.host)
     return app
