@@ -290,3 +290,73 @@ def test_a_server_beyond_loopback_checks_the_token_not_the_host(tmp_path):
 
     assert checks("127.0.0.1") and checks("localhost") and checks("::1")
     assert not checks("0.0.0.0") and not checks("192.168.1.5")
+
+
+# -- 4. stalled uploads -------------------------------------------------------------------------
+def test_a_stalled_upload_is_abandoned_and_its_partial_file_removed(make_server, phantom_files):
+    server = make_server(body_timeout_s=1.0)
+    client = server.client()
+    project = client.create_project("p", project_labels())
+    before = workspace_files(server.workspace)
+    data = phantom_files["case_000"][0].read_bytes()
+    body = multipart([("name", None, b"stall"), ("image", "a.nii.gz", data)])
+    head = (f"POST /api/v1/projects/{project['id']}/cases HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: multipart/form-data; boundary=b0undary\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    sock = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30)
+    try:
+        sock.sendall(head + body[: len(body) // 2])  # then nothing, connection kept open
+        time.sleep(0.3)
+        assert [p.name for p in (server.workspace / "tmp").iterdir()], "the upload should be in progress"
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):  # the server answers, then closes the connection
+            answer += chunk
+        waited = time.monotonic() - started
+    finally:
+        sock.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408"), answer
+    detail = json.loads(rest.split(b"\r\n\r\n", 1)[1])["detail"]
+    assert "the upload stalled: nothing arrived for 1 s" in detail and "--body-timeout-s" in detail
+    assert waited < 15
+    assert list((server.workspace / "tmp").iterdir()) == []
+    assert workspace_files(server.workspace) == before
+    assert client.list_cases(project["id"]) == []
+
+
+def test_a_slow_but_steady_upload_is_not_cut(make_server, phantom_files):
+    server = make_server(body_timeout_s=1.0)
+    client = server.client()
+    project = client.create_project("p", project_labels())
+    body = multipart([("name", None, b"slow"), ("image", "a.nii.gz", phantom_files["case_000"][0].read_bytes())])
+    conn = http.client.HTTPConnection(server.url.split("//")[1], timeout=30)
+    conn.putrequest("POST", f"/api/v1/projects/{project['id']}/cases")
+    conn.putheader("Content-Type", "multipart/form-data; boundary=b0undary")
+    conn.putheader("Content-Length", str(len(body)))
+    conn.endheaders()
+    step = len(body) // 5 + 1
+    for start in range(0, len(body), step):  # 2.5 s in all, never 1 s without data
+        conn.send(body[start:start + step])
+        time.sleep(0.5)
+    response = conn.getresponse()
+    assert response.status == 201, response.read()
+    conn.close()
+    assert [c["name"] for c in client.list_cases(project["id"])] == ["slow"]
+
+
+# -- 5. small ones ------------------------------------------------------------------------------
+
+
+def test_a_malformed_multipart_body_gets_a_plain_message(server, setup):
+    _, project_id, before = setup
+    # python-multipart would say "Did not find CR at end of boundary (10)", "Found invalid character 32 in
+    # header at 14", "Expected boundary character 98, got 119 at index 4"
+    for body in (b"--b0undaryX\r\n", b"--b0undary\r\nno colon here\r\n\r\n", b"--wrong\r\n", b"xx--b0undary\r\n"):
+        status, _, answer = raw(server.url, "POST", f"/api/v1/projects/{project_id}/cases", body=body,
+                                headers={"Content-Type": "multipart/form-data; boundary=b0undary"})
+        detail = json.loads(answer)["detail"]
+        assert status == 400, detail
+        assert detail == ("the multipart body is malformed (damaged part headers or boundaries); send the files "
+                          "again as multipart/form-data"), detail
+        assert not any(word in detail for word in ("Did not find", "character", "index", "(10)"))
+    assert workspace_files(server.workspace) == before
