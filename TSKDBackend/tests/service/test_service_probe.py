@@ -345,6 +345,14 @@ def test_a_slow_but_steady_upload_is_not_cut(make_server, phantom_files):
 
 
 # -- 5. small ones ------------------------------------------------------------------------------
+def test_the_bearer_scheme_is_case_insensitive(make_server):
+    server = make_server(token=TOKEN)
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        status, _, body = raw(server.url, "GET", "/api/v1/projects", {"Authorization": f"{scheme} {TOKEN}"})
+        assert status == 200, (scheme, body)
+    for value in (f"bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN, f"Bearer{TOKEN}", "bearer", f"bearerx {TOKEN}"):
+        status, _, body = raw(server.url, "GET", "/api/v1/projects", {"Authorization": value})
+        assert status == 401 and body == b'{"detail": "unauthorized"}', value
 
 
 def test_a_malformed_multipart_body_gets_a_plain_message(server, setup):
@@ -360,3 +368,33 @@ def test_a_malformed_multipart_body_gets_a_plain_message(server, setup):
                           "again as multipart/form-data"), detail
         assert not any(word in detail for word in ("Did not find", "character", "index", "(10)"))
     assert workspace_files(server.workspace) == before
+
+
+def test_a_resumed_job_does_not_show_the_previous_attempts_progress(server, project, phantom_files):
+    """Until the new attempt reports (the real pipeline needs ~15 s to start), no progress is shown."""
+    client = server.client()
+    add_cases(client, project["id"], phantom_files, count=1)
+    job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": 400, "step_s": 0.05, "start_s": 1.5}})
+    running = wait_state(client, job["id"], ("running",))
+    while (running["progress"] or {}).get("step", 0) < 3:
+        running = client.job_status(job["id"])
+    client.cancel_job(job["id"])
+    cancelled = wait_state(client, job["id"], ("cancelled",))
+    assert cancelled["progress"]["state"] == "cancelled"  # the stopped attempt's last word stays visible
+    stopped_at = cancelled["progress"]["step"]
+    resumed = client.resume_job(job["id"])
+    assert resumed["progress"] is None, resumed["progress"]
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = client.job_status(job["id"])
+        seen.append((status["state"], status["attempts"], status["progress"]))
+        if status["progress"] is not None:
+            break
+        time.sleep(0.05)
+    assert ("running", 2, None) in seen, seen  # the second attempt ran a while without a report
+    first = seen[-1][2]
+    assert seen[-1][:2] == ("running", 2) and first["state"] == "running" and first["step"] > stopped_at, seen[-1]
+    assert all(progress is None for _, _, progress in seen[:-1]), seen
+    client.cancel_job(job["id"])
+    wait_state(client, job["id"], ("cancelled",))
