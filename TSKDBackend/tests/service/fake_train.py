@@ -9,7 +9,9 @@ a 1x1 "threshold" network whose logits are ``[-x, x]``, so it labels 1 where the
 intensity is positive; plus ``tskd-model.json``). The ``fake`` section of the config file controls it:
 
     fake: {steps: 10, step_s: 0.05, exit: 0, ignore_cancel: false, spawn_child: false, size: 32,
-           error: null, comparison: null}
+           error: null, comparison: null, start_s: 0}
+
+``start_s`` is a pause before the first step (the real pipeline's start-up: loading, preparing).
 
 ``comparison`` (a dict like ``tskd train``'s) goes into the package's metadata with ``kind``.
 
@@ -93,6 +95,7 @@ def main() -> int:
     start = json.loads(checkpoint.read_text(encoding="utf-8"))["step"] if checkpoint.exists() else 0
     print(f"fake training: {len(images)} images, starting at step {start}", flush=True)
     progress = StatusFileProgress(out / "status.json", min_interval_s=0.0)
+    time.sleep(float(cfg.get("start_s", 0)))
     for step in range(start, steps):
         if args.cancel_file is not None and args.cancel_file.exists() and not cfg.get("ignore_cancel"):
             progress(ProgressEvent("fake", step, steps, message="cancelled; checkpoint kept", state="cancelled"))

@@ -79,7 +79,10 @@ def test_401_reveals_nothing(make_server):
 
 def test_no_cors_headers_by_default(server):
     status, headers, _ = raw(server, "GET", "/api/v1/health", {"Origin": "http://evil.example"})
-    assert status == 200 and "access-control-allow-origin" not in {k.lower() for k in headers}
+    assert status == 403 and "access-control-allow-origin" not in {k.lower() for k in headers}  # see test_service_probe
+    status, headers, _ = raw(server, "OPTIONS", "/api/v1/projects", {
+        "Origin": server.url, "Access-Control-Request-Method": "POST"})  # a preflight, even from the server's own origin
+    assert "access-control-allow-origin" not in {k.lower() for k in headers}
 
 
 def test_binding_rules():

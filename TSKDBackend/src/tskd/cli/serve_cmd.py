@@ -40,8 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token", default=os.environ.get("TSKD_TOKEN"),
                         help="require 'Authorization: Bearer TOKEN' on every request but /health "
                         "(default: $TSKD_TOKEN)")
-    parser.add_argument("--max-upload-mb", type=float, default=2048.0, metavar="N",
-                        help="largest accepted image or label file in MB (default: 2048)")
+    parser.add_argument("--max-upload-mb", type=float, default=512.0, metavar="N",
+                        help="largest accepted image or label file in MB, as sent (default: 512)")
+    parser.add_argument("--max-image-mb", type=float, default=512.0, metavar="N",
+                        help="largest image or label an upload may decode to, in MB (voxels x bytes per voxel, "
+                        "read from its header before decoding; default: 512, e.g. a 512x512x1024 16-bit CT)")
+    parser.add_argument("--body-timeout-s", type=float, default=60.0, metavar="S",
+                        help="seconds an upload may stall (send nothing) before the server gives up on it "
+                        "(default: 60)")
     parser.add_argument("--auto-resume", action="store_true",
                         help="at start-up, resume the jobs that were interrupted (e.g. by a reboot)")
     parser.add_argument("--max-concurrent-jobs", type=int, default=1, metavar="N",
@@ -79,6 +85,8 @@ def run_serve(args: argparse.Namespace) -> int:
             port=args.port,
             token=args.token,
             max_upload_mb=args.max_upload_mb,
+            max_image_mb=args.max_image_mb,
+            body_timeout_s=args.body_timeout_s,
             auto_resume=args.auto_resume,
             max_concurrent_jobs=args.max_concurrent_jobs,
             cancel_grace_s=args.cancel_grace_s,

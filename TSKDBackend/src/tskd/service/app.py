@@ -12,8 +12,9 @@ from tskd import __version__
 from tskd.service.auth import BearerTokenMiddleware
 from tskd.service.core import Service
 from tskd.service.errors import install_error_handlers
+from tskd.service.localonly import LocalOnlyMiddleware
 from tskd.service.routes import ROUTERS
-from tskd.service.settings import API_PREFIX
+from tskd.service.settings import API_PREFIX, is_loopback
 
 __all__ = ["create_app"]
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 _DESCRIPTION = """\
 The SlicerTSKD backend: keeps projects and their labelled cases, trains students with
 task-specific knowledge distillation as background jobs, hands out the trained students and
-segments images with them. Errors answer `{"detail": "what is wrong and what to do"}`.
+segments images with them. Errors answer `{"detail": "what is wrong and what to do", "code": "<kind>"}`.
 With a token, every route except `/api/v1/health` needs `Authorization: Bearer <token>`.
 """
 
@@ -64,4 +65,6 @@ def create_app(service: Service, *, on_ready: Callable[[], None] | None = None) 
         app.include_router(router, prefix=API_PREFIX)
     if service.settings.token:
         app.add_middleware(BearerTokenMiddleware, token=service.settings.token, open_paths=(f"{API_PREFIX}/health",))
+    if is_loopback(service.settings.host):  # outermost: other sites' pages get nowhere (see localonly.py)
+        app.add_middleware(LocalOnlyMiddleware, bind_host=service.settings.host)
     return app

@@ -1,7 +1,8 @@
 """Bearer-token authentication for every request except the health check.
 
-A pure ASGI middleware: it answers 401 with ``{"detail": "unauthorized"}`` and nothing else when
-the ``Authorization: Bearer <token>`` header is missing or wrong (compared in constant time), and
+A pure ASGI middleware: it answers 401 with ``{"detail": "unauthorized", "code": "unauthorized"}`` and nothing else when
+the ``Authorization: Bearer <token>`` header is missing or wrong (the token compared in constant
+time; the scheme name in any letter case, as HTTP says), and
 passes everything else on untouched (upload bodies stream through it). Before a 401 it reads and
 drops up to :data:`DRAIN_BYTES` of the request body, so that a client still sending a small upload
 gets the answer rather than a reset connection; larger bodies are cut off.
@@ -37,7 +38,7 @@ class BearerTokenMiddleware:
         if not token:
             raise ValueError("token must not be empty")
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._expected = token.encode()
         self.open_paths = frozenset(open_paths)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -49,7 +50,8 @@ class BearerTokenMiddleware:
             if name == b"authorization":
                 given = value
                 break
-        if hmac.compare_digest(given, self._expected):
+        scheme, _, credentials = given.strip().partition(b" ")
+        if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(b" "), self._expected):
             await self.app(scope, receive, send)
             return
         drained = 0

@@ -44,11 +44,17 @@ CODES: dict[int, tuple[str, str]] = {
                          "acceptable (the detail names it)"),
     401: ("unauthorized", "the server has a token and the request did not send 'Authorization: Bearer <token>' "
                           "with it"),
+    403: ("forbidden", "a web page of another site (its Origin header) may not call a server listening on this "
+                       "machine only"),
     404: ("not_found", "no project, case, job, model, checkpoint or route of that name or id"),
     405: ("method_not_allowed", "the path exists but not with this method (the Allow header lists those it has)"),
+    408: ("timeout", "an upload stalled: nothing arrived for the server's --body-timeout-s; what had arrived was "
+                     "removed, send it again"),
     409: ("conflict", "the request is valid but the current state does not allow it (a name in use, a job not "
                       "in a state that can be cancelled or resumed, a project without labelled cases, weights in "
                       "use)"),
+    421: ("misdirected", "a server listening on this machine only answers requests addressed to a loopback name "
+                         "(localhost, 127.0.0.1, [::1]); the Host header named another"),
     413: ("too_large", "an uploaded file is larger than the server accepts (the detail names the limit and the "
                       "'tskd serve' option that sets it)"),
     415: ("unsupported_type", "an uploaded file's type is not one this route reads (the detail lists those it reads)"),
@@ -65,14 +71,17 @@ def error_body(status: int, message: str) -> dict[str, str]:
     return {"detail": message, "code": code}
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def error_responses(*statuses: int, validation: bool = True) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route that can answer with ``statuses`` (each an :class:`ErrorOut`).
 
-    422 is always declared as well: it replaces FastAPI's default validation-error schema, which
-    is not what this service answers.
+    Always declared as well: 403 and 421, which any route answers on a loopback server to a
+    request from another site's page (:mod:`tskd.service.localonly`), and (unless
+    ``validation`` is false, for a route without parameters) 422, which replaces FastAPI's
+    default validation-error schema, not what this service answers.
     """
+    always = {403, 421} | ({422} if validation else set())
     return {status: {"model": ErrorOut, "description": CODES[status][1]}
-            for status in sorted(set(statuses) | {422})}
+            for status in sorted(set(statuses) | always)}
 
 
 class ServiceError(Exception):

@@ -124,7 +124,7 @@ class Jobs:
             "exit_code": row["exit_code"],
             "error": row["error"],
             "cancel_requested": row["cancel_requested"] is not None,
-            "progress": progress_record(status.get("latest")),
+            "progress": progress_record(_this_attempt(row, status.get("latest"))),
             "stages": stages,
             "log_tail": tail[-self.log_tail_lines:] if self.log_tail_lines else [],
             "model_id": model,
@@ -231,3 +231,18 @@ class Jobs:
         logger.info("job %s queued again (was %s)", job_id, row["state"])
         self.wake()
         return self.get(job_id)
+
+
+def _this_attempt(row: dict[str, Any], record: Any) -> Any:
+    """The status file's latest record when the job's current attempt wrote it, else None.
+
+    A resumed job keeps its ``status.json`` (the worker carries its stages on), so until the new
+    attempt reports, the file's latest record is the previous attempt's: not shown while the job
+    is queued again, nor once it runs, for a record older than the attempt's start.
+    """
+    if row["state"] == "queued":
+        return None
+    written = record.get("time") if isinstance(record, dict) else None
+    if row["started"] is not None and isinstance(written, (int, float)) and written < row["started"]:
+        return None
+    return record

@@ -36,7 +36,11 @@ class ServiceSettings:
         workspace: folder holding the database, the projects' datasets, jobs and models.
         host / port: where to listen (port 0 picks a free port).
         token: when set, every request except ``/health`` needs ``Authorization: Bearer <token>``.
-        max_upload_mb: largest accepted file in an upload, in MiB.
+        max_upload_mb: largest accepted file in an upload, in MiB (bytes sent).
+        max_image_mb: largest image or label an upload may decode to, in MiB (voxels x bytes per
+            voxel, as its header declares; checked before any pixel is decoded).
+        body_timeout_s: seconds an upload may send nothing before it is abandoned (408), its
+            partial file removed.
         auto_resume: queue jobs found interrupted at start-up again.
         max_concurrent_jobs: training processes that may run at once (GPUs are shared round-robin).
         train_command: the command a job runs, before its ``--data ... --out ...`` arguments.
@@ -58,7 +62,9 @@ class ServiceSettings:
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
-    max_upload_mb: float = 2048.0
+    max_upload_mb: float = 512.0
+    max_image_mb: float = 512.0
+    body_timeout_s: float = 60.0
     auto_resume: bool = False
     max_concurrent_jobs: int = 1
     train_command: list[str] = field(default_factory=default_train_command)
@@ -86,6 +92,10 @@ class ServiceSettings:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
         if self.max_upload_mb <= 0:
             raise ValueError(f"max_upload_mb must be positive, got {self.max_upload_mb}")
+        if self.max_image_mb <= 0:
+            raise ValueError(f"max_image_mb must be positive, got {self.max_image_mb}")
+        if self.body_timeout_s <= 0:
+            raise ValueError(f"body_timeout_s must be positive, got {self.body_timeout_s}")
         if self.max_weights_upload_mb <= 0:
             raise ValueError(f"max_weights_upload_mb must be positive, got {self.max_weights_upload_mb}")
         if self.max_concurrent_jobs < 1:
@@ -100,6 +110,10 @@ class ServiceSettings:
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_image_bytes(self) -> int:
+        return int(self.max_image_mb * 1024 * 1024)
 
     @property
     def max_weights_upload_bytes(self) -> int:

@@ -61,7 +61,7 @@ def _flag(value: str | None, field: str) -> bool:
 
 @router.post("", status_code=201, response_model=CaseOut, openapi_extra=_UPLOAD_FORM,
              summary="Upload a case: an image and, optionally, its label map",
-             responses=error_responses(401, 400, 404, 409, 413, 415))
+             responses=error_responses(401, 400, 404, 408, 409, 413, 415))
 async def upload_case(project_id: str, request: Request, svc: Service = Depends(service)) -> dict:
     try:
         project = await run_in_threadpool(svc.projects.row, project_id)
@@ -87,7 +87,7 @@ async def upload_case(project_id: str, request: Request, svc: Service = Depends(
             dimension = dimension if any(c["name"] != name for c in others) else None
         checked = await run_in_threadpool(
             lambda: check_case(form.files["image"], form.files.get("label"), table=label_table(project["labels"]),
-                               dimension=dimension)
+                               dimension=dimension, max_image_bytes=svc.settings.max_image_bytes)
         )
         return await run_in_threadpool(lambda: svc.cases.add(project_id, name, checked, replace=replace))
     finally:

@@ -74,7 +74,7 @@ def cancel_fetch(name: str, svc: Service = Depends(service)) -> dict:
 
 @router.post("", status_code=201, response_model=CheckpointOut, openapi_extra=_IMPORT_FORM,
              summary="Import an uploaded weights file (checked to be SAM / MedSAM before it is accepted)",
-             responses=error_responses(401, 400, 409, 413, 415))
+             responses=error_responses(401, 400, 408, 409, 413, 415))
 async def import_checkpoint(request: Request, svc: Service = Depends(service)) -> dict:
     folder = await run_in_threadpool(svc.workspace.new_tmp_dir, "weights")
     try:

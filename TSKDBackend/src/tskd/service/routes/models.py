@@ -66,7 +66,7 @@ def download_model(model_id: str, svc: Service = Depends(service)) -> FileRespon
 
 @router.post("/models/{model_id}/predict", response_class=FileResponse, openapi_extra=_PREDICT_FORM,
              summary="Segment an uploaded image; the label map comes back in its format and geometry",
-             responses=error_responses(401, 400, 404, 413, 415))
+             responses=error_responses(401, 400, 404, 408, 413, 415))
 async def predict(model_id: str, request: Request, svc: Service = Depends(service)) -> FileResponse:
     try:
         package = await run_in_threadpool(svc.models.package_dir, model_id)
@@ -88,7 +88,7 @@ async def predict(model_id: str, request: Request, svc: Service = Depends(servic
         out_suffix = ".nrrd" if suffix == ".seg.nrrd" else suffix
 
         def run() -> Path:
-            image = read_upload_image(upload)
+            image = read_upload_image(upload, svc.settings.max_image_bytes)
             if roi is not None:
                 try:
                     resolve_roi(roi, image.array.shape)

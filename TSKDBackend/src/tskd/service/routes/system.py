@@ -17,7 +17,8 @@ __all__ = ["router"]
 router = APIRouter(tags=["system"])
 
 
-@router.get("/health", response_model=HealthOut, summary="Is the server up (needs no token)")
+@router.get("/health", response_model=HealthOut, summary="Is the server up (needs no token)",
+            responses=error_responses(validation=False))
 def health() -> dict:
     return {"status": "ok", "version": __version__}
 
@@ -31,7 +32,7 @@ def info(svc: Service = Depends(service)) -> dict:
         "device": device_info(),
         "checkpoints": svc.checkpoints.present(),
         "presets": list_presets(),
-        "limits": {"max_upload_mb": svc.settings.max_upload_mb,
+        "limits": {"max_upload_mb": svc.settings.max_upload_mb, "max_image_mb": svc.settings.max_image_mb,
                    "max_weights_upload_mb": svc.settings.max_weights_upload_mb},
         "jobs": {"max_concurrent": svc.settings.max_concurrent_jobs,
                  "cancel_grace_s": svc.settings.cancel_grace_s},
