@@ -352,7 +352,7 @@ def test_the_bearer_scheme_is_case_insensitive(make_server):
         assert status == 200, (scheme, body)
     for value in (f"bearer {TOKEN}x", f"Basic {TOKEN}", TOKEN, f"Bearer{TOKEN}", "bearer", f"bearerx {TOKEN}"):
         status, _, body = raw(server.url, "GET", "/api/v1/projects", {"Authorization": value})
-        assert status == 401 and body == b'{"detail": "unauthorized"}', value
+        assert status == 401 and body == b'{"detail": "unauthorized", "code": "unauthorized"}', value
 
 
 def test_a_malformed_multipart_body_gets_a_plain_message(server, setup):
