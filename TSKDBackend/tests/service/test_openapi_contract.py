@@ -15,6 +15,7 @@ of answering 404 (a second project and case are there to be deleted).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -76,7 +77,9 @@ def test_the_service_keeps_its_openapi_contract(tmp_path, phantom_files):
                    "-H", f"Authorization: Bearer {TOKEN}", "--checks", "all", "--max-examples", str(EXAMPLES),
                    "--seed", str(SEED), "--workers", "1", "--phases", "examples,coverage,fuzzing,stateful",
                    "--report", "junit", "--report-junit-path", str(junit)]
-        run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        # its output has box-drawing characters and emoji: UTF-8 whatever the locale (CI's is ASCII)
+        run = subprocess.run(command, capture_output=True, encoding="utf-8", errors="replace", timeout=600,
+                             cwd=tmp_path, env={**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUTF8": "1"})
         output = run.stdout + run.stderr
         assert run.returncode == 0, output[-6000:]
         suite = ET.parse(junit).getroot()
