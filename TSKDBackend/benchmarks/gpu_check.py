@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import HERE, REPO, RESULTS_DIR, SRC, now, parse_reply, worker_reply, write_results
+from gpu_check_sections import stage_engines  # no torch at import
 
 RESULTS = RESULTS_DIR / "gpu_check.json"
 TRAIN_CONFIG = HERE / "gpu_check_train.yaml"
@@ -173,7 +174,7 @@ def extrapolate(results: dict[str, Any], presets: tuple[str, ...] = ("gpu", "sta
     for name in presets:
         config = resolve_config(preset=name)
         stages, missing, total = {}, [], 0.0
-        for stage, engine in _engines(config).items():
+        for stage, engine in stage_engines(config).items():
             rate, basis = rates.get(stage), f"the capped {train['preset']} run"
             if rate is None:
                 missing.append(stage)
@@ -218,19 +219,6 @@ def _shape(config, stage: str) -> tuple:
                 c.train.batch_size)
     engine = config.finetune.train if stage == "finetune" else config.distill.train
     return (config.distill.student, config.data.prepared.input_size, engine.batch_size)
-
-
-def _engines(config) -> dict[str, Any]:
-    import dataclasses
-
-    engines = {"teacher": config.teacher.train, "synthesis": config.synthesis.train,
-               "distill": config.distill.train, "finetune": config.finetune.train}
-    if not config.synthesis.enabled:
-        engines.pop("synthesis")
-    if config.reference.enabled:
-        engines["reference"] = dataclasses.replace(
-            config.distill.train, max_steps=config.distill.train.max_steps + config.finetune.train.max_steps)
-    return engines
 
 
 # ----------------------------------------------------------------------------------- table

@@ -468,7 +468,7 @@ def section_train(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_gpu_allocated_mib": _peak_mib(device), "cuda_used": device == "cuda" and torch.cuda.max_memory_allocated() > 0,
         "stage_rates": {k: {x: v for x, v in r.items() if not x.endswith("_event_t")} for k, r in rates.items()},
         "outside_training_loops_s": wall - loops,
-        "capped": {name: engine.max_steps for name, engine in _stage_engines(config).items()},
+        "capped": {name: engine.max_steps for name, engine in stage_engines(config).items()},
         "data_summary": summary.get("data_summary"),
     }
     gap = _transfer_gap(rates)
@@ -479,7 +479,7 @@ def section_train(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _stage_engines(config) -> dict[str, Any]:
+def stage_engines(config) -> dict[str, Any]:
     """The training loops ``tskd train`` runs, by stage name (reference: distill's settings, both budgets)."""
     engines = {"teacher": config.teacher.train, "synthesis": config.synthesis.train, "distill": config.distill.train,
                "finetune": config.finetune.train}

@@ -14,7 +14,7 @@ import hmac
 import json
 from typing import Any, Awaitable, Callable
 
-__all__ = ["BearerTokenMiddleware", "DRAIN_BYTES"]
+__all__ = ["BearerTokenMiddleware", "DRAIN_BYTES", "drain_body"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -23,6 +23,19 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 _BODY = json.dumps({"detail": "unauthorized", "code": "unauthorized"}).encode()  # tskd.service.errors.error_body
 #: Body bytes an unauthenticated request may make the server read (and drop) before its 401.
 DRAIN_BYTES = 8 << 20
+
+
+async def drain_body(receive: Receive, limit: int = DRAIN_BYTES) -> None:
+    """Read and drop up to about ``limit`` bytes of a request body that will not be used, so that a
+    client still sending a small one gets the answer rather than a reset connection."""
+    drained = 0
+    while drained <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
 
 
 class BearerTokenMiddleware:
@@ -54,14 +67,7 @@ class BearerTokenMiddleware:
         if scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(b" "), self._expected):
             await self.app(scope, receive, send)
             return
-        drained = 0
-        while drained <= DRAIN_BYTES:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            drained += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        await drain_body(receive)
         await send({
             "type": "http.response.start",
             "status": 401,

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from tskd.service.auth import drain_body
 from tskd.service.errors import error_body
 from tskd.service.settings import is_loopback
 
@@ -149,12 +150,5 @@ def _same_origin(origin: str, scheme: str, address: tuple[str, int | None]) -> b
 
 
 async def _drain(receive: Receive) -> None:
-    drained = 0
     with anyio.move_on_after(_DRAIN_S):
-        while drained <= _DRAIN_BYTES:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            drained += len(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
+        await drain_body(receive, _DRAIN_BYTES)
