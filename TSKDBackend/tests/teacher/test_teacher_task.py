@@ -40,7 +40,7 @@ def test_loss_falls_and_validation_dice_rises():
     model = build_scratch_segmenter("tiny", input_size=SIZE, num_classes=2)
     task = TeacherTask(num_classes=2, val_data=Squares(8, seed=1), val_batch_size=4)
     before = task.validate(model)
-    assert set(before) == {"val_dice", "val_dice_1"} and 0.0 <= before["val_dice"] <= 1.0
+    assert set(before) == {"val_dice", "val_dice_global", "val_dice_class1"} and 0.0 <= before["val_dice"] <= 1.0
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     loader = DataLoader(Squares(16, seed=0), batch_size=8, shuffle=True)
     model.train()
@@ -90,7 +90,7 @@ def test_box_mode_on_a_lora_teacher(tiny_checkpoints):
     assert lora_grads and all(g is not None for g in lora_grads)
     assert all(p.grad is None for p in model.sam.prompt_encoder.parameters())
     scores = task.validate(model)
-    assert set(scores) == {"val_dice", "val_dice_1", "val_dice_2"}
+    assert set(scores) == {"val_dice", "val_dice_global", "val_dice_class1", "val_dice_class2"}
 
 
 def test_bad_batches_are_explained():
