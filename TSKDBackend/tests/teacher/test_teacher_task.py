@@ -75,6 +75,18 @@ def test_unlabelled_samples_do_not_count():
     assert float(none.detach()) == 0.0 and logs == {"loss": 0.0, "labelled": 0.0}
     none.backward()  # still connected to the trainable weights
     assert task.validate(model) == {}
+    # validation scores the labelled samples only, and refuses data without any
+    def samples(batch):
+        return [{k: v[i] for k, v in batch.items()} for i in range(len(batch["image"]))]
+
+    garbage = dict(batch, labelled=torch.tensor([True, False, False, True]), label=batch["label"].clone())
+    garbage["label"][1:3] = 255
+    clean = dict({k: v[[0, 3]] for k, v in batch.items()}, labelled=torch.ones(2, dtype=torch.bool))
+    assert TeacherTask(num_classes=2, val_data=samples(garbage)).validate(model) == \
+        TeacherTask(num_classes=2, val_data=samples(clean)).validate(model)
+    garbage["labelled"] = torch.zeros(4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="empty"):
+        TeacherTask(num_classes=2, val_data=samples(garbage)).validate(model)
 
 
 def test_box_mode_on_a_lora_teacher(tiny_checkpoints):
