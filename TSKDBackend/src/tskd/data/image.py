@@ -17,6 +17,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from tskd.atomic import atomic_write
+from tskd.data.dicom import series_ids
 from tskd.errors import DataError
 
 __all__ = [
@@ -254,7 +255,6 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Pat
 
 def _dicom_series(folder: Path) -> list[str]:
     try:
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        return series_ids(folder)
     except RuntimeError:
         return []
-    return list(ids or [])

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from tskd.data.dicom import series_files, series_ids
 from tskd.data.image import Geometry, Image, image_suffix
 from tskd.data.seg_nrrd import (
     SEGMENT_KEY,
@@ -312,7 +313,7 @@ def _check_exists(path: Path) -> None:
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
     try:
-        series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+        series = series_ids(folder)
     except RuntimeError as exc:
         raise _unreadable(folder, exc) from None
     if not series:
@@ -320,13 +321,13 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     if len(series) > 1:
         described = []
         for uid in series:
-            count = len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+            count = len(series_files(folder, uid))
             described.append(f"{uid} ({count} files)")
         raise DataError(
             f"{folder}: holds {len(series)} DICOM series: {'; '.join(described)}. Put each series in its "
             "own folder and use one folder per case"
         )
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    files = series_files(folder, series[0])
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
