@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from SlicerTSKDLib import client as client_module
-from SlicerTSKDLib.client import TSKDClient, TSKDClientError, TSKDConnectionError, _MultipartBody
+from SlicerTSKDLib.backend import client as client_module
+from SlicerTSKDLib.backend.client import TSKDClient, TSKDClientError, TSKDConnectionError, _MultipartBody
 
 CLIENT_FILE = Path(client_module.__file__)
 

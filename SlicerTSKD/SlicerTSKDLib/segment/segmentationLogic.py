@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import sceneData
+from .. import sceneData
 
 __all__ = [
     "SegmentationProblem",
@@ -352,7 +352,7 @@ class SegmentationLogic:
     Args:
         moduleDir: folder of ``SlicerTSKD.py`` (to find ``tskd.runtime``).
         cache: the downloaded students.
-        installer: an :class:`~SlicerTSKDLib.runtimeSetup.OnnxruntimeInstall` (None: never offer to install).
+        installer: an :class:`~SlicerTSKDLib.install.runtimeSetup.OnnxruntimeInstall` (None: never offer to install).
         runtimeImportable, onnxAvailable: checks (default: :mod:`runtimeSetup`'s), replaceable in tests.
 
     Signals (from the installer): ``installProgress(fraction)``, ``installFinished(ok, message)``;
@@ -362,8 +362,8 @@ class SegmentationLogic:
     def __init__(self, moduleDir: str, cache: ModelCache, installer: Any = None,
                  runtimeImportable: Optional[Callable[[str], Any]] = None,
                  onnxAvailable: Optional[Callable[[], bool]] = None) -> None:
-        from . import runtimeSetup
-        from .signal import Signal
+        from ..install import runtimeSetup
+        from ..signal import Signal
 
         self.moduleDir = moduleDir
         self.cache = cache

@@ -1,7 +1,7 @@
 """Making the student runtime (``tskd.runtime``) usable inside Slicer's own Python.
 
 The backend's sources ship inside the extension (``SlicerTSKDBackend/src``, see
-:func:`SlicerTSKDLib.environment.findBackendSource`). Only the light, numpy-only part of them is
+:func:`SlicerTSKDLib.install.environment.findBackendSource`). Only the light, numpy-only part of them is
 imported into Slicer: ``tskd`` (its ``__init__`` only sets the version), ``tskd.errors``,
 ``tskd.preprocess`` and ``tskd.runtime``; never the training code (torch, MONAI...), which lives in
 the backend's own environment. :func:`ensureRuntimeImportable` puts the ``src`` folder on
@@ -31,8 +31,8 @@ from typing import Callable, List, Mapping, Optional, Sequence
 
 from .environment import findBackendSource
 from .pipProgress import PipProgress
-from .processRunner import EXITED, KILLED, ProcessRunner
-from .signal import Signal
+from ..processRunner import EXITED, KILLED, ProcessRunner
+from ..signal import Signal
 
 __all__ = [
     "RUNTIME_MODULES",

@@ -1,6 +1,6 @@
 """The "Backend environment" panel (Slicer only): set up the backend's own Python environment, or use an existing one.
 
-The decisions live in :class:`~SlicerTSKDLib.installLogic.EnvironmentPanelLogic`, passed in (made in
+The decisions live in :class:`~SlicerTSKDLib.install.installLogic.EnvironmentPanelLogic`, passed in (made in
 Slicer by :func:`makeEnvironmentPanelLogic`: the host with Slicer's startup environment, a
 ``QProcessRunner`` per set-up, ``qt.QSettings``, the backend sources next to the module); this file
 builds the widgets, copies the choices between them and the logic, and shows the set-up's
@@ -32,8 +32,8 @@ def makeEnvironmentPanelLogic(moduleDir: str) -> EnvironmentPanelLogic:
     import slicer
 
     from .environment import findBackendSource
-    from .hostContext import HostContext
-    from .processRunner import QProcessRunner
+    from ..hostContext import HostContext
+    from ..processRunner import QProcessRunner
 
     slicerPython = shutil.which("PythonSlicer")
     host = HostContext.current(

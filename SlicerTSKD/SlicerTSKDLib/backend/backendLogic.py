@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .client import TSKDClient, TSKDClientError, TSKDConnectionError
-from .processRunner import ProcessRunner
-from .signal import Signal
+from ..processRunner import ProcessRunner
+from ..signal import Signal
 
 __all__ = [
     "MINIMUM_BACKEND_VERSION",
@@ -406,7 +406,7 @@ class BackendLogic:
 
     def __init__(self, local: LocalBackend, settings: Any = None, defaultWorkspace: str = "",
                  childEnvironment: Optional[Mapping[str, str]] = None) -> None:
-        from .settingsStore import MemorySettings
+        from ..settingsStore import MemorySettings
 
         self.local = local
         self.settings = settings if settings is not None else MemorySettings()

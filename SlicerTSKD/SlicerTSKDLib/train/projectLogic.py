@@ -22,10 +22,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import sceneData
-from .backgroundTasks import TaskCancelled
-from .client import TSKDClient
-from .volumeFiles import VolumeSnapshot, WriteCancelled, writeNrrd
+from .. import sceneData
+from ..backgroundTasks import TaskCancelled
+from ..backend.client import TSKDClient
+from ..volumeFiles import VolumeSnapshot, WriteCancelled, writeNrrd
 
 __all__ = [
     "ProjectProblem",
@@ -250,7 +250,7 @@ class ProjectLogic:
     """
 
     def __init__(self, settings: Any = None) -> None:
-        from .settingsStore import MemorySettings
+        from ..settingsStore import MemorySettings
 
         self.settings = settings if settings is not None else MemorySettings()
 

@@ -1,6 +1,6 @@
 """The "Backend server" panel (Slicer only): start/stop a local backend, or connect to a remote one.
 
-The decisions live in :class:`~SlicerTSKDLib.backendLogic.BackendLogic`, passed in (made in Slicer by
+The decisions live in :class:`~SlicerTSKDLib.backend.backendLogic.BackendLogic`, passed in (made in Slicer by
 :func:`makeBackendLogic`: a ``QProcessRunner``, ``qt.QSettings``, the per-user workspace); this file
 builds the widgets, polls the local backend's start-up from a ``qt.QTimer``, and checks a server in
 a worker thread (never on the GUI thread).
@@ -13,8 +13,8 @@ import qt
 
 from .backendLogic import RUNNING, BackendInfo, BackendLogic, BackendSettings, checkBackend
 from .client import TSKDClient
-from .environmentMarker import EnvironmentInfo
-from .session import SessionState
+from ..install.environmentMarker import EnvironmentInfo
+from ..session import SessionState
 
 __all__ = ["BackendWidget", "makeBackendLogic"]
 
@@ -25,9 +25,9 @@ def makeBackendLogic(session: SessionState) -> BackendLogic:
     import slicer
 
     from .backendLogic import LocalBackend, defaultWorkspace
-    from .environment import defaultEnvironmentRoot
-    from .hostContext import HostContext, childEnvironment
-    from .processRunner import QProcessRunner
+    from ..install.environment import defaultEnvironmentRoot
+    from ..hostContext import HostContext, childEnvironment
+    from ..processRunner import QProcessRunner
 
     host = HostContext.current(environment=slicer.util.startupEnvironment())
     return BackendLogic(LocalBackend(QProcessRunner(), submit=session.submit), qt.QSettings(),

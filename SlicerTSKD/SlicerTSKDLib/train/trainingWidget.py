@@ -4,7 +4,7 @@ stage, ETA, Dice, log.
 A ``qt.QTimer`` asks for the job's status every 2 s (the call runs in a worker thread; a new one is
 not sent while the previous one is out). The panel's state and decisions (the job it follows, what
 Resume continues, whether Start may send a job, the foundation model chooser, a weights download or
-import) are :class:`~SlicerTSKDLib.trainingLogic.TrainingLogic`'s, passed in; what a job status shows
+import) are :class:`~SlicerTSKDLib.train.trainingLogic.TrainingLogic`'s, passed in; what a job status shows
 is :func:`trainingLogic.jobDisplay`'s. This file only copies their values into widgets.
 """
 
@@ -17,7 +17,7 @@ import qt
 
 from .foundationLogic import NO_FOUNDATION_TEXT, FoundationLogic
 from .trainingLogic import TrainingLogic
-from .session import SessionState, showError, userMessage
+from ..session import SessionState, showError, userMessage
 
 __all__ = ["TrainingWidget"]
 

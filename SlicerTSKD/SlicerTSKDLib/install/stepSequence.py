@@ -1,11 +1,11 @@
-"""Running :class:`~SlicerTSKDLib.environment.Step` commands one at a time, driven by events.
+"""Running :class:`~SlicerTSKDLib.install.environment.Step` commands one at a time, driven by events.
 
 :class:`StepSequence` owns the plumbing every multi-command job needs: it starts a step through
 a :class:`~SlicerTSKDLib.processRunner.ProcessRunner`, splits the output into lines for the log
 view and a log file, estimates progress (pip lines for pip steps), handles cancel (kills the
 process tree) and ends with one ``finished`` signal. What follows each step is decided by the
 subclass in :meth:`StepSequence._stepFinished`, which may start the next step, end the sequence,
-or raise :class:`~SlicerTSKDLib.environment.SetupError` to fail it. Nothing here waits.
+or raise :class:`~SlicerTSKDLib.install.environment.SetupError` to fail it. Nothing here waits.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Callable, List, Mapping, Optional
 
 from .environment import SetupError, Step, failureHint
 from .pipProgress import PipProgress
-from .processRunner import KILLED, ProcessRunner
-from .signal import Signal
+from ..processRunner import KILLED, ProcessRunner
+from ..signal import Signal
 
 __all__ = ["StepSequence", "IDLE", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 

@@ -22,7 +22,7 @@ validation Dice, the log tail and which buttons apply. The widget polls the stat
 **The panel's state.** :class:`TrainingLogic` holds what the Train panel decides: the job it
 follows, the one *Resume* continues, whether *Start* may send anything (a project without a
 labelled case gets :data:`NO_LABELLED_CASES` and no request), the foundation model chooser
-(:func:`~SlicerTSKDLib.foundationLogic.foundationView`) and a weights download or import in
+(:func:`~SlicerTSKDLib.train.foundationLogic.foundationView`) and a weights download or import in
 progress. The panel (``trainingWidget.py``) gets it in its constructor.
 """
 

@@ -8,7 +8,7 @@ module's process runner, with progress and Cancel; Segment and Live are disabled
 declined or impossible, the backend segments instead (``client.predict``, also in a worker thread).
 
 The decisions (where to run, the install, the ROI, temporary folders) are
-:class:`~SlicerTSKDLib.segmentationLogic.SegmentationLogic`'s, passed in; this class only shows
+:class:`~SlicerTSKDLib.segment.segmentationLogic.SegmentationLogic`'s, passed in; this class only shows
 them and makes the Qt calls.
 
 Live mode observes the red slice view: after a short pause in scrolling (debounce timer) it
@@ -28,12 +28,12 @@ import qt
 import slicer
 import vtk
 
-from . import sceneData
+from .. import sceneData
 from .segmentationLogic import (ASK, BACKEND, HERE, INSTALLING, ONNX_FAILED, ONNX_PROMPT, LiveSegmentation,
                                 SegmentationLogic, applyLabelsToSegmentation, liveSegmenter, packageLabels, segmentArray)
-from .volumeFiles import writeNrrd
-from .session import SessionState, showError, userMessage
-from .trainingLogic import modelTitle
+from ..volumeFiles import writeNrrd
+from ..session import SessionState, showError, userMessage
+from ..train.trainingLogic import modelTitle
 
 __all__ = ["SegmentationWidget", "defaultModelCacheFolder", "makeSegmentationLogic"]
 
@@ -44,8 +44,8 @@ _DEBOUNCE_MS = 120
 
 def defaultModelCacheFolder() -> str:
     """Per-user folder of downloaded student packages (next to the backend environment folder)."""
-    from .environment import defaultEnvironmentRoot
-    from .hostContext import HostContext
+    from ..install.environment import defaultEnvironmentRoot
+    from ..hostContext import HostContext
 
     root = defaultEnvironmentRoot(HostContext.current(environment=slicer.util.startupEnvironment()))
     return os.path.join(os.path.dirname(root), "models")
@@ -59,8 +59,8 @@ def makeSegmentationLogic(moduleDir: str) -> SegmentationLogic:
     """
     import shutil
 
-    from .processRunner import QProcessRunner
-    from .runtimeSetup import OnnxruntimeInstall, pipInstallCommand
+    from ..processRunner import QProcessRunner
+    from ..install.runtimeSetup import OnnxruntimeInstall, pipInstallCommand
     from .segmentationLogic import ModelCache
 
     python = shutil.which("PythonSlicer")

@@ -6,7 +6,7 @@ volume and segmentation as a training case, list and delete cases. Taking the ca
 to the backend run in a worker thread, with the progress in the status line.
 
 The decisions (which project to show, the texts, what a new project or case is made of) are
-:class:`~SlicerTSKDLib.projectLogic.ProjectLogic`'s, passed in; this class only shows them and
+:class:`~SlicerTSKDLib.train.projectLogic.ProjectLogic`'s, passed in; this class only shows them and
 makes the Qt calls.
 """
 
@@ -18,7 +18,7 @@ import ctk
 import qt
 
 from .projectLogic import ProjectLogic, caseRows, projectTitle, writeAndUploadTrainingCase
-from .session import SessionState, showError
+from ..session import SessionState, showError
 
 __all__ = ["ProjectWidget"]
 

@@ -2,11 +2,11 @@
 
 :class:`EnvironmentPanelLogic` holds what the panel (``installWidget.py``) decides: which choices
 are remembered in the settings and their defaults (:class:`EnvironmentChoices`), how the choices
-become :class:`~SlicerTSKDLib.environment.EnvironmentOptions` (the PyTorch build and index, the
+become :class:`~SlicerTSKDLib.install.environment.EnvironmentOptions` (the PyTorch build and index, the
 extra pip arguments; a quote left open or an empty custom index is refused before anything runs),
 the status line of each environment state, when Set up, Use existing, Cancel and Retry apply,
 and what a finished set-up leads to (the status line, ``environmentReady`` when it is ready).
-The set-up itself is :class:`~SlicerTSKDLib.environmentSetup.EnvironmentSetup`, run on a
+The set-up itself is :class:`~SlicerTSKDLib.install.environmentSetup.EnvironmentSetup`, run on a
 process runner made by ``runnerFactory`` (``QProcessRunner`` in Slicer), one per set-up.
 """
 
@@ -21,9 +21,9 @@ from typing import Any, Callable, Optional
 from .environment import EnvironmentOptions, defaultEnvironmentRoot, shippedBackendVersion
 from .environmentMarker import BROKEN, NOT_SET_UP, OUTDATED, READY, EnvironmentInfo, environmentState
 from .environmentSetup import CANCELLED, FAILED, IDLE, EnvironmentSetup
-from .hostContext import HostContext
-from .processRunner import ProcessRunner
-from .signal import Signal
+from ..hostContext import HostContext
+from ..processRunner import ProcessRunner
+from ..signal import Signal
 
 __all__ = [
     "EnvironmentPanelLogic",
@@ -141,7 +141,7 @@ class EnvironmentPanelLogic:
 
     def __init__(self, host: HostContext, backendSourceDir: str, runnerFactory: Callable[[], ProcessRunner],
                  settings: Any = None) -> None:
-        from .settingsStore import MemorySettings
+        from ..settingsStore import MemorySettings
 
         self.host = host
         self.backendSourceDir = backendSourceDir or ""

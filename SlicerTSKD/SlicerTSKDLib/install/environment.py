@@ -13,7 +13,7 @@ virtual environment in a per-user folder (``rootDir``)::
 
 This module is pure planning: :func:`planInstall` turns options and what was discovered (base
 interpreter, PyTorch build) into a list of :class:`Step` commands; running them is
-:class:`SlicerTSKDLib.environmentSetup.EnvironmentSetup`'s job.
+:class:`SlicerTSKDLib.install.environmentSetup.EnvironmentSetup`'s job.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .hostContext import HostContext
+from ..hostContext import HostContext
 from .pythonFinder import DEFAULT_PREFERRED_VERSIONS, PROBE_CODE, PythonInfo
 from .torchSelection import DEFAULT_CUDA_BUILDS, TorchBuild
 
@@ -273,7 +273,7 @@ def planInstall(
         options: what to set up.
         host: the machine.
         base: interpreter to create the environment from; None re-uses the existing ``venv``.
-        build: the PyTorch build (:func:`SlicerTSKDLib.torchSelection.chooseTorchBuild`).
+        build: the PyTorch build (:func:`SlicerTSKDLib.install.torchSelection.chooseTorchBuild`).
         constraintsText: the backend's ``constraints.txt`` (empty when there is none).
 
     The backend is installed from :attr:`EnvironmentOptions.stagedBackendDir` with the constraints

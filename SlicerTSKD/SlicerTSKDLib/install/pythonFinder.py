@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .hostContext import HostContext, findExecutable, isExecutableFile
+from ..hostContext import HostContext, findExecutable, isExecutableFile
 
 __all__ = [
     "PROBE_MARK",

@@ -1,6 +1,6 @@
 """Running "Set up local backend": discovery, then the planned commands, one process at a time.
 
-:class:`EnvironmentSetup` is event driven (see :class:`~SlicerTSKDLib.stepSequence.StepSequence`):
+:class:`EnvironmentSetup` is event driven (see :class:`~SlicerTSKDLib.install.stepSequence.StepSequence`):
 :meth:`start` launches the first command through a process runner and returns at once; each
 command's end decides and launches the next. In Slicer (``QProcessRunner``) the GUI stays
 responsive; in tests and headless use (``SubprocessRunner``) the owner pumps the runner's events.
@@ -40,8 +40,8 @@ from .environment import (
     venvPython,
 )
 from .environmentMarker import EnvironmentInfo, writeMarker
-from .hostContext import HostContext, childEnvironment
-from .processRunner import ProcessRunner
+from ..hostContext import HostContext, childEnvironment
+from ..processRunner import ProcessRunner
 from .pythonFinder import (
     PROBE_CODE,
     PythonCandidate,

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
-from .hostContext import HostContext, findExecutable, isExecutableFile
+from ..hostContext import HostContext, findExecutable, isExecutableFile
 
 __all__ = [
     "PYTORCH_INDEX_ROOT",

@@ -152,7 +152,7 @@ class FoundationLogic:
     """The chooser's backend calls (blocking: run them in a worker thread).
 
     Args:
-        client: a :class:`~SlicerTSKDLib.client.TSKDClient`.
+        client: a :class:`~SlicerTSKDLib.backend.client.TSKDClient`.
     """
 
     def __init__(self, client: Any) -> None:
@@ -188,7 +188,7 @@ class WeightsDownload:
     """The backend's download of one catalog model, followed by polling (each call blocks briefly).
 
     Args:
-        client: a :class:`~SlicerTSKDLib.client.TSKDClient`.
+        client: a :class:`~SlicerTSKDLib.backend.client.TSKDClient`.
         name: the catalog name (``medsam-vit-b``...).
     """
 
@@ -237,7 +237,7 @@ class WeightsImport:
     meanwhile.
 
     Args:
-        client: a :class:`~SlicerTSKDLib.client.TSKDClient`.
+        client: a :class:`~SlicerTSKDLib.backend.client.TSKDClient`.
         path: the file (``.pth``, ``.safetensors``...).
         name: the name to record it under (default: the backend chooses: catalog name or file name).
     """
