@@ -62,7 +62,7 @@ from tskd.pipeline.run_folder import RunFolder
 from tskd.pipeline.student_stage import StageContext, fit_stage, supervised_budget
 from tskd.student import DistillationTask, SupervisedTask, build_student
 from tskd.student.storage import load_student
-from tskd.synthesis.transfer_set import TransferSetDataset
+from tskd.data.transfer_set import TransferSetDataset
 
 logger = logging.getLogger("bench_student_training")
 

@@ -28,7 +28,7 @@ from tskd.pipeline.run_folder import RunFolder
 from tskd.pipeline.student_stage import StageContext, fit_stage, new_student
 from tskd.runtime import OnnxSegmenter, StudentPackage
 from tskd.student import DistillationTask
-from tskd.synthesis.transfer_set import TransferSetDataset, TransferSetWriter
+from tskd.data.transfer_set import TransferSetDataset, TransferSetWriter
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 

@@ -1,6 +1,6 @@
 """Building a transfer set on disk, a shard at a time, resumable after a crash.
 
-See :mod:`tskd.synthesis.transfer_set` for the folder layout and what a crash can lose.
+See :mod:`tskd.data.transfer_set` for the folder layout and what a crash can lose.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from tskd.errors import DataError
-from tskd.synthesis import transfer_set_files as files
+from tskd.data import transfer_set_files as files
 
 __all__ = ["TransferSetWriter"]
 

@@ -1,7 +1,7 @@
 """Files of a transfer set folder and the crash-safe helpers that write them.
 
-The layout and its guarantees are described in :mod:`tskd.synthesis.transfer_set`; the writer
-(:mod:`tskd.synthesis.transfer_set_writer`) and the reader share these helpers.
+The layout and its guarantees are described in :mod:`tskd.data.transfer_set`; the writer
+(:mod:`tskd.data.transfer_set_writer`) and the reader share these helpers.
 """
 
 from __future__ import annotations

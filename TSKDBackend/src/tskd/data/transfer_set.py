@@ -40,9 +40,9 @@ import torch
 from torch.utils.data import Dataset
 
 from tskd.errors import DataError
-from tskd.synthesis import transfer_set_files as files
-from tskd.synthesis.transfer_set_files import NO_LABEL, SOURCES
-from tskd.synthesis.transfer_set_writer import TransferSetWriter
+from tskd.data import transfer_set_files as files
+from tskd.data.transfer_set_files import NO_LABEL, SOURCES
+from tskd.data.transfer_set_writer import TransferSetWriter
 
 __all__ = ["TransferSet", "TransferSetWriter", "TransferSetDataset", "TransferItem", "SOURCES", "NO_LABEL"]
 
