@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tskd.pipeline.benchmark.report import class_names
+from tskd.pipeline.comparison.report import class_names
 
 __all__ = ["plot_results"]
 

@@ -12,7 +12,7 @@ the distilled student itself, and the reference is its own row (``labelled_only`
 from __future__ import annotations
 
 from tskd.runconfig import PipelineConfig
-from tskd.pipeline.benchmark.methods.base import Method, with_changes
+from tskd.pipeline.comparison.methods.base import Method, with_changes
 
 __all__ = ["TSKD", "TSKD_NO_SYNTH"]
 

@@ -27,7 +27,7 @@ from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.benchmark.methods.base import Method, export_student, with_changes
+from tskd.pipeline.comparison.methods.base import Method, export_student, with_changes
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.student_stage import StageContext, TeacherEmbeddings, fit_stage, new_student, run_finetune_stage
 from tskd.student.base import FeatureProjector, StudentWithProjector, unwrap_student

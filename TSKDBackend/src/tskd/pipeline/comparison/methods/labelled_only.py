@@ -17,7 +17,7 @@ from typing import Any
 
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.benchmark.methods.base import Method, export_student
+from tskd.pipeline.comparison.methods.base import Method, export_student
 from tskd.pipeline.run_folder import RunFolder
 from tskd.pipeline.student_stage import StageContext, run_reference_stage, supervised_budget
 

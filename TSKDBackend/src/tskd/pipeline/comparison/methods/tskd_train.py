@@ -12,7 +12,7 @@ defaults.
 from __future__ import annotations
 
 from tskd.runconfig import PipelineConfig
-from tskd.pipeline.benchmark.methods.base import Method
+from tskd.pipeline.comparison.methods.base import Method
 
 __all__ = ["TSKD_TRAIN"]
 

@@ -16,7 +16,7 @@ import torch
 from tskd.data.dataset import Dataset
 from tskd.data.labels import LabelTable
 from tskd.inference.torch_model import TorchSliceModel
-from tskd.pipeline.benchmark.measure import test_metrics, time_per_slice
+from tskd.pipeline.comparison.measure import test_metrics, time_per_slice
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.teacher_stage import PREPROCESSING_JSON
 from tskd.preprocess import NormalizationSpec

@@ -1,6 +1,6 @@
 """The training methods the benchmark compares: TS-KD, its ablation and the paper's baselines.
 
-Each method is a :class:`~tskd.pipeline.benchmark.methods.base.Method` in :data:`METHODS`; it reuses the
+Each method is a :class:`~tskd.pipeline.comparison.methods.base.Method` in :data:`METHODS`; it reuses the
 pipeline's stages and the engine's training loop and ends with the export stage. See
 ``docs/benchmarks.md`` for what each one does and its training budget.
 """
@@ -8,12 +8,12 @@ pipeline's stages and the engine's training loop and ends with the export stage.
 from __future__ import annotations
 
 from tskd.errors import ConfigError
-from tskd.pipeline.benchmark.methods.base import Method
-from tskd.pipeline.benchmark.methods.labelled_only import LABELLED_ONLY
-from tskd.pipeline.benchmark.methods.mae import MAE
-from tskd.pipeline.benchmark.methods.task_agnostic_kd import TASK_AGNOSTIC_KD
-from tskd.pipeline.benchmark.methods.tskd_methods import TSKD, TSKD_NO_SYNTH
-from tskd.pipeline.benchmark.methods.tskd_train import TSKD_TRAIN
+from tskd.pipeline.comparison.methods.base import Method
+from tskd.pipeline.comparison.methods.labelled_only import LABELLED_ONLY
+from tskd.pipeline.comparison.methods.mae import MAE
+from tskd.pipeline.comparison.methods.task_agnostic_kd import TASK_AGNOSTIC_KD
+from tskd.pipeline.comparison.methods.tskd_methods import TSKD, TSKD_NO_SYNTH
+from tskd.pipeline.comparison.methods.tskd_train import TSKD_TRAIN
 
 __all__ = ["Method", "METHODS", "available_methods", "get_method", "parse_methods"]
 

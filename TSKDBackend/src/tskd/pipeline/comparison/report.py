@@ -101,7 +101,7 @@ def write_table_files(results: Sequence[dict[str, Any]], header: dict[str, Any],
     """Write the markdown (a header list, then the table), CSV and JSON files; return the markdown.
 
     Args:
-        results: one entry per method (see :func:`tskd.pipeline.benchmark.runner.run_benchmark`).
+        results: one entry per method (see :func:`tskd.pipeline.comparison.runner.run_benchmark`).
         header: settings shown above the table and stored in the JSON (dataset, split, teacher...).
     """
     rows = csv_rows(results)

@@ -1,7 +1,7 @@
 """``tskd benchmark``: every method trained on one split, each exported student scored on held-out
 test images, one table.
 
-The methods (:mod:`tskd.pipeline.benchmark.methods`) share the split, the prepared slices and, for TS-KD and
+The methods (:mod:`tskd.pipeline.comparison.methods`) share the split, the prepared slices and, for TS-KD and
 its ablation, the fine-tuned teacher (trained once in ``OUT/shared``, hard-linked into their run
 folders). Each method's run folder resumes like ``tskd train``; a method whose test result exists
 is not run again. A failing method does not stop the others: its error goes into the table.
@@ -22,14 +22,14 @@ from tskd.atomic import write_json
 from tskd.data.dataset import Dataset, load_dataset
 from tskd.errors import CancelledError
 from tskd.log import add_file_handler
-from tskd.pipeline.benchmark.folders import BenchmarkFolder, share_stage
-from tskd.pipeline.benchmark.measure import package_facts, test_metrics, time_per_slice
-from tskd.pipeline.benchmark.plot import plot_results
-from tskd.pipeline.benchmark.report import finite_json, write_table_files
-from tskd.pipeline.benchmark.split import load_or_make_split, run_split_file
-from tskd.pipeline.benchmark.teacher_reference import TEACHER_ROW, teacher_reference
+from tskd.pipeline.comparison.folders import BenchmarkFolder, share_stage
+from tskd.pipeline.comparison.measure import package_facts, test_metrics, time_per_slice
+from tskd.pipeline.comparison.plot import plot_results
+from tskd.pipeline.comparison.report import finite_json, write_table_files
+from tskd.pipeline.comparison.split import load_or_make_split, run_split_file
+from tskd.pipeline.comparison.teacher_reference import TEACHER_ROW, teacher_reference
 from tskd.runconfig import PipelineConfig
-from tskd.pipeline.benchmark.methods import Method, get_method
+from tskd.pipeline.comparison.methods import Method, get_method
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import ProgressReporter
@@ -47,7 +47,7 @@ _STAGE_FOLDERS = ("teacher", "synthesis", "student/mae", "student/distill", "stu
 
 @dataclass(frozen=True)
 class TimingSettings:
-    """How the time per slice is measured (see :func:`tskd.pipeline.benchmark.measure.time_per_slice`)."""
+    """How the time per slice is measured (see :func:`tskd.pipeline.comparison.measure.time_per_slice`)."""
 
     batch_size: int = 16
     repeats: int = 10
@@ -185,10 +185,10 @@ def run_benchmark(
 
     Args:
         data_path: the dataset folder or manifest.
-        out: the benchmark folder (created, or resumed; see :mod:`tskd.pipeline.benchmark.folders`).
+        out: the benchmark folder (created, or resumed; see :mod:`tskd.pipeline.comparison.folders`).
         config: the pipeline config every method starts from (``data.max_labelled``: labelled
             training cases; ``teacher.base``: the foundation checkpoint or ``none``).
-        methods: method names (see :func:`tskd.pipeline.benchmark.methods.available_methods`).
+        methods: method names (see :func:`tskd.pipeline.comparison.methods.available_methods`).
         test_fraction: share of the labelled subjects held out as the test set.
         timing: how the time per slice is measured.
         progress: progress display for the training stages (default: the console).
