@@ -15,8 +15,8 @@ from tskd.suggest import (
     combine_scores,
     normalized_entropy,
     score_volume,
-    soft_dice_disagreement,
     softmax,
+    total_variation_distance,
 )
 
 
@@ -64,20 +64,17 @@ def test_softmax_of_large_logits_is_finite_and_sums_to_one():
     assert p[0, 0, 0, 0] == pytest.approx(1.0)
 
 
-def test_disagreement_is_zero_for_equal_masks_one_for_disjoint_and_zero_on_empty_slices():
-    left = np.zeros((8, 8), bool)
-    left[:, :4] = True
-    right = ~left
-
-    def probs(*masks):
-        return np.stack([np.stack([1 - m.astype(np.float32), m.astype(np.float32)]) for m in masks])
-    student = probs(left, left, np.zeros((8, 8), bool), left)
-    teacher = probs(left, right, np.zeros((8, 8), bool), left & (np.arange(8) < 2)[None, :])
-    values = soft_dice_disagreement(student, teacher)
-    # equal: 0; disjoint: 1; both empty: 0; half the student's mask: 1 - 2*16/(32+16) = 1/3
-    np.testing.assert_allclose(values, [0.0, 1.0, 0.0, 1 / 3], atol=1e-6)
+def test_disagreement_is_the_mean_total_variation_distance():
+    a = np.zeros((1, 3, 4, 4), np.float32)
+    a[:, 0] = 1.0
+    b = a.copy()
+    b[..., :2] = 0.0
+    b[:, 1, :, :2] = 1.0  # certain of another class on half the pixels
+    c = np.full_like(a, 1 / 3)  # uniform everywhere
+    values = total_variation_distance(np.concatenate([a, a, a]), np.concatenate([a, b, c]))
+    np.testing.assert_allclose(values, [0.0, 0.5, 2 / 3], atol=1e-6)
     with pytest.raises(ValueError, match="one shape"):
-        soft_dice_disagreement(student, teacher[:, :1])
+        total_variation_distance(a, a[:, :2])
 
 
 def test_combined_score_weights_the_teacher_term():

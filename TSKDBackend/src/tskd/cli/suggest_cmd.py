@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rank the unlabelled slices and cases most worth labelling next",
         description="Score every slice of the dataset's unlabelled cases with the run's student (its mean "
         "normalised entropy) and, when the run has a trained teacher, the teacher-student disagreement "
-        "(1 - soft Dice); print the slices to label next, at most a few per case and spread out "
+        "(total-variation distance of their class probabilities); print the slices to label next, at most a few per case and spread out "
         "(a chosen slice lowers its neighbours' scores), and the cases ranked by the mean of their best slices.",
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -17,7 +17,7 @@ from tskd.suggest.scoring import (
     combine_scores,
     normalized_entropy,
     score_volume,
-    soft_dice_disagreement,
+    total_variation_distance,
     softmax,
 )
 from tskd.suggest.select import CaseScore, SliceCandidate, Suggestion, explain, rank_cases, select
@@ -37,7 +37,7 @@ __all__ = [
     "VolumeScores",
     "softmax",
     "normalized_entropy",
-    "soft_dice_disagreement",
+    "total_variation_distance",
     "combine_scores",
     "score_volume",
     "SliceCandidate",

@@ -25,7 +25,7 @@ __all__ = [
     "VolumeScores",
     "softmax",
     "normalized_entropy",
-    "soft_dice_disagreement",
+    "total_variation_distance",
     "combine_scores",
     "score_volume",
     "teacher_matches",
@@ -60,31 +60,23 @@ def normalized_entropy(probs: np.ndarray) -> np.ndarray:
     return np.clip(entropy.mean(axis=(1, 2), dtype=np.float64) / np.log(probs.shape[1]), 0.0, 1.0)
 
 
-def soft_dice_disagreement(student: np.ndarray, teacher: np.ndarray, *, min_pixel_mass: float = 1.0) -> np.ndarray:
-    """``1 - soft Dice`` of two models' probabilities, per slice, over the foreground classes.
-
-    A foreground class counts on a slice when the two models' probabilities of it sum to at least
-    ``min_pixel_mass`` pixels; a slice where no class counts (both see background only) scores 0.
+def total_variation_distance(student: np.ndarray, teacher: np.ndarray) -> np.ndarray:
+    """Mean over each slice's pixels of the total-variation distance of two models' class
+    probabilities, ``0.5 * sum_k |p_k - q_k|``.
 
     Args:
-        student, teacher: probabilities ``(B, K, H, W)`` on the same grid, channel 0 background.
-        min_pixel_mass: see above.
+        student, teacher: probabilities ``(B, K, H, W)`` on the same grid.
 
     Returns:
-        float64 ``(B,)`` in 0..1 (0: the same soft masks, 1: disjoint ones).
+        float64 ``(B,)`` in 0..1 (0: the same probabilities everywhere, 1: certain of different
+        classes everywhere).
     """
     student = np.asarray(student, dtype=np.float32)
     teacher = np.asarray(teacher, dtype=np.float32)
     if student.shape != teacher.shape or student.ndim != 4:
         raise ValueError(f"expected two (B, K, H, W) arrays of one shape, got {student.shape} and {teacher.shape}")
-    p, q = student[:, 1:], teacher[:, 1:]
-    overlap = (p * q).sum(axis=(2, 3), dtype=np.float64)
-    mass = p.sum(axis=(2, 3), dtype=np.float64) + q.sum(axis=(2, 3), dtype=np.float64)
-    counts = mass >= max(float(min_pixel_mass), 1e-6)
-    dice = np.where(counts, 2.0 * overlap / np.maximum(mass, 1e-12), 1.0)
-    present = counts.sum(axis=1)
-    disagreement = np.where(counts, 1.0 - dice, 0.0).sum(axis=1) / np.maximum(present, 1)
-    return np.clip(disagreement, 0.0, 1.0)
+    distance = 0.5 * np.abs(student - teacher).sum(axis=1)  # (B, H, W)
+    return np.clip(distance.mean(axis=(1, 2), dtype=np.float64), 0.0, 1.0)
 
 
 def combine_scores(entropy: np.ndarray, disagreement: Optional[np.ndarray], teacher_weight: float) -> np.ndarray:
@@ -102,7 +94,7 @@ class VolumeScores:
 
     Attributes:
         entropy: ``(n,)`` the student's normalised entropy per slice.
-        disagreement: ``(n,)`` teacher-student ``1 - soft Dice`` per slice (None without a teacher).
+        disagreement: ``(n,)`` teacher-student total-variation distance per slice (None without a teacher).
         score: ``(n,)`` the combined score (:func:`combine_scores`).
         axis: the numpy axis the slices were cut along.
     """
@@ -170,7 +162,7 @@ def score_volume(
     teacher_spec = resolve_normalization(volume, teacher.normalization) if teacher is not None else None
     total = slices.shape[0]
     entropy = np.zeros(total)
-    disagreement = np.zeros(total) if teacher is not None else None
+    distance = np.zeros(total) if teacher is not None else None
     for start in range(0, total, config.batch_size):
         if cancel is not None and cancel():
             raise CancelledError("scoring cancelled")
@@ -182,5 +174,5 @@ def score_volume(
             q = _probabilities(teacher, raw, teacher_spec, int(teacher.input_size))
             if q.shape[-1] != size:
                 q = resize_bilinear(q, (size, size))
-            disagreement[start:stop] = soft_dice_disagreement(p, q, min_pixel_mass=config.min_pixel_mass)
-    return VolumeScores(entropy, disagreement, combine_scores(entropy, disagreement, config.teacher_weight), axis)
+            distance[start:stop] = total_variation_distance(p, q)
+    return VolumeScores(entropy, distance, combine_scores(entropy, distance, config.teacher_weight), axis)

@@ -28,7 +28,7 @@ class SliceCandidate:
         slice_index: its index along ``axis`` (the student's slice axis).
         score: the combined score (0..1).
         entropy: the student's normalised entropy (0..1).
-        disagreement: the teacher-student ``1 - soft Dice`` (None without a teacher).
+        disagreement: the teacher-student total-variation distance (None without a teacher).
         axis: the numpy axis of the case's ``(k, j, i)`` array the slice is cut along.
     """
 
@@ -89,7 +89,7 @@ def explain(candidate: SliceCandidate, teacher_weight: float) -> str:
     w = float(teacher_weight) if candidate.disagreement is not None else 0.0
     terms = [((1.0 - w) * candidate.entropy, f"uncertain student (entropy {candidate.entropy:.2f})")]
     if candidate.disagreement is not None:
-        terms.append((w * candidate.disagreement, f"teacher disagrees (1 - Dice {candidate.disagreement:.2f})"))
+        terms.append((w * candidate.disagreement, f"teacher disagrees (distance {candidate.disagreement:.2f})"))
     total = sum(share for share, _ in terms)
     if total <= 0:
         return "no uncertainty found (every slice scores 0)"

@@ -248,7 +248,7 @@ def suggest(
     start = time.perf_counter()
     student = load_student(model, backend=backend, threads=threads, device=device)
     cases = list_cases(data, include_labelled=include_labelled)
-    teacher, note = (None, "left out (--no-teacher)")
+    teacher, note = (None, "not used (--no-teacher)")
     if use_teacher:
         teacher, note = load_teacher(model, device=device)
     if teacher is not None:
