@@ -246,8 +246,8 @@ def suggest(
     """
     config = config or SuggestConfig()
     start = time.perf_counter()
+    cases = list_cases(data, include_labelled=include_labelled)  # cheap: headers only
     student = load_student(model, backend=backend, threads=threads, device=device)
-    cases = list_cases(data, include_labelled=include_labelled)
     teacher, note = (None, "not used (--no-teacher)")
     if use_teacher:
         teacher, note = load_teacher(model, device=device)
