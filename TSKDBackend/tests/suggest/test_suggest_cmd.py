@@ -92,3 +92,25 @@ def test_a_dataset_with_every_case_labelled_needs_include_labelled(run_folder, t
     assert "all 2 cases are labelled" in capsys.readouterr().err
     assert main(["suggest", "--model", str(run_folder), "--data", str(data), "--include-labelled", "--top", "2"]) == 0
     assert "case_00" in capsys.readouterr().out
+
+
+def test_a_package_zip_is_scored_without_a_teacher(run_folder, dataset, tmp_path):
+    from tskd.export import zip_package
+    from tskd.suggest import suggest
+
+    zipped = zip_package(run_folder, tmp_path / "model.tskd.zip")
+    result = suggest(zipped, dataset, config=None, threads=1)
+    assert not result.teacher_used and "student package, not a run folder" in result.teacher_note
+    assert {c.case_id for c in result.cases} == {"case_002", "case_003"}
+
+
+def test_the_help_shows_the_config_defaults(capsys):
+    # the parser repeats SuggestConfig's defaults so that 'tskd --help' imports nothing heavy
+    from tskd.suggest import SuggestConfig
+
+    with pytest.raises(SystemExit):
+        main(["suggest", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    defaults = SuggestConfig()
+    assert f"suggested slices (default: {defaults.top})" in text
+    assert f"at most M slices per case (default: {defaults.max_per_case})" in text

@@ -117,7 +117,10 @@ def load_teacher(model: PathLike, *, device: str = "cpu", base: Optional[PathLik
     """
     from tskd.teacher.storage import TEACHER_JSON
 
-    folder = Path(model).expanduser() / "teacher"
+    root = Path(model).expanduser()
+    if not root.is_dir() or (root / METADATA_NAME).is_file():
+        return None, f"{root} is a student package, not a run folder: no teacher (student entropy only)"
+    folder = root / "teacher"
     if not (folder / TEACHER_JSON).is_file():
         return None, f"no trained teacher in {folder} (student entropy only)"
     from tskd.inference.teacher_model import load_teacher_slice_model
