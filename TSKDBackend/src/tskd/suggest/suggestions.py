@@ -146,9 +146,16 @@ def list_cases(data: PathLike, *, include_labelled: bool = False) -> list[Case]:
     if not path.exists():
         raise DataError(f"{path}: not found; give a dataset folder, a manifest, or a folder of images")
     try:
-        cases = build_dataset(path).cases
+        dataset = build_dataset(path)
     except DataError as exc:
         cases = _plain_images(path, exc)
+    else:
+        cases = dataset.cases
+        for problem in dataset.errors:  # files left out: unreadable, empty, several channels...
+            logger.info("%s", problem)
+        if dataset.errors:
+            logger.warning("%d file(s) of %s were left out; 'tskd data check %s' lists why",
+                           len(dataset.errors), path, path)
     if not cases:
         raise DataError(f"{path}: holds no usable images to score; run 'tskd data check {path}' to see why")
     if include_labelled:
