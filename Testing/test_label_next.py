@@ -190,7 +190,7 @@ def test_the_list_polls_then_jumps_predicts_once_and_loads_missing_cases(monkeyp
     from SlicerTSKDLib.sceneData import arrayFromMatrix, ijkToWorldArray
 
     assert sliceIndexForView(arrayFromMatrix(views["Red"].GetSliceToRAS()), ijkToWorldArray(current), red, 0) == 5
-    assert predicted == ["case_002"] and "slice 5" in widget.statusLabel.text
+    assert predicted == ["case_002"] and widget.statusLabel.text == "'case_002', slice 5: uncertain student."
     widget.table.trigger("cellClicked(int,int)", 2, 0)  # the same volume again: jump only (corrections are kept)
     assert sliceIndexForView(arrayFromMatrix(views["Red"].GetSliceToRAS()), ijkToWorldArray(current), red, 0) == 1
     assert predicted == ["case_002"]
@@ -209,5 +209,10 @@ def test_the_list_polls_then_jumps_predicts_once_and_loads_missing_cases(monkeyp
     widget.table.trigger("cellClicked(int,int)", 0, 0)  # back to case_002, in the scene: no download, no new prediction
     assert data.volumeNode().GetID() == current.GetID() and session.client.downloaded == [("p1", "new_scan")]
     assert predicted == ["case_002", "new_scan"]
+    for node in views.values():  # every view tilted: the jump still happens, and the panel says how to see it
+        node.SetSliceToRASByNTP(0.0, 0.5, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
+        node.UpdateMatrices()
+    widget.table.trigger("cellClicked(int,int)", 0, 0)
+    assert "align one ('Rotate to volume plane'" in widget.statusLabel.text
     session.setProject({"id": "p2"})
     assert widget.table.tableTexts() == [] and not widget.pollTimer.active

@@ -212,6 +212,23 @@ class LabelNextLogic:
         jumpSliceViews(scene, ras)
         return ras
 
+    @staticmethod
+    def shownInAView(scene: Any, volumeNode: Any, row: SuggestionRow) -> bool:
+        """Whether some slice view now shows the row's slice (one lies across the slicing axis); False
+        when every view is tilted against the volume's slices (the user may align one)."""
+        from .. import sceneData
+        from .segmentationLogic import sliceIndexForView
+        import slicer
+
+        shape = slicer.util.arrayFromVolume(volumeNode).shape
+        ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
+        nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
+        for n in range(nodes.GetNumberOfItems()):
+            sliceToRas = sceneData.arrayFromMatrix(nodes.GetItemAsObject(n).GetSliceToRAS())
+            if sliceIndexForView(sliceToRas, ijkToWorld, shape, row.axis) == row.sliceIndex:
+                return True
+        return False
+
     def needsPrediction(self, volumeNode: Any, hasSegmentation: bool) -> bool:
         """Whether to show the student's result on ``volumeNode`` as the starting point to correct: the
         first time a volume is visited from the list, unless a segmentation of it is already chosen;

@@ -96,7 +96,11 @@ class LabelNextWidget:
         if answer.get("status") == COMPUTING:
             self.pollTimer.start()
             return
-        self.rows = suggestionRows(answer)
+        try:
+            self.rows = suggestionRows(answer)
+        except ValueError as exc:
+            self._failed(exc)
+            return
         self.table.setRowCount(len(self.rows))
         for r, row in enumerate(self.rows):
             for c, text in enumerate(row.texts()):
@@ -134,8 +138,11 @@ class LabelNextWidget:
             showError(exc, self.session)
 
     def _loaded(self, path: str, row: SuggestionRow) -> None:
-        volume = self.logic.findVolume(slicer.mrmlScene, row.case)  # loaded meanwhile by another click?
-        self._goTo(volume if volume is not None else self.logic.load(path, row.case), row)
+        try:
+            volume = self.logic.findVolume(slicer.mrmlScene, row.case)  # loaded meanwhile by another click?
+            self._goTo(volume if volume is not None else self.logic.load(path, row.case), row)
+        except Exception as exc:
+            showError(exc, self.session)
 
     def _goTo(self, volume: Any, row: SuggestionRow) -> None:
         current = self.data.volumeNode()
@@ -144,7 +151,11 @@ class LabelNextWidget:
             self.data.volumeSelector.setCurrentNode(volume)
             self.data.segmentationSelector.setCurrentNode(None)  # the old one belongs to the old volume
         self.logic.jumpTo(slicer.mrmlScene, volume, row)
-        self.statusLabel.text = "'{}', slice {}: {}.".format(row.case, row.sliceIndex, row.why)
+        text = "'{}', slice {}: {}.".format(row.case, row.sliceIndex, row.why)
+        if not self.logic.shownInAView(slicer.mrmlScene, volume, row):
+            text += (" No view lies along the volume's slices: align one ('Rotate to volume plane' in the view's "
+                     "menu) to see exactly that slice.")
+        self.statusLabel.text = text
         if self.logic.needsPrediction(volume, hasSegmentation=self.data.segmentationNode() is not None):
             self.segment()
 
