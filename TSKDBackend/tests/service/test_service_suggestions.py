@@ -175,3 +175,17 @@ def test_no_model_or_nothing_unlabelled_is_409(server, project, phantom_files, c
         client.suggestions(project["id"])
     assert err.value.status == 409 and "no unlabelled case" in err.value.message
     assert "without a label" in err.value.message and calls["count"] == 0
+
+
+def test_the_cache_survives_a_restart(make_server, phantom_files, calls):
+    server = make_server()
+    project = server.client().create_project("phantoms", project_labels())
+    model_id = trained(server, project, phantom_files)
+    first = wait_done(server.client(), project["id"])
+    assert first["status"] == "done" and calls["count"] == 1
+    server.stop()
+    again = make_server()  # the same workspace
+    client = again.client()
+    assert client.suggestions(project["id"]) == first  # from the file, at once
+    assert client.suggestions(project["id"], model_id=model_id) == first  # the latest model is this one
+    assert calls["count"] == 1
