@@ -133,11 +133,17 @@ class FakeClient:
 
     def __init__(self, answers, image) -> None:
         self.answers, self.image = list(answers), image
-        self.asked, self.downloaded = [], []
+        self.asked, self.downloaded, self.uploaded = [], [], []
 
     def suggestions(self, projectId, model_id=None, retry=False):
         self.asked.append((projectId, model_id, retry))
         return self.answers.pop(0)
+
+    def upload_case(self, projectId, name, imagePath, labelPath=None, replace=False):
+        from tskd.data.image import read_image
+
+        self.uploaded.append((projectId, name, read_image(imagePath).array.shape, labelPath))
+        return {"name": name, "labelled": False}
 
     def download_case_image(self, projectId, name, dest):
         from tskd.data.image import write_image
@@ -214,5 +220,12 @@ def test_the_list_polls_then_jumps_predicts_once_and_loads_missing_cases(monkeyp
         node.UpdateMatrices()
     widget.table.trigger("cellClicked(int,int)", 0, 0)
     assert "align one ('Rotate to volume plane'" in widget.statusLabel.text
+    changed = []
+    session.casesChanged.connect(lambda: changed.append(True))
+    widget.addVolumeButton.trigger("clicked()")  # the selected volume, uploaded without a label to be ranked
+    pumpUntil(session)
+    assert session.client.uploaded == [("p1", "case_002", slicer.util.arrayFromVolume(current).shape, None)]
+    assert widget.statusLabel.text == "Added 'case_002' without a label: Refresh suggestions to rank it."
+    assert changed == [True] and widget.addVolumeButton.enabled and errors == []
     session.setProject({"id": "p2"})
     assert widget.table.tableTexts() == [] and not widget.pollTimer.active

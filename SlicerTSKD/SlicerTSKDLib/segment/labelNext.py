@@ -11,6 +11,9 @@ panel asks again after :data:`POLL_MS`). Each row is ``case, slice, score, why``
   downloaded (``client.download_case_image``, worker thread) into the per-user cases folder,
   loaded into the scene (GUI thread) and then jumped to.
 
+Only cases uploaded without a label are ranked: "Add volume to rank" uploads the selected volume so
+(:meth:`LabelNextLogic.uploadUnlabelled`).
+
 The first time a volume is visited from the list the student's prediction is shown as the
 starting point to correct (the panel's own "Segment volume"); later visits only jump, so
 corrections already made are never overwritten (:meth:`LabelNextLogic.needsPrediction`).
@@ -175,6 +178,24 @@ class LabelNextLogic:
         if not os.path.isfile(path):
             client.download_case_image(projectId, caseName, path)
         return path
+
+    @staticmethod
+    def uploadUnlabelled(task: Any, client: Any, projectId: str, caseName: str, snapshot: Any) -> Dict[str, Any]:
+        """Worker-thread task (``passTask=True``): write the volume (a :class:`VolumeSnapshot` taken on the
+        GUI thread) and upload it as a case without a label, to be ranked; the file is removed after."""
+        import tempfile
+
+        from ..backgroundTasks import TaskCancelled
+        from ..train.projectLogic import safeCaseName, uploadTrainingCase
+        from ..volumeFiles import WriteCancelled, writeNrrd
+
+        folder = tempfile.mkdtemp(prefix="SlicerTSKD-unlabelled-")
+        try:
+            imagePath = writeNrrd(snapshot, os.path.join(folder, safeCaseName(caseName) + ".nrrd"),
+                                  cancel=task.isCancelled)
+        except WriteCancelled:
+            raise TaskCancelled("Uploading case") from None
+        return uploadTrainingCase(client, projectId, caseName, imagePath, None)
 
     # -- the scene (GUI thread) ----------------------------------------------------------------
     @staticmethod

@@ -5,7 +5,8 @@
 asks again every :data:`~SlicerTSKDLib.segment.labelNext.POLL_MS`. A click on a row goes to that
 slice: the volume of the case if the scene has it, else the case downloaded from the backend
 (worker thread) and loaded; the first visit shows the student's prediction (the panel's
-"Segment volume") as the starting point to correct.
+"Segment volume") as the starting point to correct. "Add volume to rank" uploads the selected
+volume as a case without a label (only those are ranked).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import ctk
 import qt
 import slicer
 
+from .. import sceneData
 from ..session import SessionState, showError
 from .labelNext import COMPUTING, POLL_MS, LabelNextLogic, SuggestionRow, answerMessage, suggestionRows
 
@@ -64,12 +66,19 @@ class LabelNextWidget:
         self.table.toolTip = ("The unlabelled cases' slices the model is least sure of. Click one to go to it; the "
                               "first visit of a case shows the student's result to correct.")
         layout.addRow(self.table)
+        row = qt.QHBoxLayout()
         self.refreshButton = qt.QPushButton("Refresh suggestions")
-        layout.addRow(self.refreshButton)
+        self.addVolumeButton = qt.QPushButton("Add volume to rank (no label)")
+        self.addVolumeButton.toolTip = ("Uploads the selected volume to the project without a label, so that the "
+                                        "suggestions rank its slices.")
+        row.addWidget(self.refreshButton)
+        row.addWidget(self.addVolumeButton)
+        layout.addRow(row)
         self.statusLabel = qt.QLabel()
         self.statusLabel.wordWrap = True
         layout.addRow(self.statusLabel)
         self.refreshButton.connect("clicked()", lambda: self.refresh())
+        self.addVolumeButton.connect("clicked()", self.onAddVolume)
         self.table.connect("cellClicked(int,int)", lambda row, column: self.onRowClicked(row))
         session.projectChanged.connect(lambda project: self._clear())
 
@@ -117,6 +126,35 @@ class LabelNextWidget:
         self.rows = []
         self.table.setRowCount(0)
         self.statusLabel.text = ""
+
+    def onAddVolume(self) -> None:
+        """Upload the selected volume as a case without a label (the project panel uploads labelled ones)."""
+        volume = self.data.volumeNode()
+        try:
+            client, project = self.session.requireClient(), self.session.requireProject()
+            if volume is None:
+                self.statusLabel.text = "Select the volume to add first."
+                return
+            snapshot, name = sceneData.volumeSnapshot(volume), volume.GetName()  # a copy; written in the worker
+        except Exception as exc:
+            showError(exc, self.session)
+            return
+        self.addVolumeButton.enabled = False
+        self.statusLabel.text = "Uploading '{}' without a label...".format(name)
+
+        def done(case: dict) -> None:
+            self.addVolumeButton.enabled = True
+            self.statusLabel.text = ("Added '{}' without a label: Refresh suggestions to rank it."
+                                     .format(case.get("name", name)))
+            self.session.casesChanged.emit()
+
+        def failed(exc: BaseException) -> None:
+            self.addVolumeButton.enabled = True
+            self.statusLabel.text = "The volume was not added."
+            showError(exc, self.session)
+
+        self.session.submit("Uploading case", self.logic.uploadUnlabelled, client, str(project["id"]), name, snapshot,
+                            onSuccess=done, onError=failed, passTask=True)
 
     # ------------------------------------------------------------------ click
     def onRowClicked(self, index: int) -> None:
