@@ -109,9 +109,12 @@ def test_computing_then_ranked_suggestions_then_cached(server, project, phantom_
     assert status == 200 and retry is None and repeat == done  # the cached answer, not a new computation
     assert calls["count"] == 1 and cached.stat().st_mtime_ns == stamp
 
-    fewer = wait_done(client, project["id"], top=1, teacher=False)  # other options: their own computation
-    assert fewer["status"] == "done" and len(fewer["result"]["suggestions"]) == 1 and fewer["teacher"] is False
-    assert fewer["result"]["suggestions"][0] == entries[0]  # the same ranking, cut at 1
+    one = client.suggestions(project["id"], top=1)  # another top: cut from the same computation
+    assert one["status"] == "done" and one["top"] == 1 and one["result"]["config"]["top"] == 1
+    assert one["result"]["suggestions"] == entries[:1] and calls["count"] == 1
+    student = wait_done(client, project["id"], top=2, teacher=False)  # without the teacher: its own computation
+    assert student["status"] == "done" and student["teacher"] is False
+    assert student["result"]["suggestions"] == entries[:2]  # the fixture's run has no teacher: the same ranking
     assert calls["count"] == 2 and len(cache_files(server, project["id"])) == 2
 
     # a new unlabelled case changes the fingerprint: computed again, both cases ranked

@@ -344,7 +344,7 @@ class SuggestionsOut(BaseModel):
     status: Literal["computing", "done", "failed"]
     project_id: str
     model_id: str
-    top: int
+    top: int = Field(description="the number of suggestions asked for (every top is cut from one computation)")
     teacher: bool = Field(description="whether the teacher was asked for (it is used when the run has one)")
     fingerprint: str = Field(description="of the unlabelled cases scored (a new upload gives a new one)")
     case_names: list[str] = Field(description="the unlabelled cases scored")

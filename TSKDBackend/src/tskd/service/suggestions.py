@@ -4,10 +4,15 @@
 models (the latest by default). Scoring takes seconds to minutes (the teacher part more), so the
 route never waits for it: the first request starts a computation in this component's worker thread
 and answers ``computing``; later requests answer the cached result (``done``) or what went wrong
-(``failed``). The cache is one JSON file per (model, cases fingerprint, top, teacher) in
+(``failed``). The cache is one JSON file per (model, cases fingerprint, teacher) in
 ``projects/<id>/suggestions/``; the fingerprint covers the unlabelled cases' names, sizes and
 update times, so uploading, replacing or deleting an unlabelled case (or labelling it) gives a new
 key and a new computation. The newest :data:`KEEP_FILES` files of a project are kept.
+
+Each computation picks :data:`MAX_TOP` slices and every ``top`` is answered from it: the greedy
+pick (:func:`tskd.suggest.select`) depends on ``top`` only through when it stops, so its first
+``top`` slices are exactly what ``top`` alone would give, and asking for more or fewer costs
+nothing.
 
 The worker is a thread of the server (one computation at a time), not a process like training
 jobs: a computation is short, holds no state worth adopting after a restart (an unfinished one is
@@ -35,7 +40,7 @@ from tskd.service.registry import Models
 from tskd.service.storage import Workspace, atomic_write_json, remove_path
 from tskd.service.timeutil import iso
 
-__all__ = ["Suggestions", "SuggestionRequest", "RETRY_AFTER_S", "KEEP_FILES", "run_suggest"]
+__all__ = ["Suggestions", "SuggestionRequest", "RETRY_AFTER_S", "KEEP_FILES", "MAX_TOP", "run_suggest"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 2
 #: Cache files kept per project (the newest); older ones are removed after each computation.
 KEEP_FILES = 20
+#: The most slices a request may ask for (``top``); each computation picks this many.
+MAX_TOP = 200
 _FOLDER = "suggestions"
 
 
@@ -69,17 +76,27 @@ class SuggestionRequest:
         self.teacher = bool(teacher)
         facts = [[c["name"], c["image_bytes"], c["updated"]] for c in cases]
         self.fingerprint = hashlib.sha256(json.dumps(facts).encode("utf-8")).hexdigest()[:16]
-        self.key = f"{self.model_id}-{self.fingerprint}-top{self.top}-{'teacher' if self.teacher else 'student'}"
+        self.key = f"{self.model_id}-{self.fingerprint}-{'teacher' if self.teacher else 'student'}"
 
     def record(self, status: str, **extra: Any) -> dict[str, Any]:
-        """The route's answer (``SuggestionsOut``) for this request in ``status``."""
+        """What is stored for this request's key in ``status`` (``result``: all :data:`MAX_TOP` picks)."""
         out = {
-            "status": status, "project_id": self.project_id, "model_id": self.model_id, "top": self.top,
+            "status": status, "project_id": self.project_id, "model_id": self.model_id,
             "teacher": self.teacher, "fingerprint": self.fingerprint,
             "case_names": [c["name"] for c in self.cases],
             "requested": None, "finished": None, "error": None, "result": None,
         }
         out.update(extra)
+        return out
+
+    def answer(self, stored: dict[str, Any]) -> dict[str, Any]:
+        """The route's answer (``SuggestionsOut``) to this request from a stored record: its ``top``
+        first suggestions."""
+        out = dict(stored, top=self.top)
+        result = stored.get("result")
+        if isinstance(result, dict):
+            config = dict(result.get("config") or {}, top=self.top)
+            out["result"] = dict(result, suggestions=list(result.get("suggestions") or [])[: self.top], config=config)
         return out
 
 
@@ -156,10 +173,10 @@ class Suggestions:
         with self._lock:
             running = self._running.get(request.key)
             if running is not None:
-                return running
+                return request.answer(running)
             cached = _read(path)
             if cached is not None and not (retry and cached["status"] == "failed"):
-                return cached
+                return request.answer(cached)
             if self._executor is None:
                 raise RuntimeError("the suggestions worker is not started")
             record = request.record("computing", requested=iso(time.time()))
@@ -167,7 +184,7 @@ class Suggestions:
             self._executor.submit(self._compute, request, path, record)
         logger.info("project %s: computing suggestions %s (%d cases)", request.project_id, request.key,
                     len(request.cases))
-        return record
+        return request.answer(record)
 
     # -- the worker ---------------------------------------------------------------------------
     def _path(self, request: SuggestionRequest) -> Path:
@@ -178,7 +195,7 @@ class Suggestions:
         outcome: Optional[dict[str, Any]] = None
         try:
             images = _link_images(self.ws, request.cases, folder)
-            result = run_suggest(request.run_dir, images, top=request.top, use_teacher=request.teacher,
+            result = run_suggest(request.run_dir, images, top=MAX_TOP, use_teacher=request.teacher,
                                  cancel=self._stop.is_set)
             result["model"] = request.model_id  # not the server's paths
             result["data"] = f"project {request.project_id}: {len(request.cases)} unlabelled case(s)"

@@ -10,7 +10,7 @@ from tskd.service.core import Service
 from tskd.service.errors import error_responses
 from tskd.service.routes.deps import service
 from tskd.service.schemas import SuggestionsOut
-from tskd.service.suggestions import RETRY_AFTER_S
+from tskd.service.suggestions import MAX_TOP, RETRY_AFTER_S
 from tskd.suggest import SuggestConfig
 
 __all__ = ["router"]
@@ -32,7 +32,7 @@ def get_suggestions(
     project_id: str,
     response: Response,
     model_id: Optional[str] = Query(None, description="a model of the project (default: its latest)"),
-    top: int = Query(SuggestConfig().top, ge=1, le=200, description="number of suggested slices"),
+    top: int = Query(SuggestConfig().top, ge=1, le=MAX_TOP, description="number of suggested slices"),
     teacher: bool = Query(True, description="add the teacher-student disagreement when the run has a teacher"),
     retry: bool = Query(False, description="compute again when the cached answer is a failure (send it once, "
                                            "not while polling)"),
