@@ -192,3 +192,18 @@ def test_the_cache_survives_a_restart(make_server, phantom_files, calls):
     assert client.suggestions(project["id"]) == first  # from the file, at once
     assert client.suggestions(project["id"], model_id=model_id) == first  # the latest model is this one
     assert calls["count"] == 1
+
+
+def test_a_project_deleted_while_computing_gets_no_files_back(server, project, phantom_files, calls):
+    trained(server, project, phantom_files)
+    calls["gate"] = threading.Event()
+    client = server.client()
+    assert client.suggestions(project["id"])["status"] == "computing"
+    client.delete_project(project["id"])
+    calls["gate"].set()
+    deadline = time.monotonic() + 30
+    while server.service.suggestions._running:
+        assert time.monotonic() < deadline, "the computation did not end"
+        time.sleep(0.05)
+    assert not (server.workspace / "projects" / project["id"]).exists()
+    assert not list((server.workspace / "tmp").iterdir())  # the computation's links are gone too

@@ -191,9 +191,10 @@ class Suggestions:
         return self.ws.project_dir(request.project_id) / _FOLDER / f"{request.key}.json"
 
     def _compute(self, request: SuggestionRequest, path: Path, record: dict[str, Any]) -> None:
-        folder = self.ws.new_tmp_dir("suggest")
+        folder: Optional[Path] = None
         outcome: Optional[dict[str, Any]] = None
         try:
+            folder = self.ws.new_tmp_dir("suggest")
             images = _link_images(self.ws, request.cases, folder)
             result = run_suggest(request.run_dir, images, top=MAX_TOP, use_teacher=request.teacher,
                                  cancel=self._stop.is_set)
@@ -209,16 +210,25 @@ class Suggestions:
             outcome = dict(record, status="failed", finished=iso(time.time()),
                            error=f"scoring failed unexpectedly ({type(exc).__name__}: {exc}); the server's log "
                                  "('tskd serve' console) has the details; ask again with retry=true")
-        finally:
-            remove_path(folder)
+        finally:  # whatever happened, the key is no longer 'computing'
+            if folder is not None:
+                remove_path(folder)
             with self._lock:
-                exists = self.db.query_one("SELECT id FROM projects WHERE id = ?", (request.project_id,))
-                if outcome is not None and exists is not None:  # a deleted project gets no files back
-                    atomic_write_json(path, outcome)
-                    _prune(path.parent)
-                self._running.pop(request.key, None)
+                try:
+                    if outcome is not None and self._project_exists(request.project_id):  # a deleted one gets no files
+                        atomic_write_json(path, outcome)
+                        _prune(path.parent)
+                except Exception:  # noqa: BLE001 - a full disk, a closed database: the next request computes again
+                    logger.exception("suggestions %s: the answer could not be stored", request.key)
+                    outcome = None
+                finally:
+                    self._running.pop(request.key, None)
         if outcome is not None:
             logger.info("project %s: suggestions %s %s", request.project_id, request.key, outcome["status"])
+
+
+    def _project_exists(self, project_id: str) -> bool:
+        return self.db.query_one("SELECT id FROM projects WHERE id = ?", (project_id,)) is not None
 
 
 def _link_images(ws: Workspace, cases: list[dict[str, Any]], folder: Path) -> Path:
