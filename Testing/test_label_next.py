@@ -229,3 +229,53 @@ def test_the_list_polls_then_jumps_predicts_once_and_loads_missing_cases(monkeyp
     assert changed == [True] and widget.addVolumeButton.enabled and errors == []
     session.setProject({"id": "p2"})
     assert widget.table.tableTexts() == [] and not widget.pollTimer.active
+
+
+def test_with_a_real_backend_the_list_ranks_the_unlabelled_case_and_loads_it(monkeypatch, tmp_path, slicerScene,
+                                                                           serviceServer):
+    """The whole chain: the module's client, the suggestions route computing in the backend, the widget
+    polling it, a click downloading the case from the backend and jumping to its slice."""
+    from tskd.data.image import read_image, write_image
+    from tskd.data.phantom import PhantomConfig, make_phantom
+
+    from tests.service.helpers import project_labels, wait_state
+
+    installFakeQt(monkeypatch)
+    slicer = importSlicer()
+    from SlicerTSKDLib.sceneData import arrayFromMatrix, ijkToWorldArray
+    from SlicerTSKDLib.segment.labelNextWidget import LabelNextWidget
+
+    client = serviceServer.client()
+    project = client.create_project("label-next", project_labels())
+    config = PhantomConfig(size=(32, 32, 8), spacing=(1.0, 1.0, 2.5), structures=2)
+    for index, name in enumerate(("case_000", "case_001", "unlabelled_scan")):
+        image, label = make_phantom(config, index)
+        imagePath = write_image(image, tmp_path / "{}.nii.gz".format(name))
+        labelPath = write_image(label, tmp_path / "{}-label.nii.gz".format(name)) if index < 2 else None
+        client.upload_case(project["id"], name, str(imagePath), None if labelPath is None else str(labelPath))
+    job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": 2, "step_s": 0.01}})
+    model = wait_state(client, job["id"], ("done", "failed"))
+    assert model["state"] == "done", model
+
+    views = _views(slicerScene)
+    session = SessionState()
+    session.client, session.project = client, client.get_project(project["id"])
+    errors, predicted = [], []
+    session.errors.display = errors.append
+    data = Data(None)
+    logic = LabelNextLogic(str(tmp_path / "cases"),
+                           loader=lambda path, name: addImageToScene(slicerScene, read_image(path), name))
+    widget = LabelNextWidget(FakeObject(), session, data, logic, currentModel=lambda: {"id": model["model_id"]},
+                             segment=lambda: predicted.append(data.volumeNode().GetName()))
+    widget.refreshButton.trigger("clicked()")
+    pumpUntil(session, lambda: bool(widget.rows) or errors, timers=[widget.pollTimer], timeout=60)
+    assert errors == [] and {row.case for row in widget.rows} == {"unlabelled_scan"}
+    assert widget.statusLabel.text.endswith("from 1 unlabelled case(s), ranked by student entropy. Click one to go to it.")
+    first = widget.rows[0]
+    widget.table.trigger("cellClicked(int,int)", 0, 0)
+    pumpUntil(session)
+    volume = data.volumeNode()
+    assert volume is not None and volume.GetName() == "unlabelled_scan" and predicted == ["unlabelled_scan"]
+    assert np.array_equal(slicer.util.arrayFromVolume(volume), make_phantom(config, 2)[0].array)
+    assert sliceIndexForView(arrayFromMatrix(views["Red"].GetSliceToRAS()), ijkToWorldArray(volume),
+                             slicer.util.arrayFromVolume(volume).shape, first.axis) == first.sliceIndex
