@@ -480,6 +480,36 @@ class TSKDClient:
                              timeout=self.transfer_timeout, cancel=cancel)
 
 
+    # -- suggestions --------------------------------------------------------------------------
+    def suggestions(self, project_id: str, model_id: Optional[str] = None, top: Optional[int] = None,
+                    teacher: Optional[bool] = None, retry: bool = False) -> Dict[str, Any]:
+        """What to label next in a project: its unlabelled cases' slices, ranked by a model.
+
+        The server computes them in the background: the answer's ``status`` is ``"computing"``
+        (HTTP 202: ask again in a few seconds, without ``retry``), ``"done"`` (``result`` holds the
+        ``tskd-suggestions`` JSON: ``suggestions`` ``[{rank, case, slice, axis, score, why, ...}]``
+        and ``cases``) or ``"failed"`` (``error`` says why; one call with ``retry=True`` tries again).
+
+        Args:
+            model_id: a model of the project (default: its latest).
+            top: number of suggested slices (server default 10).
+            teacher: False to rank with the student alone (default: with the teacher when the run has one).
+            retry: compute again when the cached answer is a failure (once, not while polling).
+
+        Raises:
+            TSKDClientError: 404 unknown project or model; 409 no trained model yet, or no unlabelled case.
+        """
+        query = {}
+        if model_id is not None:
+            query["model_id"] = str(model_id)
+        if top is not None:
+            query["top"] = str(int(top))
+        if teacher is not None:
+            query["teacher"] = "true" if teacher else "false"
+        if retry:
+            query["retry"] = "true"
+        return self._request("GET", f"/projects/{self._quote(project_id)}/suggestions", query=query or None)
+
 def roi_text(roi: Sequence[Tuple[Optional[int], Optional[int]]]) -> str:
     """Numpy index bounds as the ``k0:k1,j0:j1,i0:i1`` text of ``tskd predict --roi`` and the predict route."""
     parts = []

@@ -29,6 +29,8 @@ import slicer
 import vtk
 
 from .. import sceneData
+from .labelNext import LabelNextLogic
+from .labelNextWidget import LabelNextWidget
 from .segmentationLogic import (ASK, BACKEND, HERE, INSTALLING, ONNX_FAILED, ONNX_PROMPT, LiveSegmentation,
                                 SegmentationLogic, applyLabelsToSegmentation, liveSegmenter, packageLabels, segmentArray)
 from ..volumeFiles import writeNrrd
@@ -81,10 +83,11 @@ class SegmentationWidget:
         data: the volume/segmentation/ROI selectors.
         projectWidget: used by "Add corrected result as a training case".
         logic: the panel's :class:`SegmentationLogic` (model cache, where to run, onnxruntime install).
+        labelNext: the "Label next" list's logic (default: cases downloaded next to the model cache).
     """
 
     def __init__(self, parentLayout: "qt.QLayout", session: SessionState, data, projectWidget,
-                 logic: SegmentationLogic) -> None:
+                 logic: SegmentationLogic, labelNext: Optional[LabelNextLogic] = None) -> None:
         self.session = session
         self.data = data
         self.projectWidget = projectWidget
@@ -106,6 +109,8 @@ class SegmentationWidget:
         self.progressTimer.setInterval(200)
         self.progressTimer.connect("timeout()", self._showProgress)
         self._build(parentLayout)
+        self.labelNext = LabelNextWidget(self.form, session, data, labelNext or LabelNextLogic(
+            os.path.join(os.path.dirname(self.cache.folder), "cases")), self._model, self.onSegment)
         session.projectChanged.connect(lambda project: self.refreshModels())
         session.modelReady.connect(lambda modelId: self.refreshModels(modelId))
         data.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self._stopLive())
@@ -117,7 +122,7 @@ class SegmentationWidget:
         box = ctk.ctkCollapsibleButton()
         box.text = "Segment"
         parentLayout.addWidget(box)
-        form = qt.QFormLayout(box)
+        form = self.form = qt.QFormLayout(box)
         row = qt.QHBoxLayout()
         self.modelCombo = qt.QComboBox()
         self.refreshButton = qt.QPushButton("Refresh")
@@ -435,6 +440,7 @@ class SegmentationWidget:
 
     def cleanup(self) -> None:
         self._stopLive()
+        self.labelNext.cleanup()
         self.progressTimer.stop()
         if self.task is not None:
             self.task.cancel()
