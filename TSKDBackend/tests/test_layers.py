@@ -12,8 +12,7 @@ ROOT = Path(tskd.__file__).parent
 FOUNDATION = {"errors", "log", "progress", "config", "atomic", "lazy", "processes"}
 MODELS = {"teacher", "synthesis", "student"}
 BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "metrics", "runtime", "evaluation",
-                                        "export",
-                                        "inference", "foundation"}
+                                        "export", "inference", "foundation", "suggest"}
 
 ALLOWED = {
     "errors": set(),
@@ -37,6 +36,8 @@ ALLOWED = {
     "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "export"},
     # foundation weights (catalog, cache, download, import): the teacher's loader checks imports
     "foundation": FOUNDATION | {"teacher"},
+    # what to label next: the run's student (and teacher) through the inference layer's loaders
+    "suggest": FOUNDATION | {"preprocess", "data", "runtime", "inference", "teacher"},
     # the whole run's settings: the stages' configs (none of which imports torch) put together
     "runconfig": FOUNDATION | {"data", "engine", "teacher", "synthesis", "student", "foundation"},
     "pipeline": BELOW_PIPELINE | {"runconfig"},

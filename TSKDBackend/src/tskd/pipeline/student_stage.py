@@ -35,7 +35,7 @@ from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
 from tskd.student.networks import build_student
 from tskd.student.storage import load_student, save_student
 from tskd.student.tasks import DistillationTask, SupervisedTask
-from tskd.synthesis.transfer_set import TransferSetDataset
+from tskd.data.transfer_set import TransferSetDataset
 from tskd.teacher.model import SamSegmenter
 
 __all__ = [

@@ -27,9 +27,9 @@ from tskd.synthesis.grid import save_grid
 from tskd.synthesis.model import DiffusionModel
 from tskd.synthesis.quality_gate import QualityGate
 from tskd.synthesis.sampler import iter_generate
-from tskd.synthesis.transfer_set import TransferSet
-from tskd.synthesis.transfer_set_files import read_jsonl
-from tskd.synthesis.transfer_set_writer import TransferSetWriter
+from tskd.data.transfer_set import TransferSet
+from tskd.data.transfer_set_files import read_jsonl
+from tskd.data.transfer_set_writer import TransferSetWriter
 from tskd.teacher.inference import teacher_probabilities
 from tskd.teacher.model import SamSegmenter
 

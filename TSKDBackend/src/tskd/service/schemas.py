@@ -28,6 +28,10 @@ __all__ = [
     "FetchOut",
     "CheckpointOut",
     "CheckpointList",
+    "SuggestionEntry",
+    "CaseScoreEntry",
+    "SuggestionSet",
+    "SuggestionsOut",
 ]
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
@@ -293,3 +297,58 @@ class CheckpointOut(BaseModel):
 
 class CheckpointList(BaseModel):
     checkpoints: list[CheckpointOut]
+
+
+class SuggestionEntry(BaseModel):
+    """One slice to label next."""
+
+    rank: int = Field(description="1 for the slice most worth labelling")
+    case: str = Field(description="the project case (its name)")
+    slice: int = Field(description="numpy index along 'axis' of the case's (k, j, i) image array")
+    axis: int = Field(description="the axis the student slices along (0: k)")
+    score: float = Field(description="0..1: (1 - w) * entropy + w * disagreement, or the entropy alone")
+    entropy: float = Field(description="the student's mean normalised entropy on the slice (0..1)")
+    disagreement: Optional[float] = Field(description="mean teacher-student total-variation distance (0..1); "
+                                          "None without the teacher")
+    why: str = Field(description="the terms that bring the score, for a person")
+
+
+class CaseScoreEntry(BaseModel):
+    """A case's rank: the mean of its best slice scores."""
+
+    rank: int
+    case: str
+    score: float
+    top_slices: list[int] = Field(description="its best slices (numpy indices along the axis)")
+    num_slices: int
+
+
+class SuggestionSet(BaseModel):
+    """The ``tskd-suggestions`` JSON of ``tskd suggest --json`` (docs/architecture.md), for a project's model."""
+
+    format: Literal["tskd-suggestions"]
+    format_version: int
+    model: str = Field(description="the model id")
+    data: str = Field(description="what was scored")
+    teacher: dict[str, Any] = Field(description="{'used': bool, 'note': why it was or was not used}")
+    config: dict[str, Any] = Field(description="the SuggestConfig used")
+    suggestions: list[SuggestionEntry]
+    cases: list[CaseScoreEntry] = Field(description="every scored case, most worth labelling first")
+    skipped: list[dict[str, str]] = Field(description="{'case', 'error'} of each case that could not be read")
+    seconds: float
+
+
+class SuggestionsOut(BaseModel):
+    """The state of a project's suggestions: being computed (202), or done or failed (200)."""
+
+    status: Literal["computing", "done", "failed"]
+    project_id: str
+    model_id: str
+    top: int = Field(description="the number of suggestions asked for (every top is cut from one computation)")
+    teacher: bool = Field(description="whether the teacher was asked for (it is used when the run has one)")
+    fingerprint: str = Field(description="of the unlabelled cases scored (a new upload gives a new one)")
+    case_names: list[str] = Field(description="the unlabelled cases scored")
+    requested: Optional[str] = Field(description="when the computation was started")
+    finished: Optional[str]
+    error: Optional[str] = Field(description="failed: what went wrong and what to do")
+    result: Optional[SuggestionSet] = Field(description="done: the suggestions")
