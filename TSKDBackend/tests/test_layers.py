@@ -11,8 +11,8 @@ import tskd
 ROOT = Path(tskd.__file__).parent
 FOUNDATION = {"errors", "log", "progress", "config", "atomic", "lazy", "processes"}
 MODELS = {"teacher", "synthesis", "student"}
-BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "evaluation", "export",
-                                        "inference", "foundation", "suggest"}
+BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "metrics", "runtime", "evaluation",
+                                        "export", "inference", "foundation", "suggest"}
 
 ALLOWED = {
     "errors": set(),
@@ -26,11 +26,12 @@ ALLOWED = {
     "data": FOUNDATION | {"preprocess"},
     "engine": FOUNDATION,
     "losses": FOUNDATION,  # the one supervised loss of teacher and students
-    "teacher": FOUNDATION | {"engine", "preprocess", "data", "losses"},
+    "metrics": FOUNDATION,  # the one segmentation Dice: every stage's validation, the evaluation
+    "teacher": FOUNDATION | {"engine", "preprocess", "data", "losses", "metrics"},
     "synthesis": FOUNDATION | {"engine", "preprocess", "data"},
-    "student": FOUNDATION | {"engine", "preprocess", "data", "losses"},
+    "student": FOUNDATION | {"engine", "preprocess", "data", "losses", "metrics"},
     "runtime": {"errors", "preprocess"},  # shipped into Slicer: numpy + onnxruntime only
-    "evaluation": FOUNDATION | {"preprocess", "data"},
+    "evaluation": FOUNDATION | {"preprocess", "data", "metrics"},
     "export": FOUNDATION | MODELS | {"preprocess", "data", "losses", "runtime"},
     "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "export"},
     # foundation weights (catalog, cache, download, import): the teacher's loader checks imports

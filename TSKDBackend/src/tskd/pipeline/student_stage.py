@@ -20,6 +20,7 @@ from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
 from tskd.engine import EngineConfig, StopFlag, Trainer, load_checkpoint, load_trainable_state, on_main
+from tskd.engine.validation import device_of
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
@@ -83,7 +84,7 @@ class TeacherEmbeddings:
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen model's image embeddings ``(B, C_t, S_t/16, S_t/16)`` of ``(B, 1, S, S)`` images."""
-        if next(self.teacher.parameters()).device != images.device:
+        if device_of(self.teacher) != images.device:
             self.teacher.to(images.device)
         size = self.teacher.input_size
         if images.shape[-1] != size:

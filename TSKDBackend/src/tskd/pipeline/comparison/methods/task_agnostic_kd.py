@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
+from tskd.engine.validation import device_of
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.comparison.methods.base import Method, export_student, with_changes
@@ -75,7 +76,7 @@ class EmbeddedBatches:
         self.batch_size = batch_size
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        device = next(self.embeddings.teacher.parameters()).device
+        device = device_of(self.embeddings.teacher)
         for batch in DataLoader(self.dataset, batch_size=self.batch_size, shuffle=False, num_workers=0):
             batch = dict(batch)
             batch["teacher_embedding"] = self.embeddings.embed(batch["image"].to(device))
