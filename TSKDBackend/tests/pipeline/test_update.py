@@ -166,11 +166,11 @@ def _config(**update):
     tiny = {"warmup_steps": 0, "log_every": 1}
     overrides = {
         "data": {"val_fraction": 0.25, "augment": {"affine_prob": 0.0}},  # affine warps dominate the time
-        "teacher": {"train": {"max_steps": 60, "validate_every": 30, "checkpoint_every": 30, **tiny}},
-        "synthesis": {"num_synthetic": 8, "sampling_steps": 4,
-                      "train": {"max_steps": 20, "validate_every": 20, "checkpoint_every": 20, **tiny}},
-        "distill": {"train": {"max_steps": 60, "validate_every": 30, "checkpoint_every": 30, **tiny}},
-        "finetune": {"train": {"max_steps": 40, "validate_every": 20, "checkpoint_every": 20, **tiny}},
+        "teacher": {"train": {"max_steps": 30, "validate_every": 30, "checkpoint_every": 30, **tiny}},
+        "synthesis": {"num_synthetic": 4, "sampling_steps": 4, "sample_batch_size": 8,
+                      "train": {"max_steps": 6, "validate_every": 6, "checkpoint_every": 6, **tiny}},
+        "distill": {"train": {"max_steps": 30, "validate_every": 30, "checkpoint_every": 30, **tiny}},
+        "finetune": {"train": {"max_steps": 20, "validate_every": 20, "checkpoint_every": 20, **tiny}},
     }
     if update:
         overrides["update"] = update
@@ -209,6 +209,7 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the first one builds the three runs (a few minutes; more on a busy machine)
 def test_the_update_starts_from_the_previous_student(runs):
     root, _, _ = runs
     previous = load_student(root / "run1/student/finetune/student.pt")
@@ -225,6 +226,7 @@ def test_the_update_starts_from_the_previous_student(runs):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the first one builds the three runs (a few minutes; more on a busy machine)
 def test_the_update_records_its_lineage_and_reuses_the_previous_split_and_synthesis(runs):
     root, update, _ = runs
     record = read_json(root / "run2/lineage.json")
@@ -245,6 +247,7 @@ def test_the_update_records_its_lineage_and_reuses_the_previous_split_and_synthe
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the first one builds the three runs (a few minutes; more on a busy machine)
 def test_the_update_takes_fewer_steps_and_less_time_than_a_fresh_run(runs):
     root, update, fresh = runs
     assert _steps(root / "run2") < 0.5 * _steps(root / "fresh")
@@ -253,6 +256,7 @@ def test_the_update_takes_fewer_steps_and_less_time_than_a_fresh_run(runs):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the first one builds the three runs (a few minutes; more on a busy machine)
 def test_updating_into_the_previous_folder_is_refused(runs):
     root, _, _ = runs
     with pytest.raises(ConfigError, match="this run's own folder"):
