@@ -21,7 +21,7 @@ from tskd.data.phantom import write_phantom_dataset
 from tskd.errors import ConfigError, DataError
 from tskd.pipeline.run import format_summary, run_stages
 from tskd.pipeline.run_folder import RunFolder, read_json
-from tskd.pipeline.student_stage import _digest
+from tskd.pipeline.student_stage import _digest, warm_start_student
 from tskd.pipeline.update import (
     PreviousRun,
     lineage,
@@ -33,7 +33,11 @@ from tskd.pipeline.update import (
 from tskd.preprocess.normalization import NormalizationSpec
 from tskd.progress import NullProgress
 from tskd.runconfig import resolve_config, update_schedule
-from tskd.student.storage import load_student
+from tskd.pipeline.teacher_stage import warm_start_teacher
+from tskd.student.networks import build_student
+from tskd.student.storage import load_student, save_student
+from tskd.teacher.build import build_teacher
+from tskd.teacher.storage import save_teacher
 
 
 def _case(case_id: str, labelled: bool = True, subject: str | None = None) -> Case:
@@ -158,6 +162,31 @@ def test_stage_config_takes_the_previous_geometry_and_the_short_schedule():
     assert staged.teacher.train.max_steps == 90 and staged.distill.train.max_steps == 60
     assert staged.finetune.train.max_steps == 45 and staged.update.from_run == "/runs/first"
     assert staged.distill.train.validate_every <= 60 and staged.distill.mae_pretrain is False
+
+
+# -- warm starts -----------------------------------------------------------------------------------
+
+def test_warm_started_students_and_teachers_carry_the_previous_weights(tmp_path):
+    torch.manual_seed(1)
+    saved = save_student(build_student("unet_small", num_classes=3, input_size=32), tmp_path / "student.pt")
+    torch.manual_seed(2)
+    student = warm_start_student(build_student("unet_small", num_classes=3, input_size=32), saved)
+    for name, value in load_student(saved).state_dict().items():
+        assert torch.equal(student.state_dict()[name], value), name
+    with pytest.raises(ConfigError, match="the previous student is .* this run's is"):
+        warm_start_student(build_student("unet_small", num_classes=4, input_size=32), saved)
+
+    config = resolve_config(preset="tiny", base="none", input_size=32).teacher
+    torch.manual_seed(1)
+    previous = build_teacher(config, 3)
+    save_teacher(previous, tmp_path / "teacher", config)
+    torch.manual_seed(2)
+    teacher = build_teacher(config, 3)
+    warm_start_teacher(teacher, tmp_path / "teacher")
+    for name, value in previous.state_dict().items():
+        assert torch.equal(teacher.state_dict()[name], value), name
+    with pytest.raises(ConfigError, match="the previous teacher does not fit"):
+        warm_start_teacher(build_teacher(config, 4), tmp_path / "teacher")
 
 
 # -- the acceptance test: train, add labels, update ------------------------------------------------
