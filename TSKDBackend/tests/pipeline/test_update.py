@@ -246,12 +246,14 @@ def test_the_update_starts_from_the_previous_student(runs):
     start = torch.load(distill / "checkpoints/latest.pt", map_location="cpu", weights_only=False)["fingerprint"]
     assert start["start_from"] == str(root / "run1/student/finetune/student.pt")
     assert start["start_weights"] == _digest(previous)  # the weights it started from, recorded by the stage
-    # and it behaves like it: its first losses are those the previous run ended with, far below a fresh start
+    # and it behaves like it: distillation's first loss is about where the previous run's ended (the
+    # KD loss has a floor, the soft labels' entropy, so the gap to a fresh start is not large)...
     first_update, fresh = _losses(distill)[0], _losses(root / "fresh/student/distill")[0]
-    assert first_update < 0.5 * fresh
-    reference_update = _losses(root / "run2/student/reference")[0]
-    assert reference_update < 0.5 * _losses(root / "fresh/student/reference")[0]
-    assert reference_update < 2.5 * _losses(root / "run1/student/reference")[-1]
+    assert first_update <= 1.1 * _losses(root / "run1/student/distill")[-1]
+    assert first_update < 0.75 * fresh
+    # ... and the reference (Dice + CE, which falls to near 0) starts far below a fresh one
+    update, fresh = _losses(root / "run2/student/reference")[:3], _losses(root / "fresh/student/reference")[:3]
+    assert update[0] < 0.5 * fresh[0] and sum(update) < 0.5 * sum(fresh)
 
 
 @pytest.mark.slow
