@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,6 +36,7 @@ from tskd.progress import NullProgress
 from tskd.runconfig import resolve_config, update_schedule
 from tskd.pipeline.teacher_stage import warm_start_teacher
 from tskd.student.networks import build_student
+from tskd.synthesis.transfer_set import TransferSet
 from tskd.student.storage import load_student, save_student
 from tskd.teacher.build import build_teacher
 from tskd.teacher.storage import save_teacher
@@ -196,7 +198,10 @@ def _config(**update):
     overrides = {
         "data": {"val_fraction": 0.25, "augment": {"affine_prob": 0.0}},  # affine warps dominate the time
         "teacher": {"train": {"max_steps": 30, "validate_every": 30, "checkpoint_every": 30, **tiny}},
+        # a 6-step diffusion model makes noise: the gate is off so that its images reach the transfer set
         "synthesis": {"num_synthetic": 4, "sampling_steps": 4, "sample_batch_size": 8,
+                      "gate": {"duplicate_threshold": None, "min_std": 0.0, "max_saturated_fraction": 1.0,
+                               "max_entropy": None},
                       "train": {"max_steps": 6, "validate_every": 6, "checkpoint_every": 6, **tiny}},
         "distill": {"train": {"max_steps": 30, "validate_every": 30, "checkpoint_every": 30, **tiny}},
         "finetune": {"train": {"max_steps": 20, "validate_every": 20, "checkpoint_every": 20, **tiny}},
@@ -271,7 +276,11 @@ def test_the_update_records_its_lineage_and_reuses_the_previous_split_and_synthe
     # the diffusion model was copied, not trained; its synthetic images were labelled again
     assert not (root / "run2/synthesis/checkpoints").exists()
     assert read_json(root / "run2/synthesis/stage.json") == read_json(root / "run1/synthesis/stage.json")
-    assert update["stages"]["synthesis"]["transfer_set"]["counts"]["synthetic"] > 0
+    assert update["stages"]["synthesis"]["transfer_set"]["counts"]["synthetic"] == 4
+    before, after = TransferSet(root / "run1/transfer_set"), TransferSet(root / "run2/transfer_set")
+    assert after.seeds() == before.seeds()  # the same images, none sampled again
+    first, again = before[before.indices("synthetic")[0]], after[after.indices("synthetic")[0]]
+    assert np.array_equal(first.image, again.image)
     assert "updated from: " + str(root / "run1") + ", 3 cases added" in format_summary(update)
     report = (root / "run2/report/report.md").read_text(encoding="utf-8")
     assert f"Updated from {root / 'run1'}, 3 cases added" in report
