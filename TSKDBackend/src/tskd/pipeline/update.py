@@ -163,7 +163,7 @@ def stage_config(config: PipelineConfig, previous: PreviousRun) -> PipelineConfi
     """The config an update trains with: the short schedule of :func:`tskd.runconfig.update_schedule`,
     the previous run's input size and slice axis (``fit_to_data`` off, so every weight fits), no
     MAE pre-training (the student starts from the previous one) and, when the diffusion model is
-    reused, the previous synthesis settings (those it was made with)."""
+    reused (synthesis on here and there), the previous synthesis settings (those it was made with)."""
     schedule = update_schedule(config)
     changes: dict[str, Any] = {
         "data": {"prepared": {"input_size": previous.input_size, "slice_axis": previous.slice_axis,
@@ -180,7 +180,7 @@ def stage_config(config: PipelineConfig, previous: PreviousRun) -> PipelineConfi
             "validate_every": min(engine.validate_every, steps),
             "checkpoint_every": min(engine.checkpoint_every, steps),
         }}})
-    if config.update.reuse_synthesis and previous.has_synthesis:
+    if config.update.reuse_synthesis and previous.has_synthesis and config.synthesis.enabled:
         changes["synthesis"] = previous.config.synthesis.to_dict()
     return PipelineConfig.from_dict(deep_merge(config.to_dict(), changes), source=f"update from {previous.root}")
 
