@@ -21,6 +21,7 @@ __all__ = [
     "JobProgress",
     "JobOut",
     "JobList",
+    "LineageOut",
     "ModelOut",
     "ModelList",
     "HealthOut",
@@ -153,6 +154,12 @@ class JobCreate(_Strict):
                     "weights, or a file of the workspace's checkpoints folder), 'auto' (the best present: MedSAM "
                     "first) or 'none' (teacher trained from scratch, much less accurate); default: the project's "
                     "'base' setting, else 'none'")
+    update_from: Optional[str] = Field(
+        default=None, max_length=64,
+        description="a model id (or the id of the finished job that made it) of the same project: update that "
+                    "model with the project's new labels (teacher and students start from it, a short schedule "
+                    "from the preset's 'update' section, its diffusion model reused unless settings say "
+                    "update: {reuse_synthesis: false}); default: train from scratch")
 
 
 class JobProgress(BaseModel):
@@ -208,6 +215,17 @@ class JobOut(BaseModel):
     comparison: Optional[ComparisonOut] = Field(
         default=None, description="a finished job's distilled vs labels-only students and which was exported "
         "(None until done, and for packages that do not record it)")
+    update_from: Optional[str] = Field(default=None, description="the job whose model this job updates "
+                                       "(None: trained from scratch)")
+
+
+class LineageOut(BaseModel):
+    updated_from_job: str = Field(description="the job whose model this one was updated from")
+    updated_from_model: Optional[str] = Field(description="that job's model (None when it was deleted)")
+    added_cases: Optional[list[str]] = Field(description="cases labelled now and not then (None: not recorded)")
+    removed_cases: Optional[list[str]] = Field(description="cases labelled then and not now")
+    labelled_before: Optional[int]
+    labelled_now: Optional[int]
 
 
 class JobList(BaseModel):
@@ -231,6 +249,8 @@ class ModelOut(BaseModel):
         default=None, description="distilled: the TS-KD student; reference: the student trained on the labels "
         "alone, exported because distillation did not beat it; None: the package does not say")
     comparison: Optional[ComparisonOut] = Field(default=None, description="the run's comparison (package metadata)")
+    lineage: Optional[LineageOut] = Field(default=None, description="which model this one was updated from and "
+                                          "which cases were added (None: trained from scratch)")
     files: list[dict[str, Any]]
     metadata: Optional[dict[str, Any]] = Field(default=None,
                                                description="the whole tskd-model.json (single model only)")
