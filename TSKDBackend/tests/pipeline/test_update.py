@@ -36,7 +36,7 @@ from tskd.progress import NullProgress
 from tskd.runconfig import resolve_config, update_schedule
 from tskd.pipeline.teacher_stage import warm_start_teacher
 from tskd.student.networks import build_student
-from tskd.synthesis.transfer_set import TransferSet
+from tskd.data.transfer_set import TransferSet
 from tskd.student.storage import load_student, save_student
 from tskd.teacher.build import build_teacher
 from tskd.teacher.storage import save_teacher

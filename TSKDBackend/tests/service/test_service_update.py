@@ -7,7 +7,7 @@ The Slicer client has no ``update_from`` argument yet, so the requests go throug
 from __future__ import annotations
 
 import pytest
-from SlicerTSKDLib.client import TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDClientError
 
 from tests.service.helpers import add_cases, wait_state
 
