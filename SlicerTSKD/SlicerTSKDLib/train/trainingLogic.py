@@ -326,13 +326,17 @@ def resumableJob(jobs: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     return candidate
 
 
+def _created(model: Dict[str, Any]) -> str:
+    return str(model.get("created") or "")[:16].replace("T", " ")
+
+
 def modelTitle(model: Dict[str, Any], models: Optional[Sequence[Dict[str, Any]]] = None) -> str:
     """``"2026-11-21 06:35 - TS-KD unet_small - Dice 0.93 - from medsam-vit-b"`` for the model chooser: the
     kind (``TS-KD`` distilled, or ``labels only`` when the run's labels-only reference was better), the
     student, and the foundation model it was distilled from, when the server says. An updated model
-    ends with its lineage (``"updated from <earlier model's title>, +2 cases"``), the earlier title
-    found in ``models`` (the project's list)."""
-    created = str(model.get("created") or "")[:16].replace("T", " ")
+    ends with its lineage (``"updated from 2026-11-20 14:02, +2 cases"``: the earlier model's time as
+    its title starts, found in ``models``, the project's list; its id when not listed)."""
+    created = _created(model)
     student = model.get("student") if isinstance(model.get("student"), dict) else {}
     kind = KIND_TITLES.get(str(model.get("kind")), "")
     architecture = str(student.get("architecture") or "")
@@ -347,7 +351,7 @@ def modelTitle(model: Dict[str, Any], models: Optional[Sequence[Dict[str, Any]]]
     if isinstance(model.get("lineage"), dict):
         parentId = model["lineage"].get("updated_from_model")
         parent = next((m for m in models or () if str(m.get("id")) == str(parentId)), None)
-        parts.append(lineageText(model, modelTitle(parent) if parent is not None else None))
+        parts.append(lineageText(model, (_created(parent) or None) if parent is not None else None))
     return " - ".join(part for part in parts if part)
 
 
