@@ -8,6 +8,7 @@ import copy
 import pytest
 
 from SlicerTSKDLib.train.trainingLogic import (
+    TrainingLogic,
     TrainingProblem,
     activeJob,
     formatDuration,
@@ -169,3 +170,63 @@ def test_model_title():
         "2026-11-21 06:41 - TS-KD unet_small - Dice 0.93 - from medsam-vit-b")
     assert modelTitle(dict(model, kind="reference", base=None)) == (
         "2026-11-21 06:41 - labels only unet_small - Dice 0.93 - no teacher")
+
+
+# ---- issue 18: updating a finished model with the new cases
+FIRST = {"id": "m1", "job_id": "j1", "created": "2026-11-21T06:41:07.123Z", "kind": "distilled",
+         "student": {"architecture": "unet_small"}, "metrics": {"val_dice": 0.9312}, "base": None, "lineage": None}
+UPDATED = dict(FIRST, id="m2", job_id="j2", created="2026-11-22T08:05:00.000Z", lineage={
+    "updated_from_job": "j1", "updated_from_model": "m1", "added_cases": ["case_002", "case_003"],
+    "removed_cases": [], "labelled_before": 2, "labelled_now": 4})
+
+
+def test_update_is_enabled_only_with_a_finished_model_and_says_why_not():
+    from SlicerTSKDLib.train.updateLogic import JOB_RUNNING, NO_MODEL_YET, NOT_CONNECTED
+
+    logic = TrainingLogic()
+    assert logic.updateProblem(connected=False) == NOT_CONNECTED
+    assert logic.updateProblem(connected=True) == NO_MODEL_YET  # no model listed yet
+    logic.models = [FIRST]
+    assert logic.updateProblem(connected=True) is None
+    logic.follow("j9")
+    assert logic.updateProblem(connected=True) == JOB_RUNNING
+    logic.forgetJobs()  # another project: its models are listed again
+    assert logic.models == [] and logic.updateProblem(connected=True) == NO_MODEL_YET
+
+
+def test_update_continues_the_chosen_model_else_the_newest():
+    logic = TrainingLogic()
+    assert logic.updateModel("m1") is None
+    logic.models = [FIRST, UPDATED]
+    assert logic.updateModel("m1")["id"] == "m1"  # chosen in the Segment panel
+    assert logic.updateModel(None)["id"] == "m2" and logic.updateModel("")["id"] == "m2"
+    assert logic.updateModel("gone")["id"] == "m2"  # a choice from another project or deleted
+
+
+def test_update_keeps_the_earlier_jobs_preset_and_foundation_model():
+    class Client:
+        def __init__(self, base):
+            self.base, self.sent = base, None
+
+        def job_status(self, jobId):
+            assert jobId == "j1"
+            return {"id": "j1", "preset": "tiny", "base": self.base}
+
+        def start_job(self, projectId, preset=None, settings=None, base=None, update_from=None):
+            self.sent = (projectId, preset, base, update_from)
+            return {"id": "j3"}
+
+    for base, sent in ((None, "none"), ("medsam-vit-b", "medsam-vit-b")):
+        client = Client(base)
+        assert TrainingLogic.startUpdate(client, {"id": "p1"}, FIRST) == {"id": "j3"}
+        assert client.sent == ("p1", "tiny", sent, "m1")
+
+
+def test_model_title_shows_the_lineage():
+    assert modelTitle(FIRST, [FIRST, UPDATED]) == "2026-11-21 06:41 - TS-KD unet_small - Dice 0.93 - no foundation model"
+    assert modelTitle(UPDATED, [FIRST, UPDATED]) == (
+        "2026-11-22 08:05 - TS-KD unet_small - Dice 0.93 - no foundation model - updated from 2026-11-21 06:41, "
+        "+2 cases")  # the earlier model's title starts with its time
+    # the earlier model not listed: its id; one case added and one removed
+    one = dict(UPDATED, lineage=dict(UPDATED["lineage"], added_cases=["case_004"], removed_cases=["case_000"]))
+    assert modelTitle(one).endswith(" - updated from m1, +1 case, -1 case")

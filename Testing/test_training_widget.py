@@ -176,3 +176,54 @@ def test_cancel_then_resume_continues_the_same_job(monkeypatch, serviceServer, t
     world.widget.onCancel()  # stop it again: the test needs no 10 s of fake training
     world.untilFinished()
     assert world.client.job_status(job["id"])["attempts"] >= 2 and world.errors == []
+
+
+def test_update_the_model_with_the_new_cases_sends_update_from(monkeypatch, serviceServer, tmp_path):
+    """Issue 18: the update button applies once the project has a model; it continues the newest one
+    (or the one chosen in the Segment panel) and the model list names where the new model came from."""
+    from SlicerTSKDLib.train.updateLogic import NO_MODEL_YET, UPDATE_TIP
+
+    world = World(monkeypatch, serviceServer, segmentPanel=True)
+    widget = world.widget
+    assert widget.startButton.text == "Train from scratch" and not widget.updateButton.enabled
+    world.connect()
+    project = newProject(world.client)
+    addCases(world.client, project["id"], tmp_path)
+    world.choose(world.client.get_project(project["id"]))
+    assert not widget.updateButton.enabled and widget.updateButton.toolTip == NO_MODEL_YET
+    widget.updateButton.trigger("clicked()")  # disabled: nothing is sent
+    assert not world.session.tasks.pending() and world.client.list_jobs(project["id"]) == []
+
+    widget.presetCombo.setCurrentIndex(widget.presetCombo.itemTexts().index("Preset: tiny"))
+    widget.startButton.trigger("clicked()")
+    pumpUntil(world.session, lambda: world.logic.jobId is not None)
+    assert not widget.updateButton.enabled  # a job runs
+    world.untilFinished()
+    pumpUntil(world.session)  # the models are listed again
+    [first] = world.client.list_models(project["id"])
+    assert widget.updateButton.enabled and widget.updateButton.toolTip == UPDATE_TIP
+
+    from tests.service.helpers import PHANTOM
+    from tskd.data.image import write_image
+    from tskd.data.phantom import make_phantom
+
+    image, label = make_phantom(PHANTOM, 2)  # the clinician corrected one more case
+    world.client.upload_case(project["id"], "case_002", str(write_image(image, tmp_path / "i2.nii.gz")),
+                             str(write_image(label, tmp_path / "l2.nii.gz")))
+    widget.updateButton.trigger("clicked()")
+    pumpUntil(world.session, lambda: world.logic.jobId is not None)
+    job = world.client.job_status(world.logic.jobId)
+    assert job["update_from"] == first["job_id"] and job["preset"] == "tiny" and job["base"] is None
+    world.untilFinished()
+    pumpUntil(world.session)
+    models = {m["job_id"]: m for m in world.client.list_models(project["id"])}
+    assert models[job["id"]]["lineage"]["updated_from_model"] == first["id"]
+    assert models[job["id"]]["lineage"]["added_cases"] == ["case_002"] and world.errors == []
+    newest = world.models.modelCombo.itemTexts()[0]
+    assert newest.endswith(" - updated from {}, +1 case".format(first["created"][:16].replace("T", " ")))
+
+    widget.preferredModel = lambda: first["id"]  # chosen in the Segment panel: that one is updated
+    widget.onUpdate()
+    pumpUntil(world.session, lambda: world.logic.jobId is not None)
+    assert world.client.job_status(world.logic.jobId)["update_from"] == first["job_id"]
+    world.untilFinished()

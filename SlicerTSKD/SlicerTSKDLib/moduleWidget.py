@@ -118,6 +118,7 @@ class ModuleWidget:
         self.projectWidget.preferredProject = lambda: self.parameters.projectId
         self.segmentationWidget.preferredModel = lambda: self.parameters.modelId
         self.segmentationWidget.modelChosen = lambda modelId: setattr(self.parameters, "modelId", modelId)
+        self.trainingWidget.preferredModel = lambda: self.parameters.modelId
 
     def cleanup(self) -> None:
         """Stop timers, live mode, a set-up in progress and the local backend (module closed or reloaded)."""

@@ -373,13 +373,19 @@ class TSKDClient:
 
     # -- jobs ---------------------------------------------------------------------------------
     def start_job(self, project_id: str, preset: Optional[str] = None, settings: Optional[Dict[str, Any]] = None,
-                  base: Optional[str] = None) -> Dict[str, Any]:
-        """Start training on the project's current cases; returns the job (``id``, ``state``...)."""
+                  base: Optional[str] = None, update_from: Optional[str] = None) -> Dict[str, Any]:
+        """Start training on the project's current cases; returns the job (``id``, ``state``...).
+
+        ``update_from`` (a model or job id of this project) updates that finished model with the current
+        cases instead of training from scratch.
+        """
         body: Dict[str, Any] = {"settings": settings or {}}
         if preset is not None:
             body["preset"] = preset
         if base is not None:
             body["base"] = base
+        if update_from is not None:
+            body["update_from"] = update_from
         return self._request("POST", f"/projects/{self._quote(project_id)}/jobs", json_body=body)
 
     def list_jobs(self, project_id: str) -> List[Dict[str, Any]]:

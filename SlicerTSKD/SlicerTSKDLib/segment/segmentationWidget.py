@@ -170,7 +170,7 @@ class SegmentationWidget:
     def _showModels(self, models: List[Dict[str, Any]], selectId: Optional[str]) -> None:
         self.models = sorted(models, key=lambda m: str(m.get("created") or ""), reverse=True)
         for model in self.models:
-            self.modelCombo.addItem(modelTitle(model), str(model["id"]))
+            self.modelCombo.addItem(modelTitle(model, self.models), str(model["id"]))
         selectId = selectId or self.preferredModel()
         index = next((i for i, m in enumerate(self.models) if str(m["id"]) == selectId), 0 if self.models else -1)
         self.modelCombo.currentIndex = index

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .foundationLogic import NONE, FoundationLogic, FoundationView, WeightsDownload, WeightsImport, downloadCandidates, foundationView
+from .updateLogic import UPDATE_TIP, lineageText, startUpdate, updateProblem, updateSource
 
 __all__ = [
     "QUALITIES",
@@ -325,11 +326,17 @@ def resumableJob(jobs: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     return candidate
 
 
-def modelTitle(model: Dict[str, Any]) -> str:
+def _created(model: Dict[str, Any]) -> str:
+    return str(model.get("created") or "")[:16].replace("T", " ")
+
+
+def modelTitle(model: Dict[str, Any], models: Optional[Sequence[Dict[str, Any]]] = None) -> str:
     """``"2026-11-21 06:35 - TS-KD unet_small - Dice 0.93 - from medsam-vit-b"`` for the model chooser: the
     kind (``TS-KD`` distilled, or ``labels only`` when the run's labels-only reference was better), the
-    student, and the foundation model it was distilled from, when the server says."""
-    created = str(model.get("created") or "")[:16].replace("T", " ")
+    student, and the foundation model it was distilled from, when the server says. An updated model
+    ends with its lineage (``"updated from 2026-11-20 14:02, +2 cases"``: the earlier model's time as
+    its title starts, found in ``models``, the project's list; its id when not listed)."""
+    created = _created(model)
     student = model.get("student") if isinstance(model.get("student"), dict) else {}
     kind = KIND_TITLES.get(str(model.get("kind")), "")
     architecture = str(student.get("architecture") or "")
@@ -341,6 +348,10 @@ def modelTitle(model: Dict[str, Any]) -> str:
         parts.append("no teacher")
     elif "base" in model:
         parts.append("from {}".format(model["base"]) if model.get("base") else "no foundation model")
+    if isinstance(model.get("lineage"), dict):
+        parentId = model["lineage"].get("updated_from_model")
+        parent = next((m for m in models or () if str(m.get("id")) == str(parentId)), None)
+        parts.append(lineageText(model, (_created(parent) or None) if parent is not None else None))
     return " - ".join(part for part in parts if part)
 
 
@@ -357,6 +368,7 @@ class TrainingLogic:
         checkpointRows: the backend's foundation models (``GET /checkpoints``) last listed.
         download: the weights download in progress, or None.
         upload: the weights import in progress, or None.
+        models: the project's finished models last listed (what *Update* may continue).
     """
 
     def __init__(self) -> None:
@@ -365,6 +377,7 @@ class TrainingLogic:
         self.checkpointRows: List[Dict[str, Any]] = []
         self.download: Optional[WeightsDownload] = None
         self.upload: Optional[WeightsImport] = None
+        self.models: List[Dict[str, Any]] = []
 
     # ------------------------------------------------------------ choosers
     @staticmethod
@@ -391,12 +404,28 @@ class TrainingLogic:
         """Start training (blocking: worker thread): the foundation model choice saved, then the job sent."""
         return FoundationLogic(client).startJob(project, preset or None, base or NONE)
 
+    def updateProblem(self, connected: bool) -> Optional[str]:
+        """Why *Update the model with the new cases* is disabled (its tooltip), or None."""
+        return updateProblem(connected, self.jobId is not None, self.models)
+
+    updateTip = UPDATE_TIP
+
+    def updateModel(self, selectedId: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """The model *Update* continues: the one chosen in the Segment panel, else the newest."""
+        return updateSource(self.models, selectedId)
+
+    @staticmethod
+    def startUpdate(client: Any, project: Dict[str, Any], model: Dict[str, Any]) -> Dict[str, Any]:
+        """Start the update job (blocking: worker thread); see :func:`~.updateLogic.startUpdate`."""
+        return startUpdate(client, project, model)
+
     def follow(self, jobId: Optional[str]) -> None:
         self.jobId = jobId
 
     def forgetJobs(self) -> None:
         """Another project (or none): follow nothing, resume nothing."""
         self.jobId = self.resumeId = None
+        self.models = []
 
     def jobsListed(self, jobs: Sequence[Dict[str, Any]]) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
         """A project's jobs arrived: ``(job to follow, or None; status to show, or None)``.

@@ -1,5 +1,5 @@
-"""The "Train" panel (Slicer only): preset, foundation model, Start / Cancel / Resume, progress per
-stage, ETA, Dice, log.
+"""The "Train" panel (Slicer only): preset, foundation model, Train from scratch / Update the model
+with the new cases / Cancel / Resume, progress per stage, ETA, Dice, log.
 
 A ``qt.QTimer`` asks for the job's status every 2 s (the call runs in a worker thread; a new one is
 not sent while the previous one is out). The panel's state and decisions (the job it follows, what
@@ -38,6 +38,7 @@ class TrainingWidget:
         self.session = session
         self.logic = logic
         self.stageBars: Dict[str, Any] = {}
+        self.preferredModel = lambda: ""  # the model chosen in the Segment panel (moduleWidget sets it)
         self.timer = qt.QTimer()
         self.timer.setInterval(_POLL_MS)
         self.timer.connect("timeout()", self._poll)
@@ -77,11 +78,12 @@ class TrainingWidget:
         form.addRow(self.weightsBar)
         form.addRow(self.weightsLabel)
         row = qt.QHBoxLayout()
-        self.startButton = qt.QPushButton("Start training")
+        self.startButton = qt.QPushButton("Train from scratch")
+        self.updateButton = qt.QPushButton("Update the model with the new cases")
         self.cancelButton = qt.QPushButton("Cancel")
         self.resumeButton = qt.QPushButton("Resume")
         self.resumeButton.toolTip = "Continue the last interrupted, failed or cancelled training from its last checkpoint."
-        for button in (self.startButton, self.cancelButton, self.resumeButton):
+        for button in (self.startButton, self.updateButton, self.cancelButton, self.resumeButton):
             row.addWidget(button)
         form.addRow(row)
         self.headline = qt.QLabel("No training yet.")
@@ -104,6 +106,7 @@ class TrainingWidget:
         self.logView.readOnly = True
         logLayout.addWidget(self.logView)
         self.startButton.connect("clicked()", self.onStart)
+        self.updateButton.connect("clicked()", self.onUpdate)
         self.cancelButton.connect("clicked()", self.onCancel)
         self.resumeButton.connect("clicked()", self.onResume)
         self.downloadButton.connect("clicked()", self.onDownload)
@@ -217,6 +220,17 @@ class TrainingWidget:
             return
         self.session.submit("Listing jobs", self.session.client.list_jobs, str(project["id"]),
                             onSuccess=self._onJobs, onError=lambda exc: showError(exc, self.session))
+        self._refreshModels()
+
+    def _refreshModels(self) -> None:
+        project, client = self.session.project, self.session.client
+        if project is not None and client is not None:
+            self.session.submit("Listing models for updates", client.list_models, str(project["id"]),
+                                onSuccess=self._onModels, onError=lambda exc: showError(exc, self.session))
+
+    def _onModels(self, models) -> None:
+        self.logic.models = list(models)
+        self._updateButtons()
 
     def _onJobs(self, jobs) -> None:
         follow, show = self.logic.jobsListed(jobs)
@@ -252,6 +266,15 @@ class TrainingWidget:
             return
         self.session.submit("Starting training", self.logic.startJob, client, project, self.presetCombo.currentData,
                             self.foundationCombo.currentData,
+                            onSuccess=lambda job: self._follow(str(job["id"])),
+                            onError=lambda exc: showError(exc, self.session))
+
+    def onUpdate(self) -> None:
+        project, client = self.session.project, self.session.client
+        model = self.logic.updateModel(self.preferredModel())
+        if self.logic.updateProblem(project is not None and client is not None) is not None or model is None:
+            return
+        self.session.submit("Starting the update", self.logic.startUpdate, client, project, model,
                             onSuccess=lambda job: self._follow(str(job["id"])),
                             onError=lambda exc: showError(exc, self.session))
 
@@ -296,6 +319,7 @@ class TrainingWidget:
             self.timer.stop()
             if display.modelId:
                 self.session.modelReady.emit(display.modelId)
+                self._refreshModels()
         self._updateButtons()
 
     def _updateButtons(self) -> None:
@@ -304,6 +328,9 @@ class TrainingWidget:
         self.startButton.enabled = connected and not following
         self.cancelButton.enabled = connected and following
         self.resumeButton.enabled = connected and not following and self.logic.resumeId is not None
+        problem = self.logic.updateProblem(connected)
+        self.updateButton.enabled = problem is None
+        self.updateButton.toolTip = problem or self.logic.updateTip
         transferring = self.logic.transferring
         online = self.session.client is not None
         self.downloadButton.enabled = online and not transferring

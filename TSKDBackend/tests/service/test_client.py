@@ -160,3 +160,37 @@ def test_suggestions_surface_the_computing_state_and_send_the_options():
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Jobs(http.server.BaseHTTPRequestHandler):
+    """Answers ``POST .../jobs`` with a job; records each request's JSON body."""
+
+    bodies: list = []
+
+    def do_POST(self):  # noqa: N802 - the handler's name
+        _Jobs.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])).decode("utf-8")))
+        body = json.dumps({"id": "j2", "state": "queued"})
+        self.send_response(201)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode("utf-8"))
+
+    def log_message(self, *args):
+        pass
+
+
+def test_start_job_sends_update_from_only_when_given():
+    _Jobs.bodies = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Jobs)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = TSKDClient(f"http://127.0.0.1:{server.server_address[1]}", timeout=5)
+        assert client.start_job("p1", preset="tiny")["id"] == "j2"
+        client.start_job("p1", base="none", update_from="m1")
+        assert _Jobs.bodies == [{"settings": {}, "preset": "tiny"},
+                                {"settings": {}, "base": "none", "update_from": "m1"}]
+    finally:
+        server.shutdown()
+        server.server_close()

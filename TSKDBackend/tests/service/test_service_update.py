@@ -1,7 +1,7 @@
 """A training job that updates an earlier job's model (``update_from``): the worker is told the previous
 run folder, the job and the model list record the lineage, and bad ``update_from`` values are refused.
 
-The Slicer client has no ``update_from`` argument yet, so the requests go through its one request helper.
+The requests go through the Slicer client's ``start_job`` (``update_from`` is added to the body only when set).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from SlicerTSKDLib.backend.client import TSKDClientError
 from tests.service.helpers import add_cases, wait_state
 
 
-def _start(client, project_id, **body):
-    body.setdefault("settings", {"fake": {"steps": 2, "step_s": 0.01}})
-    return client._request("POST", f"/projects/{project_id}/jobs", json_body={"preset": "tiny", **body})
+def _start(client, project_id, settings=None, update_from=None):
+    return client.start_job(project_id, preset="tiny", settings=settings or {"fake": {"steps": 2, "step_s": 0.01}},
+                            update_from=update_from)
 
 
 def _run(server, job_id):
