@@ -14,5 +14,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
     ],
     "sampling": ["DrawDataset", "StepBatchSampler", "draw_seed"],
     "stopping": ["StopFlag", "stop_on_signals"],
-    "trainer": ["Trainer", "TrainingTask", "TrainResult"],
+    "task": ["TrainingTask", "finds_unused_parameters"],
+    "trainer": ["Trainer", "TrainResult"],
 })
