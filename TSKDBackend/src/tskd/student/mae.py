@@ -23,6 +23,7 @@ from monai.networks.nets import MaskedAutoEncoderViT
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tskd.engine.task import TrainingTask
 from tskd.errors import CheckpointError, DataError
 from tskd.student.base import StudentWithProjector
 from tskd.student.config import MAEConfig
@@ -113,7 +114,7 @@ def mae_loss(pred: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, *, no
     return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-class MAETask:
+class MAETask(TrainingTask):
     """Masked-autoencoder pre-training on every task image (labelled or not).
 
     Args:

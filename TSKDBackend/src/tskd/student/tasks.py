@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tskd.engine.task import TrainingTask
 from tskd.errors import DataError
 from tskd.student.base import StudentWithProjector
 from tskd.student.config import DistillConfig
@@ -61,7 +62,7 @@ def _image(batch: Mapping[str, Any]) -> torch.Tensor:
     return batch["image"].float()
 
 
-class SupervisedTask:
+class SupervisedTask(TrainingTask):
     """Dice + CE on the labelled samples of each batch; validation by mean foreground Dice.
 
     Args:
@@ -119,6 +120,12 @@ class DistillationTask(SupervisedTask):
         self.config = config
         self.distill_loss = DistillationLoss(config)
 
+    @property
+    def find_unused_parameters(self) -> bool:
+        """True for feature KD alone (``w_kd``, ``w_kd_dice``, ``w_sup`` all 0): the decoder gets no gradient."""
+        cfg = self.config
+        return cfg.w_kd == 0 and cfg.w_kd_dice == 0 and cfg.w_sup == 0
+
     def training_step(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted distillation loss of one transfer-set batch and its parts (``loss``, ``kd``, ``sup``, ``feat``)."""
         batch = move_to(batch, _device(model))
@@ -130,7 +137,7 @@ class DistillationTask(SupervisedTask):
         return self.distill_loss(logits, batch, projected)
 
 
-class FeatureDistillationTask:
+class FeatureDistillationTask(TrainingTask):
     """Task-agnostic KD baseline: MSE between projected student features and frozen-teacher embeddings.
 
     The teacher is the foundation model's image encoder *before* task fine-tuning; its embeddings
@@ -144,6 +151,7 @@ class FeatureDistillationTask:
 
     best_metric = "val_feat_mse"
     best_mode = "min"
+    find_unused_parameters = True  # the student's decoder gets no gradient
 
     def __init__(self, *, val_data: ValData = None, val_batch_size: int = 8) -> None:
         self.val_data = val_data

@@ -26,6 +26,7 @@ from monai.networks.utils import one_hot
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tskd.engine.task import TrainingTask
 from tskd.losses import SupervisedLoss
 from tskd.teacher.config import TeacherConfig
 from tskd.teacher.model import boxes_from_labels
@@ -35,7 +36,7 @@ __all__ = ["TeacherTask"]
 logger = logging.getLogger(__name__)
 
 
-class TeacherTask:
+class TeacherTask(TrainingTask):
     """Loss and validation of the teacher.
 
     Args:
