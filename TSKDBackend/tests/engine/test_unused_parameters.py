@@ -103,7 +103,7 @@ def supervised_case(student: str):
 
 
 def feature_kd_case():
-    # the benchmark's task-agnostic KD (pipeline/benchmark/methods/task_agnostic_kd.py)
+    # the task-agnostic KD method that tskd benchmark compares (methods/task_agnostic_kd.py)
     teacher = frozen_teacher()
     student = build_student(config().distill.student, num_classes=K, input_size=SIZE)
     model = StudentWithProjector(student=student, projector=FeatureProjector(student.feature_channels,
