@@ -56,10 +56,10 @@ class SlicerTSKDTest(ScriptedLoadableModuleTest):
         self.test_backendLoop()
 
     def test_environmentPlan(self):
-        from SlicerTSKDLib.environment import EnvironmentOptions, findBackendSource, planInstall
+        from SlicerTSKDLib.install.environment import EnvironmentOptions, findBackendSource, planInstall
         from SlicerTSKDLib.hostContext import HostContext
-        from SlicerTSKDLib.pythonFinder import PythonInfo, candidatePythons
-        from SlicerTSKDLib.torchSelection import chooseTorchBuild
+        from SlicerTSKDLib.install.pythonFinder import PythonInfo, candidatePythons
+        from SlicerTSKDLib.install.torchSelection import chooseTorchBuild
 
         home = tempfile.mkdtemp(prefix="SlicerTSKDTest-")
         fakePython = os.path.join(home, "python3.11.exe" if sys.platform == "win32" else "python3.11")

@@ -105,7 +105,7 @@ def backendEnvironment() -> Dict[str, str]:
 def localBackend(tmp_path) -> Iterator[Any]:
     """A real ``tskd serve`` on a free loopback port with a fresh token, started by :class:`LocalBackend`."""
     pytest.importorskip("fastapi")
-    from SlicerTSKDLib.backendLogic import RUNNING, LocalBackend
+    from SlicerTSKDLib.backend.backendLogic import RUNNING, LocalBackend
     from SlicerTSKDLib.processRunner import SubprocessRunner
 
     runner = SubprocessRunner()

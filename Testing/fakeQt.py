@@ -230,10 +230,11 @@ def installFakeQt(monkeypatch) -> None:
     ctk.ctkPathLineEdit = type("ctkPathLineEdit", (FakeObject,), {"Dirs": 1})
     monkeypatch.setitem(sys.modules, "qt", qt)
     monkeypatch.setitem(sys.modules, "ctk", ctk)
-    package = sys.modules.get("SlicerTSKDLib")
     for name in list(sys.modules):
         if name.endswith("Widget") and name.startswith("SlicerTSKDLib."):
             monkeypatch.delitem(sys.modules, name)
-            # ``from SlicerTSKDLib import xWidget`` would return the package's attribute, bound to the old fake
-            if package is not None and hasattr(package, name.split(".")[-1]):
-                monkeypatch.delattr(package, name.split(".")[-1])
+            # ``from SlicerTSKDLib.train import xWidget`` would return the package's attribute, bound to the old fake
+            parent, _, attribute = name.rpartition(".")
+            package = sys.modules.get(parent)
+            if package is not None and hasattr(package, attribute):
+                monkeypatch.delattr(package, attribute)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import backendEnvironment
-from SlicerTSKDLib.backendLogic import (
+from SlicerTSKDLib.backend.backendLogic import (
     FAILED,
     STARTING,
     STOPPED,
@@ -27,7 +27,7 @@ from SlicerTSKDLib.backendLogic import (
     newToken,
     parseVersion,
 )
-from SlicerTSKDLib.client import TSKDClient, TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDClient, TSKDClientError
 from SlicerTSKDLib.processRunner import SubprocessRunner
 
 
@@ -202,7 +202,7 @@ def test_local_backend_that_never_answers_times_out(tmp_path):
 
 def test_start_up_probe_runs_in_a_worker_and_poll_never_waits(tmp_path):
     """Issue 14, item 6: with ``submit`` (the session's), poll() returns at once while /health is asked."""
-    from SlicerTSKDLib.backendLogic import RUNNING, STARTING, LocalBackend
+    from SlicerTSKDLib.backend.backendLogic import RUNNING, STARTING, LocalBackend
     from SlicerTSKDLib.backgroundTasks import TaskRunner
 
     tasks = TaskRunner()

@@ -11,9 +11,9 @@ import pytest
 
 from conftest import backendEnvironment, pumpUntil
 from fakeQt import FakeObject, installFakeQt
-from SlicerTSKDLib.backendLogic import (ENTER_ADDRESS, NO_ENVIRONMENT, RUNNING, SET_UP_OR_CONNECT, STOPPED, BackendLogic,
+from SlicerTSKDLib.backend.backendLogic import (ENTER_ADDRESS, NO_ENVIRONMENT, RUNNING, SET_UP_OR_CONNECT, STOPPED, BackendLogic,
                                         LocalBackend, freeLocalPort)
-from SlicerTSKDLib.environmentMarker import EnvironmentInfo
+from SlicerTSKDLib.install.environmentMarker import EnvironmentInfo
 from SlicerTSKDLib.processRunner import SubprocessRunner
 from SlicerTSKDLib.session import SessionState
 from SlicerTSKDLib.settingsStore import MemorySettings
@@ -22,7 +22,7 @@ from SlicerTSKDLib.settingsStore import MemorySettings
 class World:
     def __init__(self, monkeypatch, tmp_path, settings=None) -> None:
         installFakeQt(monkeypatch)
-        from SlicerTSKDLib import backendWidget
+        from SlicerTSKDLib.backend import backendWidget
 
         self.session = SessionState()
         self.errors = []

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from SlicerTSKDLib.client import TSKDTransferAborted
+from SlicerTSKDLib.backend.client import TSKDTransferAborted
 
 
 def test_an_upload_stops_at_the_next_chunk_when_cancelled(localBackend, tmp_path):
@@ -41,7 +41,7 @@ def test_abort_stops_downloads_and_refuses_new_calls(localBackend, tmp_path):
 
 
 def test_a_download_stops_between_chunks(tmp_path):
-    from SlicerTSKDLib.client import TSKDClient
+    from SlicerTSKDLib.backend.client import TSKDClient
 
     class Response:
         def __init__(self):
@@ -58,6 +58,6 @@ def test_a_download_stops_between_chunks(tmp_path):
 
 
 def _form(path):
-    from SlicerTSKDLib.client import _MultipartBody
+    from SlicerTSKDLib.backend.client import _MultipartBody
 
     return _MultipartBody([("name", "case_000"), ("replace", "false")], [("image", str(path))])

@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
-from SlicerTSKDLib.environment import EnvironmentOptions
-from SlicerTSKDLib.environmentMarker import READY, environmentState
-from SlicerTSKDLib.environmentSetup import SUCCEEDED, EnvironmentSetup
+from SlicerTSKDLib.install.environment import EnvironmentOptions
+from SlicerTSKDLib.install.environmentMarker import READY, environmentState
+from SlicerTSKDLib.install.environmentSetup import SUCCEEDED, EnvironmentSetup
 from SlicerTSKDLib.hostContext import HostContext
 from SlicerTSKDLib.processRunner import SubprocessRunner
 

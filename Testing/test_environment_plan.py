@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import REPO_ROOT
-from SlicerTSKDLib.environment import (
+from SlicerTSKDLib.install.environment import (
     INFO_CODE,
     EnvironmentOptions,
     SetupError,
@@ -25,7 +25,7 @@ from SlicerTSKDLib.environment import (
     stageBackendSource,
     torchRequirementFor,
 )
-from SlicerTSKDLib.environmentMarker import (
+from SlicerTSKDLib.install.environmentMarker import (
     BROKEN,
     NOT_SET_UP,
     OUTDATED,
@@ -36,9 +36,9 @@ from SlicerTSKDLib.environmentMarker import (
     writeMarker,
 )
 from SlicerTSKDLib.hostContext import HostContext
-from SlicerTSKDLib.pipProgress import PipProgress
-from SlicerTSKDLib.pythonFinder import PythonInfo
-from SlicerTSKDLib.torchSelection import CPU_INDEX_URL, TorchBuild
+from SlicerTSKDLib.install.pipProgress import PipProgress
+from SlicerTSKDLib.install.pythonFinder import PythonInfo
+from SlicerTSKDLib.install.torchSelection import CPU_INDEX_URL, TorchBuild
 
 BACKEND = REPO_ROOT / "TSKDBackend"
 CONSTRAINTS = "numpy==2.4.6\ntorch==2.13.0  # CPU wheel\nTorch-Audio==1.0\n# comment\nscipy==1.17.1\n"

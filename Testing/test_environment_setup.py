@@ -16,9 +16,9 @@ import pytest
 
 from conftest import REPO_ROOT
 from fakeTools import NVIDIA_SMI_12_6, alive, fakeEnvironment, makeFakePython, makeScript, readCalls, writeRules
-from SlicerTSKDLib.environment import EnvironmentOptions
-from SlicerTSKDLib.environmentMarker import READY, environmentState, readMarker
-from SlicerTSKDLib.environmentSetup import CANCELLED, FAILED, SUCCEEDED, EnvironmentSetup
+from SlicerTSKDLib.install.environment import EnvironmentOptions
+from SlicerTSKDLib.install.environmentMarker import READY, environmentState, readMarker
+from SlicerTSKDLib.install.environmentSetup import CANCELLED, FAILED, SUCCEEDED, EnvironmentSetup
 from SlicerTSKDLib.hostContext import HostContext
 from SlicerTSKDLib.processRunner import SubprocessRunner
 

@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from conftest import MODULE_DIR, REPO_ROOT
-from SlicerTSKDLib.environment import BACKEND_FOLDER_NAME, findBackendSource, shippedBackendVersion
+from SlicerTSKDLib.install.environment import BACKEND_FOLDER_NAME, findBackendSource, shippedBackendVersion
 
 MODULE_NAME = "SlicerTSKD"
 EXTENSION_NAME = "TSKD"  # the catalog forbids extension names starting with "Slicer"; the repository keeps it

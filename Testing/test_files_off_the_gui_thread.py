@@ -15,7 +15,7 @@ import pytest
 from conftest import importSlicer
 from SlicerTSKDLib import sceneData
 from SlicerTSKDLib.backgroundTasks import TaskCancelled, TaskRunner
-from SlicerTSKDLib.projectLogic import exportTrainingCase, prepareTrainingCase, writeAndUploadTrainingCase, writeTrainingCase
+from SlicerTSKDLib.train.projectLogic import exportTrainingCase, prepareTrainingCase, writeAndUploadTrainingCase, writeTrainingCase
 from SlicerTSKDLib.selfTest import addPhantomToScene
 from SlicerTSKDLib.volumeFiles import VolumeSnapshot, WriteCancelled, writeNrrd
 

@@ -19,8 +19,8 @@ sys.path.insert(0, str(REPO_ROOT / "TSKDBackend"))  # the backend's test helpers
 pytest.importorskip("fastapi")
 pytest.importorskip("torch")
 
-from SlicerTSKDLib.client import TSKDClientError  # noqa: E402
-from SlicerTSKDLib.foundationLogic import (  # noqa: E402
+from SlicerTSKDLib.backend.client import TSKDClientError  # noqa: E402
+from SlicerTSKDLib.train.foundationLogic import (  # noqa: E402
     NONE,
     NONE_TITLE,
     FoundationLogic,
@@ -31,7 +31,7 @@ from SlicerTSKDLib.foundationLogic import (  # noqa: E402
     initialChoice,
 )
 from SlicerTSKDLib.session import userMessage  # noqa: E402
-from SlicerTSKDLib.trainingLogic import jobDisplay, modelTitle  # noqa: E402
+from SlicerTSKDLib.train.trainingLogic import jobDisplay, modelTitle  # noqa: E402
 
 SAM_B = "/sam_vit_b_01ec64.pth"
 

@@ -14,11 +14,11 @@ import pytest
 from conftest import REPO_ROOT
 from fakeQt import FakeObject, installFakeQt
 from fakeTools import alive, fakeEnvironment, makeFakePython, makeScript, readCalls, writeRules
-from SlicerTSKDLib.environment import shippedBackendVersion
-from SlicerTSKDLib.environmentMarker import BROKEN, NOT_SET_UP, OUTDATED, EnvironmentInfo, readMarker, writeMarker
-from SlicerTSKDLib.environmentSetup import CANCELLED
+from SlicerTSKDLib.install.environment import shippedBackendVersion
+from SlicerTSKDLib.install.environmentMarker import BROKEN, NOT_SET_UP, OUTDATED, EnvironmentInfo, readMarker, writeMarker
+from SlicerTSKDLib.install.environmentSetup import CANCELLED
 from SlicerTSKDLib.hostContext import HostContext
-from SlicerTSKDLib.installLogic import (EMPTY_CUSTOM_INDEX, SETTING_UP, SETTINGS_PREFIX, SOURCES_MISSING, STATE_TEXTS,
+from SlicerTSKDLib.install.installLogic import (EMPTY_CUSTOM_INDEX, SETTING_UP, SETTINGS_PREFIX, SOURCES_MISSING, STATE_TEXTS,
                                         EnvironmentPanelLogic)
 from SlicerTSKDLib.processRunner import SubprocessRunner
 from SlicerTSKDLib.settingsStore import MemorySettings
@@ -34,7 +34,7 @@ class World:
 
     def __init__(self, monkeypatch, tmp, settings=None, backendSourceDir: str = BACKEND) -> None:
         installFakeQt(monkeypatch)
-        from SlicerTSKDLib import installWidget
+        from SlicerTSKDLib.install import installWidget
 
         self.tmp = tmp
         self.bin = tmp / "bin"

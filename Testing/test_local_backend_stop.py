@@ -32,7 +32,7 @@ sys.exit(main())
 
 
 def _startBackend(backendCommand, workspace: Path):
-    from SlicerTSKDLib.backendLogic import RUNNING, LocalBackend
+    from SlicerTSKDLib.backend.backendLogic import RUNNING, LocalBackend
     from SlicerTSKDLib.processRunner import SubprocessRunner
 
     runner = SubprocessRunner()
@@ -64,7 +64,7 @@ def test_a_training_worker_survives_stop_and_the_restarted_backend_finishes_the_
     from tskd.data.image import write_image
     from tskd.data.phantom import PhantomConfig, make_phantom, phantom_labels
 
-    from SlicerTSKDLib.backendLogic import STOPPED
+    from SlicerTSKDLib.backend.backendLogic import STOPPED
 
     wrapper = tmp_path / "serve_fake_train.py"
     wrapper.write_text(_WRAPPER.format(command=shlex.join([sys.executable, str(FAKE_TRAIN)])), encoding="utf-8")

@@ -11,7 +11,7 @@ import textwrap
 import time
 
 from SlicerTSKDLib.processRunner import SubprocessRunner
-from SlicerTSKDLib.runtimeSetup import OnnxruntimeInstall, pipInstallCommand
+from SlicerTSKDLib.install.runtimeSetup import OnnxruntimeInstall, pipInstallCommand
 
 FAKE_PIP = textwrap.dedent("""
     import sys, time

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from SlicerTSKDLib.projectLogic import (
+from SlicerTSKDLib.train.projectLogic import (
     ProjectProblem,
     caseLabelMapping,
     caseRows,
@@ -14,7 +14,7 @@ from SlicerTSKDLib.projectLogic import (
     uniqueCaseName,
 )
 from SlicerTSKDLib.session import userMessage
-from SlicerTSKDLib.client import TSKDClientError, TSKDConnectionError
+from SlicerTSKDLib.backend.client import TSKDClientError, TSKDConnectionError
 
 
 def test_labels_follow_segment_order_names_and_colours():

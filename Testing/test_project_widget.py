@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from conftest import importSlicer, pumpUntil
 from fakeQt import FakeObject, installFakeQt
-from SlicerTSKDLib.backendLogic import checkBackend
-from SlicerTSKDLib.projectLogic import LAST_PROJECT_SETTING, NO_CASE_SELECTION, NO_SEGMENTATION_FOR_PROJECT, ProjectLogic
+from SlicerTSKDLib.backend.backendLogic import checkBackend
+from SlicerTSKDLib.train.projectLogic import LAST_PROJECT_SETTING, NO_CASE_SELECTION, NO_SEGMENTATION_FOR_PROJECT, ProjectLogic
 from SlicerTSKDLib.session import SessionState
 from SlicerTSKDLib.settingsStore import MemorySettings
 
@@ -35,7 +35,7 @@ class World:
     def __init__(self, monkeypatch, server, settings=None) -> None:
         installFakeQt(monkeypatch)
         importSlicer()
-        from SlicerTSKDLib import projectWidget
+        from SlicerTSKDLib.train import projectWidget
 
         self.qt = __import__("qt")
         self.client = server.client()

@@ -1,7 +1,7 @@
 """Slicer 5.6/5.8 run Python 3.9: every module file must parse as 3.9, and logic files stay Qt-free.
 
-GUI-wiring files are the module file and files named ``*Widget.py`` in ``SlicerTSKDLib``; every
-other Lib file is logic and must not import ``qt``, ``ctk``, ``slicer`` or ``vtk`` at module level
+GUI-wiring files are the module file and files named ``*Widget.py`` in ``SlicerTSKDLib`` and its
+sub-packages; every other Lib file is logic and must not import ``qt``, ``ctk``, ``slicer`` or ``vtk`` at module level
 (it may inside a function, as ``QProcessRunner`` does), so it can be tested without Slicer.
 """
 
@@ -16,7 +16,14 @@ from conftest import MODULE_DIR
 
 SLICER_ONLY = {"qt", "ctk", "slicer", "vtk", "qSlicerSegmentationsModuleWidgetsPythonQt"}
 PYTHON_FILES = sorted(p for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts)
-LOGIC_FILES = [p for p in PYTHON_FILES if p.parent.name == "SlicerTSKDLib" and not p.name.endswith("Widget.py")]
+LIB_DIR = MODULE_DIR / "SlicerTSKDLib"
+LOGIC_FILES = [p for p in PYTHON_FILES if LIB_DIR in p.parents and not p.name.endswith("Widget.py")]
+
+
+def moduleName(path: Path) -> str:
+    """``SlicerTSKDLib/install/environment.py`` -> ``SlicerTSKDLib.install.environment``."""
+    parts = path.relative_to(MODULE_DIR).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def moduleLevelImports(tree: ast.Module) -> set:
@@ -40,8 +47,9 @@ def moduleLevelImports(tree: ast.Module) -> set:
 
 def test_files_were_found():
     assert len(PYTHON_FILES) >= 10
-    assert MODULE_DIR / "SlicerTSKDLib" / "environment.py" in LOGIC_FILES
-    assert MODULE_DIR / "SlicerTSKDLib" / "installWidget.py" not in LOGIC_FILES
+    assert LIB_DIR / "install" / "environment.py" in LOGIC_FILES
+    assert LIB_DIR / "signal.py" in LOGIC_FILES
+    assert LIB_DIR / "install" / "installWidget.py" not in LOGIC_FILES
 
 
 @pytest.mark.parametrize("path", PYTHON_FILES, ids=lambda p: p.relative_to(MODULE_DIR).as_posix())
@@ -64,5 +72,4 @@ def test_logic_files_import_outside_slicer():
     import importlib
 
     for path in LOGIC_FILES:
-        if path.name != "__init__.py":
-            importlib.import_module("SlicerTSKDLib." + path.stem)
+        importlib.import_module(moduleName(path))

@@ -11,7 +11,7 @@ import pytest
 from fakeTools import makeFakePython, makeScript
 from SlicerTSKDLib.hostContext import HostContext, childEnvironment, findExecutable
 from SlicerTSKDLib.processRunner import SubprocessRunner
-from SlicerTSKDLib.pythonFinder import (
+from SlicerTSKDLib.install.pythonFinder import (
     PythonInfo,
     candidatePythons,
     findUv,

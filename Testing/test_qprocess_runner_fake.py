@@ -22,8 +22,8 @@ from typing import Any, Callable, List
 import pytest
 
 from SlicerTSKDLib.processRunner import EXITED, FAILED_TO_START, QProcessRunner
-from SlicerTSKDLib.stepSequence import SUCCEEDED, StepSequence
-from SlicerTSKDLib.environment import Step
+from SlicerTSKDLib.install.stepSequence import SUCCEEDED, StepSequence
+from SlicerTSKDLib.install.environment import Step
 
 EVENTS: List[Callable[[], None]] = []
 LOG: List[str] = []

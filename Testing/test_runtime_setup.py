@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from conftest import MODULE_DIR, REPO_ROOT
-from SlicerTSKDLib.runtimeSetup import RUNTIME_MODULES, installOnnxruntime, onnxruntimeAvailable, runtimeSourceFolder
+from SlicerTSKDLib.install.runtimeSetup import RUNTIME_MODULES, installOnnxruntime, onnxruntimeAvailable, runtimeSourceFolder
 
 HEAVY = ("torch", "SimpleITK", "monai", "fastapi", "uvicorn", "yaml", "scipy", "onnx", "onnxruntime", "PIL",
          "transformers", "diffusers", "accelerate", "sqlite3", "tskd.data", "tskd.service", "tskd.engine")
@@ -29,7 +29,7 @@ def test_runtime_comes_from_the_shipped_sources_and_pulls_in_nothing_heavy():
     code = (
         "import sys, json; sys.path.insert(0, {module!r}); sys.modules.pop('tskd', None)\n"
         "before = set(sys.modules)\n"
-        "from SlicerTSKDLib.runtimeSetup import ensureRuntimeImportable\n"
+        "from SlicerTSKDLib.install.runtimeSetup import ensureRuntimeImportable\n"
         "folder = ensureRuntimeImportable({module!r})\n"
         "import tskd.runtime\n"
         "print(json.dumps({{'folder': folder, 'file': tskd.runtime.__file__, 'new': sorted(set(sys.modules) - before)}}))\n"
@@ -47,7 +47,7 @@ def test_runtime_comes_from_the_shipped_sources_and_pulls_in_nothing_heavy():
 
 def test_onnxruntime_is_found_without_being_imported():
     code = ("import sys; sys.path.insert(0, {!r})\n"
-            "from SlicerTSKDLib.runtimeSetup import onnxruntimeAvailable\n"
+            "from SlicerTSKDLib.install.runtimeSetup import onnxruntimeAvailable\n"
             "print(onnxruntimeAvailable(), 'onnxruntime' in sys.modules)").format(str(MODULE_DIR))
     assert runClean(code).split() == ["True", "False"]
     assert onnxruntimeAvailable()

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import addImageToScene, importSlicer, rasFromLps
 from SlicerTSKDLib import sceneData
-from SlicerTSKDLib.projectLogic import ProjectProblem, exportTrainingCase, labelsFromSegments, uploadTrainingCase
-from SlicerTSKDLib.segmentationLogic import applyLabelsToSegmentation, packageLabels
+from SlicerTSKDLib.train.projectLogic import ProjectProblem, exportTrainingCase, labelsFromSegments, uploadTrainingCase
+from SlicerTSKDLib.segment.segmentationLogic import applyLabelsToSegmentation, packageLabels
 from SlicerTSKDLib.selfTest import PHANTOM_SEGMENTS, addPhantomToScene, checkSceneRoundTrip, obliqueIjkToRas
 
 LPS_FROM_RAS = np.diag([-1.0, -1.0, 1.0])

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import importSlicer
 from SlicerTSKDLib import sceneData
-from SlicerTSKDLib.segmentationLogic import (
+from SlicerTSKDLib.segment.segmentationLogic import (
     LiveSegmentation,
     ModelCache,
     SegmentationProblem,

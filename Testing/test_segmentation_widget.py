@@ -11,8 +11,8 @@ import numpy as np
 from conftest import importSlicer
 from fakeQt import FakeObject, installFakeQt
 from SlicerTSKDLib.processRunner import SubprocessRunner
-from SlicerTSKDLib.runtimeSetup import OnnxruntimeInstall
-from SlicerTSKDLib.segmentationLogic import ASK, BACKEND, HERE, INSTALLING, ModelCache, SegmentationLogic
+from SlicerTSKDLib.install.runtimeSetup import OnnxruntimeInstall
+from SlicerTSKDLib.segment.segmentationLogic import ASK, BACKEND, HERE, INSTALLING, ModelCache, SegmentationLogic
 from SlicerTSKDLib.session import SessionState
 
 PIP = textwrap.dedent("""
@@ -44,7 +44,7 @@ class World:
     def __init__(self, monkeypatch, tmp_path, answer: bool, delay: float = 0.3, volume=None, roi=None) -> None:
         installFakeQt(monkeypatch)
         slicer = importSlicer()
-        from SlicerTSKDLib import segmentationWidget
+        from SlicerTSKDLib.segment import segmentationWidget
 
         self.onnx = False
         self.asked, self.here, self.backend = [], [], []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from SlicerTSKDLib.client import TSKDConnectionError, TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDConnectionError, TSKDClientError
 from SlicerTSKDLib.session import SessionState, showError, userMessage
 
 

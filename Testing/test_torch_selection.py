@@ -6,7 +6,7 @@ import pytest
 
 from fakeTools import NVIDIA_SMI_12_6
 from SlicerTSKDLib.hostContext import HostContext
-from SlicerTSKDLib.torchSelection import (
+from SlicerTSKDLib.install.torchSelection import (
     CPU_INDEX_URL,
     GpuInfo,
     chooseTorchBuild,

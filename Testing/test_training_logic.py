@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from SlicerTSKDLib.trainingLogic import (
+from SlicerTSKDLib.train.trainingLogic import (
     TrainingProblem,
     activeJob,
     formatDuration,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from conftest import pumpUntil
 from fakeQt import FakeObject, installFakeQt
-from SlicerTSKDLib.backendLogic import checkBackend
-from SlicerTSKDLib.foundationLogic import NONE, NONE_TITLE
+from SlicerTSKDLib.backend.backendLogic import checkBackend
+from SlicerTSKDLib.train.foundationLogic import NONE, NONE_TITLE
 from SlicerTSKDLib.session import SessionState
-from SlicerTSKDLib.trainingLogic import NO_LABELLED_CASES, TrainingLogic
+from SlicerTSKDLib.train.trainingLogic import NO_LABELLED_CASES, TrainingLogic
 
 VERDICT = ("the distilled student was not better than training on the labels alone (0.890 vs 0.930), so the "
            "labels-only student was exported")
@@ -25,7 +25,7 @@ def comparison(chosen: str) -> dict:
 class World:
     def __init__(self, monkeypatch, server, segmentPanel: bool = False) -> None:
         installFakeQt(monkeypatch)
-        from SlicerTSKDLib import trainingWidget
+        from SlicerTSKDLib.train import trainingWidget
 
         self.client = server.client()
         self.session = SessionState()
@@ -42,8 +42,8 @@ class World:
         from conftest import importSlicer
 
         importSlicer()
-        from SlicerTSKDLib import segmentationWidget
-        from SlicerTSKDLib.segmentationLogic import ModelCache, SegmentationLogic
+        from SlicerTSKDLib.segment import segmentationWidget
+        from SlicerTSKDLib.segment.segmentationLogic import ModelCache, SegmentationLogic
 
         data = type("Data", (), {"volumeSelector": FakeObject(), "segmentationSelector": FakeObject(),
                                  "volumeNode": lambda self: None, "roiNode": lambda self: None,

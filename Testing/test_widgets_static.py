@@ -16,7 +16,12 @@ import pytest
 
 from conftest import MODULE_DIR
 
-WIDGET_FILES = sorted((MODULE_DIR / "SlicerTSKDLib").glob("*Widget.py")) + [MODULE_DIR / "SlicerTSKD.py"]
+WIDGET_FILES = sorted((MODULE_DIR / "SlicerTSKDLib").rglob("*Widget.py")) + [MODULE_DIR / "SlicerTSKD.py"]
+
+
+def packageOf(path) -> list:
+    """The package a file's relative imports start from: ``["SlicerTSKDLib", "install"]``..."""
+    return list(path.relative_to(MODULE_DIR).parent.parts)
 
 
 def boundNames(tree: ast.AST) -> set:
@@ -49,14 +54,20 @@ def test_every_name_used_is_bound(path):
 def test_relative_imports_exist(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.level == 1 or (node.module or "").startswith("SlicerTSKDLib")):
-            if node.module is None:  # from . import sceneData
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("SlicerTSKDLib")):
+            if node.level:  # from .x import / from ..install.x import / from .. import sceneData
+                package = packageOf(path)
+                base = package[: len(package) - node.level + 1]
+                assert base, "{}: relative import above the module folder".format(path.name)
+            else:
+                base = []
+            if node.module is None:
                 for alias in node.names:
-                    importlib.import_module("SlicerTSKDLib." + alias.name)
+                    importlib.import_module(".".join(base + [alias.name]))
                 continue
-            moduleName = "SlicerTSKDLib." + node.module if node.level == 1 else node.module
+            moduleName = ".".join(base + node.module.split("."))
             if moduleName.endswith("Widget"):
-                assert (MODULE_DIR / "SlicerTSKDLib" / (moduleName.split(".")[-1] + ".py")).is_file()
+                assert (MODULE_DIR.joinpath(*moduleName.split(".")).with_suffix(".py")).is_file(), moduleName
                 continue
             module = importlib.import_module(moduleName)
             for alias in node.names:

@@ -13,12 +13,12 @@ import pytest
 
 from conftest import addImageToScene, importSlicer
 from SlicerTSKDLib import sceneData
-from SlicerTSKDLib.backendLogic import checkBackend
-from SlicerTSKDLib.projectLogic import exportTrainingCase, labelsFromSegments, uploadTrainingCase
-from SlicerTSKDLib.segmentationLogic import LiveSegmentation, ModelCache, applyLabelsToSegmentation, packageLabels, segmentArray
+from SlicerTSKDLib.backend.backendLogic import checkBackend
+from SlicerTSKDLib.train.projectLogic import exportTrainingCase, labelsFromSegments, uploadTrainingCase
+from SlicerTSKDLib.segment.segmentationLogic import LiveSegmentation, ModelCache, applyLabelsToSegmentation, packageLabels, segmentArray
 from SlicerTSKDLib.selfTest import dice
 from SlicerTSKDLib.session import SessionState
-from SlicerTSKDLib.trainingLogic import jobDisplay, presetForQuality
+from SlicerTSKDLib.train.trainingLogic import jobDisplay, presetForQuality
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 

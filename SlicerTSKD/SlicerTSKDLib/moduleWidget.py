@@ -14,14 +14,14 @@ import slicer
 
 from . import sceneData
 from .parameterNode import findParameterNode, selections
-from .backendWidget import BackendWidget, makeBackendLogic
-from .installWidget import InstallWidget, makeEnvironmentPanelLogic
-from .projectLogic import ProjectLogic
-from .projectWidget import ProjectWidget
-from .segmentationWidget import SegmentationWidget, makeSegmentationLogic
+from .backend.backendWidget import BackendWidget, makeBackendLogic
+from .install.installWidget import InstallWidget, makeEnvironmentPanelLogic
+from .train.projectLogic import ProjectLogic
+from .train.projectWidget import ProjectWidget
+from .segment.segmentationWidget import SegmentationWidget, makeSegmentationLogic
 from .session import SessionState
-from .trainingLogic import TrainingLogic
-from .trainingWidget import TrainingWidget
+from .train.trainingLogic import TrainingLogic
+from .train.trainingWidget import TrainingWidget
 
 __all__ = ["ModuleWidget", "DataSelectors"]
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from . import sceneData
-from .projectLogic import exportTrainingCase, labelsFromSegments, uploadTrainingCase
+from .train.projectLogic import exportTrainingCase, labelsFromSegments, uploadTrainingCase
 
 __all__ = ["PHANTOM_SEGMENTS", "obliqueIjkToRas", "phantomArrays", "addPhantomToScene", "dice",
            "checkSceneRoundTrip", "runBackendLoop"]
@@ -95,7 +95,7 @@ def checkSceneRoundTrip(scene: Any, folder: Optional[str] = None) -> None:
     """Export to files and import from arrays keep every voxel in place (raises AssertionError)."""
     import slicer
 
-    from .segmentationLogic import valuesToIndices
+    from .segment.segmentationLogic import valuesToIndices
 
     folder = folder or tempfile.mkdtemp(prefix="SlicerTSKD-selftest-")
     try:
@@ -140,9 +140,9 @@ def runBackendLoop(scene: Any, url: str, token: Optional[str], moduleDir: str, c
     Returns:
         The mean Dice of the held-out phantom's two structures.
     """
-    from .client import TSKDClient
-    from .runtimeSetup import ensureRuntimeImportable, onnxruntimeAvailable
-    from .segmentationLogic import ModelCache, applyLabelsToSegmentation, packageLabels, segmentArray
+    from .backend.client import TSKDClient
+    from .install.runtimeSetup import ensureRuntimeImportable, onnxruntimeAvailable
+    from .segment.segmentationLogic import ModelCache, applyLabelsToSegmentation, packageLabels, segmentArray
 
     client = TSKDClient(url, token=token)
     project = None

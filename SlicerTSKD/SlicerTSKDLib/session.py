@@ -15,15 +15,15 @@ import contextlib
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
-from .backendLogic import BackendInfo, BackendProblem, describeConnectionError
+from .backend.backendLogic import BackendInfo, BackendProblem, describeConnectionError
 from .backgroundTasks import Task, TaskRunner
-from .client import TSKDClient, TSKDClientError
-from .projectLogic import ProjectProblem
-from .runtimeSetup import RuntimeSetupError
+from .backend.client import TSKDClient, TSKDClientError
+from .train.projectLogic import ProjectProblem
+from .install.runtimeSetup import RuntimeSetupError
 from .sceneData import SceneError
-from .segmentationLogic import SegmentationProblem
+from .segment.segmentationLogic import SegmentationProblem
 from .signal import Signal
-from .trainingLogic import TrainingProblem
+from .train.trainingLogic import TrainingProblem
 
 __all__ = ["SessionState", "ErrorReporter", "userMessage", "showError"]
 

@@ -141,7 +141,7 @@ def bench_predict(workdir: Path, sizes: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------- transfer
 def write_transfer_set(folder: Path, items: int, size: int, classes: int) -> int:
     """A transfer set of ``items`` items (cheap synthetic content); its size on disk in bytes."""
-    from tskd.synthesis.transfer_set import TransferSetWriter
+    from tskd.data.transfer_set import TransferSetWriter
 
     rng = np.random.default_rng(0)
     writer = TransferSetWriter(folder, image_size=size, num_classes=classes)
@@ -163,7 +163,7 @@ def stream_transfer_set(folder: str, batch_size: int, *, read: bool = True) -> N
     from torch.utils.data import DataLoader
 
     from tskd.engine.sampling import DrawDataset, StepBatchSampler
-    from tskd.synthesis.transfer_set import TransferSetDataset
+    from tskd.data.transfer_set import TransferSetDataset
 
     dataset = TransferSetDataset(folder)
     steps = len(dataset) // batch_size if read else 0

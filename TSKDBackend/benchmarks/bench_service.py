@@ -34,7 +34,7 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "SlicerTSKD"))
 sys.path.insert(0, str(REPO / "TSKDBackend" / "src"))
 
-from SlicerTSKDLib.client import TSKDClient  # noqa: E402
+from SlicerTSKDLib.backend.client import TSKDClient  # noqa: E402
 
 WORKER = textwrap.dedent('''
     import argparse, sys, time

@@ -81,7 +81,7 @@ def run(threads: int, batch: int, repeats: int, slices: int, size: int = DEFAULT
     from slicerCore import installScene
 
     from SlicerTSKDLib import sceneData
-    from SlicerTSKDLib.segmentationLogic import LiveSegmentation, applyLabelsToSegmentation, packageLabels, segmentArray
+    from SlicerTSKDLib.segment.segmentationLogic import LiveSegmentation, applyLabelsToSegmentation, packageLabels, segmentArray
     from SlicerTSKDLib.selfTest import addPhantomToScene
     from tskd.runtime import OnnxSegmenter
 

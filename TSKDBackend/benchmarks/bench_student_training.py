@@ -53,8 +53,8 @@ from tskd.data.slice_dataset import SliceDataset
 from tskd.engine import EngineConfig
 from tskd.inference.torch_model import TorchSliceModel
 from tskd.log import configure_logging
-from tskd.pipeline.benchmark.measure import test_metrics
-from tskd.pipeline.benchmark.split import load_or_make_split, run_split_file
+from tskd.pipeline.comparison.measure import test_metrics
+from tskd.pipeline.comparison.split import load_or_make_split, run_split_file
 from tskd.runconfig import PipelineConfig, resolve_config
 from tskd.pipeline.data_stage import PreparedData, load_prepared_data
 from tskd.pipeline.run import run_stages
@@ -62,7 +62,7 @@ from tskd.pipeline.run_folder import RunFolder
 from tskd.pipeline.student_stage import StageContext, fit_stage, supervised_budget
 from tskd.student import DistillationTask, SupervisedTask, build_student
 from tskd.student.storage import load_student
-from tskd.synthesis.transfer_set import TransferSetDataset
+from tskd.data.transfer_set import TransferSetDataset
 
 logger = logging.getLogger("bench_student_training")
 

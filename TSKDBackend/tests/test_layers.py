@@ -11,8 +11,8 @@ import tskd
 ROOT = Path(tskd.__file__).parent
 FOUNDATION = {"errors", "log", "progress", "config", "atomic", "lazy", "processes"}
 MODELS = {"teacher", "synthesis", "student"}
-BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "evaluation", "export",
-                                        "inference", "foundation"}
+BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "metrics", "runtime", "evaluation",
+                                        "export", "inference", "foundation", "suggest"}
 
 ALLOWED = {
     "errors": set(),
@@ -26,15 +26,18 @@ ALLOWED = {
     "data": FOUNDATION | {"preprocess"},
     "engine": FOUNDATION,
     "losses": FOUNDATION,  # the one supervised loss of teacher and students
-    "teacher": FOUNDATION | {"engine", "preprocess", "data", "losses"},
+    "metrics": FOUNDATION,  # the one segmentation Dice: every stage's validation, the evaluation
+    "teacher": FOUNDATION | {"engine", "preprocess", "data", "losses", "metrics"},
     "synthesis": FOUNDATION | {"engine", "preprocess", "data"},
-    "student": FOUNDATION | {"engine", "preprocess", "data", "losses"},
+    "student": FOUNDATION | {"engine", "preprocess", "data", "losses", "metrics"},
     "runtime": {"errors", "preprocess"},  # shipped into Slicer: numpy + onnxruntime only
-    "evaluation": FOUNDATION | {"preprocess", "data"},
+    "evaluation": FOUNDATION | {"preprocess", "data", "metrics"},
     "export": FOUNDATION | MODELS | {"preprocess", "data", "losses", "runtime"},
     "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "export"},
     # foundation weights (catalog, cache, download, import): the teacher's loader checks imports
     "foundation": FOUNDATION | {"teacher"},
+    # what to label next: the run's student (and teacher) through the inference layer's loaders
+    "suggest": FOUNDATION | {"preprocess", "data", "runtime", "inference", "teacher"},
     # the whole run's settings: the stages' configs (none of which imports torch) put together
     "runconfig": FOUNDATION | {"data", "engine", "teacher", "synthesis", "student", "foundation"},
     "pipeline": BELOW_PIPELINE | {"runconfig"},

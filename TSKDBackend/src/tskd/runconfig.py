@@ -16,7 +16,8 @@ from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
 from tskd.synthesis.config import DiffusionConfig
 from tskd.teacher.config import TeacherConfig
 
-__all__ = ["DataConfig", "ReferenceConfig", "PipelineConfig", "resolve_config", "check_settings", "DEFAULT_PRESET"]
+__all__ = ["DataConfig", "ReferenceConfig", "UpdateConfig", "PipelineConfig", "resolve_config", "check_settings",
+           "update_schedule", "DEFAULT_PRESET"]
 
 DEFAULT_PRESET = "cpu-small"
 
@@ -75,6 +76,35 @@ class ReferenceConfig(ConfigBase):
 
 
 @dataclass
+class UpdateConfig(ConfigBase):
+    """Updating the model of a previous run with new or corrected labels (a short retrain).
+
+    With ``from_run`` set, the teacher resumes from the previous run's fine-tuned teacher, the
+    students start from the previous students, and every stage trains for a fraction of this
+    config's (the preset's) schedule; the diffusion model and its synthetic images are reused.
+    Each preset's ``update`` section says how short (see ``tskd presets NAME``).
+
+    Args:
+        from_run: the previous run folder (a finished ``tskd train`` run); None trains from scratch.
+        teacher_steps: the teacher's steps as a fraction of ``teacher.train.max_steps``.
+        student_steps: the distillation, fine-tuning and reference steps as a fraction of theirs.
+        reuse_synthesis: copy the previous diffusion model and relabel its synthetic images with the
+            updated teacher instead of training and sampling again.
+    """
+
+    from_run: Optional[str] = None
+    teacher_steps: float = 0.3
+    student_steps: float = 0.3
+    reuse_synthesis: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("teacher_steps", "student_steps"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be a fraction of the preset's steps in (0, 1], got {value}")
+
+
+@dataclass
 class PipelineConfig(ConfigBase):
     """Every setting of a TS-KD run.
 
@@ -87,6 +117,7 @@ class PipelineConfig(ConfigBase):
         mae: MAE pre-training of a ViT student (baseline and optional initialisation).
         finetune: fine-tuning the distilled student on the labelled cases.
         reference: the student trained on the labelled cases alone, and the choice between the two.
+        update: start from a previous run's models with a short schedule (a fast retrain).
     """
 
     seed: int = 0
@@ -97,6 +128,7 @@ class PipelineConfig(ConfigBase):
     mae: MAEConfig = field(default_factory=MAEConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
     def engine_configs(self) -> Iterator[tuple[str, EngineConfig]]:
         """Each stage's training-loop settings, by dotted path (``teacher.train``...)."""
@@ -160,6 +192,26 @@ def resolve_config(
     if changes:
         config = PipelineConfig.from_dict(deep_merge(config.to_dict(), changes), source=f"{source} + options")
     return _resolve_base_name(config)
+
+
+def update_schedule(config: PipelineConfig) -> dict[str, int]:
+    """The step counts of an update run (``update.from_run``): each stage's ``train.max_steps``
+    times ``update.teacher_steps`` (teacher) or ``update.student_steps`` (distill, finetune; the
+    reference gets their sum), rounded, at least 1. Synthesis is not trained when reused.
+
+    Returns:
+        ``{"teacher": n, "distill": n, "finetune": n, "reference": n}``.
+    """
+    def part(steps: int, fraction: float) -> int:
+        return max(1, int(round(steps * fraction)))
+
+    schedule = {
+        "teacher": part(config.teacher.train.max_steps, config.update.teacher_steps),
+        "distill": part(config.distill.train.max_steps, config.update.student_steps),
+        "finetune": part(config.finetune.train.max_steps, config.update.student_steps),
+    }
+    schedule["reference"] = schedule["distill"] + schedule["finetune"]
+    return schedule
 
 
 def check_settings(preset: str | None, settings: dict[str, Any], *, source: str = "settings") -> PipelineConfig:

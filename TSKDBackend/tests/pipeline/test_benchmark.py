@@ -15,8 +15,8 @@ import torch
 from tskd.cli.main import main
 from tskd.data.phantom import PhantomConfig, write_phantom_dataset
 from tskd.engine.trainer import Trainer
-from tskd.pipeline.benchmark import methods as methods_module
-from tskd.pipeline.benchmark import run_benchmark
+from tskd.pipeline.comparison import methods as methods_module
+from tskd.pipeline.comparison import run_benchmark
 from tskd.runconfig import resolve_config
 from tskd.pipeline.run_folder import read_json
 from tskd.progress import NullProgress

@@ -10,12 +10,12 @@ import pytest
 from tskd.data.dataset import load_dataset
 from tskd.data.phantom import PhantomConfig, write_phantom_dataset
 from tskd.errors import ConfigError
-from tskd.pipeline.benchmark.folders import link_tree
-from tskd.pipeline.benchmark.plot import plot_results
-from tskd.pipeline.benchmark.report import markdown_table, write_table_files
-from tskd.pipeline.benchmark.split import benchmark_split, load_or_make_split
+from tskd.pipeline.comparison.folders import link_tree
+from tskd.pipeline.comparison.plot import plot_results
+from tskd.pipeline.comparison.report import markdown_table, write_table_files
+from tskd.pipeline.comparison.split import benchmark_split, load_or_make_split
 from tskd.runconfig import resolve_config
-from tskd.pipeline.benchmark.methods import METHODS, available_methods, get_method, parse_methods
+from tskd.pipeline.comparison.methods import METHODS, available_methods, get_method, parse_methods
 from tskd.pipeline.student_stage import supervised_budget
 
 

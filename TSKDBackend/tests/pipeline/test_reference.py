@@ -14,7 +14,7 @@ import pytest
 
 from tskd.pipeline.choice import compare_students, verdict
 from tskd.runconfig import resolve_config
-from tskd.pipeline.benchmark.methods import get_method
+from tskd.pipeline.comparison.methods import get_method
 from tskd.pipeline.run import COMPARISON_KEYS, format_summary, run_stages
 from tskd.pipeline.run_folder import read_json
 from tskd.progress import NullProgress

@@ -22,13 +22,13 @@ from tskd.inference.torch_model import TorchSliceModel
 from tskd.runconfig import resolve_config
 from tskd.pipeline.data_stage import load_prepared_data
 from tskd.pipeline.export_stage import score_slice_model
-from tskd.pipeline.benchmark.methods import get_method
+from tskd.pipeline.comparison.methods import get_method
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder
 from tskd.pipeline.student_stage import StageContext, fit_stage, new_student
 from tskd.runtime import OnnxSegmenter, StudentPackage
 from tskd.student import DistillationTask
-from tskd.synthesis.transfer_set import TransferSetDataset, TransferSetWriter
+from tskd.data.transfer_set import TransferSetDataset, TransferSetWriter
 
 pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 

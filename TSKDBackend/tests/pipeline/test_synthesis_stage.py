@@ -13,7 +13,7 @@ from tskd.pipeline.data_stage import load_prepared_data
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder
 from tskd.progress import NullProgress
-from tskd.synthesis.transfer_set import TransferSet
+from tskd.data.transfer_set import TransferSet
 
 
 def test_synth_train_then_generate(phantom_dataset, tmp_path, capsys):

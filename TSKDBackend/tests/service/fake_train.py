@@ -11,6 +11,10 @@ intensity is positive; plus ``tskd-model.json``). The ``fake`` section of the co
     fake: {steps: 10, step_s: 0.05, exit: 0, ignore_cancel: false, spawn_child: false, size: 32,
            error: null, comparison: null, start_s: 0}
 
+With ``update: {from_run: RUN}`` in the config (a service job with ``update_from``) it writes
+``RUN/lineage.json`` from the labels the previous run saw (``RUN/seen.json``), as ``tskd train``
+does.
+
 ``start_s`` is a pause before the first step (the real pipeline's start-up: loading, preparing).
 
 ``comparison`` (a dict like ``tskd train``'s) goes into the package's metadata with ``kind``.
@@ -77,7 +81,8 @@ def main() -> int:
     parser.add_argument("--cancel-file", type=Path)
     parser.add_argument("--base")
     args = parser.parse_args()
-    cfg = (yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}).get("fake", {}) if args.config else {}
+    full = (yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}) if args.config else {}
+    cfg = full.get("fake", {})
     if args.preset == "bad" or cfg.get("error"):
         print(f"tskd: error: {cfg.get('error') or 'preset bad: refused'}", file=sys.stderr, flush=True)
         return 2
@@ -105,6 +110,14 @@ def main() -> int:
         checkpoint.write_text(json.dumps({"step": step + 1}), encoding="utf-8")
         progress(ProgressEvent("fake", step + 1, steps, metrics={"loss": 1.0 / (step + 1)}))
         print(f"step {step + 1}/{steps}", flush=True)
+    previous = (full.get("update") or {}).get("from_run")
+    if previous:  # as tskd train --update-from records it: the previous run's labels vs these
+        before = json.loads((Path(previous) / "seen.json").read_text(encoding="utf-8"))["labels"]
+        added, removed = sorted(set(labels) - set(before)), sorted(set(before) - set(labels))
+        (out / "lineage.json").write_text(json.dumps({
+            "updated_from": previous, "added_cases": [n.split(".")[0] for n in added],
+            "removed_cases": [n.split(".")[0] for n in removed], "labelled_before": len(before),
+            "labelled_now": len(labels)}), encoding="utf-8")
     write_package(out / "package", int(cfg.get("size", 32)), cfg.get("comparison"))
     progress(ProgressEvent("fake", steps, steps, message="finished", state="done", metrics={"val_dice": 0.5}))
     print("done", flush=True)

@@ -2,7 +2,7 @@
 loopback ports, talked to with the Slicer module's stdlib client, and the fixture worker
 (``fake_train.py``) that keeps the ``tskd train`` contract in a fraction of a second.
 
-Importing this module puts ``SlicerTSKD/`` on ``sys.path`` (for ``SlicerTSKDLib.client``) and this
+Importing this module puts ``SlicerTSKD/`` on ``sys.path`` (for ``SlicerTSKDLib.backend.client``) and this
 checkout's sources on the ``PYTHONPATH`` that worker processes inherit."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO_ROOT / "SlicerTSKD"))
 # workers started by the servers under test import tskd from this checkout
 os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
-from SlicerTSKDLib.client import TSKDClient  # noqa: E402
+from SlicerTSKDLib.backend.client import TSKDClient  # noqa: E402
 
 from tskd.data.phantom import PhantomConfig, phantom_labels  # noqa: E402
 from tskd.service.settings import ServiceSettings  # noqa: E402

@@ -4,6 +4,7 @@ connection errors, timeouts, no redirects, streamed multipart bodies, TLS verifi
 from __future__ import annotations
 
 import ast
+import json
 import http.server
 import shutil
 import socket
@@ -13,8 +14,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from SlicerTSKDLib import client as client_module
-from SlicerTSKDLib.client import TSKDClient, TSKDClientError, TSKDConnectionError, _MultipartBody
+from SlicerTSKDLib.backend import client as client_module
+from SlicerTSKDLib.backend.client import TSKDClient, TSKDClientError, TSKDConnectionError, _MultipartBody
 
 CLIENT_FILE = Path(client_module.__file__)
 
@@ -120,3 +121,42 @@ def test_tls_is_verified(server_process, tmp_path):
     with pytest.raises(TSKDConnectionError, match="TLS check failed"):
         TSKDClient(proc.url, timeout=10).health()
     assert TSKDClient(proc.url, timeout=10, ca_file=str(cert)).health()["status"] == "ok"
+
+
+class _Suggesting(http.server.BaseHTTPRequestHandler):
+    """Answers the suggestions route: 202 computing first, then 200 done; records each request's path."""
+
+    seen: list = []
+
+    def do_GET(self):  # noqa: N802 - the handler's name
+        _Suggesting.seen.append(self.path)
+        done = len(_Suggesting.seen) > 1
+        body = json.dumps({"status": "done" if done else "computing", "result": {"suggestions": []} if done else None})
+        self.send_response(200 if done else 202)
+        if not done:
+            self.send_header("Retry-After", "2")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode("utf-8"))
+
+    def log_message(self, *args):
+        pass
+
+
+def test_suggestions_surface_the_computing_state_and_send_the_options():
+    _Suggesting.seen = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Suggesting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        client = TSKDClient(f"http://127.0.0.1:{server.server_address[1]}", timeout=5)
+        first = client.suggestions("p1", model_id="m 1", top=5, teacher=False, retry=True)
+        assert first == {"status": "computing", "result": None}  # a 202 is an answer, not an error
+        second = client.suggestions("p1")
+        assert second["status"] == "done" and second["result"] == {"suggestions": []}
+        assert _Suggesting.seen == ["/api/v1/projects/p1/suggestions?model_id=m+1&top=5&teacher=false&retry=true",
+                                    "/api/v1/projects/p1/suggestions"]
+    finally:
+        server.shutdown()
+        server.server_close()

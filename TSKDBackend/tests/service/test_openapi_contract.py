@@ -64,6 +64,8 @@ def test_the_service_keeps_its_openapi_contract(tmp_path, phantom_files):
         job = client.start_job(project["id"], preset="tiny")
         done = wait_state(client, job["id"], ("done", "failed"), timeout=120)
         assert done["state"] == "done", done
+        # an unlabelled case: GET /projects/{id}/suggestions ranks it (202, then 200) instead of answering 409
+        client.upload_case(project["id"], "unlabelled_000", str(phantom_files[sorted(phantom_files)[2]][0]))
         doomed = client.create_project("to-delete", project_labels())
         add_cases(client, doomed["id"], phantom_files, count=1)
         ids = {"project_id": project["id"], "job_id": job["id"], "model_id": done["model_id"],

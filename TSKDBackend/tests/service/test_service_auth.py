@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from SlicerTSKDLib.client import TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDClientError
 
 from tests.service.helpers import project_labels, workspace_files
 from tskd.errors import ConfigError

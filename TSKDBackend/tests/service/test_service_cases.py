@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from SlicerTSKDLib.client import TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDClientError
 
 from tests.service.helpers import PHANTOM, workspace_files
 from tskd.data.dataset import load_dataset

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from SlicerTSKDLib.client import TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDClientError
 
 from tests.foundation.loopback import catalog_data, guard_urlopen, make_tiny_files, patch_catalog, serve_files
 from tests.service.helpers import add_cases, project_labels, wait_state

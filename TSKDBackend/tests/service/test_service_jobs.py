@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import psutil
 import pytest
-from SlicerTSKDLib.client import TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDClientError
 
 from tests.service.helpers import add_cases, wait_state
 from tskd.data.image import read_image
@@ -107,7 +107,7 @@ def test_server_side_prediction(server, project, phantom_files, tmp_path):
 def test_server_side_prediction_in_an_roi_equals_the_slicer_runtime(server, project, phantom_files, tmp_path):
     """Issue 14, item 14: the predict route's ``roi`` gives what ``tskd.runtime`` gives inside Slicer
     (the box cropped and resized, the rest 0), so the result does not depend on where it ran."""
-    from SlicerTSKDLib.segmentationLogic import ModelCache, segmentArray
+    from SlicerTSKDLib.segment.segmentationLogic import ModelCache, segmentArray
 
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=1)
@@ -138,7 +138,7 @@ def test_server_side_prediction_in_an_roi_equals_the_slicer_runtime(server, proj
 
 
 def _predictForm(image_path, roi_text):
-    from SlicerTSKDLib.client import _MultipartBody
+    from SlicerTSKDLib.backend.client import _MultipartBody
 
     return _MultipartBody([("roi", roi_text)], [("image", str(image_path))])
 

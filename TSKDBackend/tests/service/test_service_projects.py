@@ -6,7 +6,7 @@ import json
 import urllib.request
 
 import pytest
-from SlicerTSKDLib.client import TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDClientError
 
 from tests.service.helpers import project_labels
 from tskd import __version__

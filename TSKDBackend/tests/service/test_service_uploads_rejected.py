@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from SlicerTSKDLib.client import TSKDClientError
+from SlicerTSKDLib.backend.client import TSKDClientError
 
 from tests.service.helpers import PHANTOM, workspace_files
 from tskd.data.image import Geometry, Image, write_image

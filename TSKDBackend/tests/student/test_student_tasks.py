@@ -159,3 +159,18 @@ def test_evaluate_dice_values_and_empty_slices(discs):
     # nothing to find anywhere and nothing found: perfect
     empty = evaluate_dice(_Threshold(), [{"image": torch.zeros(2, 1, 16, 16), "label": torch.zeros(2, 16, 16)}], num_classes=2)
     assert empty["val_dice"] == 1.0
+
+
+def test_evaluate_dice_skips_unlabelled_samples_and_refuses_empty_data(discs):
+    _, labels = discs(4, size=32)
+    images = labels.float().unsqueeze(1)
+    garbage = labels.clone()
+    garbage[2:] = 255  # unlabelled slices carry meaningless labels
+    batch = {"image": images, "label": garbage, "labelled": torch.tensor([True, True, False, False])}
+    scores = evaluate_dice(_Threshold(), [batch], num_classes=2)
+    assert scores == evaluate_dice(_Threshold(), [{"image": images[:2], "label": labels[:2]}], num_classes=2)
+    assert scores["val_dice"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_dice(_Threshold(), [], num_classes=2)
+    with pytest.raises(DataError, match="'image' and 'label'"):
+        evaluate_dice(_Threshold(), [{"image": images}], num_classes=2)

@@ -9,7 +9,7 @@ from tskd.synthesis.config import QualityGateConfig
 from tskd.synthesis.model import build_diffusion_model
 from tskd.synthesis.quality_gate import QualityGate
 from tskd.synthesis.sampler import iter_generate
-from tskd.synthesis.transfer_set import TransferSet, TransferSetWriter
+from tskd.data.transfer_set import TransferSet, TransferSetWriter
 
 
 class _Crash(Exception):

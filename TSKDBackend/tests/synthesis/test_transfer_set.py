@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tskd.errors import DataError
-from tskd.synthesis.transfer_set import TransferSet, TransferSetDataset, TransferSetWriter
+from tskd.data.transfer_set import TransferSet, TransferSetDataset, TransferSetWriter
 
 S, K = 8, 3
 

@@ -40,7 +40,7 @@ def test_loss_falls_and_validation_dice_rises():
     model = build_scratch_segmenter("tiny", input_size=SIZE, num_classes=2)
     task = TeacherTask(num_classes=2, val_data=Squares(8, seed=1), val_batch_size=4)
     before = task.validate(model)
-    assert set(before) == {"val_dice", "val_dice_1"} and 0.0 <= before["val_dice"] <= 1.0
+    assert set(before) == {"val_dice", "val_dice_global", "val_dice_class1"} and 0.0 <= before["val_dice"] <= 1.0
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
     loader = DataLoader(Squares(16, seed=0), batch_size=8, shuffle=True)
     model.train()
@@ -75,6 +75,18 @@ def test_unlabelled_samples_do_not_count():
     assert float(none.detach()) == 0.0 and logs == {"loss": 0.0, "labelled": 0.0}
     none.backward()  # still connected to the trainable weights
     assert task.validate(model) == {}
+    # validation scores the labelled samples only, and refuses data without any
+    def samples(batch):
+        return [{k: v[i] for k, v in batch.items()} for i in range(len(batch["image"]))]
+
+    garbage = dict(batch, labelled=torch.tensor([True, False, False, True]), label=batch["label"].clone())
+    garbage["label"][1:3] = 255
+    clean = dict({k: v[[0, 3]] for k, v in batch.items()}, labelled=torch.ones(2, dtype=torch.bool))
+    assert TeacherTask(num_classes=2, val_data=samples(garbage)).validate(model) == \
+        TeacherTask(num_classes=2, val_data=samples(clean)).validate(model)
+    garbage["labelled"] = torch.zeros(4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="empty"):
+        TeacherTask(num_classes=2, val_data=samples(garbage)).validate(model)
 
 
 def test_box_mode_on_a_lora_teacher(tiny_checkpoints):
@@ -90,7 +102,7 @@ def test_box_mode_on_a_lora_teacher(tiny_checkpoints):
     assert lora_grads and all(g is not None for g in lora_grads)
     assert all(p.grad is None for p in model.sam.prompt_encoder.parameters())
     scores = task.validate(model)
-    assert set(scores) == {"val_dice", "val_dice_1", "val_dice_2"}
+    assert set(scores) == {"val_dice", "val_dice_global", "val_dice_class1", "val_dice_class2"}
 
 
 def test_bad_batches_are_explained():

@@ -53,9 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tskd.pipeline.benchmark import TimingSettings, run_benchmark
+    from tskd.pipeline.comparison import TimingSettings, run_benchmark
     from tskd.runconfig import resolve_config
-    from tskd.pipeline.benchmark.methods import parse_methods
+    from tskd.pipeline.comparison.methods import parse_methods
 
     methods = parse_methods(args.methods)
     data: dict = {"max_labelled": args.labelled}

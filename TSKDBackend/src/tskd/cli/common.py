@@ -41,12 +41,15 @@ def add_training_options(parser: argparse.ArgumentParser, default_preset: str = 
     )
 
 
-def config_from_args(args: argparse.Namespace) -> "PipelineConfig":
+def config_from_args(args: argparse.Namespace, overrides: "dict | None" = None) -> "PipelineConfig":
+    """The pipeline config of the parsed options; ``overrides`` (a nested mapping) apply after the
+    preset and ``--config`` (a command's own flags, e.g. ``--update-from``)."""
     from tskd.runconfig import resolve_config
 
     return resolve_config(
         preset=args.preset,
         config_file=args.config,
+        overrides=overrides,
         max_steps=args.max_steps,
         input_size=args.input_size,
         seed=args.seed,

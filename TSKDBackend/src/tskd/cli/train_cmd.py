@@ -6,6 +6,7 @@ import argparse
 
 from tskd.cli.common import add_training_options, config_from_args
 from tskd.cli.teacher_cmd import BASE_HELP
+from tskd.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -21,6 +22,12 @@ Run the whole TS-KD pipeline on DATASET:
 and export the better of the two students on the validation volumes (ONNX + metadata) for
 Slicer; the last line printed says which one and what distillation added. Everything is written
 under OUT; if the run stops (Ctrl-C, a crash, a reboot), the same command resumes where it stopped.
+
+--update-from PREVIOUS_RUN updates the model of a finished run with new or corrected labels in
+DATASET (a fast retrain): the subjects it saw keep their side of the split, the teacher and the
+students start from its weights and train for a fraction of the preset's steps (the preset's
+'update' section), its diffusion model and synthetic images are reused (--no-reuse-synthesis:
+train and sample again), and OUT/lineage.json records the cases added.
 """
 
 
@@ -34,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--base", metavar="CHECKPOINT", help=BASE_HELP)
     parser.add_argument("--cancel-file", metavar="PATH",
                         help="stop cleanly (checkpoint saved, exit code 130) when this file appears")
+    parser.add_argument("--update-from", metavar="PREVIOUS_RUN",
+                        help="update the model of this finished run folder with DATASET's new labels (short "
+                             "schedule, warm start); OUT must be a new folder")
+    parser.add_argument("--no-reuse-synthesis", action="store_true",
+                        help="with --update-from: train a new diffusion model and sample new synthetic images")
     add_training_options(parser, nproc=True)
     parser.set_defaults(func=_run)
 
@@ -43,7 +55,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from tskd.engine import is_main_process
 
-    config = config_from_args(args)
+    update: dict = {}
+    if args.update_from:
+        update["from_run"] = args.update_from
+    if args.no_reuse_synthesis:
+        if not args.update_from:
+            raise ConfigError("--no-reuse-synthesis only applies with --update-from PREVIOUS_RUN")
+        update["reuse_synthesis"] = False
+    config = config_from_args(args, {"update": update} if update else None)
     summary = run_stages(args.data, args.out, config, cancel_file=args.cancel_file)
     if is_main_process():
         print(format_summary(summary))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Case", "Problem", "ERROR", "WARNING"]
+__all__ = ["Case", "Problem", "ERROR", "WARNING", "message_without_path"]
 
 ERROR = "error"
 WARNING = "warning"
@@ -73,3 +73,9 @@ class Problem:
     def to_dict(self) -> dict[str, Any]:
         return {"severity": self.severity, "path": str(self.path) if self.path else None,
                 "message": self.message, "case_id": self.case_id}
+
+
+def message_without_path(message: str, path: Path | None) -> str:
+    """``message`` without a leading ``"<path>: "`` (for problems that carry the path separately)."""
+    prefix = f"{path}: "
+    return message[len(prefix):] if path is not None and message.startswith(prefix) else message

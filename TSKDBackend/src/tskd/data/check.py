@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from tskd.data.cases import ERROR, WARNING, Case, Problem
+from tskd.data.cases import ERROR, WARNING, Case, Problem, message_without_path
 from tskd.data.dataset import Dataset, build_dataset
-from tskd.data.readers import read_sitk_image
-from tskd.data.util import message_without_path, parallel_map
+from tskd.data.readers import parallel_map, read_sitk_image
 from tskd.errors import DataError
 
 __all__ = ["DatasetReport", "check_dataset", "format_report"]

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tskd.data.align import align_label_to_image, label_mismatch
-from tskd.data.cases import ERROR, WARNING, Case, Problem
+from tskd.data.cases import ERROR, WARNING, Case, Problem, message_without_path
 from tskd.data.discover import Candidate, Discovery, discover_folder
 from tskd.data.folding import LabelFold, mask_values, plan_fold, unique_values
 from tskd.data.image import Geometry, Image, image_suffix
@@ -34,6 +34,7 @@ from tskd.data.manifest import read_manifest
 from tskd.data.readers import (
     RASTER_SUFFIXES,
     ImageInfo,
+    parallel_map,
     read_image_info,
     read_sitk,
     read_sitk_image,
@@ -41,7 +42,6 @@ from tskd.data.readers import (
 )
 from tskd.data.seg_nrrd import match_segments
 from tskd.data.subjects import assign_subjects
-from tskd.data.util import message_without_path, parallel_map
 from tskd.errors import DataError
 
 __all__ = ["Case", "Problem", "Dataset", "build_dataset", "load_dataset"]

@@ -23,9 +23,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import SimpleITK as sitk
-
 from tskd.data.cases import ERROR, WARNING, Problem
+from tskd.data.dicom import series_ids
 from tskd.data.image import image_suffix
 from tskd.data.labels import LabelTable, read_subject_pattern
 from tskd.errors import DataError
@@ -85,7 +84,7 @@ def _find_dir(root: Path, names: tuple[str, ...]) -> Path | None:
 
 def _is_dicom_folder(folder: Path) -> bool:
     try:
-        return bool(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
+        return bool(series_ids(folder))
     except RuntimeError:
         return False
 

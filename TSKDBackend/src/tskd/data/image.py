@@ -4,6 +4,10 @@ Arrays are in SimpleITK's numpy order: ``(k, j, i)`` for a volume, ``(j, i)`` fo
 same order Slicer's ``arrayFromVolume`` uses). Geometry (spacing, origin, direction) is kept in
 ITK's ``(i, j, k)`` order and travels with the array through every step, so that a prediction can
 be written back aligned with its input.
+
+This module is the data layer's public face for single images (types, suffix rules, the two entry
+points); the format details of reading live in :mod:`tskd.data.readers`, DICOM series probing in
+:mod:`tskd.data.dicom`.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from tskd.atomic import atomic_write
+from tskd.data.dicom import series_ids
 from tskd.errors import DataError
 
 __all__ = [
     "Geometry",
     "Image",
     "IMAGE_SUFFIXES",
+    "RASTER_SUFFIXES",
     "image_suffix",
     "is_image_path",
     "read_image",
@@ -47,7 +53,8 @@ IMAGE_SUFFIXES = (
     ".tiff",
     ".dcm",
 )
-_2D_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: 2D picture formats: colour read as grey, whole values 0..65535 only when written, no physical pixel size.
+RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 def image_suffix(path: str | Path) -> str:
@@ -238,7 +245,7 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Pat
             write_seg_nrrd(image, tmp)
         else:
             array = image.array
-            if suffix in _2D_SUFFIXES and array.dtype not in (np.uint8, np.uint16):
+            if suffix in RASTER_SUFFIXES and array.dtype not in (np.uint8, np.uint16):
                 if array.min() < 0 or array.max() > 65535 or not np.array_equal(array, np.rint(array)):
                     raise DataError(
                         f"{path}: only whole values 0..65535 can be stored in {suffix}; use .nii.gz or .nrrd"
@@ -254,7 +261,6 @@ def write_image(image: Image, path: str | Path, *, compress: bool = True) -> Pat
 
 def _dicom_series(folder: Path) -> list[str]:
     try:
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        return series_ids(folder)
     except RuntimeError:
         return []
-    return list(ids or [])

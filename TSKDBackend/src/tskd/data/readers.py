@@ -2,7 +2,13 @@
 
 :func:`tskd.data.image.read_image` is the public entry point; this module holds the details:
 which files SimpleITK can open, colour pixels, multi-layer Slicer segmentations, DICOM series,
-damaged files, and header-only reads (:func:`read_image_info`) for cheap dataset scans.
+damaged files, and header-only reads (:func:`read_image_info`) for cheap dataset scans, with
+:func:`parallel_map` to scan many files on a few threads.
+
+The split: :mod:`tskd.data.image` is what the rest of the project uses (the ``Image`` and
+``Geometry`` types, which suffixes are images, ``read_image``/``write_image``); this module is
+what each file format needs when it is read (the header-only read and the label-table-aware
+``read_sitk_image`` are used by the service's upload checks and by evaluation too).
 
 Every failure a user can cause becomes a :class:`~tskd.errors.DataError` naming the file
 ("cannot be read as an image: <short reason>"), never a raw SimpleITK traceback.
@@ -12,16 +18,19 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import re
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 import SimpleITK as sitk
 
-from tskd.data.image import Geometry, Image, image_suffix
+from tskd.data.dicom import series_files, series_ids
+from tskd.data.image import RASTER_SUFFIXES, Geometry, Image, image_suffix
 from tskd.data.seg_nrrd import (
     SEGMENT_KEY,
     merge_segment_layers,
@@ -32,6 +41,7 @@ from tskd.errors import DataError
 
 __all__ = [
     "ImageInfo",
+    "parallel_map",
     "RASTER_SUFFIXES",
     "read_image_info",
     "read_sitk",
@@ -42,8 +52,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 #: 2D formats without physical spacing (pixel size comes from a CSV or defaults to 1 mm).
-RASTER_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _KINDS = ("image", "label")
 _LUMINANCE = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 weights, as most image viewers use
 
@@ -312,7 +324,7 @@ def _check_exists(path: Path) -> None:
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
     try:
-        series = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) or [])
+        series = series_ids(folder)
     except RuntimeError as exc:
         raise _unreadable(folder, exc) from None
     if not series:
@@ -320,13 +332,13 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     if len(series) > 1:
         described = []
         for uid in series:
-            count = len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+            count = len(series_files(folder, uid))
             described.append(f"{uid} ({count} files)")
         raise DataError(
             f"{folder}: holds {len(series)} DICOM series: {'; '.join(described)}. Put each series in its "
             "own folder and use one folder per case"
         )
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0])
+    files = series_files(folder, series[0])
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
@@ -387,3 +399,20 @@ def _check_nifti_complete(path: Path, image: sitk.Image) -> None:
             f"{path}: cannot be read as an image: truncated file ({total} of {expected} bytes of pixel data "
             "and header); copy it again from its source"
         )
+
+
+def parallel_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> list[R]:
+    """``[fn(x) for x in items]`` on a few threads (SimpleITK and numpy release the GIL while
+    decoding), results in input order.
+
+    Args:
+        fn: the function; exceptions propagate.
+        items: inputs.
+        workers: threads (default: up to 4, never more than the CPUs).
+    """
+    items = list(items)
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers <= 1 or len(items) < 4:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))

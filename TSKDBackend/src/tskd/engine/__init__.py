@@ -16,4 +16,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
     "stopping": ["StopFlag", "stop_on_signals"],
     "task": ["TrainingTask", "finds_unused_parameters"],
     "trainer": ["Trainer", "TrainResult"],
+    "validation": ["ValData", "as_loader", "device_of", "evaluate_batches", "mean_over_loader", "move_to"],
 })

@@ -454,9 +454,10 @@ class Trainer:
         )
 
     def _validate(self, step: int, model, accelerator) -> None:
-        # Every rank validates, on the same data: MONAI's cumulative metrics all-gather their buffers
-        # across processes when a process group exists, so a validation on rank 0 alone would wait
-        # forever (the duplicated buffers leave the means unchanged). Only the main process records.
+        # Every rank validates, on the same data, so a task's validation may use collectives (MONAI's
+        # cumulative metrics all-gather their buffers when a process group exists; a validation on
+        # rank 0 alone would then wait forever; the project's own tskd.metrics uses none). Only the
+        # main process records.
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.eval()
         with torch.no_grad():

@@ -1,4 +1,6 @@
-"""Segmentation metrics in physical units, computed with MONAI on full-resolution label maps.
+"""Segmentation metrics in physical units on full-resolution label maps: the project's Dice
+(:func:`tskd.metrics.mask_dice`, the same rule as the training stages' validation Dice) and MONAI's
+surface distances.
 
 Conventions for classes missing from one side (the usual ones in the field):
 - absent from both prediction and reference: Dice 1, HD95 0 mm, ASSD 0 mm (nothing to find, nothing found);
@@ -15,11 +17,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import torch
-from monai.metrics import (
-    compute_average_surface_distance,
-    compute_dice,
-    compute_hausdorff_distance,
-)
+from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+from tskd.metrics import mask_dice
 
 __all__ = ["CaseMetrics", "case_metrics", "summarize_metrics"]
 
@@ -80,10 +80,10 @@ def case_metrics(
         pred = torch.from_numpy(np.ascontiguousarray(prediction == label))[None, None]
         ref = torch.from_numpy(np.ascontiguousarray(reference == label))[None, None]
         has_pred, has_ref = bool(pred.any()), bool(ref.any())
+        result.dice[label] = mask_dice(pred, ref)
         if not has_pred and not has_ref:
-            result.dice[label], result.hd95_mm[label], result.assd_mm[label] = 1.0, 0.0, 0.0
+            result.hd95_mm[label] = result.assd_mm[label] = 0.0
             continue
-        result.dice[label] = float(compute_dice(pred.float(), ref.float(), include_background=True).item())
         if not (has_pred and has_ref):
             result.hd95_mm[label] = result.assd_mm[label] = float("nan")
             continue

@@ -1,7 +1,7 @@
 """The per-user cache of foundation weights: ``$TSKD_HOME/checkpoints`` and its registry.
 
 ``TSKD_HOME`` defaults to the platform's per-user data folder, the same one the Slicer module's
-backend environment lives in (``SlicerTSKDLib.environment.defaultEnvironmentRoot``)::
+backend environment lives in (``SlicerTSKDLib.install.environment.defaultEnvironmentRoot``)::
 
     Linux    ${XDG_DATA_HOME:-~/.local/share}/SlicerTSKD
     macOS    ~/Library/Application Support/SlicerTSKD

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.preprocess import NormalizationFitter
 from tskd.preprocess.normalization import NormalizationSpec
 from tskd.progress import ProgressReporter
+
+if TYPE_CHECKING:
+    from tskd.pipeline.update import PreviousRun
 
 __all__ = ["PreparedData", "run_data_stage", "load_prepared_data", "case_reader", "split_cases"]
 
@@ -135,9 +138,15 @@ def split_cases(cases: Sequence[Case], config: PipelineConfig) -> dict[str, list
 
 
 def run_data_stage(
-    run: RunFolder, data_path: str, config: PipelineConfig, *, progress: ProgressReporter | None = None
+    run: RunFolder, data_path: str, config: PipelineConfig, *, progress: ProgressReporter | None = None,
+    previous: PreviousRun | None = None,
 ) -> PreparedData:
-    """Load and check the dataset, split it by subject, and prepare the 2D slices (or reuse them)."""
+    """Load and check the dataset, split it by subject, and prepare the 2D slices (or reuse them).
+
+    With ``previous`` (an update, :mod:`tskd.pipeline.update`) the label table must be the previous
+    run's, the previous subjects keep their side of the split, and the slices are normalised with
+    the previous run's statistics (the models it trained expect them).
+    """
     dataset = load_dataset(data_path, subject_pattern=config.data.subject_pattern)
     for problem in dataset.problems:
         log = logger.warning if problem.severity == "error" else logger.info
@@ -145,11 +154,18 @@ def run_data_stage(
     table = dataset.label_table
     if table.num_classes < 2:
         raise DataError(f"{data_path}: the labels hold no foreground class; nothing to segment")
+    if previous is not None:
+        previous.check_labels(table, str(data_path))
 
     if run.split.is_file():
         split = read_json(run.split)["cases"]
     else:
-        split = split_cases(dataset.cases, config)
+        if previous is not None:
+            from tskd.pipeline.update import update_split
+
+            split = update_split(dataset.cases, previous.split, config)
+        else:
+            split = split_cases(dataset.cases, config)
         if not split["train"]:
             raise DataError(f"{data_path}: no labelled case is left for training after the validation split")
         write_json(run.split, {"cases": split, "seed": config.seed, "val_fraction": config.data.val_fraction,
@@ -162,7 +178,10 @@ def run_data_stage(
     train_set = set(split["train"])
     spec = config.data.prepared
     normalization = None
-    if spec.normalization != "none":
+    if spec.normalization != "none" and previous is not None:
+        normalization = previous.normalization
+        logger.info("data: intensity normalisation of the previous run %s", normalization.to_dict())
+    elif spec.normalization != "none":
         normalization = _fit_on_training_cases(dataset, split["train"], spec.normalization)
     all_ids = split["train"] + split["val"] + split["unlabelled"]
     labelled = train_set | set(split["val"])

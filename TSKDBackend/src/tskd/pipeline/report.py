@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 from tskd.pipeline.data_stage import PreparedData  # noqa: E402
 from tskd.pipeline.run_folder import RunFolder, read_json  # noqa: E402
+from tskd.pipeline.update import lineage_line  # noqa: E402
 from tskd.preprocess import apply_normalization, slices_along  # noqa: E402
 from tskd.runtime import OnnxSegmenter, StudentPackage, segment_volume  # noqa: E402
 
@@ -160,6 +161,9 @@ def write_report(run: RunFolder, data: PreparedData, summary: dict[str, Any], *,
     out.mkdir(parents=True, exist_ok=True)
     stages = summary.get("stages", {})
     lines = ["# TS-KD run report", "", f"Run folder: `{run.root}`  ", f"Dataset: `{summary.get('data')}`", ""]
+    if summary.get("lineage"):
+        lines += [f"Updated from {lineage_line(summary['lineage'])}: the teacher and the students started from "
+                  "that run's and trained briefly on the enlarged labelled set.", ""]
     if summary.get("verdict"):
         lines += [f"**Exported model: {summary['verdict']}.**", ""]
         if summary.get("warning"):

@@ -36,6 +36,15 @@ from tskd.pipeline.student_stage import (
 from tskd.pipeline.synthesis_stage import run_synthesis_stage
 from tskd.pipeline.teacher_stage import run_teacher_stage
 from tskd.pipeline.transfer_stage import build_transfer_set
+from tskd.pipeline.update import (
+    PreviousRun,
+    copy_synthesis,
+    lineage,
+    lineage_line,
+    load_previous_run,
+    stage_config,
+    write_lineage,
+)
 from tskd.progress import (
     ConsoleProgress,
     MultiProgress,
@@ -117,6 +126,13 @@ def run_stages(
     dist = init_distributed(cpu=uses_cpu(config)) if _launched_distributed() else None
     main = dist is None or dist.is_main
     run = RunFolder(Path(out))
+    previous = None
+    if config.update.from_run:  # an update: start from a previous run's models, briefly
+        previous = load_previous_run(config.update.from_run, config)
+        if previous.root.resolve() == run.root.resolve():
+            raise ConfigError(f"update.from_run: {previous.root} is this run's own folder; an update writes a new "
+                              "run folder (--out) next to the previous one")
+        config = stage_config(config, previous)
     on_main(run.check_or_save_config, config)
     log_handler = add_file_handler(run.log) if main else None
     if main:
@@ -134,10 +150,14 @@ def run_stages(
     logger.info("run %s: stages %s", run.root, ", ".join(stages))
     try:
         with stop_on_signals(flag):
-            data = on_main(run_data_stage, run, str(data_path), config, progress=reporter)
+            data = on_main(run_data_stage, run, str(data_path), config, progress=reporter, previous=previous)
             if data is None:  # the other ranks read what rank 0 prepared
                 data = load_prepared_data(run)
             summary["data_summary"] = data.describe()
+            if previous is not None:
+                summary["lineage"] = lineage(previous, data.split)
+                on_main(write_lineage, run, summary["lineage"])
+                on_main(copy_synthesis, previous, run, config)
 
             def position(name: str) -> dict[str, int]:
                 index = training.index(name) + 1 if name in training else len(training)
@@ -146,7 +166,7 @@ def run_stages(
             if model_stages is not None:
                 model_stages(run, data, config, StageContext(reporter, flag), summary)
             else:
-                _run_model_stages(run, data, config, stages, reporter, flag, position, summary)
+                _run_model_stages(run, data, config, stages, reporter, flag, position, summary, previous)
             summary["seconds"] = round(time.monotonic() - started, 1)
             if "report" in stages and "package" in summary["stages"]:
                 report = on_main(write_report, run, data, summary)
@@ -177,9 +197,11 @@ def _launched_distributed() -> bool:
 
 
 def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages: Sequence[str],
-                      reporter: ProgressReporter, flag: StopFlag, position: Any, summary: dict[str, Any]) -> None:
+                      reporter: ProgressReporter, flag: StopFlag, position: Any, summary: dict[str, Any],
+                      previous: PreviousRun | None = None) -> None:
     """Teacher, synthesis + transfer set, distillation, fine-tuning, the supervised reference (each
-    only when asked for), then the export of the better of the two students.
+    only when asked for), then the export of the better of the two students. With ``previous`` (an
+    update) the teacher and the students start from that run's (:mod:`tskd.pipeline.update`).
 
     Each training stage runs on every process; the stage functions write their files on rank 0
     and return only when those files exist. The transfer set (needs the teacher) and the export
@@ -187,7 +209,8 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
     """
     teacher = None
     if "teacher" in stages:
-        teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"))
+        teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"),
+                                    start_from=previous.run.teacher if previous is not None else None)
         summary["stages"]["teacher"] = {
             "folder": str(run.teacher),
             "metrics": teacher.metrics,
@@ -203,20 +226,23 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
             "model": str(run.synthesis / "model") if diffusion is not None else None,
         }
         if teacher is not None:
+            reuse = previous is not None and config.update.reuse_synthesis
             transfer = on_main(build_transfer_set, run, data, config, teacher.model, diffusion, progress=reporter,
-                               stop_flag=flag)
+                               stop_flag=flag, previous_synthetic=previous.run.transfer_set if reuse else None)
             summary["stages"]["synthesis"]["transfer_set"] = broadcast_object(transfer)
     if teacher is None or "distill" not in stages:
         return
     context = StageContext(reporter, flag, **position("distill"))
-    student = run_distill_stage(run, data, config, teacher.model, context)
+    student = run_distill_stage(run, data, config, teacher.model, context,
+                                start_from=previous.student if previous is not None else None)
     summary["stages"]["distill"] = _student_summary(run.distill)
     if "finetune" in stages:
         student = run_finetune_stage(run, data, config, student, context.at(**position("finetune")))
         summary["stages"]["finetune"] = _student_summary(run.finetune)
         reference = None
         if "reference" in stages and config.reference.enabled:
-            reference = run_reference_stage(run, data, config, context.at(**position("reference")))
+            reference = run_reference_stage(run, data, config, context.at(**position("reference")),
+                                            start_from=previous.reference_student if previous is not None else None)
             summary["stages"]["reference"] = _student_summary(run.reference)
         if "export" in stages:
             export = broadcast_object(on_main(export_run_model, run, data, config, distilled=student,
@@ -272,6 +298,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"exported: {summary['verdict']}")
     if summary.get("warning"):
         lines.append(f"warning: {summary['warning']}")
+    if summary.get("lineage"):
+        lines.append(f"updated from: {lineage_line(summary['lineage'])}")
     lines.append(f"finished in {summary.get('seconds', 0):.0f} s; run folder: {run}")
     return "\n".join(lines)
 

@@ -23,6 +23,8 @@ from tskd.engine import (
     EngineConfig, StopFlag, Trainer, TrainingTask, finds_unused_parameters, load_checkpoint, load_trainable_state,
     on_main,
 )
+from tskd.engine.validation import device_of
+from tskd.errors import ConfigError
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
@@ -38,7 +40,7 @@ from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
 from tskd.student.networks import build_student
 from tskd.student.storage import load_student, save_student
 from tskd.student.tasks import DistillationTask, SupervisedTask
-from tskd.synthesis.transfer_set import TransferSetDataset
+from tskd.data.transfer_set import TransferSetDataset
 from tskd.teacher.model import SamSegmenter
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "run_reference_stage",
     "supervised_budget",
     "TeacherEmbeddings",
+    "warm_start_student",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,7 +94,7 @@ class TeacherEmbeddings(TrainingTask):
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """The frozen model's image embeddings ``(B, C_t, S_t/16, S_t/16)`` of ``(B, 1, S, S)`` images."""
-        if next(self.teacher.parameters()).device != images.device:
+        if device_of(self.teacher) != images.device:
             self.teacher.to(images.device)
         size = self.teacher.input_size
         if images.shape[-1] != size:
@@ -111,6 +114,25 @@ def new_student(config: PipelineConfig, data: PreparedData, *, name: str | None 
     """A freshly initialised student (seeded, so a restarted stage starts from the same weights)."""
     torch.manual_seed(config.seed)
     return build_student(name or config.distill.student, num_classes=data.num_classes, input_size=data.input_size)
+
+
+def warm_start_student(student: StudentModel, path: Path) -> StudentModel:
+    """Give the freshly built ``student`` the weights of the student saved at ``path`` (an update
+    starts from the previous run's student).
+
+    Raises:
+        ConfigError: the saved student is another network (name, classes, input size, channels).
+    """
+    previous = load_student(path)
+    if previous.spec() != student.spec():
+        raise ConfigError(
+            f"{path}: the previous student is {previous.spec()}, this run's is {student.spec()}; an update "
+            "keeps the student (distill.student, input size, classes), or train from scratch"
+        )
+    student.load_state_dict(previous.state_dict())
+    student.train()
+    logger.info("student: starting from %s", path)
+    return student
 
 
 def fit_stage(
@@ -187,16 +209,19 @@ def run_mae_stage(run: RunFolder, data: PreparedData, config: PipelineConfig, co
 
 def run_distill_stage(
     run: RunFolder, data: PreparedData, config: PipelineConfig, teacher: SamSegmenter, context: StageContext,
-    *, folder: Path | None = None, transfer_set: Path | None = None,
+    *, folder: Path | None = None, transfer_set: Path | None = None, start_from: Path | None = None,
 ) -> StudentModel:
     """Distil the fine-tuned teacher into the student on the transfer set (logit KD + supervised on
-    labelled items + optional feature KD)."""
+    labelled items + optional feature KD); ``start_from``: a previous student's ``student.pt`` to
+    start from (an update) instead of a fresh initialisation."""
     folder = folder or run.distill
     if _done(folder):
         return load_student(folder / "student.pt")
     cfg = config.distill
     student = new_student(config, data)
-    if cfg.mae_pretrain:
+    if start_from is not None:
+        warm_start_student(student, start_from)
+    elif cfg.mae_pretrain:
         mae = run_mae_stage(run, data, config, context)
         transfer_mae_encoder(mae, student)
         logger.info("distill: student encoder initialised from MAE pre-training")
@@ -210,7 +235,8 @@ def run_distill_stage(
         folder=folder, stage="distill", model=model, task=task,
         dataset=TransferSetDataset(transfer_set or run.transfer_set), train=cfg.train, context=context,
         fingerprint={"distill": cfg.to_dict(), "student": student.spec(), "prepared": data.prepared.fingerprint,
-                     "transfer_set": read_json((transfer_set or run.transfer_set) / "stage.json")["counts"]},
+                     "transfer_set": read_json((transfer_set or run.transfer_set) / "stage.json")["counts"],
+                     **_start(start_from, student)},
     )
     return unwrap_student(model)
 
@@ -250,10 +276,11 @@ def supervised_budget(config: PipelineConfig) -> EngineConfig:
 
 def run_reference_stage(
     run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
-    *, folder: Path | None = None, stage: str = "reference",
+    *, folder: Path | None = None, stage: str = "reference", start_from: Path | None = None,
 ) -> StudentModel:
     """The supervised reference: a fresh student (``distill.student``) trained with Dice + CE on the
-    labelled training slices alone, with the run's augmentation, for :func:`supervised_budget`.
+    labelled training slices alone, with the run's augmentation, for :func:`supervised_budget`
+    (``start_from``: a previous reference's ``student.pt`` to start from instead, in an update).
 
     Resumable like every stage (``RUN/student/reference/checkpoints``); skipped when ``stage.json``
     exists. ``tskd train`` runs it next to TS-KD's student, the benchmark as ``labelled_only``.
@@ -262,6 +289,8 @@ def run_reference_stage(
     if _done(folder):
         return load_student(folder / "student.pt")
     student = new_student(config, data)
+    if start_from is not None:
+        warm_start_student(student, start_from)
     train = supervised_budget(config)
     fit_stage(
         folder=folder, stage=stage, model=student,
@@ -270,9 +299,14 @@ def run_reference_stage(
                              seed=config.seed),
         train=train, context=context,
         fingerprint={"reference": train.to_dict(), "student": student.spec(), "prepared": data.prepared.fingerprint,
-                     "augment": config.data.augment.to_dict()},
+                     "augment": config.data.augment.to_dict(), **_start(start_from, student)},
     )
     return student
+
+
+def _start(start_from: Path | None, student: nn.Module) -> dict[str, Any]:
+    """The fingerprint entry of a warm start (none for a fresh, seeded start: older runs resume)."""
+    return {} if start_from is None else {"start_from": str(start_from), "start_weights": _digest(student)}
 
 
 def _digest(model: nn.Module) -> float:

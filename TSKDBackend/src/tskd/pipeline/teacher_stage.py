@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
 from tskd.engine import StopFlag, Trainer, load_checkpoint, load_trainable_state, on_main
+from tskd.errors import ConfigError
 from tskd.inference.teacher_model import PREPROCESSING_JSON
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
@@ -26,7 +28,7 @@ from tskd.teacher.model import SamSegmenter
 from tskd.teacher.storage import TEACHER_JSON, load_teacher, save_teacher
 from tskd.teacher.task import TeacherTask
 
-__all__ = ["TeacherResult", "run_teacher_stage", "ResizedSlices", "PREPROCESSING_JSON"]
+__all__ = ["TeacherResult", "run_teacher_stage", "warm_start_teacher", "ResizedSlices", "PREPROCESSING_JSON"]
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +92,28 @@ def _training_sets(data: PreparedData, config: PipelineConfig) -> tuple[Any, Any
     return train, val
 
 
+def warm_start_teacher(model: SamSegmenter, folder: Path) -> None:
+    """Give ``model`` (just built from the same teacher config) the weights of the fine-tuned teacher
+    saved in ``folder``.
+
+    Raises:
+        ConfigError: the saved teacher has another architecture, input size, class count or LoRA
+            layout than ``model``.
+    """
+    previous = load_teacher(folder)
+    own = model.state_dict()
+    theirs = previous.state_dict()
+    wrong = sorted(k for k in set(own) | set(theirs)
+                   if k not in own or k not in theirs or tuple(own[k].shape) != tuple(theirs[k].shape))
+    if wrong:
+        raise ConfigError(
+            f"{folder}: the previous teacher does not fit this run's teacher ({len(wrong)} tensors differ, first: "
+            f"{', '.join(wrong[:3])}); an update needs the same teacher settings, or train from scratch"
+        )
+    model.load_state_dict(theirs)
+    logger.info("teacher: starting from the fine-tuned teacher in %s", folder)
+
+
 def run_teacher_stage(
     run: RunFolder,
     data: PreparedData,
@@ -99,8 +123,15 @@ def run_teacher_stage(
     stop_flag: StopFlag | None = None,
     stage_index: int = 1,
     stage_count: int = 1,
+    start_from: Path | None = None,
 ) -> TeacherResult:
-    """Train the teacher (or load it when this stage already finished in ``run``)."""
+    """Train the teacher (or load it when this stage already finished in ``run``).
+
+    Args:
+        start_from: a previous run's ``teacher/`` folder (an update): the teacher is built as
+            usual, then given that fine-tuned teacher's weights (LoRA adapters and heads; the
+            frozen base is the same file) before training continues on this run's data.
+    """
     folder = run.teacher
     if (folder / "stage.json").is_file():  # written last: the stage finished
         model = load_teacher(folder)
@@ -113,6 +144,8 @@ def run_teacher_stage(
         raise ValueError("the teacher needs labelled training slices; the data stage produced none")
     torch.manual_seed(config.teacher.train.seed)  # the same initial weights on every (re)start
     model = build_teacher(config.teacher, data.num_classes)
+    if start_from is not None:
+        warm_start_teacher(model, start_from)
     report = trainable_parameter_report(model)
     if model.has_foundation_weights:
         logger.info(
@@ -142,6 +175,7 @@ def run_teacher_stage(
             "prepared": data.prepared.fingerprint,
             "split": data.split,
             "augment": config.data.augment.to_dict(),
+            **({"start_from": str(start_from)} if start_from is not None else {}),  # old runs still resume
         },
     )
     result = trainer.fit()

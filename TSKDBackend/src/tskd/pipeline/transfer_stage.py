@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,9 +28,9 @@ from tskd.synthesis.grid import save_grid
 from tskd.synthesis.model import DiffusionModel
 from tskd.synthesis.quality_gate import QualityGate
 from tskd.synthesis.sampler import iter_generate
-from tskd.synthesis.transfer_set import TransferSet
-from tskd.synthesis.transfer_set_files import read_jsonl
-from tskd.synthesis.transfer_set_writer import TransferSetWriter
+from tskd.data.transfer_set import TransferSet
+from tskd.data.transfer_set_files import read_jsonl
+from tskd.data.transfer_set_writer import TransferSetWriter
 from tskd.teacher.inference import teacher_probabilities
 from tskd.teacher.model import SamSegmenter
 
@@ -77,14 +78,56 @@ def _add_real(writer: TransferSetWriter, data: PreparedData, teacher: SamSegment
     writer.flush()
 
 
+def _reuse_synthetic(writer: TransferSetWriter, previous: Path, teacher: SamSegmenter, model: DiffusionModel,
+                     gate: QualityGate, wanted: int, size: int, device: torch.device, flag: StopFlag | None) -> None:
+    """Add the synthetic images of a previous transfer set made by the same diffusion model,
+    labelled again by ``teacher`` and passed through the gate again (the training set grew); the
+    seeds it rejected stay rejected. Generation then only tops up what is still missing."""
+    old = TransferSet(previous)
+    if old.image_size != size:
+        logger.warning("transfer set: %s has %d-pixel images, this run %d; generating new synthetic images",
+                       previous, old.image_size, size)
+        return
+    done = writer.stored_seeds(model.model_id) | writer.rejected_seeds(model.model_id)
+    for line in read_jsonl(previous / "rejected.jsonl", repair=False):
+        if line.get("model") == model.model_id and int(line["seed"]) not in done:
+            writer.reject(int(line["seed"]), model=model.model_id, reason=line.get("reason", ""))
+    items = [i for i in old.indices("synthetic") if old.provenance(i).get("model") == model.model_id
+             and int(old.provenance(i)["seed"]) not in done]
+    stored = len(writer.stored_seeds(model.model_id))
+    reused = 0
+    for first in range(0, len(items), _CHUNK):
+        if stored >= wanted:
+            break
+        if flag is not None and flag.is_set():
+            raise CancelledError(f"transfer set stopped ({flag.reason}); run again to resume")
+        chunk = [old[i] for i in items[first : first + _CHUNK]]
+        images = np.stack([item.image for item in chunk])[:, None]
+        soft = teacher_probabilities(teacher, images, device=device)
+        result = gate.evaluate(images, soft)
+        for j, (item, decision) in enumerate(zip(chunk, result.decisions)):
+            seed = int(item.provenance["seed"])
+            if decision.keep and stored < wanted:
+                label = item.label.astype(np.uint8) if item.label is not None else None
+                writer.add(images[j], soft[j], source="synthetic", label=label, seed=seed, model=model.model_id)
+                stored += 1
+                reused += 1
+            elif not decision.keep:
+                writer.reject(seed, model=model.model_id, reason=decision.reason)
+        writer.flush()
+    logger.info("transfer set: reused %d synthetic images of %s, labelled by the updated teacher", reused, previous)
+
+
 def _add_synthetic(writer: TransferSetWriter, data: PreparedData, teacher: SamSegmenter, model: DiffusionModel,
                    config: PipelineConfig, device: torch.device, flag: StopFlag | None,
-                   report: ProgressReporter) -> None:
+                   report: ProgressReporter, previous: Path | None = None) -> None:
     cfg = config.synthesis
     wanted = cfg.num_synthetic
     train_indices = np.concatenate([data.train_labelled, data.train_unlabelled])
     gate = QualityGate(cfg.gate, _training_thumbnails(data, train_indices, cfg.gate.thumbnail_size),
                        clip=model.intensity.clip)
+    if previous is not None and (previous / "index.jsonl").is_file():
+        _reuse_synthetic(writer, previous, teacher, model, gate, wanted, data.input_size, device, flag)
     candidates = list(range(cfg.seed, cfg.seed + MAX_ATTEMPTS_FACTOR * wanted))
     stored = len(writer.stored_seeds(model.model_id))
     missing = writer.missing_seeds(candidates, model.model_id)
@@ -124,8 +167,14 @@ def build_transfer_set(
     *,
     progress: ProgressReporter | None = None,
     stop_flag: StopFlag | None = None,
+    previous_synthetic: Path | None = None,
 ) -> dict[str, Any]:
-    """Write (or finish) the transfer set and return its summary (counts per source, gate results)."""
+    """Write (or finish) the transfer set and return its summary (counts per source, gate results).
+
+    Args:
+        previous_synthetic: a previous run's ``transfer_set/`` (an update): its synthetic images of
+            the same diffusion model are labelled again by ``teacher`` instead of being sampled again.
+    """
     folder = run.transfer_set
     if (folder / "stage.json").is_file():
         return read_json(folder / "stage.json")
@@ -135,7 +184,7 @@ def build_transfer_set(
     _add_real(writer, data, teacher, data.train_labelled, "real_labelled", device, stop_flag)
     _add_real(writer, data, teacher, data.train_unlabelled, "real_unlabelled", device, stop_flag)
     if diffusion is not None:
-        _add_synthetic(writer, data, teacher, diffusion, config, device, stop_flag, report)
+        _add_synthetic(writer, data, teacher, diffusion, config, device, stop_flag, report, previous_synthetic)
     writer.close()
 
     rejected = read_jsonl(folder / "rejected.jsonl", repair=False)

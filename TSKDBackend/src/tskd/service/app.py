@@ -49,6 +49,7 @@ def create_app(service: Service, *, on_ready: Callable[[], None] | None = None) 
         finally:
             service.scheduler.stop()
             service.checkpoints.stop()
+            service.suggestions.stop()
 
     app = FastAPI(
         title="SlicerTSKD backend",

@@ -30,7 +30,7 @@ from tskd.data.image import Geometry, Image, image_suffix, read_image, write_ima
 from tskd.data.labels import LabelTable
 from tskd.data.readers import read_image_info, read_sitk_image
 from tskd.data.seg_nrrd import match_segments
-from tskd.data.util import message_without_path
+from tskd.data.cases import message_without_path
 from tskd.errors import DataError
 from tskd.service.errors import PayloadTooLarge, Unprocessable
 from tskd.service.uploads import ReceivedFile

@@ -13,6 +13,7 @@ from tskd.service.projects import Projects
 from tskd.service.registry import Models
 from tskd.service.settings import ServiceSettings
 from tskd.service.storage import Workspace
+from tskd.service.suggestions import Suggestions
 from tskd.service.workers import Scheduler
 
 __all__ = ["Service"]
@@ -48,6 +49,7 @@ class Service:
             self.jobs = Jobs(self.db, self.workspace, self.checkpoints, wake=self.scheduler.wake,
                              log_tail_lines=settings.log_tail_lines, check_settings=settings.check_job_settings)
             self.students = StudentSessions()
+            self.suggestions = Suggestions(self.db, self.workspace, self.models)
         except BaseException:
             self.workspace.release()
             raise
@@ -57,12 +59,14 @@ class Service:
         if not self._started:
             self.scheduler.start()
             self.checkpoints.start()
+            self.suggestions.start()
             self._started = True
 
     def close(self) -> None:
         if self._started:
             self.scheduler.stop()
             self.checkpoints.stop()
+            self.suggestions.stop()
             self._started = False
         self.db.close()
         self.workspace.release()

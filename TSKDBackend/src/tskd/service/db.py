@@ -101,6 +101,10 @@ _MIGRATIONS: tuple[str, ...] = (
         cancel_requested REAL
     );
     """,
+    # version 3: a job that updates the model of an earlier job of its project (tskd train --update-from)
+    """
+    ALTER TABLE jobs ADD COLUMN update_from TEXT;
+    """,
 )
 
 #: The schema version this code writes.

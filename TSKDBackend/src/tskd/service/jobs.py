@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from tskd.config.base import save_yaml
+from tskd.config.base import deep_merge, save_yaml
 from tskd.errors import ConfigError
 from tskd.runconfig import DEFAULT_PRESET, check_settings
 from tskd.service.db import Database
@@ -129,20 +129,30 @@ class Jobs:
             "log_tail": tail[-self.log_tail_lines:] if self.log_tail_lines else [],
             "model_id": model,
             "comparison": comparison,
+            "update_from": row.get("update_from"),
         }
 
     # -- changes ------------------------------------------------------------------------------
     def create(self, project: dict[str, Any], *, preset: str | None, settings: dict[str, Any],
-               base: str | None) -> dict[str, Any]:
+               base: str | None, update_from: str | None = None) -> dict[str, Any]:
         """Queue a training job on a snapshot of the project's dataset.
 
         ``base`` (default: the project's ``base`` setting, else ``none``) is resolved now: the job
         records the name of the foundation model (``auto`` becomes the one it picked) and its SHA-256.
+        ``update_from`` (a model id, or the id of the finished job that made it, of the same project)
+        makes the job an update of that job's run (``tskd train --update-from``); the worker's
+        config file gets ``update.from_run``, the job's ``settings`` stay what the client sent.
 
         Raises:
             ServiceError: 422 unknown preset, settings the pipeline's config refuses (the field
-                named); 409 no labelled case yet, base checkpoint not on the server.
+                named), ``settings.update.from_run`` given; 404 ``update_from`` unknown; 409 no
+                labelled case yet, base checkpoint not on the server, ``update_from`` of another
+                project, not finished or without its run folder.
         """
+        if isinstance((settings.get("update") or {}), dict) and (settings.get("update") or {}).get("from_run"):
+            raise Unprocessable("settings.update.from_run: the service sets it; give update_from (a model or "
+                                "job id of this project) instead")
+        previous = self._previous_job(project, update_from) if update_from else None
         preset = preset or str(project["settings"].get("preset") or DEFAULT_PRESET)
         presets = list_presets()
         if presets and preset not in presets:
@@ -169,13 +179,16 @@ class Jobs:
                 files.folder.mkdir(parents=True)
                 snapshot_tree(self.ws.dataset_dir(project["id"]), files.dataset)
                 files.run.mkdir()
-                save_yaml(settings, files.settings)
+                worker_settings = settings
+                if previous is not None:  # the worker's --config names the previous run folder
+                    worker_settings = deep_merge(settings, {"update": {"from_run": str(self.files(previous["id"]).run)}})
+                save_yaml(worker_settings, files.settings)
                 conn.execute(
                     "INSERT INTO jobs (id, project_id, state, preset, settings, base, base_sha256, base_path, job_dir, "
-                    "cases, created) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "cases, created, update_from) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (job_id, project["id"], preset, json.dumps(settings), choice.name, choice.sha256,
                      str(choice.path) if choice.path else None, self.ws.relative(files.folder), counts["cases"],
-                     time.time()),
+                     time.time(), previous["id"] if previous is not None else None),
                 )
         except BaseException:
             remove_path(files.folder)
@@ -184,6 +197,23 @@ class Jobs:
                     choice.name or "none", counts["cases"])
         self.wake()
         return self.get(job_id)
+
+    def _previous_job(self, project: dict[str, Any], update_from: str) -> dict[str, Any]:
+        """The finished job of ``project`` that ``update_from`` (a model id or a job id) names."""
+        model = self.db.query_one("SELECT job_id FROM models WHERE id = ?", (update_from,)) if is_id(update_from) else None
+        job_id = model["job_id"] if model else update_from
+        row = self.db.query_one("SELECT * FROM jobs WHERE id = ?", (job_id,)) if is_id(job_id) else None
+        if row is None:
+            raise NotFound(f"update_from: no model or job with id {update_from!r}; GET /projects/{project['id']}/models "
+                           "lists the models to update")
+        if row["project_id"] != project["id"]:
+            raise Conflict(f"update_from: {update_from} belongs to another project; an update continues a model "
+                           "of the same project (same labels)")
+        if row["state"] != "done" or not (self.files(row["id"]).run / "package").is_dir():
+            what = "its run folder is gone" if row["state"] == "done" else f"it is {row['state']}"
+            raise Conflict(f"update_from: job {row['id']} has no finished run ({what}); update a finished job's "
+                           "model, or train from scratch")
+        return row
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a job: a queued one at once, a running one by asking its worker to stop.

@@ -19,10 +19,13 @@ from tskd.service.errors import NotFound
 from tskd.service.storage import Workspace, is_id, new_id, zip_folder
 from tskd.service.timeutil import iso
 
-__all__ = ["Models", "PACKAGE_FILES", "read_package_metadata", "package_comparison"]
+__all__ = ["Models", "PACKAGE_FILES", "LINEAGE_JSON", "read_package_metadata", "package_comparison"]
 
 logger = logging.getLogger(__name__)
 
+#: The run's record of the model it was updated from (tskd.pipeline.update writes it; the service
+#: never imports the pipeline).
+LINEAGE_JSON = "lineage.json"
 #: Files a student package must hold.
 PACKAGE_FILES = ("model.onnx", "tskd-model.json")
 
@@ -127,7 +130,8 @@ class Models:
         files = [{"name": p.name, "size_bytes": p.stat().st_size}
                  for p in sorted(package.iterdir()) if p.is_file()] if package.is_dir() else []
         teacher = metadata.get("teacher") if isinstance(metadata.get("teacher"), dict) else {}
-        job = self.db.query_one("SELECT base, base_sha256 FROM jobs WHERE id = ?", (row["job_id"],)) or {}
+        job = self.db.query_one("SELECT base, base_sha256, update_from FROM jobs WHERE id = ?", (row["job_id"],)) or {}
+        lineage = self._lineage(job.get("update_from"), package)
         kind = metadata.get("kind") if metadata.get("kind") in ("distilled", "reference") else None
         if kind == "reference":  # trained on the labels alone: no foundation model went into it
             job = {}
@@ -146,6 +150,28 @@ class Models:
             "base_sha256": teacher.get("base_sha256") or job.get("base_sha256"),
             "kind": kind,
             "comparison": package_comparison(metadata),
+            "lineage": lineage,
             "files": files,
             "metadata": metadata if full else None,
         }
+
+    def _lineage(self, previous_job: str | None, package: Path) -> dict[str, Any] | None:
+        """Which model a model was updated from: the job (and its model) it continued, and the run's
+        ``lineage.json`` next to the package (the cases added; None where the run did not record it)."""
+        if not previous_job:
+            return None
+        previous = self.db.query_one("SELECT id FROM models WHERE job_id = ?", (previous_job,))
+        record: dict[str, Any] = {}
+        path = package.parent / LINEAGE_JSON
+        if path.is_file():
+            try:
+                loaded = json.loads(path.read_text(encoding="utf-8"))
+                record = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                logger.warning("%s: unreadable; the model's lineage lists no cases", path)
+        cases = {key: record.get(key) if isinstance(record.get(key), list) else None
+                 for key in ("added_cases", "removed_cases")}
+        counts = {key: record.get(key) if isinstance(record.get(key), int) else None
+                  for key in ("labelled_before", "labelled_now")}
+        return {"updated_from_job": previous_job, "updated_from_model": previous["id"] if previous else None,
+                **cases, **counts}

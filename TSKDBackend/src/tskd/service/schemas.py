@@ -21,6 +21,7 @@ __all__ = [
     "JobProgress",
     "JobOut",
     "JobList",
+    "LineageOut",
     "ModelOut",
     "ModelList",
     "HealthOut",
@@ -28,6 +29,10 @@ __all__ = [
     "FetchOut",
     "CheckpointOut",
     "CheckpointList",
+    "SuggestionEntry",
+    "CaseScoreEntry",
+    "SuggestionSet",
+    "SuggestionsOut",
 ]
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled", "interrupted"]
@@ -149,6 +154,12 @@ class JobCreate(_Strict):
                     "weights, or a file of the workspace's checkpoints folder), 'auto' (the best present: MedSAM "
                     "first) or 'none' (teacher trained from scratch, much less accurate); default: the project's "
                     "'base' setting, else 'none'")
+    update_from: Optional[str] = Field(
+        default=None, max_length=64,
+        description="a model id (or the id of the finished job that made it) of the same project: update that "
+                    "model with the project's new labels (teacher and students start from it, a short schedule "
+                    "from the preset's 'update' section, its diffusion model reused unless settings say "
+                    "update: {reuse_synthesis: false}); default: train from scratch")
 
 
 class JobProgress(BaseModel):
@@ -204,6 +215,17 @@ class JobOut(BaseModel):
     comparison: Optional[ComparisonOut] = Field(
         default=None, description="a finished job's distilled vs labels-only students and which was exported "
         "(None until done, and for packages that do not record it)")
+    update_from: Optional[str] = Field(default=None, description="the job whose model this job updates "
+                                       "(None: trained from scratch)")
+
+
+class LineageOut(BaseModel):
+    updated_from_job: str = Field(description="the job whose model this one was updated from")
+    updated_from_model: Optional[str] = Field(description="that job's model (None when it was deleted)")
+    added_cases: Optional[list[str]] = Field(description="cases labelled now and not then (None: not recorded)")
+    removed_cases: Optional[list[str]] = Field(description="cases labelled then and not now")
+    labelled_before: Optional[int]
+    labelled_now: Optional[int]
 
 
 class JobList(BaseModel):
@@ -227,6 +249,8 @@ class ModelOut(BaseModel):
         default=None, description="distilled: the TS-KD student; reference: the student trained on the labels "
         "alone, exported because distillation did not beat it; None: the package does not say")
     comparison: Optional[ComparisonOut] = Field(default=None, description="the run's comparison (package metadata)")
+    lineage: Optional[LineageOut] = Field(default=None, description="which model this one was updated from and "
+                                          "which cases were added (None: trained from scratch)")
     files: list[dict[str, Any]]
     metadata: Optional[dict[str, Any]] = Field(default=None,
                                                description="the whole tskd-model.json (single model only)")
@@ -293,3 +317,58 @@ class CheckpointOut(BaseModel):
 
 class CheckpointList(BaseModel):
     checkpoints: list[CheckpointOut]
+
+
+class SuggestionEntry(BaseModel):
+    """One slice to label next."""
+
+    rank: int = Field(description="1 for the slice most worth labelling")
+    case: str = Field(description="the project case (its name)")
+    slice: int = Field(description="numpy index along 'axis' of the case's (k, j, i) image array")
+    axis: int = Field(description="the axis the student slices along (0: k)")
+    score: float = Field(description="0..1: (1 - w) * entropy + w * disagreement, or the entropy alone")
+    entropy: float = Field(description="the student's mean normalised entropy on the slice (0..1)")
+    disagreement: Optional[float] = Field(description="mean teacher-student total-variation distance (0..1); "
+                                          "None without the teacher")
+    why: str = Field(description="the terms that bring the score, for a person")
+
+
+class CaseScoreEntry(BaseModel):
+    """A case's rank: the mean of its best slice scores."""
+
+    rank: int
+    case: str
+    score: float
+    top_slices: list[int] = Field(description="its best slices (numpy indices along the axis)")
+    num_slices: int
+
+
+class SuggestionSet(BaseModel):
+    """The ``tskd-suggestions`` JSON of ``tskd suggest --json`` (docs/architecture.md), for a project's model."""
+
+    format: Literal["tskd-suggestions"]
+    format_version: int
+    model: str = Field(description="the model id")
+    data: str = Field(description="what was scored")
+    teacher: dict[str, Any] = Field(description="{'used': bool, 'note': why it was or was not used}")
+    config: dict[str, Any] = Field(description="the SuggestConfig used")
+    suggestions: list[SuggestionEntry]
+    cases: list[CaseScoreEntry] = Field(description="every scored case, most worth labelling first")
+    skipped: list[dict[str, str]] = Field(description="{'case', 'error'} of each case that could not be read")
+    seconds: float
+
+
+class SuggestionsOut(BaseModel):
+    """The state of a project's suggestions: being computed (202), or done or failed (200)."""
+
+    status: Literal["computing", "done", "failed"]
+    project_id: str
+    model_id: str
+    top: int = Field(description="the number of suggestions asked for (every top is cut from one computation)")
+    teacher: bool = Field(description="whether the teacher was asked for (it is used when the run has one)")
+    fingerprint: str = Field(description="of the unlabelled cases scored (a new upload gives a new one)")
+    case_names: list[str] = Field(description="the unlabelled cases scored")
+    requested: Optional[str] = Field(description="when the computation was started")
+    finished: Optional[str]
+    error: Optional[str] = Field(description="failed: what went wrong and what to do")
+    result: Optional[SuggestionSet] = Field(description="done: the suggestions")

@@ -199,7 +199,7 @@ class Scheduler:
             "--data", str(files.dataset), "--out", str(files.run), "--preset", job["preset"],
             "--cancel-file", str(files.cancel),
         ]
-        if job["settings"] not in (None, "", "{}"):
+        if job["settings"] not in (None, "", "{}") or job.get("update_from"):  # an update's file names the run
             command += ["--config", str(files.settings)]
         if job["base"]:
             choice = self.checkpoints.resolve(job["base"])

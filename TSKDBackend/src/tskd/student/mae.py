@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 from monai.networks.nets import MaskedAutoEncoderViT
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from tskd.engine.task import TrainingTask
+from tskd.engine.validation import ValData, device_of, mean_over_loader, move_to
 from tskd.errors import CheckpointError, DataError
 from tskd.student.base import StudentWithProjector
 from tskd.student.config import MAEConfig
-from tskd.student.validation import as_loader, move_to
 from tskd.student.vit import VIT_SPECS, ViTSpec, ViTStudent, resize_position_embeddings
 
 __all__ = ["build_mae", "patchify", "mae_loss", "MAETask", "transfer_mae_encoder"]
@@ -131,7 +130,7 @@ class MAETask(TrainingTask):
         self,
         *,
         config: MAEConfig | None = None,
-        val_data: Dataset | DataLoader | Iterable[Mapping[str, Any]] | None = None,
+        val_data: ValData | None = None,
         val_batch_size: int = 8,
         val_seed: int = 0,
     ) -> None:
@@ -156,30 +155,17 @@ class MAETask(TrainingTask):
 
     def training_step(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Reconstruction loss of one batch of images (``loss``)."""
-        loss = self._loss(model, move_to(batch, next(model.parameters()).device))
+        loss = self._loss(model, move_to(batch, device_of(model)))
         return loss, {"loss": float(loss.detach())}
 
-    @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Mean reconstruction loss over ``val_data`` with seeded masks as ``val_mae_loss``; {} without val data."""
         if self.val_data is None:
             return {}
-        was_training = model.training
-        model.eval()
-        total, count = 0.0, 0
-        try:
-            with torch.random.fork_rng(devices=[]):  # MONAI draws masks on the CPU generator
-                torch.manual_seed(self.val_seed)
-                for batch in as_loader(self.val_data, self.val_batch_size):
-                    batch = move_to(batch, next(model.parameters()).device)
-                    n = int(batch["image"].shape[0])
-                    total += float(self._loss(model, batch)) * n
-                    count += n
-        finally:
-            model.train(was_training)
-        if count == 0:
-            raise ValueError("validation data is empty")
-        return {"val_mae_loss": total / count}
+        with torch.random.fork_rng(devices=[]):  # MONAI draws masks on the CPU generator
+            torch.manual_seed(self.val_seed)
+            loss = mean_over_loader(model, self.val_data, self._loss, batch_size=self.val_batch_size)
+        return {"val_mae_loss": loss}
 
 
 def _encoder_key(key: str, num_layers: int) -> str | None:

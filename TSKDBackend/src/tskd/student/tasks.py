@@ -13,23 +13,24 @@ and optionally ``teacher_embedding`` ``(B, C_t, H_t, W_t)``. Tensors are moved t
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
 from tskd.engine.task import TrainingTask
+from tskd.engine.validation import ValData as _Data
+from tskd.engine.validation import device_of, mean_over_loader, move_to
 from tskd.errors import DataError
 from tskd.student.base import StudentWithProjector
 from tskd.student.config import DistillConfig
 from tskd.losses import SupervisedLoss
 from tskd.student.losses import DistillationLoss, feature_kd_loss
-from tskd.student.validation import as_loader, evaluate_dice, move_to
+from tskd.student.validation import evaluate_dice
 
 __all__ = ["DistillationTask", "SupervisedTask", "FeatureDistillationTask"]
 
-ValData = Dataset | DataLoader | Iterable[Mapping[str, Any]] | None
+ValData = _Data | None
 
 
 def _inner(model: nn.Module) -> nn.Module:
@@ -42,10 +43,6 @@ def _inner(model: nn.Module) -> nn.Module:
         else:
             break
     return model
-
-
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def _forward_with_projection(model: nn.Module, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +81,7 @@ class SupervisedTask(TrainingTask):
 
     def training_step(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one batch (``labelled`` absent: every sample counts as labelled)."""
-        batch = move_to(batch, _device(model))
+        batch = move_to(batch, device_of(model))
         logits = model(_image(batch))
         labelled = batch.get("labelled")
         loss = self.loss(logits, batch["label"], labelled)
@@ -128,7 +125,7 @@ class DistillationTask(SupervisedTask):
 
     def training_step(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted distillation loss of one transfer-set batch and its parts (``loss``, ``kd``, ``sup``, ``feat``)."""
-        batch = move_to(batch, _device(model))
+        batch = move_to(batch, device_of(model))
         image = _image(batch)
         if self.distill_loss.uses_features:
             logits, projected = _forward_with_projection(model, image)
@@ -168,26 +165,12 @@ class FeatureDistillationTask(TrainingTask):
 
     def training_step(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Feature MSE of one batch (``loss`` and ``feat``)."""
-        loss = self._loss(model, move_to(batch, _device(model)))
+        loss = self._loss(model, move_to(batch, device_of(model)))
         value = float(loss.detach())
         return loss, {"loss": value, "feat": value}
 
-    @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]:
         """Sample-weighted mean feature MSE over ``val_data`` as ``val_feat_mse``; {} without val data."""
         if self.val_data is None:
             return {}
-        was_training = model.training
-        model.eval()
-        total, count = 0.0, 0
-        try:
-            for batch in as_loader(self.val_data, self.val_batch_size):
-                batch = move_to(batch, _device(model))
-                n = int(batch["image"].shape[0])
-                total += float(self._loss(model, batch)) * n
-                count += n
-        finally:
-            model.train(was_training)
-        if count == 0:
-            raise ValueError("validation data is empty")
-        return {"val_feat_mse": total / count}
+        return {"val_feat_mse": mean_over_loader(model, self.val_data, self._loss, batch_size=self.val_batch_size)}

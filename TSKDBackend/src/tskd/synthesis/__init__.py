@@ -3,13 +3,13 @@
 A diffusion model trained on the task's own slices (or a user-supplied pretrained one) makes
 synthetic images; a quality gate drops memorised, degenerate and teacher-uncertain ones; the rest,
 with the teacher's soft labels, join the real slices in the on-disk transfer set that the student
-is distilled on.
+is distilled on. The transfer set's disk format is a dataset format, written by the transfer stage
+and read by the student stage, so it lives in the data layer (``tskd.data.transfer_set``).
 
 Modules: ``config`` (DiffusionConfig, QualityGateConfig), ``intensity`` (model range mapping),
 ``unet`` (network builder), ``model`` (DiffusionModel bundle, schedulers), ``task`` (training step
 for the engine), ``sampler`` (deterministic per-seed generation), ``storage`` and ``pretrained``
-(model folders), ``quality_gate``, ``transfer_set`` (reader, with ``transfer_set_writer`` and ``transfer_set_files``),
-``grid`` (picture for people).
+(model folders), ``quality_gate``, ``grid`` (picture for people).
 """
 
 from __future__ import annotations
@@ -26,5 +26,4 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
     "sampler": ["GeneratedSamples", "generate", "iter_generate"],
     "storage": ["fingerprint_arrays", "load_diffusion_model", "save_diffusion_model"],
     "task": ["DiffusionTask"],
-    "transfer_set": ["TransferItem", "TransferSet", "TransferSetDataset", "TransferSetWriter"],
 })

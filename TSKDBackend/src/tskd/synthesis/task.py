@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
 from tskd.engine.task import TrainingTask
+from tskd.engine.validation import device_of, mean_over_loader
 from tskd.synthesis.config import DiffusionConfig
 from tskd.synthesis.intensity import IntensityMapping, encode_labels
 from tskd.synthesis.model import (
@@ -149,7 +150,7 @@ class DiffusionTask(TrainingTask):
         Returns:
             ``(loss, logs)``: the scalar MSE loss to back-propagate and ``{"loss": ..., "samples": ...}``.
         """
-        device = _device_of(model)
+        device = device_of(model)
         x0 = self.prepare(batch).to(device)
         if len(x0) == 0:
             # joint mode and no labelled sample in this batch: a zero loss that still touches every
@@ -174,26 +175,18 @@ class DiffusionTask(TrainingTask):
         """
         if self._val is None:
             return {}
-        device = _device_of(model)
         generator = torch.Generator().manual_seed(_VAL_SEED)
         total = self.scheduler.config.num_train_timesteps
         levels = np.linspace(0, total - 1, self.config.val_timesteps + 2)[1:-1].round().astype(int)
-        was_training = model.training
-        model.eval()
-        losses = []
-        try:
-            with torch.no_grad():
-                x0 = self._val.to(device)
-                for level in levels:
-                    noise = torch.randn(x0.shape, generator=generator).to(device)
-                    timesteps = torch.full((len(x0),), int(level), dtype=torch.long, device=device)
-                    noisy = self.scheduler.add_noise(x0, noise, timesteps)
-                    prediction = model(noisy, timesteps).sample
-                    target = self.target(x0, noise, timesteps)
-                    losses.append(float(F.mse_loss(prediction.float(), target.float())))
-        finally:
-            model.train(was_training)
-        return {"val_loss": float(np.mean(losses))}
+        # one batch per noise level, the whole held-out set in each (noise drawn in level order)
+        batches = [{"x0": self._val, "noise": torch.randn(self._val.shape, generator=generator),
+                    "timesteps": torch.full((len(self._val),), int(level), dtype=torch.long)} for level in levels]
+        return {"val_loss": mean_over_loader(model, batches, self._denoising_loss)}
+
+    def _denoising_loss(self, model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> float:
+        x0, noise, timesteps = batch["x0"], batch["noise"], batch["timesteps"]
+        prediction = model(self.scheduler.add_noise(x0, noise, timesteps), timesteps).sample
+        return float(F.mse_loss(prediction.float(), self.target(x0, noise, timesteps).float()))
 
 
 def _first_usable(batch: Mapping[str, Any], n: int, labelled_only: bool) -> dict[str, Any]:
@@ -214,10 +207,3 @@ def _first_usable(batch: Mapping[str, Any], n: int, labelled_only: bool) -> dict
             else:
                 out[key] = np.asarray(value[rows])
     return out
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")

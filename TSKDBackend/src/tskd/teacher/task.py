@@ -10,9 +10,9 @@ the labelled samples. In box-prompt
 mode the boxes are built from the labels (:func:`~tskd.teacher.model.boxes_from_labels`), in
 training and in validation alike.
 
-Validation: MONAI's ``DiceMetric`` per sample and foreground class on the argmax prediction;
-samples whose ground truth lacks a class do not count for that class. ``val_dice`` is the mean
-over the foreground classes that occur; ``val_dice_<c>`` the per-class values.
+Validation: the project's one validation Dice (:class:`tskd.metrics.SegmentationDice`, the students'
+too) of the argmax prediction on the labelled validation samples: ``val_dice``, ``val_dice_global``
+and ``val_dice_class{k}``, over the engine's one validation loop.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ import logging
 from typing import Any, Mapping
 
 import torch
-from monai.metrics import DiceMetric
-from monai.networks.utils import one_hot
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from tskd.engine.task import TrainingTask
+from tskd.engine.validation import device_of, evaluate_batches
 from tskd.losses import SupervisedLoss
+from tskd.metrics import SegmentationDice
 from tskd.teacher.config import TeacherConfig
 from tskd.teacher.model import boxes_from_labels
 
@@ -102,7 +102,7 @@ class TeacherTask(TrainingTask):
         Returns:
             the scalar loss to back-propagate and float logs (``loss``, ``labelled``: samples used).
         """
-        device = _device_of(model)
+        device = device_of(model)
         image, label, labelled = _unpack(batch, device)
         if not bool(labelled.any()):
             # nothing to learn from: a zero that still touches every trainable weight (DDP-safe)
@@ -114,56 +114,30 @@ class TeacherTask(TrainingTask):
         loss = self.loss(logits, label)
         return loss, {"loss": float(loss.detach()), "labelled": float(label.shape[0])}
 
-    @torch.no_grad()
     def validate(self, model: nn.Module) -> dict[str, float]:
-        """Mean foreground Dice over the validation samples (model left in its previous mode).
+        """Validation Dice over the labelled validation samples (model left in its previous mode).
 
         Returns:
-            ``val_dice`` and ``val_dice_<c>`` for each foreground class ``c``; a class absent from
-            every validation label is left out (``val_dice`` is 0.0 if all are absent).
+            ``val_dice``, ``val_dice_global`` and ``val_dice_class{k}`` per foreground class ``k``
+            (:class:`tskd.metrics.SegmentationDice`, which also says what a class absent from every
+            validation label scores); ``{}`` without validation data.
+
+        Raises:
+            ValueError: the validation data holds no labelled sample, or labels outside ``0..K-1``.
         """
         if self.val_loader is None:
             return {}
-        was_training = model.training
-        model.eval()
-        device = _device_of(model)
-        metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
-        try:
-            for batch in self.val_loader:
-                image, label, labelled = _unpack(batch, device)
-                if not bool(labelled.any()):
-                    continue
+        dice = SegmentationDice(self.num_classes)
+
+        def step(model: nn.Module, batch: dict[str, Any]) -> None:
+            image, label, labelled = _unpack(batch, device_of(model))
+            if bool(labelled.any()):
                 image, label = image[labelled], label[labelled]
                 _check_labels(label, self.num_classes)
-                prediction = self._forward(model, image, label).argmax(dim=1, keepdim=True)
-                metric(
-                    y_pred=one_hot(prediction, self.num_classes, dim=1),
-                    y=one_hot(label[:, None], self.num_classes, dim=1),
-                )
-        finally:
-            model.train(was_training)
-        scores: dict[str, float] = {}
-        try:
-            values = metric.aggregate()  # (N, K-1), NaN where the class is absent from the ground truth
-        except (ValueError, RuntimeError):  # nothing was accumulated
-            values = torch.full((0, self.num_classes - 1), float("nan"))
-        present = []
-        for c in range(1, self.num_classes):
-            column = values[:, c - 1]
-            column = column[~torch.isnan(column)]
-            if column.numel():
-                scores[f"val_dice_{c}"] = float(column.mean())
-                present.append(scores[f"val_dice_{c}"])
-        if not present:
-            logger.warning("validation: no foreground in any validation label; val_dice set to 0.0")
-        scores["val_dice"] = float(sum(present) / len(present)) if present else 0.0
-        return scores
+                dice.update(self._forward(model, image, label).argmax(dim=1), label)
 
-
-def _device_of(model: nn.Module) -> torch.device:
-    for parameter in model.parameters():
-        return parameter.device
-    return torch.device("cpu")
+        evaluate_batches(model, self.val_loader, step)
+        return dice.scores()
 
 
 def _unpack(batch: Mapping[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tskd.service.routes import cases, checkpoints, jobs, models, projects, system
+from tskd.service.routes import cases, checkpoints, jobs, models, projects, suggestions, system
 
 __all__ = ["ROUTERS"]
 
-ROUTERS = [system.router, projects.router, cases.router, jobs.router, models.router, checkpoints.router]
+ROUTERS = [system.router, projects.router, cases.router, jobs.router, models.router, suggestions.router, checkpoints.router]

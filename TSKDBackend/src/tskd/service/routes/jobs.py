@@ -22,7 +22,8 @@ router = APIRouter(tags=["jobs"])
              responses=error_responses(400, 401, 404, 409))
 def start_job(project_id: str, body: JobCreate, svc: Service = Depends(service)) -> dict:
     project = svc.projects.row(project_id)
-    return svc.jobs.create(project, preset=body.preset, settings=body.settings, base=body.base)
+    return svc.jobs.create(project, preset=body.preset, settings=body.settings, base=body.base,
+                           update_from=body.update_from)
 
 
 @router.get("/projects/{project_id}/jobs", response_model=JobList, summary="List a project's jobs",

@@ -1,0 +1,477 @@
+"""Connecting to a backend: a local ``tskd serve`` started by the module, or a remote server.
+
+- :class:`LocalBackend` starts ``<backend command> serve --workspace W --port P`` through a
+  :class:`~SlicerTSKDLib.processRunner.ProcessRunner` with a fresh token (given to the server in
+  its environment as ``TSKD_TOKEN``: a command line is readable by every user of the machine), and
+  waits for ``/health``: the widget's ``qt.QTimer`` calls :meth:`LocalBackend.poll`, which probes
+  the loopback address with a short timeout, so nothing waits in a loop. :meth:`LocalBackend.stop`
+  asks the server to stop (training workers keep running; a restarted server picks them up) and
+  kills it when it does not stop within a grace period.
+- :func:`checkBackend` (blocking: run it in a worker thread) asks ``/health`` and ``/info`` and
+  turns every failure into a :class:`BackendProblem` whose message says in plain words what is
+  wrong: refused, wrong token, TLS, timeout, a backend too old for this module.
+- :class:`BackendLogic` holds the "Backend server" panel's decisions: the mode, address and
+  workspace kept in the settings (never the token), whether the local backend can start and why
+  not, the client of a remote address, when a stopped local backend ends the connection, and the
+  status line when nothing is connected. The panel (``backendWidget.py``) gets it in its constructor.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from .client import TSKDClient, TSKDClientError, TSKDConnectionError
+from ..processRunner import ProcessRunner
+from ..signal import Signal
+
+__all__ = [
+    "MINIMUM_BACKEND_VERSION",
+    "BackendProblem",
+    "BackendInfo",
+    "parseVersion",
+    "describeConnectionError",
+    "checkBackend",
+    "freeLocalPort",
+    "newToken",
+    "defaultWorkspace",
+    "localServeCommand",
+    "LocalBackend",
+    "BackendLogic",
+    "BackendSettings",
+    "NO_ENVIRONMENT",
+    "SET_UP_OR_CONNECT",
+    "ENTER_ADDRESS",
+    "STOPPED",
+    "STARTING",
+    "RUNNING",
+    "STOPPING",
+    "FAILED",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Oldest backend whose API this module speaks (``/api/v1`` with projects, cases, jobs, models).
+MINIMUM_BACKEND_VERSION = "0.1.0"
+
+STOPPED = "stopped"
+STARTING = "starting"
+RUNNING = "running"
+STOPPING = "stopping"
+FAILED = "failed"
+
+
+class BackendProblem(Exception):
+    """The backend cannot be used; the message says why in plain words and what to do."""
+
+
+@dataclass
+class BackendInfo:
+    """A backend that answered.
+
+    Args:
+        url: its address (``http://127.0.0.1:8000``).
+        version: ``tskd`` version it runs.
+        device: ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        gpus: names of its GPUs.
+        presets: training presets it offers.
+        checkpoints: names of its foundation-model checkpoints.
+        maxUploadMb: largest file it accepts.
+    """
+
+    url: str
+    version: str
+    device: str = "cpu"
+    gpus: List[str] = field(default_factory=list)
+    presets: List[str] = field(default_factory=list)
+    checkpoints: List[str] = field(default_factory=list)
+    maxUploadMb: Optional[float] = None
+
+    def summary(self) -> str:
+        """One line for the status label."""
+        where = "GPU: " + ", ".join(self.gpus) if self.gpus else ("Apple GPU" if self.device == "mps" else "CPU only")
+        return "Connected to tskd {} at {} ({}).".format(self.version, self.url, where)
+
+
+def parseVersion(text: str) -> Tuple[int, ...]:
+    """``"0.10.2rc1"`` -> ``(0, 10, 2)``: the leading numbers of a version, for comparisons."""
+    numbers = []
+    for part in str(text).strip().split("."):
+        match = re.match(r"\d+", part)
+        if not match:
+            break
+        numbers.append(int(match.group(0)))
+        if match.end() != len(part):
+            break
+    return tuple(numbers)
+
+
+def describeConnectionError(exc: BaseException, url: str) -> str:
+    """A plain-words sentence for a failed call to the backend at ``url``.
+
+    Args:
+        exc: what the client raised (:class:`TSKDConnectionError`, :class:`TSKDClientError`, ...).
+        url: the address the user gave.
+    """
+    if isinstance(exc, TSKDConnectionError):
+        text = exc.message.lower()
+        if "tls" in text or "certificate" in text or "ssl" in text:
+            return ("The secure connection to {} failed: the server's certificate is not trusted or the server does "
+                    "not speak HTTPS. Check the address (http:// or https://) and the server's certificate.".format(url))
+        if "refused" in text:
+            return ("Nothing answers at {}: the backend is not running there, or the port is wrong. Start the backend, "
+                    "or check the address.".format(url))
+        if "no answer within" in text or "timed out" in text or "timeout" in text:
+            return ("The backend at {} did not answer in time: it may be overloaded, or a firewall blocks the "
+                    "connection. Try again, or check the address and the network.".format(url))
+        if "name or service not known" in text or "nodename nor servname" in text or "getaddrinfo" in text:
+            return "The server name in {} cannot be found: check the address.".format(url)
+        if "unreachable" in text:
+            return "The network cannot reach {}: check the connection and the address.".format(url)
+        return "Cannot reach the backend at {}: {}".format(url, exc.message)
+    if isinstance(exc, TSKDClientError):
+        if exc.status == 401:
+            return ("The backend at {} refused the token: enter the token the server was started with "
+                    "(tskd serve --token or $TSKD_TOKEN).".format(url))
+        if exc.status == 404:
+            return ("{} answered, but it is not a SlicerTSKD backend (or one far older than this module): "
+                    "check the address.".format(url))
+        return "The backend at {} answered with an error ({}): {}".format(url, exc.status, exc.message)
+    if isinstance(exc, BackendProblem):
+        return str(exc)
+    return "Cannot use the backend at {}: {}".format(url, exc)
+
+
+def checkBackend(client: TSKDClient, minimumVersion: str = MINIMUM_BACKEND_VERSION) -> BackendInfo:
+    """Ask the backend who it is (blocking: call it from a worker thread).
+
+    Raises:
+        BackendProblem: it cannot be reached, refuses the token, is not a SlicerTSKD backend, or
+            is older than ``minimumVersion``; the message is meant for the user.
+    """
+    url = client.server_url
+    try:
+        health = client.health()
+        if not isinstance(health, dict) or health.get("status") != "ok" or "version" not in health:
+            raise BackendProblem("{} answered, but not like a SlicerTSKD backend: check the address.".format(url))
+        version = str(health["version"])
+        if parseVersion(version) < parseVersion(minimumVersion):
+            raise BackendProblem(
+                "The backend at {} runs tskd {}, which is too old for this module (it needs {} or newer): update the "
+                "backend ('Set up local backend' again, or pip install -U on the server).".format(url, version, minimumVersion)
+            )
+        info = client.info()
+    except BackendProblem:
+        raise
+    except Exception as exc:
+        raise BackendProblem(describeConnectionError(exc, url)) from None
+    device = info.get("device") or {}
+    return BackendInfo(
+        url=url,
+        version=str(info.get("version", version)),
+        device=str(device.get("type") or "cpu"),
+        gpus=[str(gpu.get("name", "GPU")) for gpu in device.get("gpus") or []],
+        presets=[str(name) for name in info.get("presets") or []],
+        checkpoints=[str(item.get("name")) for item in info.get("checkpoints") or [] if item.get("name")],
+        maxUploadMb=(info.get("limits") or {}).get("max_upload_mb"),
+    )
+
+
+def freeLocalPort() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def newToken() -> str:
+    """A fresh random token for a local backend (URL-safe, 256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+def defaultWorkspace(environmentRoot: str) -> str:
+    """The local backend's workspace: ``workspace`` next to the environment folder.
+
+    Args:
+        environmentRoot: the backend environment folder (``.../SlicerTSKD/backend``).
+    """
+    return os.path.join(os.path.dirname(os.path.abspath(environmentRoot)), "workspace")
+
+
+def localServeCommand(backendCommand: Sequence[str], workspace: str, port: int) -> List[str]:
+    """``<backend command> serve --workspace W --host 127.0.0.1 --port P`` (the token goes in the environment)."""
+    if not backendCommand:
+        raise ValueError("backendCommand must not be empty")
+    if not 0 < int(port) < 65536:
+        raise ValueError("port must be 1..65535, got {}".format(port))
+    return list(backendCommand) + ["serve", "--workspace", workspace, "--host", "127.0.0.1", "--port", str(int(port))]
+
+
+_LISTENING = re.compile(r"tskd serve: listening on (\S+)")
+
+
+class LocalBackend:
+    """A ``tskd serve`` child process on this machine.
+
+    Args:
+        runner: runs the server (``QProcessRunner`` in Slicer, ``SubprocessRunner`` in tests).
+        probe: ``probe(url, token) -> bool``, True once ``/health`` answers (default: a 1 s client call).
+        startTimeout: seconds the server gets to answer ``/health``.
+        stopGrace: seconds between the request to stop and killing the server.
+        clock: monotonic clock (tests pass a fake).
+        submit: runs the probe off the GUI thread, with ``SessionState.submit``'s signature
+            (``submit(name, function, *args, onSuccess=..., onError=...)``); without it the probe
+            blocks :meth:`poll` (headless use and tests).
+
+    Signals:
+        stateChanged(state: str, message: str): :data:`STARTING`, :data:`RUNNING`, :data:`STOPPING`,
+            :data:`STOPPED` or :data:`FAILED` with a sentence for the user.
+        output(text: str): console output of the server.
+
+    The owner calls :meth:`poll` from a timer (every 250-500 ms) while :meth:`needsPolling` is True.
+    """
+
+    def __init__(
+        self,
+        runner: ProcessRunner,
+        probe: Optional[Callable[[str, str], bool]] = None,
+        startTimeout: float = 120.0,
+        stopGrace: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+        submit: Optional[Callable[..., Any]] = None,
+    ) -> None:
+        self.runner = runner
+        self.submit = submit
+        self._probing = False
+        self.probe = probe or _probeHealth
+        self.startTimeout = float(startTimeout)
+        self.stopGrace = float(stopGrace)
+        self.clock = clock
+        self.stateChanged = Signal("state", "message")
+        self.output = Signal("text")
+        self.state = STOPPED
+        self.url = ""
+        self.token = ""
+        self.workspace = ""
+        self._deadline = 0.0
+        self._outputTail = ""
+        runner.outputReady.connect(self._onOutput)
+        runner.finished.connect(self._onFinished)
+
+    def start(self, backendCommand: Sequence[str], workspace: str, environment: Mapping[str, str],
+              port: Optional[int] = None, token: Optional[str] = None) -> None:
+        """Start the server (returns at once; watch ``stateChanged``).
+
+        Args:
+            backendCommand: the environment's command for ``tskd`` (``[python, "-m", "tskd"]``).
+            workspace: the server's workspace folder (created when missing).
+            environment: the child's environment (without Slicer's Python variables).
+            port: the port (default: a free one).
+            token: the token (default: a fresh one).
+        """
+        if self.state in (STARTING, RUNNING, STOPPING):
+            raise RuntimeError("the local backend is already {}".format(self.state))
+        os.makedirs(workspace, exist_ok=True)
+        port = int(port) if port else freeLocalPort()
+        self.token = token or newToken()
+        self.url = "http://127.0.0.1:{}".format(port)
+        self.workspace = workspace
+        self._outputTail = ""
+        env = dict(environment)
+        env["TSKD_TOKEN"] = self.token
+        self._deadline = self.clock() + self.startTimeout
+        self._setState(STARTING, "Starting the local backend at {}...".format(self.url))
+        self.runner.start(localServeCommand(backendCommand, workspace, port), env, cwd=workspace)
+
+    def needsPolling(self) -> bool:
+        return self.state in (STARTING, STOPPING)
+
+    def poll(self) -> None:
+        """Advance start-up or shut-down: probe ``/health``, time out, or kill a server that does not stop."""
+        if self.state == STARTING:
+            if self.submit is None:
+                self._onProbe(self.url, bool(self.probe(self.url, self.token)))
+            elif not self._probing:
+                self._probing = True
+                url = self.url
+                self.submit("Probing the local backend", self.probe, url, self.token,
+                            onSuccess=lambda ok: self._onProbe(url, bool(ok)),
+                            onError=lambda exc: self._onProbe(url, False))
+            if self.state == STARTING and self.clock() > self._deadline:
+                self.runner.killDirectChild()
+                self._setState(FAILED, "The local backend did not answer within {:g} s. {}".format(
+                    self.startTimeout, self._lastLines()))
+        elif self.state == STOPPING and self.clock() > self._deadline and self.runner.isRunning():
+            logger.warning("the local backend did not stop within %g s; killing it", self.stopGrace)
+            # the server only: its training workers run in their own sessions / process groups
+            # (tskd.service.workers) and the next server adopts them; kill() would end the whole tree
+            self.runner.killDirectChild()
+
+    def _onProbe(self, url: str, ok: bool) -> None:
+        self._probing = False
+        if ok and self.state == STARTING and url == self.url:
+            self._setState(RUNNING, "The local backend runs at {}.".format(self.url))
+
+    def stop(self) -> None:
+        """Ask the server to stop; it is killed when it is still running after ``stopGrace`` seconds.
+
+        Only the server process is stopped (SIGTERM, then SIGKILL; on Windows TerminateProcess), never
+        its descendants: training workers keep running and a restarted server adopts them.
+        """
+        if not self.runner.isRunning():
+            if self.state != STOPPED:
+                self._setState(STOPPED, "The local backend is stopped.")
+            return
+        self._deadline = self.clock() + self.stopGrace
+        self._setState(STOPPING, "Stopping the local backend...")
+        self.runner.terminate()
+
+    def client(self, timeout: float = 30.0) -> TSKDClient:
+        """A client of the running server."""
+        if not self.url:
+            raise RuntimeError("the local backend was never started")
+        return TSKDClient(self.url, token=self.token, timeout=timeout)
+
+    def _onOutput(self) -> None:
+        text = self.runner.readOutput()
+        if not text:
+            return
+        self._outputTail = (self._outputTail + text)[-4000:]
+        match = _LISTENING.search(self._outputTail)
+        if match and self.state == STARTING:
+            self.url = match.group(1).rstrip(";")
+        self.output.emit(text)
+
+    def _onFinished(self, exitCode: int, status: str) -> None:
+        self._onOutput()
+        if self.state == STOPPING:
+            self._setState(STOPPED, "The local backend is stopped.")
+        elif self.state in (STARTING, RUNNING):
+            self._setState(FAILED, "The local backend stopped unexpectedly (exit code {}). {}".format(
+                exitCode, self._lastLines()))
+
+    def _lastLines(self) -> str:
+        lines = [line for line in self._outputTail.splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower()]
+        shown = errors[-2:] or lines[-2:]
+        return ("Its last words: " + " / ".join(shown)) if shown else "It printed nothing."
+
+    def _setState(self, state: str, message: str) -> None:
+        self.state = state
+        logger.info("local backend: %s", message)
+        self.stateChanged.emit(state, message)
+
+
+def _probeHealth(url: str, token: str) -> bool:
+    try:
+        answer: Dict[str, Any] = TSKDClient(url, token=token, timeout=1.0).health()
+    except TSKDClientError:
+        return False
+    return isinstance(answer, dict) and answer.get("status") == "ok"
+
+
+NO_ENVIRONMENT = "Set up the local backend first (panel above), or connect to a server."
+SET_UP_OR_CONNECT = "Set up the local backend (panel above), or choose 'A server'."
+ENTER_ADDRESS = "Enter the server's address, like https://server.hospital.org:8443."
+_SETTINGS = "SlicerTSKD/Backend/"
+
+
+@dataclass
+class BackendSettings:
+    """What the panel keeps between sessions: local or remote mode, the remote address, the local workspace."""
+
+    remote: bool
+    url: str
+    workspace: str
+
+
+class BackendLogic:
+    """The "Backend server" panel's decisions, without Qt.
+
+    Args:
+        local: the local backend (``LocalBackend(QProcessRunner(), submit=session.submit)`` in Slicer).
+        settings: ``qt.QSettings()`` in Slicer (``value`` / ``setValue``); default: in memory.
+        defaultWorkspace: the local backend's workspace when none was chosen (:func:`defaultWorkspace`).
+        childEnvironment: the local server's environment (without Slicer's own Python variables).
+
+    Attributes:
+        environment: the ready backend environment (``EnvironmentInfo``) the environment panel found, or None.
+    """
+
+    def __init__(self, local: LocalBackend, settings: Any = None, defaultWorkspace: str = "",
+                 childEnvironment: Optional[Mapping[str, str]] = None) -> None:
+        from ..settingsStore import MemorySettings
+
+        self.local = local
+        self.settings = settings if settings is not None else MemorySettings()
+        self.defaultWorkspace = defaultWorkspace
+        self.childEnvironment: Dict[str, str] = dict(childEnvironment if childEnvironment is not None else os.environ)
+        self.environment: Any = None
+
+    # -------------------------------------------------------------- settings
+    def loadSettings(self) -> BackendSettings:
+        value = self.settings.value
+        return BackendSettings(remote=str(value(_SETTINGS + "Mode", "local")) == "remote",
+                               url=str(value(_SETTINGS + "URL", "") or ""),
+                               workspace=str(value(_SETTINGS + "Workspace", self.defaultWorkspace) or ""))
+
+    def saveSettings(self, chosen: BackendSettings) -> None:
+        """Keep the mode, the address and the workspace (the token is never stored)."""
+        self.settings.setValue(_SETTINGS + "Mode", "remote" if chosen.remote else "local")
+        self.settings.setValue(_SETTINGS + "URL", chosen.url.strip())
+        self.settings.setValue(_SETTINGS + "Workspace", chosen.workspace)
+
+    # ----------------------------------------------------------------- local
+    def localActive(self) -> bool:
+        """Starting, running or stopping (Start does not apply)."""
+        return self.local.state in (STARTING, RUNNING) or self.local.needsPolling()
+
+    def canStartLocal(self) -> bool:
+        return self.environment is not None and not self.localActive()
+
+    def canStopLocal(self) -> bool:
+        return self.local.runner.isRunning()
+
+    def startLocal(self, workspace: str) -> Optional[str]:
+        """Start ``tskd serve`` from the ready environment (returns at once); the reason it cannot, or None."""
+        if self.environment is None:
+            return NO_ENVIRONMENT
+        try:
+            self.local.start(self.environment.backendCommand, workspace or self.defaultWorkspace, self.childEnvironment)
+        except (OSError, RuntimeError, ValueError) as exc:
+            return "Cannot start the local backend: {}".format(exc)
+        return None
+
+    def stopLocal(self) -> None:
+        self.local.stop()
+
+    @staticmethod
+    def dropsConnection(state: str, remote: bool, connected: bool) -> bool:
+        """The local backend stopped or failed while the panel is in local mode and connected to it."""
+        return state in (STOPPED, FAILED) and connected and not remote
+
+    def idleText(self, remote: bool, connected: bool) -> Optional[str]:
+        """The status line when, in local mode, there is nothing to start and nothing connected; else None."""
+        if not remote and self.environment is None and self.local.state == STOPPED and not connected:
+            return SET_UP_OR_CONNECT
+        return None
+
+    # ---------------------------------------------------------------- remote
+    @staticmethod
+    def remoteClient(url: str, token: str) -> Tuple[Optional[TSKDClient], Optional[str]]:
+        """``(client, None)`` for a typed address and token, or ``(None, what to type)``."""
+        try:
+            return TSKDClient(url.strip(), token=token.strip() or None), None
+        except ValueError:
+            return None, ENTER_ADDRESS
+
+    def cleanup(self) -> None:
+        """The module closes: the server is asked to stop (its training workers keep running)."""
+        if self.local.runner.isRunning():
+            self.local.runner.terminate()

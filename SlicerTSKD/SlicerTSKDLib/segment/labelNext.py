@@ -1,0 +1,266 @@
+"""The "Label next" list of the Segment panel: the backend's suggestions as rows, and what a click does.
+
+The backend ranks the slices of the project's unlabelled cases (``client.suggestions``, the
+``tskd-suggestions`` JSON; while it computes, the answer's ``status`` is ``computing`` and the
+panel asks again after :data:`POLL_MS`). Each row is ``case, slice, score, why``. A click:
+
+- the case is the current volume (or a volume of that name is in the scene): the slice views jump
+  to that slice (:func:`jumpSliceViews`, the slice index converted to RAS with the volume's
+  IJK-to-world matrix by :func:`slicePositionRas`);
+- else the case is one the backend holds (every suggested case is a project case): its image is
+  downloaded (``client.download_case_image``, worker thread) into the per-user cases folder,
+  loaded into the scene (GUI thread) and then jumped to.
+
+Only cases uploaded without a label are ranked: "Add volume to rank" uploads the selected volume so
+(:meth:`LabelNextLogic.uploadUnlabelled`).
+
+The first time a volume is visited from the list the student's prediction is shown as the
+starting point to correct (the panel's own "Segment volume"); later visits only jump, so
+corrections already made are never overwritten (:meth:`LabelNextLogic.needsPrediction`).
+
+Geometry: arrays are ``(k, j, i)``; a suggestion's ``axis`` is a numpy axis (0 = ``k``), i.e. IJK
+axis ``2 - axis``, as in :func:`SlicerTSKDLib.segment.segmentationLogic.sliceIndexForView`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+
+import numpy as np
+
+__all__ = [
+    "COMPUTING",
+    "DONE",
+    "FAILED",
+    "POLL_MS",
+    "SuggestionRow",
+    "suggestionRows",
+    "answerMessage",
+    "sliceCenterIjk",
+    "slicePositionRas",
+    "jumpSliceViews",
+    "LabelNextLogic",
+]
+
+logger = logging.getLogger(__name__)
+
+COMPUTING, DONE, FAILED = "computing", "done", "failed"
+#: How long the panel waits before asking again while the backend computes (its Retry-After is 2 s).
+POLL_MS = 2000
+
+
+class SuggestionRow(NamedTuple):
+    """One row of the list."""
+
+    rank: int
+    case: str
+    sliceIndex: int
+    axis: int
+    score: float
+    why: str
+
+    def texts(self) -> List[str]:
+        """The table's cells: case, slice, score, why."""
+        return [self.case, str(self.sliceIndex), "{:.3f}".format(self.score), self.why]
+
+
+def suggestionRows(answer: Dict[str, Any]) -> List[SuggestionRow]:
+    """The rows of a ``done`` answer of ``client.suggestions`` (empty for the other states).
+
+    Raises:
+        ValueError: the answer is not the suggestions JSON (names what is missing).
+    """
+    if not isinstance(answer, dict) or answer.get("status") != DONE:
+        return []
+    result = answer.get("result")
+    if not isinstance(result, dict) or result.get("format") != "tskd-suggestions":
+        raise ValueError("the backend's answer holds no 'tskd-suggestions' result; is the backend up to date?")
+    rows = []
+    for entry in result.get("suggestions") or []:
+        try:
+            rows.append(SuggestionRow(int(entry["rank"]), str(entry["case"]), int(entry["slice"]), int(entry["axis"]),
+                                      float(entry["score"]), str(entry.get("why") or "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError("a suggestion of the backend lacks {} ({})".format(exc, entry)) from None
+    return sorted(rows, key=lambda row: row.rank)
+
+
+def answerMessage(answer: Dict[str, Any]) -> str:
+    """What the panel says about an answer, for a person."""
+    status = answer.get("status")
+    cases = answer.get("case_names") or []
+    if status == COMPUTING:
+        return "Computing suggestions for {} unlabelled case(s)...".format(len(cases))
+    if status == FAILED:
+        return "The suggestions failed: {}".format(answer.get("error") or "no reason given")
+    result = answer.get("result") or {}
+    teacher = (result.get("teacher") or {}).get("used")
+    how = "student entropy and teacher disagreement" if teacher else "student entropy"
+    count = len(result.get("suggestions") or [])
+    if not count:
+        return "No suggestions: nothing to rank in the unlabelled cases."
+    return ("{} slice(s) to label next from {} unlabelled case(s), ranked by {}. Click one to go to it."
+            .format(count, len(cases), how))
+
+
+def sliceCenterIjk(shape: Sequence[int], axis: int, index: int) -> np.ndarray:
+    """The IJK point (i, j, k) at the centre of slice ``index`` along numpy ``axis`` of a ``(k, j, i)`` array.
+
+    Raises:
+        ValueError: axis not 0, 1 or 2, or the index outside the volume.
+    """
+    if axis not in (0, 1, 2):
+        raise ValueError("axis must be 0, 1 or 2, got {}".format(axis))
+    count = int(shape[axis])
+    if not 0 <= int(index) < count:
+        raise ValueError("slice {} is outside the volume ({} slices along axis {})".format(index, count, axis))
+    kji = [(int(n) - 1) / 2.0 for n in shape]
+    kji[axis] = float(index)
+    return np.array(kji[::-1], dtype=np.float64)
+
+
+def slicePositionRas(ijkToWorld: np.ndarray, shape: Sequence[int], axis: int, index: int) -> Tuple[float, float, float]:
+    """The world RAS position of the centre of slice ``index`` (the inverse of ``sliceIndexForView``)."""
+    point = np.asarray(ijkToWorld, dtype=np.float64) @ np.append(sliceCenterIjk(shape, axis, index), 1.0)
+    return float(point[0]), float(point[1]), float(point[2])
+
+
+def jumpSliceViews(scene: Any, ras: Sequence[float]) -> None:
+    """Centre every slice view of ``scene`` on ``ras``.
+
+    ``vtkMRMLSliceNode.JumpAllSlices(scene, r, a, s, jumpMode, viewGroup, exclude)`` with
+    ``CenteredJumpSlice`` calls ``JumpSliceByCentering`` on each slice node (Slicer/Slicer
+    ``Libs/MRML/Core/vtkMRMLSliceNode.cxx``, ``JumpAllSlices`` at line 1357 and
+    ``JumpSliceByCentering`` at line 1266, commit 583e9b3): the views keep their orientation and
+    move so that their plane passes through the point, centred on it.
+    """
+    import slicer
+
+    slicer.vtkMRMLSliceNode.JumpAllSlices(scene, float(ras[0]), float(ras[1]), float(ras[2]),
+                                          slicer.vtkMRMLSliceNode.CenteredJumpSlice)
+
+
+def _loadWithSlicer(path: str, name: str) -> Any:
+    import slicer
+
+    return slicer.util.loadVolume(path, properties={"name": name})
+
+
+class LabelNextLogic:
+    """Where cases are downloaded, how they are loaded, which volumes were already predicted.
+
+    Args:
+        casesFolder: per-user folder of downloaded project cases (``<project>/<case>.nii.gz``).
+        loader: ``loader(path, name) -> volume node`` (default: ``slicer.util.loadVolume``).
+    """
+
+    def __init__(self, casesFolder: str, loader: Optional[Callable[[str, str], Any]] = None) -> None:
+        self.casesFolder = casesFolder
+        self.loader = loader or _loadWithSlicer
+        self._predicted: Set[str] = set()
+
+    # -- backend calls (worker thread) ---------------------------------------------------------
+    @staticmethod
+    def fetch(client: Any, projectId: str, modelId: Optional[str] = None, retry: bool = False) -> Dict[str, Any]:
+        """``client.suggestions``: the answer (``status`` computing, done or failed); ``retry`` computes a
+        failed one again (the user's click, never the poll)."""
+        return client.suggestions(projectId, model_id=modelId, retry=retry)
+
+    def casePath(self, projectId: str, caseName: str) -> str:
+        """Where a downloaded case is kept: ``casesFolder/<project>/<case>.nii.gz``."""
+        return os.path.join(self.casesFolder, _safeName(projectId), _safeName(caseName) + ".nii.gz")
+
+    def download(self, client: Any, projectId: str, caseName: str) -> str:
+        """The case's image from the backend (kept: a later click loads the file again without downloading)."""
+        path = self.casePath(projectId, caseName)
+        if not os.path.isfile(path):
+            client.download_case_image(projectId, caseName, path)
+        return path
+
+    @staticmethod
+    def uploadUnlabelled(task: Any, client: Any, projectId: str, caseName: str, snapshot: Any) -> Dict[str, Any]:
+        """Worker-thread task (``passTask=True``): write the volume (a :class:`VolumeSnapshot` taken on the
+        GUI thread) and upload it as a case without a label, to be ranked; the file is removed after."""
+        import tempfile
+
+        from ..backgroundTasks import TaskCancelled
+        from ..train.projectLogic import safeCaseName, uploadTrainingCase
+        from ..volumeFiles import WriteCancelled, writeNrrd
+
+        folder = tempfile.mkdtemp(prefix="SlicerTSKD-unlabelled-")
+        try:
+            imagePath = writeNrrd(snapshot, os.path.join(folder, safeCaseName(caseName) + ".nrrd"),
+                                  cancel=task.isCancelled)
+        except WriteCancelled:
+            raise TaskCancelled("Uploading case") from None
+        return uploadTrainingCase(client, projectId, caseName, imagePath, None)
+
+    # -- the scene (GUI thread) ----------------------------------------------------------------
+    @staticmethod
+    def findVolume(scene: Any, caseName: str, current: Any = None) -> Any:
+        """The volume showing ``caseName``: the current volume when its name is the case's, else the
+        first scalar volume of that name in the scene, else None."""
+        if current is not None and current.GetName() == caseName:
+            return current
+        nodes = scene.GetNodesByClassByName("vtkMRMLScalarVolumeNode", caseName)
+        node = nodes.GetItemAsObject(0) if nodes.GetNumberOfItems() else None
+        return node
+
+    def load(self, path: str, caseName: str) -> Any:
+        """Load a downloaded case into the scene, named after the case.
+
+        Raises:
+            RuntimeError: Slicer could not read the file.
+        """
+        node = self.loader(path, caseName)
+        if node is None:
+            raise RuntimeError("Slicer could not load the case '{}' from {}".format(caseName, path))
+        return node
+
+    def jumpTo(self, scene: Any, volumeNode: Any, row: SuggestionRow) -> Tuple[float, float, float]:
+        """Jump the slice views to the row's slice of ``volumeNode``; returns the RAS point.
+
+        Raises:
+            ValueError: the slice is outside this volume (another volume of the same name).
+        """
+        from .. import sceneData
+        import slicer
+
+        shape = slicer.util.arrayFromVolume(volumeNode).shape
+        ras = slicePositionRas(sceneData.ijkToWorldArray(volumeNode), shape, row.axis, row.sliceIndex)
+        jumpSliceViews(scene, ras)
+        return ras
+
+    @staticmethod
+    def shownInAView(scene: Any, volumeNode: Any, row: SuggestionRow) -> bool:
+        """Whether some slice view now shows the row's slice (one lies across the slicing axis); False
+        when every view is tilted against the volume's slices (the user may align one)."""
+        from .. import sceneData
+        from .segmentationLogic import sliceIndexForView
+        import slicer
+
+        shape = slicer.util.arrayFromVolume(volumeNode).shape
+        ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
+        nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
+        for n in range(nodes.GetNumberOfItems()):
+            sliceToRas = sceneData.arrayFromMatrix(nodes.GetItemAsObject(n).GetSliceToRAS())
+            if sliceIndexForView(sliceToRas, ijkToWorld, shape, row.axis) == row.sliceIndex:
+                return True
+        return False
+
+    def needsPrediction(self, volumeNode: Any, hasSegmentation: bool) -> bool:
+        """Whether to show the student's result on ``volumeNode`` as the starting point to correct: the
+        first time a volume is visited from the list, unless a segmentation of it is already chosen;
+        never again afterwards, so that corrections are not overwritten."""
+        volumeId = volumeNode.GetID()
+        if volumeId in self._predicted:
+            return False
+        self._predicted.add(volumeId)
+        return not hasSegmentation
+
+
+def _safeName(text: str) -> str:
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text)).lstrip(".")
+    return name or "_"

@@ -1,0 +1,453 @@
+"""Segmenting volumes in Slicer with a trained student (``tskd.runtime`` on onnxruntime).
+
+- :class:`ModelCache`: downloaded student packages, one ``<model id>.tskd.zip`` per model in a
+  per-user folder (unpacked next to it by ``StudentPackage.load``), and loaded models kept in memory.
+- :func:`segmentArray`: the whole volume (or an ROI of it) slice by slice, in batches; pure numpy
+  + onnxruntime, so it runs in a worker thread on a copy of the volume's voxels.
+- :func:`applyLabelsToSegmentation`: the label values of the package written into a segmentation
+  node on the volume's grid, one named, coloured segment per label (GUI thread).
+- :class:`LiveSegmentation`: live mode; segments the one slice the red view shows, when the view
+  is aligned with the model's slicing axis (:func:`sliceIndexForView`), and writes it into the
+  segments' shared labelmap in place.
+- :func:`roiIjkBounds`: a markups ROI (any orientation) as the numpy index box ``segment_volume``
+  takes.
+
+Geometry: arrays are ``(k, j, i)``; a model's ``slice_axis`` is a numpy axis (0 = ``k``), i.e.
+IJK axis ``2 - slice_axis``. Matrices are 4 x 4 numpy arrays (IJK to world RAS, slice to RAS).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .. import sceneData
+
+__all__ = [
+    "SegmentationProblem",
+    "ModelCache",
+    "packageLabels",
+    "valuesToIndices",
+    "segmentArray",
+    "applyLabelsToSegmentation",
+    "sliceIndexForView",
+    "roiIjkBounds",
+    "roiNodeBounds",
+    "LiveSegmentation",
+    "liveSegmenter",
+    "SegmentationLogic",
+    "HERE",
+    "BACKEND",
+    "ASK",
+    "INSTALLING",
+    "ONNX_PROMPT",
+]
+
+logger = logging.getLogger(__name__)
+
+Roi = Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int]]
+
+
+class SegmentationProblem(Exception):
+    """Segmentation cannot run as asked; the message says what to do."""
+
+
+class ModelCache:
+    """Student packages on disk (``folder/<model id>.tskd.zip``) and loaded models in memory.
+
+    Args:
+        folder: per-user cache folder (created when needed).
+        loader: ``loader(path) -> model`` (default: ``tskd.runtime.OnnxSegmenter``); tests may pass another.
+    """
+
+    def __init__(self, folder: str, loader: Optional[Callable[[str], Any]] = None) -> None:
+        self.folder = folder
+        self.loader = loader
+        self._models: Dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def packagePath(self, modelId: str) -> str:
+        """Where the package of ``modelId`` is (or will be) stored."""
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(modelId))
+        if not safe:
+            raise ValueError("modelId must not be empty")
+        return os.path.join(self.folder, safe + ".tskd.zip")
+
+    def has(self, modelId: str) -> bool:
+        return os.path.isfile(self.packagePath(modelId))
+
+    def download(self, client: Any, modelId: str) -> str:
+        """Download the package unless it is cached (blocking: worker thread); returns its path."""
+        path = self.packagePath(modelId)
+        if not os.path.isfile(path):
+            os.makedirs(self.folder, exist_ok=True)
+            client.download_model(modelId, path)  # written atomically by the client
+        return path
+
+    def model(self, modelId: str) -> Any:
+        """The loaded model of a cached package (loaded once; thread-safe).
+
+        Raises:
+            SegmentationProblem: the package is not downloaded.
+        """
+        with self._lock:
+            if modelId in self._models:
+                return self._models[modelId]
+        path = self.packagePath(modelId)
+        if not os.path.isfile(path):
+            raise SegmentationProblem("The model {} is not downloaded yet.".format(modelId))
+        loader = self.loader
+        if loader is None:
+            from tskd.runtime import OnnxSegmenter
+
+            loader = OnnxSegmenter
+        model = loader(path)
+        with self._lock:
+            self._models.setdefault(modelId, model)
+            return self._models[modelId]
+
+    def forget(self, modelId: str) -> None:
+        """Drop the loaded model (the file stays)."""
+        with self._lock:
+            self._models.pop(modelId, None)
+
+
+def packageLabels(labels: Sequence[Any]) -> List[Tuple[int, str, Tuple[float, float, float]]]:
+    """Foreground labels ``[(value, name, colour)]`` of a package's labels or a model's ``labels`` JSON.
+
+    Accepts ``PackageLabel`` tuples or ``{"value", "name", "color"}`` dictionaries; background (0) dropped.
+    """
+    out = []
+    for label in labels:
+        if isinstance(label, dict):
+            value, name, color = label["value"], label["name"], label.get("color") or (0.5, 0.5, 0.5)
+        else:
+            value, name, color = label[0], label[1], label[2]
+        if int(value) > 0:
+            out.append((int(value), str(name), tuple(float(c) for c in color)))
+    return out
+
+
+def valuesToIndices(labelValues: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Label values -> segment indices (``values[n]`` -> ``n + 1``, anything else -> 0), uint8."""
+    if len(values) > 254:
+        raise ValueError("at most 254 segments are supported, got {}".format(len(values)))
+    top = max(int(labelValues.max(initial=0)), max(values) if values else 0)
+    lookup = np.zeros(top + 1, dtype=np.uint8)
+    for index, value in enumerate(values):
+        lookup[int(value)] = index + 1
+    return lookup[labelValues]
+
+
+def segmentArray(model: Any, volume: np.ndarray, roi: Optional[Roi] = None, batchSize: int = 16,
+                 cancel: Optional[Callable[[], bool]] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> np.ndarray:
+    """Label values of ``volume`` ``(k, j, i)`` (only the ROI box, the rest 0); numpy + onnxruntime only.
+
+    Safe to call from a worker thread on a copy of the volume's voxels.
+    """
+    from tskd.runtime import segment_volume
+
+    return segment_volume(model, volume, batch_size=batchSize, roi=roi, cancel=cancel, progress=progress)
+
+
+def applyLabelsToSegmentation(labelValues: np.ndarray, volumeNode: Any, segmentationNode: Any,
+                              labels: Sequence[Tuple[int, str, Sequence[float]]]) -> List[str]:
+    """Write label values ``(k, j, i)`` on the volume's grid into the segmentation (GUI thread).
+
+    One segment per label (found by name, or added), coloured as the package says; their content
+    is replaced. Returns the segment ids in the order of ``labels``.
+    """
+    segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in labels])
+    indices = valuesToIndices(labelValues, [value for value, _, _ in labels])
+    sceneData.importIndexArray(indices, volumeNode, segmentationNode, segmentIds)
+    return segmentIds
+
+
+def sliceIndexForView(sliceToRas: np.ndarray, ijkToWorld: np.ndarray, shape: Sequence[int], axis: int,
+                      maxAngleDeg: float = 1.0) -> Optional[int]:
+    """The volume slice a slice view shows, when the view lies in a plane of slices along ``axis``.
+
+    Args:
+        sliceToRas: the slice node's SliceToRAS (column 2: the plane's normal, column 3: a point of it).
+        ijkToWorld: the volume's IJK to world RAS matrix.
+        shape: the volume's array shape ``(k, j, i)``.
+        axis: the model's slicing axis (numpy axis; IJK axis ``2 - axis``).
+        maxAngleDeg: how far the view may be tilted from the volume's slices.
+
+    Returns:
+        The slice index along ``axis``, or None when the view is tilted or outside the volume.
+    """
+    if axis not in (0, 1, 2):
+        raise ValueError("axis must be 0, 1 or 2, got {}".format(axis))
+    sliceToRas = np.asarray(sliceToRas, dtype=np.float64)
+    ijkToWorld = np.asarray(ijkToWorld, dtype=np.float64)
+    ijkAxis = 2 - axis
+    normal = sliceToRas[:3, 2] / max(np.linalg.norm(sliceToRas[:3, 2]), 1e-12)
+    limit = math.sin(math.radians(maxAngleDeg))
+    for other in range(3):
+        if other == ijkAxis:
+            continue
+        direction = ijkToWorld[:3, other] / max(np.linalg.norm(ijkToWorld[:3, other]), 1e-12)
+        if abs(float(np.dot(normal, direction))) > limit:
+            return None  # the view's plane is not spanned by the two in-slice axes
+    point = np.linalg.inv(ijkToWorld) @ np.append(sliceToRas[:3, 3], 1.0)
+    index = int(math.floor(point[ijkAxis] + 0.5))
+    count = int(shape[axis])
+    return index if 0 <= index < count else None
+
+
+def roiIjkBounds(roiToWorld: np.ndarray, size: Sequence[float], ijkToWorld: np.ndarray,
+                 shape: Sequence[int]) -> Optional[Roi]:
+    """A box ROI as numpy index bounds ``((k0, k1), (j0, j1), (i0, i1))`` (ends exclusive).
+
+    The ROI (centred at ``roiToWorld``'s origin, axes its columns, ``size`` in mm along them) may be
+    rotated against the volume: the bounds hold every voxel whose centre lies in the bounding box
+    of the ROI's corners in IJK (at least the voxel nearest to the ROI's centre along each axis).
+    None when the ROI misses the volume.
+    """
+    roiToWorld = np.asarray(roiToWorld, dtype=np.float64)
+    worldToIjk = np.linalg.inv(np.asarray(ijkToWorld, dtype=np.float64))
+    half = [0.5 * float(s) for s in size]
+    corners = []
+    for sx in (-1.0, 1.0):
+        for sy in (-1.0, 1.0):
+            for sz in (-1.0, 1.0):
+                local = np.array([sx * half[0], sy * half[1], sz * half[2], 1.0])
+                corners.append((worldToIjk @ (roiToWorld @ local))[:3])
+    corners = np.array(corners)
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    boundsIjk = []
+    eps = 1e-6
+    for ijk in range(3):
+        count = int(shape[2 - ijk])
+        if high[ijk] < -0.5 or low[ijk] > count - 0.5:
+            return None
+        start, end = int(math.ceil(low[ijk] - eps)), int(math.floor(high[ijk] + eps)) + 1
+        if start >= end:  # thinner than a voxel: the voxel nearest to its middle
+            start = int(math.floor(0.5 * (low[ijk] + high[ijk]) + 0.5))
+            end = start + 1
+        start, end = max(0, start), min(count, end)
+        if start >= end:
+            return None
+        boundsIjk.append((start, end))
+    return (boundsIjk[2], boundsIjk[1], boundsIjk[0])
+
+
+def roiNodeBounds(roiNode: Any, volumeNode: Any) -> Optional[Roi]:
+    """:func:`roiIjkBounds` of a markups ROI node (``vtkMRMLMarkupsROINode``) over a volume node."""
+    matrix = roiNode.GetObjectToWorldMatrix()
+    roiToWorld = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    size = [float(value) for value in roiNode.GetSize()]  # vtkGetVector3Macro: a tuple in Python
+    shape = tuple(reversed(volumeNode.GetImageData().GetDimensions()))
+    return roiIjkBounds(roiToWorld, size, sceneData.ijkToWorldArray(volumeNode), shape)
+
+
+def liveSegmenter(model: Any, volume: np.ndarray) -> Any:
+    """The ``VolumeSegmenter`` of live mode (whole-volume normalisation statistics): worker-thread safe.
+
+    ``volume`` is a copy of the voxels taken on the GUI thread (:func:`sceneData.volumeArrayCopy`);
+    computing the statistics of a large CT takes a while, so live mode does it in a worker.
+    """
+    from tskd.runtime import VolumeSegmenter
+
+    return VolumeSegmenter(model, volume)
+
+
+class LiveSegmentation:
+    """Live mode for one volume, model and segmentation (GUI thread; one model call per slice).
+
+    Args:
+        model: a loaded student (``SliceModel``).
+        volumeNode: the volume being viewed.
+        segmentationNode: where the result goes.
+        labels: ``[(value, name, colour)]`` of the model (see :func:`packageLabels`).
+
+    Normalisation statistics come from the whole volume once (``VolumeSegmenter``), so a live
+    slice equals the same slice of "Segment volume".
+    """
+
+    def __init__(self, model: Any, volumeNode: Any, segmentationNode: Any,
+                 labels: Sequence[Tuple[int, str, Sequence[float]]], segmenter: Any = None) -> None:
+        self.model = model
+        self.volumeNode = volumeNode
+        self.segmentationNode = segmentationNode
+        self.labels = list(labels)
+        if segmenter is None:  # else made in a worker by :func:`liveSegmenter` from a copy taken earlier
+            segmenter = liveSegmenter(model, sceneData.volumeArrayCopy(volumeNode))
+        self.segmenter = segmenter
+        self.volume = segmenter.volume
+        if tuple(self.volume.shape) != tuple(reversed(volumeNode.GetImageData().GetDimensions())):
+            raise SegmentationProblem("'{}' changed size while live mode was starting: start it again.".format(
+                volumeNode.GetName()))
+        self.ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
+        self.segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in self.labels])
+        self.lastIndex: Optional[int] = None
+
+    @property
+    def axis(self) -> int:
+        """Numpy axis the slices are taken along."""
+        return int(self.segmenter.axis)
+
+    def indexForView(self, sliceToRas: np.ndarray) -> Optional[int]:
+        return sliceIndexForView(sliceToRas, self.ijkToWorld, self.volume.shape, self.axis)
+
+    def updateForView(self, sliceToRas: np.ndarray) -> Optional[int]:
+        """Segment the slice the view shows; returns its index, or None when the view is not aligned."""
+        index = self.indexForView(sliceToRas)
+        if index is None:
+            return None
+        if index != self.lastIndex:
+            self.segmentSlice(index)
+        return index
+
+    def segmentSlice(self, index: int) -> np.ndarray:
+        """Segment slice ``index`` along the axis, write it into the segments; returns its label values."""
+        values = self.segmenter.segment_slice(index)
+        indices = valuesToIndices(values, [value for value, _, _ in self.labels])
+        target = self._sharedArray()
+        where = [slice(None)] * 3
+        where[self.axis] = index
+        view = target[tuple(where)]
+        ours = (view > 0) & (view <= len(self.segmentIds))
+        view[ours] = 0  # the previous result of this slice; other segments' voxels stay
+        view[indices > 0] = indices[indices > 0]
+        sceneData.labelmapModified(self.segmentationNode, self.segmentIds)
+        self.lastIndex = index
+        return values
+
+    def _sharedArray(self) -> np.ndarray:
+        array = sceneData.sharedLabelmapArray(self.segmentationNode, self.segmentIds, self.volumeNode)
+        if array is None:
+            # put the segments (keeping what they hold) into one layer on the volume's grid
+            current = sceneData.exportSegmentsAsIndexArray(self.segmentationNode, self.segmentIds, self.volumeNode)
+            sceneData.importIndexArray(current, self.volumeNode, self.segmentationNode, self.segmentIds)
+            array = sceneData.sharedLabelmapArray(self.segmentationNode, self.segmentIds, self.volumeNode)
+            if array is None:
+                raise SegmentationProblem(
+                    "Live mode cannot write into '{}': put the segmentation under the same transform as the volume "
+                    "(or none), or choose a new segmentation.".format(self.segmentationNode.GetName()))
+        return array
+
+
+#: Where "Segment volume" (and live mode) runs: :meth:`SegmentationLogic.whereToRun`.
+HERE = "here"  # tskd.runtime on onnxruntime inside Slicer
+BACKEND = "backend"  # client.predict
+ASK = "ask"  # onnxruntime missing: ask the user (ONNX_PROMPT) and call answerInstall
+INSTALLING = "installing"  # onnxruntime is being installed: wait (Segment and Live disabled)
+
+ONNX_PROMPT = ("Segmenting inside Slicer needs the 'onnxruntime' Python package (about 15 MB), which is not installed. "
+               "Install it now?\n\nCancel: the backend segments instead (the image is sent to it).")
+ONNX_FAILED = "onnxruntime could not be installed ({}): the backend segments instead."
+
+
+class SegmentationLogic:
+    """What the Segment panel decides, without Qt: where to run, the onnxruntime install, the ROI, temp folders.
+
+    Args:
+        moduleDir: folder of ``SlicerTSKD.py`` (to find ``tskd.runtime``).
+        cache: the downloaded students.
+        installer: an :class:`~SlicerTSKDLib.install.runtimeSetup.OnnxruntimeInstall` (None: never offer to install).
+        runtimeImportable, onnxAvailable: checks (default: :mod:`runtimeSetup`'s), replaceable in tests.
+
+    Signals (from the installer): ``installProgress(fraction)``, ``installFinished(ok, message)``;
+    after a failed or cancelled install the user is not asked again this session (the backend segments).
+    """
+
+    def __init__(self, moduleDir: str, cache: ModelCache, installer: Any = None,
+                 runtimeImportable: Optional[Callable[[str], Any]] = None,
+                 onnxAvailable: Optional[Callable[[], bool]] = None) -> None:
+        from ..install import runtimeSetup
+        from ..signal import Signal
+
+        self.moduleDir = moduleDir
+        self.cache = cache
+        self.installer = installer
+        self._runtimeImportable = runtimeImportable or runtimeSetup.ensureRuntimeImportable
+        self._onnxAvailable = onnxAvailable or runtimeSetup.onnxruntimeAvailable
+        self.onnxDeclined = False
+        self.installProgress = Signal("fraction")
+        self.installFinished = Signal("ok", "message")
+        self._folders: List[str] = []
+        if installer is not None:
+            installer.progress.connect(self.installProgress.emit)
+            installer.finished.connect(self._onInstalled)
+
+    # ------------------------------------------------------------ where it runs
+    def runtimeUsable(self) -> bool:
+        try:
+            self._runtimeImportable(self.moduleDir)
+        except Exception as exc:
+            logger.warning("tskd.runtime is not usable inside Slicer: %s", exc)
+            return False
+        return True
+
+    def installing(self) -> bool:
+        return self.installer is not None and self.installer.isRunning()
+
+    def whereToRun(self) -> str:
+        """:data:`HERE`, :data:`BACKEND`, :data:`ASK` (then :meth:`answerInstall`) or :data:`INSTALLING`."""
+        if self.installing():
+            return INSTALLING
+        if not self.runtimeUsable():
+            return BACKEND
+        if self._onnxAvailable():
+            return HERE
+        if self.onnxDeclined or self.installer is None:
+            return BACKEND
+        return ASK
+
+    def answerInstall(self, install: bool) -> str:
+        """The user's answer to :data:`ONNX_PROMPT`: :data:`INSTALLING` (pip started) or :data:`BACKEND`."""
+        if not install or self.installer is None:
+            self.onnxDeclined = True
+            return BACKEND
+        self.installer.start()  # ignored when one is already running
+        return INSTALLING
+
+    def cancelInstall(self) -> None:
+        if self.installing():
+            self.installer.cancel()
+
+    def _onInstalled(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.onnxDeclined = True
+        self.installFinished.emit(ok, message)
+
+    # -------------------------------------------------------------------- ROI
+    @staticmethod
+    def region(roiNode: Any, volumeNode: Any) -> Tuple[Optional[Roi], Optional[str]]:
+        """``(roi, None)``; ``(None, None)`` without an ROI node; ``(None, message)`` when it misses the volume."""
+        if roiNode is None:
+            return None, None
+        roi = roiNodeBounds(roiNode, volumeNode)
+        if roi is None:
+            return None, "The region (ROI) does not overlap the volume."
+        return roi, None
+
+    # --------------------------------------------------------- temp folders
+    def newPredictionFolder(self) -> str:
+        """A temporary folder for a backend prediction's files (:meth:`removeFolder` when done)."""
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="SlicerTSKD-predict-")
+        self._folders.append(folder)
+        return folder
+
+    def removeFolder(self, folder: str) -> None:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder in self._folders:
+            self._folders.remove(folder)
+
+    def cleanup(self) -> None:
+        """Cancel an install, remove the temporary folders left (module closed)."""
+        self.cancelInstall()
+        for folder in list(self._folders):
+            self.removeFolder(folder)
