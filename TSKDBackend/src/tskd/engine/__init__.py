@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
     ],
     "sampling": ["DrawDataset", "StepBatchSampler", "draw_seed"],
     "stopping": ["StopFlag", "stop_on_signals"],
-    "trainer": ["Trainer", "TrainingTask", "TrainResult"],
+    "task": ["TrainingTask", "finds_unused_parameters"],
+    "trainer": ["Trainer", "TrainResult"],
     "validation": ["ValData", "as_loader", "device_of", "evaluate_batches", "mean_over_loader", "move_to"],
 })

@@ -8,16 +8,21 @@ The frozen rest is rebuilt by the stage from its base weights before loading.
 from __future__ import annotations
 
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from tskd.atomic import atomic_write
 from tskd.errors import CheckpointError
 
-__all__ = ["trainable_state_dict", "load_trainable_state", "save_checkpoint", "load_checkpoint", "strip_prefixes"]
+__all__ = [
+    "trainable_state_dict", "load_trainable_state", "save_checkpoint", "load_checkpoint", "strip_prefixes",
+    "check_fingerprint", "rng_state", "set_rng_state",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +92,32 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or "step" not in payload:
         raise CheckpointError(f"{path}: not a tskd training checkpoint")
     return payload
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's torch (CPU and CUDA), numpy and Python RNG states, for a resumable checkpoint."""
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (the CUDA part only where CUDA is available)."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def check_fingerprint(payload: dict[str, Any], fingerprint: dict[str, Any], path: Path) -> None:
+    """Refuse the checkpoint ``payload`` (read from ``path``) when it was made with another ``fingerprint``."""
+    stored = payload.get("fingerprint", {})
+    if stored != fingerprint:
+        keys = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+        raise CheckpointError(
+            f"{path}: this checkpoint was made with different settings or data "
+            f"(differences in: {', '.join(keys) or 'unknown'}). Run again with the original settings, "
+            f"or delete {path.parent} to start this stage afresh."
+        )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from tskd.config.base import ConfigBase
+from tskd.engine.schedule import check_schedule
 
 __all__ = ["EngineConfig"]
 
@@ -51,8 +52,8 @@ class EngineConfig(ConfigBase):
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
-        if self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+        check_schedule(max_steps=self.max_steps, warmup_steps=self.warmup_steps, schedule=self.schedule,
+                       min_lr_ratio=self.min_lr_ratio)
         if self.batch_size < 1 or self.grad_accum_steps < 1:
             raise ValueError("batch_size and grad_accum_steps must be at least 1")
         if self.batch_size % self.grad_accum_steps:

@@ -24,7 +24,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -33,36 +33,27 @@ from torch.utils.data import DataLoader
 
 from tskd.atomic import write_text
 from tskd.engine.checkpoint import (
+    check_fingerprint,
     load_checkpoint,
     load_trainable_state,
+    rng_state,
     save_checkpoint,
+    set_rng_state,
     trainable_state_dict,
 )
 from tskd.engine.config import EngineConfig
+from tskd.engine.device import training_device
 from tskd.engine.distributed import agree
 from tskd.engine.sampling import DrawDataset, StepBatchSampler
 from tskd.engine.schedule import build_scheduler
 from tskd.engine.stopping import StopFlag
+from tskd.engine.task import TrainingTask, finds_unused_parameters
 from tskd.errors import CancelledError, CheckpointError, ConfigError
 from tskd.progress import NullProgress, ProgressEvent, ProgressReporter
 
 __all__ = ["TrainingTask", "Trainer", "TrainResult"]
 
 logger = logging.getLogger(__name__)
-
-
-class TrainingTask(Protocol):
-    """The stage-specific part of training.
-
-    ``training_step`` must call the model only through ``model(...)`` (its forward): under
-    distributed training the model is wrapped and other methods are not synchronised.
-    """
-
-    def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss of one micro-batch (already on the model's device) and float logs."""
-
-    def validate(self, model: nn.Module) -> dict[str, float]:
-        """Validation metrics of the unwrapped model (empty dict when the stage has none)."""
 
 
 @dataclass
@@ -79,6 +70,21 @@ class TrainResult:
     seconds: float = 0.0
 
 
+@dataclass
+class _Run:
+    """The state of one ``fit`` call that its phases share: the prepared objects and the loop's counters."""
+
+    accelerator: Any
+    model: nn.Module  # as prepared by the accelerator (DDP-wrapped under several processes)
+    optimizer: Any
+    scheduler: Any
+    start_step: int  # the step resumed from (0: a fresh start)
+    start_time: float
+    step: int  # optimiser steps done
+    running: dict[str, float] = field(default_factory=dict)  # logs summed over the step's micro-batches
+    running_count: int = 0
+
+
 def _default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -91,21 +97,6 @@ def _default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[st
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Trainer:
@@ -170,31 +161,19 @@ class Trainer:
     # ------------------------------------------------------------------ set-up
     def _accelerator(self):
         from accelerate import Accelerator
-        from accelerate.utils import (
-            DataLoaderConfiguration,
-            DistributedDataParallelKwargs,
-        )
+        from accelerate.utils import DataLoaderConfiguration, DistributedDataParallelKwargs
 
         cfg = self.config
-        use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-        if cfg.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("device 'cuda' was asked for but no CUDA GPU is available to torch")
-        precision = cfg.mixed_precision
-        if precision == "auto":
-            if use_cpu:
-                precision = "no"
-            else:
-                precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        device = "cpu" if use_cpu else "cuda"
+        device, precision = training_device(cfg.device, cfg.mixed_precision)
         # the device and precision as fields too, for tools that check them (benchmarks/gpu_check.py)
         logger.info("%s: training on %s, mixed precision %s", self.stage, device, precision,
                     extra={"tskd_stage": self.stage, "tskd_device": device, "tskd_mixed_precision": precision})
         return Accelerator(
-            cpu=use_cpu,
+            cpu=device == "cpu",
             mixed_precision=precision,
             gradient_accumulation_steps=cfg.grad_accum_steps,
             dataloader_config=DataLoaderConfiguration(split_batches=True),
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=finds_unused_parameters(self.task))],
             step_scheduler_with_optimizer=False,
         )
 
@@ -217,20 +196,10 @@ class Trainer:
     def best_path(self) -> Path:
         return self.checkpoint_dir / "best.pt"
 
-    def _check_fingerprint(self, payload: dict[str, Any], path: Path) -> None:
-        stored = payload.get("fingerprint", {})
-        if stored != self.fingerprint:
-            keys = sorted(k for k in set(stored) | set(self.fingerprint) if stored.get(k) != self.fingerprint.get(k))
-            raise CheckpointError(
-                f"{path}: this checkpoint was made with different settings or data "
-                f"(differences in: {', '.join(keys) or 'unknown'}). Run again with the original settings, "
-                f"or delete {path.parent} to start this stage afresh."
-            )
-
     def _save(self, path: Path, step: int, model, optimizer, scheduler, accelerator, *, full: bool) -> None:
         from accelerate.utils import gather_object
 
-        rng = gather_object([_rng_state()]) if accelerator.num_processes > 1 else [_rng_state()]
+        rng = gather_object([rng_state()]) if accelerator.num_processes > 1 else [rng_state()]
         if accelerator.is_main_process:
             payload: dict[str, Any] = {
                 "step": step,
@@ -276,7 +245,7 @@ class Trainer:
         if not self.final_path.is_file():
             return None
         payload = load_checkpoint(self.final_path)
-        self._check_fingerprint(payload, self.final_path)
+        check_fingerprint(payload, self.fingerprint, self.final_path)
         load_trainable_state(self.model, payload["model"], source=str(self.final_path))
         self.history = payload.get("history", [])
         best = payload.get("best")
@@ -302,23 +271,43 @@ class Trainer:
         done = self.load_final()
         if done is not None:
             return done
-        cfg = self.config
         start_time = time.monotonic()
+        accelerator = self._on_train_start()
+        payload = self._resume(accelerator)
+        run = self._build_run(accelerator, payload, start_time)
+        loader = self._build_loader(accelerator, run.start_step)
+        run.model.train()
+        for batch in loader:
+            logs = self._train_step(run, batch)
+            if logs is not None:  # an optimiser step is complete (not only a micro-batch)
+                self._on_step_end(run, logs)
+        return self._on_train_end(run)
+
+    def _on_train_start(self):
+        """The accelerator, the checks that need it, and the stage folder."""
+        cfg = self.config
         accelerator = self._accelerator()
         if cfg.micro_batch_size % accelerator.num_processes:
             raise ConfigError(
                 f"the micro-batch ({cfg.batch_size} / {cfg.grad_accum_steps} accumulation steps = "
                 f"{cfg.micro_batch_size}) must be divisible by the number of processes ({accelerator.num_processes})"
             )
+        if accelerator.num_processes > 1 and finds_unused_parameters(self.task):
+            logger.info("%s: DDP looks for parameters without gradient at every step (the task declares some)",
+                        self.stage)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         if not accelerator.is_main_process:
             self.progress = NullProgress()  # progress events come from the main process only
+        return accelerator
 
-        start_step = 0
+    def _resume(self, accelerator) -> dict[str, Any] | None:
+        """Load ``latest.pt`` into the model and the trainer's history when there is one (its payload
+        is returned for the optimiser, schedule and RNG state); seed everything when starting afresh."""
+        cfg = self.config
         payload = None
         if self.latest_path.is_file():
             payload = load_checkpoint(self.latest_path)
-            self._check_fingerprint(payload, self.latest_path)
+            check_fingerprint(payload, self.fingerprint, self.latest_path)
             if payload.get("num_processes", 1) != accelerator.num_processes:
                 raise CheckpointError(
                     f"{self.latest_path}: saved by {payload.get('num_processes')} process(es); resume with the "
@@ -335,7 +324,11 @@ class Trainer:
             self.history = []
         if accelerator.is_main_process:
             self._rewrite_metric_log()
+        return payload
 
+    def _build_run(self, accelerator, payload: dict[str, Any] | None, start_time: float) -> _Run:
+        """Optimiser and schedule, prepared with the model; their state and the RNGs restored on resume."""
+        cfg = self.config
         groups = self.param_groups or _default_param_groups(self.model, cfg.weight_decay)
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         scheduler = build_scheduler(
@@ -346,13 +339,20 @@ class Trainer:
             min_lr_ratio=cfg.min_lr_ratio,
         )
         model, optimizer = accelerator.prepare(self.model, optimizer)
+        start_step = 0
         if payload is not None:
+            start_step = int(payload["step"])
             optimizer.load_state_dict(payload["optimizer"])
             scheduler.load_state_dict(payload["scheduler"])
-            _set_rng_state(payload["rng"][accelerator.process_index])
+            set_rng_state(payload["rng"][accelerator.process_index])
             logger.info("%s: resuming from step %d (%s)", self.stage, start_step, self.latest_path)
             self._emit(start_step, {}, message=f"resumed from step {start_step}")
+        return _Run(accelerator=accelerator, model=model, optimizer=optimizer, scheduler=scheduler,
+                    start_step=start_step, start_time=start_time, step=start_step)
 
+    def _build_loader(self, accelerator, start_step: int):
+        """The batches of steps ``start_step + 1 .. max_steps``, split across processes."""
+        cfg = self.config
         sampler = StepBatchSampler(
             dataset_size=len(self.train_dataset),
             batch_size=cfg.batch_size,
@@ -371,66 +371,75 @@ class Trainer:
             # resumed run's dropout would be shifted by one draw
             generator=torch.Generator().manual_seed(cfg.seed),
         )
-        loader = accelerator.prepare(loader)
+        return accelerator.prepare(loader)
 
-        step = start_step
-        running: dict[str, float] = {}
-        running_count = 0
-        model.train()
-        for batch in loader:
-            with accelerator.accumulate(model):
-                loss, logs = self.task.training_step(model, batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"{self.stage}: the loss became {loss.item()} at step {step}; lower the learning rate"
-                    )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.clip_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            logs = {"loss": float(accelerator.reduce(loss.detach(), "mean")), **logs}
-            for key, value in logs.items():
-                running[key] = running.get(key, 0.0) + float(value)
-            running_count += 1
-            if not accelerator.sync_gradients:
-                continue
-            scheduler.step()
-            step += 1
-            averaged = {k: v / running_count for k, v in running.items()}
-            averaged["lr"] = scheduler.get_last_lr()[0]
-            running, running_count = {}, 0
-            last = step == cfg.max_steps
-            if accelerator.is_main_process:
-                if step % cfg.log_every == 0 or last:
-                    self._log_metrics({"kind": "train", "step": step, **averaged})
-                if self.on_step is not None:
-                    self.on_step(step, averaged)
-            if step % cfg.validate_every == 0 or last:
-                self._validate(step, model, accelerator)
-            stopping = self.stop_flag.is_set()
-            if accelerator.num_processes > 1:
-                # every rank must stop at the same step (a signal or cancel file reaches them at different times)
-                stopping = agree(stopping)
-                if stopping and not self.stop_flag.is_set():
-                    self.stop_flag.set("another process was asked to stop")
-            if step % cfg.checkpoint_every == 0 or last or stopping:
-                self._save(self.latest_path, step, model, optimizer, scheduler, accelerator, full=True)
-            if accelerator.is_main_process:
-                shown = {k: averaged[k] for k in ("loss",) if k in averaged}
-                shown.update(self._latest_validation())
-                self._emit(step, shown)
-            if stopping and not last:
-                self._emit(step, {}, message=f"stopped ({self.stop_flag.reason}); checkpoint saved", state="cancelled")
-                raise CancelledError(
-                    f"{self.stage} stopped at step {step} of {cfg.max_steps} ({self.stop_flag.reason}); "
-                    "run the same command again to resume"
+    def _train_step(self, run: _Run, batch: Any) -> dict[str, float] | None:
+        """Forward and backward of one micro-batch; at the end of an accumulation, the optimiser and
+        schedule step. Returns the step's logs averaged over its micro-batches (with ``lr``) when an
+        optimiser step is complete, None after a micro-batch inside an accumulation."""
+        accelerator, model, cfg = run.accelerator, run.model, self.config
+        with accelerator.accumulate(model):
+            loss, logs = self.task.training_step(model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"{self.stage}: the loss became {loss.item()} at step {run.step}; lower the learning rate"
                 )
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and cfg.clip_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        logs = {"loss": float(accelerator.reduce(loss.detach(), "mean")), **logs}
+        for key, value in logs.items():
+            run.running[key] = run.running.get(key, 0.0) + float(value)
+        run.running_count += 1
+        if not accelerator.sync_gradients:
+            return None
+        run.scheduler.step()
+        run.step += 1
+        averaged = {k: v / run.running_count for k, v in run.running.items()}
+        averaged["lr"] = run.scheduler.get_last_lr()[0]
+        run.running, run.running_count = {}, 0
+        return averaged
 
-        self._save(self.final_path, step, model, optimizer, scheduler, accelerator, full=False)
-        self.model = accelerator.unwrap_model(model)
+    def _on_step_end(self, run: _Run, logs: dict[str, float]) -> None:
+        """After an optimiser step: metric log and ``on_step``, validation, stop agreement, checkpoint,
+        progress; raises :class:`~tskd.errors.CancelledError` (after the checkpoint) when asked to stop."""
+        accelerator, step, cfg = run.accelerator, run.step, self.config
+        last = step == cfg.max_steps
+        if accelerator.is_main_process:
+            if step % cfg.log_every == 0 or last:
+                self._log_metrics({"kind": "train", "step": step, **logs})
+            if self.on_step is not None:
+                self.on_step(step, logs)
+        if step % cfg.validate_every == 0 or last:
+            self._validate(step, run.model, accelerator)
+        stopping = self.stop_flag.is_set()
+        if accelerator.num_processes > 1:
+            # every rank must stop at the same step (a signal or cancel file reaches them at different times)
+            stopping = agree(stopping)
+            if stopping and not self.stop_flag.is_set():
+                self.stop_flag.set("another process was asked to stop")
+        if step % cfg.checkpoint_every == 0 or last or stopping:
+            self._save(self.latest_path, step, run.model, run.optimizer, run.scheduler, accelerator, full=True)
+        if accelerator.is_main_process:
+            shown = {k: logs[k] for k in ("loss",) if k in logs}
+            shown.update(self._latest_validation())
+            self._emit(step, shown)
+        if stopping and not last:
+            self._emit(step, {}, message=f"stopped ({self.stop_flag.reason}); checkpoint saved", state="cancelled")
+            raise CancelledError(
+                f"{self.stage} stopped at step {step} of {cfg.max_steps} ({self.stop_flag.reason}); "
+                "run the same command again to resume"
+            )
+
+    def _on_train_end(self, run: _Run) -> TrainResult:
+        """``final.pt``, the unwrapped model back in ``self.model``, the last progress event, the result."""
+        accelerator, step = run.accelerator, run.step
+        self._save(self.final_path, step, run.model, run.optimizer, run.scheduler, accelerator, full=False)
+        self.model = accelerator.unwrap_model(run.model)
         accelerator.free_memory()
-        seconds = time.monotonic() - start_time
+        seconds = time.monotonic() - run.start_time
         final = self._latest_validation()
         self._emit(step, final, message="finished", state="done")
         return TrainResult(
@@ -440,7 +449,7 @@ class Trainer:
             best_metric=self.best[0] if self.best else None,
             best_step=self.best[1] if self.best else None,
             checkpoint_dir=self.checkpoint_dir,
-            resumed_from=start_step or None,
+            resumed_from=run.start_step or None,
             seconds=seconds,
         )
 

@@ -19,7 +19,10 @@ from torch import nn
 from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
-from tskd.engine import EngineConfig, StopFlag, Trainer, load_checkpoint, load_trainable_state, on_main
+from tskd.engine import (
+    EngineConfig, StopFlag, Trainer, TrainingTask, finds_unused_parameters, load_checkpoint, load_trainable_state,
+    on_main,
+)
 from tskd.engine.validation import device_of
 from tskd.errors import ConfigError
 from tskd.runconfig import PipelineConfig
@@ -70,7 +73,7 @@ class StageContext:
         return StageContext(self.progress, self.stop_flag, stage_index, stage_count)
 
 
-class TeacherEmbeddings:
+class TeacherEmbeddings(TrainingTask):
     """Wraps a task so that every batch carries ``teacher_embedding`` from a frozen SAM-layout model.
 
     The embeddings are computed on the fly on the batch's device (the teacher is moved there once),
@@ -82,6 +85,11 @@ class TeacherEmbeddings:
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
+
+    @property
+    def find_unused_parameters(self) -> bool:
+        """The wrapped task's flag (the frozen model is not part of the trained model)."""
+        return finds_unused_parameters(self.task)
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 from monai.networks.nets import MaskedAutoEncoderViT
 from torch import nn
 
+from tskd.engine.task import TrainingTask
 from tskd.engine.validation import ValData, device_of, mean_over_loader, move_to
 from tskd.errors import CheckpointError, DataError
 from tskd.student.base import StudentWithProjector
@@ -112,7 +113,7 @@ def mae_loss(pred: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, *, no
     return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-class MAETask:
+class MAETask(TrainingTask):
     """Masked-autoencoder pre-training on every task image (labelled or not).
 
     Args:

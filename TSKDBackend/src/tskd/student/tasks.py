@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from tskd.engine.task import TrainingTask
 from tskd.engine.validation import ValData as _Data
 from tskd.engine.validation import device_of, mean_over_loader, move_to
 from tskd.errors import DataError
@@ -58,7 +59,7 @@ def _image(batch: Mapping[str, Any]) -> torch.Tensor:
     return batch["image"].float()
 
 
-class SupervisedTask:
+class SupervisedTask(TrainingTask):
     """Dice + CE on the labelled samples of each batch; validation by mean foreground Dice.
 
     Args:
@@ -116,6 +117,12 @@ class DistillationTask(SupervisedTask):
         self.config = config
         self.distill_loss = DistillationLoss(config)
 
+    @property
+    def find_unused_parameters(self) -> bool:
+        """True for feature KD alone (``w_kd``, ``w_kd_dice``, ``w_sup`` all 0): the decoder gets no gradient."""
+        cfg = self.config
+        return cfg.w_kd == 0 and cfg.w_kd_dice == 0 and cfg.w_sup == 0
+
     def training_step(self, model: nn.Module, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted distillation loss of one transfer-set batch and its parts (``loss``, ``kd``, ``sup``, ``feat``)."""
         batch = move_to(batch, device_of(model))
@@ -127,7 +134,7 @@ class DistillationTask(SupervisedTask):
         return self.distill_loss(logits, batch, projected)
 
 
-class FeatureDistillationTask:
+class FeatureDistillationTask(TrainingTask):
     """Task-agnostic KD baseline: MSE between projected student features and frozen-teacher embeddings.
 
     The teacher is the foundation model's image encoder *before* task fine-tuning; its embeddings
@@ -141,6 +148,7 @@ class FeatureDistillationTask:
 
     best_metric = "val_feat_mse"
     best_mode = "min"
+    find_unused_parameters = True  # the student's decoder gets no gradient
 
     def __init__(self, *, val_data: ValData = None, val_batch_size: int = 8) -> None:
         self.val_data = val_data

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 
+from tskd.engine.task import TrainingTask
 from tskd.engine.validation import device_of, mean_over_loader
 from tskd.synthesis.config import DiffusionConfig
 from tskd.synthesis.intensity import IntensityMapping, encode_labels
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 _VAL_SEED = 20240607
 
 
-class DiffusionTask:
+class DiffusionTask(TrainingTask):
     """Training step and validation of a denoising U-Net.
 
     Args:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from tskd.engine.task import TrainingTask
 from tskd.engine.validation import device_of, evaluate_batches
 from tskd.losses import SupervisedLoss
 from tskd.metrics import SegmentationDice
@@ -35,7 +36,7 @@ __all__ = ["TeacherTask"]
 logger = logging.getLogger(__name__)
 
 
-class TeacherTask:
+class TeacherTask(TrainingTask):
     """Loss and validation of the teacher.
 
     Args:
