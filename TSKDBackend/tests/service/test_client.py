@@ -11,7 +11,9 @@ import socket
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from SlicerTSKDLib.backend import client as client_module
@@ -38,6 +40,19 @@ def test_base_url_forms():
     assert TSKDClient("https://host.example/tskd/api/v1/").api_url == "https://host.example/tskd/api/v1"
     with pytest.raises(ValueError, match="http://HOST:PORT"):
         TSKDClient("127.0.0.1:8000")
+
+
+@contextmanager
+def serving(handler: type) -> Iterator[str]:
+    """``handler`` on a loopback HTTP server in a thread; yields its base URL, shuts it down after."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def free_port() -> int:
@@ -84,18 +99,12 @@ class _Redirecting(http.server.BaseHTTPRequestHandler):
 
 
 def test_redirects_are_not_followed():
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Redirecting)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        client = TSKDClient(f"http://127.0.0.1:{server.server_address[1]}", token="secret", timeout=5)
+    with serving(_Redirecting) as url:
+        client = TSKDClient(url, token="secret", timeout=5)
         with pytest.raises(TSKDClientError) as err:
             client.info()
         assert err.value.status == 302
         assert _Redirecting.seen_auth == ["Bearer secret"]  # sent once, to the server asked, not re-sent
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_multipart_body_is_streamed_in_chunks(tmp_path):
@@ -146,20 +155,14 @@ class _Suggesting(http.server.BaseHTTPRequestHandler):
 
 def test_suggestions_surface_the_computing_state_and_send_the_options():
     _Suggesting.seen = []
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Suggesting)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        client = TSKDClient(f"http://127.0.0.1:{server.server_address[1]}", timeout=5)
+    with serving(_Suggesting) as url:
+        client = TSKDClient(url, timeout=5)
         first = client.suggestions("p1", model_id="m 1", top=5, teacher=False, retry=True)
         assert first == {"status": "computing", "result": None}  # a 202 is an answer, not an error
         second = client.suggestions("p1")
         assert second["status"] == "done" and second["result"] == {"suggestions": []}
         assert _Suggesting.seen == ["/api/v1/projects/p1/suggestions?model_id=m+1&top=5&teacher=false&retry=true",
                                     "/api/v1/projects/p1/suggestions"]
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class _Jobs(http.server.BaseHTTPRequestHandler):
@@ -182,15 +185,9 @@ class _Jobs(http.server.BaseHTTPRequestHandler):
 
 def test_start_job_sends_update_from_only_when_given():
     _Jobs.bodies = []
-    server = http.server.HTTPServer(("127.0.0.1", 0), _Jobs)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        client = TSKDClient(f"http://127.0.0.1:{server.server_address[1]}", timeout=5)
+    with serving(_Jobs) as url:
+        client = TSKDClient(url, timeout=5)
         assert client.start_job("p1", preset="tiny")["id"] == "j2"
         client.start_job("p1", base="none", update_from="m1")
         assert _Jobs.bodies == [{"settings": {}, "preset": "tiny"},
                                 {"settings": {}, "base": "none", "update_from": "m1"}]
-    finally:
-        server.shutdown()
-        server.server_close()
