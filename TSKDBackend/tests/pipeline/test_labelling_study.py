@@ -116,6 +116,18 @@ def test_results_resume_skips_finished_rounds_and_refuse_other_settings(tmp_path
         StudyResults(path, {"seed": 1, "rounds": [3, 5]})
 
 
+def test_results_accept_more_rounds_at_the_end_only(tmp_path):
+    path = tmp_path / "study.json"
+    StudyResults(path, {"seed": 0, "rounds": [3, 5]}).add_record(_record("random", 0, 0.5))
+    longer = StudyResults(path, {"seed": 0, "rounds": [3, 5, 10]})  # a finished study continued
+    assert longer.record("random", 0)["test_dice"] == 0.5 and longer.data["settings"]["rounds"] == [3, 5, 10]
+    longer.save()
+    assert StudyResults(path, {"seed": 0, "rounds": [3, 5, 10]}).record("random", 0) is not None
+    for rounds in ([3, 6, 10], [3], [5, 10, 20]):  # earlier rounds changed, or fewer: refused
+        with pytest.raises(ConfigError, match=r"other settings \(rounds\)"):
+            StudyResults(path, {"seed": 0, "rounds": rounds})
+
+
 def test_table_and_plot(tmp_path):
     records = [_record("suggested", 1, 0.7), _record("random", 0, 0.5), _record("random", 1, float("nan"))]
     table = format_table(records).splitlines()

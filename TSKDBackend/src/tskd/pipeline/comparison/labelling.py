@@ -140,6 +140,15 @@ def write_round_dataset(cases: Sequence[Case], labelled: Iterable[str], pool: It
     return out
 
 
+def _extends(key: str, before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """True when ``after`` only adds rounds at the end of ``before``'s (the earlier rounds' cases
+    and runs stay valid, so a finished study can be continued)."""
+    if key != "rounds" or not isinstance(before.get(key), list):
+        return False
+    old, new = before[key], list(after[key])
+    return len(new) > len(old) and new[:len(old)] == old
+
+
 class StudyResults:
     """The study's JSON file: settings, split, the cases each arm labelled per round, and one
     record per finished (arm, round). Every change is written at once, atomically."""
@@ -148,10 +157,13 @@ class StudyResults:
         self.path = Path(path)
         if self.path.is_file():
             saved = read_json(self.path)
-            differ = sorted(k for k in settings if saved.get("settings", {}).get(k) != settings[k])
+            before = saved.get("settings", {})
+            differ = sorted(k for k in settings if before.get(k) != settings[k] and not _extends(k, before, settings))
             if differ:
                 raise ConfigError(f"{self.path} holds a study run with other settings ({', '.join(differ)}); "
-                                  "run again with the same settings to resume it, or give another --results file")
+                                  "run again with the same settings to resume it (more rounds may be added at "
+                                  "the end), or give another --results file")
+            saved["settings"] = dict(before, **settings)
             self.data = saved
         else:
             self.data = {"settings": settings, "split": None, "labelled": {}, "records": []}
