@@ -59,7 +59,8 @@ from tskd.runconfig import PipelineConfig, resolve_config
 from tskd.pipeline.data_stage import PreparedData, load_prepared_data
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder
-from tskd.pipeline.student_stage import StageContext, fit_stage, supervised_budget
+from tskd.pipeline.stage import StageContext, fit_stage
+from tskd.pipeline.student_stage import supervised_budget
 from tskd.student import DistillationTask, SupervisedTask, build_student
 from tskd.student.storage import load_student
 from tskd.data.transfer_set import TransferSetDataset

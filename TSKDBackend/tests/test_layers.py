@@ -125,3 +125,31 @@ def test_every_name_a_package_file_exports_resolves():
         for name in module.__all__:
             assert getattr(module, name) is not None, f"{package}.{name}"
         assert set(module.__all__) <= set(dir(module))
+
+
+def _imported_modules(path: Path, prefix: str) -> set[str]:
+    """The ``prefix``-modules (e.g. ``tskd.pipeline.``) that the file at ``path`` imports."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith(prefix):
+            found.add(node.module[len(prefix):].split(".")[0])
+        elif isinstance(node, ast.Import):
+            found |= {a.name[len(prefix):].split(".")[0] for a in node.names if a.name.startswith(prefix)}
+    return found
+
+
+def test_the_stage_helper_sits_below_every_stage():
+    """tskd.pipeline.stage is the one stage helper (docs/architecture.md): it knows the run folder
+    and nothing of the stages, and every training stage trains through it, not a Trainer of its own."""
+    pipeline = ROOT / "pipeline"
+    assert _imported_modules(pipeline / "stage.py", "tskd.pipeline.") <= {"run_folder"}
+    training = ["teacher_stage.py", "synthesis_stage.py", "student_stage.py",
+                "comparison/methods/task_agnostic_kd.py"]
+    for name in training:
+        source = (pipeline / name).read_text(encoding="utf-8")
+        assert "stage" in _imported_modules(pipeline / name, "tskd.pipeline."), name
+        assert "Trainer(" not in source, f"{name} builds its own Trainer instead of using fit_stage"
+    others = [p for p in pipeline.rglob("*.py") if p.name != "stage.py"]
+    defined = [p for p in others if "def fit_stage" in p.read_text(encoding="utf-8")
+               or "class StageContext" in p.read_text(encoding="utf-8")]
+    assert defined == []

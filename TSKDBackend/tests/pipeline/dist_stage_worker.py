@@ -16,6 +16,7 @@ from tskd.pipeline import teacher_stage
 from tskd.runconfig import resolve_config
 from tskd.pipeline.data_stage import load_prepared_data
 from tskd.pipeline.run_folder import RunFolder
+from tskd.pipeline.stage import StageContext
 from tskd.progress import NullProgress
 
 SEEN: list[list[int]] = []
@@ -36,7 +37,7 @@ def main(run_dir: str) -> None:
     config = resolve_config(preset="tiny", overrides={"teacher": {"train": {
         "max_steps": 6, "batch_size": 8, "warmup_steps": 1, "validate_every": 3, "checkpoint_every": 3,
         "log_every": 1, "device": "cpu"}}})
-    result = teacher_stage.run_teacher_stage(run, load_prepared_data(run), config, progress=NullProgress())
+    result = teacher_stage.run_teacher_stage(run, load_prepared_data(run), config, StageContext(NullProgress()))
     info = process_info()
     Path(run_dir, f"seen_rank{info.rank}.json").write_text(json.dumps(SEEN), encoding="utf-8")
     Path(run_dir, f"metrics_rank{info.rank}.json").write_text(json.dumps(result.metrics), encoding="utf-8")

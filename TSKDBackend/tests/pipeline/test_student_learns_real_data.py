@@ -25,7 +25,8 @@ from tskd.pipeline.export_stage import score_slice_model
 from tskd.pipeline.comparison.methods import get_method
 from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder
-from tskd.pipeline.student_stage import StageContext, fit_stage, new_student
+from tskd.pipeline.stage import StageContext, fit_stage
+from tskd.pipeline.student_stage import new_student
 from tskd.runtime import OnnxSegmenter, StudentPackage
 from tskd.student import DistillationTask
 from tskd.data.transfer_set import TransferSetDataset, TransferSetWriter

@@ -27,12 +27,8 @@ from tskd.pipeline.data_stage import PreparedData, load_prepared_data, run_data_
 from tskd.pipeline.export_stage import export_run_model
 from tskd.pipeline.report import write_report
 from tskd.pipeline.run_folder import RunFolder
-from tskd.pipeline.student_stage import (
-    StageContext,
-    run_distill_stage,
-    run_finetune_stage,
-    run_reference_stage,
-)
+from tskd.pipeline.stage import StageContext
+from tskd.pipeline.student_stage import run_distill_stage, run_finetune_stage, run_reference_stage
 from tskd.pipeline.synthesis_stage import run_synthesis_stage
 from tskd.pipeline.teacher_stage import run_teacher_stage
 from tskd.pipeline.transfer_stage import build_transfer_set
@@ -208,8 +204,9 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
     run on rank 0 alone.
     """
     teacher = None
+    context = StageContext(reporter, flag)
     if "teacher" in stages:
-        teacher = run_teacher_stage(run, data, config, progress=reporter, stop_flag=flag, **position("teacher"),
+        teacher = run_teacher_stage(run, data, config, context.at(**position("teacher")),
                                     start_from=previous.run.teacher if previous is not None else None)
         summary["stages"]["teacher"] = {
             "folder": str(run.teacher),
@@ -219,7 +216,7 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
             "trainable_parameters": teacher.trainable.get("trainable"),
         }
     if "synthesis" in stages:
-        diffusion = run_synthesis_stage(run, data, config, progress=reporter, stop_flag=flag, **position("synthesis"))
+        diffusion = run_synthesis_stage(run, data, config, context.at(**position("synthesis")))
         summary["stages"]["synthesis"] = {
             "enabled": config.synthesis.enabled,
             "model_id": diffusion.model_id if diffusion is not None else None,
@@ -232,8 +229,7 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
             summary["stages"]["synthesis"]["transfer_set"] = broadcast_object(transfer)
     if teacher is None or "distill" not in stages:
         return
-    context = StageContext(reporter, flag, **position("distill"))
-    student = run_distill_stage(run, data, config, teacher.model, context,
+    student = run_distill_stage(run, data, config, teacher.model, context.at(**position("distill")),
                                 start_from=previous.student if previous is not None else None)
     summary["stages"]["distill"] = _student_summary(run.distill)
     if "finetune" in stages:

@@ -3,49 +3,43 @@ cases (TS-KD's order), the supervised reference (the same student on the labelle
 is also the benchmark's ``labelled_only`` method), plus the pieces the baselines reuse (MAE
 pre-training, feature-only KD).
 
-Each stage folder holds ``student.pt`` and ``stage.json`` (written last: the stage is done).
+Each stage folder holds ``student.pt`` and ``stage.json`` (written last: the stage is done); the
+training itself goes through :func:`tskd.pipeline.stage.fit_stage`, as every stage's does.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
-from tskd.engine import (
-    EngineConfig, StopFlag, Trainer, TrainingTask, finds_unused_parameters, load_checkpoint, load_trainable_state,
-    on_main,
-)
+from tskd.engine import EngineConfig, TrainingTask, finds_unused_parameters, load_trainable_state
 from tskd.engine.validation import device_of
 from tskd.errors import ConfigError
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
-from tskd.progress import ProgressReporter
+from tskd.pipeline.stage import StageContext, fit_stage, stage_done
 from tskd.student.base import (
     FeatureProjector,
     StudentModel,
     StudentWithProjector,
-    count_parameters,
     unwrap_student,
 )
 from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
 from tskd.student.networks import build_student
-from tskd.student.storage import load_student, save_student
+from tskd.student.storage import load_student
 from tskd.student.tasks import DistillationTask, SupervisedTask
 from tskd.data.transfer_set import TransferSetDataset
 from tskd.teacher.model import SamSegmenter
 
 __all__ = [
-    "StageContext",
-    "fit_stage",
     "new_student",
     "run_distill_stage",
     "run_finetune_stage",
@@ -57,20 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class StageContext:
-    """Progress display, stop flag and stage position shared by the stages of one run."""
-
-    def __init__(self, progress: ProgressReporter | None = None, stop_flag: StopFlag | None = None,
-                 stage_index: int = 1, stage_count: int = 1) -> None:
-        self.progress = progress
-        self.stop_flag = stop_flag
-        self.stage_index = stage_index
-        self.stage_count = stage_count
-
-    def at(self, stage_index: int, stage_count: int) -> StageContext:
-        return StageContext(self.progress, self.stop_flag, stage_index, stage_count)
 
 
 class TeacherEmbeddings(TrainingTask):
@@ -135,54 +115,6 @@ def warm_start_student(student: StudentModel, path: Path) -> StudentModel:
     return student
 
 
-def fit_stage(
-    *,
-    folder: Path,
-    stage: str,
-    model: nn.Module,
-    task: Any,
-    dataset: Any,
-    train: EngineConfig,
-    fingerprint: dict[str, Any],
-    context: StageContext,
-    save: Callable[[nn.Module], None] | None = None,
-) -> dict[str, Any]:
-    """Train ``model`` with the engine in ``folder``, keep its best validation weights, save it.
-
-    ``save`` writes the stage's artifact (default: ``student.pt`` via :func:`save_student`);
-    ``stage.json`` is written last and marks the stage as done.
-    """
-    trainer = Trainer(
-        model=model, task=task, train_dataset=dataset, config=train, out_dir=folder, stage=stage,
-        progress=context.progress, stop_flag=context.stop_flag, stage_index=context.stage_index,
-        stage_count=context.stage_count, fingerprint=fingerprint,
-    )
-    result = trainer.fit()
-    metrics = result.final_metrics
-    if trainer.best_path.is_file():
-        best = load_checkpoint(trainer.best_path)
-        load_trainable_state(model, best["model"], source=str(trainer.best_path))
-        metrics = best.get("metrics", metrics)
-        logger.info("%s: keeping the best validation checkpoint (step %d): %s", stage, best["step"],
-                    {k: round(v, 4) for k, v in metrics.items()})
-    model.eval()
-
-    def write() -> None:  # once, by the main process; every rank returns when the files exist
-        if save is not None:
-            save(model)
-        else:
-            save_student(model, folder / "student.pt", stage=stage, metrics=metrics)
-        write_json(folder / "stage.json", {"stage": stage, "metrics": metrics, "steps": result.steps,
-                                           "seconds": round(result.seconds, 1), "parameters": count_parameters(model)})
-
-    on_main(write)
-    return read_json(folder / "stage.json")  # the main process's metrics (validation runs there)
-
-
-def _done(folder: Path) -> dict[str, Any] | None:
-    return read_json(folder / "stage.json") if (folder / "stage.json").is_file() else None
-
-
 def _val(data: PreparedData) -> SliceDataset | None:
     return SliceDataset(data.prepared, data.val) if data.val.size else None
 
@@ -193,7 +125,7 @@ def run_mae_stage(run: RunFolder, data: PreparedData, config: PipelineConfig, co
     folder = folder or run.mae
     torch.manual_seed(config.seed)
     mae = build_mae(config.distill.student, input_size=data.input_size, config=config.mae)
-    if _done(folder):
+    if stage_done(folder):
         load_trainable_state(mae, torch.load(folder / "mae.pt", map_location="cpu", weights_only=True), source=str(folder))
         return mae
     images = torch.cat([torch.as_tensor(data.train_labelled), torch.as_tensor(data.train_unlabelled)]).numpy()
@@ -215,7 +147,7 @@ def run_distill_stage(
     labelled items + optional feature KD); ``start_from``: a previous student's ``student.pt`` to
     start from (an update) instead of a fresh initialisation."""
     folder = folder or run.distill
-    if _done(folder):
+    if stage_done(folder):
         return load_student(folder / "student.pt")
     cfg = config.distill
     student = new_student(config, data)
@@ -247,7 +179,7 @@ def run_finetune_stage(
 ) -> StudentModel:
     """Supervised fine-tuning (Dice + CE) of ``student`` on the labelled training slices."""
     folder = folder or run.finetune
-    if _done(folder):
+    if stage_done(folder):
         return load_student(folder / "student.pt")
     augment = build_augmentation(config.data.augment)
     fit_stage(
@@ -286,7 +218,7 @@ def run_reference_stage(
     exists. ``tskd train`` runs it next to TS-KD's student, the benchmark as ``labelled_only``.
     """
     folder = folder or run.reference
-    if _done(folder):
+    if stage_done(folder):
         return load_student(folder / "student.pt")
     student = new_student(config, data)
     if start_from is not None:

@@ -12,11 +12,11 @@ import torch
 
 from tskd.atomic import write_json
 from tskd.data.slice_dataset import SliceDataset
-from tskd.engine import StopFlag, Trainer, on_main
+from tskd.engine import on_main
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
-from tskd.progress import ProgressReporter
+from tskd.pipeline.stage import StageContext, fit_stage, stage_done
 from tskd.synthesis.model import DiffusionModel, build_diffusion_model
 from tskd.synthesis.pretrained import load_pretrained_pipeline
 from tskd.synthesis.storage import load_diffusion_model, save_diffusion_model
@@ -50,23 +50,15 @@ def load_synthesis_model(run: RunFolder, config: PipelineConfig) -> DiffusionMod
     return load_diffusion_model(run.synthesis / "model")
 
 
-def run_synthesis_stage(
-    run: RunFolder,
-    data: PreparedData,
-    config: PipelineConfig,
-    *,
-    progress: ProgressReporter | None = None,
-    stop_flag: StopFlag | None = None,
-    stage_index: int = 1,
-    stage_count: int = 1,
-) -> DiffusionModel | None:
+def run_synthesis_stage(run: RunFolder, data: PreparedData, config: PipelineConfig,
+                        context: StageContext) -> DiffusionModel | None:
     """Train (or load) the diffusion model; None when ``synthesis.enabled`` is false."""
     cfg = config.synthesis
     if not cfg.enabled:
         logger.info("synthesis: disabled; the transfer set will hold real images only")
         return None
     folder = run.synthesis
-    if (folder / "stage.json").is_file():
+    if stage_done(folder):
         return load_synthesis_model(run, config)
     if cfg.pretrained:
         model = load_pretrained_pipeline(cfg.pretrained, config=cfg)
@@ -78,32 +70,18 @@ def run_synthesis_stage(
     indices = data.train_labelled if joint else np.concatenate([data.train_labelled, data.train_unlabelled])
     torch.manual_seed(cfg.train.seed)
     model = build_diffusion_model(cfg, num_classes=data.num_classes if joint else None)
-    task = DiffusionTask.for_model(model, val_batch=_val_batch(data, cfg.val_images))
     logger.info(
         "synthesis: training a %dx%d diffusion model (%s mode) on %d slices, %s parameters",
         cfg.image_size, cfg.image_size, cfg.mode, indices.size, f"{sum(p.numel() for p in model.unet.parameters()):,}",
     )
-    trainer = Trainer(
-        model=model.unet,
-        task=task,
-        train_dataset=SliceDataset(data.prepared, indices),
-        config=cfg.train,
-        out_dir=folder,
-        stage="synthesis",
-        progress=progress,
-        stop_flag=stop_flag,
-        stage_index=stage_index,
-        stage_count=stage_count,
-        fingerprint={"synthesis": cfg.to_dict(), "prepared": data.prepared.fingerprint, "split": data.split},
-    )
-    result = trainer.fit()
-    model.unet.eval()
     model.data_fingerprint = data.prepared.fingerprint
-
-    def save() -> None:  # once, by the main process; every rank returns when the files exist
-        save_diffusion_model(model, folder / "model")
-        write_json(folder / "stage.json", {"model_id": model.model_id, "metrics": result.final_metrics,
-                                           "steps": result.steps, "seconds": result.seconds})
-
-    on_main(save)
+    fit_stage(
+        folder=folder, stage="synthesis", model=model.unet,
+        task=DiffusionTask.for_model(model, val_batch=_val_batch(data, cfg.val_images)),
+        dataset=SliceDataset(data.prepared, indices), train=cfg.train, context=context,
+        fingerprint={"synthesis": cfg.to_dict(), "prepared": data.prepared.fingerprint, "split": data.split},
+        save=lambda unet: save_diffusion_model(model, folder / "model"),
+        summary=lambda: {"model_id": model.model_id},
+        keep_best=False,  # the last weights, as before: its validation loss is a noisy, cheap check
+    )
     return model

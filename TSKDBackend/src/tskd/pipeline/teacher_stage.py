@@ -15,13 +15,12 @@ import torch.nn.functional as F
 from tskd.atomic import write_json
 from tskd.data.augment import build_augmentation
 from tskd.data.slice_dataset import SliceDataset
-from tskd.engine import StopFlag, Trainer, load_checkpoint, load_trainable_state, on_main
 from tskd.errors import ConfigError
 from tskd.inference.teacher_model import PREPROCESSING_JSON
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
-from tskd.progress import ProgressReporter
+from tskd.pipeline.stage import StageContext, fit_stage, stage_done
 from tskd.teacher.build import build_teacher
 from tskd.teacher.lora import trainable_parameter_report
 from tskd.teacher.model import SamSegmenter
@@ -118,11 +117,8 @@ def run_teacher_stage(
     run: RunFolder,
     data: PreparedData,
     config: PipelineConfig,
+    context: StageContext,
     *,
-    progress: ProgressReporter | None = None,
-    stop_flag: StopFlag | None = None,
-    stage_index: int = 1,
-    stage_count: int = 1,
     start_from: Path | None = None,
 ) -> TeacherResult:
     """Train the teacher (or load it when this stage already finished in ``run``).
@@ -133,9 +129,9 @@ def run_teacher_stage(
             frozen base is the same file) before training continues on this run's data.
     """
     folder = run.teacher
-    if (folder / "stage.json").is_file():  # written last: the stage finished
+    summary = stage_done(folder)
+    if summary is not None:
         model = load_teacher(folder)
-        summary = read_json(folder / "stage.json")
         if not model.has_foundation_weights:
             logger.warning(NO_FOUNDATION_WARNING)
         return TeacherResult(model, summary["teacher"], summary["trainable"], summary["metrics"])
@@ -157,19 +153,19 @@ def run_teacher_stage(
         logger.warning(NO_FOUNDATION_WARNING)
         logger.info("teacher: %s, %s trainable parameters", model.architecture, f"{report['trainable']:,}")
 
+    def save(trained: SamSegmenter) -> None:
+        save_teacher(trained, folder, config.teacher, label_names=data.labels.names)
+        write_json(folder / PREPROCESSING_JSON, {
+            "labels": data.labels.to_dict(),
+            "normalization": data.normalization.to_dict(),
+            "slice_axis": data.slice_axis,
+        })
+
     train, val = _training_sets(data, config)
-    task = TeacherTask.from_config(config.teacher, num_classes=data.num_classes, val_data=val)
-    trainer = Trainer(
-        model=model,
-        task=task,
-        train_dataset=train,
-        config=config.teacher.train,
-        out_dir=folder,
-        stage="teacher",
-        progress=progress,
-        stop_flag=stop_flag,
-        stage_index=stage_index,
-        stage_count=stage_count,
+    summary = fit_stage(
+        folder=folder, stage="teacher", model=model,
+        task=TeacherTask.from_config(config.teacher, num_classes=data.num_classes, val_data=val),
+        dataset=train, train=config.teacher.train, context=context,
         fingerprint={
             "teacher": config.teacher.to_dict(),
             "prepared": data.prepared.fingerprint,
@@ -177,27 +173,6 @@ def run_teacher_stage(
             "augment": config.data.augment.to_dict(),
             **({"start_from": str(start_from)} if start_from is not None else {}),  # old runs still resume
         },
+        save=save, summary=lambda: {"teacher": read_json(folder / TEACHER_JSON), "trainable": report},
     )
-    result = trainer.fit()
-    if trainer.best_path.is_file():
-        best = load_checkpoint(trainer.best_path)
-        load_trainable_state(model, best["model"], source=str(trainer.best_path))
-        metrics = best.get("metrics", result.final_metrics)
-        logger.info("teacher: keeping the best validation checkpoint (step %d)", best["step"])
-    else:
-        metrics = result.final_metrics
-    model.eval()
-
-    def save() -> None:  # once, by the main process; every rank returns when the files exist
-        save_teacher(model, folder, config.teacher, label_names=data.labels.names)
-        write_json(folder / PREPROCESSING_JSON, {
-            "labels": data.labels.to_dict(),
-            "normalization": data.normalization.to_dict(),
-            "slice_axis": data.slice_axis,
-        })
-        write_json(folder / "stage.json", {"teacher": read_json(folder / TEACHER_JSON), "trainable": report,
-                                           "metrics": metrics, "steps": result.steps, "seconds": result.seconds})
-
-    on_main(save)
-    summary = read_json(folder / "stage.json")  # the main process's metrics (validation runs there)
     return TeacherResult(model, summary["teacher"], report, summary["metrics"])

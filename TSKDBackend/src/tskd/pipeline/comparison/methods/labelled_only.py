@@ -19,7 +19,8 @@ from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.comparison.methods.base import Method, export_student
 from tskd.pipeline.run_folder import RunFolder
-from tskd.pipeline.student_stage import StageContext, run_reference_stage, supervised_budget
+from tskd.pipeline.stage import StageContext
+from tskd.pipeline.student_stage import run_reference_stage, supervised_budget
 
 __all__ = ["LABELLED_ONLY", "supervised_budget"]
 

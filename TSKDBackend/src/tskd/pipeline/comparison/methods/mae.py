@@ -22,7 +22,8 @@ from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.comparison.methods.base import Method, export_student, with_changes
 from tskd.pipeline.run_folder import RunFolder, read_json
-from tskd.pipeline.student_stage import StageContext, new_student, run_finetune_stage, run_mae_stage
+from tskd.pipeline.stage import StageContext
+from tskd.pipeline.student_stage import new_student, run_finetune_stage, run_mae_stage
 from tskd.student.mae import transfer_mae_encoder
 from tskd.student.vit import VIT_SPECS
 

@@ -30,7 +30,8 @@ from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.comparison.methods.base import Method, export_student, with_changes
 from tskd.pipeline.run_folder import RunFolder, read_json
-from tskd.pipeline.student_stage import StageContext, TeacherEmbeddings, fit_stage, new_student, run_finetune_stage
+from tskd.pipeline.stage import StageContext, fit_stage
+from tskd.pipeline.student_stage import TeacherEmbeddings, new_student, run_finetune_stage
 from tskd.student.base import FeatureProjector, StudentWithProjector, unwrap_student
 from tskd.student.storage import load_student
 from tskd.student.tasks import FeatureDistillationTask
