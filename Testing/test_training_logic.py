@@ -214,12 +214,16 @@ def test_update_keeps_the_earlier_jobs_preset_and_foundation_model():
 
         def start_job(self, projectId, preset=None, settings=None, base=None, update_from=None):
             self.sent = (projectId, preset, base, update_from)
+            self.settings = settings
             return {"id": "j3"}
 
     for base, sent in ((None, "none"), ("medsam-vit-b", "medsam-vit-b")):
         client = Client(base)
         assert TrainingLogic.startUpdate(client, {"id": "p1"}, FIRST) == {"id": "j3"}
-        assert client.sent == ("p1", "tiny", sent, "m1")
+        assert client.sent == ("p1", "tiny", sent, "m1") and client.settings == {}  # synthesis reused
+    client = Client(None)  # the check box unticked: synthesis trained again
+    TrainingLogic.startUpdate(client, {"id": "p1"}, FIRST, False)
+    assert client.sent == ("p1", "tiny", "none", "m1") and client.settings == {"update": {"reuse_synthesis": False}}
 
 
 def test_model_title_shows_the_lineage():

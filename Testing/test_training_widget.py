@@ -222,8 +222,11 @@ def test_update_the_model_with_the_new_cases_sends_update_from(monkeypatch, serv
     newest = world.models.modelCombo.itemTexts()[0]
     assert newest.endswith(" - updated from {}, +1 case".format(first["created"][:16].replace("T", " ")))
 
+    assert job["settings"] == {} and widget.reuseSynthesisCheck.checked  # synthesis reused by default
     widget.preferredModel = lambda: first["id"]  # chosen in the Segment panel: that one is updated
+    widget.reuseSynthesisCheck.checked = False  # and its diffusion model trained again
     widget.onUpdate()
     pumpUntil(world.session, lambda: world.logic.jobId is not None)
-    assert world.client.job_status(world.logic.jobId)["update_from"] == first["job_id"]
+    again = world.client.job_status(world.logic.jobId)
+    assert again["update_from"] == first["job_id"] and again["settings"] == {"update": {"reuse_synthesis": False}}
     world.untilFinished()

@@ -415,9 +415,10 @@ class TrainingLogic:
         return updateSource(self.models, selectedId)
 
     @staticmethod
-    def startUpdate(client: Any, project: Dict[str, Any], model: Dict[str, Any]) -> Dict[str, Any]:
+    def startUpdate(client: Any, project: Dict[str, Any], model: Dict[str, Any],
+                    reuseSynthesis: bool = True) -> Dict[str, Any]:
         """Start the update job (blocking: worker thread); see :func:`~.updateLogic.startUpdate`."""
-        return startUpdate(client, project, model)
+        return startUpdate(client, project, model, reuseSynthesis)
 
     def follow(self, jobId: Optional[str]) -> None:
         self.jobId = jobId

@@ -86,6 +86,11 @@ class TrainingWidget:
         for button in (self.startButton, self.updateButton, self.cancelButton, self.resumeButton):
             row.addWidget(button)
         form.addRow(row)
+        self.reuseSynthesisCheck = qt.QCheckBox("Update: reuse the earlier synthetic images (faster)")
+        self.reuseSynthesisCheck.checked = True
+        self.reuseSynthesisCheck.toolTip = ("Unchecked, the update trains the diffusion model and makes the synthetic "
+                                            "images again from all cases (slower).")
+        form.addRow(self.reuseSynthesisCheck)
         self.headline = qt.QLabel("No training yet.")
         self.headline.wordWrap = True
         form.addRow(self.headline)
@@ -275,6 +280,7 @@ class TrainingWidget:
         if self.logic.updateProblem(project is not None and client is not None) is not None or model is None:
             return
         self.session.submit("Starting the update", self.logic.startUpdate, client, project, model,
+                            self.reuseSynthesisCheck.checked,
                             onSuccess=lambda job: self._follow(str(job["id"])),
                             onError=lambda exc: showError(exc, self.session))
 

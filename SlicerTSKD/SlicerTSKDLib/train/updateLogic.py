@@ -68,8 +68,15 @@ def lineageText(model: Dict[str, Any], parentTitle: Optional[str]) -> str:
     return text
 
 
-def startUpdate(client: Any, project: Dict[str, Any], model: Dict[str, Any]) -> Dict[str, Any]:
-    """Start the update job (blocking: worker thread) with the earlier job's preset and foundation model."""
+def startUpdate(client: Any, project: Dict[str, Any], model: Dict[str, Any],
+                reuseSynthesis: bool = True) -> Dict[str, Any]:
+    """Start the update job (blocking: worker thread) with the earlier job's preset and foundation model.
+
+    ``reuseSynthesis`` False asks the backend to train the diffusion model and make the synthetic
+    images again (``update: {reuse_synthesis: false}``, slower) instead of reusing the earlier run's.
+    """
     earlier = client.job_status(str(model["job_id"])) if model.get("job_id") else {}
     base = (earlier.get("base") or "none") if "base" in earlier else None
-    return client.start_job(str(project["id"]), earlier.get("preset") or None, base=base, update_from=str(model["id"]))
+    settings = {} if reuseSynthesis else {"update": {"reuse_synthesis": False}}
+    return client.start_job(str(project["id"]), earlier.get("preset") or None, settings=settings, base=base,
+                            update_from=str(model["id"]))
