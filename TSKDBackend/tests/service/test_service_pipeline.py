@@ -67,7 +67,9 @@ def test_train_kill_server_resume_download_and_segment(server_process, tmp_path)
     first = server_process(train_command=REAL_PIPELINE)
     client = first.client()
     project = _upload_phantoms(client, tmp_path)
-    job = client.start_job(project["id"], preset="tiny")
+    # without the supervised reference (half of a tiny run's time): this test is about the kill, the
+    # resume and the download; the reference and the choice are tested in tests/pipeline/test_reference.py
+    job = client.start_job(project["id"], preset="tiny", settings={"reference": {"enabled": False}})
     status = wait_state(client, job["id"], ("running",), timeout=120)
     deadline = time.monotonic() + 600
     while status["state"] == "running" and not (status["progress"] and status["progress"]["step"] > 0
