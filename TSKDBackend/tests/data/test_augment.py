@@ -92,3 +92,43 @@ def test_sample_seed():
     assert len(seeds) == 450 and all(0 <= s < 2**32 for s in seeds)
     with pytest.raises(ValueError):
         sample_seed(0, -1, 0)
+
+
+def test_translation_only_moves_the_label_rigidly_within_the_range():
+    augment = build_augmentation(
+        AugmentConfig(affine_prob=1.0, rotate_deg=0.0, scale=0.0, translate=0.1,
+                      intensity_prob=0.0, noise_prob=0.0, gamma_prob=0.0)
+    )
+    sample = _sample()
+    before = torch.nonzero(sample["label"] == 1).float().mean(0)
+    shifts = []
+    for seed in range(12):
+        out = augment(sample, seed)
+        assert int((out["label"] == 1).sum()) == 400  # a 20x20 square, shifted, never resized
+        shifts.append(torch.nonzero(out["label"] == 1).float().mean(0) - before)
+    shifts = torch.stack(shifts)
+    assert float(shifts.abs().max()) <= 0.1 * 64 + 0.5  # within the range, in pixels
+    assert float(shifts.abs().max()) >= 2.0  # and it does move
+
+
+def test_gamma_keeps_the_mean_and_standard_deviation():
+    augment = build_augmentation(AugmentConfig(affine_prob=0.0, intensity_prob=0.0, noise_prob=0.0, gamma_prob=1.0))
+    sample = _sample()
+    sample["image"] = sample["image"] + torch.linspace(0, 1, 64)[None, None, :]
+    changed = 0
+    for seed in range(6):
+        out = augment(sample, seed)["image"]
+        assert abs(float(out.mean() - sample["image"].mean())) < 1e-4
+        assert abs(float(out.std() - sample["image"].std())) < 1e-4
+        changed += int(not torch.allclose(out, sample["image"], atol=1e-3))
+    assert changed >= 5
+
+
+def test_the_draws_of_one_transform_do_not_depend_on_the_others():
+    # the same seed gives the same shift whether or not the intensity transforms are on
+    spatial = AugmentConfig(affine_prob=1.0, intensity_prob=0.0, noise_prob=0.0, gamma_prob=0.0)
+    both = AugmentConfig(affine_prob=1.0, intensity_prob=1.0, noise_prob=1.0, gamma_prob=1.0)
+    sample = _sample()
+    for seed in range(4):
+        assert torch.equal(build_augmentation(spatial)(sample, seed)["label"],
+                           build_augmentation(both)(sample, seed)["label"])

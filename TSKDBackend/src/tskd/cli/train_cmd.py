@@ -51,10 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tskd.pipeline.run import format_summary, run_stages
-
-    from tskd.engine import is_main_process
-
     update: dict = {}
     if args.update_from:
         update["from_run"] = args.update_from
@@ -63,6 +59,14 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("--no-reuse-synthesis only applies with --update-from PREVIOUS_RUN")
         update["reuse_synthesis"] = False
     config = config_from_args(args, {"update": update} if update else None)
+    if config.update.from_run:  # a wrong previous run is told at once, before the pipeline's imports
+        from tskd.pipeline.update import load_previous_run
+
+        load_previous_run(config.update.from_run, config)
+    # the pipeline (torch, MONAI: seconds to import) once the settings are known to be valid
+    from tskd.engine import is_main_process
+    from tskd.pipeline.run import format_summary, run_stages
+
     summary = run_stages(args.data, args.out, config, cancel_file=args.cancel_file)
     if is_main_process():
         print(format_summary(summary))
