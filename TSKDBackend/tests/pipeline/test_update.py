@@ -196,7 +196,7 @@ def test_warm_started_students_and_teachers_carry_the_previous_weights(tmp_path)
 def _config(**update):
     tiny = {"warmup_steps": 0, "log_every": 1}
     overrides = {
-        "data": {"val_fraction": 0.25, "augment": {"affine_prob": 0.0}},  # affine warps dominate the time
+        "data": {"val_fraction": 0.25, "augment": {"affine_prob": 0.0}},  # phantoms learn faster unwarped
         "teacher": {"train": {"max_steps": 30, "validate_every": 30, "checkpoint_every": 30, **tiny}},
         # a 6-step diffusion model makes noise: the gate is off so that its images reach the transfer set
         "synthesis": {"num_synthetic": 4, "sampling_steps": 4, "sample_batch_size": 8,
