@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.service.helpers import REAL_PIPELINE, wait_state
+from tests.service.helpers import QUICK_TINY_SETTINGS, REAL_PIPELINE, wait_state
 from tskd.data.image import read_image, write_image
 from tskd.data.phantom import PhantomConfig, make_phantom, phantom_labels
 from tskd.service.db import Database
@@ -67,9 +67,9 @@ def test_train_kill_server_resume_download_and_segment(server_process, tmp_path)
     first = server_process(train_command=REAL_PIPELINE)
     client = first.client()
     project = _upload_phantoms(client, tmp_path)
-    # without the supervised reference (half of a tiny run's time): this test is about the kill, the
-    # resume and the download; the reference and the choice are tested in tests/pipeline/test_reference.py
-    job = client.start_job(project["id"], preset="tiny", settings={"reference": {"enabled": False}})
+    # a shortened tiny run: this test is about the kill, the resume and the download; the reference and
+    # the choice are tested in tests/pipeline/test_reference.py, the full tiny run in test_full_pipeline.py
+    job = client.start_job(project["id"], preset="tiny", settings=QUICK_TINY_SETTINGS)
     status = wait_state(client, job["id"], ("running",), timeout=120)
     deadline = time.monotonic() + 600
     while status["state"] == "running" and not (status["progress"] and status["progress"]["step"] > 0
