@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from tskd.data.dataset import dataset_path
+
     update: dict = {}
     if args.update_from:
         update["from_run"] = args.update_from
@@ -59,7 +61,8 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("--no-reuse-synthesis only applies with --update-from PREVIOUS_RUN")
         update["reuse_synthesis"] = False
     config = config_from_args(args, {"update": update} if update else None)
-    if config.update.from_run:  # a wrong previous run is told at once, before the pipeline's imports
+    dataset_path(args.data)  # a wrong path or previous run is told at once, before the pipeline's imports
+    if config.update.from_run:
         from tskd.pipeline.update import load_previous_run
 
         load_previous_run(config.update.from_run, config)

@@ -44,7 +44,7 @@ from tskd.data.seg_nrrd import match_segments
 from tskd.data.subjects import assign_subjects
 from tskd.errors import DataError
 
-__all__ = ["Case", "Problem", "Dataset", "build_dataset", "load_dataset"]
+__all__ = ["Case", "Problem", "Dataset", "build_dataset", "dataset_path", "load_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -364,6 +364,18 @@ def _read_headers(candidate: Candidate) -> tuple[Candidate, _Headers | None, Pro
     return candidate, _Headers(image, label), None
 
 
+def dataset_path(path: str | Path) -> Path:
+    """``path`` (a dataset folder or manifest file, ``~`` expanded), checked to exist.
+
+    Raises:
+        DataError: nothing is there.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: not found; give a dataset folder or a manifest file")
+    return path
+
+
 def build_dataset(path: str | Path, *, subject_pattern: str | None = None, workers: int | None = None) -> Dataset:
     """List a dataset and read its headers, recording every problem instead of stopping at the first.
 
@@ -376,9 +388,7 @@ def build_dataset(path: str | Path, *, subject_pattern: str | None = None, worke
     Raises:
         DataError: the path does not exist or has no known layout (nothing else can be said).
     """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise DataError(f"{path}: not found; give a dataset folder or a manifest file")
+    path = dataset_path(path)
     discovery: Discovery = read_manifest(path) if path.is_file() else discover_folder(path)
     problems = list(discovery.problems)
     pattern = subject_pattern or discovery.subject_pattern
