@@ -6,12 +6,13 @@ back as a new case. Takes minutes (training)."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
 import pytest
 
-from conftest import addImageToScene, importSlicer
+from conftest import REPO_ROOT, addImageToScene, importSlicer
 from SlicerTSKDLib import sceneData
 from SlicerTSKDLib.backend.backendLogic import checkBackend
 from SlicerTSKDLib.train.projectLogic import exportTrainingCase, labelsFromSegments, uploadTrainingCase
@@ -23,15 +24,6 @@ from SlicerTSKDLib.train.trainingLogic import jobDisplay, presetForQuality
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 TRAIN_CASES = 6
-#: no supervised reference and half the tiny preset's steps (TSKDBackend/tests/service/helpers.py has the
-#: same numbers for the service's end-to-end test: held-out phantom Dice 0.95-0.97 there)
-QUICK_TINY_SETTINGS = {
-    "reference": {"enabled": False},
-    "teacher": {"train": {"max_steps": 150}},
-    "synthesis": {"num_synthetic": 16, "train": {"max_steps": 50}},
-    "distill": {"train": {"max_steps": 100}},
-    "finetune": {"train": {"max_steps": 100}},
-}
 
 
 def phantomConfig():
@@ -91,6 +83,10 @@ def test_label_train_segment_correct(slicerScene, localBackend, tmp_path):
 
     # training, followed through the panel's logic
     # a shortened tiny run (the reference and the full run are tested in TSKDBackend/tests/pipeline)
+    if str(REPO_ROOT / "TSKDBackend") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "TSKDBackend"))  # the backend's test helpers, as conftest's serviceServer
+    from tests.service.helpers import QUICK_TINY_SETTINGS
+
     job = client.start_job(project["id"], preset=presetForQuality("quick", ["tiny"]), settings=QUICK_TINY_SETTINGS)
     headlines, deadline = [], time.monotonic() + 1500
     display = jobDisplay(client.job_status(job["id"]))

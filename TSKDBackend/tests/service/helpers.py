@@ -35,7 +35,7 @@ REAL_PIPELINE = ["<default: python -m tskd train>"]
 #: settings for a real tiny run on phantoms, in about half its time: no supervised reference, and half
 #: the steps (held-out phantom Dice 0.95-0.97 instead of 0.97-0.98; the tests ask for 0.85). For tests
 #: about what happens around training (kill, resume, download, Slicer's loop), not about its quality.
-#: Testing/test_workflow_e2e_slow.py uses the same numbers.
+#: Testing/test_workflow_e2e_slow.py uses them too.
 QUICK_TINY_SETTINGS = {
     "reference": {"enabled": False},
     "teacher": {"train": {"max_steps": 150}},
