@@ -187,26 +187,26 @@ def test_real_batch_on_phantoms(phantom_dataset, tmp_path, monkeypatch, capsys):
     path = _write(tmp_path, {
         "output_root": str(tmp_path / "runs"),
         "defaults": {"preset": "tiny", "max_steps": 2, "config": {"synthesis": {"enabled": False}}},
-        "tasks": [{"name": "one", "data": str(phantom_dataset)},
-                  {"name": "broken", "data": str(tmp_path / "no-such-folder")},
-                  {"name": "two", "data": str(phantom_dataset), "seed": 1}],
+        # one real task is enough here (each costs a whole tskd train process); the order and the
+        # per-task settings of several tasks are tested above with the fake python
+        "tasks": [{"name": "broken", "data": str(tmp_path / "no-such-folder")},
+                  {"name": "one", "data": str(phantom_dataset), "seed": 1}],
     })
     assert main(["batch", str(path)]) == 1
     out = capsys.readouterr().out
     summary = json.loads((tmp_path / "runs" / "batch_summary.json").read_text(encoding="utf-8"))
     tasks = {t["name"]: t for t in summary["tasks"]}
-    assert [t["status"] for t in summary["tasks"]] == ["done", "failed", "done"]
+    assert [t["status"] for t in summary["tasks"]] == ["failed", "done"]  # a failure does not stop the batch
     assert tasks["broken"]["error"] == f"{tmp_path / 'no-such-folder'}: not found; give a dataset folder or a manifest file"
-    for name in ("one", "two"):
-        assert Path(tasks[name]["package"]).is_file() and 0.0 <= tasks[name]["dice"] <= 1.0
-        assert (tmp_path / "runs" / name / "package" / "model.onnx").is_file()
+    assert Path(tasks["one"]["package"]).is_file() and 0.0 <= tasks["one"]["dice"] <= 1.0
+    assert (tmp_path / "runs" / "one" / "package" / "model.onnx").is_file()
     assert re.search(r"^broken\s+failed\s+\d+ s\s+n/a\s+.*no-such-folder: not found", out, re.M)
 
-    # again: the two finished tasks are skipped (no training), the broken one fails again
+    # again: the finished task is skipped (no training), the broken one fails again
     assert main(["batch", str(path)]) == 1
     again = json.loads((tmp_path / "runs" / "batch_summary.json").read_text(encoding="utf-8"))["tasks"]
-    assert [t["status"] for t in again] == ["skipped", "failed", "skipped"]
-    assert again[0]["dice"] == tasks["one"]["dice"] and again[0]["seconds"] == 0.0
+    assert [t["status"] for t in again] == ["failed", "skipped"]
+    assert again[1]["dice"] == tasks["one"]["dice"] and again[1]["seconds"] == 0.0
 
 
 def test_ctrl_c_stops_the_running_task_and_the_batch(tmp_path, fake_python):
