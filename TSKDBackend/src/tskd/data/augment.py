@@ -32,7 +32,7 @@ from tskd.data.config import AugmentConfig
 
 __all__ = ["AugmentConfig", "SliceAugmentation", "build_augmentation", "sample_seed"]
 
-# the uniform draws of one call, by position (see SliceAugmentation._draw)
+# the uniform draws of one call, by position (SliceAugmentation.__call__ draws all of them, whichever apply)
 _AFFINE, _ANGLE, _SCALE_Y, _SCALE_X, _SHIFT_Y, _SHIFT_X = 0, 1, 2, 3, 4, 5
 _FLIP_Y, _FLIP_X = 6, 7
 _INTENSITY_SCALE, _SCALE_FACTOR, _INTENSITY_SHIFT, _SHIFT_OFFSET = 8, 9, 10, 11
@@ -90,7 +90,7 @@ class SliceAugmentation:
         image = self._intensity(image, u, rng)
         out = dict(sample)
         out["image"] = image.to(torch.float32).contiguous()
-        out["label"] = label.to(torch.int64).contiguous()
+        out["label"] = label.contiguous()  # int64: converted above, and every transform keeps it
         return out
 
     def _spatial(self, image: torch.Tensor, label: torch.Tensor, u: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,14 +110,10 @@ class SliceAugmentation:
         non-square image: output pixel ``p`` samples input ``R S p + t``.
         """
         c = self.config
-
-        def symmetric(value: float, limit: float) -> float:  # uniform [0, 1) -> [-limit, limit)
-            return (2.0 * value - 1.0) * limit
-
-        angle = symmetric(u[_ANGLE], math.radians(c.rotate_deg))
-        scale = np.diag([1.0 + symmetric(u[_SCALE_X], c.scale), 1.0 + symmetric(u[_SCALE_Y], c.scale)])
+        angle = _symmetric(u[_ANGLE], math.radians(c.rotate_deg))
+        scale = np.diag([1.0 + _symmetric(u[_SCALE_X], c.scale), 1.0 + _symmetric(u[_SCALE_Y], c.scale)])
         rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-        shift = np.array([symmetric(u[_SHIFT_X], c.translate * width), symmetric(u[_SHIFT_Y], c.translate * height)])
+        shift = np.array([_symmetric(u[_SHIFT_X], c.translate * width), _symmetric(u[_SHIFT_Y], c.translate * height)])
         half = np.array([width / 2.0, height / 2.0])  # pixels per normalised unit, (x, y)
         matrix = (rotation @ scale) * half[None, :] / half[:, None]  # D^-1 (R S) D
         theta = np.concatenate([matrix, (shift / half)[:, None]], axis=1)
@@ -126,9 +122,9 @@ class SliceAugmentation:
     def _intensity(self, image: torch.Tensor, u: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         c = self.config
         if u[_INTENSITY_SCALE] < c.intensity_prob and c.intensity_scale > 0:
-            image = image * (1.0 + (2.0 * u[_SCALE_FACTOR] - 1.0) * c.intensity_scale)
+            image = image * (1.0 + _symmetric(u[_SCALE_FACTOR], c.intensity_scale))
         if u[_INTENSITY_SHIFT] < c.intensity_prob and c.intensity_shift > 0:
-            image = image + (2.0 * u[_SHIFT_OFFSET] - 1.0) * c.intensity_shift
+            image = image + _symmetric(u[_SHIFT_OFFSET], c.intensity_shift)
         if u[_NOISE] < c.noise_prob and c.noise_std > 0:
             std = u[_NOISE_STD] * c.noise_std
             image = image + torch.from_numpy(rng.standard_normal(tuple(image.shape), dtype=np.float32)) * std
@@ -136,6 +132,11 @@ class SliceAugmentation:
             low, high = c.gamma
             image = _gamma(image, low + u[_GAMMA_VALUE] * (high - low))
         return image
+
+
+def _symmetric(value: float, limit: float) -> float:
+    """A uniform draw ``value`` in ``[0, 1)`` mapped to ``[-limit, limit)``."""
+    return (2.0 * value - 1.0) * limit
 
 
 def _affine(image: torch.Tensor, label: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
