@@ -53,7 +53,8 @@ def _package_of(path: Path) -> str:
     return parts[0][:-3] if len(parts) == 1 else parts[0]
 
 
-def _imported_packages(path: Path) -> set[str]:
+def _imported_modules(path: Path) -> set[str]:
+    """The dotted names of the ``tskd`` modules the file at ``path`` imports (relative ones resolved)."""
     found = set()
     module_parts = list(path.relative_to(ROOT).with_suffix("").parts)
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -67,11 +68,17 @@ def _imported_packages(path: Path) -> set[str]:
                 names = [node.module or ""]
         else:
             continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] == "tskd" and len(parts) > 1:
-                found.add(parts[1])
+        found |= {name for name in names if name.startswith("tskd.")}
     return found
+
+
+def _imported_packages(path: Path) -> set[str]:
+    return {name.split(".")[1] for name in _imported_modules(path)}
+
+
+def _imported_pipeline_modules(path: Path) -> set[str]:
+    """The ``tskd.pipeline`` modules (e.g. ``stage``) that the file at ``path`` imports."""
+    return {name.split(".")[2] for name in _imported_modules(path) if name.startswith("tskd.pipeline.")}
 
 
 def test_every_package_imports_only_from_below():
@@ -127,27 +134,16 @@ def test_every_name_a_package_file_exports_resolves():
         assert set(module.__all__) <= set(dir(module))
 
 
-def _imported_modules(path: Path, prefix: str) -> set[str]:
-    """The ``prefix``-modules (e.g. ``tskd.pipeline.``) that the file at ``path`` imports."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith(prefix):
-            found.add(node.module[len(prefix):].split(".")[0])
-        elif isinstance(node, ast.Import):
-            found |= {a.name[len(prefix):].split(".")[0] for a in node.names if a.name.startswith(prefix)}
-    return found
-
-
 def test_the_stage_helper_sits_below_every_stage():
     """tskd.pipeline.stage is the one stage helper (docs/architecture.md): it knows the run folder
     and nothing of the stages, and every training stage trains through it, not a Trainer of its own."""
     pipeline = ROOT / "pipeline"
-    assert _imported_modules(pipeline / "stage.py", "tskd.pipeline.") <= {"run_folder"}
+    assert _imported_pipeline_modules(pipeline / "stage.py") <= {"run_folder"}
     training = ["teacher_stage.py", "synthesis_stage.py", "student_stage.py",
                 "comparison/methods/task_agnostic_kd.py"]
     for name in training:
         source = (pipeline / name).read_text(encoding="utf-8")
-        assert "stage" in _imported_modules(pipeline / name, "tskd.pipeline."), name
+        assert "stage" in _imported_pipeline_modules(pipeline / name), name
         assert "Trainer(" not in source, f"{name} builds its own Trainer instead of using fit_stage"
     others = [p for p in pipeline.rglob("*.py") if p.name != "stage.py"]
     defined = [p for p in others if "def fit_stage" in p.read_text(encoding="utf-8")
