@@ -50,6 +50,8 @@ class SamSegmenter(nn.Module):
         embedding_size: side of the image embedding grid (``S / 16``; ``S / 4`` for LiteMedSAM).
         input_scaling: ``"none"`` or ``"minmax"`` (see the module's docstring).
         lora: the LoRA settings applied to the encoder (set by :func:`tskd.teacher.lora.apply_lora`).
+        embedding_cache: with the encoder frozen, an :class:`~tskd.teacher.embedding_cache.EmbeddingCache`
+            that :meth:`image_embeddings` reads from and fills (set by :meth:`freeze_encoder`).
         prompt_mode: ``"none"`` or ``"box"``, how the model was (or is to be) trained.
     """
 
@@ -77,6 +79,7 @@ class SamSegmenter(nn.Module):
         self.has_foundation_weights = bool(has_foundation_weights)
         self.base = base
         self.lora: Any = None
+        self.embedding_cache: Any = None
         self.prompt_mode = "none"
         from tskd.teacher.architectures import ARCHITECTURES, get_architecture
 
@@ -111,8 +114,33 @@ class SamSegmenter(nn.Module):
         Returns:
             ``(B, C, G, G)`` with ``C = embedding_dim`` and ``G = embedding_size``.
         """
+        if self.embedding_cache is not None:
+            return self.embedding_cache.embeddings(self._encode, x)
+        return self._encode(x)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
         out = self.sam.vision_encoder(pixel_values=self._pixels(x))
         return out if isinstance(out, torch.Tensor) else out.last_hidden_state  # TinyViT / transformers' ViT
+
+    @property
+    def encoder_frozen(self) -> bool:
+        """True when no weight of the image encoder trains (no LoRA, foundation weights)."""
+        return not any(p.requires_grad for p in self.sam.vision_encoder.parameters())
+
+    def freeze_encoder(self, cache: Any = None) -> None:
+        """Stop the image encoder from training and, with ``cache``, compute each image's embedding once.
+
+        Args:
+            cache: an :class:`~tskd.teacher.embedding_cache.EmbeddingCache` for this encoder, or None.
+
+        Raises:
+            ValueError: the encoder has LoRA adapters (their embeddings change as they train).
+        """
+        if self.lora is not None:
+            raise ValueError("an encoder with LoRA adapters trains; it cannot be frozen")
+        for parameter in self.sam.vision_encoder.parameters():
+            parameter.requires_grad_(False)
+        self.embedding_cache = cache
 
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits from image embeddings.

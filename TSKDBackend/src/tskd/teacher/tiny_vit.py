@@ -278,6 +278,16 @@ class TinyViTEncoder(nn.Module):
             for block in stage.blocks:
                 nn.init.zeros_(block.conv3.bn.weight)  # each inverted residual starts as the identity
 
+    def train(self, mode: bool = True) -> "TinyViTEncoder":
+        """Train mode for what trains: a batch norm whose weights are frozen (a frozen encoder, or
+        LoRA on the attention) keeps using its running statistics, so fine-tuning does not change
+        the frozen part's output or statistics."""
+        super().train(mode)
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d) and not module.weight.requires_grad:
+                module.eval()
+        return self
+
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.ndim != 4 or pixel_values.shape[1] != 3 or pixel_values.shape[-1] % 4 or pixel_values.shape[-2] % 4:
             raise ValueError(f"expected images (B, 3, S, S) with S a multiple of 4, got {tuple(pixel_values.shape)}")
