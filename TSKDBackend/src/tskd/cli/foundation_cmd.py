@@ -77,7 +77,7 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"cache: {cache.root}")
     for row in rows:
-        print(f"  {row['name']:14s} {row['architecture']:7s} {row['state']:9s} {_size(row['size']):>9s}  "
+        print(f"  {row['name']:14s} {row['architecture']:10s} {row['state']:9s} {_size(row['size']):>9s}  "
               f"{row['licence'] or '':10s} {row['path'] or row['how']}")
     return 0
 
