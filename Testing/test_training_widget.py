@@ -84,6 +84,7 @@ def newProject(client, name="p"):
 
 
 def test_connecting_fills_the_choosers_and_start_needs_a_labelled_case(monkeypatch, serviceServer):
+    monkeypatch.setattr("tskd.foundation.resolve.has_gpu", lambda: False)  # the download offered for a CPU backend
     world = World(monkeypatch, serviceServer)
     widget = world.widget
     assert not widget.startButton.enabled and not widget.downloadButton.enabled and widget.presetCombo.items == []
