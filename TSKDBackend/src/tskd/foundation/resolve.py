@@ -18,6 +18,7 @@ and the Slicer chooser's default (the first usable row) follow it too.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ GET_HINT = ("'tskd foundation get litemedsam' (39 MB, runs on a CPU; with a GPU:
             "offline: 'tskd foundation import FILE'")
 
 
+@functools.lru_cache(maxsize=1)
 def has_gpu() -> bool:
-    """Whether torch sees a CUDA GPU here (training's ``device: auto`` then uses it)."""
+    """Whether torch sees a CUDA GPU here (training's ``device: auto`` then uses it); asked once per
+    process (the first call imports torch: about 2 s on a laptop)."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency

@@ -247,7 +247,11 @@ class Checkpoints:
         return self.get(name)
 
     def start(self) -> None:
-        """Fetch again what a previous server left queued or running (it resumes the ``.part`` file)."""
+        """Learn the server's device (the listing's order depends on it), then fetch again what a
+        previous server left queued or running (it resumes the ``.part`` file)."""
+        from tskd.foundation.resolve import has_gpu
+
+        has_gpu()  # imports torch now, once, rather than in the first GET /checkpoints
         for row in self.db.query("SELECT name FROM fetches WHERE state IN ('queued', 'running')"):
             logger.info("resuming the download of %s left by the previous server", row["name"])
             with self._lock:
