@@ -1,6 +1,6 @@
 """The Train panel's "Foundation model" chooser against a real backend on loopback: choices (in the
-backend's order for its device: no GPU, LiteMedSAM first; a GPU, MedSAM first; then "None"), the choice saved in the project and sent with the job, the download flow
-(progress, cancel, resume) through the backend's fetch route from a loopback file server, the
+backend's order for its device: no GPU, LiteMedSAM first; a GPU, MedSAM first; then "None"), the
+choice saved in the project and sent with the job, the download flow (progress, cancel, resume) through the backend's fetch route from a loopback file server, the
 import flow (upload with progress, refusals with the backend's message), and which foundation model
 a job and a model were distilled from. No test reaches the internet."""
 

@@ -5,13 +5,14 @@ from scratch instead, its student ends up worse than one trained on the labels a
 offers what the backend has (``GET /checkpoints``, in the backend's order of preference for its own
 device: without a GPU LiteMedSAM first, 39 MB and made for a CPU; with a GPU MedSAM ViT-B first;
 ``tskd.foundation.resolve.preference_order`` decides it), then "None: train from scratch (much less
-accurate)". The first usable row is the default, so the chooser never needs to know the device. The choice is stored in the project's settings
-(``settings["base"]``) and sent with each job (``start_job(..., base=choice)``).
+accurate)". The first usable row is the default, so the chooser never needs to know the device.
+The choice is stored in the project's settings (``settings["base"]``) and sent with each job
+(``start_job(..., base=choice)``).
 
 When the backend has no foundation model the panel says what that costs (:data:`NO_FOUNDATION_TEXT`)
 and offers a download (:func:`downloadCandidates`: the first two the backend can download, in its
-order, through the backend's fetch route, followed by :class:`WeightsDownload`) and "Import weights file..." (:class:`WeightsImport`,
-an upload with progress, for hospitals without internet).
+order, through the backend's fetch route, followed by :class:`WeightsDownload`) and "Import weights
+file..." (:class:`WeightsImport`, an upload with progress, for hospitals without internet).
 
 Threading: every method that talks to the backend blocks; the widget runs it through
 ``SessionState.submit`` (a worker thread) and reads :meth:`WeightsImport.fraction` or calls
