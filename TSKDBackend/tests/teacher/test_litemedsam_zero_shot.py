@@ -11,21 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-from tests.conftest import shared_dataset
+from tests.real_data import hc18_pairs
 
 from tskd.preprocess.prompt import box_from_mask
 from tskd.teacher.checkpoints import load_pretrained_segmenter
 from tskd.teacher.prompted import BoxPredictor
-
-
-def _hc18_pairs(count: int):
-    root = shared_dataset("hc18")
-    images = sorted((root / "images").glob("*.png"))
-    for path in images[:: len(images) // count][:count]:
-        image = np.asarray(Image.open(path).convert("L"))
-        mask = np.asarray(Image.open(root / "masks" / path.name))
-        yield image, (mask[..., 0] if mask.ndim == 3 else mask) > 127
 
 
 @pytest.mark.package_index  # litemedsam_checkpoint: fetched through 'tskd foundation get' once per clone
@@ -33,7 +23,7 @@ def test_box_prompted_zero_shot_dice_on_hc18(litemedsam_checkpoint):
     model = load_pretrained_segmenter(litemedsam_checkpoint, input_size=256, num_classes=2)
     predictor = BoxPredictor(model)
     dice = []
-    for image, truth in _hc18_pairs(20):
+    for image, truth in hc18_pairs(20):
         predictor.set_image(image)
         mask = predictor.predict(box_from_mask(truth))
         assert mask.shape == truth.shape and mask.dtype == bool

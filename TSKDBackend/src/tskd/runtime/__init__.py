@@ -2,6 +2,7 @@
 
 * :class:`StudentPackage` - load and validate a package folder, ``.tskd.zip`` or run folder;
 * :class:`OnnxSegmenter` - the package's ONNX model on onnxruntime (CPU by default);
+* :class:`OnnxBoxPredictor` - box-to-mask with an exported SAM-family model (LiteMedSAM);
 * :func:`segment_volume` / :class:`VolumeSegmenter` - slice-by-slice segmentation of a volume with
   any :class:`SliceModel` (the ONNX student, a torch student, the teacher), repeating training's
   preprocessing exactly.
@@ -14,6 +15,7 @@ shipped together under another name).
 from __future__ import annotations
 
 from .archive import MAX_UNPACKED_BYTES, unpack_zip
+from .box_model import BoxModelInfo, OnnxBoxPredictor, find_box_model
 from .inference import (
     SliceModel,
     VolumeSegmenter,
@@ -37,6 +39,9 @@ from .package import (
 from .session import OnnxSegmenter, physical_cores, resolve_providers
 
 __all__ = [
+    "BoxModelInfo",
+    "OnnxBoxPredictor",
+    "find_box_model",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "METADATA_NAME",

