@@ -33,7 +33,8 @@ ALLOWED = {
     "runtime": {"errors", "preprocess"},  # shipped into Slicer: numpy + onnxruntime only
     "evaluation": FOUNDATION | {"preprocess", "data", "metrics"},
     "export": FOUNDATION | MODELS | {"preprocess", "data", "losses", "runtime"},
-    "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "export"},
+    # segment-box resolves foundation weights names (litemedsam) through the foundation cache
+    "inference": FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "runtime", "export", "foundation"},
     # foundation weights (catalog, cache, download, import): the teacher's loader checks imports
     "foundation": FOUNDATION | {"teacher"},
     # what to label next: the run's student (and teacher) through the inference layer's loaders

@@ -242,8 +242,20 @@ class OnnxBoxPredictor:
     def set_image(self, image: np.ndarray) -> None:
         """Encode a 2D image ``(H, W)`` (any real dtype); later boxes refer to its pixels."""
         pixels, frame = prompt_input(image, self.input_size)
-        self._embedding = self.encode(pixels)
+        self.set_encoded(self.encode(pixels), frame)
+
+    def set_encoded(self, embedding: np.ndarray, frame: PromptFrame) -> None:
+        """Use an embedding kept from an earlier :meth:`encode` (e.g. of a slice seen before) and its frame."""
+        expected = (1,) + tuple(self.info.embedding_shape)
+        if tuple(np.shape(embedding)) != expected:
+            raise ValueError(f"expected an embedding of shape {expected}, got {np.shape(embedding)}")
+        self._embedding = np.ascontiguousarray(embedding, dtype=np.float32)
         self._frame = frame
+
+    @property
+    def frame(self) -> Optional[PromptFrame]:
+        """Where the current image sits in the model's input (``None`` before :meth:`set_image`)."""
+        return self._frame
 
     def predict_logits(self, boxes: Sequence[Sequence[float]]) -> np.ndarray:
         """Input-frame logits ``(N, S, S)`` for ``N`` boxes ``x1, y1, x2, y2`` in the image's pixels."""
