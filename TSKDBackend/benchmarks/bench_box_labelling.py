@@ -1,0 +1,262 @@
+"""Simulated box labelling with the zero-shot LiteMedSAM (issue 33): what a user's box gives.
+
+A user's box is the reference mask's bounding box with each side moved independently by a random
+amount of up to ``e`` of the box's width (x sides) or height (y sides), ``e`` = 0, 5 % and 10 %
+(seeded). Through the product's path (:class:`tskd.runtime.OnnxBoxPredictor`, fp32 graphs):
+
+* **HC18** (2D): Dice per image.
+* **Hippocampus** (3D, structures 1 anterior and 2 posterior, slices along numpy axis 0):
+  - per-slice Dice: a box on every slice holding the structure;
+  - one-box propagation: a box on the structure's middle slice,
+    :func:`tskd.runtime.box_propagation.propagate_box`; 3D Dice;
+  - boxes to reach Dice >= 0.9: after the propagated box, the simulated user boxes the slice with
+    the most wrong voxels (its mask replaced by that box's mask, or cleared when the slice holds
+    none of the structure), until the 3D Dice reaches 0.9 or every slice has been corrected
+    ("Dice at end": the 3D Dice when the user stops).
+
+Each slice is encoded once and its embedding reused for every box on it (as the Slicer module does);
+encoder and decoder times per call are reported too.
+
+The task-tuned teacher's rows (after 10 and 40 labelled cases) are not here: they need the run's
+exported fine-tuned teacher.
+
+Usage (from the repository root)::
+
+    PYTHONPATH=TSKDBackend/src python TSKDBackend/benchmarks/bench_box_labelling.py \
+        [--checkpoint lite_medsam.pth] [--hc18-images 50] [--volumes 10] [--threads 2]
+
+Writes ``TSKDBackend/benchmarks/results/box_labelling.json`` and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from benchlib import REPO, RESULTS_DIR, machine_info, now, peak_rss_mib, write_results
+
+RESULTS = RESULTS_DIR / "box_labelling.json"
+DATA = REPO.parent / "shared" / "data"
+ERRORS = (0.0, 0.05, 0.10)
+TARGET = 0.9
+
+
+class CachedPredictor:
+    """An :class:`OnnxBoxPredictor` that encodes each distinct image once (keyed by its bytes)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.cache: dict[str, tuple[np.ndarray, Any]] = {}
+        self.encoder_s: list[float] = []
+        self.decoder_s: list[float] = []
+
+    def set_image(self, image: np.ndarray) -> None:
+        from tskd.preprocess.prompt import prompt_input
+
+        key = hashlib.sha1(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
+        if key not in self.cache:
+            pixels, frame = prompt_input(image, self.inner.input_size)
+            start = time.perf_counter()
+            embedding = self.inner.encode(pixels)
+            self.encoder_s.append(time.perf_counter() - start)
+            self.cache[key] = (embedding, frame)
+        self.inner.set_encoded(*self.cache[key])
+
+    def predict(self, box: Any) -> np.ndarray:
+        start = time.perf_counter()
+        mask = self.inner.predict(box)
+        self.decoder_s.append(time.perf_counter() - start)
+        return mask
+
+
+def jitter(box: np.ndarray, error: float, rng: np.random.Generator) -> np.ndarray:
+    """Each side moved by a uniform amount in ``[-error, error]`` of the box's width (x) or height (y)."""
+    width, height = box[2] - box[0] + 1, box[3] - box[1] + 1
+    shift = rng.uniform(-error, error, size=4) * np.array([width, height, width, height])
+    moved = box + shift
+    # keep a valid box (at least one pixel wide and high)
+    moved[2] = max(moved[2], moved[0] + 1)
+    moved[3] = max(moved[3], moved[1] + 1)
+    return moved
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return float(2.0 * (a & b).sum() / total) if total else 1.0
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"mean": float(np.mean(values)), "median": float(np.median(values)), "min": float(np.min(values)),
+            "n": len(values)}
+
+
+def bench_hc18(predictor: CachedPredictor, count: int, seed: int) -> dict[str, Any]:
+    from PIL import Image
+
+    from tskd.preprocess.prompt import box_from_mask
+
+    root = DATA / "hc18"
+    images = sorted((root / "images").glob("*.png"))
+    rng = np.random.default_rng(seed)
+    per_error: dict[str, list[float]] = {f"{e:.2f}": [] for e in ERRORS}
+    for index, path in enumerate(images[:: len(images) // count][:count]):
+        image = np.asarray(Image.open(path).convert("L"))
+        mask = np.asarray(Image.open(root / "masks" / path.name))
+        truth = (mask[..., 0] if mask.ndim == 3 else mask) > 127
+        box = box_from_mask(truth)
+        predictor.set_image(image)
+        for error in ERRORS:
+            per_error[f"{error:.2f}"].append(dice(predictor.predict(jitter(box, error, rng)), truth))
+        print(f"  hc18 {index + 1}/{count} {path.name}: " + ", ".join(f"{k}: {v[-1]:.3f}" for k, v in per_error.items()),
+              file=sys.stderr, flush=True)
+    return {"images": count, "dice": {k: summary(v) for k, v in per_error.items()}}
+
+
+def boxes_to_target(predictor: CachedPredictor, volume: np.ndarray, truth: np.ndarray, mask: np.ndarray,
+                    error: float, rng: np.random.Generator) -> tuple[int | None, float]:
+    """Boxes after the first until the 3D Dice reaches the target (``None``: never), and the Dice then."""
+    from tskd.preprocess.prompt import box_from_mask
+
+    mask = mask.copy()
+    corrected: set[int] = set()
+    boxes = 0
+    while dice(mask, truth) < TARGET:
+        wrong = [(int((mask[k] ^ truth[k]).sum()), k) for k in range(volume.shape[0]) if k not in corrected]
+        wrong = [w for w in wrong if w[0] > 0]
+        if not wrong:
+            return None, dice(mask, truth)
+        _, k = max(wrong)
+        corrected.add(k)
+        boxes += 1
+        reference = box_from_mask(truth[k])
+        if reference is None:
+            mask[k] = False  # the user erases what leaked onto a slice without the structure
+            continue
+        predictor.set_image(volume[k])
+        mask[k] = predictor.predict(jitter(reference, error, rng))
+    return boxes, dice(mask, truth)
+
+
+def bench_hippocampus(predictor: CachedPredictor, count: int, seed: int) -> dict[str, Any]:
+    from tskd.data.image import read_image
+    from tskd.preprocess.prompt import box_from_mask
+    from tskd.runtime.box_propagation import propagate_box
+
+    root = DATA / "hippocampus"
+    names = sorted(p.name for p in (root / "labelsTr").glob("*.nii.gz"))
+    chosen = names[:: max(1, len(names) // count)][:count]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index, name in enumerate(chosen):
+        volume = read_image(root / "imagesTr" / name).array.astype(np.float32)
+        labels = read_image(root / "labelsTr" / name, kind="label").array
+        predictor.cache.clear()  # one volume's slices at a time: the memory stays small
+        for structure in (1, 2):
+            truth = labels == structure
+            slices = np.flatnonzero(truth.any(axis=(1, 2)))
+            middle = int(slices[len(slices) // 2])
+            row: dict[str, Any] = {"volume": name, "structure": structure, "slices": int(slices.size)}
+            for error in ERRORS:
+                key = f"{error:.2f}"
+                per_slice = []
+                for k in slices:
+                    predictor.set_image(volume[k])
+                    per_slice.append(dice(predictor.predict(jitter(box_from_mask(truth[k]), error, rng)), truth[k]))
+                result = propagate_box(predictor, volume, jitter(box_from_mask(truth[middle]), error, rng), middle, 0)
+                extra, final = boxes_to_target(predictor, volume, truth, result.mask, error, rng)
+                row[key] = {
+                    "slice_dice_mean": float(np.mean(per_slice)),
+                    "propagated_dice": dice(result.mask, truth),
+                    "propagated_slices": len(result.slices),
+                    "stopped": result.stopped,
+                    "boxes_to_0.9": None if extra is None else 1 + extra,
+                    "dice_after_boxes": final,
+                }
+            rows.append(row)
+            print(f"  hippocampus {index + 1}/{count} {name} structure {structure}: "
+                  + ", ".join(f"{e}: slice {row[e]['slice_dice_mean']:.3f} prop {row[e]['propagated_dice']:.3f} "
+                              f"boxes {row[e]['boxes_to_0.9']}" for e in (f"{x:.2f}" for x in ERRORS)),
+                  file=sys.stderr, flush=True)
+    table = {}
+    for structure in (1, 2):
+        mine = [r for r in rows if r["structure"] == structure]
+        for error in ERRORS:
+            key = f"{error:.2f}"
+            boxes = [r[key]["boxes_to_0.9"] for r in mine]
+            reached = [b for b in boxes if b is not None]
+            table[f"{structure}/{key}"] = {
+                "structure": structure, "error": error, "volumes": len(mine),
+                "slices_mean": float(np.mean([r["slices"] for r in mine])),
+                "slice_dice": summary([r[key]["slice_dice_mean"] for r in mine]),
+                "propagated_dice": summary([r[key]["propagated_dice"] for r in mine]),
+                "boxes_to_0.9_median": float(np.median(reached)) if reached else None,
+                "boxes_to_0.9_mean": float(np.mean(reached)) if reached else None,
+                "reached_0.9": len(reached),
+                "dice_after_boxes": summary([r[key]["dice_after_boxes"] for r in mine]),
+            }
+    return {"volumes": len(chosen), "rows": rows, "table": table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="lite_medsam.pth (default: the cached litemedsam weights)")
+    parser.add_argument("--model", type=Path, help="an exported box model folder (default: export --checkpoint)")
+    parser.add_argument("--hc18-images", type=int, default=50)
+    parser.add_argument("--volumes", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="5 HC18 images, 1 volume")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.hc18_images, args.volumes = 5, 1
+    from tskd.inference.box_segment import zero_shot_box_model
+    from tskd.runtime import OnnxBoxPredictor
+
+    model = args.model or zero_shot_box_model(args.checkpoint or "litemedsam",
+                                              REPO / ".cache" / "bench-box-model" / "zero-shot")
+    predictor = CachedPredictor(OnnxBoxPredictor(model, threads=args.threads))
+    started, load_before = now(), [round(x, 2) for x in os.getloadavg()]
+    hc18 = bench_hc18(predictor, args.hc18_images, args.seed)
+    hippocampus = bench_hippocampus(predictor, args.volumes, args.seed)
+    results = {
+        "benchmark": "box_labelling", "started": started, "finished": now(),
+        "machine": machine_info(threads=args.threads), "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "command": " ".join([Path(sys.executable).name, *sys.argv]), "quick": bool(args.quick),
+        "box_errors": list(ERRORS), "seed": args.seed, "model": str(model),
+        "encoder_s_median": float(np.median(predictor.encoder_s)),
+        "decoder_ms_median": 1000 * float(np.median(predictor.decoder_s)),
+        "encoder_calls": len(predictor.encoder_s), "decoder_calls": len(predictor.decoder_s),
+        "peak_rss_mib": peak_rss_mib(), "hc18": hc18, "hippocampus": hippocampus,
+        "task_tuned_teacher": "not measured: needs a run's exported fine-tuned teacher (box_model/ in its package)",
+    }
+    write_results(results, args.out)
+    print(f"Simulated box labelling, zero-shot LiteMedSAM (ONNX fp32, {args.threads} threads); load "
+          f"{load_before} -> {results['load_average_after']}; encoder {results['encoder_s_median']:.2f} s/slice, "
+          f"decoder {results['decoder_ms_median']:.0f} ms/box (median)")
+    print(f"\nHC18, {hc18['images']} images: Dice by box error")
+    print(f"{'box error':<10}{'mean':>7}{'median':>8}{'min':>7}")
+    for key, values in hc18["dice"].items():
+        print(f"{float(key) * 100:>8.0f}% {values['mean']:>7.3f}{values['median']:>8.3f}{values['min']:>7.3f}")
+    print(f"\nHippocampus, {hippocampus['volumes']} volumes, axis 0")
+    print(f"{'structure':<11}{'error':>6}{'slices':>7}{'slice Dice':>11}{'1-box prop':>11}{'boxes to 0.9':>13}"
+          f"{'reached':>8}{'Dice at end':>12}")
+    for row in hippocampus["table"].values():
+        boxes = f"{row['boxes_to_0.9_median']:.0f}" if row["boxes_to_0.9_median"] is not None else "-"
+        name = {1: "anterior", 2: "posterior"}[row["structure"]]
+        print(f"{name:<11}{row['error'] * 100:>5.0f}%{row['slices_mean']:>7.1f}{row['slice_dice']['mean']:>11.3f}"
+              f"{row['propagated_dice']['mean']:>11.3f}{boxes:>13}{row['reached_0.9']:>5}/{row['volumes']}"
+              f"{row['dice_after_boxes']['mean']:>12.3f}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
