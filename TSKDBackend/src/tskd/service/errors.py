@@ -93,9 +93,10 @@ class ServiceError(Exception):
 
     status = 500
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = dict(headers or {})
         if status is not None:
             self.status = status
 
@@ -144,7 +145,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.message), status_code=exc.status)
+        return JSONResponse(error_body(exc.status, exc.message), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(DownloadError)
     async def _upstream(request: Request, exc: DownloadError) -> JSONResponse:
