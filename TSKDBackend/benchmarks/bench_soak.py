@@ -10,8 +10,8 @@ Against a real ``python -m tskd serve`` on loopback, for a bounded time:
 - one real training job runs (``tskd train``, the ``tiny`` preset shortened like the service
   tests' ``QUICK_TINY_SETTINGS``, on phantoms); a finished job is followed by a new one, an
   interrupted one is resumed;
-- at random moments the server or the job's worker (its whole process group) is killed with
-  SIGKILL; a killed server is restarted on the same port at once.
+- at random moments the server (two times in three) or the job's worker (its whole process group)
+  is killed with SIGKILL; a killed server is restarted on the same port at once.
 
 After every restart, with the uploads paused: every accepted case (201) and every finished model
 is downloaded again and compared with its first download (SHA-256), the workspace holds no
@@ -69,6 +69,10 @@ QUICK_TINY_SETTINGS = {
     "distill": {"train": {"max_steps": 100}},
     "finetune": {"train": {"max_steps": 100}},
 }
+#: ... with a checkpoint every 25 steps (the preset's 50-100), so that a worker killed every minute or
+#: two still gets somewhere: a SIGKILL loses the steps since the last checkpoint
+TRAIN_SETTINGS = {stage: {**section, "train": {**section.get("train", {}), "checkpoint_every": 25}}
+                  if stage != "reference" else section for stage, section in QUICK_TINY_SETTINGS.items()}
 POLLERS, UPLOADERS = 8, 2
 POLL_INTERVAL_S = 0.2
 #: 5xx answers a route declares (502 upstream: foundation downloads; 503 busy: suggestions queue)
@@ -328,7 +332,7 @@ class Soak:
 
     def trainer(self) -> None:
         client = self.client()
-        settings = QUICK_TINY_SETTINGS
+        settings = TRAIN_SETTINGS
         while not self.stop.is_set():
             if self.job_id is None:
                 job = self._call("train", lambda: client.start_job(self.project_id, preset="tiny", settings=settings))
@@ -360,10 +364,10 @@ class Soak:
 
     # -- faults and checks ----------------------------------------------------------------------
     def killer(self) -> None:
-        targets = ["server", "worker"]
+        targets = ["server", "worker", "server"]  # the worker every third time: the job must get somewhere
         turn = 0
         while not self.stop.wait(self.random.uniform(*self.kill_every)):
-            target = targets[turn % 2]
+            target = targets[turn % len(targets)]
             turn += 1
             if target == "worker" and not self._kill_worker():
                 target = "server"
@@ -499,7 +503,7 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"soak of tskd serve, {run['duration_s']:.0f} s; {results['machine']['cpu']} "
           f"({results['machine']['logical_cores']} cores, {results['machine']['ram_gib']} GiB), "
           f"load {results['machine']['load_average_1_5_15min']}")
-    print(f"load: {POLLERS} pollers every {POLL_INTERVAL_S} s, {UPLOADERS} uploaders, 1 training job (tiny, quick)")
+    print(f"load: {POLLERS} pollers every {POLL_INTERVAL_S} s, {UPLOADERS} uploaders, 1 training job (tiny, quick, checkpoint every 25 steps)")
     print(f"{'requests':<28}{run['requests']}")
     for kind, count in run["outcomes"].items():
         print(f"  {kind:<26}{count}")
