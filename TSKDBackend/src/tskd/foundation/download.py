@@ -134,7 +134,7 @@ def download_file(
                 logger.info("%s: another process has just downloaded it", dest.name)
                 return done
         return _download(url, dest, part, expected, timeout_s, retries, backoff_s, progress, should_stop,
-                         opener or urllib.request.urlopen)
+                         opener or urllib.request.urlopen, keep_partial)
 
 
 def _already_there(dest: Path, expected: Expected) -> tuple[str, int] | None:
@@ -152,7 +152,7 @@ def _already_there(dest: Path, expected: Expected) -> tuple[str, int] | None:
 
 def _download(url: str, dest: Path, part: Path, expected: Expected, timeout_s: float, retries: int,
               backoff_s: float, progress: ProgressReporter | None, should_stop: Callable[[], bool] | None,
-              opener: Callable[..., object]) -> tuple[str, int]:
+              opener: Callable[..., object], keep_partial: bool) -> tuple[str, int]:
     attempt = 0
     try:
         while True:
