@@ -13,6 +13,7 @@ import qt
 import slicer
 
 from . import sceneData
+from .pairing import SegmentationPairs
 from .parameterNode import findParameterNode, selections
 from .backend.backendWidget import BackendWidget, makeBackendLogic
 from .install.installWidget import InstallWidget, makeEnvironmentPanelLogic
@@ -45,6 +46,15 @@ class DataSelectors:
         form.addRow("Volume:", self.volumeSelector)
         form.addRow("Segmentation:", self.segmentationSelector)
         form.addRow("Region (optional):", self.roiSelector)
+        # issue 32, item 1: the segmentation follows the volume (the one last used with it, else the newest
+        # made for it, else none: a new one is made when something is written)
+        self.pairs = SegmentationPairs()
+        self.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._onVolumeChanged)
+        self.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
+                                          lambda node: self.pairs.remember(self.volumeNode(), node))
+
+    def _onVolumeChanged(self, volume) -> None:
+        self.segmentationSelector.setCurrentNode(self.pairs.segmentationFor(volume))
 
     @staticmethod
     def _selector(nodeTypes, toolTip: str, addEnabled: bool = False):

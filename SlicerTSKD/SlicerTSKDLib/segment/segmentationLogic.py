@@ -46,6 +46,11 @@ __all__ = [
     "ASK",
     "INSTALLING",
     "ONNX_PROMPT",
+    "NEW_SEGMENTATION",
+    "INTO_SELECTED",
+    "ASK_REPLACE",
+    "outputChoice",
+    "replaceQuestion",
 ]
 
 logger = logging.getLogger(__name__)
@@ -344,6 +349,57 @@ INSTALLING = "installing"  # onnxruntime is being installed: wait (Segment and L
 ONNX_PROMPT = ("Segmenting inside Slicer needs the 'onnxruntime' Python package (about 15 MB), which is not installed. "
                "Install it now?\n\nCancel: the backend segments instead (the image is sent to it).")
 ONNX_FAILED = "onnxruntime could not be installed ({}): the backend segments instead."
+
+
+#: Where a result is written (:func:`outputChoice`).
+NEW_SEGMENTATION = "new"  # a new segmentation made for the volume
+INTO_SELECTED = "selected"  # the selected segmentation (it is the volume's, and the segments written are empty)
+ASK_REPLACE = "ask"  # the selected segmentation is the volume's and holds something there: ask (replaceQuestion)
+
+
+def _labelNames(labels: Sequence[Any]) -> List[str]:
+    return [name for _, name, _ in packageLabels(labels)] if labels else []
+
+
+def _segmentsNamed(segmentationNode: Any, names: Sequence[str]) -> Optional[List[str]]:
+    """The ids of the segments a write of ``names`` replaces (found by name as ``ensureSegments`` does);
+    None: the names are not known (every segment counts)."""
+    if not names:
+        return None
+    wanted = {str(name).strip().lower() for name in names}
+    return [segmentId for segmentId, name, _ in sceneData.segmentList(segmentationNode) if name.strip().lower() in wanted]
+
+
+def outputChoice(volumeNode: Any, segmentationNode: Any, labels: Sequence[Any] = ()) -> Tuple[str, str]:
+    """Where "Segment volume" writes its result (issue 32, item 1): ``(decision, note)``.
+
+    Slicer's import clears the segments it writes, with no undo
+    (``vtkSlicerSegmentationsModuleLogic.cxx`` l. 1804 at HEAD), so a result never goes into a
+    segmentation drawn on another volume (:data:`NEW_SEGMENTATION`, the note says why), and into the
+    volume's own one only when the segments it would replace are empty (:data:`INTO_SELECTED`), else
+    after asking (:data:`ASK_REPLACE`, :func:`replaceQuestion`). ``labels``: the model's labels
+    (``packageLabels`` input); without them every segment counts.
+    """
+    from .. import pairing
+
+    if segmentationNode is None or not pairing.inScene(segmentationNode):
+        return NEW_SEGMENTATION, ""
+    state, whose = pairing.owner(segmentationNode, volumeNode)
+    if state == pairing.OTHER:
+        return NEW_SEGMENTATION, "'{}' belongs to '{}', so the result went into a new segmentation.".format(
+            segmentationNode.GetName(), whose)
+    if pairing.hasContent(segmentationNode, _segmentsNamed(segmentationNode, _labelNames(labels))):
+        return ASK_REPLACE, ""
+    return INTO_SELECTED, ""
+
+
+def replaceQuestion(segmentationNode: Any, labels: Sequence[Any] = ()) -> str:
+    """The question of :data:`ASK_REPLACE`: Yes replaces, No writes into a new segmentation."""
+    names = _labelNames(labels)
+    what = ", ".join(names) if names else "its segments"
+    return ("'{}' already holds {} on this image (your drawing or an earlier result). Replace it with the model's "
+            "result? Slicer cannot undo this.\n\nYes: replace. No: put the result into a new segmentation."
+            .format(segmentationNode.GetName(), what))
 
 
 class SegmentationLogic:

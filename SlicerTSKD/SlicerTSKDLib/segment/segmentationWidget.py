@@ -31,8 +31,10 @@ import vtk
 from .. import sceneData
 from .labelNext import LabelNextLogic
 from .labelNextWidget import LabelNextWidget
-from .segmentationLogic import (ASK, BACKEND, HERE, INSTALLING, ONNX_FAILED, ONNX_PROMPT, LiveSegmentation,
-                                SegmentationLogic, applyLabelsToSegmentation, liveSegmenter, packageLabels, segmentArray)
+from .segmentationLogic import (ASK, ASK_REPLACE, BACKEND, HERE, INSTALLING, INTO_SELECTED, ONNX_FAILED, ONNX_PROMPT,
+                                LiveSegmentation, SegmentationLogic, applyLabelsToSegmentation, liveSegmenter,
+                                outputChoice, packageLabels, replaceQuestion, segmentArray)
+from .. import pairing
 from ..volumeFiles import writeNrrd
 from ..session import SessionState, showError, userMessage
 from ..train.trainingLogic import modelTitle
@@ -234,16 +236,29 @@ class SegmentationWidget:
                 self.statusLabel.text = problem
                 return
             where = self._whereToRun(self.onSegment)
+            if where not in (HERE, BACKEND):
+                return
+            target, note = self._outputFor(volume, model.get("labels") or ())
             if where == HERE:
-                self._segmentHere(str(model["id"]), volume, roi)
-            elif where == BACKEND:
-                self._segmentOnBackend(model, volume, roi)
+                self._segmentHere(str(model["id"]), volume, roi, target=target, note=note)
+            else:
+                self._segmentOnBackend(model, volume, roi, target=target, note=note)
         except Exception as exc:
             showError(exc, self.session)
 
-    def _segmentHere(self, modelId: str, volume, roi) -> None:
+    def _outputFor(self, volume, labels):
+        """The segmentation the result replaces (None: a new one) and a note, asked before anything runs
+        (issue 32, item 1: never another volume's segmentation; the volume's own only if empty or confirmed)."""
+        segmentation = self.data.segmentationNode()
+        decision, note = outputChoice(volume, segmentation, labels)
+        if decision == ASK_REPLACE:
+            replace = slicer.util.confirmYesNoDisplay(replaceQuestion(segmentation, labels), windowTitle="SlicerTSKD")
+            decision = INTO_SELECTED if replace else None
+        return (segmentation if decision == INTO_SELECTED else None), note
+
+    def _segmentHere(self, modelId: str, volume, roi, target=None, note: str = "") -> None:
         array = sceneData.volumeArrayCopy(volume)
-        client, cache, volumeId = self.session.client, self.cache, volume.GetID()
+        client, cache = self.session.client, self.cache
 
         def work(task):
             if not cache.has(modelId):
@@ -256,13 +271,13 @@ class SegmentationWidget:
             return values, packageLabels(model.package.labels)
 
         self._start("Segmenting '{}' in Slicer...".format(volume.GetName()), work,
-                    lambda result: self._apply(volumeId, result[0], result[1]))
+                    lambda result: self._apply(volume, result[0], result[1], target, note))
 
-    def _segmentOnBackend(self, model: Dict[str, Any], volume, roi) -> None:
+    def _segmentOnBackend(self, model: Dict[str, Any], volume, roi, target=None, note: str = "") -> None:
         client = self.session.requireClient()
         snapshot = sceneData.volumeSnapshot(volume)  # a copy; the file is written in the worker
         folder = self.logic.newPredictionFolder()
-        volumeId, modelId, labels = volume.GetID(), str(model["id"]), packageLabels(model.get("labels") or [])
+        modelId, labels = str(model["id"]), packageLabels(model.get("labels") or [])
 
         def work(task):
             imagePath = writeNrrd(snapshot, os.path.join(folder, "image.nrrd"), cancel=task.isCancelled,
@@ -273,9 +288,11 @@ class SegmentationWidget:
 
         def done(labelPath):
             try:
-                node = slicer.mrmlScene.GetNodeByID(volumeId)
-                values = sceneData.readLabelFile(labelPath, node)
-                self._apply(volumeId, values, labels)
+                if not pairing.inScene(volume):
+                    self.statusLabel.text = "The volume was removed before the result arrived."
+                    return
+                values = sceneData.readLabelFile(labelPath, volume)
+                self._apply(volume, values, labels, target, note)
             finally:
                 self.logic.removeFolder(folder)
 
@@ -323,22 +340,35 @@ class SegmentationWidget:
         elif self.task is not None:
             self.task.cancel()
 
-    def _apply(self, volumeId: str, values: np.ndarray, labels) -> None:
-        volume = slicer.mrmlScene.GetNodeByID(volumeId)
-        if volume is None:
+    def _apply(self, volume, values: np.ndarray, labels, target=None, note: str = "") -> None:
+        """Write a result (GUI thread) into ``target`` (the node chosen at the click; held as an object, not
+        an ID: IDs restart after Close scene), else into a new segmentation made for the volume."""
+        if not pairing.inScene(volume):
             self.statusLabel.text = "The volume was removed before the result arrived."
             return
-        segmentation = self._outputSegmentation(volume)
+        segmentation = target if target is not None and pairing.inScene(target, volume.GetScene()) else None
+        if segmentation is None:
+            segmentation = self._newSegmentation(volume)
         applyLabelsToSegmentation(values, volume, segmentation, labels)
         found = [name for value, name, _ in labels if (values == value).any()]
-        self.statusLabel.text = "Done: {} in '{}'.".format(", ".join(found) or "nothing found", segmentation.GetName())
+        text = "Done: {} in '{}'.".format(", ".join(found) or "nothing found", segmentation.GetName())
+        self.statusLabel.text = text + (" " + note if note else "")
 
-    def _outputSegmentation(self, volume):
-        segmentation = self.data.segmentationNode()
-        if segmentation is None:
-            segmentation = sceneData.newSegmentationFor(volume, volume.GetName() + " TS-KD")
+    def _newSegmentation(self, volume):
+        """A new segmentation for ``volume``, selected (and so remembered as the volume's)."""
+        segmentation = sceneData.newSegmentationFor(volume, volume.GetName() + " TS-KD")
+        if self.data.volumeNode() is volume:
             self.data.segmentationSelector.setCurrentNode(segmentation)
         return segmentation
+
+    def _liveOutput(self, volume):
+        """Live mode writes into the selected segmentation when it is the volume's (its own voxels are
+        protected by :class:`LiveSegmentation`), never into another volume's (a new one instead)."""
+        segmentation = self.data.segmentationNode()
+        if segmentation is not None and pairing.inScene(segmentation) \
+                and pairing.owner(segmentation, volume)[0] != pairing.OTHER:
+            return segmentation
+        return self._newSegmentation(volume)
 
     # ------------------------------------------------------------------ live
     def onLiveToggled(self, checked: bool) -> None:
@@ -353,7 +383,6 @@ class SegmentationWidget:
                 self.statusLabel.text = "Live mode needs a model, a volume and onnxruntime inside Slicer."
             return
         modelId, client, cache = str(model["id"]), self.session.client, self.cache
-        volumeId = volume.GetID()
         array = sceneData.volumeArrayCopy(volume)  # the statistics are computed from it in the worker
 
         def load():
@@ -368,9 +397,9 @@ class SegmentationWidget:
                 volumeNow = self.data.volumeNode()
                 if volumeNow is None or not self.liveCheck.checked:
                     return
-                if volumeNow.GetID() != volumeId:
+                if not pairing.sameNode(volumeNow, volume):
                     return
-                self.live = LiveSegmentation(loaded, volumeNow, self._outputSegmentation(volumeNow),
+                self.live = LiveSegmentation(loaded, volumeNow, self._liveOutput(volumeNow),
                                              packageLabels(loaded.package.labels), segmenter=segmenter)
                 self._observe()
                 self._segmentLiveSlice()

@@ -322,6 +322,16 @@ class ProjectLogic:
         return name, prepareTrainingCase(volumeNode, segmentationNode, project.get("labels", []))
 
     @staticmethod
+    def pairingQuestion(volumeNode: Any, segmentationNode: Any) -> Optional[str]:
+        """What to ask before exporting a segmentation drawn on another volume as this volume's label
+        (issue 32, item 1; :func:`SlicerTSKDLib.pairing.ownerText`); None: nothing to ask."""
+        if volumeNode is None or segmentationNode is None:
+            return None
+        from .. import pairing
+
+        return pairing.ownerText(segmentationNode, volumeNode)
+
+    @staticmethod
     def uploadText(name: str, progress: Optional[float]) -> Optional[str]:
         """The status line while a case is written (progress 0..0.5) and uploaded (0.5..1); None when unknown."""
         if progress is None:

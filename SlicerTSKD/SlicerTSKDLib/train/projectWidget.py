@@ -179,6 +179,11 @@ class ProjectWidget:
         segmentationNode = segmentationNode or self.data.segmentationNode()
         try:
             client, project = self.session.requireClient(), self.session.requireProject()
+            question = self.logic.pairingQuestion(volumeNode, segmentationNode)
+            if question is not None and qt.QMessageBox.question(
+                    None, "Add training case", question, qt.QMessageBox.Yes | qt.QMessageBox.No) != qt.QMessageBox.Yes:
+                self.statusLabel.text = "The case was not added."
+                return
             name, case = self.logic.caseToAdd(volumeNode, segmentationNode, project, self.caseNameEdit.text,
                                               self.cases)  # copies; files in the worker
         except Exception as exc:
