@@ -39,6 +39,11 @@ class SlicerTSKDWidget(ScriptedLoadableModuleWidget):
         self.moduleWidget = ModuleWidget(self.layout, os.path.dirname(__file__))
         self.layout.addStretch(1)
 
+    def exit(self):
+        # called when another module is shown (Base/QTGUI/qSlicerScriptedLoadableModuleWidget.cxx l. 66-67, 224-227)
+        if hasattr(self, "moduleWidget"):
+            self.moduleWidget.exit()
+
     def cleanup(self):
         if hasattr(self, "moduleWidget"):
             self.moduleWidget.cleanup()

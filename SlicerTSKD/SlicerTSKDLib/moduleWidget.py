@@ -130,6 +130,10 @@ class ModuleWidget:
         self.segmentationWidget.modelChosen = lambda modelId: setattr(self.parameters, "modelId", modelId)
         self.trainingWidget.preferredModel = lambda: self.parameters.modelId
 
+    def exit(self) -> None:
+        """The user left the module (``ScriptedLoadableModuleWidget.exit``): live mode stops (issue 32, item 2)."""
+        self.segmentationWidget.exit()
+
     def cleanup(self) -> None:
         """Stop timers, live mode, a set-up in progress and the local backend (module closed or reloaded)."""
         self.pump.stop()

@@ -39,6 +39,8 @@ __all__ = [
     "roiIjkBounds",
     "roiNodeBounds",
     "LiveSegmentation",
+    "LiveWrites",
+    "editorEffectActive",
     "liveSegmenter",
     "SegmentationLogic",
     "HERE",
@@ -264,6 +266,57 @@ def liveSegmenter(model: Any, volume: np.ndarray) -> Any:
     return VolumeSegmenter(model, volume)
 
 
+class LiveWrites:
+    """What live mode wrote into one segmentation, slice by slice (issue 32, item 2).
+
+    A voxel may be written only while it still holds what live mode wrote there last; on a slice
+    live mode never wrote, only empty voxels. So a correction (a voxel painted, erased or given to
+    another segment since) and anything drawn before live mode came to the slice are never
+    overwritten, however often the view comes back. Kept per segmentation by
+    :meth:`SegmentationLogic.liveWrites`, so a restarted live mode still knows.
+    """
+
+    def __init__(self) -> None:
+        self._slices: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
+
+    def merge(self, axis: int, index: int, current: np.ndarray, proposed: np.ndarray) -> Tuple[np.ndarray, int]:
+        """The slice's new content (``proposed`` where live mode may write, ``current`` elsewhere) and how
+        many voxels were kept for the user; remembers what was written."""
+        entry = self._slices.get((axis, index))
+        if entry is None or entry[0].shape != current.shape:
+            free = current == 0
+        else:
+            owned, written = entry
+            free = owned & (current == written)
+        result = np.where(free, proposed, current).astype(current.dtype, copy=False)
+        self._slices[(axis, index)] = (free, result.copy())
+        kept = int(np.count_nonzero(~free & (current != proposed)))
+        return result, kept
+
+    def forget(self) -> None:
+        """The segments were replaced as a whole (Segment volume): nothing of this log holds any more."""
+        self._slices.clear()
+
+
+def editorEffectActive(scene: Any, segmentationNode: Any) -> Optional[str]:
+    """The name of a Segment Editor effect that is active on ``segmentationNode`` (None: none).
+
+    The Segment Editor keeps its state in a ``vtkMRMLSegmentEditorNode`` (``ActiveEffectName``,
+    ``GetSegmentationNode()``: ``Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h``
+    l. 110-124; ``qMRMLSegmentEditorWidget::setActiveEffect`` sets it, ``qMRMLSegmentEditorWidget.cxx``
+    l. 1020), so an effect chosen in any editor shows here.
+    """
+    from .. import pairing
+
+    nodes = scene.GetNodesByClass("vtkMRMLSegmentEditorNode")
+    for index in range(nodes.GetNumberOfItems()):
+        editor = nodes.GetItemAsObject(index)
+        name = editor.GetActiveEffectName()
+        if name and pairing.sameNode(editor.GetSegmentationNode(), segmentationNode):
+            return str(name)
+    return None
+
+
 class LiveSegmentation:
     """Live mode for one volume, model and segmentation (GUI thread; one model call per slice).
 
@@ -278,7 +331,11 @@ class LiveSegmentation:
     """
 
     def __init__(self, model: Any, volumeNode: Any, segmentationNode: Any,
-                 labels: Sequence[Tuple[int, str, Sequence[float]]], segmenter: Any = None) -> None:
+                 labels: Sequence[Tuple[int, str, Sequence[float]]], segmenter: Any = None,
+                 writes: Optional[LiveWrites] = None, beforeWrite: Optional[Callable[[], None]] = None) -> None:
+        self.writes = writes if writes is not None else LiveWrites()
+        self.beforeWrite = beforeWrite  # e.g. the Segment Editor's saveStateForUndo (Slicer only)
+        self.kept = 0  # voxels of the last slice left as the user had them
         self.model = model
         self.volumeNode = volumeNode
         self.segmentationNode = segmentationNode
@@ -319,10 +376,14 @@ class LiveSegmentation:
         where = [slice(None)] * 3
         where[self.axis] = index
         view = target[tuple(where)]
-        ours = (view > 0) & (view <= len(self.segmentIds))
-        view[ours] = 0  # the previous result of this slice; other segments' voxels stay
-        view[indices > 0] = indices[indices > 0]
-        sceneData.labelmapModified(self.segmentationNode, self.segmentIds)
+        # only voxels live mode wrote last (or empty ones of a slice it never wrote) change: corrections,
+        # earlier drawings and other segments' voxels stay (issue 32, item 2)
+        result, self.kept = self.writes.merge(self.axis, index, view, indices.astype(view.dtype, copy=False))
+        if not np.array_equal(result, view):
+            if self.beforeWrite is not None:
+                self.beforeWrite()
+            view[...] = result
+            sceneData.labelmapModified(self.segmentationNode, self.segmentIds)
         self.lastIndex = index
         return values
 
@@ -430,6 +491,7 @@ class SegmentationLogic:
         self.installProgress = Signal("fraction")
         self.installFinished = Signal("ok", "message")
         self._folders: List[str] = []
+        self._liveWrites: List[Tuple[Any, LiveWrites]] = []
         if installer is not None:
             installer.progress.connect(self.installProgress.emit)
             installer.finished.connect(self._onInstalled)
@@ -465,6 +527,18 @@ class SegmentationLogic:
             return BACKEND
         self.installer.start()  # ignored when one is already running
         return INSTALLING
+
+    def liveWrites(self, segmentationNode: Any) -> LiveWrites:
+        """The :class:`LiveWrites` of ``segmentationNode`` (one per node object, kept while the module lives)."""
+        from .. import pairing
+
+        self._liveWrites = [(node, log) for node, log in self._liveWrites if pairing.inScene(node)]
+        for node, log in self._liveWrites:
+            if pairing.sameNode(node, segmentationNode):
+                return log
+        log = LiveWrites()
+        self._liveWrites.append((segmentationNode, log))
+        return log
 
     def cancelInstall(self) -> None:
         if self.installing():

@@ -32,7 +32,8 @@ from .. import sceneData
 from .labelNext import LabelNextLogic
 from .labelNextWidget import LabelNextWidget
 from .segmentationLogic import (ASK, ASK_REPLACE, BACKEND, HERE, INSTALLING, INTO_SELECTED, ONNX_FAILED, ONNX_PROMPT,
-                                LiveSegmentation, SegmentationLogic, applyLabelsToSegmentation, liveSegmenter,
+                                LiveSegmentation, SegmentationLogic, applyLabelsToSegmentation, editorEffectActive,
+                                liveSegmenter,
                                 outputChoice, packageLabels, replaceQuestion, segmentArray)
 from .. import pairing
 from ..volumeFiles import writeNrrd
@@ -103,6 +104,7 @@ class SegmentationWidget:
         self.modelChosen = lambda modelId: None
         self._sliceNode = None
         self._observer = None
+        self._editorObservers: List[Any] = []
         self.debounce = qt.QTimer()
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(_DEBOUNCE_MS)
@@ -350,6 +352,7 @@ class SegmentationWidget:
         if segmentation is None:
             segmentation = self._newSegmentation(volume)
         applyLabelsToSegmentation(values, volume, segmentation, labels)
+        self.logic.liveWrites(segmentation).forget()  # replaced as a whole: live mode's log no longer holds
         found = [name for value, name, _ in labels if (values == value).any()]
         text = "Done: {} in '{}'.".format(", ".join(found) or "nothing found", segmentation.GetName())
         self.statusLabel.text = text + (" " + note if note else "")
@@ -399,9 +402,13 @@ class SegmentationWidget:
                     return
                 if not pairing.sameNode(volumeNow, volume):
                     return
-                self.live = LiveSegmentation(loaded, volumeNow, self._liveOutput(volumeNow),
-                                             packageLabels(loaded.package.labels), segmenter=segmenter)
+                output = self._liveOutput(volumeNow)
+                self.live = LiveSegmentation(loaded, volumeNow, output, packageLabels(loaded.package.labels),
+                                             segmenter=segmenter, writes=self.logic.liveWrites(output),
+                                             beforeWrite=lambda: _saveEditorUndoState(output))
                 self._observe()
+                if self._stopLiveForEditor():
+                    return
                 self._segmentLiveSlice()
             except Exception as exc:
                 self._stopLive()
@@ -431,6 +438,32 @@ class SegmentationWidget:
         self._sliceNode = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
         if self._sliceNode is not None:
             self._observer = self._sliceNode.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: self.debounce.start())
+        # a Segment Editor effect chosen on this segmentation stops live mode (issue 32, item 2)
+        scene = slicer.mrmlScene
+        self._editorObservers = [(scene, scene.AddObserver(scene.NodeAddedEvent, self._onEditorNodes))]
+        self._onEditorNodes()
+
+    def _onEditorNodes(self, *args) -> None:
+        scene = slicer.mrmlScene
+        watched = [node for node, _ in self._editorObservers[1:]]
+        nodes = scene.GetNodesByClass("vtkMRMLSegmentEditorNode")
+        for index in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(index)
+            if not any(node is other for other in watched):
+                self._editorObservers.append((node, node.AddObserver(vtk.vtkCommand.ModifiedEvent,
+                                                                     lambda caller, event: self._stopLiveForEditor())))
+        self._stopLiveForEditor()
+
+    def _stopLiveForEditor(self) -> bool:
+        if self.live is None:
+            return False
+        effect = editorEffectActive(slicer.mrmlScene, self.live.segmentationNode)
+        if effect is None:
+            return False
+        self._stopLive()
+        self.statusLabel.text = ("Live mode stopped: the Segment Editor's '{}' effect is active on this segmentation. "
+                                 "Your corrections are kept; tick Live again to continue.".format(effect))
+        return True
 
     def _segmentLiveSlice(self) -> None:
         if self.live is None or self._sliceNode is None:
@@ -448,13 +481,18 @@ class SegmentationWidget:
             self.statusLabel.text = ("Live: the red view is not aligned with the volume's slices along {}: align it "
                                      "('Rotate to volume plane' in the view's menu) to segment them.".format(axis))
         else:
-            self.statusLabel.text = "Live: slice {} segmented.".format(index)
+            kept = self.live.kept
+            self.statusLabel.text = "Live: slice {} segmented{}.".format(
+                index, " ({} voxel(s) you changed or drew were kept)".format(kept) if kept else "")
 
     def _stopLive(self) -> None:
         self.debounce.stop()
         if self._sliceNode is not None and self._observer is not None:
             self._sliceNode.RemoveObserver(self._observer)
         self._sliceNode = self._observer = None
+        for node, tag in self._editorObservers:
+            node.RemoveObserver(tag)
+        self._editorObservers = []
         self.live = None
         self._uncheckLive()
 
@@ -467,6 +505,13 @@ class SegmentationWidget:
         self.liveCheck.enabled = self._model() is not None and not installing
         self.addCorrectedButton.enabled = self.session.project is not None
 
+    def exit(self) -> None:
+        """The module is left (e.g. for the Segment Editor): live mode stops, so it never writes while the user
+        corrects elsewhere (issue 32, item 2)."""
+        if self.live is not None or self.liveCheck.checked:
+            self._stopLive()
+            self.statusLabel.text = "Live mode stopped when the module was left; tick Live again to continue."
+
     def cleanup(self) -> None:
         self._stopLive()
         self.labelNext.cleanup()
@@ -474,3 +519,24 @@ class SegmentationWidget:
         if self.task is not None:
             self.task.cancel()
         self.logic.cleanup()
+
+
+def _saveEditorUndoState(segmentationNode) -> None:
+    """Before live mode writes: an undo step in the Segment Editor when it edits this segmentation
+    (``qMRMLSegmentEditorWidget::saveStateForUndo``, a public slot in v5.6.2 l. 312 and HEAD l. 325 of
+    ``Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h``; the module's widget is
+    ``SegmentEditor.py``'s ``self.editor``). Only when a Segment Editor node already edits this segmentation
+    (the editor's widget made it), so the Segment Editor's widget is never created for this."""
+    try:
+        nodes = slicer.mrmlScene.GetNodesByClass("vtkMRMLSegmentEditorNode")
+        if not any(pairing.sameNode(nodes.GetItemAsObject(n).GetSegmentationNode(), segmentationNode)
+                   for n in range(nodes.GetNumberOfItems())):
+            return
+        module = getattr(slicer.modules, "segmenteditor", None)
+        if module is None:
+            return
+        editor = module.widgetRepresentation().self().editor
+        if editor is not None and pairing.sameNode(editor.segmentationNode(), segmentationNode):
+            editor.saveStateForUndo()
+    except Exception:
+        logger.debug("no Segment Editor undo step", exc_info=True)
