@@ -26,6 +26,9 @@ __all__ = [
     "ijkToRasArray",
     "ijkToWorldArray",
     "volumeArrayCopy",
+    "isColourVolume",
+    "colourNote",
+    "LUMINANCE_WEIGHTS",
     "segmentList",
     "ensureSegments",
     "exportSegmentsAsIndexArray",
@@ -104,20 +107,53 @@ def ijkToWorldArray(volumeNode: Any) -> np.ndarray:
     return arrayFromMatrix(toWorld) @ ijkToRas
 
 
+#: RGB(A) to grey as ``vtkImageLuminance`` and Slicer's "Vector to Scalar Volume" module do it
+#: (``Modules/Scripted/VectorToScalarVolume/VectorToScalarVolume.py`` l. 70, 89: 0.30 R + 0.59 G + 0.11 B).
+LUMINANCE_WEIGHTS = (0.30, 0.59, 0.11)
+
+
+def isColourVolume(volumeNode: Any) -> bool:
+    """Whether the volume holds RGB or RGBA voxels (a ``vtkMRMLVectorVolumeNode``, e.g. an ultrasound PNG/JPEG:
+    it derives from ``vtkMRMLScalarVolumeNode`` through ``vtkMRMLTensorVolumeNode``, ``Libs/MRML/Core/
+    vtkMRMLVectorVolumeNode.h`` l. 25, ``vtkMRMLTensorVolumeNode.h`` l. 34, so scalar-volume selectors offer it)."""
+    image = volumeNode.GetImageData() if volumeNode is not None else None
+    return image is not None and image.GetNumberOfScalarComponents() in (3, 4)
+
+
+def colourNote(volumeNode: Any) -> str:
+    """What the panels add to their status for a colour volume (empty for a grey one)."""
+    if volumeNode is None or not isColourVolume(volumeNode):
+        return ""
+    return "'{}' is a colour image: its brightness (luminance) is used.".format(volumeNode.GetName())
+
+
 def volumeArrayCopy(volumeNode: Any) -> np.ndarray:
     """A copy of the volume's voxels ``(k, j, i)``, safe to hand to a worker thread.
 
+    A colour (RGB/RGBA) volume gives its luminance (:data:`LUMINANCE_WEIGHTS`, float32; issue 32,
+    item 3); a one-component vector volume its one component.
+
     Raises:
-        SceneError: the node has no image data or is not a scalar volume.
+        SceneError: the node has no image data, or several components that are not a colour.
     """
     import slicer
 
     if volumeNode is None or volumeNode.GetImageData() is None:
         raise SceneError("Select a volume that has image data.")
     try:
-        return np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
+        array = np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
     except RuntimeError:
         raise SceneError("'{}' is not a scalar volume: choose a grey-level image.".format(volumeNode.GetName())) from None
+    if array.ndim == 4:
+        components = array.shape[3]
+        if components == 1:
+            return np.ascontiguousarray(array[..., 0])
+        if components in (3, 4):
+            rgb = array[..., :3].astype(np.float32)
+            return np.ascontiguousarray(rgb @ np.asarray(LUMINANCE_WEIGHTS, dtype=np.float32))
+        raise SceneError("'{}' has {} values per voxel (a tensor or diffusion image): choose a grey-level or colour "
+                         "image.".format(volumeNode.GetName(), components))
+    return array
 
 
 def segmentList(segmentationNode: Any) -> List[Tuple[str, str, Tuple[float, float, float]]]:
@@ -185,7 +221,11 @@ def _temporaryLabelmapNode(volumeNode: Any) -> Any:
 
 #: The volume selector's settings: scalar volumes without their label map subclass
 #: (``vtkMRMLLabelMapVolumeNode`` is a ``vtkMRMLScalarVolumeNode``; ``qMRMLNodeComboBox.hideChildNodeTypes``).
-VOLUME_SELECTOR = {"nodeTypes": ["vtkMRMLScalarVolumeNode"], "hideChildNodeTypes": ["vtkMRMLLabelMapVolumeNode"]}
+#: Diffusion images are hidden too (many values per voxel; ``qMRMLSortFilterProxyModel.cxx`` l. 283-288 hides
+#: every node that ``IsA`` one of these); colour (vector) volumes stay: their luminance is used.
+VOLUME_SELECTOR = {"nodeTypes": ["vtkMRMLScalarVolumeNode"],
+                   "hideChildNodeTypes": ["vtkMRMLLabelMapVolumeNode", "vtkMRMLDiffusionWeightedVolumeNode",
+                                          "vtkMRMLDiffusionImageVolumeNode"]}
 
 
 def newSegmentationFor(volumeNode: Any, name: str) -> Any:

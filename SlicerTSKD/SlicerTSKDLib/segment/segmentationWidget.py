@@ -355,7 +355,8 @@ class SegmentationWidget:
         self.logic.liveWrites(segmentation).forget()  # replaced as a whole: live mode's log no longer holds
         found = [name for value, name, _ in labels if (values == value).any()]
         text = "Done: {} in '{}'.".format(", ".join(found) or "nothing found", segmentation.GetName())
-        self.statusLabel.text = text + (" " + note if note else "")
+        notes = [part for part in (note, sceneData.colourNote(volume)) if part]
+        self.statusLabel.text = " ".join([text] + notes)
 
     def _newSegmentation(self, volume):
         """A new segmentation for ``volume``, selected (and so remembered as the volume's)."""

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional
 import ctk
 import qt
 
+from .. import sceneData
 from .projectLogic import ProjectLogic, caseRows, projectTitle, writeAndUploadTrainingCase
 from ..session import SessionState, showError
 
@@ -191,10 +192,11 @@ class ProjectWidget:
             return
         self.statusLabel.text = "Writing and uploading '{}'...".format(name)
         self.addCaseButton.enabled = False
+        note = sceneData.colourNote(volumeNode)
 
         def done(case: Dict[str, Any]) -> None:
             self.progressTimer.stop()
-            self.statusLabel.text = "Added case '{}'.".format(case.get("name", name))
+            self.statusLabel.text = "Added case '{}'.".format(case.get("name", name)) + (" " + note if note else "")
             self.caseNameEdit.text = ""
             self.session.casesChanged.emit()
 
