@@ -181,3 +181,22 @@ def test_adding_another_volumes_segmentation_as_a_case_asks_first(monkeypatch, s
     widget.addCase(a, segA)  # its own segmentation: no question
     pumpUntil(session)
     assert Client.uploads == ["B", "A"] and qt.QMessageBox.replies == []
+
+
+def test_a_corrected_case_goes_back_to_its_own_case(slicerScene):
+    """Issue 32, item 4: "Add corrected result as a training case" on a volume that is a case of the project
+    (tagged when downloaded or uploaded) replaces that case instead of adding ``<case>_2``; a typed name or an
+    untagged volume still gives a new, unique case."""
+    from SlicerTSKDLib.train.projectLogic import ProjectLogic, caseOf, tagCase
+
+    volume, segmentation, _ = addPhantomToScene(slicerScene, "3: AX T1", seed=1)
+    project = {"id": "p1", "labels": LABELS}
+    cases = [{"name": "3_AX_T1", "labelled": False}]
+    name, _, replace = ProjectLogic.caseToAdd(volume, segmentation, project, "", cases)
+    assert (name, replace) == ("3_AX_T1_2", False)  # not known as that case: a new one
+    tagCase(volume, "p1", "3_AX_T1")
+    assert caseOf(volume, "p1") == "3_AX_T1" and caseOf(volume, "p2") is None
+    name, data, replace = ProjectLogic.caseToAdd(volume, segmentation, project, "", cases)
+    assert (name, replace) == ("3_AX_T1", True) and data.label.array.any()
+    assert ProjectLogic.caseToAdd(volume, segmentation, project, "other", cases)[::2] == ("other", False)
+    assert ProjectLogic.caseToAdd(volume, segmentation, {"id": "p2", "labels": LABELS}, "", cases)[::2] == ("3_AX_T1_2", False)

@@ -40,6 +40,10 @@ __all__ = [
     "caseRows",
     "projectTitle",
     "TrainingCaseData",
+    "CASE_ATTRIBUTE",
+    "PROJECT_ATTRIBUTE",
+    "tagCase",
+    "caseOf",
     "prepareTrainingCase",
     "writeTrainingCase",
     "writeAndUploadTrainingCase",
@@ -138,6 +142,24 @@ def projectTitle(project: Dict[str, Any]) -> str:
     if cases is None:
         return str(project.get("name", "?"))
     return "{} ({} case{}, {} labelled)".format(project.get("name", "?"), cases, "" if cases == 1 else "s", labelled or 0)
+
+
+#: Attributes of a volume node that is a case of a project (set when it is downloaded from or uploaded to it)
+CASE_ATTRIBUTE = "SlicerTSKD.Case"
+PROJECT_ATTRIBUTE = "SlicerTSKD.Project"
+
+
+def tagCase(volumeNode: Any, projectId: str, caseName: str) -> None:
+    """Mark ``volumeNode`` as the case ``caseName`` of the project (MRML node attributes: saved with the scene)."""
+    volumeNode.SetAttribute(PROJECT_ATTRIBUTE, str(projectId))
+    volumeNode.SetAttribute(CASE_ATTRIBUTE, str(caseName))
+
+
+def caseOf(volumeNode: Any, projectId: str) -> Optional[str]:
+    """The case of project ``projectId`` that ``volumeNode`` is (None: not tagged for that project)."""
+    if volumeNode is None or volumeNode.GetAttribute(PROJECT_ATTRIBUTE) != str(projectId):
+        return None
+    return volumeNode.GetAttribute(CASE_ATTRIBUTE) or None
 
 
 class TrainingCaseData:
@@ -307,9 +329,15 @@ class ProjectLogic:
     # ----------------------------------------------------------------- cases
     @staticmethod
     def caseToAdd(volumeNode: Any, segmentationNode: Any, project: Dict[str, Any], typedName: str,
-                  cases: Sequence[Dict[str, Any]]) -> Tuple[str, TrainingCaseData]:
-        """The new case's name (typed, else the volume's; made safe and unique in the project) and its
-        data copied from the scene (GUI thread; the files are written in the worker).
+                  cases: Sequence[Dict[str, Any]]) -> Tuple[str, TrainingCaseData, bool]:
+        """The case's name, its data copied from the scene (GUI thread; the files are written in the
+        worker) and whether it replaces a case of the project.
+
+        A volume that is a case of this project (tagged when it was downloaded from or uploaded to it:
+        :func:`caseOf`) goes back to that same case, replacing it (issue 32, item 4: a corrected
+        suggestion labels the case that was suggested instead of adding ``<case>_2`` beside it). A
+        typed name, or a volume the project does not have, gives a new case (typed, else the volume's
+        name; made safe and unique in the project).
 
         Raises:
             ProjectProblem: nothing selected, segments that are not the project's labels, nothing labelled.
@@ -317,9 +345,14 @@ class ProjectLogic:
         """
         if volumeNode is None or segmentationNode is None:
             raise ProjectProblem(NO_CASE_SELECTION)
-        name = uniqueCaseName(str(typedName or "").strip() or volumeNode.GetName(),
-                              [str(case.get("name")) for case in cases])
-        return name, prepareTrainingCase(volumeNode, segmentationNode, project.get("labels", []))
+        typed = str(typedName or "").strip()
+        names = [str(case.get("name")) for case in cases]
+        existing = caseOf(volumeNode, str(project.get("id", "")))
+        if not typed and existing is not None and existing in names:
+            name, replace = existing, True
+        else:
+            name, replace = uniqueCaseName(typed or volumeNode.GetName(), names), False
+        return name, prepareTrainingCase(volumeNode, segmentationNode, project.get("labels", [])), replace
 
     @staticmethod
     def pairingQuestion(volumeNode: Any, segmentationNode: Any) -> Optional[str]:

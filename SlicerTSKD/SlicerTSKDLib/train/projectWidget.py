@@ -18,7 +18,7 @@ import ctk
 import qt
 
 from .. import sceneData
-from .projectLogic import ProjectLogic, caseRows, projectTitle, writeAndUploadTrainingCase
+from .projectLogic import ProjectLogic, caseRows, projectTitle, tagCase, writeAndUploadTrainingCase
 from ..session import SessionState, showError
 
 __all__ = ["ProjectWidget"]
@@ -185,8 +185,8 @@ class ProjectWidget:
                     None, "Add training case", question, qt.QMessageBox.Yes | qt.QMessageBox.No) != qt.QMessageBox.Yes:
                 self.statusLabel.text = "The case was not added."
                 return
-            name, case = self.logic.caseToAdd(volumeNode, segmentationNode, project, self.caseNameEdit.text,
-                                              self.cases)  # copies; files in the worker
+            name, case, replace = self.logic.caseToAdd(volumeNode, segmentationNode, project, self.caseNameEdit.text,
+                                                       self.cases)  # copies; files in the worker
         except Exception as exc:
             showError(exc, self.session)
             return
@@ -194,9 +194,13 @@ class ProjectWidget:
         self.addCaseButton.enabled = False
         note = sceneData.colourNote(volumeNode)
 
+        projectId = str(project["id"])
+
         def done(case: Dict[str, Any]) -> None:
             self.progressTimer.stop()
-            self.statusLabel.text = "Added case '{}'.".format(case.get("name", name)) + (" " + note if note else "")
+            tagCase(volumeNode, projectId, case.get("name", name))  # a later correction replaces this case
+            text = ("Replaced the label of case '{}'." if replace else "Added case '{}'.").format(case.get("name", name))
+            self.statusLabel.text = text + (" " + note if note else "")
             self.caseNameEdit.text = ""
             self.session.casesChanged.emit()
 
@@ -207,8 +211,8 @@ class ProjectWidget:
             showError(exc, self.session)
 
         self._uploadName = name
-        self._uploadTask = self.session.submit("Uploading case", writeAndUploadTrainingCase, client, str(project["id"]),
-                                               name, case, onSuccess=done, onError=failed, passTask=True)
+        self._uploadTask = self.session.submit("Uploading case", writeAndUploadTrainingCase, client, projectId,
+                                               name, case, replace, onSuccess=done, onError=failed, passTask=True)
         self.progressTimer.start()
 
     def _showUploadProgress(self) -> None:
