@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .foundationLogic import NONE, FoundationLogic, FoundationView, WeightsDownload, WeightsImport, downloadCandidates, foundationView
-from .updateLogic import UPDATE_TIP, lineageText, startUpdate, updateProblem, updateSource
+from .updateLogic import (UPDATE_TIP, lineageText, newCaseCount, startUpdate, updateButtonText, updateProblem,
+                          updateSource)
 
 __all__ = [
     "QUALITIES",
@@ -355,6 +356,10 @@ def modelTitle(model: Dict[str, Any], models: Optional[Sequence[Dict[str, Any]]]
     return " - ".join(part for part in parts if part)
 
 
+#: The headline when the backend refuses a start because the project already trains (HTTP 409): the panel
+#: follows that training instead (issue 32, item 5; no API names).
+ALREADY_TRAINING = ("A training of this project is already queued or running: the panel now shows it. Wait for it to "
+                    "finish, or cancel it, before starting another.")
 NO_LABELLED_CASES = ("This project has no labelled case yet: add a volume with its segmentation as a training case "
                      "(panel above), then start training.")
 
@@ -378,6 +383,10 @@ class TrainingLogic:
         self.download: Optional[WeightsDownload] = None
         self.upload: Optional[WeightsImport] = None
         self.models: List[Dict[str, Any]] = []
+        self.cases: Optional[List[Dict[str, Any]]] = None  # the project's cases (None: not listed yet)
+        self.jobs: List[Dict[str, Any]] = []
+        self.starting: Optional[str] = None  # a start, update or resume is on its way (buttons disabled)
+        self.notice: str = ""  # said before the followed job's headline (a refused start) until it finishes
 
     # ------------------------------------------------------------ choosers
     @staticmethod
@@ -404,9 +413,48 @@ class TrainingLogic:
         """Start training (blocking: worker thread): the foundation model choice saved, then the job sent."""
         return FoundationLogic(client).startJob(project, preset or None, base or NONE)
 
-    def updateProblem(self, connected: bool) -> Optional[str]:
+    def updateProblem(self, connected: bool, selectedId: Optional[str] = None) -> Optional[str]:
         """Why *Update the model with the new cases* is disabled (its tooltip), or None."""
-        return updateProblem(connected, self.jobId is not None, self.models)
+        return updateProblem(connected, self.jobId is not None, self.models, self.newCases(selectedId))
+
+    def newCases(self, selectedId: Optional[str] = None) -> Optional[int]:
+        """How many cases are new to the model *Update* continues (None: not known)."""
+        return newCaseCount(self.updateModel(selectedId), self.cases, self.jobs)
+
+    def updateText(self, selectedId: Optional[str] = None) -> str:
+        return updateButtonText(self.newCases(selectedId))
+
+    @staticmethod
+    def listForUpdate(client: Any, projectId: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[Dict[str, Any]]]:
+        """The project's models, cases and jobs (blocking: worker thread): what *Update* needs."""
+        return client.list_models(projectId), client.list_cases(projectId), client.list_jobs(projectId)
+
+    def listed(self, lists: Tuple[Any, Any, Any]) -> None:
+        self.models, self.cases, self.jobs = list(lists[0]), list(lists[1]), list(lists[2])
+
+    # -- one start at a time (issue 32, item 5) --------------------------------------------------
+    def beginStart(self, what: str) -> bool:
+        """A start/update/resume click: False when one is already on its way (a double click sends nothing)."""
+        if self.starting is not None:
+            return False
+        self.starting = what
+        self.notice = ""
+        return True
+
+    def startEnded(self) -> None:
+        self.starting = None
+
+    @staticmethod
+    def mayBeTrainingAlready(exc: BaseException) -> bool:
+        """Whether a refused start may mean the project trains already (HTTP 409; the backend also answers 409
+        for other conflicts, e.g. no labelled case): then the project's jobs tell (:meth:`startRefusal`)."""
+        return getattr(exc, "status", None) == 409
+
+    @staticmethod
+    def startRefusal(jobs: Sequence[Dict[str, Any]]) -> Optional[str]:
+        """After a 409: :data:`ALREADY_TRAINING` when the project has a queued or running job (the panel
+        follows it), else None (the backend's own message is shown). Never names the API."""
+        return ALREADY_TRAINING if activeJob(jobs) is not None else None
 
     updateTip = UPDATE_TIP
 
@@ -426,7 +474,10 @@ class TrainingLogic:
     def forgetJobs(self) -> None:
         """Another project (or none): follow nothing, resume nothing."""
         self.jobId = self.resumeId = None
+        self.notice = ""
         self.models = []
+        self.cases = None
+        self.jobs = []
 
     def jobsListed(self, jobs: Sequence[Dict[str, Any]]) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
         """A project's jobs arrived: ``(job to follow, or None; status to show, or None)``.
@@ -443,8 +494,11 @@ class TrainingLogic:
     def statusArrived(self, status: Dict[str, Any]) -> JobDisplay:
         """What to show for a job's status; a finished job is no longer followed (and may be resumed)."""
         display = jobDisplay(status)
+        if self.notice:
+            display.headline = self.notice + "\n" + display.headline
         if display.finished:
             self.jobId = None
+            self.notice = ""
             self.resumeId = str(status.get("id")) if display.canResume else None
         return display
 
