@@ -37,6 +37,8 @@ __all__ = [
     "BackendInfo",
     "parseVersion",
     "describeConnectionError",
+    "plainBackendMessage",
+    "LOCAL_UPLOAD_LIMIT_MB",
     "checkBackend",
     "freeLocalPort",
     "newToken",
@@ -112,6 +114,34 @@ def parseVersion(text: str) -> Tuple[int, ...]:
     return tuple(numbers)
 
 
+#: Parts of a backend message that speak to programmers: server options (``--max-upload-mb``), request
+#: fields (``replace=true``, ``force: true``), routes (``POST /projects/...``), environment variables.
+_API_WORDS = re.compile(r"(^|\s|\()--[a-z][a-z-]+|\b[a-z_]+=(true|false)\b|\b[a-z_]+: ?(true|false)\b|"
+                        r"\b(GET|POST|PUT|PATCH|DELETE) /|\$[A-Z_]{3,}|\b[a-z]+_[a-z_]+=")
+_LIMIT = re.compile(r"limit of ([0-9.]+) ?MB")
+
+
+def plainBackendMessage(status: Optional[int], message: str) -> str:
+    """A backend refusal in words for clinicians (issue 32, item 12): never a server option or request field.
+
+    The backend's messages say what is wrong, then how to fix it in API terms after a ``;``
+    ("... already; send replace=true to replace it"): the API parts are dropped (the first part always
+    stays). A file over the upload limit (413) gets its own sentence.
+    """
+    text = str(message or "").strip()
+    if status == 413:
+        found = _LIMIT.search(text)
+        limit = " ({} MB)".format(found.group(1)) if found else ""
+        return ("The image is larger than the backend accepts{}. The backend this module starts on this computer "
+                "accepts large images; for a shared server, ask the person who runs it to raise its limit."
+                .format(limit))
+    parts = [part.strip() for part in re.split(r";\s+", text) if part.strip()]
+    if not parts:
+        return text
+    kept = [parts[0]] + [part for part in parts[1:] if not _API_WORDS.search(part)]
+    return "; ".join(kept)
+
+
 def describeConnectionError(exc: BaseException, url: str) -> str:
     """A plain-words sentence for a failed call to the backend at ``url``.
 
@@ -137,8 +167,8 @@ def describeConnectionError(exc: BaseException, url: str) -> str:
         return "Cannot reach the backend at {}: {}".format(url, exc.message)
     if isinstance(exc, TSKDClientError):
         if exc.status == 401:
-            return ("The backend at {} refused the token: enter the token the server was started with "
-                    "(tskd serve --token or $TSKD_TOKEN).".format(url))
+            return ("The backend at {} refused the token: enter the token given by the person who runs that "
+                    "server.".format(url))
         if exc.status == 404:
             return ("{} answered, but it is not a SlicerTSKD backend (or one far older than this module): "
                     "check the address.".format(url))
@@ -204,13 +234,22 @@ def defaultWorkspace(environmentRoot: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(environmentRoot)), "workspace")
 
 
+#: Upload limits of the server on this computer, in MiB (issue 32, item 12): the server's own default (512)
+#: is meant for a shared server; a local one receives only this user's images (a whole-body CT in float32
+#: is over 1 GB), and its limit cannot be changed from the panel.
+LOCAL_UPLOAD_LIMIT_MB = 65536
+
+
 def localServeCommand(backendCommand: Sequence[str], workspace: str, port: int) -> List[str]:
-    """``<backend command> serve --workspace W --host 127.0.0.1 --port P`` (the token goes in the environment)."""
+    """``<backend command> serve --workspace W --host 127.0.0.1 --port P --max-upload-mb N --max-image-mb N``
+    (the token goes in the environment)."""
     if not backendCommand:
         raise ValueError("backendCommand must not be empty")
     if not 0 < int(port) < 65536:
         raise ValueError("port must be 1..65535, got {}".format(port))
-    return list(backendCommand) + ["serve", "--workspace", workspace, "--host", "127.0.0.1", "--port", str(int(port))]
+    return list(backendCommand) + ["serve", "--workspace", workspace, "--host", "127.0.0.1", "--port", str(int(port)),
+                                   "--max-upload-mb", str(LOCAL_UPLOAD_LIMIT_MB),
+                                   "--max-image-mb", str(LOCAL_UPLOAD_LIMIT_MB)]
 
 
 _LISTENING = re.compile(r"tskd serve: listening on (\S+)")

@@ -32,7 +32,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .foundationLogic import NONE, FoundationLogic, FoundationView, WeightsDownload, WeightsImport, downloadCandidates, foundationView
+from .foundationLogic import (NONE, FoundationLogic, FoundationView, WeightsDownload, WeightsImport, downloadCandidates,
+                              foundationView, savedChoice)
 from .updateLogic import (UPDATE_TIP, lineageText, newCaseCount, startUpdate, updateButtonText, updateProblem,
                           updateSource)
 
@@ -386,6 +387,7 @@ class TrainingLogic:
         self.cases: Optional[List[Dict[str, Any]]] = None  # the project's cases (None: not listed yet)
         self.jobs: List[Dict[str, Any]] = []
         self.starting: Optional[str] = None  # a start, update or resume is on its way (buttons disabled)
+        self.justAdded: Optional[str] = None  # a foundation model just downloaded or imported (chosen next)
         self.notice: str = ""  # said before the followed job's headline (a refused start) until it finishes
 
     # ------------------------------------------------------------ choosers
@@ -395,9 +397,24 @@ class TrainingLogic:
         return presetChoices(info.presets, info.device) if info is not None else []
 
     def foundation(self, rows: Optional[Sequence[Dict[str, Any]]], project: Optional[Dict[str, Any]]) -> FoundationView:
-        """Keep the backend's checkpoints; the chooser they and the project's saved choice give."""
+        """Keep the backend's checkpoints; the chooser they and the project's saved choice give. A foundation
+        model just downloaded or imported is shown instead of the saved choice (issue 32, item 12: the saved
+        "None" would otherwise stay and be sent with every job): :meth:`choiceToSave` says to save it."""
         self.checkpointRows = list(rows or [])
-        return foundationView(self.checkpointRows, project)
+        view = foundationView(self.checkpointRows, project)
+        values = [choice.value for choice in view.choices]
+        if self.justAdded is not None and self.justAdded in values:
+            view.index = values.index(self.justAdded)
+        return view
+
+    def choiceToSave(self, view: FoundationView, project: Optional[Dict[str, Any]]) -> Optional[str]:
+        """The value to store as the project's choice after :meth:`foundation` showed a model just added
+        (None: nothing to save); asked once."""
+        added, self.justAdded = self.justAdded, None
+        if added is None or project is None or not 0 <= view.index < len(view.choices):
+            return None
+        value = view.choices[view.index].value
+        return value if value == added and savedChoice(project) != value else None
 
     # ---------------------------------------------------------------- jobs
     @staticmethod
@@ -525,11 +542,15 @@ class TrainingLogic:
     def downloadStatus(self, status: Any) -> bool:
         """A download's status arrived; True when it finished (the chooser is listed again)."""
         if status.finished:
+            if status.ok and self.download is not None:
+                self.justAdded = self.download.name
             self.download = None
         return bool(status.finished)
 
-    @staticmethod
-    def importedText(row: Dict[str, Any]) -> str:
+    def importedText(self, row: Dict[str, Any]) -> str:
+        """What the panel says of an imported weights file (it is then chosen: :meth:`foundation`)."""
+        if row.get("name"):
+            self.justAdded = str(row["name"])
         return "Imported {} ({}).".format(row.get("name"), row.get("architecture") or "SAM")
 
     def transferEnded(self) -> None:

@@ -135,6 +135,9 @@ class TrainingWidget:
             self.foundationCombo.addItem(choice.title, choice.value)
             self.foundationCombo.setItemData(self.foundationCombo.count - 1, choice.tooltip, qt.Qt.ToolTipRole)
         self.foundationCombo.setCurrentIndex(view.index)
+        save = self.logic.choiceToSave(view, self.session.project)
+        if save is not None:  # just downloaded or imported: it is the project's choice from now on
+            self.onFoundationChosen(view.index)
         self.foundationNote.visible = view.noneAvailable
         self.downloadButton.visible = view.offerDownload
         if view.downloadText:
