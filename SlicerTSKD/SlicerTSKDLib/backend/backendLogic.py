@@ -50,6 +50,7 @@ __all__ = [
     "NO_ENVIRONMENT",
     "SET_UP_OR_CONNECT",
     "ENTER_ADDRESS",
+    "NOT_ENCRYPTED_DECLINED",
     "STOPPED",
     "STARTING",
     "RUNNING",
@@ -417,6 +418,7 @@ def _probeHealth(url: str, token: str) -> bool:
 
 NO_ENVIRONMENT = "Set up the local backend first (panel above), or connect to a server."
 SET_UP_OR_CONNECT = "Set up the local backend (panel above), or choose 'A server'."
+NOT_ENCRYPTED_DECLINED = "Not connected: the address is not encrypted. Use the server's https:// address."
 ENTER_ADDRESS = "Enter the server's address, like https://server.hospital.org:8443."
 _SETTINGS = "SlicerTSKD/Backend/"
 
@@ -452,6 +454,7 @@ class BackendLogic:
         self.defaultWorkspace = defaultWorkspace
         self.childEnvironment: Dict[str, str] = dict(childEnvironment if childEnvironment is not None else os.environ)
         self.environment: Any = None
+        self._acceptedPlain: set = set()
 
     # -------------------------------------------------------------- settings
     def loadSettings(self) -> BackendSettings:
@@ -509,6 +512,23 @@ class BackendLogic:
             return TSKDClient(url.strip(), token=token.strip() or None), None
         except ValueError:
             return None, ENTER_ADDRESS
+
+    def insecureQuestion(self, url: str) -> Optional[str]:
+        """What to ask before connecting to ``url`` over plain http to another machine (None: nothing to ask,
+        or this address was already accepted in this session). Issue 32, item 11."""
+        from .client import is_unencrypted_remote
+
+        url = url.strip()
+        if not is_unencrypted_remote(url) or url in self._acceptedPlain:
+            return None
+        return ("{} is not encrypted (http://, not https://): the patient images you send, the segmentations and "
+                "the access token would cross the network readable by anyone on its path.\n\nUse the https:// "
+                "address of the server if it has one. Connect without encryption only on a private network you "
+                "trust. Connect anyway?".format(url))
+
+    def acceptPlain(self, url: str) -> None:
+        """The user accepted an unencrypted connection to ``url`` (until Slicer closes; never stored)."""
+        self._acceptedPlain.add(url.strip())
 
     def cleanup(self) -> None:
         """The module closes: the server is asked to stop (its training workers keep running)."""

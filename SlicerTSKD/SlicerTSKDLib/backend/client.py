@@ -133,6 +133,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def is_unencrypted_remote(url: str) -> bool:
+    """Whether ``url`` is plain ``http://`` to another machine: images and the token would cross the
+    network unencrypted (issue 32, item 11). Loopback addresses (this computer) are not."""
+    parsed = urllib.parse.urlparse(str(url).strip())
+    return parsed.scheme.lower() == "http" and not _is_loopback((parsed.hostname or "").lower())
+
+
 class TSKDClient:
     """One backend server.
 
