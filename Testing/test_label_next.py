@@ -142,13 +142,13 @@ class FakeClient:
         self.asked.append((projectId, model_id, retry))
         return self.answers.pop(0)
 
-    def upload_case(self, projectId, name, imagePath, labelPath=None, replace=False):
+    def upload_case(self, projectId, name, imagePath, labelPath=None, replace=False, **kwargs):
         from tskd.data.image import read_image
 
         self.uploaded.append((projectId, name, read_image(imagePath).array.shape, labelPath))
         return {"name": name, "labelled": False}
 
-    def download_case_image(self, projectId, name, dest):
+    def download_case_image(self, projectId, name, dest, **kwargs):
         from tskd.data.image import write_image
 
         self.downloaded.append((projectId, name))

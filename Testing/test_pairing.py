@@ -155,7 +155,7 @@ def test_adding_another_volumes_segmentation_as_a_case_asks_first(monkeypatch, s
         server_url = "http://127.0.0.1:9"
         uploads = []
 
-        def upload_case(self, projectId, name, imagePath, labelPath=None, replace=False):
+        def upload_case(self, projectId, name, imagePath, labelPath=None, replace=False, **kwargs):
             self.uploads.append(name)
             return {"name": name, "labelled": True}
 

@@ -113,7 +113,7 @@ def test_model_cache_downloads_once_and_loads_once(tmp_path, studentPackage):
     calls = []
 
     class Client:  # the one method of TSKDClient the cache calls
-        def download_model(self, modelId, dest):
+        def download_model(self, modelId, dest, **kwargs):
             calls.append(modelId)
             with open(archive, "rb") as source, open(dest, "wb") as target:
                 target.write(source.read())

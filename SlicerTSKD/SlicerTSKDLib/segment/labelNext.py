@@ -222,11 +222,13 @@ class LabelNextLogic:
         """Where a downloaded case is kept: ``casesFolder/<project>/<case>.nii.gz``."""
         return os.path.join(self.casesFolder, _safeName(projectId), _safeName(caseName) + ".nii.gz")
 
-    def download(self, client: Any, projectId: str, caseName: str) -> str:
-        """The case's image from the backend (kept: a later click loads the file again without downloading)."""
+    def download(self, task: Any, client: Any, projectId: str, caseName: str) -> str:
+        """Worker-thread task (``passTask=True``): the case's image from the backend (kept: a later click loads
+        the file again without downloading); Cancel stops it at its next chunk, ``task.progress`` follows it."""
         path = self.casePath(projectId, caseName)
         if not os.path.isfile(path):
-            client.download_case_image(projectId, caseName, path)
+            client.download_case_image(projectId, caseName, path, cancel=task.isCancelled,
+                                       progress=_progressInto(task))
         return path
 
     @staticmethod
@@ -245,7 +247,8 @@ class LabelNextLogic:
                                   cancel=task.isCancelled)
         except WriteCancelled:
             raise TaskCancelled("Uploading case") from None
-        return uploadTrainingCase(client, projectId, caseName, imagePath, None)
+        return uploadTrainingCase(client, projectId, caseName, imagePath, None, cancel=task.isCancelled,
+                                  progress=_progressInto(task))
 
     # -- the scene (GUI thread) ----------------------------------------------------------------
     @staticmethod
@@ -328,6 +331,14 @@ class LabelNextLogic:
             return False
         self._predicted.append(volumeNode)
         return not hasSegmentation
+
+
+def _progressInto(task: Any) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        if total:
+            task.progress = min(done / float(total), 1.0)
+
+    return progress
 
 
 def _safeName(text: str) -> str:

@@ -21,6 +21,7 @@ import slicer
 from .. import sceneData
 from ..session import SessionState, showError
 from .labelNext import COMPUTING, POLL_MS, LabelNextLogic, SuggestionRow, answerError, answerMessage, suggestionRows
+from ..backgroundTasks import TaskCancelled
 from ..pairing import ownerText, sameNode
 from ..train.projectLogic import caseOf, prepareTrainingCase, tagCase, writeAndUploadTrainingCase
 
@@ -77,15 +78,26 @@ class LabelNextWidget:
         self.addVolumeButton = qt.QPushButton("Add volume to rank (no label)")
         self.addVolumeButton.toolTip = ("Uploads the selected volume to the project without a label, so that the "
                                         "suggestions rank its slices.")
+        self.cancelButton = qt.QPushButton("Cancel")
+        self.cancelButton.toolTip = "Stop the case's download or upload."
+        self.cancelButton.enabled = False
         row.addWidget(self.refreshButton)
         row.addWidget(self.addVolumeButton)
+        row.addWidget(self.cancelButton)
         layout.addRow(row)
+        self.transfer = None  # the download or upload in progress (Cancel stops it; its percent in the status)
+        self._cancelledTransfer = False
+        self._transferText = ""
+        self.progressTimer = qt.QTimer()
+        self.progressTimer.setInterval(200)
+        self.progressTimer.connect("timeout()", self._showProgress)
         self.statusLabel = qt.QLabel()
         self.statusLabel.wordWrap = True
         layout.addRow(self.statusLabel)
         self.refreshButton.connect("clicked()", lambda: self.refresh())
         self.addVolumeButton.connect("clicked()", self.onAddVolume)
         self.submitButton.connect("clicked()", self.onSubmit)
+        self.cancelButton.connect("clicked()", self.onCancel)
         self.table.connect("cellClicked(int,int)", lambda row, column: self.onRowClicked(row))
         session.projectChanged.connect(lambda project: self._clear())
 
@@ -155,6 +167,7 @@ class LabelNextWidget:
         projectId = str(project["id"])
 
         def done(case: dict) -> None:
+            self._endTransfer()
             tagCase(volume, projectId, case.get("name", name))  # its suggestions lead back to this volume
             self.addVolumeButton.enabled = True
             self.statusLabel.text = ("Added '{}' without a label: Refresh suggestions to rank it."
@@ -162,12 +175,14 @@ class LabelNextWidget:
             self.session.casesChanged.emit()
 
         def failed(exc: BaseException) -> None:
+            self._endTransfer()
             self.addVolumeButton.enabled = True
             self.statusLabel.text = "The volume was not added."
-            showError(exc, self.session)
+            if not self._cancelled(exc):
+                showError(exc, self.session)
 
-        self.session.submit("Uploading case", self.logic.uploadUnlabelled, client, projectId, name, snapshot,
-                            onSuccess=done, onError=failed, passTask=True)
+        self._startTransfer("Uploading '{}'".format(name), "Uploading case", self.logic.uploadUnlabelled, client,
+                            projectId, name, snapshot, onSuccess=done, onError=failed)
 
     # ------------------------------------------------------------------ click
     def onRowClicked(self, index: int) -> None:
@@ -181,10 +196,21 @@ class LabelNextWidget:
                 self._goTo(volume, row)
                 return
             client, projectId = self.session.requireClient(), self._projectId
-            self.statusLabel.text = "Downloading case '{}' from the backend...".format(row.case)
-            self.session.submit("Downloading case", self.logic.download, client, projectId, row.case,
-                                onSuccess=lambda path: self._loaded(path, projectId, row),
-                                onError=lambda exc: showError(exc, self.session))
+            if self.transfer is not None:
+                return  # one transfer at a time (Cancel stops it)
+
+            def failed(exc: BaseException) -> None:
+                self._endTransfer()
+                self.statusLabel.text = "The case '{}' was not downloaded.".format(row.case)
+                if not self._cancelled(exc):
+                    showError(exc, self.session)
+
+            def loaded(path: str) -> None:
+                self._endTransfer()
+                self._loaded(path, projectId, row)
+
+            self._startTransfer("Downloading case '{}' from the backend".format(row.case), "Downloading case",
+                                self.logic.download, client, projectId, row.case, onSuccess=loaded, onError=failed)
         except Exception as exc:
             showError(exc, self.session)
 
@@ -240,6 +266,7 @@ class LabelNextWidget:
         self.statusLabel.text = "Submitting the label of '{}'...".format(case)
 
         def done(result: dict) -> None:
+            self._endTransfer()
             self.submitButton.enabled = True
             self.session.casesChanged.emit()
             self.rows = [row for row in self.rows if row.case != case]
@@ -251,12 +278,44 @@ class LabelNextWidget:
             self.refresh(poll=True)  # the ranking without that case (the backend computes it again)
 
         def failed(exc: BaseException) -> None:
+            self._endTransfer()
             self.submitButton.enabled = True
             self.statusLabel.text = "The label of '{}' was not submitted.".format(case)
-            showError(exc, self.session)
+            if not self._cancelled(exc):
+                showError(exc, self.session)
 
-        self.session.submit("Uploading case", writeAndUploadTrainingCase, client, projectId, case, data, True,
-                            onSuccess=done, onError=failed, passTask=True)
+        self._startTransfer("Submitting the label of '{}'".format(case), "Uploading case", writeAndUploadTrainingCase,
+                            client, projectId, case, data, True, onSuccess=done, onError=failed)
+
+    # -------------------------------------------------------------- transfers
+    def _startTransfer(self, text: str, name: str, function, *args, onSuccess, onError) -> None:
+        """A download or upload with its percent in the status line and Cancel (issue 32, item 10)."""
+        self._transferText = text
+        self._cancelledTransfer = False
+        self.statusLabel.text = text + "..."
+        self.transfer = self.session.submit(name, function, *args, onSuccess=onSuccess, onError=onError, passTask=True)
+        self.cancelButton.enabled = True
+        self.progressTimer.start()
+
+    def _endTransfer(self) -> None:
+        self.transfer = None
+        self.cancelButton.enabled = False
+        self.progressTimer.stop()
+
+    def _showProgress(self) -> None:
+        task = self.transfer
+        if task is not None and task.progress is not None and not task.done:
+            self.statusLabel.text = "{}... {}%".format(self._transferText, int(round(100 * task.progress)))
+
+    def onCancel(self) -> None:
+        if self.transfer is not None:
+            self.transfer.cancel()
+            self._cancelledTransfer = True
+
+    def _cancelled(self, exc: BaseException) -> bool:
+        """The transfer ended because of Cancel (the stopped transfer's own error, or ``TaskCancelled``)."""
+        cancelled, self._cancelledTransfer = self._cancelledTransfer, False
+        return cancelled or isinstance(exc, TaskCancelled)
 
     def _fillTable(self) -> None:
         self.table.setRowCount(len(self.rows))
@@ -266,3 +325,6 @@ class LabelNextWidget:
 
     def cleanup(self) -> None:
         self.pollTimer.stop()
+        self.progressTimer.stop()
+        if self.transfer is not None:
+            self.transfer.cancel()

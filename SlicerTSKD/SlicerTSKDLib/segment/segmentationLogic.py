@@ -88,12 +88,14 @@ class ModelCache:
     def has(self, modelId: str) -> bool:
         return os.path.isfile(self.packagePath(modelId))
 
-    def download(self, client: Any, modelId: str) -> str:
-        """Download the package unless it is cached (blocking: worker thread); returns its path."""
+    def download(self, client: Any, modelId: str, cancel: Optional[Callable[[], bool]] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> str:
+        """Download the package unless it is cached (blocking: worker thread); returns its path. ``cancel``
+        stops it at its next 1 MiB chunk (nothing is kept); ``progress(received, total)`` follows it."""
         path = self.packagePath(modelId)
         if not os.path.isfile(path):
             os.makedirs(self.folder, exist_ok=True)
-            client.download_model(modelId, path)  # written atomically by the client
+            client.download_model(modelId, path, cancel=cancel, progress=progress)  # written atomically by the client
         return path
 
     def model(self, modelId: str) -> Any:

@@ -263,13 +263,16 @@ class SegmentationWidget:
         client, cache = self.session.client, self.cache
 
         def work(task):
-            if not cache.has(modelId):
+            start = 0.0
+            if not cache.has(modelId):  # the student's download: its own share of the bar, and Cancel stops it
                 if client is None:
                     raise RuntimeError("the model is not downloaded and no backend is connected")
-                cache.download(client, modelId)
+                start = 0.3
+                cache.download(client, modelId, cancel=task.isCancelled, progress=lambda done, total: setattr(
+                    task, "progress", start * done / float(total)) if total else None)
             model = cache.model(modelId)
-            values = segmentArray(model, array, roi, cancel=task.isCancelled,
-                                  progress=lambda done, total: setattr(task, "progress", done / float(total)))
+            values = segmentArray(model, array, roi, cancel=task.isCancelled, progress=lambda done, total: setattr(
+                task, "progress", start + (1.0 - start) * done / float(total)))
             return values, packageLabels(model.package.labels)
 
         self._start("Segmenting '{}' in Slicer...".format(volume.GetName()), work,
@@ -284,9 +287,11 @@ class SegmentationWidget:
         def work(task):
             imagePath = writeNrrd(snapshot, os.path.join(folder, "image.nrrd"), cancel=task.isCancelled,
                                   progress=lambda fraction: setattr(task, "progress", 0.2 * fraction))
-            # the backend crops and resizes the ROI like tskd.runtime does here (same result either way)
+            # the backend crops and resizes the ROI like tskd.runtime does here (same result either way);
+            # the bar goes on past the written file: sent (20-60 %), received (60-100 %)
             return client.predict(modelId, imagePath, os.path.join(folder, "label.nrrd"), roi=roi,
-                                  cancel=task.isCancelled)
+                                  cancel=task.isCancelled,
+                                  progress=lambda fraction: setattr(task, "progress", 0.2 + 0.8 * fraction))
 
         def done(labelPath):
             try:

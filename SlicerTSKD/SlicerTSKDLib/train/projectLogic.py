@@ -245,19 +245,33 @@ def writeAndUploadTrainingCase(task: Any, client: TSKDClient, projectId: str, ca
     except WriteCancelled:
         raise TaskCancelled("Uploading case") from None
     task.progress = 0.5
-    result = uploadTrainingCase(client, projectId, caseName, imagePath, labelPath, replace=replace)
+    result = uploadTrainingCase(client, projectId, caseName, imagePath, labelPath, replace=replace,
+                                cancel=task.isCancelled, progress=_uploadProgress(task, 0.5, 1.0))
     task.progress = 1.0
     return result
 
 
+def _uploadProgress(task: Any, start: float, end: float) -> Callable[[int, int], None]:
+    """``progress(sent, total)`` of a transfer mapped onto ``task.progress`` from ``start`` to ``end``."""
+
+    def progress(done: int, total: int) -> None:
+        if total:
+            task.progress = start + (end - start) * min(done / float(total), 1.0)
+
+    return progress
+
+
 def uploadTrainingCase(client: TSKDClient, projectId: str, caseName: str, imagePath: str, labelPath: Optional[str],
-                       replace: bool = False, removeFiles: bool = True) -> Dict[str, Any]:
+                       replace: bool = False, removeFiles: bool = True, cancel: Optional[Callable[[], bool]] = None,
+                       progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
     """Upload a case written by :func:`exportTrainingCase` (blocking: call it from a worker thread).
 
     The files' folder is removed afterwards when ``removeFiles`` is true (whatever the outcome).
+    ``cancel`` stops the upload at its next 1 MiB chunk; ``progress(sent, total)`` follows it.
     """
     try:
-        return client.upload_case(projectId, safeCaseName(caseName), imagePath, labelPath, replace=replace)
+        return client.upload_case(projectId, safeCaseName(caseName), imagePath, labelPath, replace=replace,
+                                  cancel=cancel, progress=progress)
     finally:
         if removeFiles:
             shutil.rmtree(os.path.dirname(os.path.abspath(imagePath)), ignore_errors=True)

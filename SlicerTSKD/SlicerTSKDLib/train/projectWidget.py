@@ -19,6 +19,7 @@ import qt
 
 from .. import sceneData
 from .projectLogic import ProjectLogic, caseRows, projectTitle, tagCase, writeAndUploadTrainingCase
+from ..backgroundTasks import TaskCancelled
 from ..session import SessionState, showError
 
 __all__ = ["ProjectWidget"]
@@ -75,9 +76,12 @@ class ProjectWidget:
         self.addCaseButton = qt.QPushButton("Add as training case")
         self.addCaseButton.toolTip = ("Uploads the selected volume and its segmentation (on the volume's grid) to the "
                                       "project. Segment names must be the project's labels.")
+        self.cancelUploadButton = qt.QPushButton("Cancel")
+        self.cancelUploadButton.toolTip = "Stop writing or uploading the case (nothing is added)."
         row = qt.QHBoxLayout()
         row.addWidget(self.caseNameEdit, 1)
         row.addWidget(self.addCaseButton)
+        row.addWidget(self.cancelUploadButton)
         form.addRow(row)
 
         self.caseTable = qt.QTableWidget()
@@ -102,6 +106,7 @@ class ProjectWidget:
         self.newProjectButton.connect("clicked()", self.onNewProject)
         self.projectCombo.connect("currentIndexChanged(int)", self._onProjectChosen)
         self.addCaseButton.connect("clicked()", lambda: self.addCase())
+        self.cancelUploadButton.connect("clicked()", self.onCancelUpload)
         self.refreshCasesButton.connect("clicked()", self.refreshCases)
         self.deleteCaseButton.connect("clicked()", self.onDeleteCase)
 
@@ -206,14 +211,24 @@ class ProjectWidget:
 
         def failed(exc: BaseException) -> None:
             self.progressTimer.stop()
-            self.statusLabel.text = "The case was not added."
             self._updateButtons()
+            if isinstance(exc, TaskCancelled) or self._uploadTask.isCancelled():  # the user's Cancel: no error box
+                self.statusLabel.text = "Cancelled."
+                self.session.casesChanged.emit()  # the list shows whether the backend had received it all
+                return
+            self.statusLabel.text = "The case was not added."
             showError(exc, self.session)
 
         self._uploadName = name
         self._uploadTask = self.session.submit("Uploading case", writeAndUploadTrainingCase, client, projectId,
                                                name, case, replace, onSuccess=done, onError=failed, passTask=True)
         self.progressTimer.start()
+        self._updateButtons()
+
+    def onCancelUpload(self) -> None:
+        """Stop the case's writing or upload at its next chunk (issue 32, item 10)."""
+        if self._uploadTask is not None and not self._uploadTask.done:
+            self._uploadTask.cancel()
 
     def _showUploadProgress(self) -> None:
         task = self._uploadTask
@@ -242,6 +257,8 @@ class ProjectWidget:
         hasProject = self.session.project is not None
         self.refreshButton.enabled = connected
         self.newProjectButton.enabled = connected
-        self.addCaseButton.enabled = hasProject and not self.session.tasks.busy("Uploading case")
+        uploading = self.session.tasks.busy("Uploading case")
+        self.addCaseButton.enabled = hasProject and not uploading
+        self.cancelUploadButton.enabled = self._uploadTask is not None and not self._uploadTask.done
         self.refreshCasesButton.enabled = hasProject
         self.deleteCaseButton.enabled = hasProject

@@ -165,6 +165,9 @@ class TrainingWidget:
         self._updateButtons()
 
     def onCancelDownload(self) -> None:
+        if self.logic.upload is not None:  # an import: stopped at its next chunk (issue 32, item 10)
+            self.logic.upload.cancel()
+            return
         if self.logic.download is not None:
             self.session.submit("Cancelling the download", self.logic.download.cancel, onSuccess=self._showDownload,
                                 onError=self._onWeightsError)
@@ -208,9 +211,10 @@ class TrainingWidget:
         self._updateButtons()
 
     def _onWeightsError(self, exc: BaseException) -> None:
+        cancelled = self.logic.upload is not None and self.logic.upload.cancelled
         self.logic.transferEnded()
         self.weightsTimer.stop()
-        self.weightsLabel.text = userMessage(exc, self.session.url)
+        self.weightsLabel.text = "Import cancelled." if cancelled else userMessage(exc, self.session.url)
         self._updateButtons()
 
     def _onConnection(self, client, info) -> None:
@@ -376,7 +380,7 @@ class TrainingWidget:
         online = self.session.client is not None
         self.downloadButton.enabled = online and not transferring
         self.importButton.enabled = online and not transferring
-        self.weightsCancelButton.visible = self.logic.download is not None
+        self.weightsCancelButton.visible = self.logic.download is not None or self.logic.upload is not None
         self.weightsBar.visible = transferring
 
     def cleanup(self) -> None:
