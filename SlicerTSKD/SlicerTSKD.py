@@ -39,14 +39,14 @@ class SlicerTSKDWidget(ScriptedLoadableModuleWidget):
         self.moduleWidget = ModuleWidget(self.layout, os.path.dirname(__file__))
         self.layout.addStretch(1)
 
+    def enter(self):  # the module is shown / exit(): another one is (qSlicerScriptedLoadableModuleWidget.cxx l. 66-67)
+        getattr(self, "moduleWidget", None) and self.moduleWidget.enter()
+
     def exit(self):
-        # called when another module is shown (Base/QTGUI/qSlicerScriptedLoadableModuleWidget.cxx l. 66-67, 224-227)
-        if hasattr(self, "moduleWidget"):
-            self.moduleWidget.exit()
+        getattr(self, "moduleWidget", None) and self.moduleWidget.exit()
 
     def cleanup(self):
-        if hasattr(self, "moduleWidget"):
-            self.moduleWidget.cleanup()
+        getattr(self, "moduleWidget", None) and self.moduleWidget.cleanup()
 
 
 class SlicerTSKDTest(ScriptedLoadableModuleTest):

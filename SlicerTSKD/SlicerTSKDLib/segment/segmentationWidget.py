@@ -511,6 +511,12 @@ class SegmentationWidget:
         self.liveCheck.enabled = self._model() is not None and not installing
         self.addCorrectedButton.enabled = self.session.project is not None
 
+    def sceneClosing(self) -> None:
+        """Close scene: live mode stops and a running segmentation is cancelled (its volume goes away)."""
+        self._stopLive()
+        if self.task is not None and not self.task.done:
+            self.task.cancel()
+
     def exit(self) -> None:
         """The module is left (e.g. for the Segment Editor): live mode stops, so it never writes while the user
         corrects elsewhere (issue 32, item 2)."""
