@@ -139,7 +139,8 @@ def test_other_errors_keep_the_servers_words():
 def test_command_token_port_and_workspace(tmp_path):
     command = localServeCommand(["/env/bin/python", "-m", "tskd"], "/w", 8123)
     assert command == ["/env/bin/python", "-m", "tskd", "serve", "--workspace", "/w", "--host", "127.0.0.1", "--port", "8123",
-                       "--max-upload-mb", "65536", "--max-image-mb", "65536"]  # issue 32, item 12: a high local limit
+                       "--max-upload-mb", "65536", "--max-image-mb", "65536",  # issue 32, item 12: a high local limit
+                       "--exit-with-parent"]  # item 8: the server exits when Slicer does
     assert not any("token" in part for part in command)  # the token goes in the environment
     with pytest.raises(ValueError):
         localServeCommand([], "/w", 1)
