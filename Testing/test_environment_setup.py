@@ -272,3 +272,36 @@ def test_start_while_running_is_ignored_and_cancel_when_idle_does_nothing(tmp_pa
     assert h.setup.stepsRun == first
     assert h.runner.waitUntil(lambda: bool(h.results), 60)
     assert h.results[-1][0]
+
+
+def test_the_python_range_comes_from_the_backends_metadata(tmp_path):
+    """Issue 32, item 6: the finder takes the backend's requires-python (3.10 is refused: numpy 2.4 and
+    networkx 3.6 need 3.11), so the two cannot drift."""
+    from SlicerTSKDLib.install.pythonFinder import supportedRange
+
+    assert supportedRange(str(BACKEND)) == ((3, 11), (3, 13))
+    h = Harness(tmp_path)
+    old = makeFakePython(h.bin / "python3", (3, 10, 12))  # Ubuntu 22.04
+    ok, message = h.run()
+    assert not ok and "needs a 64-bit Python 3.11 to 3.13" in message
+    assert "{} (PATH): Python 3.10.12 is too old (the backend needs 3.11 to 3.13)".format(old) in message
+    assert "Looking for Python 3.11 to 3.13" in "\n".join(h.log)
+
+    narrow = tmp_path / "narrow"  # another backend's metadata: the finder follows it
+    narrow.mkdir()
+    (narrow / "pyproject.toml").write_text('[project]\nname = "tskd"\nrequires-python = ">=3.12, <3.13"\n')
+    assert supportedRange(str(narrow)) == ((3, 12), (3, 12))
+    g = Harness(tmp_path / "g", backendSourceDir=str(narrow))
+    makeFakePython(g.bin / "python3", (3, 11, 7))
+    ok, message = g.run()
+    assert not ok and "Python 3.11.7 is too old (the backend needs 3.12 to 3.12)" in message
+
+
+def test_a_pin_that_needs_another_python_names_the_python_not_the_network(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11", (3, 11, 7))
+    h.rules(wrongPython="backend-source")
+    ok, message = h.run()
+    assert not ok
+    assert "The environment's Python 3.11.7 is the cause: the backend's packages need Python 3.11 to 3.13" in message
+    assert "Check the network connection" not in message

@@ -4,7 +4,7 @@ The backend never goes into Slicer's own Python (its packages would replace Slic
 virtual environment in a per-user folder (``rootDir``)::
 
     rootDir/
-      venv/                 the environment (created from a Python 3.10-3.13 found on the machine)
+      venv/                 the environment (created from a Python the backend supports, found or downloaded)
       backend-source/       copy of the backend sources shipped in the extension (pip builds here,
                             so the extension's own folder may stay read-only)
       constraints.txt       the backend's pinned versions, without the torch pin

@@ -50,6 +50,9 @@ from .pythonFinder import (
     findUv,
     noSuitablePythonMessage,
     parseProbeOutput,
+    pythonVersionProblem,
+    rangeText,
+    supportedRange,
     unsuitableReason,
 )
 from .stepSequence import CANCELLED, FAILED, IDLE, RUNNING, SUCCEEDED, StepSequence
@@ -97,6 +100,9 @@ class EnvironmentSetup(StepSequence):
         self._build: Optional[TorchBuild] = None
         self._existingCommand: List[str] = []
         self._versionSeen = ""
+        self._envPython = ""  # the environment's Python version, once known
+        # the backend's own requires-python: the finder and the pinned packages cannot drift (issue 32, item 6)
+        self._range = supportedRange(self.options.backendSourceDir)
 
     def _begin(self) -> None:
         if os.path.exists(self.options.markerPath):
@@ -171,8 +177,8 @@ class EnvironmentSetup(StepSequence):
         if self.options.baseInterpreter:
             self._candidates = [PythonCandidate(tuple(self.options.baseInterpreter), "configured")]
         else:
-            self._candidates = candidatePythons(self.host, self.options.preferredVersions)
-        self._say("Looking for Python 3.10-3.13 ({} candidate(s))".format(len(self._candidates)))
+            self._candidates = candidatePythons(self.host, self.options.preferredVersions, supported=self._range)
+        self._say("Looking for Python {} ({} candidate(s))".format(rangeText(self._range), len(self._candidates)))
         self._probeNextCandidate()
 
     def _probeNextCandidate(self) -> None:
@@ -188,11 +194,11 @@ class EnvironmentSetup(StepSequence):
             self._uv = uv
             self._run(Step("uv-install", "Downloading Python {} with uv".format(_UV_PYTHON), (uv, "python", "install", _UV_PYTHON)))
             return
-        raise SetupError(noSuitablePythonMessage(self.host, self._rejected))
+        raise SetupError(noSuitablePythonMessage(self.host, self._rejected, self._range))
 
     def _afterProbeVenv(self, exitCode: int, output: str) -> None:
         info = parseProbeOutput((venvPython(self.options.venvDir, self.host),), "environment", output) if exitCode == 0 else None
-        reason = "it does not run" if info is None else unsuitableReason(info, needVenv=False)
+        reason = "it does not run" if info is None else unsuitableReason(info, self._range, needVenv=False)
         if not reason and not info.hasPip:
             reason = "pip is missing"
         if reason:
@@ -200,6 +206,7 @@ class EnvironmentSetup(StepSequence):
             self._startSearch()
             return
         self._say("Re-using the existing environment (Python {}).".format(info.versionText))
+        self._envPython = info.versionText
         self._base = None
         self._detectGpu()
 
@@ -210,7 +217,7 @@ class EnvironmentSetup(StepSequence):
             self._say("  not usable: it does not run")
             self._probeNextCandidate()
             return
-        reason = unsuitableReason(info)
+        reason = unsuitableReason(info, self._range)
         if reason:
             self._say("  not usable: " + reason)
             self._rejected.append((info, reason))
@@ -218,17 +225,19 @@ class EnvironmentSetup(StepSequence):
             return
         self._say("  using Python {} ({})".format(info.versionText, info.executable))
         self._base = info
+        self._envPython = info.versionText
         self._detectGpu()
 
     def _afterUvInstall(self, exitCode: int, output: str) -> None:
         if exitCode != 0:
-            raise SetupError(noSuitablePythonMessage(self.host, self._rejected) + "\n" + str(self._failure(self._step, exitCode, output)))
+            raise SetupError(noSuitablePythonMessage(self.host, self._rejected, self._range) + "\n" +
+                             str(self._failure(self._step, exitCode, output)))
         self._run(Step("uv-find", "Locating the Python downloaded by uv", (self._uv, "python", "find", _UV_PYTHON)))
 
     def _afterUvFind(self, exitCode: int, output: str) -> None:
         lines = [line.strip() for line in output.splitlines() if line.strip()]
         if exitCode != 0 or not lines:
-            raise SetupError(noSuitablePythonMessage(self.host, self._rejected))
+            raise SetupError(noSuitablePythonMessage(self.host, self._rejected, self._range))
         self._candidates = [PythonCandidate((lines[-1],), "uv")]
         self._probeNextCandidate()
 
@@ -267,8 +276,8 @@ class EnvironmentSetup(StepSequence):
         self._setPlan(planInstall(options, self.host, self._base, build, constraintsText))
 
     def _afterInstallStep(self, exitCode: int, output: str) -> None:
-        if exitCode != 0:
-            raise self._failure(self._step, exitCode, output)
+        if exitCode != 0:  # a package that needs another Python: say so, not "check the network"
+            raise self._failure(self._step, exitCode, output, pythonVersionProblem(output, self._envPython, self._range))
         self._runNextPlanned()
 
     def _afterProbeNewVenv(self, exitCode: int, output: str) -> None:
