@@ -62,6 +62,16 @@ __all__ = ["EnvironmentSetup", "IDLE", "RUNNING", "SUCCEEDED", "FAILED", "CANCEL
 
 _UV_PYTHON = "3.12"
 
+#: Where ``uv`` bootstrapped through Slicer's own pip lives (``<root>/uv``; its binary in ``bin/`` or ``Scripts\``).
+UV_FOLDER = "uv"
+#: Where uv keeps the Python it downloads (``UV_PYTHON_INSTALL_DIR``): inside the module's folder, not the user's.
+UV_PYTHONS_FOLDER = "python"
+
+INTEL_MAC = ("This Mac has an Intel processor. PyTorch has published no builds for Intel Macs since version 2.2, "
+             "and the backend needs 2.11 or newer, so it cannot be set up on this computer. Run the backend on "
+             "another computer (a Linux or Windows PC, or an Apple-silicon Mac) and choose 'A server' in the "
+             "Backend server panel.")
+
 
 class EnvironmentSetup(StepSequence):
     """Sets up (or verifies) the backend environment through ``runner``.
@@ -119,6 +129,7 @@ class EnvironmentSetup(StepSequence):
         return {
             "probe-venv": self._afterProbeVenv,
             "probe-python": self._afterProbePython,
+            "uv-bootstrap": self._afterUvBootstrap,
             "uv-install": self._afterUvInstall,
             "uv-find": self._afterUvFind,
             "detect-gpu": self._afterDetectGpu,
@@ -157,6 +168,8 @@ class EnvironmentSetup(StepSequence):
     # --------------------------------------------------------------- managed
     def _startManaged(self) -> None:
         options = self.options
+        if self.host.isIntelMac:  # refused before anything is downloaded (issue 32, item 7)
+            raise SetupError(INTEL_MAC)
         if not options.backendSourceDir or not os.path.isfile(os.path.join(options.backendSourceDir, "pyproject.toml")):
             raise SetupError(
                 "The backend sources were not found at '{}'. Reinstall the SlicerTSKD extension.".format(options.backendSourceDir)
@@ -188,13 +201,61 @@ class EnvironmentSetup(StepSequence):
             self._run(Step("probe-python", "Looking for Python: " + " ".join(candidate.command),
                            tuple(candidate.command) + ("-c", PROBE_CODE)))
             return
-        uv = None if (self._uvTried or self.options.baseInterpreter) else findUv(self.host)
-        if uv:
+        if not self._uvTried and not self.options.baseInterpreter:
             self._uvTried = True
-            self._uv = uv
-            self._run(Step("uv-install", "Downloading Python {} with uv".format(_UV_PYTHON), (uv, "python", "install", _UV_PYTHON)))
-            return
+            uv = findUv(self.host) or self._bootstrappedUv()
+            if uv:
+                self._uv = uv
+                self._runUvInstall()
+                return
+            if self.host.slicerPython:  # no Python and no uv: uv through Slicer's own pip (issue 32, item 7)
+                self._run(self._uvBootstrapStep())
+                return
         raise SetupError(noSuitablePythonMessage(self.host, self._rejected, self._range))
+
+    # -- uv: a Python for machines that have none ----------------------------------------------
+    def _uvFolder(self) -> str:
+        return os.path.join(self.options.rootDir, UV_FOLDER)
+
+    def _bootstrappedUv(self) -> Optional[str]:
+        """uv installed by an earlier :meth:`_uvBootstrapStep` (pip ``--target`` puts the wheel's binary in
+        ``bin/``, ``Scripts\`` on Windows: the "home" install scheme, ``pip/_internal/commands/install.py``
+        ``_handle_target_dir``)."""
+        folder = self._uvFolder()
+        path = (os.path.join(folder, "Scripts", "uv.exe") if self.host.isWindows
+                else os.path.join(folder, "bin", "uv"))
+        return path if os.path.isfile(path) else None
+
+    def _uvBootstrapStep(self) -> Step:
+        """``PythonSlicer -m pip install --target <root>/uv uv``: the uv wheel carries its binary, so Slicer's
+        own pip can install it although Slicer's Python cannot make a venv (the ``PythonSlicer`` launcher
+        sets ``PYTHONHOME`` itself: Slicer's ``SuperBuild/python_configure_python_launcher.cmake`` l. 183).
+        The extra pip arguments (a mirror, a wheelhouse) apply; on Apple silicon the arm64 binary is asked
+        for, also when Slicer runs under Rosetta."""
+        command = tuple(self.host.slicerPython or ()) + ("-m", "pip", "install", "--upgrade", "--disable-pip-version-check",
+                                                         "--target", self._uvFolder())
+        if self.host.isAppleSilicon:
+            command += ("--platform", "macosx_11_0_arm64", "--only-binary=:all:")
+        return Step("uv-bootstrap", "Installing uv (it downloads Python) with Slicer's pip",
+                    command + ("uv",) + tuple(self.options.extraPipArgs), 2.0, 1)
+
+    def _afterUvBootstrap(self, exitCode: int, output: str) -> None:
+        uv = self._bootstrappedUv() if exitCode == 0 else None
+        if uv is None:
+            raise self._failure(self._step, exitCode, output, noSuitablePythonMessage(self.host, self._rejected, self._range))
+        self._uv = uv
+        self._runUvInstall()
+
+    def _uvRequest(self) -> str:
+        """What uv is asked for: Python 3.12, for the Mac's own processor (a Rosetta Slicer would get x86_64)."""
+        return "cpython-{}-macos-aarch64-none".format(_UV_PYTHON) if self.host.isAppleSilicon else _UV_PYTHON
+
+    def _uvEnvironment(self) -> tuple:
+        return (("UV_PYTHON_INSTALL_DIR", os.path.join(self.options.rootDir, UV_PYTHONS_FOLDER)),)
+
+    def _runUvInstall(self) -> None:
+        self._run(Step("uv-install", "Downloading Python {} with uv".format(_UV_PYTHON),
+                       (self._uv, "python", "install", self._uvRequest()), extraEnvironment=self._uvEnvironment()))
 
     def _afterProbeVenv(self, exitCode: int, output: str) -> None:
         info = parseProbeOutput((venvPython(self.options.venvDir, self.host),), "environment", output) if exitCode == 0 else None
@@ -232,7 +293,8 @@ class EnvironmentSetup(StepSequence):
         if exitCode != 0:
             raise SetupError(noSuitablePythonMessage(self.host, self._rejected, self._range) + "\n" +
                              str(self._failure(self._step, exitCode, output)))
-        self._run(Step("uv-find", "Locating the Python downloaded by uv", (self._uv, "python", "find", _UV_PYTHON)))
+        self._run(Step("uv-find", "Locating the Python downloaded by uv", (self._uv, "python", "find", self._uvRequest()),
+                       extraEnvironment=self._uvEnvironment()))
 
     def _afterUvFind(self, exitCode: int, output: str) -> None:
         lines = [line.strip() for line in output.splitlines() if line.strip()]
