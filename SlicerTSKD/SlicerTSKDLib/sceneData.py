@@ -15,7 +15,7 @@ Segment order defines label indices: the label map exported for segment ids ``[a
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,6 +31,9 @@ __all__ = [
     "LUMINANCE_WEIGHTS",
     "segmentList",
     "ensureSegments",
+    "TERMINOLOGY_TAG",
+    "segmentTerminology",
+    "DEFAULT_TERMINOLOGY",
     "exportSegmentsAsIndexArray",
     "importIndexArray",
     "addHiddenNode",
@@ -167,14 +170,39 @@ def segmentList(segmentationNode: Any) -> List[Tuple[str, str, Tuple[float, floa
     return out
 
 
-def ensureSegments(segmentationNode: Any, labels: Sequence[Tuple[str, Sequence[float]]]) -> List[str]:
+#: The segment tag holding its terminology entry (``vtkSegment::GetTerminologyEntryTagName()``,
+#: ``Libs/vtkSegmentationCore/vtkSegment.cxx`` l. 49-51; a serialized entry such as
+#: ``Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~...``).
+#: ``GetTag``/``SetTag`` are used: ``vtkSegment::SetTerminology`` exists only in newer Slicer.
+TERMINOLOGY_TAG = "TerminologyEntry"
+
+#: The entry every new segment gets (``vtkSegment``'s constructor, ``vtkSegment.cxx`` l. 70-71 at HEAD, l. 69 in
+#: v5.6.2): "Tissue", i.e. nothing chosen.
+DEFAULT_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^85756007^Tissue"
+                       "~SCT^85756007^Tissue~^^~Anatomic codes - DICOM master list~^^~^^")
+
+
+def segmentTerminology(segment: Any) -> str:
+    """The segment's chosen terminology entry ("" when it has none, or only Slicer's default "Tissue")."""
+    import vtk
+
+    value = vtk.reference("")
+    entry = str(value) if segment.GetTag(TERMINOLOGY_TAG, value) else ""
+    return "" if entry == DEFAULT_TERMINOLOGY else entry
+
+
+def ensureSegments(segmentationNode: Any, labels: Sequence[Tuple[str, Sequence[float]]],
+                   terminology: Optional[Dict[str, str]] = None) -> List[str]:
     """The segment ids for ``labels`` (``[(name, (r, g, b)), ...]``, background excluded), in that order.
 
     Segments are found by name (case-insensitive); missing ones are added empty. Colours are set
-    from ``labels``.
+    from ``labels``. ``terminology`` (``{label name: serialized entry}``, the project's) tags the
+    segments that have no terminology yet, so Slicer shows and exports the structure's codes (issue 32,
+    item 13; as SlicerMONAIAuto3DSeg tags its segments with SNOMED codes).
     """
     segmentation = segmentationNode.GetSegmentation()
     byName = {name.strip().lower(): segmentId for segmentId, name, _ in segmentList(segmentationNode)}
+    codes = {str(k).strip().lower(): str(v) for k, v in (terminology or {}).items() if v}
     ids = []
     for name, color in labels:
         segmentId = byName.get(str(name).strip().lower())
@@ -182,6 +210,10 @@ def ensureSegments(segmentationNode: Any, labels: Sequence[Tuple[str, Sequence[f
             segmentId = segmentation.AddEmptySegment("", str(name), [float(c) for c in color])
         else:
             segmentation.GetSegment(segmentId).SetColor(*[float(c) for c in color])
+        entry = codes.get(str(name).strip().lower())
+        segment = segmentation.GetSegment(segmentId)
+        if entry and not segmentTerminology(segment):
+            segment.SetTag(TERMINOLOGY_TAG, entry)
         ids.append(segmentId)
     return ids
 

@@ -166,13 +166,15 @@ def segmentArray(model: Any, volume: np.ndarray, roi: Optional[Roi] = None, batc
 
 
 def applyLabelsToSegmentation(labelValues: np.ndarray, volumeNode: Any, segmentationNode: Any,
-                              labels: Sequence[Tuple[int, str, Sequence[float]]]) -> List[str]:
+                              labels: Sequence[Tuple[int, str, Sequence[float]]],
+                              terminology: Optional[Dict[str, str]] = None) -> List[str]:
     """Write label values ``(k, j, i)`` on the volume's grid into the segmentation (GUI thread).
 
-    One segment per label (found by name, or added), coloured as the package says; their content
-    is replaced. Returns the segment ids in the order of ``labels``.
+    One segment per label (found by name, or added), coloured as the package says and tagged with
+    the project's ``terminology`` (``{name: entry}``); their content is replaced. Returns the segment
+    ids in the order of ``labels``.
     """
-    segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in labels])
+    segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in labels], terminology)
     indices = valuesToIndices(labelValues, [value for value, _, _ in labels])
     sceneData.importIndexArray(indices, volumeNode, segmentationNode, segmentIds)
     return segmentIds
@@ -334,7 +336,8 @@ class LiveSegmentation:
 
     def __init__(self, model: Any, volumeNode: Any, segmentationNode: Any,
                  labels: Sequence[Tuple[int, str, Sequence[float]]], segmenter: Any = None,
-                 writes: Optional[LiveWrites] = None, beforeWrite: Optional[Callable[[], None]] = None) -> None:
+                 writes: Optional[LiveWrites] = None, beforeWrite: Optional[Callable[[], None]] = None,
+                 terminology: Optional[Dict[str, str]] = None) -> None:
         self.writes = writes if writes is not None else LiveWrites()
         self.beforeWrite = beforeWrite  # e.g. the Segment Editor's saveStateForUndo (Slicer only)
         self.kept = 0  # voxels of the last slice left as the user had them
@@ -350,7 +353,8 @@ class LiveSegmentation:
             raise SegmentationProblem("'{}' changed size while live mode was starting: start it again.".format(
                 volumeNode.GetName()))
         self.ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
-        self.segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in self.labels])
+        self.segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in self.labels],
+                                                   terminology)
         self.lastIndex: Optional[int] = None
 
     @property

@@ -39,6 +39,7 @@ from .. import pairing
 from ..volumeFiles import writeNrrd
 from ..session import SessionState, showError, userMessage
 from ..train.trainingLogic import modelTitle
+from ..train.projectLogic import projectTerminology
 
 __all__ = ["SegmentationWidget", "defaultModelCacheFolder", "makeSegmentationLogic"]
 
@@ -356,7 +357,7 @@ class SegmentationWidget:
         segmentation = target if target is not None and pairing.inScene(target, volume.GetScene()) else None
         if segmentation is None:
             segmentation = self._newSegmentation(volume)
-        applyLabelsToSegmentation(values, volume, segmentation, labels)
+        applyLabelsToSegmentation(values, volume, segmentation, labels, projectTerminology(self.session.project))
         self.logic.liveWrites(segmentation).forget()  # replaced as a whole: live mode's log no longer holds
         found = [name for value, name, _ in labels if (values == value).any()]
         text = "Done: {} in '{}'.".format(", ".join(found) or "nothing found", segmentation.GetName())
@@ -411,7 +412,8 @@ class SegmentationWidget:
                 output = self._liveOutput(volumeNow)
                 self.live = LiveSegmentation(loaded, volumeNow, output, packageLabels(loaded.package.labels),
                                              segmenter=segmenter, writes=self.logic.liveWrites(output),
-                                             beforeWrite=lambda: _saveEditorUndoState(output))
+                                             beforeWrite=lambda: _saveEditorUndoState(output),
+                                             terminology=projectTerminology(self.session.project))
                 self._observe()
                 if self._stopLiveForEditor():
                     return

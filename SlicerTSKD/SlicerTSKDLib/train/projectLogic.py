@@ -44,6 +44,8 @@ __all__ = [
     "PROJECT_ATTRIBUTE",
     "tagCase",
     "caseOf",
+    "TERMINOLOGY_SETTING",
+    "projectTerminology",
     "prepareTrainingCase",
     "writeTrainingCase",
     "writeAndUploadTrainingCase",
@@ -57,6 +59,17 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 LAST_PROJECT_SETTING = "SlicerTSKD/Project/LastProject"
 NO_SEGMENTATION_FOR_PROJECT = "Select a segmentation: its segments become the project's labels."
 NO_CASE_SELECTION = "Select the volume and its segmentation first."
+
+
+#: The project setting with the labels' terminology entries (``{label name: serialized entry}``).
+TERMINOLOGY_SETTING = "terminology"
+
+
+def projectTerminology(project: Optional[Dict[str, Any]]) -> Dict[str, str]:
+    """The project's ``{label name: terminology entry}`` (empty when it has none)."""
+    settings = (project or {}).get("settings")
+    value = settings.get(TERMINOLOGY_SETTING) if isinstance(settings, dict) else None
+    return {str(k): str(v) for k, v in value.items() if v} if isinstance(value, dict) else {}
 
 
 class ProjectProblem(Exception):
@@ -321,6 +334,20 @@ class ProjectLogic:
         if segmentationNode is None:
             raise ProjectProblem(NO_SEGMENTATION_FOR_PROJECT)
         return labelsFromSegments([(name, color) for _, name, color in sceneData.segmentList(segmentationNode)])
+
+    @staticmethod
+    def newProjectSettings(segmentationNode: Any) -> Dict[str, Any]:
+        """The new project's settings: the segments' terminology entries (``{"terminology": {name: entry}}``,
+        issue 32, item 13), so the project's results carry the codes the clinician chose in Slicer."""
+        if segmentationNode is None:
+            return {}
+        segmentation = segmentationNode.GetSegmentation()
+        entries = {}
+        for segmentId, name, _ in sceneData.segmentList(segmentationNode):
+            entry = sceneData.segmentTerminology(segmentation.GetSegment(segmentId))
+            if entry:
+                entries[name.strip()] = entry
+        return {TERMINOLOGY_SETTING: entries} if entries else {}
 
     @staticmethod
     def newProjectQuestion(labels: Sequence[Dict[str, Any]]) -> str:

@@ -153,7 +153,8 @@ class ProjectWidget:
             None, "New project", self.logic.newProjectQuestion(labels), qt.QLineEdit.Normal, segmentation.GetName()))
         if name is None:
             return
-        self.session.submit("Creating project", client.create_project, name, labels,
+        settings = self.logic.newProjectSettings(segmentation)  # the segments' terminology (issue 32, item 13)
+        self.session.submit("Creating project", client.create_project, name, labels, settings,
                             onSuccess=lambda project: self.refreshProjects(str(project["id"])),
                             onError=lambda exc: showError(exc, self.session))
 
