@@ -1,6 +1,6 @@
-"""The Train panel's "Foundation model" chooser against a real backend on loopback: choices (MedSAM
-first, then "None"), the choice saved in the project and sent with the job, the download flow
-(progress, cancel, resume) through the backend's fetch route from a loopback file server, the
+"""The Train panel's "Foundation model" chooser against a real backend on loopback: choices (in the
+backend's order for its device: no GPU, LiteMedSAM first; a GPU, MedSAM first; then "None"), the
+choice saved in the project and sent with the job, the download flow (progress, cancel, resume) through the backend's fetch route from a loopback file server, the
 import flow (upload with progress, refusals with the backend's message), and which foundation model
 a job and a model were distilled from. No test reaches the internet."""
 
@@ -27,6 +27,7 @@ from SlicerTSKDLib.train.foundationLogic import (  # noqa: E402
     WeightsDownload,
     WeightsImport,
     downloadCandidates,
+    downloadTitle,
     foundationChoices,
     initialChoice,
 )
@@ -55,8 +56,11 @@ def backend(tmp_path, monkeypatch, tiny):
     from tests.service.helpers import FAKE_TRAIN_COMMAND, ServerThread
     from tskd.service.settings import ServiceSettings
 
+    from tskd.foundation import resolve
+
     monkeypatch.delenv("TSKD_FOUNDATION_MIRROR", raising=False)
     guard_urlopen(monkeypatch)
+    monkeypatch.setattr(resolve, "has_gpu", lambda: False)  # the backend's device, whatever this machine has
     weights = os.urandom(3 << 20)
     sha = hashlib.sha256(weights).hexdigest()
     data = catalog_data(tiny)
@@ -99,13 +103,42 @@ def _until_finished(download, timeout=60.0):
     return status
 
 
-def test_nothing_on_the_backend_offers_only_none_and_the_downloads_medsam_first(backend):
+def test_nothing_on_the_backend_offers_only_none_and_the_downloads_in_the_backends_order(backend, monkeypatch):
+    from tskd.foundation import resolve
+
     server, _, sha = backend
     rows = FoundationLogic(server.client()).checkpoints()
     choices = foundationChoices(rows)
     assert [(c.value, c.title) for c in choices] == [(NONE, NONE_TITLE)]
     assert initialChoice(choices, {"settings": {"base": "sam-vit-b"}}) == NONE  # saved but gone: not offered
-    assert [r["name"] for r in downloadCandidates(rows)] == ["medsam-vit-b", "sam-vit-b"]
+    assert [r["name"] for r in downloadCandidates(rows)] == ["litemedsam", "medsam-vit-b"]  # no GPU
+    assert downloadTitle(downloadCandidates(rows)) == "Download LiteMedSAM / MedSAM"
+    monkeypatch.setattr(resolve, "has_gpu", lambda: True)
+    rows = FoundationLogic(server.client()).checkpoints()
+    assert downloadTitle(downloadCandidates(rows)) == "Download MedSAM / LiteMedSAM"
+
+
+def test_the_default_is_litemedsam_without_a_gpu_and_medsam_with_one(backend, monkeypatch):
+    from tskd.foundation import resolve
+    from tskd.foundation.cache import CachedWeights, WeightsCache
+
+    server, _, _ = backend
+    cache = WeightsCache(server.settings.weights_cache)
+    cache.root.mkdir(parents=True, exist_ok=True)
+    for name, file, architecture in (("litemedsam", "lite_medsam.pth", "litemedsam"),
+                                     ("medsam-vit-b", "medsam.pth", "medsam")):
+        (cache.root / file).write_bytes(name.encode() * 10)
+        cache.record(CachedWeights(name=name, path=file, sha256=name[0] * 64, size=10 * len(name),
+                                   architecture=architecture, origin="import", catalog=name))
+    logic = FoundationLogic(server.client())
+    choices = foundationChoices(logic.checkpoints())
+    assert [c.value for c in choices] == ["litemedsam", "medsam-vit-b", NONE]
+    assert initialChoice(choices, {"settings": {}}) == "litemedsam"
+    assert initialChoice(choices, {"settings": {"base": "medsam-vit-b"}}) == "medsam-vit-b"  # the project's choice
+    monkeypatch.setattr(resolve, "has_gpu", lambda: True)
+    choices = foundationChoices(logic.checkpoints())
+    assert [c.value for c in choices] == ["medsam-vit-b", "litemedsam", NONE]
+    assert initialChoice(choices, {"settings": {}}) == "medsam-vit-b"
 
 
 def test_download_with_progress_cancel_and_resume(backend, tiny):
@@ -133,7 +166,7 @@ def test_download_with_progress_cancel_and_resume(backend, tiny):
     choices = foundationChoices(rows)
     assert [c.value for c in choices] == ["sam-vit-b", NONE] and sha in choices[0].tooltip
     assert initialChoice(choices, {"settings": {}}) == "sam-vit-b"
-    assert [r["name"] for r in downloadCandidates(rows)] == ["medsam-vit-b"]
+    assert [r["name"] for r in downloadCandidates(rows)] == ["litemedsam", "medsam-vit-b"]
 
 
 def test_a_failed_download_says_why(backend):

@@ -84,6 +84,7 @@ def newProject(client, name="p"):
 
 
 def test_connecting_fills_the_choosers_and_start_needs_a_labelled_case(monkeypatch, serviceServer):
+    monkeypatch.setattr("tskd.foundation.resolve.has_gpu", lambda: False)  # the download offered for a CPU backend
     world = World(monkeypatch, serviceServer)
     widget = world.widget
     assert not widget.startButton.enabled and not widget.downloadButton.enabled and widget.presetCombo.items == []
@@ -92,7 +93,7 @@ def test_connecting_fills_the_choosers_and_start_needs_a_labelled_case(monkeypat
     assert titles[0] == "Quick (cpu-small)" and "Preset: tiny" in titles and widget.presetCombo.currentData == "cpu-small"
     assert "Meant for a GPU" in widget.presetCombo.itemTips[1]  # the test backend has no GPU
     assert widget.foundationCombo.items == [(NONE_TITLE, NONE)] and widget.foundationNote.visible  # nothing on the backend
-    assert widget.downloadButton.visible and widget.downloadButton.text == "Download MedSAM / SAM ViT-B"
+    assert widget.downloadButton.visible and widget.downloadButton.text == "Download LiteMedSAM / MedSAM"  # no GPU: LiteMedSAM first
     assert widget.downloadButton.enabled and widget.importButton.enabled and not widget.weightsBar.visible
 
     project = newProject(world.client)  # no case yet: labelled_cases is 0

@@ -448,7 +448,7 @@ class TSKDClient:
 
     # -- foundation models (checkpoints) ------------------------------------------------------
     def list_checkpoints(self) -> List[Dict[str, Any]]:
-        """Foundation models: the catalog (present or not, MedSAM first), imported weights, workspace files;
+        """Foundation models: the catalog (present or not, in the backend's order of preference for its device), imported weights, workspace files;
         each with ``name, architecture, state, size_bytes, sha256, downloadable, fetch``."""
         return self._request("GET", "/checkpoints")["checkpoints"]
 

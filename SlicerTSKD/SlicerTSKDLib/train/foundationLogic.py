@@ -1,15 +1,18 @@
 """The "Foundation model" chooser of the Train panel, without Qt: choices, the saved choice, downloads, imports.
 
-TS-KD's teacher is a foundation model (MedSAM or SAM) fine-tuned on the task; trained from scratch
-instead, its student ends up worse than one trained on the labels alone. So the chooser offers what
-the backend has (``GET /checkpoints``, MedSAM first: the backend lists its catalog in that order),
-then "None: train from scratch (much less accurate)". The choice is stored in the project's settings
-(``settings["base"]``) and sent with each job (``start_job(..., base=choice)``).
+TS-KD's teacher is a foundation model (LiteMedSAM, MedSAM or SAM) fine-tuned on the task; trained
+from scratch instead, its student ends up worse than one trained on the labels alone. So the chooser
+offers what the backend has (``GET /checkpoints``, in the backend's order of preference for its own
+device: without a GPU LiteMedSAM first, 39 MB and made for a CPU; with a GPU MedSAM ViT-B first;
+``tskd.foundation.resolve.preference_order`` decides it), then "None: train from scratch (much less
+accurate)". The first usable row is the default, so the chooser never needs to know the device.
+The choice is stored in the project's settings (``settings["base"]``) and sent with each job
+(``start_job(..., base=choice)``).
 
 When the backend has no foundation model the panel says what that costs (:data:`NO_FOUNDATION_TEXT`)
-and offers a download (:func:`downloadCandidates`: MedSAM, then SAM ViT-B, through the backend's
-fetch route, followed by :class:`WeightsDownload`) and "Import weights file..." (:class:`WeightsImport`,
-an upload with progress, for hospitals without internet).
+and offers a download (:func:`downloadCandidates`: the first two the backend can download, in its
+order, through the backend's fetch route, followed by :class:`WeightsDownload`) and "Import weights
+file..." (:class:`WeightsImport`, an upload with progress, for hospitals without internet).
 
 Threading: every method that talks to the backend blocks; the widget runs it through
 ``SessionState.submit`` (a worker thread) and reads :meth:`WeightsImport.fraction` or calls
@@ -27,7 +30,6 @@ __all__ = [
     "AUTO",
     "NONE_TITLE",
     "NO_FOUNDATION_TEXT",
-    "DOWNLOAD_PREFERENCE",
     "FoundationChoice",
     "foundationChoices",
     "savedChoice",
@@ -47,11 +49,11 @@ AUTO = "auto"
 NONE_TITLE = "None: train from scratch (much less accurate)"
 NO_FOUNDATION_TEXT = (
     "The backend has no foundation model. Without one the teacher is trained from scratch and the student "
-    "is much less accurate (on HC18 it was worse than training on the labels alone). Download MedSAM or "
-    "SAM ViT-B (about 375 MB), or import a weights file you already have."
+    "is much less accurate (on HC18 it was worse than training on the labels alone). Download one (LiteMedSAM: "
+    "39 MB, runs on a CPU; MedSAM: about 375 MB, for a GPU), or import a weights file you already have."
 )
-#: what "Download" offers, in order (the backend's catalog names)
-DOWNLOAD_PREFERENCE = ("medsam-vit-b", "sam-vit-b")
+#: how many models "Download" names (the first one is downloaded)
+_DOWNLOAD_OFFERS = 2
 _USABLE = ("verified", "present")
 _SETTING = "base"
 
@@ -70,7 +72,8 @@ def _size(value: Any) -> str:
 
 
 def foundationChoices(checkpoints: Sequence[Dict[str, Any]]) -> List[FoundationChoice]:
-    """The usable foundation models in the backend's order (MedSAM first), then the from-scratch entry."""
+    """The usable foundation models in the backend's order (its best for its device first), then the
+    from-scratch entry."""
     out = []
     for row in checkpoints:
         if row.get("state") not in _USABLE:
@@ -98,7 +101,8 @@ def savedChoice(project: Optional[Dict[str, Any]]) -> Optional[str]:
 
 def initialChoice(choices: Sequence[FoundationChoice], project: Optional[Dict[str, Any]]) -> str:
     """What the chooser shows first: the project's saved choice when still offered, else the best model
-    the backend has (MedSAM first), else none."""
+    the backend has (its first usable row: LiteMedSAM on a backend without a GPU, MedSAM on one with
+    a GPU), else none."""
     values = [c.value for c in choices]
     saved = savedChoice(project)
     if saved in values:
@@ -107,17 +111,18 @@ def initialChoice(choices: Sequence[FoundationChoice], project: Optional[Dict[st
 
 
 def downloadCandidates(checkpoints: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Catalog entries the backend can download and does not have, MedSAM first, then SAM ViT-B."""
-    byName = {str(r.get("name")): r for r in checkpoints}
-    return [byName[n] for n in DOWNLOAD_PREFERENCE
-            if n in byName and byName[n].get("downloadable") and byName[n].get("state") not in _USABLE]
+    """The first two catalog entries the backend can download and does not have, in the backend's order
+    of preference for its device (no GPU: LiteMedSAM, MedSAM; a GPU: MedSAM, LiteMedSAM)."""
+    rows = [r for r in checkpoints
+            if r.get("catalog") and r.get("downloadable") and r.get("state") not in _USABLE]
+    return rows[:_DOWNLOAD_OFFERS]
 
 
-_SHORT_TITLES = {"medsam-vit-b": "MedSAM", "sam-vit-b": "SAM ViT-B"}
+_SHORT_TITLES = {"litemedsam": "LiteMedSAM", "medsam-vit-b": "MedSAM", "sam-vit-b": "SAM ViT-B"}
 
 
 def downloadTitle(candidates: Sequence[Dict[str, Any]]) -> str:
-    """The download button's text: ``"Download MedSAM / SAM ViT-B"``."""
+    """The download button's text: ``"Download LiteMedSAM / MedSAM"``."""
     return "Download " + " / ".join(_SHORT_TITLES.get(str(r["name"]), str(r["name"])) for r in candidates)
 
 

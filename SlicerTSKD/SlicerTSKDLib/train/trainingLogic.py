@@ -525,7 +525,7 @@ class TrainingLogic:
         return self.download is not None or self.upload is not None
 
     def startDownload(self, client: Any) -> Optional[WeightsDownload]:
-        """The download *Download* starts (MedSAM first), or None when there is nothing to download."""
+        """The download *Download* starts (the backend's first choice for its device), or None when there is nothing to download."""
         candidates = downloadCandidates(self.checkpointRows)
         if not candidates or client is None:
             return None

@@ -229,7 +229,8 @@ def check_settings(preset: str | None, settings: dict[str, Any], *, source: str 
 
 
 def _resolve_base_name(config: PipelineConfig) -> PipelineConfig:
-    """``teacher.base`` as a path: ``auto`` and weights names (``medsam-vit-b``) looked up in the cache.
+    """``teacher.base`` as a path: ``auto`` and weights names (``medsam-vit-b``) looked up in the cache
+    (``auto`` in the order for the teacher's device: :func:`tskd.foundation.resolve.preference_order`).
 
     The resolved path is what the run folder's ``config.yaml`` records, so a later ``--base auto``
     that would pick other weights is refused by the run folder instead of mixing two teachers.
@@ -237,7 +238,7 @@ def _resolve_base_name(config: PipelineConfig) -> PipelineConfig:
     from tskd.foundation.resolve import resolve_base
 
     base = config.teacher.base
-    resolved = resolve_base(base)
+    resolved = resolve_base(base, device=config.teacher.train.device)  # auto: LiteMedSAM first on a CPU
     if resolved == base:
         return config
     return PipelineConfig.from_dict(deep_merge(config.to_dict(), {"teacher": {"base": resolved}}),

@@ -76,6 +76,7 @@ class FileServer:
     html: set[str] = field(default_factory=set)  # paths answered with a proxy's HTML page
     no_range: bool = False
     slow: dict[str, float] = field(default_factory=dict)  # path -> seconds between 64 KiB writes
+    types: dict[str, str] = field(default_factory=dict)  # path -> Content-Type (default application/octet-stream)
 
 
 @contextlib.contextmanager
@@ -117,7 +118,7 @@ def serve_files() -> Iterator[FileServer]:
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             else:
                 self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Type", state.types.get(path, "application/octet-stream"))
             self.send_header("Content-Length", str(len(data) - start))
             self.end_headers()
             body = data[start:]

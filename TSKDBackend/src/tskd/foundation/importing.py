@@ -4,7 +4,9 @@ The file (or Hugging Face folder) is checked to really be SAM-layout weights wit
 own loader (:func:`tskd.teacher.checkpoints.load_sam`: key layout detected, architecture detected,
 every tensor matched by name and shape), hashed, hard-linked (or copied) into the cache under a
 hidden name, renamed into place and recorded. When its SHA-256 is that of a catalog file it is
-recorded as that catalog entry (``medsam_vit_b.pth`` -> ``medsam-vit-b``).
+recorded as that catalog entry (``medsam_vit_b.pth`` -> ``medsam-vit-b``, the Google Drive
+``lite_medsam.pth`` -> ``litemedsam``). The loader is called with ``input_size=1024`` whatever the
+architecture: no forward pass happens here, so LiteMedSAM's 256-px input does not matter.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ from tskd.engine.device import inference_device
 from tskd.errors import CheckpointError
 from tskd.inference.torch_model import TorchSliceModel
 from tskd.preprocess import NormalizationSpec
-from tskd.teacher.storage import TEACHER_JSON, load_teacher
+from tskd.teacher.box_teacher import box_prompted_teacher
+from tskd.teacher.storage import TEACHER_JSON, load_teacher, read_teacher_info
 
 __all__ = ["load_teacher_slice_model", "find_teacher_folder"]
 
@@ -42,6 +43,8 @@ def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None
     info = json.loads(preprocessing.read_text(encoding="utf-8"))
     torch_device = inference_device(device)
     teacher = load_teacher(folder, base=base, device=torch_device).eval()
+    if (read_teacher_info(folder).get("config") or {}).get("teaching") == "boxes":
+        teacher = box_prompted_teacher(teacher).eval()  # how this run's teacher labelled its transfer set
     labels = LabelTable.from_dict(info["labels"])
     return TorchSliceModel(
         teacher,

@@ -266,7 +266,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if "teacher" in stages:
         t = stages["teacher"]
         note = "" if t["has_foundation_weights"] else (
-            " (NO foundation weights: 'tskd foundation get medsam-vit-b', then --base medsam-vit-b)")
+            " (NO foundation weights: 'tskd foundation get litemedsam' (a CPU) or medsam-vit-b (a GPU), "
+            "then --base auto)")
         rows.append(("teacher", f"{t['architecture']}{note}, val Dice {_dice(t['metrics'])}", t["folder"]))
     if "synthesis" in stages and "transfer_set" not in stages["synthesis"]:
         s = stages["synthesis"]

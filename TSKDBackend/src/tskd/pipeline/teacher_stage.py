@@ -21,13 +21,17 @@ from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.stage import StageContext, fit_stage, stage_done
-from tskd.teacher.build import build_teacher
+from tskd.engine.device import training_device
+from tskd.foundation.cache import tskd_home
+from tskd.teacher.box_teacher import box_prompted_teacher
+from tskd.teacher.build import attach_embedding_cache, build_teacher
 from tskd.teacher.lora import trainable_parameter_report
 from tskd.teacher.model import SamSegmenter
 from tskd.teacher.storage import TEACHER_JSON, load_teacher, save_teacher
 from tskd.teacher.task import TeacherTask
 
-__all__ = ["TeacherResult", "run_teacher_stage", "warm_start_teacher", "ResizedSlices", "PREPROCESSING_JSON"]
+__all__ = ["TeacherResult", "run_teacher_stage", "warm_start_teacher", "ResizedSlices", "PREPROCESSING_JSON",
+           "embedding_cache_root"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,15 +84,22 @@ class TeacherResult:
         return bool(self.info.get("has_foundation_weights"))
 
 
-def _training_sets(data: PreparedData, config: PipelineConfig) -> tuple[Any, Any]:
+def _training_sets(data: PreparedData, config: PipelineConfig, *, augment: bool = True) -> tuple[Any, Any]:
     size = config.teacher.input_size
-    train = SliceDataset(data.prepared, data.train_labelled, augment=build_augmentation(config.data.augment),
+    train = SliceDataset(data.prepared, data.train_labelled,
+                         augment=build_augmentation(config.data.augment) if augment else None,
                          seed=config.teacher.train.seed)
     val = SliceDataset(data.prepared, data.val) if data.val.size else None
     if size != data.input_size:
         train = ResizedSlices(train, size)
         val = ResizedSlices(val, size) if val is not None else None
     return train, val
+
+
+def embedding_cache_root(config: PipelineConfig) -> Path:
+    """Where a frozen foundation encoder keeps its embeddings (``teacher.embedding_cache``)."""
+    value = config.teacher.embedding_cache
+    return tskd_home() / "embeddings" if value == "auto" else Path(value).expanduser()
 
 
 def warm_start_teacher(model: SamSegmenter, folder: Path) -> None:
@@ -130,23 +141,31 @@ def run_teacher_stage(
     """
     folder = run.teacher
     summary = stage_done(folder)
+    cache_root = embedding_cache_root(config)
+    if config.teacher.teaching == "boxes" and not config.teacher.uses_foundation_weights:
+        raise ConfigError("teacher.teaching 'boxes' needs foundation weights: give --base (e.g. litemedsam); a "
+                          "teacher trained from scratch has no published decoder to prompt")
     if summary is not None:
         model = load_teacher(folder)
+        attach_embedding_cache(model, cache_root)
         if not model.has_foundation_weights:
             logger.warning(NO_FOUNDATION_WARNING)
-        return TeacherResult(model, summary["teacher"], summary["trainable"], summary["metrics"])
+        return _teaching(TeacherResult(model, summary["teacher"], summary["trainable"], summary["metrics"]),
+                         data, config, cache_root)
 
     if data.train_labelled.size == 0:
         raise ValueError("the teacher needs labelled training slices; the data stage produced none")
     torch.manual_seed(config.teacher.train.seed)  # the same initial weights on every (re)start
-    model = build_teacher(config.teacher, data.num_classes)
+    on_cpu = training_device(config.teacher.train.device, config.teacher.train.mixed_precision)[0] == "cpu"
+    model = build_teacher(config.teacher, data.num_classes, on_cpu=on_cpu, embedding_cache_root=cache_root)
     if start_from is not None:
         warm_start_teacher(model, start_from)
     report = trainable_parameter_report(model)
     if model.has_foundation_weights:
+        how = f"LoRA rank {config.teacher.lora.rank}" if model.lora is not None else "a frozen encoder"
         logger.info(
-            "teacher: %s from %s with LoRA rank %d: %s trainable parameters (%.3f%% of the image encoder)",
-            model.architecture, model.base.path if model.base else config.teacher.base, config.teacher.lora.rank,
+            "teacher: %s from %s with %s: %s trainable parameters (%.3f%% of the image encoder)",
+            model.architecture, model.base.path if model.base else config.teacher.base, how,
             f"{report['trainable']:,}", report["encoder_trainable_percent"],
         )
     else:
@@ -161,13 +180,18 @@ def run_teacher_stage(
             "slice_axis": data.slice_axis,
         })
 
-    train, val = _training_sets(data, config)
+    frozen = model.has_foundation_weights and model.encoder_frozen
+    if frozen:
+        logger.info("teacher: the encoder is frozen, so its training slices are not augmented (each image is "
+                    "encoded once and its embedding reused every epoch)")
+    train, val = _training_sets(data, config, augment=not frozen)
     summary = fit_stage(
         folder=folder, stage="teacher", model=model,
         task=TeacherTask.from_config(config.teacher, num_classes=data.num_classes, val_data=val),
         dataset=train, train=config.teacher.train, context=context,
         fingerprint={
             "teacher": config.teacher.to_dict(),
+            **({"encoder": "lora" if model.lora is not None else "frozen"} if model.has_foundation_weights else {}),
             "prepared": data.prepared.fingerprint,
             "split": data.split,
             "augment": config.data.augment.to_dict(),
@@ -175,4 +199,21 @@ def run_teacher_stage(
         },
         save=save, summary=lambda: {"teacher": read_json(folder / TEACHER_JSON), "trainable": report},
     )
-    return TeacherResult(model, summary["teacher"], report, summary["metrics"])
+    return _teaching(TeacherResult(model, summary["teacher"], report, summary["metrics"]), data, config, cache_root)
+
+
+def _teaching(result: TeacherResult, data: PreparedData, config: PipelineConfig, cache_root: Path) -> TeacherResult:
+    """The model that labels the transfer set: the fine-tuned teacher itself, or (``teaching: boxes``)
+    the box-prompted teacher built on it, with its validation Dice beside the prompt-free one's."""
+    if config.teacher.teaching != "boxes":
+        return result
+    boxes = box_prompted_teacher(result.model, embedding_cache_root=cache_root)
+    _, val = _training_sets(data, config, augment=False)
+    metrics = dict(result.metrics)
+    if val is not None:
+        task = TeacherTask.from_config(config.teacher, num_classes=data.num_classes, val_data=val)
+        scores = task.validate(boxes)
+        metrics.update({f"boxes_{k}": v for k, v in scores.items()})
+        logger.info("teacher: box-prompted validation Dice %.4f (prompt-free %.4f)", scores.get("val_dice", float("nan")),
+                    result.metrics.get("val_dice", float("nan")))
+    return TeacherResult(boxes, result.info, result.trainable, metrics)

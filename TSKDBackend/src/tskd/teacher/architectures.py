@@ -10,12 +10,18 @@ name       width  depth  heads  global attention     use
 ``vit_l``   1024     24     16  5, 11, 17, 23        SAM ViT-L (``sam_vit_l_0b3195.pth``)
 ``vit_h``   1280     32     16  7, 15, 23, 31        SAM ViT-H (``sam_vit_h_4b8939.pth``)
 ``medsam``   768     12     12  2, 5, 8, 11          MedSAM (``medsam_vit_b.pth``), ViT-B layout
+``litemedsam``  TinyViT (64-320 wide, 12 blocks)      LiteMedSAM (``lite_medsam.pth``), 256 px
 ``tiny``      32      2      2  1                    random weights: tests, ``base: none`` smoke runs
 ``small``    128      4      4  1, 3                 random weights: ``base: none`` runs on a CPU
 =========  =====  =====  =====  ===================  ==========================================
 
 The foundation sizes share SAM's prompt encoder and mask decoder (256 wide, 2 two-way layers,
 8 heads); ``tiny`` and ``small`` shrink those too so they train in seconds at 64-128 px.
+
+``litemedsam`` is MedSAM distilled for laptops: SAM's prompt encoder and mask decoder on a TinyViT
+image encoder (:mod:`tskd.teacher.tiny_vit`) whose embedding grid is a quarter of the input (64 x 64
+at its native 256 px) instead of a sixteenth; it expects each image scaled to ``[0, 1]`` by its own
+minimum and maximum (``input_scaling = "minmax"``). Its ViT numbers below are unused.
 
 :func:`sam_config` turns an architecture into a :class:`transformers.SamConfig` for a given input
 size (a multiple of 16; SAM's native size is 1024, 256 and 512 are the usual fine-tuning sizes)
@@ -24,12 +30,15 @@ and number of classes ``K`` (the mask decoder gets ``K`` multimask outputs, one 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:  # torch and transformers are imported where a model is built, so that the
     import torch  # registry (and the configs that check names against it) imports neither
     from transformers import SamConfig, SamModel
+
+    from tskd.teacher.tiny_vit import TinyViTSpec
 
 __all__ = [
     "SamArchitecture",
@@ -64,6 +73,10 @@ class SamArchitecture:
         mask_input_channels: channels of the prompt encoder's mask down-scaling.
         native_input_size: input size of the published weights (position tables are sized for it).
         foundation: whether published foundation weights exist for this size.
+        encoder: ``"vit"`` (SAM's ViT, the numbers above) or ``"tinyvit"`` (LiteMedSAM's encoder,
+            :mod:`tskd.teacher.tiny_vit`; the ViT numbers are unused).
+        input_scaling: what the encoder expects of the normalised image: ``"none"`` (taken as is)
+            or ``"minmax"`` (each image scaled to ``[0, 1]`` by its own minimum and maximum).
     """
 
     name: str
@@ -80,10 +93,25 @@ class SamArchitecture:
     mask_input_channels: int = 16
     native_input_size: int = 1024
     foundation: bool = True
+    encoder: str = "vit"
+    input_scaling: str = "none"
 
     @property
     def head_dim(self) -> int:
         return self.encoder_width // self.encoder_heads
+
+    @property
+    def patch_size(self) -> int:
+        """Input pixels per image-embedding cell along each side (16 for the ViTs, 4 for TinyViT)."""
+        return 4 if self.encoder == "tinyvit" else PATCH_SIZE
+
+    def tiny_vit_spec(self) -> "TinyViTSpec":
+        """The TinyViT numbers (``encoder == "tinyvit"`` only)."""
+        if self.encoder != "tinyvit":
+            raise ValueError(f"SAM architecture {self.name!r} has a ViT image encoder, not a TinyViT")
+        from tskd.teacher.tiny_vit import LITEMEDSAM_SPEC
+
+        return LITEMEDSAM_SPEC
 
 
 def _architecture(
@@ -120,6 +148,13 @@ def _medsam() -> SamArchitecture:
     return dataclasses.replace(_vit_b(), name="medsam")
 
 
+def _litemedsam() -> SamArchitecture:
+    # the ViT numbers describe nothing here (encoder "tinyvit"); the decoder is SAM's
+    return _architecture(
+        "litemedsam", 64, 12, 2, (), native_input_size=256, encoder="tinyvit", input_scaling="minmax",
+    )
+
+
 def _tiny() -> SamArchitecture:
     return _architecture(
         "tiny", 32, 2, 2, (1,), window_size=4, embedding_dim=32, decoder_mlp_dim=64, decoder_heads=2,
@@ -139,11 +174,12 @@ ARCHITECTURES: dict[str, Callable[[], SamArchitecture]] = {
     "vit_l": _vit_l,
     "vit_h": _vit_h,
     "medsam": _medsam,
+    "litemedsam": _litemedsam,
     "tiny": _tiny,
     "small": _small,
 }
 
-FOUNDATION_ARCHITECTURES = ("vit_b", "vit_l", "vit_h", "medsam")
+FOUNDATION_ARCHITECTURES = ("vit_b", "vit_l", "vit_h", "medsam", "litemedsam")
 
 
 def available_architectures() -> list[str]:
@@ -191,21 +227,28 @@ def sam_config(arch: SamArchitecture | str, *, input_size: int = 1024, num_class
     check_input_size(input_size)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2 (background + at least one class), got {num_classes!r}")
+    if arch.encoder == "tinyvit":  # a one-block placeholder ViT, replaced by the TinyViT in build_sam
+        encoder = dict(hidden_size=8, num_hidden_layers=1, num_attention_heads=1, global_attn_indexes=[0],
+                       window_size=0, mlp_dim=8)
+    else:
+        encoder = dict(
+            hidden_size=arch.encoder_width,
+            num_hidden_layers=arch.encoder_depth,
+            num_attention_heads=arch.encoder_heads,
+            global_attn_indexes=list(arch.global_attn_indexes),
+            window_size=arch.window_size,
+        )
     vision = dict(
-        hidden_size=arch.encoder_width,
-        num_hidden_layers=arch.encoder_depth,
-        num_attention_heads=arch.encoder_heads,
-        global_attn_indexes=list(arch.global_attn_indexes),
-        window_size=arch.window_size,
+        **encoder,
         output_channels=arch.embedding_dim,
         num_pos_feats=arch.embedding_dim // 2,  # must be half the prompt encoder's width
         image_size=input_size,
-        patch_size=PATCH_SIZE,
+        patch_size=arch.patch_size,
     )
     prompt = dict(
         hidden_size=arch.embedding_dim,
         image_size=input_size,
-        patch_size=PATCH_SIZE,
+        patch_size=arch.patch_size,
         mask_input_channels=arch.mask_input_channels,
     )
     decoder = dict(
@@ -215,6 +258,10 @@ def sam_config(arch: SamArchitecture | str, *, input_size: int = 1024, num_class
         num_attention_heads=arch.decoder_heads,
         num_multimask_outputs=num_classes,
         iou_head_hidden_dim=arch.iou_head_hidden_dim,
+        # segment-anything's two-way blocks use torch's LayerNorm default (1e-5), transformers' 1e-6: the
+        # published weights were trained with 1e-5 (masks differed by 2e-4 relative with 1e-6; the
+        # LiteMedSAM parity test measures it)
+        layer_norm_eps=1e-5,
     )
     from transformers import SamConfig
 
@@ -240,18 +287,21 @@ def build_sam(
     import torch
     from transformers import SamModel
 
+    if isinstance(arch, str):
+        arch = get_architecture(arch)
     config = sam_config(arch, input_size=input_size, num_classes=num_classes)
-    if device is None:
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         model = SamModel(config)
-    else:
-        with torch.device(device):
-            model = SamModel(config)
+        if arch.encoder == "tinyvit":
+            from tskd.teacher.tiny_vit import TinyViTEncoder
+
+            model.vision_encoder = TinyViTEncoder(arch.tiny_vit_spec())
     if not model.shared_image_embedding.positional_embedding.is_meta:
-        _init_for_training(model)
+        _init_for_training(model, vit=arch.encoder == "vit")
     return model
 
 
-def _init_for_training(model: SamModel) -> None:
+def _init_for_training(model: SamModel, *, vit: bool = True) -> None:
     """Re-initialise what ``transformers`` initialises for loading only, so a model can train from scratch.
 
     ``transformers`` draws the ViT's weights with std 1e-10 (they are always overwritten by
@@ -263,7 +313,7 @@ def _init_for_training(model: SamModel) -> None:
     from torch import nn
 
     with torch.no_grad():
-        for module in model.vision_encoder.modules():
+        for module in model.vision_encoder.modules() if vit else ():  # a TinyViT initialises itself
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 nn.init.trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:

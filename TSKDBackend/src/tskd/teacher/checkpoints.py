@@ -7,7 +7,9 @@ Accepted, with the architecture detected from the weights (embedding width and d
   ``{"model": ...}`` / ``{"state_dict": ...}`` or saved with DDP's ``module.`` prefix);
 * a Hugging Face model folder (``config.json`` with ``model_type: sam`` and ``model.safetensors``
   or ``pytorch_model.bin``, possibly sharded), read from disk only, never from the hub;
-* a single ``.safetensors`` file in either key layout.
+* a single ``.safetensors`` file in either key layout;
+* LiteMedSAM's ``lite_medsam.pth`` (a TinyViT image encoder with SAM's prompt encoder and decoder,
+  architecture ``litemedsam``).
 
 Loading is strict: after renaming (:mod:`tskd.teacher.keymap`) and adapting
 (:mod:`tskd.teacher.adapt`) every tensor must be used and none may be missing, otherwise a
@@ -59,7 +61,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_HELP = (
     "expected a SAM or MedSAM checkpoint: Meta's sam_vit_b_01ec64.pth / sam_vit_l_0b3195.pth / "
     "sam_vit_h_4b8939.pth (https://github.com/facebookresearch/segment-anything#model-checkpoints), "
-    "MedSAM's medsam_vit_b.pth (https://github.com/bowang-lab/MedSAM), a Hugging Face SAM model "
+    "MedSAM's medsam_vit_b.pth (https://github.com/bowang-lab/MedSAM), LiteMedSAM's lite_medsam.pth "
+    "('tskd foundation get litemedsam'), a Hugging Face SAM model "
     "folder (config.json + model.safetensors) or a .safetensors file of either"
 )
 _HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -229,11 +232,15 @@ def _to_hf_layout(state: dict[str, torch.Tensor], path: Path) -> tuple[dict[str,
 def detect_architecture(state: Mapping[str, torch.Tensor], *, path: str | Path = "checkpoint") -> str:
     """Registry name of the SAM size whose encoder width and depth match ``transformers``-layout weights.
 
-    ViT-B weights are reported as ``medsam`` when the file or folder name contains "medsam".
+    ViT-B weights are reported as ``medsam`` when the file or folder name contains "medsam"; a
+    TinyViT encoder (LiteMedSAM's) as ``litemedsam`` when its stage widths and depths are the
+    published ones.
 
     Raises:
         CheckpointError: no encoder weights, or a width/depth no registered architecture has.
     """
+    if "vision_encoder.patch_embed.seq.0.c.weight" in state:
+        return _detect_tiny_vit(state, path)
     patch = state.get("vision_encoder.patch_embed.projection.weight")
     layers = {int(m.group(1)) for k in state if (m := re.match(r"^vision_encoder\.layers\.(\d+)\.", k))}
     if patch is None or patch.ndim != 4 or not layers:
@@ -241,6 +248,8 @@ def detect_architecture(state: Mapping[str, torch.Tensor], *, path: str | Path =
     width, depth = int(patch.shape[0]), max(layers) + 1
     for name in ARCHITECTURES:
         arch = get_architecture(name)
+        if arch.encoder != "vit":
+            continue
         if name != "medsam" and (arch.encoder_width, arch.encoder_depth) == (width, depth):
             if name == "vit_b" and "medsam" in Path(path).name.lower():
                 return "medsam"
@@ -251,6 +260,28 @@ def detect_architecture(state: Mapping[str, torch.Tensor], *, path: str | Path =
     raise CheckpointError(
         f"{path}: its image encoder is {width} wide and {depth} deep, which matches no known SAM architecture "
         f"({known}); {CHECKPOINT_HELP}"
+    )
+
+
+def _detect_tiny_vit(state: Mapping[str, torch.Tensor], path: str | Path) -> str:
+    """``litemedsam`` when the TinyViT's stage widths and depths are those of the published model."""
+    found_widths, found_depths = [], []
+    for stage in range(4):
+        prefix = f"vision_encoder.layers.{stage}.blocks."
+        blocks = {int(k[len(prefix):].split(".", 1)[0]) for k in state if k.startswith(prefix)}
+        found_depths.append(max(blocks) + 1 if blocks else 0)
+        weight = state.get(f"{prefix}0.conv1.c.weight" if stage == 0 else f"{prefix}0.attn.proj.weight")
+        found_widths.append(int(weight.shape[0]) if weight is not None else 0)
+    for name in ARCHITECTURES:
+        arch = get_architecture(name)
+        if arch.encoder == "tinyvit":
+            spec = arch.tiny_vit_spec()
+            expected_widths = [spec.widths[0] * int(spec.conv_expand), *spec.widths[1:]]
+            if found_widths == expected_widths and found_depths == list(spec.depths):
+                return name
+    raise CheckpointError(
+        f"{path}: its image encoder is a TinyViT with stage widths {found_widths} and depths {found_depths}, "
+        f"which is not LiteMedSAM's; {CHECKPOINT_HELP}"
     )
 
 
@@ -301,10 +332,14 @@ def load_sam(
     pos = state.get("vision_encoder.pos_embed")
     native = int(pos.shape[1]) * PATCH_SIZE if pos is not None and pos.ndim == 4 else arch.native_input_size
 
-    grid = input_size // PATCH_SIZE
-    resized = resize_position_tables(state, global_attn_indexes=arch.global_attn_indexes, grid=grid)
-    if resized:
-        logger.info("resized %d position tables from %d px to %d px input", len(resized), native, input_size)
+    if arch.encoder == "vit":
+        grid = input_size // PATCH_SIZE
+        resized = resize_position_tables(state, global_attn_indexes=arch.global_attn_indexes, grid=grid)
+        if resized:
+            logger.info("resized %d position tables from %d px to %d px input", len(resized), native, input_size)
+    elif input_size != native:  # TinyViT: no position tables (its attention biases are per window)
+        logger.warning("%s: %s was trained at %d px; it runs at %d px but was not trained for it",
+                       path, detected, native, input_size)
     if adapt_mask_tokens(state, num_classes + 1):
         logger.info("adapted the mask decoder to %d classes (pretrained mask heads copied cyclically)", num_classes)
 

@@ -58,8 +58,19 @@ class TeacherConfig(ConfigBase):
             a registry name (``vit_b``, ``vit_l``, ``vit_h``, ``medsam``, ``tiny``, ``small``).
         input_size: side of the square training input in pixels (multiple of 16; 256 is SAMed's
             and a good default, 1024 is SAM's native size).
-        lora: LoRA settings (unused with base ``none``).
+        lora: LoRA settings (used when the encoder trains with LoRA, see ``encoder``).
+        encoder: how a foundation encoder takes part in fine-tuning: ``"lora"`` (adapters on its
+            attention train with the decoder), ``"frozen"`` (only the decoder trains; each image's
+            embedding is computed once and kept, see ``embedding_cache``; training inputs are not
+            augmented, so that they repeat) or ``"auto"`` (frozen when training on a CPU, LoRA on a
+            GPU). Unused with base ``none`` (the whole small model trains).
+        embedding_cache: where a frozen encoder's embeddings are kept: ``"auto"``
+            (``$TSKD_HOME/embeddings``, shared by runs on the same images) or a folder.
         prompt_mode: ``"none"`` (prompt-free, the default) or ``"box"`` (boxes from labels).
+        teaching: how the fine-tuned teacher labels the transfer set (and scores ``tskd suggest``):
+            ``"prompt_free"`` (its own ``K`` class outputs, the paper's TS-KD) or ``"boxes"`` (its
+            prediction's connected components become boxes that the published foundation decoder
+            turns into masks, see :mod:`tskd.teacher.box_teacher`; needs foundation weights).
         dice_weight: weight of the Dice term of the Dice + cross-entropy loss.
         ce_weight: weight of the cross-entropy term.
         train: the training loop's settings (steps, batch, learning rate...; see
@@ -70,7 +81,10 @@ class TeacherConfig(ConfigBase):
     architecture: str = "auto"
     input_size: int = 256
     lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
+    encoder: Literal["auto", "lora", "frozen"] = "auto"
+    embedding_cache: str = "auto"
     prompt_mode: Literal["none", "box"] = "none"
+    teaching: Literal["prompt_free", "boxes"] = "prompt_free"
     dice_weight: float = 1.0
     ce_weight: float = 1.0
     train: EngineConfig = dataclasses.field(
@@ -88,6 +102,12 @@ class TeacherConfig(ConfigBase):
                 f"architecture {self.architecture!r} is not one of auto, {', '.join(ARCHITECTURES)}"
             )
         check_input_size(self.input_size)
+        if self.encoder not in ("auto", "lora", "frozen"):
+            raise ValueError(f"encoder must be 'auto', 'lora' or 'frozen', got {self.encoder!r}")
+        if not self.embedding_cache:
+            raise ValueError("embedding_cache must be 'auto' or a folder")
+        if self.teaching not in ("prompt_free", "boxes"):
+            raise ValueError(f"teaching must be 'prompt_free' or 'boxes', got {self.teaching!r}")
         if self.prompt_mode not in ("none", "box"):
             raise ValueError(f"prompt_mode must be 'none' or 'box', got {self.prompt_mode!r}")
         if self.dice_weight < 0 or self.ce_weight < 0 or self.dice_weight + self.ce_weight == 0:
@@ -97,6 +117,12 @@ class TeacherConfig(ConfigBase):
     def uses_foundation_weights(self) -> bool:
         """``False`` when ``base`` is ``"none"``."""
         return self.base.lower() != "none"
+
+    def resolved_encoder(self, on_cpu: bool) -> str:
+        """``"lora"`` or ``"frozen"``: ``auto`` is frozen when training on a CPU (``on_cpu``)."""
+        if self.encoder == "auto":
+            return "frozen" if on_cpu else "lora"
+        return self.encoder
 
     def resolved_architecture(self) -> str:
         """The architecture to build without foundation weights (``auto`` -> ``small``).

@@ -9,6 +9,11 @@ differently (``vision_encoder.layers.N.layer_norm1``, ``neck.conv1``, ``mask_emb
 change, plus one tensor (the random Fourier matrix of the prompt encoder) that ``transformers``
 keeps twice, tied.
 
+LiteMedSAM's ``lite_medsam.pth`` has the same prompt encoder and mask decoder and a TinyViT image
+encoder (``image_encoder.patch_embed.seq.*``, ``image_encoder.layers.*``, ``image_encoder.neck.*``);
+:class:`tskd.teacher.tiny_vit.TinyViTEncoder` keeps those names under ``vision_encoder.`` and names
+its neck like ``transformers``' SAM neck, so the same rules rename it.
+
 Keys that match no rule are passed through unchanged so that the strict check of the loader
 reports them by name.
 """
@@ -42,6 +47,8 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     for p, r in [
         # image encoder
         (r"^image_encoder\.patch_embed\.proj\.", "vision_encoder.patch_embed.projection."),
+        # LiteMedSAM's TinyViT (tskd.teacher.tiny_vit keeps the checkpoint's names; its neck is SAM's)
+        (r"^image_encoder\.(patch_embed\.seq|layers)\.", r"vision_encoder.\1."),
         (r"^image_encoder\.pos_embed$", "vision_encoder.pos_embed"),
         (r"^image_encoder\.blocks\.(\d+)\.norm1\.", r"vision_encoder.layers.\1.layer_norm1."),
         (r"^image_encoder\.blocks\.(\d+)\.norm2\.", r"vision_encoder.layers.\1.layer_norm2."),

@@ -59,7 +59,8 @@ def apply_lora(model: SamSegmenter, lora: "LoraConfig") -> SamSegmenter:
     except ValueError as exc:
         raise ConfigError(
             f"teacher.lora.targets {list(lora.targets)} match no module of the SAM image encoder "
-            "(its attention has 'qkv' and 'proj', its MLP 'lin1' and 'lin2'): " + str(exc).split("\n")[0]
+            "(SAM's ViT: attention 'qkv' and 'proj', MLP 'lin1' and 'lin2'; LiteMedSAM's TinyViT: attention "
+            "'qkv' and 'proj', MLP 'fc1' and 'fc2'): " + str(exc).split("\n")[0]
         ) from exc
     model.lora = lora
     set_trainable(model)
@@ -81,10 +82,10 @@ def lora_parameter_names(model: nn.Module) -> list[str]:
 _UNUSED = ("sam.mask_decoder.iou_prediction_head.", "sam.mask_decoder.output_hypernetworks_mlps.0.")
 
 
-def _trains(name: str, with_lora: bool) -> bool:
+def _trains(name: str, foundation: bool) -> bool:
     if name.startswith(_UNUSED):
         return False
-    if with_lora:
+    if foundation:  # LoRA adapters (when there are any) and the mask decoder
         return ".lora_A." in name or ".lora_B." in name or name.startswith("sam.mask_decoder.")
     if name.startswith("sam.prompt_encoder."):
         return name.startswith("sam.prompt_encoder.no_mask_embed.")
@@ -95,15 +96,15 @@ def _trains(name: str, with_lora: bool) -> bool:
 def set_trainable(model: SamSegmenter) -> None:
     """Apply the teacher's policy of which weights train.
 
-    With LoRA: the adapters and the mask decoder. Without (``base: none``): everything except the
+    With foundation weights: the LoRA adapters (none when the encoder is frozen) and the mask
+    decoder. Without (``base: none``): everything except the
     prompt encoder (only its "no mask" embedding trains) and the fixed Fourier matrix. In both
     cases the decoder's IoU head and single-mask head stay frozen because the segmenter never uses
     them, so every trainable weight receives a gradient at every step (DDP needs no
     ``find_unused_parameters``).
     """
-    with_lora = model.lora is not None
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(_trains(name, with_lora))
+        parameter.requires_grad_(_trains(name, model.has_foundation_weights))
 
 
 def trainable_parameter_report(model: SamSegmenter) -> dict[str, float]:

@@ -14,7 +14,9 @@ class order, so the decoder can learn which pair belongs to which class. This mo
 boxes at inference time too; it is meant for prompted fine-tuning experiments.
 
 Inputs are normalised intensities ``(B, 1, S, S)`` (``tskd.preprocess`` does the normalisation);
-the single channel is repeated to SAM's three. The module is plain: no state besides weights and
+the single channel is repeated to SAM's three. LiteMedSAM (``input_scaling == "minmax"``) was
+trained on images scaled to ``[0, 1]`` by their own minimum and maximum, so its inputs are rescaled
+so per image first (any per-image affine normalisation before that leaves its input unchanged). The module is plain: no state besides weights and
 a few descriptive attributes; a stateful predictor for whole volumes lives elsewhere.
 """
 
@@ -45,8 +47,11 @@ class SamSegmenter(nn.Module):
     Attributes:
         input_size: side ``S`` of the square input.
         embedding_dim: channels ``C`` of :meth:`image_embeddings` (256 for SAM).
-        embedding_size: side of the image embedding grid (``S / 16``).
+        embedding_size: side of the image embedding grid (``S / 16``; ``S / 4`` for LiteMedSAM).
+        input_scaling: ``"none"`` or ``"minmax"`` (see the module's docstring).
         lora: the LoRA settings applied to the encoder (set by :func:`tskd.teacher.lora.apply_lora`).
+        embedding_cache: with the encoder frozen, an :class:`~tskd.teacher.embedding_cache.EmbeddingCache`
+            that :meth:`image_embeddings` reads from and fills (set by :meth:`freeze_encoder`).
         prompt_mode: ``"none"`` or ``"box"``, how the model was (or is to be) trained.
     """
 
@@ -74,7 +79,11 @@ class SamSegmenter(nn.Module):
         self.has_foundation_weights = bool(has_foundation_weights)
         self.base = base
         self.lora: Any = None
+        self.embedding_cache: Any = None
         self.prompt_mode = "none"
+        from tskd.teacher.architectures import ARCHITECTURES, get_architecture
+
+        self.input_scaling = get_architecture(architecture).input_scaling if architecture in ARCHITECTURES else "none"
         self.input_size = int(sam.config.vision_config.image_size)
         self.embedding_dim = int(sam.config.vision_config.output_channels)
         self.embedding_size = int(sam.config.prompt_encoder_config.image_embedding_size)
@@ -90,6 +99,10 @@ class SamSegmenter(nn.Module):
             raise ValueError(
                 f"expected images of shape (B, 1, {self.input_size}, {self.input_size}), got {tuple(x.shape)}"
             )
+        if self.input_scaling == "minmax":
+            low = x.amin(dim=(2, 3), keepdim=True)
+            high = x.amax(dim=(2, 3), keepdim=True)
+            x = (x - low) / (high - low).clamp(min=1e-8)
         return x.expand(-1, 3, -1, -1)
 
     def image_embeddings(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,9 +112,35 @@ class SamSegmenter(nn.Module):
             x: normalised images ``(B, 1, S, S)``.
 
         Returns:
-            ``(B, C, S/16, S/16)`` with ``C = embedding_dim``.
+            ``(B, C, G, G)`` with ``C = embedding_dim`` and ``G = embedding_size``.
         """
-        return self.sam.vision_encoder(pixel_values=self._pixels(x)).last_hidden_state
+        if self.embedding_cache is not None:
+            return self.embedding_cache.embeddings(self._encode, x)
+        return self._encode(x)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.sam.vision_encoder(pixel_values=self._pixels(x))
+        return out if isinstance(out, torch.Tensor) else out.last_hidden_state  # TinyViT / transformers' ViT
+
+    @property
+    def encoder_frozen(self) -> bool:
+        """True when no weight of the image encoder trains (no LoRA, foundation weights)."""
+        return not any(p.requires_grad for p in self.sam.vision_encoder.parameters())
+
+    def freeze_encoder(self, cache: Any = None) -> None:
+        """Stop the image encoder from training and, with ``cache``, compute each image's embedding once.
+
+        Args:
+            cache: an :class:`~tskd.teacher.embedding_cache.EmbeddingCache` for this encoder, or None.
+
+        Raises:
+            ValueError: the encoder has LoRA adapters (their embeddings change as they train).
+        """
+        if self.lora is not None:
+            raise ValueError("an encoder with LoRA adapters trains; it cannot be frozen")
+        for parameter in self.sam.vision_encoder.parameters():
+            parameter.requires_grad_(False)
+        self.embedding_cache = cache
 
     def decode(self, embeddings: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
         """Class logits from image embeddings.
@@ -127,6 +166,39 @@ class SamSegmenter(nn.Module):
             multimask_output=True,
         )
         low_res = masks[:, 0]  # (B, K, S/4, S/4)
+        return F.interpolate(low_res, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+
+    def box_masks(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """SAM's own use of a box: one mask per box, each box a separate prompt (single-mask output).
+
+        Unlike :meth:`decode` with boxes (the class-ordered box mode trained by the teacher task),
+        this is what the published SAM / MedSAM / LiteMedSAM decoders were trained for, so it works
+        zero-shot: the first mask token's output for each box.
+
+        Args:
+            embeddings: ``(B, C, G, G)`` from :meth:`image_embeddings`.
+            boxes: ``(B, N, 4)`` as ``x1, y1, x2, y2`` in input pixels (``0..S-1``).
+
+        Returns:
+            mask logits ``(B, N, S, S)`` (foreground where > 0).
+        """
+        if boxes.ndim != 3 or boxes.shape[0] != embeddings.shape[0] or boxes.shape[2] != 4:
+            raise ValueError(f"expected boxes of shape ({embeddings.shape[0]}, N, 4), got {tuple(boxes.shape)}")
+        batch = embeddings.shape[0]
+        prompt_encoder = self.sam.prompt_encoder
+        boxes = boxes.to(device=embeddings.device, dtype=torch.float32)
+        sparse, dense = prompt_encoder(input_points=None, input_labels=None, input_boxes=boxes, input_masks=None)
+        positional = self.sam.get_image_wide_positional_embeddings().repeat(batch, 1, 1, 1)
+        masks, _ = self.sam.mask_decoder(
+            image_embeddings=embeddings,
+            image_positional_embeddings=positional.to(embeddings.dtype),
+            sparse_prompt_embeddings=sparse.to(embeddings.dtype),
+            dense_prompt_embeddings=dense.to(embeddings.dtype),
+            multimask_output=False,
+        )
+        low_res = masks[:, :, 0]  # (B, N, 4G, 4G)
+        if low_res.shape[-1] == self.input_size:
+            return low_res
         return F.interpolate(low_res, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
 
     def forward_with_embeddings(

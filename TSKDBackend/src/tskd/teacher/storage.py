@@ -1,7 +1,7 @@
 """Saving and loading a fine-tuned teacher (the ``teacher/`` folder of a run).
 
-A teacher on foundation weights is stored as what training changed: the LoRA adapter weights and
-the mask decoder (``adapter_decoder.safetensors``, a few MB), plus ``teacher.json`` naming the base
+A teacher on foundation weights is stored as what training changed: the LoRA adapter weights (none
+when the encoder was frozen; ``lora`` is then null in ``teacher.json``) and the mask decoder (``adapter_decoder.safetensors``, a few MB), plus ``teacher.json`` naming the base
 checkpoint by path, size and SHA-256. Loading rebuilds the model on the same base file and refuses
 a file whose hash differs. A teacher without foundation weights (``base: none``) is small and is
 stored whole (``model.safetensors``).
@@ -36,7 +36,7 @@ from tskd.teacher.checkpoints import (
 )
 from tskd.teacher.config import LoraConfig, TeacherConfig
 from tskd.teacher.keymap import TIED_POSITIONAL_KEY
-from tskd.teacher.lora import apply_lora, lora_parameter_names
+from tskd.teacher.lora import apply_lora, lora_parameter_names, set_trainable
 from tskd.teacher.model import SamSegmenter
 
 __all__ = ["TEACHER_JSON", "save_teacher", "load_teacher", "read_teacher_info"]
@@ -178,7 +178,11 @@ def load_teacher(folder: str | Path, *, base: str | Path | None = None, device: 
         model = load_pretrained_segmenter(
             base_path, architecture=architecture, input_size=input_size, num_classes=num_classes
         )
-        apply_lora(model, LoraConfig.from_dict(meta.get("lora") or {}, source=f"{json_path}: lora"))
+        if meta.get("lora") is not None:
+            apply_lora(model, LoraConfig.from_dict(meta["lora"], source=f"{json_path}: lora"))
+        else:  # trained with the encoder frozen: only the decoder was saved
+            set_trainable(model)
+            model.freeze_encoder()
     else:
         model = build_scratch_segmenter(architecture, input_size=input_size, num_classes=num_classes)
     _load_weights(model, weights)

@@ -46,7 +46,8 @@ def _check_name(value: str) -> str:
 
 
 @router.get("", response_model=CheckpointList,
-            summary="Foundation models: the catalog (present or not, MedSAM first), imported weights, workspace files",
+            summary="Foundation models: the catalog (present or not; no GPU: LiteMedSAM first, a GPU: MedSAM ViT-B "
+                    "first), imported weights, workspace files",
              responses=error_responses(401))
 def list_checkpoints(svc: Service = Depends(service)) -> dict:
     return {"checkpoints": svc.checkpoints.list()}
