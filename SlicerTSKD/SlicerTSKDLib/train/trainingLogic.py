@@ -388,6 +388,7 @@ class TrainingLogic:
         self.jobs: List[Dict[str, Any]] = []
         self.starting: Optional[str] = None  # a start, update or resume is on its way (buttons disabled)
         self.justAdded: Optional[str] = None  # a foundation model just downloaded or imported (chosen next)
+        self._saving: Optional[str] = None
         self.notice: str = ""  # said before the followed job's headline (a refused start) until it finishes
 
     # ------------------------------------------------------------ choosers
@@ -409,12 +410,26 @@ class TrainingLogic:
 
     def choiceToSave(self, view: FoundationView, project: Optional[Dict[str, Any]]) -> Optional[str]:
         """The value to store as the project's choice after :meth:`foundation` showed a model just added
-        (None: nothing to save); asked once."""
-        added, self.justAdded = self.justAdded, None
+        (None: nothing to save, or its save is on its way). The model stays preferred until the saved
+        project comes back (:meth:`choiceSaved`) or the user chooses (:meth:`userChose`), so a listing
+        that arrives in between shows it too."""
+        added = self.justAdded
         if added is None or project is None or not 0 <= view.index < len(view.choices):
             return None
         value = view.choices[view.index].value
-        return value if value == added and savedChoice(project) != value else None
+        if value != added or savedChoice(project) == value or self._saving == value:
+            return None
+        self._saving = value
+        return value
+
+    def choiceSaved(self, project: Optional[Dict[str, Any]]) -> None:
+        """The project came back from a save: a model just added and now saved is no longer special."""
+        if self.justAdded is not None and savedChoice(project) == self.justAdded:
+            self.justAdded = self._saving = None
+
+    def userChose(self) -> None:
+        """The user picked a foundation model: that choice wins over one just added."""
+        self.justAdded = self._saving = None
 
     # ---------------------------------------------------------------- jobs
     @staticmethod

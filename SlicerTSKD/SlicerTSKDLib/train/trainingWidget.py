@@ -137,7 +137,7 @@ class TrainingWidget:
         self.foundationCombo.setCurrentIndex(view.index)
         save = self.logic.choiceToSave(view, self.session.project)
         if save is not None:  # just downloaded or imported: it is the project's choice from now on
-            self.onFoundationChosen(view.index)
+            self._saveFoundationChoice(save)
         self.foundationNote.visible = view.noneAvailable
         self.downloadButton.visible = view.offerDownload
         if view.downloadText:
@@ -145,15 +145,20 @@ class TrainingWidget:
         self._updateButtons()
 
     def onFoundationChosen(self, index: int) -> None:
+        """The user's choice (``activated``): saved in the project, and it wins over a model just added."""
+        self.logic.userChose()
+        self._saveFoundationChoice(self.foundationCombo.itemData(index))
+
+    def _saveFoundationChoice(self, value) -> None:
         project, client = self.session.project, self.session.client
         if project is None or client is None:
             return
-        value = self.foundationCombo.itemData(index)
         self.session.submit("Saving the foundation model choice", FoundationLogic(client).saveChoice, project, value,
                             onSuccess=self._onProjectSaved, onError=lambda exc: showError(exc, self.session))
 
     def _onProjectSaved(self, project) -> None:
         self.session.project = project  # the saved choice is in its settings
+        self.logic.choiceSaved(project)
 
     def onDownload(self) -> None:
         download = self.logic.startDownload(self.session.client)
