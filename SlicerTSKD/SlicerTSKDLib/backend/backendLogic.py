@@ -247,6 +247,8 @@ ADOPT_TIMEOUT_S = 10.0
 
 #: The server exits when its stdin (a pipe from Slicer) reaches end-of-file, i.e. when Slicer dies (issue 32, item 8).
 EXIT_WITH_PARENT = "--exit-with-parent"
+#: Backend commands that refused the flag in this Slicer session (an environment older than it): started without.
+_WITHOUT_EXIT_FLAG: set = set()
 
 
 def localServeCommand(backendCommand: Sequence[str], workspace: str, port: int,
@@ -361,6 +363,7 @@ class LocalBackend:
     def _launchServer(self, backendCommand: List[str], environment: Dict[str, str], port: int,
                       token: Optional[str] = None) -> None:
         self._adopted = None
+        self._exitWithParent = tuple(backendCommand) not in _WITHOUT_EXIT_FLAG
         port = port or freeLocalPort()
         self.token = token or newToken()
         self.url = "http://127.0.0.1:{}".format(port)
@@ -498,7 +501,7 @@ class LocalBackend:
             # a backend environment older than the flag: start it without (the recorded state still lets
             # the next session reconnect to or stop an orphan)
             logger.warning("the backend does not know %s; started without it", EXIT_WITH_PARENT)
-            self._exitWithParent = False
+            _WITHOUT_EXIT_FLAG.add(tuple(self._launch[0]))
             self._outputTail = ""
             command, environment, port = self._launch
             self._launchServer(command, environment, port, self.token)
