@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import os
@@ -249,6 +250,10 @@ class TSKDClient:
                 f"cannot reach the backend at {self.server_url}: no answer within {limit:g} s") from None
         except (ConnectionError, OSError) as exc:
             raise TSKDConnectionError(f"cannot reach the backend at {self.server_url}: {exc}") from None
+        except http.client.HTTPException as exc:  # e.g. IncompleteRead: the server stopped mid-answer
+            raise TSKDConnectionError(
+                f"cannot reach the backend at {self.server_url}: its answer was cut off "
+                f"({type(exc).__name__}); was the server stopped?") from None
         if not body:
             return None
         try:
