@@ -9,6 +9,7 @@ import time
 import slicer
 from slicer.i18n import tr as _
 from slicer.ScriptedLoadableModule import ScriptedLoadableModule, ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget
+from SlicerTSKDLib.scripting import SlicerTSKDLogic  # noqa: F401  scripts: SlicerTSKD.SlicerTSKDLogic().segment(v, m)
 
 DOCS_URL = "https://github.com/SlicerTSKD/SlicerTSKD#readme"
 
@@ -18,7 +19,6 @@ class SlicerTSKD(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("TS-KD Segmentation")
         self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
         self.parent.contributors = ["SlicerTSKD developers"]
         self.parent.helpText = _(
             "Label a few cases; SlicerTSKD fine-tunes a segmentation foundation model on them and distils it "
@@ -39,9 +39,14 @@ class SlicerTSKDWidget(ScriptedLoadableModuleWidget):
         self.moduleWidget = ModuleWidget(self.layout, os.path.dirname(__file__))
         self.layout.addStretch(1)
 
+    def enter(self):  # the module is shown / exit(): another one is (qSlicerScriptedLoadableModuleWidget.cxx l. 66-67)
+        getattr(self, "moduleWidget", None) and self.moduleWidget.enter()
+
+    def exit(self):
+        getattr(self, "moduleWidget", None) and self.moduleWidget.exit()
+
     def cleanup(self):
-        if hasattr(self, "moduleWidget"):
-            self.moduleWidget.cleanup()
+        getattr(self, "moduleWidget", None) and self.moduleWidget.cleanup()
 
 
 class SlicerTSKDTest(ScriptedLoadableModuleTest):

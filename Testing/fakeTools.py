@@ -75,6 +75,12 @@ FAKE_PROGRAM = textwrap.dedent(
         sys.exit(0)
     if args[:3] == ["-m", "pip", "install"]:
         spec = [a for a in args[3:] if not a.startswith("-")]
+        wrong = rules.get("wrongPython")
+        if wrong and any(wrong in a for a in args):  # what pip says when a pin needs a newer Python
+            print("ERROR: Ignored the following versions that require a different python version: 2.4.6 Requires-Python >=3.11")
+            print("ERROR: Could not find a version that satisfies the requirement " + wrong)
+            print("ERROR: No matching distribution found for " + wrong)
+            sys.exit(1)
         for needle, code in rules.get("failPip", {}).items():
             if any(needle in a for a in args):
                 print("ERROR: Could not find a version that satisfies the requirement " + needle)

@@ -90,7 +90,7 @@ def test_a_backend_that_answers_is_described(fakeBackend):
 
 
 def test_wrong_token(fakeBackend):
-    with pytest.raises(BackendProblem, match="refused the token: enter the token the server was started with"):
+    with pytest.raises(BackendProblem, match="refused the token: enter the token given by the person who runs that server"):
         checkBackend(TSKDClient(urlOf(fakeBackend), token="wrong"))
 
 
@@ -138,7 +138,9 @@ def test_other_errors_keep_the_servers_words():
 
 def test_command_token_port_and_workspace(tmp_path):
     command = localServeCommand(["/env/bin/python", "-m", "tskd"], "/w", 8123)
-    assert command == ["/env/bin/python", "-m", "tskd", "serve", "--workspace", "/w", "--host", "127.0.0.1", "--port", "8123"]
+    assert command == ["/env/bin/python", "-m", "tskd", "serve", "--workspace", "/w", "--host", "127.0.0.1", "--port", "8123",
+                       "--max-upload-mb", "65536", "--max-image-mb", "65536",  # issue 32, item 12: a high local limit
+                       "--exit-with-parent"]  # item 8: the server exits when Slicer does
     assert not any("token" in part for part in command)  # the token goes in the environment
     with pytest.raises(ValueError):
         localServeCommand([], "/w", 1)
@@ -228,3 +230,22 @@ def test_start_up_probe_runs_in_a_worker_and_poll_never_waits(tmp_path):
         runner.kill()
         runner.waitUntil(lambda: not runner.isRunning(), 10)
         tasks.shutdown()
+
+
+def test_backend_refusals_never_name_server_options_or_request_fields():
+    """Issue 32, item 12: messages shown to clinicians never name API parameters or server flags."""
+    from SlicerTSKDLib.backend.backendLogic import plainBackendMessage
+    from SlicerTSKDLib.backend.client import TSKDClientError
+    from SlicerTSKDLib.session import userMessage
+
+    big = TSKDClientError(413, "'image' file 'ct.nrrd' is larger than the server's limit of 512 MB; the server's "
+                               "--max-upload-mb option sets it")
+    text = userMessage(big)
+    assert text.startswith("The image is larger than the backend accepts (512 MB).") and "--" not in text
+    assert plainBackendMessage(409, "the project has a case named 'case_000' already; send replace=true to replace "
+                                    "it") == "the project has a case named 'case_000' already"
+    assert plainBackendMessage(409, "the project has no trained model yet; start a job (POST /projects/{id}/jobs) "
+                                    "and wait for it") == "the project has no trained model yet"
+    assert plainBackendMessage(422, "case_001: the label map has values 0..9; the project has labels 0..2") == \
+        "case_001: the label map has values 0..9; the project has labels 0..2"  # nothing to drop
+    assert "--token" not in userMessage(TSKDClientError(401, "invalid token"), "http://h:1")

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import backendEnvironment, pumpUntil
 from fakeQt import FakeObject, installFakeQt
-from SlicerTSKDLib.backend.backendLogic import (ENTER_ADDRESS, NO_ENVIRONMENT, RUNNING, SET_UP_OR_CONNECT, STOPPED, BackendLogic,
+from SlicerTSKDLib.backend.backendLogic import (ENTER_ADDRESS, NOT_ENCRYPTED_DECLINED, NO_ENVIRONMENT, RUNNING, SET_UP_OR_CONNECT, STOPPED, BackendLogic,
                                         LocalBackend, freeLocalPort)
 from SlicerTSKDLib.install.environmentMarker import EnvironmentInfo
 from SlicerTSKDLib.processRunner import SubprocessRunner
@@ -123,3 +123,28 @@ def test_remote_mode_checks_the_server_and_says_why_it_cannot_connect(world, ser
     assert w.settings.values["SlicerTSKD/Backend/URL"] == serviceServer.url
     assert "widget-test" not in w.settings.values.values()  # the token is never stored
     assert w.errors == []
+
+
+def test_plain_http_to_another_machine_needs_an_explicit_yes(world, monkeypatch):
+    """Issue 32, item 11: http:// to a non-loopback server sends images and the token unencrypted: the panel
+    asks first; No connects nothing; Yes connects (and is not asked again for that address this session).
+    No connection is attempted here (the check is recorded), so nothing leaves loopback."""
+    w = world(MemorySettings({"SlicerTSKD/Backend/Mode": "remote"}))
+    import qt
+
+    widget = w.widget
+    checked = []
+    monkeypatch.setattr(widget, "_check", lambda client: checked.append(client.server_url))
+    widget.urlEdit.text = "http://192.0.2.10:8000"
+    qt.QMessageBox.replies = [qt.QMessageBox.No]
+    widget.connectButton.trigger("clicked()")
+    assert "is not encrypted (http://, not https://)" in qt.QMessageBox.asked[-1][2]
+    assert checked == [] and widget.statusLabel.text == NOT_ENCRYPTED_DECLINED
+    qt.QMessageBox.replies = [qt.QMessageBox.Yes]
+    widget.onConnectRemote()
+    widget.onConnectRemote()  # accepted once: not asked again
+    assert len(checked) == 2 and qt.QMessageBox.replies == [] and len(qt.QMessageBox.asked) == 2
+    for url in ("https://192.0.2.10:8443", "http://127.0.0.1:8000", "http://localhost:9", "http://[::1]:9"):
+        widget.urlEdit.text = url
+        widget.onConnectRemote()  # encrypted, or this computer: nothing to ask
+    assert len(checked) == 6 and len(qt.QMessageBox.asked) == 2

@@ -227,3 +227,14 @@ def test_pip_progress_moves_monotonically_to_one():
     assert max(moved[:-2]) < 0.85  # resolving never claims the installing share
     with pytest.raises(ValueError):
         PipProgress(-1)
+
+
+def test_a_mirror_or_wheelhouse_in_the_extra_arguments_serves_torch():
+    """Issue 32, item 7: pip takes the last --index-url, so PyTorch's own index is added only when the extra
+    pip arguments name no index (a mirror) and do not forbid one (an offline wheelhouse)."""
+    from SlicerTSKDLib.install.environment import choosesIndex
+
+    assert choosesIndex(["--index-url", "https://mirror/simple"]) and choosesIndex(["--index-url=https://m/simple"])
+    assert choosesIndex(["-i", "https://m/simple"]) and choosesIndex(["-ihttps://m/simple"])
+    assert choosesIndex(["--no-index", "--find-links", "/media/wheelhouse"])
+    assert not choosesIndex(["--proxy", "http://proxy:3128", "--extra-index-url", "https://m/simple", "-I"])

@@ -41,9 +41,16 @@ class Harness:
         self.host = HostContext("linux", env, str(tmp / "home"), searchCommonLocations=False)
         options.setdefault("backendSourceDir", str(BACKEND))
         self.options = EnvironmentOptions(rootDir=str(self.root), **options)
-        self.runner = SubprocessRunner()
-        self.setup = EnvironmentSetup(self.options, self.host, self.runner, now=lambda: NOW)
         self.progress, self.log, self.results = [], [], []
+        self.withHost()
+
+    def withHost(self, **changes) -> None:
+        """A set-up on this host with some fields changed (Slicer's own Python, the processor...)."""
+        import dataclasses
+
+        self.host = dataclasses.replace(self.host, **changes)
+        self.runner = SubprocessRunner()  # one set-up per runner (each listens to its runner's events)
+        self.setup = EnvironmentSetup(self.options, self.host, self.runner, now=lambda: NOW)
         self.setup.progress.connect(lambda fraction, label: self.progress.append((fraction, label)))
         self.setup.logMessage.connect(self.log.append)
         self.setup.finished.connect(lambda ok, message: self.results.append((ok, message)))
@@ -272,3 +279,95 @@ def test_start_while_running_is_ignored_and_cancel_when_idle_does_nothing(tmp_pa
     assert h.setup.stepsRun == first
     assert h.runner.waitUntil(lambda: bool(h.results), 60)
     assert h.results[-1][0]
+
+
+def test_the_python_range_comes_from_the_backends_metadata(tmp_path):
+    """Issue 32, item 6: the finder takes the backend's requires-python (3.10 is refused: numpy 2.4 and
+    networkx 3.6 need 3.11), so the two cannot drift."""
+    from SlicerTSKDLib.install.pythonFinder import supportedRange
+
+    assert supportedRange(str(BACKEND)) == ((3, 11), (3, 13))
+    h = Harness(tmp_path)
+    old = makeFakePython(h.bin / "python3", (3, 10, 12))  # Ubuntu 22.04
+    ok, message = h.run()
+    assert not ok and "needs a 64-bit Python 3.11 to 3.13" in message
+    assert "{} (PATH): Python 3.10.12 is too old (the backend needs 3.11 to 3.13)".format(old) in message
+    assert "Looking for Python 3.11 to 3.13" in "\n".join(h.log)
+
+    narrow = tmp_path / "narrow"  # another backend's metadata: the finder follows it
+    narrow.mkdir()
+    (narrow / "pyproject.toml").write_text('[project]\nname = "tskd"\nrequires-python = ">=3.12, <3.13"\n')
+    assert supportedRange(str(narrow)) == ((3, 12), (3, 12))
+    g = Harness(tmp_path / "g", backendSourceDir=str(narrow))
+    makeFakePython(g.bin / "python3", (3, 11, 7))
+    ok, message = g.run()
+    assert not ok and "Python 3.11.7 is too old (the backend needs 3.12 to 3.12)" in message
+
+
+def test_a_pin_that_needs_another_python_names_the_python_not_the_network(tmp_path):
+    h = Harness(tmp_path, upgradePip=False)
+    makeFakePython(h.bin / "python3.11", (3, 11, 7))
+    h.rules(wrongPython="backend-source")
+    ok, message = h.run()
+    assert not ok
+    assert "The environment's Python 3.11.7 is the cause: the backend's packages need Python 3.11 to 3.13" in message
+    assert "Check the network connection" not in message
+
+
+FAKE_SLICER_PIP = r"""
+# PythonSlicer -m pip install --upgrade --disable-pip-version-check --target DIR [--platform ...] uv [extra...]:
+# the uv wheel's binary lands in DIR/bin (pip's "home" scheme)
+echo "$0 $*" >> "CALLS"
+target=""
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--target" ]; then target="$2"; fi
+  shift
+done
+[ -n "$target" ] || exit 2
+/bin/mkdir -p "$target/bin"
+/bin/cat > "$target/bin/uv" <<'UV'
+#!/bin/sh
+echo "uv $* UV_PYTHON_INSTALL_DIR=$UV_PYTHON_INSTALL_DIR" >> "CALLS"
+if [ "$2" = install ]; then echo "Installed Python 3.12.8"; else echo "MANAGED"; fi
+UV
+/bin/chmod +x "$target/bin/uv"
+echo "Successfully installed uv-0.9.0"
+"""
+
+
+def test_no_python_and_no_uv_bootstraps_uv_through_slicers_pip(tmp_path):
+    """Issue 32, item 7: a machine with no Python (stock Windows) or only 3.9 (macOS): uv is installed with
+    Slicer's own pip into the set-up folder and provides Python 3.12 there; nothing installed by hand."""
+    h = Harness(tmp_path, upgradePip=False, extraPipArgs=("--index-url", "https://mirror.invalid/simple"))
+    makeFakePython(h.bin / "python3", (3, 9, 6))  # macOS's own
+    managed = makeFakePython(tmp_path / "root" / "python" / "cpython-3.12.8" / "bin" / "python3.12", (3, 12, 8))
+    calls = tmp_path / "slicer-calls.txt"
+    script = FAKE_SLICER_PIP.replace("MANAGED", str(managed)).replace("CALLS", str(calls))
+    slicerPython = makeScript(tmp_path / "Slicer" / "bin" / "PythonSlicer", script)
+    h.withHost(slicerPython=(str(slicerPython),), slicerPythonVersion=(3, 9, 10))
+    ok, message = h.run()
+    assert ok, message
+    assert h.keys()[:5] == ["probe-python", "uv-bootstrap", "uv-install", "uv-find", "probe-python"]
+    lines = calls.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "{} -m pip install --upgrade --disable-pip-version-check --target {} uv --index-url " \
+                       "https://mirror.invalid/simple".format(slicerPython, tmp_path / "root" / "uv")
+    python = str(tmp_path / "root" / "python")  # uv keeps its Python inside the set-up folder
+    assert lines[1] == "uv python install 3.12 UV_PYTHON_INSTALL_DIR={}".format(python)
+    assert lines[2] == "uv python find 3.12 UV_PYTHON_INSTALL_DIR={}".format(python)
+    assert next(c for c in h.calls() if c[1:3] == ["-m", "venv"])[0] == str(managed)
+    assert readMarker(str(h.root / "environment.json")).pythonVersion == "3.12.8"
+    # a second set-up finds the uv it installed: no second bootstrap
+    (h.root / "venv").rename(h.root / "old-venv")
+    assert h.run()[0] and "uv-bootstrap" not in h.keys() and h.keys()[1] == "uv-install"
+
+
+def test_an_intel_mac_is_refused_before_anything_is_downloaded(tmp_path):
+    h = Harness(tmp_path)
+    makeFakePython(h.bin / "python3.12", (3, 12, 8))
+    h.withHost(platform="darwin", machine="x86_64")
+    ok, message = h.run()
+    assert not ok and message.startswith("This Mac has an Intel processor. PyTorch has published no builds")
+    assert h.keys() == [] and h.calls() == []
+    h.withHost(platform="darwin", machine="arm64")  # Apple silicon (also under Rosetta: hardwareMachine)
+    assert h.setup._uvRequest() == "cpython-3.12-macos-aarch64-none"
+    assert "--platform" in h.setup._uvBootstrapStep().command or h.host.slicerPython is None

@@ -182,3 +182,32 @@ def test_configure_build_and_install_against_a_stand_in_for_slicer(tmp_path):
 def test_module_file_is_thin():
     lines = (MODULE_DIR / "SlicerTSKD.py").read_text(encoding="utf-8").splitlines()
     assert len(lines) <= 110
+
+
+#: ``extension_description_checks`` of Slicer/ExtensionsIndex ``scripts/check_description_files.py`` (commit
+#: 07f1d1b), then ``check_dependencies``: a new check there must be added here and to the docs' list.
+INDEX_CHECKS = ["check_clone_repository", "check_repository_size", "check_json_schema", "check_json_file_format",
+                "check_extension_name", "check_category", "check_git_repository_name",
+                "check_git_repository_topics", "check_scm_url_syntax", "check_cmakelists_content",
+                "check_license_file", "check_dependencies"]
+
+
+def test_the_submission_list_names_every_check_of_the_index_checker():
+    """Issue 32, item 13: docs/slicer-extension.md's submission list names each check (the topic
+    ``3d-slicer-extension`` included), and what can be checked offline holds."""
+    docs = (REPO_ROOT / "docs" / "slicer-extension.md").read_text(encoding="utf-8")
+    section = docs.split("## Before the first catalog submission", 1)[1].split("\n## ", 1)[0]
+    assert [check for check in INDEX_CHECKS if "`{}`".format(check) not in section] == []
+    assert "3d-slicer-extension" in section
+    entry = json.loads(CATALOG_ENTRY.read_bytes())
+    code = cmakeCode(REPO_ROOT / "CMakeLists.txt")
+    assert re.search(r"project\(\s*" + EXTENSION_NAME + r"\s*\)", code)  # check_cmakelists_content
+    assert cmakeValue(code, "EXTENSION_ICONURL").endswith(".png")
+    assert entry["scm_url"].split("://")[0] in ("git", "https") and "://" in entry["scm_url"]  # check_scm_url_syntax
+    assert entry["category"] in ("Segmentation",)  # one of ACCEPTED_EXTENSION_CATEGORIES
+    assert entry["build_dependencies"] == []  # check_dependencies
+    assert any((REPO_ROOT / name).is_file() for name in ("LICENSE", "LICENCE", "License.txt", "LICENSE.txt", "COPYING"))
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, capture_output=True, check=True).stdout
+    size = sum((REPO_ROOT / name).stat().st_size for name in tracked.decode().split("\0")
+               if name and (REPO_ROOT / name).is_file())
+    assert size < 100 * 1024 * 1024, "check_repository_size: {:.1f} MB".format(size / 1048576.0)

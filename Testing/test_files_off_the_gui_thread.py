@@ -44,7 +44,7 @@ class Recorder:
         self.scene = scene
         self.calls = []
 
-    def upload_case(self, projectId, name, imagePath, labelPath, replace=False):
+    def upload_case(self, projectId, name, imagePath, labelPath, replace=False, **kwargs):
         self.calls.append((threading.current_thread(), readWithSlicer(self.scene, imagePath),
                            readWithSlicer(self.scene, labelPath, label=True)))
         return {"name": name}

@@ -219,3 +219,51 @@ def test_the_choice_is_saved_in_the_project_and_sent_with_the_job(backend, tiny,
     assert jobDisplay(scratch).foundationText.startswith("none: teacher trained from scratch")
     done = client.wait_for_job(scratch["id"], timeout=60, poll_interval=0.1)
     assert modelTitle(client.list_models(project["id"])[-1]).endswith(" - no foundation model")
+
+
+def test_a_downloaded_foundation_model_is_chosen_and_saved_instead_of_none(backend, tiny, tmp_path, monkeypatch):
+    """Issue 32, item 12: the project's saved "None" (saved with every start) no longer wins over a model
+    the user has just downloaded or imported: the chooser shows it and the project's choice becomes it."""
+    from conftest import pumpUntil
+    from fakeQt import FakeObject, installFakeQt
+    from SlicerTSKDLib.backend.backendLogic import checkBackend
+    from SlicerTSKDLib.session import SessionState
+    from SlicerTSKDLib.train.trainingLogic import TrainingLogic
+
+    installFakeQt(monkeypatch)
+    from SlicerTSKDLib.train import trainingWidget
+
+    server, _, _ = backend
+    client = server.client()
+    project = _project_with_a_case(client, tmp_path)
+    FoundationLogic(client).saveChoice(project, NONE)  # an earlier start from scratch saved "None"
+    session = SessionState()
+    errors = []
+    session.errors.display = errors.append
+    logic = TrainingLogic()
+    widget = trainingWidget.TrainingWidget(FakeObject(), session, logic)
+    session.setConnection(client, checkBackend(client))
+    pumpUntil(session)
+    session.setProject(client.get_project(project["id"]))
+    pumpUntil(session)
+    assert widget.foundationCombo.currentData == NONE and widget.downloadButton.visible
+    # the test mirror serves SAM ViT-B only (the button offers MedSAM first)
+    monkeypatch.setattr(logic, "startDownload",
+                        lambda client: setattr(logic, "download", WeightsDownload(client, "sam-vit-b")) or logic.download)
+    widget.downloadButton.trigger("clicked()")
+    pumpUntil(session, lambda: logic.download is None and not session.tasks.pending(), timers=[widget.weightsTimer])
+    pumpUntil(session)
+    assert errors == [] and widget.foundationCombo.currentData == "sam-vit-b"
+    assert client.get_project(project["id"])["settings"]["base"] == "sam-vit-b"
+    assert session.project["settings"]["base"] == "sam-vit-b"
+    widget.foundationCombo.setCurrentIndex(widget.foundationCombo.itemTexts().index(NONE_TITLE))
+    widget.onFoundationChosen(widget.foundationCombo.currentIndex)  # the user may still choose None
+    pumpUntil(session)
+    session.setProject(client.get_project(project["id"]))
+    pumpUntil(session)
+    assert widget.foundationCombo.currentData == NONE  # and it stays None: only a new download changes it
+    upload = logic.startImport(client, str(tiny.official_pth))
+    row = upload.run()
+    widget._onImported(row)  # what the import's worker task delivers
+    pumpUntil(session)
+    assert widget.foundationCombo.currentData == row["name"] == client.get_project(project["id"])["settings"]["base"]

@@ -215,7 +215,8 @@ def test_cancel_kills_pip_and_retry_finishes_the_same_set_up(monkeypatch, tmp_pa
     assert widget.statusLabel.text == SETTING_UP and "Collecting torch" not in widget.logView.plainText  # a fresh log
     assert world.buttons() == RUNNING_BUTTONS
     world.wait()
-    assert world.keys()[0] == "probe-venv" and len(world.runners) == 1  # the environment made before is re-used
+    # a new set-up with the current choices (issue 32, item 7); the environment made before is re-used
+    assert world.keys()[0] == "probe-venv" and len(world.runners) == 2
     assert widget.statusLabel.text.startswith("Backend ready: tskd ") and world.buttons() == IDLE_BUTTONS
     assert [info.backendCommand[0] for info in world.ready] == [str(tmp_path / "env" / "venv" / "bin" / "python")]
 
@@ -240,3 +241,29 @@ def test_use_existing_verifies_the_command_and_says_why_one_is_not_the_backend(m
     assert widget.statusLabel.text == "Backend ready: tskd {}.\n{}".format(SHIPPED, SOURCES_MISSING)
     assert world.settings.values[SETTINGS_PREFIX + "Existing"] == str(tskd) and not widget.retryButton.enabled
     assert not (tmp_path / "home" / ".local" / "share" / "SlicerTSKD" / "backend" / "venv").exists()
+
+
+def test_retry_uses_the_advanced_settings_changed_after_a_failure_and_a_mirror_serves_torch(monkeypatch, tmp_path):
+    """Issue 32, item 7: Retry takes the current Advanced settings; a mirror given as --index-url in the extra
+    pip arguments is not overridden by PyTorch's own index for the torch step (pip takes the last one)."""
+    world = World(monkeypatch, tmp_path)
+    widget = world.widget
+    makeFakePython(world.bin / "python3.11")
+    widget.folderEdit.currentPath = str(tmp_path / "env")
+    widget.upgradePipCheck.checked = False
+    world.rules(failPip={"torch": 1})  # the hospital blocks download.pytorch.org
+    widget.setupButton.trigger("clicked()")
+    world.wait()
+    assert world.logic.setup.state == "failed" and world.buttons()["retry"]
+    torch = [c for c in world.calls() if c[1:4] == ["-m", "pip", "install"] and any(a.startswith("torch") for a in c)]
+    assert torch[-1][-2:] == ["--index-url", "https://download.pytorch.org/whl/cpu"]
+    world.rules()
+    widget.pipArgsEdit.text = "--index-url https://mirror.hospital.invalid/simple"  # set under Advanced, then Retry
+    widget.retryButton.trigger("clicked()")
+    world.wait()
+    assert widget.statusLabel.text.startswith("Backend ready: tskd "), widget.statusLabel.text
+    torch = [c for c in world.calls() if c[1:4] == ["-m", "pip", "install"] and any(a.startswith("torch") for a in c)]
+    assert torch[-1][-2:] == ["--index-url", "https://mirror.hospital.invalid/simple"]
+    assert "https://download.pytorch.org/whl/cpu" not in torch[-1]
+    assert any(label.startswith("Installing PyTorch (CPU, from the index in the extra pip arguments)")
+               for label in [step.label for step in world.logic.setup.stepsRun])

@@ -118,8 +118,11 @@ class Selector(FakeObject):
 
 class Data:
     def __init__(self, volume=None) -> None:
+        from SlicerTSKDLib.pairing import SegmentationPairs
+
         self.volumeSelector, self.segmentationSelector = Selector(), Selector()
         self.volumeSelector.node = volume
+        self.pairs = SegmentationPairs()
 
     def volumeNode(self):
         return self.volumeSelector.node
@@ -139,13 +142,13 @@ class FakeClient:
         self.asked.append((projectId, model_id, retry))
         return self.answers.pop(0)
 
-    def upload_case(self, projectId, name, imagePath, labelPath=None, replace=False):
+    def upload_case(self, projectId, name, imagePath, labelPath=None, replace=False, **kwargs):
         from tskd.data.image import read_image
 
         self.uploaded.append((projectId, name, read_image(imagePath).array.shape, labelPath))
         return {"name": name, "labelled": False}
 
-    def download_case_image(self, projectId, name, dest):
+    def download_case_image(self, projectId, name, dest, **kwargs):
         from tskd.data.image import write_image
 
         self.downloaded.append((projectId, name))
@@ -176,7 +179,8 @@ def test_the_list_polls_then_jumps_predicts_once_and_loads_missing_cases(monkeyp
         loaded.append(name)
         return addImageToScene(slicerScene, read_image(path), name)
 
-    logic = LabelNextLogic(str(tmp_path / "cases"), loader=loader)
+    shown = []
+    logic = LabelNextLogic(str(tmp_path / "cases"), loader=loader, show=lambda volume, fit: shown.append((volume, fit)))
     widget = LabelNextWidget(FakeObject(), session, data, logic, currentModel=lambda: {"id": "m1"},
                              segment=lambda: predicted.append(data.volumeNode().GetName()))
     widget.refreshButton.trigger("clicked()")
@@ -215,11 +219,16 @@ def test_the_list_polls_then_jumps_predicts_once_and_loads_missing_cases(monkeyp
     widget.table.trigger("cellClicked(int,int)", 0, 0)  # back to case_002, in the scene: no download, no new prediction
     assert data.volumeNode().GetID() == current.GetID() and session.client.downloaded == [("p1", "new_scan")]
     assert predicted == ["case_002", "new_scan"]
-    for node in views.values():  # every view tilted: the jump still happens, and the panel says how to see it
+    for node in views.values():  # every view tilted: the closest one is rotated onto the volume's slices (issue 32)
         node.SetSliceToRASByNTP(0.0, 0.5, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
         node.UpdateMatrices()
     widget.table.trigger("cellClicked(int,int)", 0, 0)
-    assert "align one ('Rotate to volume plane'" in widget.statusLabel.text
+    assert widget.statusLabel.text == "'case_002', slice 5: uncertain student."
+    assert any(sliceIndexForView(arrayFromMatrix(node.GetSliceToRAS()), ijkToWorldArray(current), red, 0) == 5
+               for node in views.values())
+    # the case itself is shown in the views (fitted when the volume changed)
+    assert [(node.GetName(), fit) for node, fit in shown] == [("case_002", False), ("case_002", False), ("new_scan", True),
+                                                              ("case_002", True), ("case_002", False)]
     changed = []
     session.casesChanged.connect(lambda: changed.append(True))
     widget.addVolumeButton.trigger("clicked()")  # the selected volume, uploaded without a label to be ranked
@@ -264,7 +273,8 @@ def test_with_a_real_backend_the_list_ranks_the_unlabelled_case_and_loads_it(mon
     session.errors.display = errors.append
     data = Data(None)
     logic = LabelNextLogic(str(tmp_path / "cases"),
-                           loader=lambda path, name: addImageToScene(slicerScene, read_image(path), name))
+                           loader=lambda path, name: addImageToScene(slicerScene, read_image(path), name),
+                           show=lambda volume, fit: None)
     widget = LabelNextWidget(FakeObject(), session, data, logic, currentModel=lambda: {"id": model["model_id"]},
                              segment=lambda: predicted.append(data.volumeNode().GetName()))
     widget.refreshButton.trigger("clicked()")
@@ -279,3 +289,99 @@ def test_with_a_real_backend_the_list_ranks_the_unlabelled_case_and_loads_it(mon
     assert np.array_equal(slicer.util.arrayFromVolume(volume), make_phantom(config, 2)[0].array)
     assert sliceIndexForView(arrayFromMatrix(views["Red"].GetSliceToRAS()), ijkToWorldArray(volume),
                              slicer.util.arrayFromVolume(volume).shape, first.axis) == first.sliceIndex
+
+
+def test_take_a_suggestion_correct_it_submit_it_and_it_leaves_the_ranking_with_no_duplicate(monkeypatch, tmp_path,
+                                                                                           slicerScene, serviceServer):
+    """Issue 32, item 4 (acceptance), against a real backend on loopback: a suggestion is taken (the case is
+    downloaded, shown and tagged; the student's result is the starting point), corrected, submitted with
+    "Submit and go to next"; the case is then labelled once under its own name (replaced, no ``<case>_2``),
+    the list goes on to the next case, and the new ranking no longer has it. A volume with a DICOM-style
+    name uploaded to be ranked is found again through its tag (not downloaded a second time)."""
+    from tskd.data.image import read_image, write_image
+    from tskd.data.phantom import PhantomConfig, make_phantom
+
+    from tests.service.helpers import project_labels, wait_state
+
+    installFakeQt(monkeypatch)
+    slicer = importSlicer()
+    import qt
+    from SlicerTSKDLib import sceneData
+    from SlicerTSKDLib.segment.labelNextWidget import LabelNextWidget
+
+    client = serviceServer.client()
+    project = client.create_project("label-next-loop", project_labels())
+    config = PhantomConfig(size=(32, 32, 8), spacing=(1.0, 1.0, 2.5), structures=2)
+    for index, name in enumerate(("case_000", "case_001", "scan_a")):
+        image, label = make_phantom(config, index)
+        imagePath = write_image(image, tmp_path / "{}.nii.gz".format(name))
+        labelPath = write_image(label, tmp_path / "{}-label.nii.gz".format(name)) if index < 2 else None
+        client.upload_case(project["id"], name, str(imagePath), None if labelPath is None else str(labelPath))
+    job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": 2, "step_s": 0.01}})
+    model = wait_state(client, job["id"], ("done", "failed"))
+    assert model["state"] == "done", model
+
+    _views(slicerScene)
+    session = SessionState()
+    session.client, session.project = client, client.get_project(project["id"])
+    errors, downloads = [], []
+    session.errors.display = errors.append
+    dicom = addImageToScene(slicerScene, make_phantom(config, 3)[0], "3: AX T1")  # a DICOM series' name
+    data = Data(dicom)
+
+    def predict():  # the student's result as the starting point: the phantom's label, in a new segmentation
+        volume = data.volumeNode()
+        segmentation = sceneData.newSegmentationFor(volume, volume.GetName() + " TS-KD")
+        ids = sceneData.ensureSegments(segmentation, [(l["name"], l.get("color") or (1, 0, 0))
+                                                      for l in project["labels"] if l["value"] > 0])
+        label = make_phantom(config, 2 if volume.GetName() == "scan_a" else 3)[1].array
+        sceneData.importIndexArray(label, volume, segmentation, ids)
+        data.segmentationSelector.setCurrentNode(segmentation)
+        data.pairs.remember(volume, segmentation)
+
+    def loader(path, name):
+        downloads.append(name)
+        return addImageToScene(slicerScene, read_image(path), name)
+
+    logic = LabelNextLogic(str(tmp_path / "cases"), loader=loader, show=lambda volume, fit: None)
+    widget = LabelNextWidget(FakeObject(), session, data, logic, currentModel=lambda: {"id": model["model_id"]},
+                             segment=predict)
+    widget.addVolumeButton.trigger("clicked()")  # "3: AX T1" uploaded to be ranked, as the case 3_AX_T1
+    pumpUntil(session)
+    assert errors == [] and client.get_case(project["id"], "3_AX_T1")["labelled"] is False
+    data.volumeSelector.node = None
+    widget.refreshButton.trigger("clicked()")
+    pumpUntil(session, lambda: bool(widget.rows) or errors, timers=[widget.pollTimer], timeout=60)
+    assert errors == [] and {row.case for row in widget.rows} == {"scan_a", "3_AX_T1"}
+
+    first = next(i for i, row in enumerate(widget.rows) if row.case == "scan_a")
+    widget.table.trigger("cellClicked(int,int)", first, 0)  # take the suggestion
+    pumpUntil(session)
+    volume = data.volumeNode()
+    assert volume.GetName() == "scan_a" and downloads == ["scan_a"]
+    segmentation = data.segmentationNode()
+    assert segmentation is not None and segmentation.GetName() == "scan_a TS-KD"
+    ids = [segmentId for segmentId, _, _ in sceneData.segmentList(segmentation)]
+    corrected = sceneData.exportSegmentsAsIndexArray(segmentation, ids, volume)
+    corrected[4, 0:6, 0:6] = 1  # the user's correction
+    sceneData.importIndexArray(corrected, volume, segmentation, ids)
+
+    widget.submitButton.trigger("clicked()")  # submit and go to next
+    pumpUntil(session, lambda: errors or widget.statusLabel.text.endswith("from 1 unlabelled case(s), ranked by "
+                                                                          "student entropy. Click one to go to it."),
+              timers=[widget.pollTimer], timeout=60)  # the new ranking has come
+    pumpUntil(session)
+    assert errors == [], errors
+    cases = client.list_cases(project["id"])
+    names = sorted(case["name"] for case in cases)
+    assert names == ["3_AX_T1", "case_000", "case_001", "scan_a"]  # no scan_a_2
+    assert client.get_case(project["id"], "scan_a")["labelled"] is True
+    stored = tmp_path / "stored-label.nii.gz"
+    client.download_case_label(project["id"], "scan_a", str(stored))
+    values = {int(l["value"]) for l in project["labels"]}
+    assert np.array_equal(read_image(str(stored), kind="label").array, corrected) and values >= {1, 2}
+    # the case left the ranking; the list went on to the next case, the one already in the scene (no download)
+    assert {row.case for row in widget.rows} == {"3_AX_T1"}
+    assert data.volumeNode() is dicom and downloads == ["scan_a"]
+    assert all(asked[1] != "Submit" for asked in qt.QMessageBox.asked)  # its own segmentation: nothing asked
+    assert slicer is not None

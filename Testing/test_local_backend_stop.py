@@ -102,7 +102,9 @@ def test_a_training_worker_survives_stop_and_the_restarted_backend_finishes_the_
     second, secondRunner = _startBackend(command, workspace)
     try:
         client = second.client()
-        assert client.job_status(job["id"])["state"] == "running"  # adopted, still training
+        # adopted: still training, or (a loaded machine takes longer to start a server than the rest of
+        # the job takes) finished by the surviving worker and recorded by the new server: never restarted
+        assert client.job_status(job["id"])["state"] in ("running", "done")
         done = _waitJob(client, job["id"], ("done", "failed", "interrupted", "cancelled"))
         assert done["state"] == "done" and done["exit_code"] == 0 and done["attempts"] == 1
         assert [m["job_id"] for m in client.list_models(project["id"])] == [job["id"]]

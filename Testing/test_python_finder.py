@@ -140,8 +140,10 @@ def test_unsuitable_reasons():
     assert "newer" in unsuitableReason(PythonInfo(version=(3, 14, 0), **base))
     assert "32-bit" in unsuitableReason(PythonInfo(version=(3, 11, 0), bits=32, **base))
     assert "PyPy" in unsuitableReason(PythonInfo(version=(3, 11, 0), implementation="PyPy", **base))
-    assert unsuitableReason(PythonInfo(version=(3, 10, 0), **base)) == ""
-    assert unsuitableReason(PythonInfo(version=(3, 10, 0), hasVenv=False, **base), needVenv=False) == ""
+    # issue 32, item 6: 3.10 is refused (the pins need 3.11); the fallback range is the backend's today
+    assert "too old (the backend needs 3.11 to 3.13)" in unsuitableReason(PythonInfo(version=(3, 10, 12), **base))
+    assert unsuitableReason(PythonInfo(version=(3, 11, 0), **base)) == ""
+    assert unsuitableReason(PythonInfo(version=(3, 11, 0), hasVenv=False, **base), needVenv=False) == ""
 
 
 def test_parse_probe_output_ignores_noise_and_rejects_garbage():

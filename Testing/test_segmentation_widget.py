@@ -60,8 +60,8 @@ class World:
         self.session.errors.display = self.errors.append
         self.widget = segmentationWidget.SegmentationWidget(FakeObject(), self.session, Data(volume or FakeVolume(), roi),
                                                             None, self.logic)
-        self.widget._segmentHere = lambda modelId, volume, roi: self.here.append((modelId, roi))
-        self.widget._segmentOnBackend = lambda model, volume, roi: self.backend.append((model["id"], roi))
+        self.widget._segmentHere = lambda modelId, volume, roi, **kw: self.here.append((modelId, roi))
+        self.widget._segmentOnBackend = lambda model, volume, roi, **kw: self.backend.append((model["id"], roi))
         self.widget._showModels([{"id": "m1", "created": "2026-12-01T10:00"}], "m1")
 
     def _installed(self) -> bool:

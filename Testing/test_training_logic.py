@@ -234,3 +234,27 @@ def test_model_title_shows_the_lineage():
     # the earlier model not listed: its id; one case added and one removed
     one = dict(UPDATED, lineage=dict(UPDATED["lineage"], added_cases=["case_004"], removed_cases=["case_000"]))
     assert modelTitle(one).endswith(" - updated from m1, +1 case, -1 case")
+
+
+def test_a_foundation_model_just_added_is_shown_and_saved_once_even_if_listings_cross_the_save():
+    """Issue 32, item 12: after a download or import the chooser shows the new model (not the saved "None")
+    and saves it once; a listing arriving before the save returns still shows it; the user's own choice wins."""
+    logic = TrainingLogic()
+    rows = [{"name": "sam-vit-b", "state": "verified", "title": "SAM ViT-B"}]
+    old = {"id": "p", "settings": {"base": "none"}}
+    assert logic.choiceToSave(logic.foundation(rows, old), old) is None  # nothing added: the saved choice
+    assert logic.foundation(rows, old).choices[logic.foundation(rows, old).index].value == "none"
+    from types import SimpleNamespace
+
+    logic.download = SimpleNamespace(name="sam-vit-b")
+    assert logic.downloadStatus(SimpleNamespace(finished=True, ok=True))
+    view = logic.foundation(rows, old)
+    assert view.choices[view.index].value == "sam-vit-b" and logic.choiceToSave(view, old) == "sam-vit-b"
+    again = logic.foundation(rows, old)  # a second listing before the save came back
+    assert again.choices[again.index].value == "sam-vit-b" and logic.choiceToSave(again, old) is None
+    logic.choiceSaved({"id": "p", "settings": {"base": "sam-vit-b"}})
+    later = logic.foundation(rows, {"id": "p", "settings": {"base": "none"}})  # the user chose None since
+    assert later.choices[later.index].value == "none"
+    logic.importedText({"name": "sam-vit-b", "architecture": "SAM"})
+    logic.userChose()
+    assert logic.foundation(rows, old).choices[logic.foundation(rows, old).index].value == "none"

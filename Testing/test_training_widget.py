@@ -182,7 +182,7 @@ def test_cancel_then_resume_continues_the_same_job(monkeypatch, serviceServer, t
 def test_update_the_model_with_the_new_cases_sends_update_from(monkeypatch, serviceServer, tmp_path):
     """Issue 18: the update button applies once the project has a model; it continues the newest one
     (or the one chosen in the Segment panel) and the model list names where the new model came from."""
-    from SlicerTSKDLib.train.updateLogic import NO_MODEL_YET, UPDATE_TIP
+    from SlicerTSKDLib.train.updateLogic import NO_MODEL_YET, NO_NEW_CASES, UPDATE_TIP
 
     world = World(monkeypatch, serviceServer, segmentPanel=True)
     widget = world.widget
@@ -202,7 +202,9 @@ def test_update_the_model_with_the_new_cases_sends_update_from(monkeypatch, serv
     world.untilFinished()
     pumpUntil(world.session)  # the models are listed again
     [first] = world.client.list_models(project["id"])
-    assert widget.updateButton.enabled and widget.updateButton.toolTip == UPDATE_TIP
+    # issue 32, item 5: nothing new since that model: the update is not offered, and says why
+    assert not widget.updateButton.enabled and widget.updateButton.toolTip == NO_NEW_CASES
+    assert widget.updateButton.text == "Update the model with the new cases"
 
     from tests.service.helpers import PHANTOM
     from tskd.data.image import write_image
@@ -211,6 +213,10 @@ def test_update_the_model_with_the_new_cases_sends_update_from(monkeypatch, serv
     image, label = make_phantom(PHANTOM, 2)  # the clinician corrected one more case
     world.client.upload_case(project["id"], "case_002", str(write_image(image, tmp_path / "i2.nii.gz")),
                              str(write_image(label, tmp_path / "l2.nii.gz")))
+    world.session.casesChanged.emit()  # as the Project panel does after an upload
+    pumpUntil(world.session)
+    assert widget.updateButton.enabled and widget.updateButton.toolTip == UPDATE_TIP
+    assert widget.updateButton.text == "Update the model with 1 new case"
     widget.updateButton.trigger("clicked()")
     pumpUntil(world.session, lambda: world.logic.jobId is not None)
     job = world.client.job_status(world.logic.jobId)
@@ -231,3 +237,94 @@ def test_update_the_model_with_the_new_cases_sends_update_from(monkeypatch, serv
     again = world.client.job_status(world.logic.jobId)
     assert again["update_from"] == first["job_id"] and again["settings"] == {"update": {"reuse_synthesis": False}}
     world.untilFinished()
+
+
+def test_a_double_click_on_train_or_update_starts_one_job(monkeypatch, serviceServer, tmp_path):
+    """Issue 32, item 5: the buttons are disabled while a start is on its way; a second click sends nothing."""
+    world = World(monkeypatch, serviceServer)
+    widget = world.widget
+    world.connect()
+    project = newProject(world.client)
+    addCases(world.client, project["id"], tmp_path)
+    world.choose(world.client.get_project(project["id"]))
+    widget.presetCombo.setCurrentIndex(widget.presetCombo.itemTexts().index("Preset: tiny"))
+    widget.startButton.trigger("clicked()")
+    assert not widget.startButton.enabled and not widget.updateButton.enabled and not widget.resumeButton.enabled
+    widget.startButton.trigger("clicked()")  # the second click of a double click (Qt would not even deliver it)
+    widget.onStart()
+    pumpUntil(world.session, lambda: world.logic.jobId is not None)
+    assert len(world.client.list_jobs(project["id"])) == 1
+    world.untilFinished()
+    pumpUntil(world.session)
+    from tests.service.helpers import PHANTOM
+    from tskd.data.image import write_image
+    from tskd.data.phantom import make_phantom
+
+    for index in (2, 3):
+        image, label = make_phantom(PHANTOM, index)
+        world.client.upload_case(project["id"], "case_{:03d}".format(index),
+                                 str(write_image(image, tmp_path / "n{}.nii.gz".format(index))),
+                                 str(write_image(label, tmp_path / "m{}.nii.gz".format(index))))
+    world.session.casesChanged.emit()
+    pumpUntil(world.session)
+    assert widget.updateButton.text == "Update the model with 2 new cases" and widget.updateButton.enabled
+    widget.updateButton.trigger("clicked()")
+    widget.onUpdate()
+    pumpUntil(world.session, lambda: world.logic.jobId is not None)
+    assert len(world.client.list_jobs(project["id"])) == 2 and world.errors == []
+    world.untilFinished()
+
+
+def test_a_project_that_trains_already_is_followed_with_a_plain_message(monkeypatch):
+    """Issue 32, item 5: the backend refuses a second active job of a project with 409 (its message may name
+    request fields); the panel says so in plain words and follows the job that runs."""
+    from SlicerTSKDLib.backend.client import TSKDClientError
+    from SlicerTSKDLib.train.trainingLogic import ALREADY_TRAINING
+
+    installFakeQt(monkeypatch)
+    from SlicerTSKDLib.train import trainingWidget
+
+    running = {"id": "j1", "project_id": "p1", "state": "running", "created": "2026-12-01T10:00:00.000Z",
+               "preset": "tiny", "settings": {}, "base": None, "stages": {}, "log_tail": [], "progress": None,
+               "model_id": None, "attempts": 1, "cancel_requested": False}
+
+    class Client:
+        server_url = "http://127.0.0.1:9"
+        started = 0
+
+        def start_job(self, *args, **kwargs):
+            Client.started += 1
+            raise TSKDClientError(409, "project p1 already has an active job (j1); send force: true to queue another")
+
+        def list_jobs(self, projectId):
+            return [running]
+
+        def job_status(self, jobId):
+            return running
+
+        def list_models(self, projectId):
+            return []
+
+        def list_cases(self, projectId):
+            return [{"name": "a", "labelled": True, "updated": "2026-12-01T09:00:00.000Z"}]
+
+        def list_checkpoints(self):
+            return []
+
+        def update_project(self, *args, **kwargs):
+            return {"id": "p1", "name": "p", "labelled_cases": 1, "settings": {}}
+
+    session = SessionState()
+    errors = []
+    session.errors.display = errors.append
+    logic = TrainingLogic()
+    widget = trainingWidget.TrainingWidget(FakeObject(), session, logic)
+    session.client = Client()
+    session.project = {"id": "p1", "name": "p", "labelled_cases": 1, "settings": {}}
+    monkeypatch.setattr(logic, "startJob", lambda client, project, preset, base: client.start_job())
+    widget.onStart()
+    pumpUntil(session, lambda: logic.jobId == "j1" and not session.tasks.pending())
+    assert Client.started == 1 and errors == [] and logic.jobId == "j1"
+    assert widget.headline.text.startswith(ALREADY_TRAINING + "\n")  # stays above the running job's status
+    assert "force" not in widget.headline.text and widget.cancelButton.enabled
+    assert not widget.startButton.enabled  # it follows the running job

@@ -44,6 +44,8 @@ class HostContext:
         slicerPythonVersion: that interpreter's ``(major, minor, micro)``, or None.
         searchCommonLocations: also look for Python in the usual install folders, not only on
             ``pathDirs`` (tests turn it off to see only their fakes).
+        machine: the processor (``x86_64``, ``arm64``, ``AMD64``...); on macOS the hardware's, also when
+            Slicer runs under Rosetta (:func:`hardwareMachine`). Empty: unknown.
     """
 
     platform: str
@@ -53,6 +55,16 @@ class HostContext:
     slicerPython: Optional[Tuple[str, ...]] = None
     slicerPythonVersion: Optional[Tuple[int, int, int]] = None
     searchCommonLocations: bool = True
+    machine: str = ""
+
+    @property
+    def isIntelMac(self) -> bool:
+        """A Mac with an Intel processor (PyTorch has published no macOS x86_64 build since 2.2)."""
+        return self.platform == "darwin" and self.machine in ("x86_64", "i386")
+
+    @property
+    def isAppleSilicon(self) -> bool:
+        return self.platform == "darwin" and self.machine == "arm64"
 
     def __post_init__(self) -> None:
         if self.platform not in ("linux", "darwin", "win32") and not self.platform.startswith(("linux", "freebsd")):
@@ -86,7 +98,26 @@ class HostContext:
             home=os.path.expanduser("~"),
             slicerPython=tuple(slicerPython) if slicerPython else None,
             slicerPythonVersion=slicerPythonVersion,
+            machine=hardwareMachine(),
         )
+
+
+def hardwareMachine() -> str:
+    """The processor: ``platform.machine()``, except on macOS, where an x86_64 Slicer may run under Rosetta
+    on Apple silicon: ``sysctl hw.optional.arm64`` (1 on Apple silicon, whatever the process) decides."""
+    import platform
+    import subprocess
+
+    machine = platform.machine()
+    if sys.platform == "darwin" and machine == "x86_64":
+        try:
+            answer = subprocess.run(["/usr/sbin/sysctl", "-n", "hw.optional.arm64"], capture_output=True, text=True,
+                                    timeout=5)
+            if answer.stdout.strip() == "1":
+                return "arm64"
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return machine
 
 
 def childEnvironment(base: Mapping[str, str], extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:

@@ -13,7 +13,8 @@ import qt
 import slicer
 
 from . import sceneData
-from .parameterNode import findParameterNode, selections
+from .pairing import SegmentationPairs
+from .sceneEvents import SceneWatcher, SelectionSync
 from .backend.backendWidget import BackendWidget, makeBackendLogic
 from .install.installWidget import InstallWidget, makeEnvironmentPanelLogic
 from .train.projectLogic import ProjectLogic
@@ -45,6 +46,15 @@ class DataSelectors:
         form.addRow("Volume:", self.volumeSelector)
         form.addRow("Segmentation:", self.segmentationSelector)
         form.addRow("Region (optional):", self.roiSelector)
+        # issue 32, item 1: the segmentation follows the volume (the one last used with it, else the newest
+        # made for it, else none: a new one is made when something is written)
+        self.pairs = SegmentationPairs()
+        self.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._onVolumeChanged)
+        self.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)",
+                                          lambda node: self.pairs.remember(self.volumeNode(), node))
+
+    def _onVolumeChanged(self, volume) -> None:
+        self.segmentationSelector.setCurrentNode(self.pairs.segmentationFor(volume))
 
     @staticmethod
     def _selector(nodeTypes, toolTip: str, addEnabled: bool = False):
@@ -98,31 +108,63 @@ class ModuleWidget:
         self.segmentationLogic = makeSegmentationLogic(moduleDir)
         self.segmentationWidget = SegmentationWidget(parentLayout, self.session, self.data, self.projectWidget,
                                                      self.segmentationLogic)
-        self.parameters = selections(findParameterNode(slicer.mrmlScene))
+        # the selectors and the scene's parameter node, in step across Close scene and scene loads (issue 32, item 9)
+        self.selectionSync = SelectionSync(slicer.mrmlScene, {"volume": self.data.volumeSelector,
+                                                              "segmentation": self.data.segmentationSelector,
+                                                              "roi": self.data.roiSelector})
+        self.selectionSync.attach()
         self._connectParameters()
+        self.sceneWatcher = SceneWatcher(slicer.mrmlScene, self.onSceneStartClose, self.onSceneEndClose,
+                                         self.onSceneEndImport)
         self.installLogic.environmentReady.connect(self.backendWidget.setEnvironment)
         self.installWidget.refreshStatus()  # emits environmentReady now that the backend panel listens
 
+    @property
+    def parameters(self):
+        """The scene's selections (None while the scene is being closed)."""
+        return self.selectionSync.parameters
+
+    def _setParameter(self, field: str, value) -> None:
+        if self.parameters is not None:
+            setattr(self.parameters, field, value)
+
     def _connectParameters(self) -> None:
-        """The selections go to the scene's parameter node (saved with the scene) and come back from it."""
-        parameters = self.parameters
-        for field, selector in (("volume", self.data.volumeSelector), ("segmentation", self.data.segmentationSelector),
-                                ("roi", self.data.roiSelector)):
-            saved = getattr(parameters, field)
-            if saved is not None:
-                selector.setCurrentNode(saved)
-            selector.connect("currentNodeChanged(vtkMRMLNode*)",
-                             lambda node, field=field: setattr(self.parameters, field, node))
+        """The project and model ids go to the scene's parameter node too (the selectors: ``SelectionSync``)."""
         self.session.projectChanged.connect(
-            lambda project: setattr(self.parameters, "projectId", str(project["id"])) if project else None)
-        self.projectWidget.preferredProject = lambda: self.parameters.projectId
-        self.segmentationWidget.preferredModel = lambda: self.parameters.modelId
-        self.segmentationWidget.modelChosen = lambda modelId: setattr(self.parameters, "modelId", modelId)
-        self.trainingWidget.preferredModel = lambda: self.parameters.modelId
+            lambda project: self._setParameter("projectId", str(project["id"])) if project else None)
+        self.projectWidget.preferredProject = lambda: self.selectionSync.ids()[0]
+        self.segmentationWidget.preferredModel = lambda: self.selectionSync.ids()[1]
+        self.segmentationWidget.modelChosen = lambda modelId: self._setParameter("modelId", modelId)
+        self.trainingWidget.preferredModel = lambda: self.selectionSync.ids()[1]
+
+    # -- the scene (issue 32, item 9) --------------------------------------------------------------
+    def enter(self) -> None:
+        """The module is shown: the selectors show the scene's parameter node (made when missing)."""
+        self.selectionSync.attach()
+
+    def onSceneStartClose(self) -> None:
+        """Close scene: live mode and pending results stop (their nodes go), remembered pairs are forgotten."""
+        self.segmentationWidget.sceneClosing()
+        self.data.pairs.forgetAll()
+        self.selectionSync.startClose()
+
+    def onSceneEndClose(self) -> None:
+        self.selectionSync.endClose()
+
+    def onSceneEndImport(self) -> None:
+        """A scene was loaded: its selections, and its project once the list is there."""
+        self.selectionSync.endImport()
+        if self.session.client is not None:
+            self.projectWidget.refreshProjects()
+
+    def exit(self) -> None:
+        """The user left the module (``ScriptedLoadableModuleWidget.exit``): live mode stops (issue 32, item 2)."""
+        self.segmentationWidget.exit()
 
     def cleanup(self) -> None:
         """Stop timers, live mode, a set-up in progress and the local backend (module closed or reloaded)."""
         self.pump.stop()
+        self.sceneWatcher.remove()
         for panel in (self.segmentationWidget, self.projectWidget, self.trainingWidget, self.backendWidget, self.installWidget):
             try:
                 panel.cleanup()

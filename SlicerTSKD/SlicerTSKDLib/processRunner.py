@@ -65,8 +65,14 @@ class ProcessRunner(abc.ABC):
         self.finished = Signal("exitCode", "status")
 
     @abc.abstractmethod
-    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Optional[str] = None) -> None:
+    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Optional[str] = None,
+              stdinPipe: bool = False) -> None:
         """Start ``cmd`` (program and arguments, no shell) with exactly the environment ``env``.
+
+        ``stdinPipe``: the child's stdin is a pipe from this process that stays open while the child
+        runs, so the child reads end-of-file when this process dies (the OS closes the pipe): the local
+        server's ``--exit-with-parent`` (issue 32, item 8). Otherwise stdin is empty (``SubprocessRunner``)
+        or Qt's managed pipe (``QProcessRunner``: ``QProcess::ManagedInputChannel``, Qt's default).
 
         Raises:
             ValueError: when ``cmd`` is empty.
@@ -127,7 +133,8 @@ class SubprocessRunner(ProcessRunner):
         self._running = False
         self._killed = False
 
-    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Optional[str] = None) -> None:
+    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Optional[str] = None,
+              stdinPipe: bool = False) -> None:
         command = _checkCommand(cmd)
         if self._running:
             raise RuntimeError("SubprocessRunner: a process is still running; kill it or wait for 'finished'")
@@ -147,7 +154,7 @@ class SubprocessRunner(ProcessRunner):
                 command,
                 env=dict(env),
                 cwd=cwd,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdinPipe else subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 bufsize=0,
@@ -188,6 +195,11 @@ class SubprocessRunner(ProcessRunner):
             self._events.put(("output", generation))
         returnCode = process.wait()
         stream.close()
+        if process.stdin is not None:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
         if self._killed:
             status = KILLED
         elif returnCode < 0:
@@ -293,9 +305,12 @@ class QProcessRunner(ProcessRunner):
         # still be inside that process's own code (e.g. after emitting errorOccurred).
         self._retired: List[Any] = []
 
-    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Optional[str] = None) -> None:
+    def start(self, cmd: Sequence[str], env: Mapping[str, str], cwd: Optional[str] = None,
+              stdinPipe: bool = False) -> None:
         import qt
 
+        # stdin: QProcess's default ManagedInputChannel is a pipe Slicer never closes while the child runs,
+        # so ``stdinPipe`` needs nothing more here (the OS closes it when Slicer dies)
         command = _checkCommand(cmd)
         if self._running:
             raise RuntimeError("QProcessRunner: a process is still running; kill it or wait for 'finished'")

@@ -15,7 +15,7 @@ Segment order defines label indices: the label map exported for segment ids ``[a
 from __future__ import annotations
 
 import os
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,8 +26,14 @@ __all__ = [
     "ijkToRasArray",
     "ijkToWorldArray",
     "volumeArrayCopy",
+    "isColourVolume",
+    "colourNote",
+    "LUMINANCE_WEIGHTS",
     "segmentList",
     "ensureSegments",
+    "TERMINOLOGY_TAG",
+    "segmentTerminology",
+    "DEFAULT_TERMINOLOGY",
     "exportSegmentsAsIndexArray",
     "importIndexArray",
     "addHiddenNode",
@@ -104,20 +110,53 @@ def ijkToWorldArray(volumeNode: Any) -> np.ndarray:
     return arrayFromMatrix(toWorld) @ ijkToRas
 
 
+#: RGB(A) to grey as ``vtkImageLuminance`` and Slicer's "Vector to Scalar Volume" module do it
+#: (``Modules/Scripted/VectorToScalarVolume/VectorToScalarVolume.py`` l. 70, 89: 0.30 R + 0.59 G + 0.11 B).
+LUMINANCE_WEIGHTS = (0.30, 0.59, 0.11)
+
+
+def isColourVolume(volumeNode: Any) -> bool:
+    """Whether the volume holds RGB or RGBA voxels (a ``vtkMRMLVectorVolumeNode``, e.g. an ultrasound PNG/JPEG:
+    it derives from ``vtkMRMLScalarVolumeNode`` through ``vtkMRMLTensorVolumeNode``, ``Libs/MRML/Core/
+    vtkMRMLVectorVolumeNode.h`` l. 25, ``vtkMRMLTensorVolumeNode.h`` l. 34, so scalar-volume selectors offer it)."""
+    image = volumeNode.GetImageData() if volumeNode is not None else None
+    return image is not None and image.GetNumberOfScalarComponents() in (3, 4)
+
+
+def colourNote(volumeNode: Any) -> str:
+    """What the panels add to their status for a colour volume (empty for a grey one)."""
+    if volumeNode is None or not isColourVolume(volumeNode):
+        return ""
+    return "'{}' is a colour image: its brightness (luminance) is used.".format(volumeNode.GetName())
+
+
 def volumeArrayCopy(volumeNode: Any) -> np.ndarray:
     """A copy of the volume's voxels ``(k, j, i)``, safe to hand to a worker thread.
 
+    A colour (RGB/RGBA) volume gives its luminance (:data:`LUMINANCE_WEIGHTS`, float32; issue 32,
+    item 3); a one-component vector volume its one component.
+
     Raises:
-        SceneError: the node has no image data or is not a scalar volume.
+        SceneError: the node has no image data, or several components that are not a colour.
     """
     import slicer
 
     if volumeNode is None or volumeNode.GetImageData() is None:
         raise SceneError("Select a volume that has image data.")
     try:
-        return np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
+        array = np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
     except RuntimeError:
         raise SceneError("'{}' is not a scalar volume: choose a grey-level image.".format(volumeNode.GetName())) from None
+    if array.ndim == 4:
+        components = array.shape[3]
+        if components == 1:
+            return np.ascontiguousarray(array[..., 0])
+        if components in (3, 4):
+            rgb = array[..., :3].astype(np.float32)
+            return np.ascontiguousarray(rgb @ np.asarray(LUMINANCE_WEIGHTS, dtype=np.float32))
+        raise SceneError("'{}' has {} values per voxel (a tensor or diffusion image): choose a grey-level or colour "
+                         "image.".format(volumeNode.GetName(), components))
+    return array
 
 
 def segmentList(segmentationNode: Any) -> List[Tuple[str, str, Tuple[float, float, float]]]:
@@ -131,14 +170,39 @@ def segmentList(segmentationNode: Any) -> List[Tuple[str, str, Tuple[float, floa
     return out
 
 
-def ensureSegments(segmentationNode: Any, labels: Sequence[Tuple[str, Sequence[float]]]) -> List[str]:
+#: The segment tag holding its terminology entry (``vtkSegment::GetTerminologyEntryTagName()``,
+#: ``Libs/vtkSegmentationCore/vtkSegment.cxx`` l. 49-51; a serialized entry such as
+#: ``Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~...``).
+#: ``GetTag``/``SetTag`` are used: ``vtkSegment::SetTerminology`` exists only in newer Slicer.
+TERMINOLOGY_TAG = "TerminologyEntry"
+
+#: The entry every new segment gets (``vtkSegment``'s constructor, ``vtkSegment.cxx`` l. 70-71 at HEAD, l. 69 in
+#: v5.6.2): "Tissue", i.e. nothing chosen.
+DEFAULT_TERMINOLOGY = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^85756007^Tissue"
+                       "~SCT^85756007^Tissue~^^~Anatomic codes - DICOM master list~^^~^^")
+
+
+def segmentTerminology(segment: Any) -> str:
+    """The segment's chosen terminology entry ("" when it has none, or only Slicer's default "Tissue")."""
+    import vtk
+
+    value = vtk.reference("")
+    entry = str(value) if segment.GetTag(TERMINOLOGY_TAG, value) else ""
+    return "" if entry == DEFAULT_TERMINOLOGY else entry
+
+
+def ensureSegments(segmentationNode: Any, labels: Sequence[Tuple[str, Sequence[float]]],
+                   terminology: Optional[Dict[str, str]] = None) -> List[str]:
     """The segment ids for ``labels`` (``[(name, (r, g, b)), ...]``, background excluded), in that order.
 
     Segments are found by name (case-insensitive); missing ones are added empty. Colours are set
-    from ``labels``.
+    from ``labels``. ``terminology`` (``{label name: serialized entry}``, the project's) tags the
+    segments that have no terminology yet, so Slicer shows and exports the structure's codes (issue 32,
+    item 13; as SlicerMONAIAuto3DSeg tags its segments with SNOMED codes).
     """
     segmentation = segmentationNode.GetSegmentation()
     byName = {name.strip().lower(): segmentId for segmentId, name, _ in segmentList(segmentationNode)}
+    codes = {str(k).strip().lower(): str(v) for k, v in (terminology or {}).items() if v}
     ids = []
     for name, color in labels:
         segmentId = byName.get(str(name).strip().lower())
@@ -146,6 +210,10 @@ def ensureSegments(segmentationNode: Any, labels: Sequence[Tuple[str, Sequence[f
             segmentId = segmentation.AddEmptySegment("", str(name), [float(c) for c in color])
         else:
             segmentation.GetSegment(segmentId).SetColor(*[float(c) for c in color])
+        entry = codes.get(str(name).strip().lower())
+        segment = segmentation.GetSegment(segmentId)
+        if entry and not segmentTerminology(segment):
+            segment.SetTag(TERMINOLOGY_TAG, entry)
         ids.append(segmentId)
     return ids
 
@@ -185,7 +253,11 @@ def _temporaryLabelmapNode(volumeNode: Any) -> Any:
 
 #: The volume selector's settings: scalar volumes without their label map subclass
 #: (``vtkMRMLLabelMapVolumeNode`` is a ``vtkMRMLScalarVolumeNode``; ``qMRMLNodeComboBox.hideChildNodeTypes``).
-VOLUME_SELECTOR = {"nodeTypes": ["vtkMRMLScalarVolumeNode"], "hideChildNodeTypes": ["vtkMRMLLabelMapVolumeNode"]}
+#: Diffusion images are hidden too (many values per voxel; ``qMRMLSortFilterProxyModel.cxx`` l. 283-288 hides
+#: every node that ``IsA`` one of these); colour (vector) volumes stay: their luminance is used.
+VOLUME_SELECTOR = {"nodeTypes": ["vtkMRMLScalarVolumeNode"],
+                   "hideChildNodeTypes": ["vtkMRMLLabelMapVolumeNode", "vtkMRMLDiffusionWeightedVolumeNode",
+                                          "vtkMRMLDiffusionImageVolumeNode"]}
 
 
 def newSegmentationFor(volumeNode: Any, name: str) -> Any:

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
-from .backend.backendLogic import BackendInfo, BackendProblem, describeConnectionError
+from .backend.backendLogic import BackendInfo, BackendProblem, describeConnectionError, plainBackendMessage
 from .backgroundTasks import Task, TaskRunner
 from .backend.client import TSKDClient, TSKDClientError
 from .train.projectLogic import ProjectProblem
@@ -40,7 +40,7 @@ def userMessage(exc: BaseException, url: str = "") -> str:
     if isinstance(exc, TSKDClientError):
         if exc.status is None or exc.status == 401:
             return describeConnectionError(exc, url or "the backend")
-        return exc.message
+        return plainBackendMessage(exc.status, exc.message)  # no server options or request fields (issue 32, item 12)
     text = str(exc).strip()
     userFacing = (BackendProblem, ProjectProblem, SceneError, SegmentationProblem, TrainingProblem, RuntimeSetupError)
     if text and (isinstance(exc, userFacing) or any(cls.__name__ == "TSKDError" for cls in type(exc).__mro__)):

@@ -54,8 +54,15 @@ def _package_of(path: Path) -> str:
     return parts[0][:-3] if len(parts) == 1 else parts[0]
 
 
+def _is_module(dotted: str) -> bool:
+    """True when ``tskd.a.b`` is a module or package of the source tree."""
+    relative = Path(*dotted.split(".")[1:])
+    return (ROOT / relative).with_suffix(".py").is_file() or (ROOT / relative / "__init__.py").is_file()
+
+
 def _imported_modules(path: Path) -> set[str]:
-    """The dotted names of the ``tskd`` modules the file at ``path`` imports (relative ones resolved)."""
+    """The dotted names of the ``tskd`` modules the file at ``path`` imports (relative ones resolved;
+    ``from tskd.a import b`` names ``tskd.a.b`` when ``b`` is a module, else ``tskd.a``)."""
     found = set()
     module_parts = list(path.relative_to(ROOT).with_suffix("").parts)
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -64,13 +71,56 @@ def _imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolve against this module's package
                 base = module_parts[: len(module_parts) - node.level]
-                names = [".".join(["tskd", *base, *(node.module.split(".") if node.module else [])])]
+                module = ".".join(["tskd", *base, *(node.module.split(".") if node.module else [])])
             else:
-                names = [node.module or ""]
+                module = node.module or ""
+            names = [f"{module}.{alias.name}" if _is_module(f"{module}.{alias.name}") else module
+                     for alias in node.names]
         else:
             continue
         found |= {name for name in names if name.startswith("tskd.")}
     return found
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_cycles() -> list[list[str]]:
+    """The groups of ``tskd`` modules that import each other, directly or round a circle (Tarjan's
+    strongly connected components of the import graph, imports inside functions included)."""
+    graph = {_module_name(path): _imported_modules(path) for path in sorted(ROOT.rglob("*.py"))}
+    graph = {module: {target for target in targets if target in graph and target != module}
+             for module, targets in graph.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for target in graph[module]:
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in graph:
+        if module not in index:
+            visit(module)
+    return cycles
 
 
 def _imported_packages(path: Path) -> set[str]:
@@ -93,6 +143,26 @@ def test_every_package_imports_only_from_below():
             if target not in ALLOWED[package]:
                 problems.append(f"{path.relative_to(ROOT)} imports tskd.{target}")
     assert problems == []
+
+
+def test_no_module_imports_itself_round_a_circle():
+    """Each concept sits on one floor: no two tskd modules import each other, directly or through
+    others (data/image <-> data/readers, data/prepared <-> data/slice_dataset and runtime/archive
+    <-> runtime/package did, issue 34)."""
+    assert _import_cycles() == []
+
+
+def test_the_cycle_finder_finds_a_circle(tmp_path, monkeypatch):
+    package = tmp_path / "tskd"
+    (package / "p").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "p" / "__init__.py").write_text("")
+    (package / "p" / "a.py").write_text("from tskd.p import b\n")
+    (package / "p" / "b.py").write_text("def f():\n    from .c import x\n")
+    (package / "p" / "c.py").write_text("import tskd.p.a\n")
+    (package / "p" / "d.py").write_text("from tskd.p.a import y\n")
+    monkeypatch.setitem(globals(), "ROOT", package)
+    assert _import_cycles() == [["tskd.p.a", "tskd.p.b", "tskd.p.c"]]
 
 
 def test_every_module_imports():

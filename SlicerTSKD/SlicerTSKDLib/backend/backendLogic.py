@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from .serverState import WorkspaceLock, processAlive, readState, removeState, terminateProcess, writeState
 from .client import TSKDClient, TSKDClientError, TSKDConnectionError
 from ..processRunner import ProcessRunner
 from ..signal import Signal
@@ -37,6 +38,8 @@ __all__ = [
     "BackendInfo",
     "parseVersion",
     "describeConnectionError",
+    "plainBackendMessage",
+    "LOCAL_UPLOAD_LIMIT_MB",
     "checkBackend",
     "freeLocalPort",
     "newToken",
@@ -48,6 +51,7 @@ __all__ = [
     "NO_ENVIRONMENT",
     "SET_UP_OR_CONNECT",
     "ENTER_ADDRESS",
+    "NOT_ENCRYPTED_DECLINED",
     "STOPPED",
     "STARTING",
     "RUNNING",
@@ -112,6 +116,34 @@ def parseVersion(text: str) -> Tuple[int, ...]:
     return tuple(numbers)
 
 
+#: Parts of a backend message that speak to programmers: server options (``--max-upload-mb``), request
+#: fields (``replace=true``, ``force: true``), routes (``POST /projects/...``), environment variables.
+_API_WORDS = re.compile(r"(^|\s|\()--[a-z][a-z-]+|\b[a-z_]+=(true|false)\b|\b[a-z_]+: ?(true|false)\b|"
+                        r"\b(GET|POST|PUT|PATCH|DELETE) /|\$[A-Z_]{3,}|\b[a-z]+_[a-z_]+=")
+_LIMIT = re.compile(r"limit of ([0-9.]+) ?MB")
+
+
+def plainBackendMessage(status: Optional[int], message: str) -> str:
+    """A backend refusal in words for clinicians (issue 32, item 12): never a server option or request field.
+
+    The backend's messages say what is wrong, then how to fix it in API terms after a ``;``
+    ("... already; send replace=true to replace it"): the API parts are dropped (the first part always
+    stays). A file over the upload limit (413) gets its own sentence.
+    """
+    text = str(message or "").strip()
+    if status == 413:
+        found = _LIMIT.search(text)
+        limit = " ({} MB)".format(found.group(1)) if found else ""
+        return ("The image is larger than the backend accepts{}. The backend this module starts on this computer "
+                "accepts large images; for a shared server, ask the person who runs it to raise its limit."
+                .format(limit))
+    parts = [part.strip() for part in re.split(r";\s+", text) if part.strip()]
+    if not parts:
+        return text
+    kept = [parts[0]] + [part for part in parts[1:] if not _API_WORDS.search(part)]
+    return "; ".join(kept)
+
+
 def describeConnectionError(exc: BaseException, url: str) -> str:
     """A plain-words sentence for a failed call to the backend at ``url``.
 
@@ -137,8 +169,8 @@ def describeConnectionError(exc: BaseException, url: str) -> str:
         return "Cannot reach the backend at {}: {}".format(url, exc.message)
     if isinstance(exc, TSKDClientError):
         if exc.status == 401:
-            return ("The backend at {} refused the token: enter the token the server was started with "
-                    "(tskd serve --token or $TSKD_TOKEN).".format(url))
+            return ("The backend at {} refused the token: enter the token given by the person who runs that "
+                    "server.".format(url))
         if exc.status == 404:
             return ("{} answered, but it is not a SlicerTSKD backend (or one far older than this module): "
                     "check the address.".format(url))
@@ -204,13 +236,33 @@ def defaultWorkspace(environmentRoot: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(environmentRoot)), "workspace")
 
 
-def localServeCommand(backendCommand: Sequence[str], workspace: str, port: int) -> List[str]:
-    """``<backend command> serve --workspace W --host 127.0.0.1 --port P`` (the token goes in the environment)."""
+#: Upload limits of the server on this computer, in MiB (issue 32, item 12): the server's own default (512)
+#: is meant for a shared server; a local one receives only this user's images (a whole-body CT in float32
+#: is over 1 GB), and its limit cannot be changed from the panel.
+LOCAL_UPLOAD_LIMIT_MB = 65536
+
+
+#: How long a server left running by an earlier session gets to answer before a new one is started.
+ADOPT_TIMEOUT_S = 10.0
+
+#: The server exits when its stdin (a pipe from Slicer) reaches end-of-file, i.e. when Slicer dies (issue 32, item 8).
+EXIT_WITH_PARENT = "--exit-with-parent"
+#: Backend commands that refused the flag in this Slicer session (an environment older than it): started without.
+_WITHOUT_EXIT_FLAG: set = set()
+
+
+def localServeCommand(backendCommand: Sequence[str], workspace: str, port: int,
+                      exitWithParent: bool = True) -> List[str]:
+    """``<backend command> serve --workspace W --host 127.0.0.1 --port P --max-upload-mb N --max-image-mb N
+    [--exit-with-parent]`` (the token goes in the environment)."""
     if not backendCommand:
         raise ValueError("backendCommand must not be empty")
     if not 0 < int(port) < 65536:
         raise ValueError("port must be 1..65535, got {}".format(port))
-    return list(backendCommand) + ["serve", "--workspace", workspace, "--host", "127.0.0.1", "--port", str(int(port))]
+    command = list(backendCommand) + ["serve", "--workspace", workspace, "--host", "127.0.0.1", "--port",
+                                      str(int(port)), "--max-upload-mb", str(LOCAL_UPLOAD_LIMIT_MB),
+                                      "--max-image-mb", str(LOCAL_UPLOAD_LIMIT_MB)]
+    return command + ([EXIT_WITH_PARENT] if exitWithParent else [])
 
 
 _LISTENING = re.compile(r"tskd serve: listening on (\S+)")
@@ -250,6 +302,7 @@ class LocalBackend:
         self.submit = submit
         self._probing = False
         self.probe = probe or _probeHealth
+        self.adoptProbe = probe or _probeWithToken
         self.startTimeout = float(startTimeout)
         self.stopGrace = float(stopGrace)
         self.clock = clock
@@ -261,6 +314,10 @@ class LocalBackend:
         self.workspace = ""
         self._deadline = 0.0
         self._outputTail = ""
+        self._lock: Optional[WorkspaceLock] = None
+        self._adopted: Optional[Dict[str, Any]] = None  # a server left running by an earlier session
+        self._launch: Optional[Tuple[List[str], Dict[str, str], int]] = None
+        self._exitWithParent = True
         runner.outputReady.connect(self._onOutput)
         runner.finished.connect(self._onFinished)
 
@@ -278,35 +335,97 @@ class LocalBackend:
         if self.state in (STARTING, RUNNING, STOPPING):
             raise RuntimeError("the local backend is already {}".format(self.state))
         os.makedirs(workspace, exist_ok=True)
-        port = int(port) if port else freeLocalPort()
-        self.token = token or newToken()
-        self.url = "http://127.0.0.1:{}".format(port)
         self.workspace = workspace
         self._outputTail = ""
+        if self._lock is not None and os.path.dirname(self._lock.path) != workspace:
+            self._lock.release()
+            self._lock = None
+        lock = self._lock or WorkspaceLock(workspace)
+        held = lock.acquire()
+        self._lock = lock if held else None
+        left = readState(workspace)
+        if left is not None and not processAlive(left["pid"]):
+            removeState(workspace)  # its server is gone (Slicer and server ended, or the machine restarted)
+            left = None
+        if left is not None:  # a server still running from an earlier Slicer session (or another one): reconnect
+            self._adopted = left
+            self.url, self.token = "http://127.0.0.1:{}".format(left["port"]), left["token"]
+            self._launch = (list(backendCommand), dict(environment), int(port) if port else 0)
+            self._deadline = self.clock() + min(self.startTimeout, ADOPT_TIMEOUT_S)
+            self._setState(STARTING, "Reconnecting to the local backend left running (process {})...".format(left["pid"]))
+            return
+        if not held:
+            self._setState(FAILED, "Another Slicer is starting a local backend on the workspace {}: wait a moment "
+                                   "and press Start again, or choose another workspace.".format(workspace))
+            return
+        self._launchServer(list(backendCommand), dict(environment), int(port) if port else 0, token)
+
+    def _launchServer(self, backendCommand: List[str], environment: Dict[str, str], port: int,
+                      token: Optional[str] = None) -> None:
+        self._adopted = None
+        self._exitWithParent = tuple(backendCommand) not in _WITHOUT_EXIT_FLAG
+        port = port or freeLocalPort()
+        self.token = token or newToken()
+        self.url = "http://127.0.0.1:{}".format(port)
+        self._launch = (backendCommand, environment, port)
         env = dict(environment)
         env["TSKD_TOKEN"] = self.token
         self._deadline = self.clock() + self.startTimeout
         self._setState(STARTING, "Starting the local backend at {}...".format(self.url))
-        self.runner.start(localServeCommand(backendCommand, workspace, port), env, cwd=workspace)
+        # stdin: a pipe the OS closes when Slicer dies; --exit-with-parent makes the server exit then
+        self.runner.start(localServeCommand(backendCommand, self.workspace, port, self._exitWithParent), env,
+                          cwd=self.workspace, stdinPipe=True)
 
     def needsPolling(self) -> bool:
         return self.state in (STARTING, STOPPING)
 
+    @property
+    def adopted(self) -> bool:
+        """The server was left running by an earlier Slicer session and reconnected to (not our child)."""
+        return self._adopted is not None
+
+    def canStop(self) -> bool:
+        return self.runner.isRunning() or (self._adopted is not None and self.state in (STARTING, RUNNING))
+
+    def shutdown(self) -> None:
+        """The module closes: the server is asked to stop (its training workers keep running)."""
+        if self._adopted is not None:
+            terminateProcess(self._adopted["pid"])
+        elif self.runner.isRunning():
+            self.runner.terminate()
+
     def poll(self) -> None:
         """Advance start-up or shut-down: probe ``/health``, time out, or kill a server that does not stop."""
         if self.state == STARTING:
+            probe = self.probe if self._adopted is None else self.adoptProbe
             if self.submit is None:
-                self._onProbe(self.url, bool(self.probe(self.url, self.token)))
+                self._onProbe(self.url, bool(probe(self.url, self.token)))
             elif not self._probing:
                 self._probing = True
                 url = self.url
-                self.submit("Probing the local backend", self.probe, url, self.token,
+                self.submit("Probing the local backend", probe, url, self.token,
                             onSuccess=lambda ok: self._onProbe(url, bool(ok)),
                             onError=lambda exc: self._onProbe(url, False))
             if self.state == STARTING and self.clock() > self._deadline:
+                if self._adopted is not None:  # left running but not answering with its token: start our own
+                    logger.warning("the local backend left running (pid %s) does not answer", self._adopted["pid"])
+                    self._adopted = None
+                    removeState(self.workspace)
+                    if self._lock is None or not self._lock.acquire():
+                        self._setState(FAILED, "A local backend left running on {} does not answer: stop it (or "
+                                               "restart the computer), then press Start.".format(self.workspace))
+                        return
+                    command, environment, port = self._launch
+                    self._launchServer(command, environment, port)
+                    return
                 self.runner.killDirectChild()
                 self._setState(FAILED, "The local backend did not answer within {:g} s. {}".format(
                     self.startTimeout, self._lastLines()))
+        elif self.state == STOPPING and self._adopted is not None:
+            if not processAlive(self._adopted["pid"]):
+                self._stopped()
+            elif self.clock() > self._deadline:
+                terminateProcess(self._adopted["pid"], hard=True)
         elif self.state == STOPPING and self.clock() > self._deadline and self.runner.isRunning():
             logger.warning("the local backend did not stop within %g s; killing it", self.stopGrace)
             # the server only: its training workers run in their own sessions / process groups
@@ -316,7 +435,27 @@ class LocalBackend:
     def _onProbe(self, url: str, ok: bool) -> None:
         self._probing = False
         if ok and self.state == STARTING and url == self.url:
+            if self._adopted is not None:
+                self._setState(RUNNING, "Reconnected to the local backend left running at {} (process {}).".format(
+                    self.url, self._adopted["pid"]))
+                return
+            pid = self.runner.processId()
+            if pid:  # for the next session, should this one end without stopping it (issue 32, item 8)
+                try:
+                    writeState(self.workspace, pid, int(self.url.rsplit(":", 1)[1]), self.token)
+                except (OSError, ValueError):
+                    logger.warning("could not record the local backend for the next session", exc_info=True)
             self._setState(RUNNING, "The local backend runs at {}.".format(self.url))
+
+    def _stopped(self) -> None:
+        """The server ended: nothing to reconnect to, the workspace free for the next start."""
+        self._adopted = None
+        if self.workspace:
+            removeState(self.workspace)
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self._setState(STOPPED, "The local backend is stopped.")
 
     def stop(self) -> None:
         """Ask the server to stop; it is killed when it is still running after ``stopGrace`` seconds.
@@ -324,9 +463,14 @@ class LocalBackend:
         Only the server process is stopped (SIGTERM, then SIGKILL; on Windows TerminateProcess), never
         its descendants: training workers keep running and a restarted server adopts them.
         """
+        if self._adopted is not None:  # not our child: by its recorded pid (the server only)
+            self._deadline = self.clock() + self.stopGrace
+            self._setState(STOPPING, "Stopping the local backend...")
+            terminateProcess(self._adopted["pid"])
+            return
         if not self.runner.isRunning():
             if self.state != STOPPED:
-                self._setState(STOPPED, "The local backend is stopped.")
+                self._stopped()
             return
         self._deadline = self.clock() + self.stopGrace
         self._setState(STOPPING, "Stopping the local backend...")
@@ -350,9 +494,26 @@ class LocalBackend:
 
     def _onFinished(self, exitCode: int, status: str) -> None:
         self._onOutput()
+        if self._adopted is not None:
+            return  # an earlier run of the runner; the adopted server is watched by its pid
+        if self.state == STARTING and self._exitWithParent and "unrecognized arguments" in self._outputTail \
+                and EXIT_WITH_PARENT in self._outputTail:
+            # a backend environment older than the flag: start it without (the recorded state still lets
+            # the next session reconnect to or stop an orphan)
+            logger.warning("the backend does not know %s; started without it", EXIT_WITH_PARENT)
+            _WITHOUT_EXIT_FLAG.add(tuple(self._launch[0]))
+            self._outputTail = ""
+            command, environment, port = self._launch
+            self._launchServer(command, environment, port, self.token)
+            return
         if self.state == STOPPING:
-            self._setState(STOPPED, "The local backend is stopped.")
+            self._stopped()
         elif self.state in (STARTING, RUNNING):
+            if self.workspace:
+                removeState(self.workspace)
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             self._setState(FAILED, "The local backend stopped unexpectedly (exit code {}). {}".format(
                 exitCode, self._lastLines()))
 
@@ -376,8 +537,18 @@ def _probeHealth(url: str, token: str) -> bool:
     return isinstance(answer, dict) and answer.get("status") == "ok"
 
 
+def _probeWithToken(url: str, token: str) -> bool:
+    """A server left running answers ``/info`` with the recorded token: it is ours to reconnect to."""
+    try:
+        TSKDClient(url, token=token, timeout=1.0).info()
+    except TSKDClientError:
+        return False
+    return True
+
+
 NO_ENVIRONMENT = "Set up the local backend first (panel above), or connect to a server."
 SET_UP_OR_CONNECT = "Set up the local backend (panel above), or choose 'A server'."
+NOT_ENCRYPTED_DECLINED = "Not connected: the address is not encrypted. Use the server's https:// address."
 ENTER_ADDRESS = "Enter the server's address, like https://server.hospital.org:8443."
 _SETTINGS = "SlicerTSKD/Backend/"
 
@@ -413,6 +584,7 @@ class BackendLogic:
         self.defaultWorkspace = defaultWorkspace
         self.childEnvironment: Dict[str, str] = dict(childEnvironment if childEnvironment is not None else os.environ)
         self.environment: Any = None
+        self._acceptedPlain: set = set()
 
     # -------------------------------------------------------------- settings
     def loadSettings(self) -> BackendSettings:
@@ -436,7 +608,7 @@ class BackendLogic:
         return self.environment is not None and not self.localActive()
 
     def canStopLocal(self) -> bool:
-        return self.local.runner.isRunning()
+        return self.local.canStop()
 
     def startLocal(self, workspace: str) -> Optional[str]:
         """Start ``tskd serve`` from the ready environment (returns at once); the reason it cannot, or None."""
@@ -471,7 +643,23 @@ class BackendLogic:
         except ValueError:
             return None, ENTER_ADDRESS
 
+    def insecureQuestion(self, url: str) -> Optional[str]:
+        """What to ask before connecting to ``url`` over plain http to another machine (None: nothing to ask,
+        or this address was already accepted in this session). Issue 32, item 11."""
+        from .client import is_unencrypted_remote
+
+        url = url.strip()
+        if not is_unencrypted_remote(url) or url in self._acceptedPlain:
+            return None
+        return ("{} is not encrypted (http://, not https://): the patient images you send, the segmentations and "
+                "the access token would cross the network readable by anyone on its path.\n\nUse the https:// "
+                "address of the server if it has one. Connect without encryption only on a private network you "
+                "trust. Connect anyway?".format(url))
+
+    def acceptPlain(self, url: str) -> None:
+        """The user accepted an unencrypted connection to ``url`` (until Slicer closes; never stored)."""
+        self._acceptedPlain.add(url.strip())
+
     def cleanup(self) -> None:
         """The module closes: the server is asked to stop (its training workers keep running)."""
-        if self.local.runner.isRunning():
-            self.local.runner.terminate()
+        self.local.shutdown()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctk
 import qt
 
-from .backendLogic import RUNNING, BackendInfo, BackendLogic, BackendSettings, checkBackend
+from .backendLogic import NOT_ENCRYPTED_DECLINED, RUNNING, BackendInfo, BackendLogic, BackendSettings, checkBackend
 from .client import TSKDClient
 from ..install.environmentMarker import EnvironmentInfo
 from ..session import SessionState
@@ -157,6 +157,13 @@ class BackendWidget:
         if client is None:
             self.statusLabel.text = problem
             return
+        question = self.logic.insecureQuestion(self.urlEdit.text)
+        if question is not None:  # plain http to another machine: only on the user's explicit Yes
+            if qt.QMessageBox.question(None, "Unencrypted connection", question,
+                                       qt.QMessageBox.Yes | qt.QMessageBox.No) != qt.QMessageBox.Yes:
+                self.statusLabel.text = NOT_ENCRYPTED_DECLINED
+                return
+            self.logic.acceptPlain(self.urlEdit.text)
         self._check(client)
 
     def _check(self, client: TSKDClient) -> None:

@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import os
@@ -133,6 +134,13 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def is_unencrypted_remote(url: str) -> bool:
+    """Whether ``url`` is plain ``http://`` to another machine: images and the token would cross the
+    network unencrypted (issue 32, item 11). Loopback addresses (this computer) are not."""
+    parsed = urllib.parse.urlparse(str(url).strip())
+    return parsed.scheme.lower() == "http" and not _is_loopback((parsed.hostname or "").lower())
+
+
 class TSKDClient:
     """One backend server.
 
@@ -177,7 +185,8 @@ class TSKDClient:
     # -- the one request helper ---------------------------------------------------------------
     def _request(self, method: str, path: str, *, json_body: Any = None, form: Optional[_MultipartBody] = None,
                  dest_path: Optional[str] = None, timeout: Optional[float] = None,
-                 query: Optional[Dict[str, str]] = None, cancel: Optional[Callable[[], bool]] = None) -> Any:
+                 query: Optional[Dict[str, str]] = None, cancel: Optional[Callable[[], bool]] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> Any:
         """Send one request; returns the decoded JSON answer, or the path written for downloads.
 
         Args:
@@ -189,6 +198,7 @@ class TSKDClient:
             timeout: seconds for this call (default: ``self.timeout``).
             query: query string parameters.
             cancel: returns True to stop the transfer (checked between chunks).
+            progress: for downloads, called with ``(bytes received, bytes in all or 0 when unknown)``.
 
         Raises:
             TSKDTransferAborted: :meth:`abort` was called or ``cancel()`` returned True.
@@ -218,7 +228,7 @@ class TSKDClient:
         try:
             with self._opener.open(request, timeout=limit) as response:
                 if dest_path is not None:
-                    return self._save(response, dest_path, stopped)
+                    return self._save(response, dest_path, stopped, progress)
                 body = response.read()
         except urllib.error.HTTPError as exc:
             raise self._error(exc) from None
@@ -240,6 +250,10 @@ class TSKDClient:
                 f"cannot reach the backend at {self.server_url}: no answer within {limit:g} s") from None
         except (ConnectionError, OSError) as exc:
             raise TSKDConnectionError(f"cannot reach the backend at {self.server_url}: {exc}") from None
+        except http.client.HTTPException as exc:  # e.g. IncompleteRead: the server stopped mid-answer
+            raise TSKDConnectionError(
+                f"cannot reach the backend at {self.server_url}: its answer was cut off "
+                f"({type(exc).__name__}); was the server stopped?") from None
         if not body:
             return None
         try:
@@ -261,8 +275,14 @@ class TSKDClient:
         )
 
     @staticmethod
-    def _save(response: Any, dest_path: str, stopped: Callable[[], bool] = lambda: False) -> str:
+    def _save(response: Any, dest_path: str, stopped: Callable[[], bool] = lambda: False,
+              progress: Optional[Callable[[int, int], None]] = None) -> str:
         dest_path = os.path.abspath(dest_path)
+        try:
+            total = int(response.headers.get("Content-Length") or 0)
+        except (AttributeError, TypeError, ValueError):
+            total = 0
+        received = 0
         folder = os.path.dirname(dest_path)
         if folder:
             os.makedirs(folder, exist_ok=True)
@@ -276,6 +296,9 @@ class TSKDClient:
                     if not chunk:
                         break
                     stream.write(chunk)
+                    received += len(chunk)
+                    if progress is not None:
+                        progress(received, total)
             os.replace(tmp, dest_path)
         finally:
             if os.path.exists(tmp):
@@ -339,18 +362,20 @@ class TSKDClient:
 
     # -- cases --------------------------------------------------------------------------------
     def upload_case(self, project_id: str, name: str, image_path: str, label_path: Optional[str] = None,
-                    replace: bool = False) -> Dict[str, Any]:
+                    replace: bool = False, cancel: Optional[Callable[[], bool]] = None,
+                    progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
         """Upload an image (and its label map) as case ``name``, streamed from disk.
 
         The server checks the files before accepting them; a problem raises
-        :class:`TSKDClientError` with the server's explanation (status 4xx).
+        :class:`TSKDClientError` with the server's explanation (status 4xx). ``cancel`` stops the
+        upload at its next chunk (:class:`TSKDTransferAborted`); ``progress(sent, total)`` follows it.
         """
         files = [("image", str(image_path))]
         if label_path is not None:
             files.append(("label", str(label_path)))
-        form = _MultipartBody([("name", name), ("replace", "true" if replace else "false")], files)
+        form = _MultipartBody([("name", name), ("replace", "true" if replace else "false")], files, progress=progress)
         return self._request("POST", f"/projects/{self._quote(project_id)}/cases", form=form,
-                             timeout=self.transfer_timeout)
+                             timeout=self.transfer_timeout, cancel=cancel)
 
     def list_cases(self, project_id: str) -> List[Dict[str, Any]]:
         return self._request("GET", f"/projects/{self._quote(project_id)}/cases")["cases"]
@@ -358,10 +383,12 @@ class TSKDClient:
     def get_case(self, project_id: str, name: str) -> Dict[str, Any]:
         return self._request("GET", f"/projects/{self._quote(project_id)}/cases/{self._quote(name)}")
 
-    def download_case_image(self, project_id: str, name: str, dest_path: str) -> str:
+    def download_case_image(self, project_id: str, name: str, dest_path: str,
+                            cancel: Optional[Callable[[], bool]] = None,
+                            progress: Optional[Callable[[int, int], None]] = None) -> str:
         """Save the stored image (``.nii.gz``) to ``dest_path``; returns the path."""
         return self._request("GET", f"/projects/{self._quote(project_id)}/cases/{self._quote(name)}/image",
-                             dest_path=dest_path, timeout=self.transfer_timeout)
+                             dest_path=dest_path, timeout=self.transfer_timeout, cancel=cancel, progress=progress)
 
     def download_case_label(self, project_id: str, name: str, dest_path: str) -> str:
         """Save the stored label map (``.nii.gz``) to ``dest_path``; returns the path."""
@@ -442,7 +469,8 @@ class TSKDClient:
         return self._request("POST", f"/checkpoints/{self._quote(name)}/fetch/cancel")
 
     def import_checkpoint(self, path: str, name: Optional[str] = None,
-                          progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
+                          progress: Optional[Callable[[int, int], None]] = None,
+                          cancel: Optional[Callable[[], bool]] = None) -> Dict[str, Any]:
         """Upload a weights file (``.pth``, ``.safetensors``...); the server checks it is SAM / MedSAM.
 
         Args:
@@ -453,7 +481,7 @@ class TSKDClient:
         """
         fields = [("name", name)] if name else []
         form = _MultipartBody(fields, [("weights", str(path))], progress=progress)
-        return self._request("POST", "/checkpoints", form=form, timeout=self.transfer_timeout)
+        return self._request("POST", "/checkpoints", form=form, timeout=self.transfer_timeout, cancel=cancel)
 
     def delete_checkpoint(self, name: str) -> None:
         self._request("DELETE", f"/checkpoints/{self._quote(name)}")
@@ -465,25 +493,32 @@ class TSKDClient:
     def get_model(self, model_id: str) -> Dict[str, Any]:
         return self._request("GET", f"/models/{self._quote(model_id)}")
 
-    def download_model(self, model_id: str, dest_path: str) -> str:
+    def download_model(self, model_id: str, dest_path: str, cancel: Optional[Callable[[], bool]] = None,
+                       progress: Optional[Callable[[int, int], None]] = None) -> str:
         """Save the student package as a ``.tskd.zip`` (``model.onnx``, ``tskd-model.json``...)."""
         return self._request("GET", f"/models/{self._quote(model_id)}/download", dest_path=dest_path,
-                             timeout=self.transfer_timeout)
+                             timeout=self.transfer_timeout, cancel=cancel, progress=progress)
 
     def predict(self, model_id: str, image_path: str, dest_path: str,
                 roi: Optional[Sequence[Tuple[Optional[int], Optional[int]]]] = None,
-                cancel: Optional[Callable[[], bool]] = None) -> str:
+                cancel: Optional[Callable[[], bool]] = None,
+                progress: Optional[Callable[[float], None]] = None) -> str:
         """Segment ``image_path`` on the server; the label map (same format and geometry) goes to ``dest_path``.
 
         Args:
             roi: numpy index bounds ``((k0, k1), (j0, j1), (i0, i1))``: only that box is segmented
                 (cropped and resized on the server exactly as ``tskd.runtime`` does in Slicer).
             cancel: returns True to stop the transfer (checked between chunks).
+            progress: called with the fraction done: the image sent (0..0.5), the label map received (0.5..1;
+                the server segments in between).
         """
         fields = [("roi", roi_text(roi))] if roi is not None else []
-        form = _MultipartBody(fields, [("image", str(image_path))])
+        sent = (lambda done, total: progress(0.5 * done / total) if total else None) if progress else None
+        received = (lambda done, total: progress(0.5 + 0.5 * min(done / total, 1.0)) if total else None) \
+            if progress else None
+        form = _MultipartBody(fields, [("image", str(image_path))], progress=sent)
         return self._request("POST", f"/models/{self._quote(model_id)}/predict", form=form, dest_path=dest_path,
-                             timeout=self.transfer_timeout, cancel=cancel)
+                             timeout=self.transfer_timeout, cancel=cancel, progress=received)
 
 
     # -- suggestions --------------------------------------------------------------------------

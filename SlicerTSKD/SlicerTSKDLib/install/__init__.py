@@ -1,6 +1,6 @@
 """Setting up the backend's Python environment and, inside Slicer, the ONNX runtime.
 
-- ``pythonFinder``: finding a Python 3.10-3.13 to base the backend environment on.
+- ``pythonFinder``: finding a Python in the backend's supported range (its ``requires-python``) to base the backend environment on.
 - ``torchSelection``: CUDA or CPU PyTorch build, from ``nvidia-smi``.
 - ``environment``: planning the backend environment (options, commands, paths).
 - ``environmentMarker``: the "environment ready" marker file.

@@ -4,7 +4,7 @@ The backend never goes into Slicer's own Python (its packages would replace Slic
 virtual environment in a per-user folder (``rootDir``)::
 
     rootDir/
-      venv/                 the environment (created from a Python 3.10-3.13 found on the machine)
+      venv/                 the environment (created from a Python the backend supports, found or downloaded)
       backend-source/       copy of the backend sources shipped in the extension (pip builds here,
                             so the extension's own folder may stay read-only)
       constraints.txt       the backend's pinned versions, without the torch pin
@@ -150,6 +150,7 @@ class Step:
         command: program and arguments.
         weight: share of the progress bar, relative to the other steps.
         expectedPackages: for pip steps, about how many packages it installs (progress estimate).
+        extraEnvironment: ``(name, value)`` pairs set for this command only.
     """
 
     key: str
@@ -157,6 +158,7 @@ class Step:
     command: Tuple[str, ...]
     weight: float = 1.0
     expectedPackages: int = 0
+    extraEnvironment: Tuple[Tuple[str, str], ...] = ()
 
 
 def defaultEnvironmentRoot(host: HostContext) -> str:
@@ -293,9 +295,14 @@ def planInstall(
     if options.upgradePip:
         steps.append(Step("upgrade-pip", "Upgrading pip", pip + ("--upgrade", "pip") + extra, 3.0, 1))
     indexUrl = build.indexUrl if options.torchIndexUrl is None else options.torchIndexUrl
-    index = ("--index-url", indexUrl) if indexUrl else ()
+    ownIndex = choosesIndex(extra)
+    # a mirror or a wheelhouse in the extra arguments serves torch too: never put PyTorch's index after it
+    # (pip takes the last --index-url; issue 32, item 7)
+    index = ("--index-url", indexUrl) if indexUrl and not ownIndex else ()
     requirement = torchRequirementFor(options, build, constraintsText)
-    if options.torchIndexUrl is not None:
+    if ownIndex:
+        device = "{}, from the index in the extra pip arguments".format(build.device.upper())
+    elif options.torchIndexUrl is not None:
         device = "from " + (options.torchIndexUrl or "pip's configured index")
     elif build.device == "cuda" and re.match(r"^cu\d{3}$", build.tag):
         device = "CUDA {}.{}".format(build.tag[2:-1], build.tag[-1])
@@ -313,6 +320,18 @@ def planInstall(
     steps.append(Step("verify-version", "Checking the backend command", (python, "-m", "tskd", "--version"), 3.0))
     steps.append(Step("verify-import", "Checking that the backend and PyTorch load", (python, "-c", INFO_CODE), 4.0))
     return steps
+
+
+_INDEX_OPTIONS = ("--index-url", "-i", "--no-index")
+
+
+def choosesIndex(pipArgs: Sequence[str]) -> bool:
+    """Whether extra pip arguments name the package index (a mirror: ``--index-url URL``, ``--index-url=URL``,
+    ``-i URL``, ``-iURL``) or forbid one (a wheelhouse: ``--no-index``)."""
+    for arg in pipArgs:
+        if arg in _INDEX_OPTIONS or arg.startswith("--index-url=") or (arg.startswith("-i") and not arg.startswith("--")):
+            return True
+    return False
 
 
 _PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?w?(\.exe)?$", re.IGNORECASE)

@@ -50,6 +50,9 @@ from .pythonFinder import (
     findUv,
     noSuitablePythonMessage,
     parseProbeOutput,
+    pythonVersionProblem,
+    rangeText,
+    supportedRange,
     unsuitableReason,
 )
 from .stepSequence import CANCELLED, FAILED, IDLE, RUNNING, SUCCEEDED, StepSequence
@@ -58,6 +61,16 @@ from .torchSelection import TorchBuild, chooseTorchBuild, nvidiaSmiCommand, pars
 __all__ = ["EnvironmentSetup", "IDLE", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 
 _UV_PYTHON = "3.12"
+
+#: Where ``uv`` bootstrapped through Slicer's own pip lives (``<root>/uv``; its binary in ``bin/`` or ``Scripts\``).
+UV_FOLDER = "uv"
+#: Where uv keeps the Python it downloads (``UV_PYTHON_INSTALL_DIR``): inside the module's folder, not the user's.
+UV_PYTHONS_FOLDER = "python"
+
+INTEL_MAC = ("This Mac has an Intel processor. PyTorch has published no builds for Intel Macs since version 2.2, "
+             "and the backend needs 2.11 or newer, so it cannot be set up on this computer. Run the backend on "
+             "another computer (a Linux or Windows PC, or an Apple-silicon Mac) and choose 'A server' in the "
+             "Backend server panel.")
 
 
 class EnvironmentSetup(StepSequence):
@@ -97,6 +110,9 @@ class EnvironmentSetup(StepSequence):
         self._build: Optional[TorchBuild] = None
         self._existingCommand: List[str] = []
         self._versionSeen = ""
+        self._envPython = ""  # the environment's Python version, once known
+        # the backend's own requires-python: the finder and the pinned packages cannot drift (issue 32, item 6)
+        self._range = supportedRange(self.options.backendSourceDir)
 
     def _begin(self) -> None:
         if os.path.exists(self.options.markerPath):
@@ -113,6 +129,7 @@ class EnvironmentSetup(StepSequence):
         return {
             "probe-venv": self._afterProbeVenv,
             "probe-python": self._afterProbePython,
+            "uv-bootstrap": self._afterUvBootstrap,
             "uv-install": self._afterUvInstall,
             "uv-find": self._afterUvFind,
             "detect-gpu": self._afterDetectGpu,
@@ -151,6 +168,8 @@ class EnvironmentSetup(StepSequence):
     # --------------------------------------------------------------- managed
     def _startManaged(self) -> None:
         options = self.options
+        if self.host.isIntelMac:  # refused before anything is downloaded (issue 32, item 7)
+            raise SetupError(INTEL_MAC)
         if not options.backendSourceDir or not os.path.isfile(os.path.join(options.backendSourceDir, "pyproject.toml")):
             raise SetupError(
                 "The backend sources were not found at '{}'. Reinstall the SlicerTSKD extension.".format(options.backendSourceDir)
@@ -171,8 +190,8 @@ class EnvironmentSetup(StepSequence):
         if self.options.baseInterpreter:
             self._candidates = [PythonCandidate(tuple(self.options.baseInterpreter), "configured")]
         else:
-            self._candidates = candidatePythons(self.host, self.options.preferredVersions)
-        self._say("Looking for Python 3.10-3.13 ({} candidate(s))".format(len(self._candidates)))
+            self._candidates = candidatePythons(self.host, self.options.preferredVersions, supported=self._range)
+        self._say("Looking for Python {} ({} candidate(s))".format(rangeText(self._range), len(self._candidates)))
         self._probeNextCandidate()
 
     def _probeNextCandidate(self) -> None:
@@ -182,17 +201,65 @@ class EnvironmentSetup(StepSequence):
             self._run(Step("probe-python", "Looking for Python: " + " ".join(candidate.command),
                            tuple(candidate.command) + ("-c", PROBE_CODE)))
             return
-        uv = None if (self._uvTried or self.options.baseInterpreter) else findUv(self.host)
-        if uv:
+        if not self._uvTried and not self.options.baseInterpreter:
             self._uvTried = True
-            self._uv = uv
-            self._run(Step("uv-install", "Downloading Python {} with uv".format(_UV_PYTHON), (uv, "python", "install", _UV_PYTHON)))
-            return
-        raise SetupError(noSuitablePythonMessage(self.host, self._rejected))
+            uv = findUv(self.host) or self._bootstrappedUv()
+            if uv:
+                self._uv = uv
+                self._runUvInstall()
+                return
+            if self.host.slicerPython:  # no Python and no uv: uv through Slicer's own pip (issue 32, item 7)
+                self._run(self._uvBootstrapStep())
+                return
+        raise SetupError(noSuitablePythonMessage(self.host, self._rejected, self._range))
+
+    # -- uv: a Python for machines that have none ----------------------------------------------
+    def _uvFolder(self) -> str:
+        return os.path.join(self.options.rootDir, UV_FOLDER)
+
+    def _bootstrappedUv(self) -> Optional[str]:
+        """uv installed by an earlier :meth:`_uvBootstrapStep` (pip ``--target`` puts the wheel's binary in
+        ``bin/``, ``Scripts\`` on Windows: the "home" install scheme, ``pip/_internal/commands/install.py``
+        ``_handle_target_dir``)."""
+        folder = self._uvFolder()
+        path = (os.path.join(folder, "Scripts", "uv.exe") if self.host.isWindows
+                else os.path.join(folder, "bin", "uv"))
+        return path if os.path.isfile(path) else None
+
+    def _uvBootstrapStep(self) -> Step:
+        """``PythonSlicer -m pip install --target <root>/uv uv``: the uv wheel carries its binary, so Slicer's
+        own pip can install it although Slicer's Python cannot make a venv (the ``PythonSlicer`` launcher
+        sets ``PYTHONHOME`` itself: Slicer's ``SuperBuild/python_configure_python_launcher.cmake`` l. 183).
+        The extra pip arguments (a mirror, a wheelhouse) apply; on Apple silicon the arm64 binary is asked
+        for, also when Slicer runs under Rosetta."""
+        command = tuple(self.host.slicerPython or ()) + ("-m", "pip", "install", "--upgrade", "--disable-pip-version-check",
+                                                         "--target", self._uvFolder())
+        if self.host.isAppleSilicon:
+            command += ("--platform", "macosx_11_0_arm64", "--only-binary=:all:")
+        return Step("uv-bootstrap", "Installing uv (it downloads Python) with Slicer's pip",
+                    command + ("uv",) + tuple(self.options.extraPipArgs), 2.0, 1)
+
+    def _afterUvBootstrap(self, exitCode: int, output: str) -> None:
+        uv = self._bootstrappedUv() if exitCode == 0 else None
+        if uv is None:
+            raise self._failure(self._step, exitCode, output, noSuitablePythonMessage(self.host, self._rejected, self._range))
+        self._uv = uv
+        self._runUvInstall()
+
+    def _uvRequest(self) -> str:
+        """What uv is asked for: Python 3.12, for the Mac's own processor (a Rosetta Slicer would get x86_64)."""
+        return "cpython-{}-macos-aarch64-none".format(_UV_PYTHON) if self.host.isAppleSilicon else _UV_PYTHON
+
+    def _uvEnvironment(self) -> tuple:
+        return (("UV_PYTHON_INSTALL_DIR", os.path.join(self.options.rootDir, UV_PYTHONS_FOLDER)),)
+
+    def _runUvInstall(self) -> None:
+        self._run(Step("uv-install", "Downloading Python {} with uv".format(_UV_PYTHON),
+                       (self._uv, "python", "install", self._uvRequest()), extraEnvironment=self._uvEnvironment()))
 
     def _afterProbeVenv(self, exitCode: int, output: str) -> None:
         info = parseProbeOutput((venvPython(self.options.venvDir, self.host),), "environment", output) if exitCode == 0 else None
-        reason = "it does not run" if info is None else unsuitableReason(info, needVenv=False)
+        reason = "it does not run" if info is None else unsuitableReason(info, self._range, needVenv=False)
         if not reason and not info.hasPip:
             reason = "pip is missing"
         if reason:
@@ -200,6 +267,7 @@ class EnvironmentSetup(StepSequence):
             self._startSearch()
             return
         self._say("Re-using the existing environment (Python {}).".format(info.versionText))
+        self._envPython = info.versionText
         self._base = None
         self._detectGpu()
 
@@ -210,7 +278,7 @@ class EnvironmentSetup(StepSequence):
             self._say("  not usable: it does not run")
             self._probeNextCandidate()
             return
-        reason = unsuitableReason(info)
+        reason = unsuitableReason(info, self._range)
         if reason:
             self._say("  not usable: " + reason)
             self._rejected.append((info, reason))
@@ -218,17 +286,20 @@ class EnvironmentSetup(StepSequence):
             return
         self._say("  using Python {} ({})".format(info.versionText, info.executable))
         self._base = info
+        self._envPython = info.versionText
         self._detectGpu()
 
     def _afterUvInstall(self, exitCode: int, output: str) -> None:
         if exitCode != 0:
-            raise SetupError(noSuitablePythonMessage(self.host, self._rejected) + "\n" + str(self._failure(self._step, exitCode, output)))
-        self._run(Step("uv-find", "Locating the Python downloaded by uv", (self._uv, "python", "find", _UV_PYTHON)))
+            raise SetupError(noSuitablePythonMessage(self.host, self._rejected, self._range) + "\n" +
+                             str(self._failure(self._step, exitCode, output)))
+        self._run(Step("uv-find", "Locating the Python downloaded by uv", (self._uv, "python", "find", self._uvRequest()),
+                       extraEnvironment=self._uvEnvironment()))
 
     def _afterUvFind(self, exitCode: int, output: str) -> None:
         lines = [line.strip() for line in output.splitlines() if line.strip()]
         if exitCode != 0 or not lines:
-            raise SetupError(noSuitablePythonMessage(self.host, self._rejected))
+            raise SetupError(noSuitablePythonMessage(self.host, self._rejected, self._range))
         self._candidates = [PythonCandidate((lines[-1],), "uv")]
         self._probeNextCandidate()
 
@@ -267,8 +338,8 @@ class EnvironmentSetup(StepSequence):
         self._setPlan(planInstall(options, self.host, self._base, build, constraintsText))
 
     def _afterInstallStep(self, exitCode: int, output: str) -> None:
-        if exitCode != 0:
-            raise self._failure(self._step, exitCode, output)
+        if exitCode != 0:  # a package that needs another Python: say so, not "check the network"
+            raise self._failure(self._step, exitCode, output, pythonVersionProblem(output, self._envPython, self._range))
         self._runNextPlanned()
 
     def _afterProbeNewVenv(self, exitCode: int, output: str) -> None:

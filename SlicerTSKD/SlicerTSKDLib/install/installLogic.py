@@ -278,12 +278,12 @@ class EnvironmentPanelLogic:
         return None
 
     def retry(self, choices: EnvironmentChoices) -> Optional[str]:
-        """Run the last set-up again, with its options (a new one from ``choices`` when there was none)."""
-        if self.setup is None:
-            return self.start(choices)
-        if not self.setup.isRunning():
-            self._run()
-        return None
+        """Run the set-up again with the *current* choices (issue 32, item 7: a mirror or index set under
+        Advanced after a failure is used); a verification of an existing command verifies it again."""
+        if self.setup is not None and self.setup.isRunning():
+            return None
+        existing = self.setup.options.existingCommand if self.setup is not None else None
+        return self.start(choices, existing)
 
     def cancel(self) -> None:
         """Kill the running command's process tree; ``finished`` follows."""

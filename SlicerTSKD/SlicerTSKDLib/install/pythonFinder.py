@@ -1,6 +1,8 @@
 """Finding a Python interpreter to base the backend's environment on.
 
-The backend needs CPython 3.10 to 3.13 (PyTorch, transformers); Slicer 5.6/5.8 ship 3.9, so the
+The backend needs the CPython versions its ``pyproject.toml`` names (``requires-python``, read by
+:func:`supportedRange`: one place, so the finder and the pinned packages cannot drift; 3.11 to 3.13
+today); Slicer 5.6/5.8 ship 3.9, so the
 set-up looks for another interpreter: versioned names (``python3.12``...) on the search path, the
 usual install folders (python.org, Homebrew, pyenv, conda, uv), the Windows ``py`` launcher, and
 finally Slicer's own interpreter when it is recent enough (Slicer >= 5.10 ships 3.12; it is then
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import glob
 import json
+import os
+import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -24,6 +28,9 @@ __all__ = [
     "PROBE_MARK",
     "PROBE_CODE",
     "SUPPORTED_RANGE",
+    "supportedRange",
+    "rangeText",
+    "pythonVersionProblem",
     "DEFAULT_PREFERRED_VERSIONS",
     "PythonCandidate",
     "PythonInfo",
@@ -47,11 +54,64 @@ PROBE_CODE = (
     "'pip': has('pip'), 'virtual': sys.prefix != getattr(sys, 'base_prefix', sys.prefix)}))"
 )
 
-#: Oldest and newest ``(major, minor)`` the backend runs on.
-SUPPORTED_RANGE = ((3, 10), (3, 13))
+#: Oldest and newest ``(major, minor)`` the backend runs on when its ``pyproject.toml`` cannot be read
+#: (:func:`supportedRange` reads the real one).
+SUPPORTED_RANGE = ((3, 11), (3, 13))
 
-#: Search order of minor versions: the best-supported first.
+#: Search order of minor versions: the best-supported first (those outside the range are skipped).
 DEFAULT_PREFERRED_VERSIONS = ((3, 12), (3, 11), (3, 13), (3, 10))
+
+_REQUIRES_PYTHON = re.compile(r'^\s*requires-python\s*=\s*["\']([^"\']+)["\']', re.MULTILINE)
+_SPECIFIER = re.compile(r"^\s*(>=|<=|<|>|==|~=)\s*(\d+)\.(\d+)(?:\.\*|\.\d+)?\s*$")
+
+
+def supportedRange(backendSourceDir: str) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """``((oldest major, minor), (newest major, minor))`` from the backend's ``requires-python``
+    (``>=3.11,<3.14`` gives ``((3, 11), (3, 13))``); :data:`SUPPORTED_RANGE` when it cannot be read.
+    A plain-text read: Slicer 5.6/5.8's Python 3.9 has no ``tomllib``."""
+    try:
+        with open(os.path.join(backendSourceDir, "pyproject.toml"), encoding="utf-8") as stream:
+            found = _REQUIRES_PYTHON.search(stream.read())
+    except (OSError, TypeError):
+        return SUPPORTED_RANGE
+    if not found:
+        return SUPPORTED_RANGE
+    low, high = SUPPORTED_RANGE
+    for part in found.group(1).split(","):
+        match = _SPECIFIER.match(part)
+        if not match:
+            continue
+        operator, version = match.group(1), (int(match.group(2)), int(match.group(3)))
+        if operator in (">=", "~="):
+            low = version
+        elif operator == ">":
+            low = (version[0], version[1] + 1)
+        elif operator == "<":
+            high = (version[0], version[1] - 1) if version[1] > 0 else (version[0] - 1, 99)
+        elif operator == "<=":
+            high = version
+        elif operator == "==":
+            low = high = version
+    return low, high
+
+
+def rangeText(supported: Tuple[Tuple[int, int], Tuple[int, int]]) -> str:
+    """``"3.11 to 3.13"``."""
+    (lowMajor, lowMinor), (highMajor, highMinor) = supported
+    return "{}.{} to {}.{}".format(lowMajor, lowMinor, highMajor, highMinor)
+
+
+_WRONG_PYTHON = ("require a different python version", "requires a different Python", "Requires-Python")
+
+
+def pythonVersionProblem(output: str, version: str, supported: Tuple[Tuple[int, int], Tuple[int, int]]) -> str:
+    """When pip's ``output`` says a package needs another Python: a sentence naming the environment's Python
+    ``version`` as the cause (instead of the network advice a "No matching distribution" gets); else ""."""
+    if not any(needle.lower() in output.lower() for needle in _WRONG_PYTHON):
+        return ""
+    return ("The environment's Python {} is the cause: the backend's packages need Python {}. Delete the environment "
+            "folder (or choose another under Advanced) and click Retry: a suitable Python is then looked for, or "
+            "downloaded.".format(version or "(unknown version)", rangeText(supported)))
 
 
 @dataclass(frozen=True)
@@ -128,6 +188,7 @@ def candidatePythons(
     preferredVersions: Sequence[Tuple[int, int]] = DEFAULT_PREFERRED_VERSIONS,
     isFile: Callable[[str], bool] = isExecutableFile,
     expand: Callable[[str], List[str]] = glob.glob,
+    supported: Tuple[Tuple[int, int], Tuple[int, int]] = SUPPORTED_RANGE,
 ) -> List[PythonCandidate]:
     """Commands worth probing, best first, without duplicates.
 
@@ -153,7 +214,7 @@ def candidatePythons(
     launcher = findExecutable("py", host, isFile) if host.isWindows else None
     if host.isWindows and launcher is None and isFile("C:\\Windows\\py.exe"):
         launcher = "C:\\Windows\\py.exe"
-    for version in preferredVersions:
+    for version in [v for v in preferredVersions if supported[0] <= tuple(v) <= supported[1]]:
         dotted = "{}.{}".format(*version)
         onPath = findExecutable("python" + dotted, host, isFile)
         if onPath:
@@ -169,7 +230,7 @@ def candidatePythons(
         onPath = findExecutable(name, host, isFile)
         if onPath:
             add((onPath,), "PATH")
-    if host.slicerPython and (host.slicerPythonVersion or (0, 0))[:2] >= SUPPORTED_RANGE[0]:
+    if host.slicerPython and supported[0] <= tuple((host.slicerPythonVersion or (0, 0))[:2]) <= supported[1]:
         add(tuple(host.slicerPython), "Slicer")
     return found
 
@@ -258,9 +319,11 @@ def findUv(host: HostContext, isFile: Callable[[str], bool] = isExecutableFile) 
     return None
 
 
-def noSuitablePythonMessage(host: HostContext, rejected: Sequence[Tuple[PythonInfo, str]] = ()) -> str:
+def noSuitablePythonMessage(host: HostContext, rejected: Sequence[Tuple[PythonInfo, str]] = (),
+                            supported: Tuple[Tuple[int, int], Tuple[int, int]] = SUPPORTED_RANGE) -> str:
     """What to tell a user whose machine has no usable Python: what was found, what to install."""
-    lines = ["No suitable Python was found: the SlicerTSKD backend needs a 64-bit Python 3.10 to 3.13 (3.12 recommended)."]
+    lines = ["No suitable Python was found: the SlicerTSKD backend needs a 64-bit Python {} (3.12 recommended)."
+             .format(rangeText(supported))]
     for info, reason in rejected:
         lines.append("  - {} ({}): {}".format(" ".join(info.command), info.source, reason))
     if host.isWindows:

@@ -149,7 +149,11 @@ class StepSequence:
         self._say("--- {}".format(step.label))
         self._say("$ " + " ".join(step.command))
         self._reportProgress(0.0)
-        self.runner.start(list(step.command), self.environment, self.workingDir)
+        environment = self.environment
+        if step.extraEnvironment:
+            environment = dict(environment)
+            environment.update(dict(step.extraEnvironment))
+        self.runner.start(list(step.command), environment, self.workingDir)
 
     def _say(self, text: str) -> None:
         if self._log is not None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,6 +41,8 @@ __all__ = [
     "sliceCenterIjk",
     "slicePositionRas",
     "jumpSliceViews",
+    "alignView",
+    "answerError",
     "LabelNextLogic",
 ]
 
@@ -105,6 +107,18 @@ def answerMessage(answer: Dict[str, Any]) -> str:
             .format(count, len(cases), how))
 
 
+def answerError(exc: BaseException) -> Optional[str]:
+    """What the list says, instead of an error box, when the backend has nothing to rank (None: a real error)."""
+    status = getattr(exc, "status", None)
+    text = str(getattr(exc, "message", "") or exc).lower()
+    if status == 409 and "unlabelled" in text:
+        return ("Every case of the project is labelled: nothing left to rank. Add volumes to rank (no label) to get "
+                "new suggestions.")
+    if status == 409 and "no trained model" in text:
+        return "This project has no trained model yet: train one first."
+    return None
+
+
 def sliceCenterIjk(shape: Sequence[int], axis: int, index: int) -> np.ndarray:
     """The IJK point (i, j, k) at the centre of slice ``index`` along numpy ``axis`` of a ``(k, j, i)`` array.
 
@@ -148,6 +162,40 @@ def _loadWithSlicer(path: str, name: str) -> Any:
     return slicer.util.loadVolume(path, properties={"name": name})
 
 
+def _showWithSlicer(volumeNode: Any, fit: bool) -> None:
+    """Show the volume as the background of every slice view (fitted to it when ``fit``: another volume came)
+    (``Base/Python/slicer/util.py``, ``setSliceViewerLayers(background=..., fit=...)``, l. 817 at HEAD):
+    jumping alone only moves the planes, over whatever image the views show."""
+    import slicer
+
+    slicer.util.setSliceViewerLayers(background=volumeNode, fit=fit)
+
+
+def alignView(scene: Any, volumeNode: Any, axis: int, maxAngleDeg: float = 1.0) -> Any:
+    """A slice view that lies along the volume's slices across numpy ``axis``: one already aligned, else the
+    view whose plane is closest, rotated onto the volume's axes with that axis as its normal
+    (``vtkMRMLSliceNode::RotateToAxes(referenceToRAS, sliceNormalAxisIndex)``, ``Libs/MRML/Core/
+    vtkMRMLSliceNode.h`` l. 446 v5.6.2, l. 456 HEAD; ``.cxx`` l. 1862). None when the scene has no view."""
+    from .. import sceneData
+
+    ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
+    direction = ijkToWorld[:3, 2 - axis]
+    direction = direction / max(float(np.linalg.norm(direction)), 1e-12)
+    best, bestCos = None, -1.0
+    nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
+    for index in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(index)
+        normal = sceneData.arrayFromMatrix(node.GetSliceToRAS())[:3, 2]
+        cosine = abs(float(np.dot(normal / max(float(np.linalg.norm(normal)), 1e-12), direction)))
+        if cosine > bestCos:
+            best, bestCos = node, cosine
+    if best is None or bestCos >= np.cos(np.radians(maxAngleDeg)):
+        return best
+    best.RotateToAxes(sceneData.matrixFromArray(ijkToWorld), 2 - axis)
+    best.UpdateMatrices()
+    return best
+
+
 class LabelNextLogic:
     """Where cases are downloaded, how they are loaded, which volumes were already predicted.
 
@@ -156,10 +204,12 @@ class LabelNextLogic:
         loader: ``loader(path, name) -> volume node`` (default: ``slicer.util.loadVolume``).
     """
 
-    def __init__(self, casesFolder: str, loader: Optional[Callable[[str, str], Any]] = None) -> None:
+    def __init__(self, casesFolder: str, loader: Optional[Callable[[str, str], Any]] = None,
+                 show: Optional[Callable[[Any, bool], None]] = None) -> None:
         self.casesFolder = casesFolder
         self.loader = loader or _loadWithSlicer
-        self._predicted: Set[str] = set()
+        self.show = show or _showWithSlicer
+        self._predicted: List[Any] = []
 
     # -- backend calls (worker thread) ---------------------------------------------------------
     @staticmethod
@@ -172,11 +222,13 @@ class LabelNextLogic:
         """Where a downloaded case is kept: ``casesFolder/<project>/<case>.nii.gz``."""
         return os.path.join(self.casesFolder, _safeName(projectId), _safeName(caseName) + ".nii.gz")
 
-    def download(self, client: Any, projectId: str, caseName: str) -> str:
-        """The case's image from the backend (kept: a later click loads the file again without downloading)."""
+    def download(self, task: Any, client: Any, projectId: str, caseName: str) -> str:
+        """Worker-thread task (``passTask=True``): the case's image from the backend (kept: a later click loads
+        the file again without downloading); Cancel stops it at its next chunk, ``task.progress`` follows it."""
         path = self.casePath(projectId, caseName)
         if not os.path.isfile(path):
-            client.download_case_image(projectId, caseName, path)
+            client.download_case_image(projectId, caseName, path, cancel=task.isCancelled,
+                                       progress=_progressInto(task))
         return path
 
     @staticmethod
@@ -195,28 +247,45 @@ class LabelNextLogic:
                                   cancel=task.isCancelled)
         except WriteCancelled:
             raise TaskCancelled("Uploading case") from None
-        return uploadTrainingCase(client, projectId, caseName, imagePath, None)
+        return uploadTrainingCase(client, projectId, caseName, imagePath, None, cancel=task.isCancelled,
+                                  progress=_progressInto(task))
 
     # -- the scene (GUI thread) ----------------------------------------------------------------
     @staticmethod
-    def findVolume(scene: Any, caseName: str, current: Any = None) -> Any:
-        """The volume showing ``caseName``: the current volume when its name is the case's, else the
-        first scalar volume of that name in the scene, else None."""
-        if current is not None and current.GetName() == caseName:
-            return current
-        nodes = scene.GetNodesByClassByName("vtkMRMLScalarVolumeNode", caseName)
-        node = nodes.GetItemAsObject(0) if nodes.GetNumberOfItems() else None
-        return node
+    def findVolume(scene: Any, projectId: str, caseName: str, current: Any = None) -> Any:
+        """The volume that is case ``caseName`` of the project: one tagged so (``projectLogic.tagCase``:
+        downloaded from or uploaded to the project), the current volume first; else an untagged volume
+        whose name the backend would store as that case (``safeCaseName``: a DICOM volume "3: AX T1" is
+        the case "3_AX_T1"), which is then tagged; else None."""
+        from ..train.projectLogic import caseOf, safeCaseName, tagCase
 
-    def load(self, path: str, caseName: str) -> Any:
-        """Load a downloaded case into the scene, named after the case.
+        volumes = [current] if current is not None else []
+        nodes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        for index in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(index)
+            if not node.IsA("vtkMRMLLabelMapVolumeNode") and not node.GetHideFromEditors():
+                volumes.append(node)
+        for node in volumes:
+            if caseOf(node, projectId) == caseName:
+                return node
+        for node in volumes:
+            if caseOf(node, projectId) is None and safeCaseName(node.GetName()) == caseName:
+                tagCase(node, projectId, caseName)
+                return node
+        return None
+
+    def load(self, path: str, projectId: str, caseName: str) -> Any:
+        """Load a downloaded case into the scene, named after the case and tagged as it.
 
         Raises:
             RuntimeError: Slicer could not read the file.
         """
+        from ..train.projectLogic import tagCase
+
         node = self.loader(path, caseName)
         if node is None:
             raise RuntimeError("Slicer could not load the case '{}' from {}".format(caseName, path))
+        tagCase(node, projectId, caseName)
         return node
 
     def jumpTo(self, scene: Any, volumeNode: Any, row: SuggestionRow) -> Tuple[float, float, float]:
@@ -228,8 +297,9 @@ class LabelNextLogic:
         from .. import sceneData
         import slicer
 
-        shape = slicer.util.arrayFromVolume(volumeNode).shape
+        shape = slicer.util.arrayFromVolume(volumeNode).shape[:3]
         ras = slicePositionRas(sceneData.ijkToWorldArray(volumeNode), shape, row.axis, row.sliceIndex)
+        alignView(scene, volumeNode, row.axis)  # a view shows exactly that slice, not a plane through it
         jumpSliceViews(scene, ras)
         return ras
 
@@ -241,7 +311,7 @@ class LabelNextLogic:
         from .segmentationLogic import sliceIndexForView
         import slicer
 
-        shape = slicer.util.arrayFromVolume(volumeNode).shape
+        shape = slicer.util.arrayFromVolume(volumeNode).shape[:3]
         ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
         nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
         for n in range(nodes.GetNumberOfItems()):
@@ -254,11 +324,21 @@ class LabelNextLogic:
         """Whether to show the student's result on ``volumeNode`` as the starting point to correct: the
         first time a volume is visited from the list, unless a segmentation of it is already chosen;
         never again afterwards, so that corrections are not overwritten."""
-        volumeId = volumeNode.GetID()
-        if volumeId in self._predicted:
+        from ..pairing import inScene, sameNode
+
+        self._predicted = [node for node in self._predicted if inScene(node)]  # node objects: IDs restart
+        if any(sameNode(node, volumeNode) for node in self._predicted):
             return False
-        self._predicted.add(volumeId)
+        self._predicted.append(volumeNode)
         return not hasSegmentation
+
+
+def _progressInto(task: Any) -> Callable[[int, int], None]:
+    def progress(done: int, total: int) -> None:
+        if total:
+            task.progress = min(done / float(total), 1.0)
+
+    return progress
 
 
 def _safeName(text: str) -> str:

@@ -20,7 +20,10 @@ import slicer
 
 from .. import sceneData
 from ..session import SessionState, showError
-from .labelNext import COMPUTING, POLL_MS, LabelNextLogic, SuggestionRow, answerMessage, suggestionRows
+from .labelNext import COMPUTING, POLL_MS, LabelNextLogic, SuggestionRow, answerError, answerMessage, suggestionRows
+from ..backgroundTasks import TaskCancelled
+from ..pairing import ownerText, sameNode
+from ..train.projectLogic import caseOf, prepareTrainingCase, tagCase, writeAndUploadTrainingCase
 
 __all__ = ["LabelNextWidget"]
 
@@ -66,19 +69,35 @@ class LabelNextWidget:
         self.table.toolTip = ("The unlabelled cases' slices the model is least sure of. Click one to go to it; the "
                               "first visit of a case shows the student's result to correct.")
         layout.addRow(self.table)
+        self.submitButton = qt.QPushButton("Submit and go to next")
+        self.submitButton.toolTip = ("Sends the corrected segmentation as the label of this case (replacing the case, "
+                                     "not adding a copy), then goes to the next suggested case.")
+        layout.addRow(self.submitButton)
         row = qt.QHBoxLayout()
         self.refreshButton = qt.QPushButton("Refresh suggestions")
         self.addVolumeButton = qt.QPushButton("Add volume to rank (no label)")
         self.addVolumeButton.toolTip = ("Uploads the selected volume to the project without a label, so that the "
                                         "suggestions rank its slices.")
+        self.cancelButton = qt.QPushButton("Cancel")
+        self.cancelButton.toolTip = "Stop the case's download or upload."
+        self.cancelButton.enabled = False
         row.addWidget(self.refreshButton)
         row.addWidget(self.addVolumeButton)
+        row.addWidget(self.cancelButton)
         layout.addRow(row)
+        self.transfer = None  # the download or upload in progress (Cancel stops it; its percent in the status)
+        self._cancelledTransfer = False
+        self._transferText = ""
+        self.progressTimer = qt.QTimer()
+        self.progressTimer.setInterval(200)
+        self.progressTimer.connect("timeout()", self._showProgress)
         self.statusLabel = qt.QLabel()
         self.statusLabel.wordWrap = True
         layout.addRow(self.statusLabel)
         self.refreshButton.connect("clicked()", lambda: self.refresh())
         self.addVolumeButton.connect("clicked()", self.onAddVolume)
+        self.submitButton.connect("clicked()", self.onSubmit)
+        self.cancelButton.connect("clicked()", self.onCancel)
         self.table.connect("cellClicked(int,int)", lambda row, column: self.onRowClicked(row))
         session.projectChanged.connect(lambda project: self._clear())
 
@@ -110,13 +129,16 @@ class LabelNextWidget:
         except ValueError as exc:
             self._failed(exc)
             return
-        self.table.setRowCount(len(self.rows))
-        for r, row in enumerate(self.rows):
-            for c, text in enumerate(row.texts()):
-                self.table.setItem(r, c, qt.QTableWidgetItem(text))
+        self._fillTable()
 
     def _failed(self, exc: BaseException) -> None:
         self.refreshButton.enabled = True
+        quiet = answerError(exc)
+        if quiet is not None:  # nothing to rank (every case labelled): a state, not an error
+            self.rows = []
+            self.table.setRowCount(0)
+            self.statusLabel.text = quiet
+            return
         self.statusLabel.text = "No suggestions."
         showError(exc, self.session)
 
@@ -142,19 +164,25 @@ class LabelNextWidget:
         self.addVolumeButton.enabled = False
         self.statusLabel.text = "Uploading '{}' without a label...".format(name)
 
+        projectId = str(project["id"])
+
         def done(case: dict) -> None:
+            self._endTransfer()
+            tagCase(volume, projectId, case.get("name", name))  # its suggestions lead back to this volume
             self.addVolumeButton.enabled = True
             self.statusLabel.text = ("Added '{}' without a label: Refresh suggestions to rank it."
                                      .format(case.get("name", name)))
             self.session.casesChanged.emit()
 
         def failed(exc: BaseException) -> None:
+            self._endTransfer()
             self.addVolumeButton.enabled = True
             self.statusLabel.text = "The volume was not added."
-            showError(exc, self.session)
+            if not self._cancelled(exc):
+                showError(exc, self.session)
 
-        self.session.submit("Uploading case", self.logic.uploadUnlabelled, client, str(project["id"]), name, snapshot,
-                            onSuccess=done, onError=failed, passTask=True)
+        self._startTransfer("Uploading '{}'".format(name), "Uploading case", self.logic.uploadUnlabelled, client,
+                            projectId, name, snapshot, onSuccess=done, onError=failed)
 
     # ------------------------------------------------------------------ click
     def onRowClicked(self, index: int) -> None:
@@ -163,31 +191,44 @@ class LabelNextWidget:
         row = self.rows[index]
         try:
             current = self.data.volumeNode()
-            volume = self.logic.findVolume(slicer.mrmlScene, row.case, current)
+            volume = self.logic.findVolume(slicer.mrmlScene, self._projectId, row.case, current)
             if volume is not None:
                 self._goTo(volume, row)
                 return
             client, projectId = self.session.requireClient(), self._projectId
-            self.statusLabel.text = "Downloading case '{}' from the backend...".format(row.case)
-            self.session.submit("Downloading case", self.logic.download, client, projectId, row.case,
-                                onSuccess=lambda path: self._loaded(path, row),
-                                onError=lambda exc: showError(exc, self.session))
+            if self.transfer is not None:
+                return  # one transfer at a time (Cancel stops it)
+
+            def failed(exc: BaseException) -> None:
+                self._endTransfer()
+                self.statusLabel.text = "The case '{}' was not downloaded.".format(row.case)
+                if not self._cancelled(exc):
+                    showError(exc, self.session)
+
+            def loaded(path: str) -> None:
+                self._endTransfer()
+                self._loaded(path, projectId, row)
+
+            self._startTransfer("Downloading case '{}' from the backend".format(row.case), "Downloading case",
+                                self.logic.download, client, projectId, row.case, onSuccess=loaded, onError=failed)
         except Exception as exc:
             showError(exc, self.session)
 
-    def _loaded(self, path: str, row: SuggestionRow) -> None:
+    def _loaded(self, path: str, projectId: str, row: SuggestionRow) -> None:
         try:
-            volume = self.logic.findVolume(slicer.mrmlScene, row.case)  # loaded meanwhile by another click?
-            self._goTo(volume if volume is not None else self.logic.load(path, row.case), row)
+            volume = self.logic.findVolume(slicer.mrmlScene, projectId, row.case)  # loaded meanwhile by another click?
+            self._goTo(volume if volume is not None else self.logic.load(path, projectId, row.case), row)
         except Exception as exc:
             showError(exc, self.session)
 
     def _goTo(self, volume: Any, row: SuggestionRow) -> None:
         current = self.data.volumeNode()
-        switched = current is None or current.GetID() != volume.GetID()
+        switched = not sameNode(current, volume)
         if switched:
             self.data.volumeSelector.setCurrentNode(volume)
-            self.data.segmentationSelector.setCurrentNode(None)  # the old one belongs to the old volume
+            # the segmentation last used with this volume, else the newest made for it, else none (issue 32, item 4)
+            self.data.segmentationSelector.setCurrentNode(self.data.pairs.segmentationFor(volume))
+        self.logic.show(volume, switched)  # the case itself in the views, not only the planes moved
         self.logic.jumpTo(slicer.mrmlScene, volume, row)
         text = "'{}', slice {}: {}.".format(row.case, row.sliceIndex, row.why)
         if not self.logic.shownInAView(slicer.mrmlScene, volume, row):
@@ -197,5 +238,93 @@ class LabelNextWidget:
         if self.logic.needsPrediction(volume, hasSegmentation=self.data.segmentationNode() is not None):
             self.segment()
 
+    # ----------------------------------------------------------------- submit
+    def onSubmit(self) -> None:
+        """Send the current volume's segmentation as the label of its case (replace), drop its rows, go to the
+        next suggested case and ask for a new ranking (MONAI Label's "submit label" pattern)."""
+        volume, segmentation = self.data.volumeNode(), self.data.segmentationNode()
+        try:
+            client, project = self.session.requireClient(), self.session.requireProject()
+            projectId = str(project["id"])
+            case = caseOf(volume, projectId)
+            if case is None:
+                self.statusLabel.text = ("The selected volume is not a case of this project from the list: click a "
+                                         "suggestion first (or use 'Add as training case').")
+                return
+            if segmentation is None:
+                self.statusLabel.text = "Select the segmentation of '{}' to submit.".format(case)
+                return
+            question = ownerText(segmentation, volume)
+            if question is not None and qt.QMessageBox.question(
+                    None, "Submit", question, qt.QMessageBox.Yes | qt.QMessageBox.No) != qt.QMessageBox.Yes:
+                return
+            data = prepareTrainingCase(volume, segmentation, project.get("labels", []))  # copies; written in the worker
+        except Exception as exc:
+            showError(exc, self.session)
+            return
+        self.submitButton.enabled = False
+        self.statusLabel.text = "Submitting the label of '{}'...".format(case)
+
+        def done(result: dict) -> None:
+            self._endTransfer()
+            self.submitButton.enabled = True
+            self.session.casesChanged.emit()
+            self.rows = [row for row in self.rows if row.case != case]
+            self._fillTable()
+            self.statusLabel.text = "Submitted the label of '{}'.".format(case)
+            if self.rows:
+                self.onRowClicked(0)
+                self.statusLabel.text = "Submitted the label of '{}'. Next: {}".format(case, self.statusLabel.text)
+            self.refresh(poll=True)  # the ranking without that case (the backend computes it again)
+
+        def failed(exc: BaseException) -> None:
+            self._endTransfer()
+            self.submitButton.enabled = True
+            self.statusLabel.text = "The label of '{}' was not submitted.".format(case)
+            if not self._cancelled(exc):
+                showError(exc, self.session)
+
+        self._startTransfer("Submitting the label of '{}'".format(case), "Uploading case", writeAndUploadTrainingCase,
+                            client, projectId, case, data, True, onSuccess=done, onError=failed)
+
+    # -------------------------------------------------------------- transfers
+    def _startTransfer(self, text: str, name: str, function, *args, onSuccess, onError) -> None:
+        """A download or upload with its percent in the status line and Cancel (issue 32, item 10)."""
+        self._transferText = text
+        self._cancelledTransfer = False
+        self.statusLabel.text = text + "..."
+        self.transfer = self.session.submit(name, function, *args, onSuccess=onSuccess, onError=onError, passTask=True)
+        self.cancelButton.enabled = True
+        self.progressTimer.start()
+
+    def _endTransfer(self) -> None:
+        self.transfer = None
+        self.cancelButton.enabled = False
+        self.progressTimer.stop()
+
+    def _showProgress(self) -> None:
+        task = self.transfer
+        if task is not None and task.progress is not None and not task.done:
+            self.statusLabel.text = "{}... {}%".format(self._transferText, int(round(100 * task.progress)))
+
+    def onCancel(self) -> None:
+        if self.transfer is not None:
+            self.transfer.cancel()
+            self._cancelledTransfer = True
+
+    def _cancelled(self, exc: BaseException) -> bool:
+        """The transfer ended because of Cancel (the stopped transfer's own error, or ``TaskCancelled``)."""
+        cancelled, self._cancelledTransfer = self._cancelledTransfer, False
+        return cancelled or isinstance(exc, TaskCancelled)
+
+    def _fillTable(self) -> None:
+        self.table.setRowCount(len(self.rows))
+        for r, row in enumerate(self.rows):
+            for c, text in enumerate(row.texts()):
+                self.table.setItem(r, c, qt.QTableWidgetItem(text))
+
     def cleanup(self) -> None:
         self.pollTimer.stop()
+        self.progressTimer.stop()
+        if self.transfer is not None:
+            self.transfer.cancel()

@@ -39,6 +39,8 @@ __all__ = [
     "roiIjkBounds",
     "roiNodeBounds",
     "LiveSegmentation",
+    "LiveWrites",
+    "editorEffectActive",
     "liveSegmenter",
     "SegmentationLogic",
     "HERE",
@@ -46,6 +48,11 @@ __all__ = [
     "ASK",
     "INSTALLING",
     "ONNX_PROMPT",
+    "NEW_SEGMENTATION",
+    "INTO_SELECTED",
+    "ASK_REPLACE",
+    "outputChoice",
+    "replaceQuestion",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,12 +88,14 @@ class ModelCache:
     def has(self, modelId: str) -> bool:
         return os.path.isfile(self.packagePath(modelId))
 
-    def download(self, client: Any, modelId: str) -> str:
-        """Download the package unless it is cached (blocking: worker thread); returns its path."""
+    def download(self, client: Any, modelId: str, cancel: Optional[Callable[[], bool]] = None,
+                 progress: Optional[Callable[[int, int], None]] = None) -> str:
+        """Download the package unless it is cached (blocking: worker thread); returns its path. ``cancel``
+        stops it at its next 1 MiB chunk (nothing is kept); ``progress(received, total)`` follows it."""
         path = self.packagePath(modelId)
         if not os.path.isfile(path):
             os.makedirs(self.folder, exist_ok=True)
-            client.download_model(modelId, path)  # written atomically by the client
+            client.download_model(modelId, path, cancel=cancel, progress=progress)  # written atomically by the client
         return path
 
     def model(self, modelId: str) -> Any:
@@ -157,13 +166,15 @@ def segmentArray(model: Any, volume: np.ndarray, roi: Optional[Roi] = None, batc
 
 
 def applyLabelsToSegmentation(labelValues: np.ndarray, volumeNode: Any, segmentationNode: Any,
-                              labels: Sequence[Tuple[int, str, Sequence[float]]]) -> List[str]:
+                              labels: Sequence[Tuple[int, str, Sequence[float]]],
+                              terminology: Optional[Dict[str, str]] = None) -> List[str]:
     """Write label values ``(k, j, i)`` on the volume's grid into the segmentation (GUI thread).
 
-    One segment per label (found by name, or added), coloured as the package says; their content
-    is replaced. Returns the segment ids in the order of ``labels``.
+    One segment per label (found by name, or added), coloured as the package says and tagged with
+    the project's ``terminology`` (``{name: entry}``); their content is replaced. Returns the segment
+    ids in the order of ``labels``.
     """
-    segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in labels])
+    segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in labels], terminology)
     indices = valuesToIndices(labelValues, [value for value, _, _ in labels])
     sceneData.importIndexArray(indices, volumeNode, segmentationNode, segmentIds)
     return segmentIds
@@ -259,6 +270,57 @@ def liveSegmenter(model: Any, volume: np.ndarray) -> Any:
     return VolumeSegmenter(model, volume)
 
 
+class LiveWrites:
+    """What live mode wrote into one segmentation, slice by slice (issue 32, item 2).
+
+    A voxel may be written only while it still holds what live mode wrote there last; on a slice
+    live mode never wrote, only empty voxels. So a correction (a voxel painted, erased or given to
+    another segment since) and anything drawn before live mode came to the slice are never
+    overwritten, however often the view comes back. Kept per segmentation by
+    :meth:`SegmentationLogic.liveWrites`, so a restarted live mode still knows.
+    """
+
+    def __init__(self) -> None:
+        self._slices: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
+
+    def merge(self, axis: int, index: int, current: np.ndarray, proposed: np.ndarray) -> Tuple[np.ndarray, int]:
+        """The slice's new content (``proposed`` where live mode may write, ``current`` elsewhere) and how
+        many voxels were kept for the user; remembers what was written."""
+        entry = self._slices.get((axis, index))
+        if entry is None or entry[0].shape != current.shape:
+            free = current == 0
+        else:
+            owned, written = entry
+            free = owned & (current == written)
+        result = np.where(free, proposed, current).astype(current.dtype, copy=False)
+        self._slices[(axis, index)] = (free, result.copy())
+        kept = int(np.count_nonzero(~free & (current != proposed)))
+        return result, kept
+
+    def forget(self) -> None:
+        """The segments were replaced as a whole (Segment volume): nothing of this log holds any more."""
+        self._slices.clear()
+
+
+def editorEffectActive(scene: Any, segmentationNode: Any) -> Optional[str]:
+    """The name of a Segment Editor effect that is active on ``segmentationNode`` (None: none).
+
+    The Segment Editor keeps its state in a ``vtkMRMLSegmentEditorNode`` (``ActiveEffectName``,
+    ``GetSegmentationNode()``: ``Modules/Loadable/Segmentations/MRML/vtkMRMLSegmentEditorNode.h``
+    l. 110-124; ``qMRMLSegmentEditorWidget::setActiveEffect`` sets it, ``qMRMLSegmentEditorWidget.cxx``
+    l. 1020), so an effect chosen in any editor shows here.
+    """
+    from .. import pairing
+
+    nodes = scene.GetNodesByClass("vtkMRMLSegmentEditorNode")
+    for index in range(nodes.GetNumberOfItems()):
+        editor = nodes.GetItemAsObject(index)
+        name = editor.GetActiveEffectName()
+        if name and pairing.sameNode(editor.GetSegmentationNode(), segmentationNode):
+            return str(name)
+    return None
+
+
 class LiveSegmentation:
     """Live mode for one volume, model and segmentation (GUI thread; one model call per slice).
 
@@ -273,7 +335,12 @@ class LiveSegmentation:
     """
 
     def __init__(self, model: Any, volumeNode: Any, segmentationNode: Any,
-                 labels: Sequence[Tuple[int, str, Sequence[float]]], segmenter: Any = None) -> None:
+                 labels: Sequence[Tuple[int, str, Sequence[float]]], segmenter: Any = None,
+                 writes: Optional[LiveWrites] = None, beforeWrite: Optional[Callable[[], None]] = None,
+                 terminology: Optional[Dict[str, str]] = None) -> None:
+        self.writes = writes if writes is not None else LiveWrites()
+        self.beforeWrite = beforeWrite  # e.g. the Segment Editor's saveStateForUndo (Slicer only)
+        self.kept = 0  # voxels of the last slice left as the user had them
         self.model = model
         self.volumeNode = volumeNode
         self.segmentationNode = segmentationNode
@@ -286,7 +353,8 @@ class LiveSegmentation:
             raise SegmentationProblem("'{}' changed size while live mode was starting: start it again.".format(
                 volumeNode.GetName()))
         self.ijkToWorld = sceneData.ijkToWorldArray(volumeNode)
-        self.segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in self.labels])
+        self.segmentIds = sceneData.ensureSegments(segmentationNode, [(name, color) for _, name, color in self.labels],
+                                                   terminology)
         self.lastIndex: Optional[int] = None
 
     @property
@@ -314,10 +382,14 @@ class LiveSegmentation:
         where = [slice(None)] * 3
         where[self.axis] = index
         view = target[tuple(where)]
-        ours = (view > 0) & (view <= len(self.segmentIds))
-        view[ours] = 0  # the previous result of this slice; other segments' voxels stay
-        view[indices > 0] = indices[indices > 0]
-        sceneData.labelmapModified(self.segmentationNode, self.segmentIds)
+        # only voxels live mode wrote last (or empty ones of a slice it never wrote) change: corrections,
+        # earlier drawings and other segments' voxels stay (issue 32, item 2)
+        result, self.kept = self.writes.merge(self.axis, index, view, indices.astype(view.dtype, copy=False))
+        if not np.array_equal(result, view):
+            if self.beforeWrite is not None:
+                self.beforeWrite()
+            view[...] = result
+            sceneData.labelmapModified(self.segmentationNode, self.segmentIds)
         self.lastIndex = index
         return values
 
@@ -344,6 +416,57 @@ INSTALLING = "installing"  # onnxruntime is being installed: wait (Segment and L
 ONNX_PROMPT = ("Segmenting inside Slicer needs the 'onnxruntime' Python package (about 15 MB), which is not installed. "
                "Install it now?\n\nCancel: the backend segments instead (the image is sent to it).")
 ONNX_FAILED = "onnxruntime could not be installed ({}): the backend segments instead."
+
+
+#: Where a result is written (:func:`outputChoice`).
+NEW_SEGMENTATION = "new"  # a new segmentation made for the volume
+INTO_SELECTED = "selected"  # the selected segmentation (it is the volume's, and the segments written are empty)
+ASK_REPLACE = "ask"  # the selected segmentation is the volume's and holds something there: ask (replaceQuestion)
+
+
+def _labelNames(labels: Sequence[Any]) -> List[str]:
+    return [name for _, name, _ in packageLabels(labels)] if labels else []
+
+
+def _segmentsNamed(segmentationNode: Any, names: Sequence[str]) -> Optional[List[str]]:
+    """The ids of the segments a write of ``names`` replaces (found by name as ``ensureSegments`` does);
+    None: the names are not known (every segment counts)."""
+    if not names:
+        return None
+    wanted = {str(name).strip().lower() for name in names}
+    return [segmentId for segmentId, name, _ in sceneData.segmentList(segmentationNode) if name.strip().lower() in wanted]
+
+
+def outputChoice(volumeNode: Any, segmentationNode: Any, labels: Sequence[Any] = ()) -> Tuple[str, str]:
+    """Where "Segment volume" writes its result (issue 32, item 1): ``(decision, note)``.
+
+    Slicer's import clears the segments it writes, with no undo
+    (``vtkSlicerSegmentationsModuleLogic.cxx`` l. 1804 at HEAD), so a result never goes into a
+    segmentation drawn on another volume (:data:`NEW_SEGMENTATION`, the note says why), and into the
+    volume's own one only when the segments it would replace are empty (:data:`INTO_SELECTED`), else
+    after asking (:data:`ASK_REPLACE`, :func:`replaceQuestion`). ``labels``: the model's labels
+    (``packageLabels`` input); without them every segment counts.
+    """
+    from .. import pairing
+
+    if segmentationNode is None or not pairing.inScene(segmentationNode):
+        return NEW_SEGMENTATION, ""
+    state, whose = pairing.owner(segmentationNode, volumeNode)
+    if state == pairing.OTHER:
+        return NEW_SEGMENTATION, "'{}' belongs to '{}', so the result went into a new segmentation.".format(
+            segmentationNode.GetName(), whose)
+    if pairing.hasContent(segmentationNode, _segmentsNamed(segmentationNode, _labelNames(labels))):
+        return ASK_REPLACE, ""
+    return INTO_SELECTED, ""
+
+
+def replaceQuestion(segmentationNode: Any, labels: Sequence[Any] = ()) -> str:
+    """The question of :data:`ASK_REPLACE`: Yes replaces, No writes into a new segmentation."""
+    names = _labelNames(labels)
+    what = ", ".join(names) if names else "its segments"
+    return ("'{}' already holds {} on this image (your drawing or an earlier result). Replace it with the model's "
+            "result? Slicer cannot undo this.\n\nYes: replace. No: put the result into a new segmentation."
+            .format(segmentationNode.GetName(), what))
 
 
 class SegmentationLogic:
@@ -374,6 +497,7 @@ class SegmentationLogic:
         self.installProgress = Signal("fraction")
         self.installFinished = Signal("ok", "message")
         self._folders: List[str] = []
+        self._liveWrites: List[Tuple[Any, LiveWrites]] = []
         if installer is not None:
             installer.progress.connect(self.installProgress.emit)
             installer.finished.connect(self._onInstalled)
@@ -409,6 +533,18 @@ class SegmentationLogic:
             return BACKEND
         self.installer.start()  # ignored when one is already running
         return INSTALLING
+
+    def liveWrites(self, segmentationNode: Any) -> LiveWrites:
+        """The :class:`LiveWrites` of ``segmentationNode`` (one per node object, kept while the module lives)."""
+        from .. import pairing
+
+        self._liveWrites = [(node, log) for node, log in self._liveWrites if pairing.inScene(node)]
+        for node, log in self._liveWrites:
+            if pairing.sameNode(node, segmentationNode):
+                return log
+        log = LiveWrites()
+        self._liveWrites.append((segmentationNode, log))
+        return log
 
     def cancelInstall(self) -> None:
         if self.installing():

@@ -31,11 +31,15 @@ import vtk
 from .. import sceneData
 from .labelNext import LabelNextLogic
 from .labelNextWidget import LabelNextWidget
-from .segmentationLogic import (ASK, BACKEND, HERE, INSTALLING, ONNX_FAILED, ONNX_PROMPT, LiveSegmentation,
-                                SegmentationLogic, applyLabelsToSegmentation, liveSegmenter, packageLabels, segmentArray)
+from .segmentationLogic import (ASK, ASK_REPLACE, BACKEND, HERE, INSTALLING, INTO_SELECTED, ONNX_FAILED, ONNX_PROMPT,
+                                LiveSegmentation, SegmentationLogic, applyLabelsToSegmentation, editorEffectActive,
+                                liveSegmenter,
+                                outputChoice, packageLabels, replaceQuestion, segmentArray)
+from .. import pairing
 from ..volumeFiles import writeNrrd
 from ..session import SessionState, showError, userMessage
 from ..train.trainingLogic import modelTitle
+from ..train.projectLogic import projectTerminology
 
 __all__ = ["SegmentationWidget", "defaultModelCacheFolder", "makeSegmentationLogic"]
 
@@ -101,6 +105,7 @@ class SegmentationWidget:
         self.modelChosen = lambda modelId: None
         self._sliceNode = None
         self._observer = None
+        self._editorObservers: List[Any] = []
         self.debounce = qt.QTimer()
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(_DEBOUNCE_MS)
@@ -234,48 +239,68 @@ class SegmentationWidget:
                 self.statusLabel.text = problem
                 return
             where = self._whereToRun(self.onSegment)
+            if where not in (HERE, BACKEND):
+                return
+            target, note = self._outputFor(volume, model.get("labels") or ())
             if where == HERE:
-                self._segmentHere(str(model["id"]), volume, roi)
-            elif where == BACKEND:
-                self._segmentOnBackend(model, volume, roi)
+                self._segmentHere(str(model["id"]), volume, roi, target=target, note=note)
+            else:
+                self._segmentOnBackend(model, volume, roi, target=target, note=note)
         except Exception as exc:
             showError(exc, self.session)
 
-    def _segmentHere(self, modelId: str, volume, roi) -> None:
+    def _outputFor(self, volume, labels):
+        """The segmentation the result replaces (None: a new one) and a note, asked before anything runs
+        (issue 32, item 1: never another volume's segmentation; the volume's own only if empty or confirmed)."""
+        segmentation = self.data.segmentationNode()
+        decision, note = outputChoice(volume, segmentation, labels)
+        if decision == ASK_REPLACE:
+            replace = slicer.util.confirmYesNoDisplay(replaceQuestion(segmentation, labels), windowTitle="SlicerTSKD")
+            decision = INTO_SELECTED if replace else None
+        return (segmentation if decision == INTO_SELECTED else None), note
+
+    def _segmentHere(self, modelId: str, volume, roi, target=None, note: str = "") -> None:
         array = sceneData.volumeArrayCopy(volume)
-        client, cache, volumeId = self.session.client, self.cache, volume.GetID()
+        client, cache = self.session.client, self.cache
 
         def work(task):
-            if not cache.has(modelId):
+            start = 0.0
+            if not cache.has(modelId):  # the student's download: its own share of the bar, and Cancel stops it
                 if client is None:
                     raise RuntimeError("the model is not downloaded and no backend is connected")
-                cache.download(client, modelId)
+                start = 0.3
+                cache.download(client, modelId, cancel=task.isCancelled, progress=lambda done, total: setattr(
+                    task, "progress", start * done / float(total)) if total else None)
             model = cache.model(modelId)
-            values = segmentArray(model, array, roi, cancel=task.isCancelled,
-                                  progress=lambda done, total: setattr(task, "progress", done / float(total)))
+            values = segmentArray(model, array, roi, cancel=task.isCancelled, progress=lambda done, total: setattr(
+                task, "progress", start + (1.0 - start) * done / float(total)))
             return values, packageLabels(model.package.labels)
 
         self._start("Segmenting '{}' in Slicer...".format(volume.GetName()), work,
-                    lambda result: self._apply(volumeId, result[0], result[1]))
+                    lambda result: self._apply(volume, result[0], result[1], target, note))
 
-    def _segmentOnBackend(self, model: Dict[str, Any], volume, roi) -> None:
+    def _segmentOnBackend(self, model: Dict[str, Any], volume, roi, target=None, note: str = "") -> None:
         client = self.session.requireClient()
         snapshot = sceneData.volumeSnapshot(volume)  # a copy; the file is written in the worker
         folder = self.logic.newPredictionFolder()
-        volumeId, modelId, labels = volume.GetID(), str(model["id"]), packageLabels(model.get("labels") or [])
+        modelId, labels = str(model["id"]), packageLabels(model.get("labels") or [])
 
         def work(task):
             imagePath = writeNrrd(snapshot, os.path.join(folder, "image.nrrd"), cancel=task.isCancelled,
                                   progress=lambda fraction: setattr(task, "progress", 0.2 * fraction))
-            # the backend crops and resizes the ROI like tskd.runtime does here (same result either way)
+            # the backend crops and resizes the ROI like tskd.runtime does here (same result either way);
+            # the bar goes on past the written file: sent (20-60 %), received (60-100 %)
             return client.predict(modelId, imagePath, os.path.join(folder, "label.nrrd"), roi=roi,
-                                  cancel=task.isCancelled)
+                                  cancel=task.isCancelled,
+                                  progress=lambda fraction: setattr(task, "progress", 0.2 + 0.8 * fraction))
 
         def done(labelPath):
             try:
-                node = slicer.mrmlScene.GetNodeByID(volumeId)
-                values = sceneData.readLabelFile(labelPath, node)
-                self._apply(volumeId, values, labels)
+                if not pairing.inScene(volume):
+                    self.statusLabel.text = "The volume was removed before the result arrived."
+                    return
+                values = sceneData.readLabelFile(labelPath, volume)
+                self._apply(volume, values, labels, target, note)
             finally:
                 self.logic.removeFolder(folder)
 
@@ -323,22 +348,37 @@ class SegmentationWidget:
         elif self.task is not None:
             self.task.cancel()
 
-    def _apply(self, volumeId: str, values: np.ndarray, labels) -> None:
-        volume = slicer.mrmlScene.GetNodeByID(volumeId)
-        if volume is None:
+    def _apply(self, volume, values: np.ndarray, labels, target=None, note: str = "") -> None:
+        """Write a result (GUI thread) into ``target`` (the node chosen at the click; held as an object, not
+        an ID: IDs restart after Close scene), else into a new segmentation made for the volume."""
+        if not pairing.inScene(volume):
             self.statusLabel.text = "The volume was removed before the result arrived."
             return
-        segmentation = self._outputSegmentation(volume)
-        applyLabelsToSegmentation(values, volume, segmentation, labels)
-        found = [name for value, name, _ in labels if (values == value).any()]
-        self.statusLabel.text = "Done: {} in '{}'.".format(", ".join(found) or "nothing found", segmentation.GetName())
-
-    def _outputSegmentation(self, volume):
-        segmentation = self.data.segmentationNode()
+        segmentation = target if target is not None and pairing.inScene(target, volume.GetScene()) else None
         if segmentation is None:
-            segmentation = sceneData.newSegmentationFor(volume, volume.GetName() + " TS-KD")
+            segmentation = self._newSegmentation(volume)
+        applyLabelsToSegmentation(values, volume, segmentation, labels, projectTerminology(self.session.project))
+        self.logic.liveWrites(segmentation).forget()  # replaced as a whole: live mode's log no longer holds
+        found = [name for value, name, _ in labels if (values == value).any()]
+        text = "Done: {} in '{}'.".format(", ".join(found) or "nothing found", segmentation.GetName())
+        notes = [part for part in (note, sceneData.colourNote(volume)) if part]
+        self.statusLabel.text = " ".join([text] + notes)
+
+    def _newSegmentation(self, volume):
+        """A new segmentation for ``volume``, selected (and so remembered as the volume's)."""
+        segmentation = sceneData.newSegmentationFor(volume, volume.GetName() + " TS-KD")
+        if self.data.volumeNode() is volume:
             self.data.segmentationSelector.setCurrentNode(segmentation)
         return segmentation
+
+    def _liveOutput(self, volume):
+        """Live mode writes into the selected segmentation when it is the volume's (its own voxels are
+        protected by :class:`LiveSegmentation`), never into another volume's (a new one instead)."""
+        segmentation = self.data.segmentationNode()
+        if segmentation is not None and pairing.inScene(segmentation) \
+                and pairing.owner(segmentation, volume)[0] != pairing.OTHER:
+            return segmentation
+        return self._newSegmentation(volume)
 
     # ------------------------------------------------------------------ live
     def onLiveToggled(self, checked: bool) -> None:
@@ -353,7 +393,6 @@ class SegmentationWidget:
                 self.statusLabel.text = "Live mode needs a model, a volume and onnxruntime inside Slicer."
             return
         modelId, client, cache = str(model["id"]), self.session.client, self.cache
-        volumeId = volume.GetID()
         array = sceneData.volumeArrayCopy(volume)  # the statistics are computed from it in the worker
 
         def load():
@@ -368,11 +407,16 @@ class SegmentationWidget:
                 volumeNow = self.data.volumeNode()
                 if volumeNow is None or not self.liveCheck.checked:
                     return
-                if volumeNow.GetID() != volumeId:
+                if not pairing.sameNode(volumeNow, volume):
                     return
-                self.live = LiveSegmentation(loaded, volumeNow, self._outputSegmentation(volumeNow),
-                                             packageLabels(loaded.package.labels), segmenter=segmenter)
+                output = self._liveOutput(volumeNow)
+                self.live = LiveSegmentation(loaded, volumeNow, output, packageLabels(loaded.package.labels),
+                                             segmenter=segmenter, writes=self.logic.liveWrites(output),
+                                             beforeWrite=lambda: _saveEditorUndoState(output),
+                                             terminology=projectTerminology(self.session.project))
                 self._observe()
+                if self._stopLiveForEditor():
+                    return
                 self._segmentLiveSlice()
             except Exception as exc:
                 self._stopLive()
@@ -402,6 +446,32 @@ class SegmentationWidget:
         self._sliceNode = slicer.mrmlScene.GetNodeByID("vtkMRMLSliceNodeRed")
         if self._sliceNode is not None:
             self._observer = self._sliceNode.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: self.debounce.start())
+        # a Segment Editor effect chosen on this segmentation stops live mode (issue 32, item 2)
+        scene = slicer.mrmlScene
+        self._editorObservers = [(scene, scene.AddObserver(scene.NodeAddedEvent, self._onEditorNodes))]
+        self._onEditorNodes()
+
+    def _onEditorNodes(self, *args) -> None:
+        scene = slicer.mrmlScene
+        watched = [node for node, _ in self._editorObservers[1:]]
+        nodes = scene.GetNodesByClass("vtkMRMLSegmentEditorNode")
+        for index in range(nodes.GetNumberOfItems()):
+            node = nodes.GetItemAsObject(index)
+            if not any(node is other for other in watched):
+                self._editorObservers.append((node, node.AddObserver(vtk.vtkCommand.ModifiedEvent,
+                                                                     lambda caller, event: self._stopLiveForEditor())))
+        self._stopLiveForEditor()
+
+    def _stopLiveForEditor(self) -> bool:
+        if self.live is None:
+            return False
+        effect = editorEffectActive(slicer.mrmlScene, self.live.segmentationNode)
+        if effect is None:
+            return False
+        self._stopLive()
+        self.statusLabel.text = ("Live mode stopped: the Segment Editor's '{}' effect is active on this segmentation. "
+                                 "Your corrections are kept; tick Live again to continue.".format(effect))
+        return True
 
     def _segmentLiveSlice(self) -> None:
         if self.live is None or self._sliceNode is None:
@@ -419,13 +489,18 @@ class SegmentationWidget:
             self.statusLabel.text = ("Live: the red view is not aligned with the volume's slices along {}: align it "
                                      "('Rotate to volume plane' in the view's menu) to segment them.".format(axis))
         else:
-            self.statusLabel.text = "Live: slice {} segmented.".format(index)
+            kept = self.live.kept
+            self.statusLabel.text = "Live: slice {} segmented{}.".format(
+                index, " ({} voxel(s) you changed or drew were kept)".format(kept) if kept else "")
 
     def _stopLive(self) -> None:
         self.debounce.stop()
         if self._sliceNode is not None and self._observer is not None:
             self._sliceNode.RemoveObserver(self._observer)
         self._sliceNode = self._observer = None
+        for node, tag in self._editorObservers:
+            node.RemoveObserver(tag)
+        self._editorObservers = []
         self.live = None
         self._uncheckLive()
 
@@ -438,6 +513,19 @@ class SegmentationWidget:
         self.liveCheck.enabled = self._model() is not None and not installing
         self.addCorrectedButton.enabled = self.session.project is not None
 
+    def sceneClosing(self) -> None:
+        """Close scene: live mode stops and a running segmentation is cancelled (its volume goes away)."""
+        self._stopLive()
+        if self.task is not None and not self.task.done:
+            self.task.cancel()
+
+    def exit(self) -> None:
+        """The module is left (e.g. for the Segment Editor): live mode stops, so it never writes while the user
+        corrects elsewhere (issue 32, item 2)."""
+        if self.live is not None or self.liveCheck.checked:
+            self._stopLive()
+            self.statusLabel.text = "Live mode stopped when the module was left; tick Live again to continue."
+
     def cleanup(self) -> None:
         self._stopLive()
         self.labelNext.cleanup()
@@ -445,3 +533,24 @@ class SegmentationWidget:
         if self.task is not None:
             self.task.cancel()
         self.logic.cleanup()
+
+
+def _saveEditorUndoState(segmentationNode) -> None:
+    """Before live mode writes: an undo step in the Segment Editor when it edits this segmentation
+    (``qMRMLSegmentEditorWidget::saveStateForUndo``, a public slot in v5.6.2 l. 312 and HEAD l. 325 of
+    ``Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h``; the module's widget is
+    ``SegmentEditor.py``'s ``self.editor``). Only when a Segment Editor node already edits this segmentation
+    (the editor's widget made it), so the Segment Editor's widget is never created for this."""
+    try:
+        nodes = slicer.mrmlScene.GetNodesByClass("vtkMRMLSegmentEditorNode")
+        if not any(pairing.sameNode(nodes.GetItemAsObject(n).GetSegmentationNode(), segmentationNode)
+                   for n in range(nodes.GetNumberOfItems())):
+            return
+        module = getattr(slicer.modules, "segmenteditor", None)
+        if module is None:
+            return
+        editor = module.widgetRepresentation().self().editor
+        if editor is not None and pairing.sameNode(editor.segmentationNode(), segmentationNode):
+            editor.saveStateForUndo()
+    except Exception:
+        logger.debug("no Segment Editor undo step", exc_info=True)

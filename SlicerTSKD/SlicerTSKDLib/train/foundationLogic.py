@@ -253,6 +253,16 @@ class WeightsImport:
         self.name = name
         self._lock = threading.Lock()
         self._sent, self._total = 0, 0
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop the upload at its next 1 MiB chunk (issue 32, item 10); :meth:`run` then raises
+        ``TSKDTransferAborted``."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
 
     def _progress(self, sent: int, total: int) -> None:
         with self._lock:
@@ -265,4 +275,5 @@ class WeightsImport:
 
     def run(self) -> Dict[str, Any]:
         """Upload and import; returns the backend's checkpoint row (raises the client's errors)."""
-        return self.client.import_checkpoint(self.path, name=self.name, progress=self._progress)
+        return self.client.import_checkpoint(self.path, name=self.name, progress=self._progress,
+                                             cancel=self._cancelled.is_set)

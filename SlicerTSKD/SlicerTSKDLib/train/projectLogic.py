@@ -40,6 +40,12 @@ __all__ = [
     "caseRows",
     "projectTitle",
     "TrainingCaseData",
+    "CASE_ATTRIBUTE",
+    "PROJECT_ATTRIBUTE",
+    "tagCase",
+    "caseOf",
+    "TERMINOLOGY_SETTING",
+    "projectTerminology",
     "prepareTrainingCase",
     "writeTrainingCase",
     "writeAndUploadTrainingCase",
@@ -53,6 +59,17 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 LAST_PROJECT_SETTING = "SlicerTSKD/Project/LastProject"
 NO_SEGMENTATION_FOR_PROJECT = "Select a segmentation: its segments become the project's labels."
 NO_CASE_SELECTION = "Select the volume and its segmentation first."
+
+
+#: The project setting with the labels' terminology entries (``{label name: serialized entry}``).
+TERMINOLOGY_SETTING = "terminology"
+
+
+def projectTerminology(project: Optional[Dict[str, Any]]) -> Dict[str, str]:
+    """The project's ``{label name: terminology entry}`` (empty when it has none)."""
+    settings = (project or {}).get("settings")
+    value = settings.get(TERMINOLOGY_SETTING) if isinstance(settings, dict) else None
+    return {str(k): str(v) for k, v in value.items() if v} if isinstance(value, dict) else {}
 
 
 class ProjectProblem(Exception):
@@ -140,6 +157,24 @@ def projectTitle(project: Dict[str, Any]) -> str:
     return "{} ({} case{}, {} labelled)".format(project.get("name", "?"), cases, "" if cases == 1 else "s", labelled or 0)
 
 
+#: Attributes of a volume node that is a case of a project (set when it is downloaded from or uploaded to it)
+CASE_ATTRIBUTE = "SlicerTSKD.Case"
+PROJECT_ATTRIBUTE = "SlicerTSKD.Project"
+
+
+def tagCase(volumeNode: Any, projectId: str, caseName: str) -> None:
+    """Mark ``volumeNode`` as the case ``caseName`` of the project (MRML node attributes: saved with the scene)."""
+    volumeNode.SetAttribute(PROJECT_ATTRIBUTE, str(projectId))
+    volumeNode.SetAttribute(CASE_ATTRIBUTE, str(caseName))
+
+
+def caseOf(volumeNode: Any, projectId: str) -> Optional[str]:
+    """The case of project ``projectId`` that ``volumeNode`` is (None: not tagged for that project)."""
+    if volumeNode is None or volumeNode.GetAttribute(PROJECT_ATTRIBUTE) != str(projectId):
+        return None
+    return volumeNode.GetAttribute(CASE_ATTRIBUTE) or None
+
+
 class TrainingCaseData:
     """A training case taken from the scene on the GUI thread: the volume's voxels and the label map, copied.
 
@@ -223,19 +258,33 @@ def writeAndUploadTrainingCase(task: Any, client: TSKDClient, projectId: str, ca
     except WriteCancelled:
         raise TaskCancelled("Uploading case") from None
     task.progress = 0.5
-    result = uploadTrainingCase(client, projectId, caseName, imagePath, labelPath, replace=replace)
+    result = uploadTrainingCase(client, projectId, caseName, imagePath, labelPath, replace=replace,
+                                cancel=task.isCancelled, progress=_uploadProgress(task, 0.5, 1.0))
     task.progress = 1.0
     return result
 
 
+def _uploadProgress(task: Any, start: float, end: float) -> Callable[[int, int], None]:
+    """``progress(sent, total)`` of a transfer mapped onto ``task.progress`` from ``start`` to ``end``."""
+
+    def progress(done: int, total: int) -> None:
+        if total:
+            task.progress = start + (end - start) * min(done / float(total), 1.0)
+
+    return progress
+
+
 def uploadTrainingCase(client: TSKDClient, projectId: str, caseName: str, imagePath: str, labelPath: Optional[str],
-                       replace: bool = False, removeFiles: bool = True) -> Dict[str, Any]:
+                       replace: bool = False, removeFiles: bool = True, cancel: Optional[Callable[[], bool]] = None,
+                       progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, Any]:
     """Upload a case written by :func:`exportTrainingCase` (blocking: call it from a worker thread).
 
     The files' folder is removed afterwards when ``removeFiles`` is true (whatever the outcome).
+    ``cancel`` stops the upload at its next 1 MiB chunk; ``progress(sent, total)`` follows it.
     """
     try:
-        return client.upload_case(projectId, safeCaseName(caseName), imagePath, labelPath, replace=replace)
+        return client.upload_case(projectId, safeCaseName(caseName), imagePath, labelPath, replace=replace,
+                                  cancel=cancel, progress=progress)
     finally:
         if removeFiles:
             shutil.rmtree(os.path.dirname(os.path.abspath(imagePath)), ignore_errors=True)
@@ -287,6 +336,20 @@ class ProjectLogic:
         return labelsFromSegments([(name, color) for _, name, color in sceneData.segmentList(segmentationNode)])
 
     @staticmethod
+    def newProjectSettings(segmentationNode: Any) -> Dict[str, Any]:
+        """The new project's settings: the segments' terminology entries (``{"terminology": {name: entry}}``,
+        issue 32, item 13), so the project's results carry the codes the clinician chose in Slicer."""
+        if segmentationNode is None:
+            return {}
+        segmentation = segmentationNode.GetSegmentation()
+        entries = {}
+        for segmentId, name, _ in sceneData.segmentList(segmentationNode):
+            entry = sceneData.segmentTerminology(segmentation.GetSegment(segmentId))
+            if entry:
+                entries[name.strip()] = entry
+        return {TERMINOLOGY_SETTING: entries} if entries else {}
+
+    @staticmethod
     def newProjectQuestion(labels: Sequence[Dict[str, Any]]) -> str:
         return "Project name (labels: {}):".format(", ".join(str(label["name"]) for label in labels))
 
@@ -307,9 +370,15 @@ class ProjectLogic:
     # ----------------------------------------------------------------- cases
     @staticmethod
     def caseToAdd(volumeNode: Any, segmentationNode: Any, project: Dict[str, Any], typedName: str,
-                  cases: Sequence[Dict[str, Any]]) -> Tuple[str, TrainingCaseData]:
-        """The new case's name (typed, else the volume's; made safe and unique in the project) and its
-        data copied from the scene (GUI thread; the files are written in the worker).
+                  cases: Sequence[Dict[str, Any]]) -> Tuple[str, TrainingCaseData, bool]:
+        """The case's name, its data copied from the scene (GUI thread; the files are written in the
+        worker) and whether it replaces a case of the project.
+
+        A volume that is a case of this project (tagged when it was downloaded from or uploaded to it:
+        :func:`caseOf`) goes back to that same case, replacing it (issue 32, item 4: a corrected
+        suggestion labels the case that was suggested instead of adding ``<case>_2`` beside it). A
+        typed name, or a volume the project does not have, gives a new case (typed, else the volume's
+        name; made safe and unique in the project).
 
         Raises:
             ProjectProblem: nothing selected, segments that are not the project's labels, nothing labelled.
@@ -317,9 +386,24 @@ class ProjectLogic:
         """
         if volumeNode is None or segmentationNode is None:
             raise ProjectProblem(NO_CASE_SELECTION)
-        name = uniqueCaseName(str(typedName or "").strip() or volumeNode.GetName(),
-                              [str(case.get("name")) for case in cases])
-        return name, prepareTrainingCase(volumeNode, segmentationNode, project.get("labels", []))
+        typed = str(typedName or "").strip()
+        names = [str(case.get("name")) for case in cases]
+        existing = caseOf(volumeNode, str(project.get("id", "")))
+        if not typed and existing is not None and existing in names:
+            name, replace = existing, True
+        else:
+            name, replace = uniqueCaseName(typed or volumeNode.GetName(), names), False
+        return name, prepareTrainingCase(volumeNode, segmentationNode, project.get("labels", [])), replace
+
+    @staticmethod
+    def pairingQuestion(volumeNode: Any, segmentationNode: Any) -> Optional[str]:
+        """What to ask before exporting a segmentation drawn on another volume as this volume's label
+        (issue 32, item 1; :func:`SlicerTSKDLib.pairing.ownerText`); None: nothing to ask."""
+        if volumeNode is None or segmentationNode is None:
+            return None
+        from .. import pairing
+
+        return pairing.ownerText(segmentationNode, volumeNode)
 
     @staticmethod
     def uploadText(name: str, progress: Optional[float]) -> Optional[str]:

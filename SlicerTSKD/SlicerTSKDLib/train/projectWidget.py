@@ -17,7 +17,9 @@ from typing import Any, Dict, List, Optional
 import ctk
 import qt
 
-from .projectLogic import ProjectLogic, caseRows, projectTitle, writeAndUploadTrainingCase
+from .. import sceneData
+from .projectLogic import ProjectLogic, caseRows, projectTitle, tagCase, writeAndUploadTrainingCase
+from ..backgroundTasks import TaskCancelled
 from ..session import SessionState, showError
 
 __all__ = ["ProjectWidget"]
@@ -74,9 +76,12 @@ class ProjectWidget:
         self.addCaseButton = qt.QPushButton("Add as training case")
         self.addCaseButton.toolTip = ("Uploads the selected volume and its segmentation (on the volume's grid) to the "
                                       "project. Segment names must be the project's labels.")
+        self.cancelUploadButton = qt.QPushButton("Cancel")
+        self.cancelUploadButton.toolTip = "Stop writing or uploading the case (nothing is added)."
         row = qt.QHBoxLayout()
         row.addWidget(self.caseNameEdit, 1)
         row.addWidget(self.addCaseButton)
+        row.addWidget(self.cancelUploadButton)
         form.addRow(row)
 
         self.caseTable = qt.QTableWidget()
@@ -101,6 +106,7 @@ class ProjectWidget:
         self.newProjectButton.connect("clicked()", self.onNewProject)
         self.projectCombo.connect("currentIndexChanged(int)", self._onProjectChosen)
         self.addCaseButton.connect("clicked()", lambda: self.addCase())
+        self.cancelUploadButton.connect("clicked()", self.onCancelUpload)
         self.refreshCasesButton.connect("clicked()", self.refreshCases)
         self.deleteCaseButton.connect("clicked()", self.onDeleteCase)
 
@@ -147,7 +153,8 @@ class ProjectWidget:
             None, "New project", self.logic.newProjectQuestion(labels), qt.QLineEdit.Normal, segmentation.GetName()))
         if name is None:
             return
-        self.session.submit("Creating project", client.create_project, name, labels,
+        settings = self.logic.newProjectSettings(segmentation)  # the segments' terminology (issue 32, item 13)
+        self.session.submit("Creating project", client.create_project, name, labels, settings,
                             onSuccess=lambda project: self.refreshProjects(str(project["id"])),
                             onError=lambda exc: showError(exc, self.session))
 
@@ -179,30 +186,50 @@ class ProjectWidget:
         segmentationNode = segmentationNode or self.data.segmentationNode()
         try:
             client, project = self.session.requireClient(), self.session.requireProject()
-            name, case = self.logic.caseToAdd(volumeNode, segmentationNode, project, self.caseNameEdit.text,
-                                              self.cases)  # copies; files in the worker
+            question = self.logic.pairingQuestion(volumeNode, segmentationNode)
+            if question is not None and qt.QMessageBox.question(
+                    None, "Add training case", question, qt.QMessageBox.Yes | qt.QMessageBox.No) != qt.QMessageBox.Yes:
+                self.statusLabel.text = "The case was not added."
+                return
+            name, case, replace = self.logic.caseToAdd(volumeNode, segmentationNode, project, self.caseNameEdit.text,
+                                                       self.cases)  # copies; files in the worker
         except Exception as exc:
             showError(exc, self.session)
             return
         self.statusLabel.text = "Writing and uploading '{}'...".format(name)
         self.addCaseButton.enabled = False
+        note = sceneData.colourNote(volumeNode)
+
+        projectId = str(project["id"])
 
         def done(case: Dict[str, Any]) -> None:
             self.progressTimer.stop()
-            self.statusLabel.text = "Added case '{}'.".format(case.get("name", name))
+            tagCase(volumeNode, projectId, case.get("name", name))  # a later correction replaces this case
+            text = ("Replaced the label of case '{}'." if replace else "Added case '{}'.").format(case.get("name", name))
+            self.statusLabel.text = text + (" " + note if note else "")
             self.caseNameEdit.text = ""
             self.session.casesChanged.emit()
 
         def failed(exc: BaseException) -> None:
             self.progressTimer.stop()
-            self.statusLabel.text = "The case was not added."
             self._updateButtons()
+            if isinstance(exc, TaskCancelled) or self._uploadTask.isCancelled():  # the user's Cancel: no error box
+                self.statusLabel.text = "Cancelled."
+                self.session.casesChanged.emit()  # the list shows whether the backend had received it all
+                return
+            self.statusLabel.text = "The case was not added."
             showError(exc, self.session)
 
         self._uploadName = name
-        self._uploadTask = self.session.submit("Uploading case", writeAndUploadTrainingCase, client, str(project["id"]),
-                                               name, case, onSuccess=done, onError=failed, passTask=True)
+        self._uploadTask = self.session.submit("Uploading case", writeAndUploadTrainingCase, client, projectId,
+                                               name, case, replace, onSuccess=done, onError=failed, passTask=True)
         self.progressTimer.start()
+        self._updateButtons()
+
+    def onCancelUpload(self) -> None:
+        """Stop the case's writing or upload at its next chunk (issue 32, item 10)."""
+        if self._uploadTask is not None and not self._uploadTask.done:
+            self._uploadTask.cancel()
 
     def _showUploadProgress(self) -> None:
         task = self._uploadTask
@@ -231,6 +258,8 @@ class ProjectWidget:
         hasProject = self.session.project is not None
         self.refreshButton.enabled = connected
         self.newProjectButton.enabled = connected
-        self.addCaseButton.enabled = hasProject and not self.session.tasks.busy("Uploading case")
+        uploading = self.session.tasks.busy("Uploading case")
+        self.addCaseButton.enabled = hasProject and not uploading
+        self.cancelUploadButton.enabled = self._uploadTask is not None and not self._uploadTask.done
         self.refreshCasesButton.enabled = hasProject
         self.deleteCaseButton.enabled = hasProject

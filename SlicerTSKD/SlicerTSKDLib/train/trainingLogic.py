@@ -32,8 +32,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .foundationLogic import NONE, FoundationLogic, FoundationView, WeightsDownload, WeightsImport, downloadCandidates, foundationView
-from .updateLogic import UPDATE_TIP, lineageText, startUpdate, updateProblem, updateSource
+from .foundationLogic import (NONE, FoundationLogic, FoundationView, WeightsDownload, WeightsImport, downloadCandidates,
+                              foundationView, savedChoice)
+from .updateLogic import (UPDATE_TIP, lineageText, newCaseCount, startUpdate, updateButtonText, updateProblem,
+                          updateSource)
 
 __all__ = [
     "QUALITIES",
@@ -355,6 +357,10 @@ def modelTitle(model: Dict[str, Any], models: Optional[Sequence[Dict[str, Any]]]
     return " - ".join(part for part in parts if part)
 
 
+#: The headline when the backend refuses a start because the project already trains (HTTP 409): the panel
+#: follows that training instead (issue 32, item 5; no API names).
+ALREADY_TRAINING = ("A training of this project is already queued or running: the panel now shows it. Wait for it to "
+                    "finish, or cancel it, before starting another.")
 NO_LABELLED_CASES = ("This project has no labelled case yet: add a volume with its segmentation as a training case "
                      "(panel above), then start training.")
 
@@ -378,6 +384,12 @@ class TrainingLogic:
         self.download: Optional[WeightsDownload] = None
         self.upload: Optional[WeightsImport] = None
         self.models: List[Dict[str, Any]] = []
+        self.cases: Optional[List[Dict[str, Any]]] = None  # the project's cases (None: not listed yet)
+        self.jobs: List[Dict[str, Any]] = []
+        self.starting: Optional[str] = None  # a start, update or resume is on its way (buttons disabled)
+        self.justAdded: Optional[str] = None  # a foundation model just downloaded or imported (chosen next)
+        self._saving: Optional[str] = None
+        self.notice: str = ""  # said before the followed job's headline (a refused start) until it finishes
 
     # ------------------------------------------------------------ choosers
     @staticmethod
@@ -386,9 +398,38 @@ class TrainingLogic:
         return presetChoices(info.presets, info.device) if info is not None else []
 
     def foundation(self, rows: Optional[Sequence[Dict[str, Any]]], project: Optional[Dict[str, Any]]) -> FoundationView:
-        """Keep the backend's checkpoints; the chooser they and the project's saved choice give."""
+        """Keep the backend's checkpoints; the chooser they and the project's saved choice give. A foundation
+        model just downloaded or imported is shown instead of the saved choice (issue 32, item 12: the saved
+        "None" would otherwise stay and be sent with every job): :meth:`choiceToSave` says to save it."""
         self.checkpointRows = list(rows or [])
-        return foundationView(self.checkpointRows, project)
+        view = foundationView(self.checkpointRows, project)
+        values = [choice.value for choice in view.choices]
+        if self.justAdded is not None and self.justAdded in values:
+            view.index = values.index(self.justAdded)
+        return view
+
+    def choiceToSave(self, view: FoundationView, project: Optional[Dict[str, Any]]) -> Optional[str]:
+        """The value to store as the project's choice after :meth:`foundation` showed a model just added
+        (None: nothing to save, or its save is on its way). The model stays preferred until the saved
+        project comes back (:meth:`choiceSaved`) or the user chooses (:meth:`userChose`), so a listing
+        that arrives in between shows it too."""
+        added = self.justAdded
+        if added is None or project is None or not 0 <= view.index < len(view.choices):
+            return None
+        value = view.choices[view.index].value
+        if value != added or savedChoice(project) == value or self._saving == value:
+            return None
+        self._saving = value
+        return value
+
+    def choiceSaved(self, project: Optional[Dict[str, Any]]) -> None:
+        """The project came back from a save: a model just added and now saved is no longer special."""
+        if self.justAdded is not None and savedChoice(project) == self.justAdded:
+            self.justAdded = self._saving = None
+
+    def userChose(self) -> None:
+        """The user picked a foundation model: that choice wins over one just added."""
+        self.justAdded = self._saving = None
 
     # ---------------------------------------------------------------- jobs
     @staticmethod
@@ -404,9 +445,48 @@ class TrainingLogic:
         """Start training (blocking: worker thread): the foundation model choice saved, then the job sent."""
         return FoundationLogic(client).startJob(project, preset or None, base or NONE)
 
-    def updateProblem(self, connected: bool) -> Optional[str]:
+    def updateProblem(self, connected: bool, selectedId: Optional[str] = None) -> Optional[str]:
         """Why *Update the model with the new cases* is disabled (its tooltip), or None."""
-        return updateProblem(connected, self.jobId is not None, self.models)
+        return updateProblem(connected, self.jobId is not None, self.models, self.newCases(selectedId))
+
+    def newCases(self, selectedId: Optional[str] = None) -> Optional[int]:
+        """How many cases are new to the model *Update* continues (None: not known)."""
+        return newCaseCount(self.updateModel(selectedId), self.cases, self.jobs)
+
+    def updateText(self, selectedId: Optional[str] = None) -> str:
+        return updateButtonText(self.newCases(selectedId))
+
+    @staticmethod
+    def listForUpdate(client: Any, projectId: str) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]], List[Dict[str, Any]]]:
+        """The project's models, cases and jobs (blocking: worker thread): what *Update* needs."""
+        return client.list_models(projectId), client.list_cases(projectId), client.list_jobs(projectId)
+
+    def listed(self, lists: Tuple[Any, Any, Any]) -> None:
+        self.models, self.cases, self.jobs = list(lists[0]), list(lists[1]), list(lists[2])
+
+    # -- one start at a time (issue 32, item 5) --------------------------------------------------
+    def beginStart(self, what: str) -> bool:
+        """A start/update/resume click: False when one is already on its way (a double click sends nothing)."""
+        if self.starting is not None:
+            return False
+        self.starting = what
+        self.notice = ""
+        return True
+
+    def startEnded(self) -> None:
+        self.starting = None
+
+    @staticmethod
+    def mayBeTrainingAlready(exc: BaseException) -> bool:
+        """Whether a refused start may mean the project trains already (HTTP 409; the backend also answers 409
+        for other conflicts, e.g. no labelled case): then the project's jobs tell (:meth:`startRefusal`)."""
+        return getattr(exc, "status", None) == 409
+
+    @staticmethod
+    def startRefusal(jobs: Sequence[Dict[str, Any]]) -> Optional[str]:
+        """After a 409: :data:`ALREADY_TRAINING` when the project has a queued or running job (the panel
+        follows it), else None (the backend's own message is shown). Never names the API."""
+        return ALREADY_TRAINING if activeJob(jobs) is not None else None
 
     updateTip = UPDATE_TIP
 
@@ -426,7 +506,10 @@ class TrainingLogic:
     def forgetJobs(self) -> None:
         """Another project (or none): follow nothing, resume nothing."""
         self.jobId = self.resumeId = None
+        self.notice = ""
         self.models = []
+        self.cases = None
+        self.jobs = []
 
     def jobsListed(self, jobs: Sequence[Dict[str, Any]]) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
         """A project's jobs arrived: ``(job to follow, or None; status to show, or None)``.
@@ -443,8 +526,11 @@ class TrainingLogic:
     def statusArrived(self, status: Dict[str, Any]) -> JobDisplay:
         """What to show for a job's status; a finished job is no longer followed (and may be resumed)."""
         display = jobDisplay(status)
+        if self.notice:
+            display.headline = self.notice + "\n" + display.headline
         if display.finished:
             self.jobId = None
+            self.notice = ""
             self.resumeId = str(status.get("id")) if display.canResume else None
         return display
 
@@ -471,11 +557,15 @@ class TrainingLogic:
     def downloadStatus(self, status: Any) -> bool:
         """A download's status arrived; True when it finished (the chooser is listed again)."""
         if status.finished:
+            if status.ok and self.download is not None:
+                self.justAdded = self.download.name
             self.download = None
         return bool(status.finished)
 
-    @staticmethod
-    def importedText(row: Dict[str, Any]) -> str:
+    def importedText(self, row: Dict[str, Any]) -> str:
+        """What the panel says of an imported weights file (it is then chosen: :meth:`foundation`)."""
+        if row.get("name"):
+            self.justAdded = str(row["name"])
         return "Imported {} ({}).".format(row.get("name"), row.get("architecture") or "SAM")
 
     def transferEnded(self) -> None:

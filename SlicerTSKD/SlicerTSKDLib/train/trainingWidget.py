@@ -48,6 +48,7 @@ class TrainingWidget:
         self._build(parentLayout)
         session.connectionChanged.connect(self._onConnection)
         session.projectChanged.connect(self._onProject)
+        session.casesChanged.connect(self._refreshModels)  # the update button counts the new cases
         self._updateButtons()
 
     def _build(self, parentLayout: "qt.QLayout") -> None:
@@ -134,6 +135,9 @@ class TrainingWidget:
             self.foundationCombo.addItem(choice.title, choice.value)
             self.foundationCombo.setItemData(self.foundationCombo.count - 1, choice.tooltip, qt.Qt.ToolTipRole)
         self.foundationCombo.setCurrentIndex(view.index)
+        save = self.logic.choiceToSave(view, self.session.project)
+        if save is not None:  # just downloaded or imported: it is the project's choice from now on
+            self._saveFoundationChoice(save)
         self.foundationNote.visible = view.noneAvailable
         self.downloadButton.visible = view.offerDownload
         if view.downloadText:
@@ -141,15 +145,20 @@ class TrainingWidget:
         self._updateButtons()
 
     def onFoundationChosen(self, index: int) -> None:
+        """The user's choice (``activated``): saved in the project, and it wins over a model just added."""
+        self.logic.userChose()
+        self._saveFoundationChoice(self.foundationCombo.itemData(index))
+
+    def _saveFoundationChoice(self, value) -> None:
         project, client = self.session.project, self.session.client
         if project is None or client is None:
             return
-        value = self.foundationCombo.itemData(index)
         self.session.submit("Saving the foundation model choice", FoundationLogic(client).saveChoice, project, value,
                             onSuccess=self._onProjectSaved, onError=lambda exc: showError(exc, self.session))
 
     def _onProjectSaved(self, project) -> None:
         self.session.project = project  # the saved choice is in its settings
+        self.logic.choiceSaved(project)
 
     def onDownload(self) -> None:
         download = self.logic.startDownload(self.session.client)
@@ -161,6 +170,9 @@ class TrainingWidget:
         self._updateButtons()
 
     def onCancelDownload(self) -> None:
+        if self.logic.upload is not None:  # an import: stopped at its next chunk (issue 32, item 10)
+            self.logic.upload.cancel()
+            return
         if self.logic.download is not None:
             self.session.submit("Cancelling the download", self.logic.download.cancel, onSuccess=self._showDownload,
                                 onError=self._onWeightsError)
@@ -204,9 +216,10 @@ class TrainingWidget:
         self._updateButtons()
 
     def _onWeightsError(self, exc: BaseException) -> None:
+        cancelled = self.logic.upload is not None and self.logic.upload.cancelled
         self.logic.transferEnded()
         self.weightsTimer.stop()
-        self.weightsLabel.text = userMessage(exc, self.session.url)
+        self.weightsLabel.text = "Import cancelled." if cancelled else userMessage(exc, self.session.url)
         self._updateButtons()
 
     def _onConnection(self, client, info) -> None:
@@ -230,11 +243,11 @@ class TrainingWidget:
     def _refreshModels(self) -> None:
         project, client = self.session.project, self.session.client
         if project is not None and client is not None:
-            self.session.submit("Listing models for updates", client.list_models, str(project["id"]),
+            self.session.submit("Listing models for updates", self.logic.listForUpdate, client, str(project["id"]),
                                 onSuccess=self._onModels, onError=lambda exc: showError(exc, self.session))
 
-    def _onModels(self, models) -> None:
-        self.logic.models = list(models)
+    def _onModels(self, lists) -> None:
+        self.logic.listed(lists)
         self._updateButtons()
 
     def _onJobs(self, jobs) -> None:
@@ -269,20 +282,50 @@ class TrainingWidget:
         if problem is not None:
             self.headline.text = problem
             return
-        self.session.submit("Starting training", self.logic.startJob, client, project, self.presetCombo.currentData,
-                            self.foundationCombo.currentData,
-                            onSuccess=lambda job: self._follow(str(job["id"])),
-                            onError=lambda exc: showError(exc, self.session))
+        self._send("Starting training", self.logic.startJob, client, project, self.presetCombo.currentData,
+                   self.foundationCombo.currentData)
 
     def onUpdate(self) -> None:
         project, client = self.session.project, self.session.client
         model = self.logic.updateModel(self.preferredModel())
-        if self.logic.updateProblem(project is not None and client is not None) is not None or model is None:
+        if self.logic.updateProblem(project is not None and client is not None, self.preferredModel()) is not None \
+                or model is None:
             return
-        self.session.submit("Starting the update", self.logic.startUpdate, client, project, model,
-                            self.reuseSynthesisCheck.checked,
-                            onSuccess=lambda job: self._follow(str(job["id"])),
-                            onError=lambda exc: showError(exc, self.session))
+        self._send("Starting the update", self.logic.startUpdate, client, project, model,
+                   self.reuseSynthesisCheck.checked)
+
+    def _send(self, name: str, function, *args, jobId=None) -> None:
+        """One start (training, update, resume) at a time: the buttons stay disabled until the backend answered,
+        so a double click never queues two trainings (issue 32, item 5)."""
+        if not self.logic.beginStart(name):
+            return
+
+        def done(job) -> None:
+            self.logic.startEnded()
+            self._follow(jobId or str(job["id"]))
+
+        def failed(exc: BaseException) -> None:
+            self.logic.startEnded()
+            self._updateButtons()
+            project, client = self.session.project, self.session.client
+            if not self.logic.mayBeTrainingAlready(exc) or project is None or client is None:
+                showError(exc, self.session)
+                return
+
+            def jobsListed(jobs) -> None:
+                refusal = self.logic.startRefusal(jobs)
+                if refusal is None:
+                    showError(exc, self.session)
+                    return
+                self.logic.notice = refusal  # kept above the followed job's headline until it finishes
+                self.headline.text = refusal
+                self._onJobs(jobs)  # the project trains already: follow that training
+
+            self.session.submit("Listing jobs", client.list_jobs, str(project["id"]), onSuccess=jobsListed,
+                                onError=lambda error: showError(exc, self.session))
+
+        self.session.submit(name, function, *args, onSuccess=done, onError=failed)
+        self._updateButtons()
 
     def onCancel(self) -> None:
         if self.logic.jobId and self.session.client is not None:
@@ -291,9 +334,8 @@ class TrainingWidget:
 
     def onResume(self) -> None:
         if self.logic.resumeId and self.session.client is not None:
-            jobId = self.logic.resumeId
-            self.session.submit("Resuming training", self.session.client.resume_job, jobId,
-                                onSuccess=lambda job: self._follow(jobId), onError=lambda exc: showError(exc, self.session))
+            self._send("Resuming training", self.session.client.resume_job, self.logic.resumeId,
+                       jobId=self.logic.resumeId)
 
     def _poll(self) -> None:
         if not self.logic.jobId or self.session.client is None or self.session.tasks.busy("Job status"):
@@ -331,17 +373,19 @@ class TrainingWidget:
     def _updateButtons(self) -> None:
         connected = self.session.client is not None and self.session.project is not None
         following = self.logic.jobId is not None
-        self.startButton.enabled = connected and not following
+        starting = self.logic.starting is not None
+        self.startButton.enabled = connected and not following and not starting
         self.cancelButton.enabled = connected and following
-        self.resumeButton.enabled = connected and not following and self.logic.resumeId is not None
-        problem = self.logic.updateProblem(connected)
-        self.updateButton.enabled = problem is None
+        self.resumeButton.enabled = connected and not following and not starting and self.logic.resumeId is not None
+        problem = self.logic.updateProblem(connected, self.preferredModel())
+        self.updateButton.enabled = problem is None and not starting
         self.updateButton.toolTip = problem or self.logic.updateTip
+        self.updateButton.text = self.logic.updateText(self.preferredModel())
         transferring = self.logic.transferring
         online = self.session.client is not None
         self.downloadButton.enabled = online and not transferring
         self.importButton.enabled = online and not transferring
-        self.weightsCancelButton.visible = self.logic.download is not None
+        self.weightsCancelButton.visible = self.logic.download is not None or self.logic.upload is not None
         self.weightsBar.visible = transferring
 
     def cleanup(self) -> None:

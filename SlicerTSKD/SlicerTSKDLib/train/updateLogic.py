@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence
 
-__all__ = ["NO_MODEL_YET", "NOT_CONNECTED", "JOB_RUNNING", "UPDATE_TIP", "updateProblem", "updateSource",
-           "lineageText", "startUpdate"]
+__all__ = ["NO_MODEL_YET", "NOT_CONNECTED", "JOB_RUNNING", "NO_NEW_CASES", "UPDATE_TIP", "updateProblem",
+           "updateSource", "newCaseCount", "updateButtonText", "lineageText", "startUpdate"]
 
 NO_MODEL_YET = "This project has no trained model yet: train one from scratch first."
 NOT_CONNECTED = "Connect to a backend and choose a project first."
 JOB_RUNNING = "A training job is running: wait for it to finish (or cancel it)."
+NO_NEW_CASES = ("No case was labelled, added or corrected since this model was trained: label or correct a case "
+                "first, then update.")
 UPDATE_TIP = ("Continue the chosen model (Segment panel; else the newest) with the project's current cases: "
               "much faster than training from scratch.")
 
@@ -29,15 +31,42 @@ def _newest(models: Sequence[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     return max(models, key=lambda m: str(m.get("created") or "")) if models else None
 
 
-def updateProblem(connected: bool, following: bool, models: Sequence[Dict[str, Any]]) -> Optional[str]:
-    """Why the update button is disabled (its tooltip), or None when it applies."""
+def updateProblem(connected: bool, following: bool, models: Sequence[Dict[str, Any]],
+                  newCases: Optional[int] = None) -> Optional[str]:
+    """Why the update button is disabled (its tooltip), or None when it applies. ``newCases``: what
+    :func:`newCaseCount` says of the model to update (None: not known, the backend decides)."""
     if not connected:
         return NOT_CONNECTED
     if following:
         return JOB_RUNNING
     if not models:
         return NO_MODEL_YET
+    if newCases == 0:
+        return NO_NEW_CASES
     return None
+
+
+def newCaseCount(model: Optional[Dict[str, Any]], cases: Optional[Sequence[Dict[str, Any]]],
+                 jobs: Sequence[Dict[str, Any]] = ()) -> Optional[int]:
+    """How many labelled cases were added or changed after ``model``'s training took its cases (issue 32,
+    item 5): those whose ``updated`` time is later than the creation of the model's job (its dataset
+    snapshot; the model's own time when the job is not listed). None when the cases are not known.
+
+    Times are the API's ISO 8601 UTC strings with milliseconds (``tskd.service.timeutil.iso``), which
+    order as text.
+    """
+    if model is None or cases is None:
+        return None
+    job = next((j for j in jobs if str(j.get("id")) == str(model.get("job_id"))), None)
+    snapshot = str((job or {}).get("created") or model.get("created") or "")
+    return sum(1 for case in cases if case.get("labelled") and str(case.get("updated") or "") > snapshot)
+
+
+def updateButtonText(count: Optional[int]) -> str:
+    """The update button's text: how many cases are new, when known."""
+    if not count:
+        return "Update the model with the new cases"
+    return "Update the model with {} new case{}".format(count, "" if count == 1 else "s")
 
 
 def updateSource(models: Sequence[Dict[str, Any]], selectedId: Optional[str] = None) -> Optional[Dict[str, Any]]:

@@ -169,7 +169,7 @@ def resolve_config(
     config = PipelineConfig.from_dict(data, source=source)
     changes: dict[str, Any] = {}
     if input_size is not None:
-        changes = deep_merge(changes, {"data": {"prepared": {"input_size": input_size, "fit_to_data": False}}, "teacher": {"input_size": input_size}})
+        changes = deep_merge(changes, {"data": {"prepared": {"input_size": input_size, "fit_to_data": False}}, "teacher": {"input_size": input_size, "foundation_input_size": None}})
     if base is not None:
         changes = deep_merge(changes, {"teacher": {"base": base}})
     if seed is not None:

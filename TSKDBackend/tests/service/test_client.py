@@ -84,6 +84,29 @@ def test_silent_server_times_out():
         listener.close()
 
 
+class _CutOff(http.server.BaseHTTPRequestHandler):
+    """Announces 1000 bytes of JSON, sends 10, and hangs up (a server killed mid-answer)."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b'{"status":')
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_an_answer_cut_off_is_a_connection_error_not_a_crash():
+    """http.client's IncompleteRead is not an OSError; it killed a polling thread in the soak test."""
+    with serving(_CutOff) as url:
+        with pytest.raises(TSKDConnectionError, match="answer was cut off"):
+            TSKDClient(url, timeout=5).health()
+
+
 class _Redirecting(http.server.BaseHTTPRequestHandler):
     seen_auth: list = []
 

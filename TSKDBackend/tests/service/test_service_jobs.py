@@ -199,11 +199,16 @@ def test_user_error_and_crash_are_failures_with_a_message(server, project, phant
     assert status["model_id"] is None and client.list_models(project["id"]) == []
 
 
+def forced_job(client, project_id, **body):
+    """POST /projects/{id}/jobs with ``force: true`` (the Slicer client sends it from its own button)."""
+    return client._request("POST", f"/projects/{project_id}/jobs", json_body={"preset": "tiny", **body, "force": True})
+
+
 def test_jobs_queue_one_at_a_time(server, project, phantom_files):
     client = server.client()
     add_cases(client, project["id"], phantom_files, count=1)
     first = client.start_job(project["id"], preset="tiny", settings=fake(steps=20, step_s=0.05))
-    second = client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0))
+    second = forced_job(client, project["id"], settings=fake(steps=1, step_s=0))
     wait_state(client, first["id"], ("running",))
     time.sleep(0.3)
     assert client.job_status(second["id"])["state"] == "queued"
@@ -330,3 +335,76 @@ def test_job_settings_are_checked_against_the_pipeline_config_when_the_job_is_cr
     job = client.start_job(project["id"], preset="tiny", settings={"distill": {"train": {"max_steps": 7}}})
     assert job["state"] in ("queued", "running", "done", "failed")
     assert job["settings"] == {"distill": {"train": {"max_steps": 7}}}
+
+
+# -- one job at a time per project, unless forced (issue 34, item 5) -------------------------------
+def test_a_second_active_job_in_the_project_is_refused_unless_forced(server, project, phantom_files):
+    client = server.client()
+    add_cases(client, project["id"], phantom_files, count=1)
+    first = client.start_job(project["id"], preset="tiny", settings=fake(steps=40, step_s=0.05))
+    with pytest.raises(TSKDClientError) as err:  # the double click
+        client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0))
+    assert err.value.status == 409
+    assert f"job {first['id']} of this project is" in err.value.message and "force: true" in err.value.message
+    assert [j["id"] for j in client.list_jobs(project["id"])] == [first["id"]]  # nothing queued, nothing left
+    assert sorted(p.name for p in (server.workspace / "jobs").iterdir()) == [first["id"]]
+    other = client.create_project("other", project["labels"])  # another project is not held back
+    add_cases(client, other["id"], phantom_files, count=1)
+    theirs = client.start_job(other["id"], preset="tiny", settings=fake(steps=1, step_s=0))
+    forced = forced_job(client, project["id"], settings=fake(steps=1, step_s=0))
+    assert forced["state"] in ("queued", "running")
+    client.cancel_job(first["id"])
+    for job in (first, forced, theirs):
+        wait_state(client, job["id"], ("done", "cancelled", "failed"))
+    again = client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0))  # none active now
+    assert wait_state(client, again["id"], ("done", "failed"))["state"] == "done"
+
+
+def test_two_requests_at_once_queue_one_job(server, project, phantom_files):
+    import threading
+
+    client = server.client()
+    add_cases(client, project["id"], phantom_files, count=1)
+    barrier, answers = threading.Barrier(4), []
+
+    def click():
+        barrier.wait()
+        try:
+            answers.append(client.start_job(project["id"], preset="tiny", settings=fake(steps=20, step_s=0.05))["id"])
+        except TSKDClientError as exc:
+            answers.append(exc.status)
+
+    threads = [threading.Thread(target=click) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(answers, key=str).count(409) == 3, answers
+    assert len(client.list_jobs(project["id"])) == 1
+    client.cancel_job(client.list_jobs(project["id"])[0]["id"])
+
+
+def test_an_update_with_no_new_or_changed_case_is_refused(server, project, phantom_files, tmp_path):
+    client = server.client()
+    add_cases(client, project["id"], phantom_files, count=2)
+    first = wait_state(client, client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0))["id"],
+                       ("done", "failed"))
+    assert first["state"] == "done", first
+    with pytest.raises(TSKDClientError) as err:
+        client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0), update_from=first["model_id"])
+    assert err.value.status == 409
+    assert "no new or changed case since" in err.value.message and "an update would learn nothing new" in err.value.message
+    assert len(client.list_jobs(project["id"])) == 1
+    forced = forced_job(client, project["id"], settings=fake(steps=1, step_s=0), update_from=first["model_id"])
+    assert wait_state(client, forced["id"], ("done", "failed"))["state"] == "done"
+    # a corrected label (same case name, new content) is a change
+    image, label = phantom_files["case_000"]
+    corrected = read_image(label)
+    corrected.array[corrected.array == 1] = 0
+    from tskd.data.image import write_image
+
+    write_image(corrected, tmp_path / "corrected.nii.gz")
+    client.upload_case(project["id"], "case_000", str(image), str(tmp_path / "corrected.nii.gz"), replace=True)
+    update = client.start_job(project["id"], preset="tiny", settings=fake(steps=1, step_s=0),
+                              update_from=first["model_id"])
+    assert wait_state(client, update["id"], ("done", "failed"))["state"] == "done"

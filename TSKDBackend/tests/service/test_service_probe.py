@@ -95,7 +95,7 @@ def test_the_probes_bomb_is_refused_before_decoding(server, setup, tmp_path):
     assert bomb.stat().st_size < 1_200_000
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; the server is in-process
     message = refused(server, setup, bomb, 413, "'image' file 'bomb.nii.gz' declares 1024 x 1024 x 900 voxels of "
-                      "8-bit unsigned integer", "900 MiB", "limit of 512 MiB per image", "--max-image-mb")
+                      "8-bit unsigned integer", "900 MiB", "limit of 1,536 MiB per image", "--max-image-mb")
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before) / 1024
     assert grown_mib < 300, f"the server's memory grew by {grown_mib:.0f} MiB: the pixels were decoded ({message})"
 
@@ -125,7 +125,7 @@ def test_a_header_declaring_a_huge_volume_is_refused(server, setup, tmp_path, fm
         path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
                          + chunk(b"IEND", b""))
         declared = "200000 x 200000 voxels of 3 x 8-bit unsigned integer"
-    refused(server, setup, path, 413, f"'huge.{fmt}' declares {declared}", "limit of 512 MiB", "--max-image-mb")
+    refused(server, setup, path, 413, f"'huge.{fmt}' declares {declared}", "limit of 1,536 MiB", "--max-image-mb")
 
 
 def test_a_label_declaring_a_huge_volume_is_refused(server, setup, phantom_files, tmp_path):
@@ -143,7 +143,7 @@ def test_the_decoded_limit_is_configurable(make_server, phantom_files):
     with pytest.raises(TSKDClientError) as err:
         client.upload_case(project["id"], "x", str(phantom_files["case_000"][0]))
     assert err.value.status == 413
-    assert "would decode to 0.0312 MiB: more than the server's limit of 0.01 MiB" in err.value.message
+    assert "would decode to 0.0312 MiB; checking it would take about 0.0719 MiB of memory: more than the server's limit of 0.01 MiB" in err.value.message
     assert client.list_cases(project["id"]) == []
     roomy = make_server(workspace=server.workspace.parent / "ws2", max_image_mb=1)
     project = roomy.client().create_project("p", project_labels())

@@ -207,3 +207,47 @@ def test_a_project_deleted_while_computing_gets_no_files_back(server, project, p
         time.sleep(0.05)
     assert not (server.workspace / "projects" / project["id"]).exists()
     assert not list((server.workspace / "tmp").iterdir())  # the computation's links are gone too
+
+
+# -- in a worker process, from a bounded queue (issue 34, item 3) ----------------------------------
+def test_scoring_runs_in_a_worker_process_not_in_the_server(server, project, phantom_files, monkeypatch):
+    import tskd.suggest
+    import tskd.suggest.suggestions
+
+    def in_the_server(*args, **kwargs):
+        raise AssertionError("the teacher and the student were loaded in the server process")
+
+    monkeypatch.setattr(tskd.suggest, "suggest", in_the_server)  # the server runs in this test's process
+    monkeypatch.setattr(tskd.suggest.suggestions, "suggest", in_the_server)
+    trained(server, project, phantom_files)
+    done = wait_done(server.client(), project["id"])
+    assert done["status"] == "done", done
+    assert [c["case"] for c in done["result"]["cases"]] == ["case_002"]
+    assert str(server.workspace) not in json.dumps(done)  # the worker's paths stay on the server
+    assert list((server.workspace / "tmp").iterdir()) == []
+
+
+def test_a_worker_refusal_is_a_failed_answer_with_its_message(server, project, phantom_files):
+    model_id = trained(server, project, phantom_files)
+    [stored] = (server.workspace / "projects" / project["id"]).rglob("case_002*")  # damaged on disk
+    stored.write_bytes(b"not an image")
+    answer = wait_done(server.client(), project["id"])
+    assert answer["status"] == "failed" and answer["model_id"] == model_id
+    assert "none of the 1 cases could be read" in answer["error"] and "case_002" in answer["error"]
+    assert "Traceback" not in answer["error"] and str(server.workspace) not in answer["error"]
+
+
+def test_the_queue_is_bounded_503_with_retry_after(make_server, phantom_files, calls):
+    server = make_server(max_queued_suggestions=1)
+    client = server.client()
+    project = client.create_project("p", [{"value": 1, "name": "a"}, {"value": 2, "name": "b"}])
+    trained(server, project, phantom_files)
+    calls["gate"] = threading.Event()
+    assert get(server, project["id"])[0] == 202  # one computation, held
+    status, retry, body = get(server, project["id"], teacher="false")  # another key: no room
+    assert status == 503 and retry == "10", body
+    assert body["code"] == "busy" and "ask again" in body["detail"]
+    calls["gate"].set()
+    assert wait_done(client, project["id"])["status"] == "done"
+    assert wait_done(client, project["id"], teacher=False)["status"] == "done"  # room again
+    assert calls["count"] == 2

@@ -22,6 +22,13 @@ a restarted server picks them up. The API is described at http://HOST:PORT/docs.
 """
 
 
+def _default(name: str) -> object:
+    """The default of a :class:`~tskd.service.settings.ServiceSettings` field (its single source)."""
+    from tskd.service.settings import ServiceSettings
+
+    return ServiceSettings.__dataclass_fields__[name].default
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``serve`` command."""
     parser = subparsers.add_parser(
@@ -42,12 +49,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(default: $TSKD_TOKEN)")
     parser.add_argument("--max-upload-mb", type=float, default=512.0, metavar="N",
                         help="largest accepted image or label file in MB, as sent (default: 512)")
-    parser.add_argument("--max-image-mb", type=float, default=512.0, metavar="N",
-                        help="largest image or label an upload may decode to, in MB (voxels x bytes per voxel, "
-                        "read from its header before decoding; default: 512, e.g. a 512x512x1024 16-bit CT)")
-    parser.add_argument("--body-timeout-s", type=float, default=60.0, metavar="S",
-                        help="seconds an upload may stall (send nothing) before the server gives up on it "
-                        "(default: 60)")
+    parser.add_argument("--max-image-mb", type=float, default=_default("max_image_mb"), metavar="N",
+                        help="most memory checking one uploaded image or label may take, in MB: about 2.3 times "
+                        "what it decodes to, read from its header before decoding; default: %(default)g, e.g. "
+                        "a 512x512x1280 16-bit CT); uploads are checked one at a time")
+    parser.add_argument("--body-timeout-s", type=float, default=_default("body_timeout_s"), metavar="S",
+                        help="seconds a request body may stall (send nothing) before the server gives up on it "
+                        "(default: %(default)g)")
+    parser.add_argument("--body-min-rate-kb-s", type=float, default=_default("body_min_rate_kb_s"), metavar="R",
+                        help="slowest average rate of a request body in KB/s: it may take --body-timeout-s plus one "
+                        "second per R KB received (default: %(default)g)")
+    parser.add_argument("--body-deadline-s", type=float, default=_default("body_deadline_s"), metavar="S",
+                        help="longest a request body may take in all, however fast (default: %(default)g)")
+    parser.add_argument("--max-queued-suggestions", type=int, default=_default("max_queued_suggestions"),
+                        metavar="N", help="suggestion computations waiting or running at once; more are answered "
+                        "503 'busy' (default: %(default)s)")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when standard input reaches its end, i.e. when the program that started the "
+                        "server (and holds the other end of its stdin pipe) exits or dies")
     parser.add_argument("--auto-resume", action="store_true",
                         help="at start-up, resume the jobs that were interrupted (e.g. by a reboot)")
     parser.add_argument("--max-concurrent-jobs", type=int, default=1, metavar="N",
@@ -87,6 +106,9 @@ def run_serve(args: argparse.Namespace) -> int:
             max_upload_mb=args.max_upload_mb,
             max_image_mb=args.max_image_mb,
             body_timeout_s=args.body_timeout_s,
+            body_min_rate_kb_s=args.body_min_rate_kb_s,
+            body_deadline_s=args.body_deadline_s,
+            max_queued_suggestions=args.max_queued_suggestions,
             auto_resume=args.auto_resume,
             max_concurrent_jobs=args.max_concurrent_jobs,
             cancel_grace_s=args.cancel_grace_s,
@@ -106,6 +128,9 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"tskd serve: listening on {url}{auth}; API docs at {url}/docs; workspace {settings.workspace}",
               flush=True)
 
-    serve(settings, on_ready=ready)
-    print("tskd serve: stopped (running jobs go on; a restarted server picks them up)", flush=True)
+    serve(settings, on_ready=ready, exit_with_parent=args.exit_with_parent)
+    try:
+        print("tskd serve: stopped (running jobs go on; a restarted server picks them up)", flush=True)
+    except OSError:  # --exit-with-parent: the parent that read our output is gone
+        pass
     return 0

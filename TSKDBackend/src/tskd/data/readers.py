@@ -6,7 +6,8 @@ damaged files, and header-only reads (:func:`read_image_info`) for cheap dataset
 :func:`parallel_map` to scan many files on a few threads.
 
 The split: :mod:`tskd.data.image` is what the rest of the project uses (the ``Image`` and
-``Geometry`` types, which suffixes are images, ``read_image``/``write_image``); this module is
+``Geometry`` types, which suffixes are images, ``read_image``/``write_image``); this module sits
+below it (on :mod:`tskd.data.image_types`, never importing it back) and is
 what each file format needs when it is read (the header-only read and the label-table-aware
 ``read_sitk_image`` are used by the service's upload checks and by evaluation too).
 
@@ -30,7 +31,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from tskd.data.dicom import series_files, series_ids
-from tskd.data.image import RASTER_SUFFIXES, Geometry, Image, image_suffix
+from tskd.data.image_types import RASTER_SUFFIXES, Geometry, Image, image_suffix
 from tskd.data.seg_nrrd import (
     SEGMENT_KEY,
     merge_segment_layers,

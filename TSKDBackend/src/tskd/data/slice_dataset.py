@@ -2,6 +2,7 @@
 :class:`SliceDataset` (a PyTorch dataset over it, optionally augmented).
 
 The folder is written by :func:`tskd.data.prepared.prepare_slices`; its layout is described there.
+This module is the floor below the writer: it never imports :mod:`tskd.data.prepared`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from tskd.data.augment import sample_seed
+from tskd.data.config import PreparedSpec
 from tskd.errors import DataError
 from tskd.preprocess import NormalizationSpec
 
@@ -120,12 +122,8 @@ class PreparedSlices:
         return int(self.index["input_size"])
 
     @property
-    def spec(self) -> Any:
-        """The :class:`~tskd.data.prepared.PreparedSpec` the slices were made with."""
-        from tskd.data.prepared import (
-            PreparedSpec,  # the writer module imports this one
-        )
-
+    def spec(self) -> PreparedSpec:
+        """The :class:`~tskd.data.config.PreparedSpec` the slices were made with."""
         return PreparedSpec.from_dict(self.index["spec"], source=str(self.folder / "index.json"))
 
     @property

@@ -8,6 +8,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, globals(), {
     "checkpoint": ["load_checkpoint", "load_trainable_state", "save_checkpoint", "trainable_state_dict"],
     "config": ["EngineConfig"],
     "device": ["inference_device"],
+    "optim": ["build_optimizer", "default_param_groups"],
+    "records": ["StageRecords"],
     "distributed": [
         "MainProcessError", "ProcessInfo", "barrier", "broadcast_object", "init_distributed", "is_main_process",
         "on_main", "process_info",

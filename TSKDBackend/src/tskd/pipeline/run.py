@@ -24,7 +24,7 @@ from tskd.errors import CancelledError, ConfigError
 from tskd.log import add_file_handler
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData, load_prepared_data, run_data_stage
-from tskd.pipeline.export_stage import export_run_model
+from tskd.pipeline.export_stage import export_run_model, teacher_entry
 from tskd.pipeline.report import write_report
 from tskd.pipeline.run_folder import RunFolder
 from tskd.pipeline.stage import StageContext
@@ -214,6 +214,7 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
             "architecture": teacher.info.get("architecture"),
             "has_foundation_weights": teacher.has_foundation_weights,
             "trainable_parameters": teacher.trainable.get("trainable"),
+            **teacher_entry(teacher.info),
         }
     if "synthesis" in stages:
         diffusion = run_synthesis_stage(run, data, config, context.at(**position("synthesis")))

@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 NO_FOUNDATION_WARNING = (
     "NO FOUNDATION WEIGHTS: this teacher is a small SAM-layout model trained from scratch on the task "
-    "(base: none). For a real foundation-model teacher run 'tskd foundation get medsam-vit-b' (offline: "
-    "'tskd foundation import FILE') and give --base medsam-vit-b (or --base auto, or a checkpoint path)."
+    "(base: none). For a real foundation-model teacher run 'tskd foundation get litemedsam' (39 MB, runs on a "
+    "CPU; offline: 'tskd foundation import FILE') and give --base litemedsam (or --base auto, or a checkpoint path)."
 )
 
 
@@ -85,7 +85,7 @@ class TeacherResult:
 
 
 def _training_sets(data: PreparedData, config: PipelineConfig, *, augment: bool = True) -> tuple[Any, Any]:
-    size = config.teacher.input_size
+    size = config.teacher.model_input_size
     train = SliceDataset(data.prepared, data.train_labelled,
                          augment=build_augmentation(config.data.augment) if augment else None,
                          seed=config.teacher.train.seed)

@@ -145,7 +145,7 @@ def _check_same(previous: PipelineConfig, config: PipelineConfig, root: Path) ->
     fields = [
         ("teacher.base", previous.teacher.base, config.teacher.base),
         ("teacher.architecture", previous.teacher.architecture, config.teacher.architecture),
-        ("teacher.input_size", previous.teacher.input_size, config.teacher.input_size),
+        ("teacher.input_size", previous.teacher.model_input_size, config.teacher.model_input_size),
         ("teacher.lora", previous.teacher.lora.to_dict(), config.teacher.lora.to_dict()),
         ("distill.student", previous.distill.student, config.distill.student),
         ("data.prepared.normalization", previous.data.prepared.normalization, config.data.prepared.normalization),

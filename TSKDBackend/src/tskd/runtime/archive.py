@@ -21,7 +21,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import List, Optional, Tuple
 
-from .package import METADATA_NAME, PACKAGE_SUFFIX, PackageError, PathLike
+from .format import METADATA_NAME, PACKAGE_SUFFIX, PackageError, PathLike
 
 __all__ = ["MAX_UNPACKED_BYTES", "unpack_zip"]
 

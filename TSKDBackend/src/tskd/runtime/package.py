@@ -11,12 +11,21 @@ Standard library and :mod:`tskd.preprocess` only, Python 3.9 syntax: shipped int
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from ..errors import CheckpointError
 from ..preprocess import NormalizationSpec
+from .archive import unpack_zip
+from .format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    METADATA_NAME,
+    ONNX_NAME,
+    PACKAGE_SUFFIX,
+    TORCH_NAME,
+    PackageError,
+    PathLike,
+)
 
 __all__ = [
     "FORMAT_NAME",
@@ -30,19 +39,6 @@ __all__ = [
     "StudentPackage",
     "find_package_folder",
 ]
-
-FORMAT_NAME = "tskd-student"
-FORMAT_VERSION = 1
-METADATA_NAME = "tskd-model.json"
-ONNX_NAME = "model.onnx"
-TORCH_NAME = "student.pt"
-PACKAGE_SUFFIX = ".tskd.zip"
-PathLike = Union[str, "os.PathLike[str]"]
-
-
-class PackageError(CheckpointError):
-    """A student package is missing, damaged, or not one (the message names the file and field)."""
-
 
 class PackageLabel(NamedTuple):
     """One output class of the model: channel ``c`` of the logits is ``labels[c]``.
@@ -183,8 +179,6 @@ class StudentPackage:
         if source.is_file() and source.name in (METADATA_NAME, ONNX_NAME):
             folder = source.parent  # a file inside a package folder
         elif source.is_file():
-            from .archive import unpack_zip
-
             folder = unpack_zip(source, cache_dir)
         else:
             folder = find_package_folder(source)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from tskd import __version__
 from tskd.service.auth import BearerTokenMiddleware
+from tskd.service.bodylimits import BodyDeadlineMiddleware
 from tskd.service.core import Service
 from tskd.service.errors import install_error_handlers
 from tskd.service.localonly import LocalOnlyMiddleware
@@ -68,4 +69,7 @@ def create_app(service: Service, *, on_ready: Callable[[], None] | None = None) 
         app.add_middleware(BearerTokenMiddleware, token=service.settings.token, open_paths=(f"{API_PREFIX}/health",))
     if is_loopback(service.settings.host):  # outermost: other sites' pages get nowhere (see localonly.py)
         app.add_middleware(LocalOnlyMiddleware, bind_host=service.settings.host)
+    settings = service.settings  # outermost of all: the refusals above read bodies under its limits too
+    app.add_middleware(BodyDeadlineMiddleware, idle_s=settings.body_timeout_s,
+                       min_rate_bytes_s=settings.body_min_rate_kb_s * 1024, deadline_s=settings.body_deadline_s)
     return app

@@ -7,10 +7,13 @@ label names) and use only the label values the project declares. The accepted fi
 stored: ``.nii.gz`` images are kept byte for byte, other formats are converted to ``.nii.gz``;
 labels are always rewritten on the image's grid.
 
-Before any pixel is decoded, the file's header is read on its own: an image or label that would
-decode to more than the server's ``--max-image-mb`` is refused (413; a few hundred kilobytes of
-gzip can declare gigabytes of zeros), and so is a NRRD or MetaImage header that points at a
-detached data file (which would make the server read a file of its own disk as the pixels).
+Before any pixel is decoded, the file's header is read on its own: an image or label whose check
+would take more memory than the server's ``--max-image-mb`` is refused (413; a few hundred
+kilobytes of gzip can declare gigabytes of zeros), and so is a NRRD or MetaImage header that points
+at a detached data file (which would make the server read a file of its own disk as the pixels).
+The memory is the true peak, not the decoded size: a check holds ITK's buffer and numpy's copy at
+once (:func:`check_peak_bytes`, measured factors). One upload is checked at a time, so the
+server's memory for checks stays under ``--max-image-mb`` however many clients upload at once.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import gzip
 import logging
 import re
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,13 +39,19 @@ from tskd.errors import DataError
 from tskd.service.errors import PayloadTooLarge, Unprocessable
 from tskd.service.uploads import ReceivedFile
 
-__all__ = ["CheckedCase", "check_case", "check_upload_header", "read_upload_image"]
+__all__ = ["CheckedCase", "check_case", "check_upload_header", "check_peak_bytes", "declared_bytes", "read_upload_image"]
 
 logger = logging.getLogger(__name__)
 
 STORED_SUFFIX = ".nii.gz"
 #: the default of ``ServiceSettings.max_image_mb``, in bytes (for callers that pass no limit)
-DEFAULT_MAX_IMAGE_BYTES = 512 << 20
+DEFAULT_MAX_IMAGE_BYTES = 1536 << 20
+#: peak memory of a check per decoded byte (see :func:`check_peak_bytes`)
+IMAGE_PEAK_FACTOR = 2.3
+LABEL_PEAK_FACTOR = 2.9
+FLOAT_LABEL_PEAK_FACTOR = 3.6
+#: one upload is decoded at a time, so the server's memory for checks stays under one check's peak
+_CHECK_LOCK = threading.Lock()
 _TEXT_HEADER_BYTES = 1 << 20  # NRRD / MetaImage text headers are read this far at most
 _NIFTI_FLOATS = {16: "f4", 64: "f8", 32: "c8", 1792: "c16"}  # NIfTI datatype code -> numpy kind+size
 
@@ -109,11 +119,11 @@ def _detached_data_file(upload: ReceivedFile) -> str | None:
     return None
 
 
-def check_upload_header(upload: ReceivedFile, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
-    """Check what an uploaded image or label declares, reading its header only (no pixels).
+def declared_bytes(upload: ReceivedFile) -> tuple[int, bool, str]:
+    """What an upload's header declares: (decoded bytes, floating-point values?, a readable
+    description ``"512 x 512 x 300 voxels of 16-bit signed integer"``), no pixel read.
 
     Raises:
-        PayloadTooLarge: the file would decode to more than ``max_image_bytes``.
         Unprocessable: unreadable header, or a NRRD / MetaImage header naming a detached data file.
     """
     detached = _detached_data_file(upload)
@@ -129,14 +139,43 @@ def check_upload_header(upload: ReceivedFile, max_image_bytes: int = DEFAULT_MAX
         raise _problem(upload, exc) from None
     size = tuple(int(s) for s in info.geometry.size)
     decoded = int(np.prod(size, dtype=object)) * max(info.components, 1) * _component_bytes(info.pixel_type)
-    if decoded > max_image_bytes:
-        value_type = info.pixel_type.replace("vector of ", "")
-        per_voxel = f"{info.components} x {value_type}" if info.components > 1 else value_type
+    value_type = info.pixel_type.replace("vector of ", "")
+    per_voxel = f"{info.components} x {value_type}" if info.components > 1 else value_type
+    return decoded, "float" in info.pixel_type or "complex" in info.pixel_type, \
+        f"{' x '.join(map(str, size))} voxels of {per_voxel}"
+
+
+def check_peak_bytes(decoded: int, *, label: bool, floating: bool) -> int:
+    """The memory that checking (and storing) a file declaring ``decoded`` bytes takes at its peak.
+
+    The factors are measured (``benchmarks/bench_upload_memory.py``, docs/benchmarks.md): ITK's
+    buffer and numpy's copy of it make an image about 2.0-2.1 times its decoded size; a label
+    2.1-2.6 times (its copy in the smallest integer type, the sorted copy that lists its values);
+    a floating-point label 3.3 times (the rounded copy it is compared with). Each has ~10 % added.
+    """
+    factor = (FLOAT_LABEL_PEAK_FACTOR if floating else LABEL_PEAK_FACTOR) if label else IMAGE_PEAK_FACTOR
+    return int(decoded * factor)
+
+
+def check_upload_header(upload: ReceivedFile, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> int:
+    """Check what an uploaded image or label declares, reading its header only (no pixels).
+
+    Returns:
+        The memory checking it will take at its peak (:func:`check_peak_bytes`).
+
+    Raises:
+        PayloadTooLarge: checking the file would take more than ``max_image_bytes`` of memory.
+        Unprocessable: unreadable header, or a NRRD / MetaImage header naming a detached data file.
+    """
+    decoded, floating, described = declared_bytes(upload)
+    peak = check_peak_bytes(decoded, label=upload.field == "label", floating=floating)
+    if peak > max_image_bytes:
         raise PayloadTooLarge(
-            f"'{upload.field}' file {upload.filename!r} declares {' x '.join(map(str, size))} voxels of {per_voxel}, "
-            f"which would decode to {_megabytes(decoded)}: more than the server's limit of "
-            f"{_megabytes(max_image_bytes)} per image; the server's --max-image-mb option sets it"
+            f"'{upload.field}' file {upload.filename!r} declares {described}, which would decode to "
+            f"{_megabytes(decoded)}; checking it would take about {_megabytes(peak)} of memory: more than the "
+            f"server's limit of {_megabytes(max_image_bytes)} per image; the server's --max-image-mb option sets it"
         )
+    return peak
 
 
 def _nifti_has_non_finite(path: Path) -> bool:
@@ -188,12 +227,18 @@ def _nifti_has_non_finite(path: Path) -> bool:
 def read_upload_image(upload: ReceivedFile, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> Image:
     """Read an uploaded image and check that it can be segmented (2D/3D, finite values).
 
-    Its header is checked first (:func:`check_upload_header`), so an oversized volume is never decoded.
+    Its header is checked first (:func:`check_upload_header`), so an oversized volume is never
+    decoded; one upload is decoded at a time (other callers wait).
 
     Raises:
-        PayloadTooLarge: the image would decode to more than ``max_image_bytes``.
+        PayloadTooLarge: checking the image would take more than ``max_image_bytes`` of memory.
         Unprocessable: unreadable, damaged, multi-channel, 4D or non-finite image.
     """
+    with _CHECK_LOCK:
+        return _read_upload_image(upload, max_image_bytes)
+
+
+def _read_upload_image(upload: ReceivedFile, max_image_bytes: int) -> Image:
     check_upload_header(upload, max_image_bytes)
     try:
         image = read_image(upload.path, kind="image")
@@ -213,11 +258,11 @@ def read_upload_image(upload: ReceivedFile, max_image_bytes: int = DEFAULT_MAX_I
     return image
 
 
-def _read_label(upload: ReceivedFile, image: Image, table: LabelTable) -> Image:
+def _read_label(upload: ReceivedFile, geometry: Geometry, table: LabelTable) -> Image:
     try:
         label = read_sitk_image(upload.path, "label", label_table=table)
         # only Slicer segmentations may be cropped to their segments' extent (as the data layer says)
-        label = align_label_to_image(label, image.geometry, allow_subregion=bool(label.metadata.get("segments")))
+        label = align_label_to_image(label, geometry, allow_subregion=bool(label.metadata.get("segments")))
     except DataError as exc:
         raise _problem(upload, exc) from None
     if image_suffix(upload.filename) in (".nii", ".nii.gz") and _nifti_has_non_finite(upload.path):
@@ -263,18 +308,26 @@ def check_case(
         label_upload: the received label file, or None for an unlabelled case.
         table: the project's labels; label maps may use only these values.
         dimension: 2 or 3 when the project already holds cases (a new one must match), else None.
-        max_image_bytes: the largest image or label, decoded (the server's ``--max-image-mb``).
+        max_image_bytes: the most memory checking the image or the label may take (the server's
+            ``--max-image-mb``; see :func:`check_peak_bytes`).
 
     Returns:
         The checked case; its files live in the upload folder until they are moved into place.
 
     Raises:
-        PayloadTooLarge: the image or the label would decode to more than ``max_image_bytes``.
+        PayloadTooLarge: checking the image or the label would take more than ``max_image_bytes``.
         Unprocessable: any check failed; the message names the file and what is wrong.
     """
+    with _CHECK_LOCK:  # one case decoded at a time: the server's memory for checks stays under one peak
+        return _check_case(image_upload, label_upload, table=table, dimension=dimension,
+                           max_image_bytes=max_image_bytes)
+
+
+def _check_case(image_upload: ReceivedFile, label_upload: ReceivedFile | None, *, table: LabelTable,
+                dimension: int | None, max_image_bytes: int) -> CheckedCase:
     if label_upload is not None:
         check_upload_header(label_upload, max_image_bytes)  # before the image is decoded
-    image = read_upload_image(image_upload, max_image_bytes)
+    image = _read_upload_image(image_upload, max_image_bytes)
     if dimension is not None and image.array.ndim != dimension:
         raise Unprocessable(
             f"'image' file {image_upload.filename!r} is {image.array.ndim}D but the project's cases are "
@@ -286,19 +339,21 @@ def check_case(
         stored_image = image_upload.path
     else:
         stored_image = write_image(image, folder / f"stored-image{STORED_SUFFIX}")
+    geometry, pixel_type = image.geometry, str(image.array.dtype)
+    del image  # the label needs the image's grid only: its pixels are not held while the label is decoded
     stored_label, values = None, None
     if label_upload is not None:
-        label = _read_label(label_upload, image, table)
+        label = _read_label(label_upload, geometry, table)
         values = [int(v) for v in np.unique(label.array)]
         undeclared = table.check_values(values)
         if undeclared:
             raise _undeclared(label_upload, undeclared, table, label.metadata.get("segments"))
-        stored_label = write_image(Image(label.array, image.geometry), folder / f"stored-label{STORED_SUFFIX}")
+        stored_label = write_image(Image(label.array, geometry), folder / f"stored-label{STORED_SUFFIX}")
     return CheckedCase(
         image_path=stored_image,
         label_path=stored_label,
-        geometry=image.geometry,
-        pixel_type=str(image.array.dtype),
+        geometry=geometry,
+        pixel_type=pixel_type,
         label_values=values,
         source_format=source,
     )

@@ -49,7 +49,8 @@ class Service:
             self.jobs = Jobs(self.db, self.workspace, self.checkpoints, wake=self.scheduler.wake,
                              log_tail_lines=settings.log_tail_lines, check_settings=settings.check_job_settings)
             self.students = StudentSessions()
-            self.suggestions = Suggestions(self.db, self.workspace, self.models)
+            self.suggestions = Suggestions(self.db, self.workspace, self.models,
+                                           max_queued=settings.max_queued_suggestions)
         except BaseException:
             self.workspace.release()
             raise

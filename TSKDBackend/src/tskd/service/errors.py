@@ -48,8 +48,9 @@ CODES: dict[int, tuple[str, str]] = {
                        "machine only"),
     404: ("not_found", "no project, case, job, model, checkpoint or route of that name or id"),
     405: ("method_not_allowed", "the path exists but not with this method (the Allow header lists those it has)"),
-    408: ("timeout", "an upload stalled: nothing arrived for the server's --body-timeout-s; what had arrived was "
-                     "removed, send it again"),
+    408: ("timeout", "a request body (an upload, a JSON body) stalled, trickled below the server's minimum rate "
+                     "or took longer than its deadline (--body-timeout-s, --body-min-rate-kb-s, --body-deadline-s); "
+                     "what had arrived was removed, send it again"),
     409: ("conflict", "the request is valid but the current state does not allow it (a name in use, a job not "
                       "in a state that can be cancelled or resumed, a project without labelled cases, weights in "
                       "use)"),
@@ -62,6 +63,8 @@ CODES: dict[int, tuple[str, str]] = {
                     "cannot be read or does not match, settings the pipeline rejects (the detail names the field)"),
     500: ("internal", "the server failed; the detail says where its log is"),
     502: ("upstream", "a server the backend depends on (the foundation weights' host) failed"),
+    503: ("busy", "the server is busy with as much of this kind of work as it takes at once; ask again after "
+                  "the Retry-After header's seconds"),
 }
 
 
@@ -75,11 +78,12 @@ def error_responses(*statuses: int, validation: bool = True) -> dict[int | str, 
     """The ``responses=`` of a route that can answer with ``statuses`` (each an :class:`ErrorOut`).
 
     Always declared as well: 403 and 421, which any route answers on a loopback server to a
-    request from another site's page (:mod:`tskd.service.localonly`), and (unless
+    request from another site's page (:mod:`tskd.service.localonly`), 408, which any request
+    whose body stalls or trickles gets (:mod:`tskd.service.bodylimits`), and (unless
     ``validation`` is false, for a route without parameters) 422, which replaces FastAPI's
     default validation-error schema, not what this service answers.
     """
-    always = {403, 421} | ({422} if validation else set())
+    always = {403, 408, 421} | ({422} if validation else set())
     return {status: {"model": ErrorOut, "description": CODES[status][1]}
             for status in sorted(set(statuses) | always)}
 
@@ -89,9 +93,10 @@ class ServiceError(Exception):
 
     status = 500
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = dict(headers or {})
         if status is not None:
             self.status = status
 
@@ -140,7 +145,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return JSONResponse(error_body(exc.status, exc.message), status_code=exc.status)
+        return JSONResponse(error_body(exc.status, exc.message), status_code=exc.status, headers=exc.headers or None)
 
     @app.exception_handler(DownloadError)
     async def _upstream(request: Request, exc: DownloadError) -> JSONResponse:

@@ -11,8 +11,10 @@ killed from outside); ``failed``, ``cancelled`` and ``interrupted`` jobs can be 
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -134,7 +136,7 @@ class Jobs:
 
     # -- changes ------------------------------------------------------------------------------
     def create(self, project: dict[str, Any], *, preset: str | None, settings: dict[str, Any],
-               base: str | None, update_from: str | None = None) -> dict[str, Any]:
+               base: str | None, update_from: str | None = None, force: bool = False) -> dict[str, Any]:
         """Queue a training job on a snapshot of the project's dataset.
 
         ``base`` (default: the project's ``base`` setting, else ``none``) is resolved now: the job
@@ -143,16 +145,27 @@ class Jobs:
         makes the job an update of that job's run (``tskd train --update-from``); the worker's
         config file gets ``update.from_run``, the job's ``settings`` stay what the client sent.
 
+        A project trains one job at a time: while one of its jobs is queued or running, another is
+        refused (409, a double click must not queue two multi-hour jobs), and so is an update whose
+        project has no new or changed case since the model it updates was trained. ``force``
+        accepts both.
+
         Raises:
             ServiceError: 422 unknown preset, settings the pipeline's config refuses (the field
                 named), ``settings.update.from_run`` given; 404 ``update_from`` unknown; 409 no
                 labelled case yet, base checkpoint not on the server, ``update_from`` of another
-                project, not finished or without its run folder.
+                project, not finished or without its run folder; another job of the project queued
+                or running, an update with nothing new (both unless ``force``).
         """
         if isinstance((settings.get("update") or {}), dict) and (settings.get("update") or {}).get("from_run"):
             raise Unprocessable("settings.update.from_run: the service sets it; give update_from (a model or "
                                 "job id of this project) instead")
         previous = self._previous_job(project, update_from) if update_from else None
+        if previous is not None and not force and _same_tree(self.files(previous["id"]).dataset,
+                                                             self.ws.dataset_dir(project["id"])):
+            raise Conflict(f"update_from: the project has no new or changed case since job {previous['id']} trained "
+                           "that model, so an update would learn nothing new; add or correct cases first (or send "
+                           "force: true to train again anyway)")
         preset = preset or str(project["settings"].get("preset") or DEFAULT_PRESET)
         presets = list_presets()
         if presets and preset not in presets:
@@ -175,6 +188,12 @@ class Jobs:
         files = self.files(job_id)
         try:
             with self.db.transaction() as conn:
+                if not force:  # inside the write transaction: of two requests at once, the second sees the first
+                    active = conn.execute("SELECT id, state FROM jobs WHERE project_id = ? AND state IN "
+                                          "('queued', 'running') ORDER BY created LIMIT 1", (project["id"],)).fetchone()
+                    if active is not None:
+                        raise Conflict(f"job {active['id']} of this project is {active['state']}; a project trains one "
+                                       "job at a time. Wait for it, cancel it, or send force: true to queue this one too")
                 # the snapshot is taken inside the transaction: no case can be added or removed meanwhile
                 files.folder.mkdir(parents=True)
                 snapshot_tree(self.ws.dataset_dir(project["id"]), files.dataset)
@@ -261,6 +280,28 @@ class Jobs:
         logger.info("job %s queued again (was %s)", job_id, row["state"])
         self.wake()
         return self.get(job_id)
+
+
+def _same_tree(first: Path, second: Path) -> bool:
+    """True when two dataset folders hold the same files with the same content (a job's snapshot is
+    hard links to the dataset's files, so an unchanged file is usually the same file)."""
+    def files(root: Path) -> dict[str, Path]:
+        return {p.relative_to(root).as_posix(): p for p in root.rglob("*")
+                if p.is_file() and not p.name.startswith(".")} if root.is_dir() else {}
+
+    left, right = files(first), files(second)
+    if left.keys() != right.keys():
+        return False
+    for name, path in left.items():
+        other = right[name]
+        try:
+            if os.path.samefile(path, other):
+                continue
+            if path.stat().st_size != other.stat().st_size or not filecmp.cmp(path, other, shallow=False):
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _this_attempt(row: dict[str, Any], record: Any) -> Any:

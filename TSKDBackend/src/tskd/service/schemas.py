@@ -160,6 +160,10 @@ class JobCreate(_Strict):
                     "model with the project's new labels (teacher and students start from it, a short schedule "
                     "from the preset's 'update' section, its diffusion model reused unless settings say "
                     "update: {reuse_synthesis: false}); default: train from scratch")
+    force: bool = Field(
+        default=False,
+        description="queue the job even while another job of the project is queued or running, or when an update "
+                    "(update_from) would see no new or changed case; without it both are refused with 409")
 
 
 class JobProgress(BaseModel):

@@ -7,7 +7,7 @@ import signal
 import socket
 import sys
 import threading
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from tskd.errors import ConfigError
 from tskd.service.settings import ServiceSettings, is_loopback
@@ -72,12 +72,37 @@ def display_url(settings: ServiceSettings, port: int) -> str:
     return f"{settings.scheme}://{host}:{port}"
 
 
-def serve(settings: ServiceSettings, *, on_ready: Callable[[str], None] | None = None) -> None:
+def _stop_at_stdin_eof(server: object, stdin: BinaryIO) -> threading.Thread:
+    """A thread that reads (and drops) ``stdin`` and asks ``server`` to stop at its end of file.
+
+    The program that starts a local server with a pipe as its stdin holds the pipe's other end:
+    when that program exits or dies (even by SIGKILL), the operating system closes it, and the
+    read here returns end of file.
+    """
+
+    def watch() -> None:
+        try:
+            while stdin.read(1 << 16):
+                pass
+        except (OSError, ValueError):
+            pass  # a closed or unreadable stdin counts as the parent gone
+        logger.warning("standard input closed (the program that started this server is gone); stopping")
+        server.should_exit = True  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=watch, name="tskd-exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
+def serve(settings: ServiceSettings, *, on_ready: Callable[[str], None] | None = None,
+          exit_with_parent: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; jobs keep running in their own processes afterwards.
 
     Args:
         settings: the service settings.
         on_ready: called with the base URL once the server accepts requests' scheduling.
+        exit_with_parent: also stop when standard input reaches its end of file (the parent that
+            holds the other end of a stdin pipe exited or died), as a SIGTERM would stop it.
 
     Raises:
         ConfigError: unsafe binding or unusable address.
@@ -110,8 +135,11 @@ def serve(settings: ServiceSettings, *, on_ready: Callable[[str], None] | None =
     if threading.current_thread() is threading.main_thread():
         # uvicorn re-raises the signal that stopped it; make SIGTERM unwind (and clean up) like SIGINT
         signal.signal(signal.SIGTERM, _raise_stopped)
+    server = uvicorn.Server(config)
+    if exit_with_parent:
+        _stop_at_stdin_eof(server, sys.stdin.buffer)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     except (_Stopped, KeyboardInterrupt):
         pass
     finally:

@@ -37,10 +37,18 @@ class ServiceSettings:
         host / port: where to listen (port 0 picks a free port).
         token: when set, every request except ``/health`` needs ``Authorization: Bearer <token>``.
         max_upload_mb: largest accepted file in an upload, in MiB (bytes sent).
-        max_image_mb: largest image or label an upload may decode to, in MiB (voxels x bytes per
-            voxel, as its header declares; checked before any pixel is decoded).
-        body_timeout_s: seconds an upload may send nothing before it is abandoned (408), its
-            partial file removed.
+        max_image_mb: the most memory checking one uploaded image or label may take, in MiB: its
+            decoded size (voxels x bytes per voxel, as its header declares, read before any pixel
+            is decoded) times the measured peak factor of the check (about 2.3 for an image; see
+            :func:`tskd.service.casefiles.check_peak_bytes`). Uploads are checked one at a time.
+        body_timeout_s: seconds any request body may send nothing before it is abandoned (408),
+            its partial file removed; also the grace period of ``body_min_rate_kb_s``.
+        body_min_rate_kb_s: the slowest average rate of a request body, in KiB/s: a body may take
+            ``body_timeout_s`` plus one second per ``body_min_rate_kb_s`` KiB received so far
+            (Apache's mod_reqtimeout ``MinRate``); a body that trickles is cut with 408.
+        body_deadline_s: the longest any request body may take however fast it arrives (408).
+        max_queued_suggestions: suggestion computations waiting or running at once; a request
+            that would start one more is answered 503 with ``Retry-After``.
         auto_resume: queue jobs found interrupted at start-up again.
         max_concurrent_jobs: training processes that may run at once (GPUs are shared round-robin).
         train_command: the command a job runs, before its ``--data ... --out ...`` arguments.
@@ -63,8 +71,11 @@ class ServiceSettings:
     port: int = 8000
     token: str | None = None
     max_upload_mb: float = 512.0
-    max_image_mb: float = 512.0
+    max_image_mb: float = 1536.0
     body_timeout_s: float = 60.0
+    body_min_rate_kb_s: float = 1.0
+    body_deadline_s: float = 1800.0
+    max_queued_suggestions: int = 4
     auto_resume: bool = False
     max_concurrent_jobs: int = 1
     train_command: list[str] = field(default_factory=default_train_command)
@@ -96,6 +107,12 @@ class ServiceSettings:
             raise ValueError(f"max_image_mb must be positive, got {self.max_image_mb}")
         if self.body_timeout_s <= 0:
             raise ValueError(f"body_timeout_s must be positive, got {self.body_timeout_s}")
+        if self.body_min_rate_kb_s <= 0:
+            raise ValueError(f"body_min_rate_kb_s must be positive, got {self.body_min_rate_kb_s}")
+        if self.body_deadline_s <= 0:
+            raise ValueError(f"body_deadline_s must be positive, got {self.body_deadline_s}")
+        if self.max_queued_suggestions < 1:
+            raise ValueError(f"max_queued_suggestions must be at least 1, got {self.max_queued_suggestions}")
         if self.max_weights_upload_mb <= 0:
             raise ValueError(f"max_weights_upload_mb must be positive, got {self.max_weights_upload_mb}")
         if self.max_concurrent_jobs < 1:

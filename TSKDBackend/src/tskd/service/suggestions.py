@@ -14,10 +14,12 @@ pick (:func:`tskd.suggest.select`) depends on ``top`` only through when it stops
 ``top`` slices are exactly what ``top`` alone would give, and asking for more or fewer costs
 nothing.
 
-The worker is a thread of the server (one computation at a time), not a process like training
-jobs: a computation is short, holds no state worth adopting after a restart (an unfinished one is
-simply started again by the next request), and the student runs in onnxruntime, which releases the
-GIL, so the event loop stays responsive.
+Each computation runs in a worker process (``python -m tskd suggest``), like a training job: the
+teacher it loads (hundreds of MiB of torch) never enters the server, and a stopped server kills
+it. One runs at a time, from this component's queue, and the queue is bounded: while
+``max_queued`` computations wait or run, a request that would add one more is answered 503 with
+``Retry-After`` and nothing is started. A computation holds no state worth adopting after a
+restart (an unfinished one is simply started again by the next request).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,13 +38,14 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from tskd.errors import CancelledError, TSKDError
+from tskd.processes import kill_process_tree, process_start_time
 from tskd.service.db import Database
-from tskd.service.errors import Conflict, NotFound
+from tskd.service.errors import Conflict, NotFound, ServiceError
 from tskd.service.registry import Models
 from tskd.service.storage import Workspace, atomic_write_json, remove_path
 from tskd.service.timeutil import iso
 
-__all__ = ["Suggestions", "SuggestionRequest", "RETRY_AFTER_S", "KEEP_FILES", "MAX_TOP", "run_suggest"]
+__all__ = ["Suggestions", "SuggestionRequest", "RETRY_AFTER_S", "BUSY_RETRY_AFTER_S", "KEEP_FILES", "MAX_TOP", "run_suggest"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +53,8 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_S = 2
 #: Cache files kept per project (the newest); older ones are removed after each computation.
 KEEP_FILES = 20
+#: Seconds a client is told to wait when the queue is full (503).
+BUSY_RETRY_AFTER_S = 10
 #: The most slices a request may ask for (``top``); each computation picks this many.
 MAX_TOP = 200
 _FOLDER = "suggestions"
@@ -55,12 +62,43 @@ _FOLDER = "suggestions"
 
 def run_suggest(model: Path, data: Path, *, top: int, use_teacher: bool,
                 cancel: Callable[[], bool]) -> dict[str, Any]:
-    """One computation: :func:`tskd.suggest.suggest` on a run folder and a folder of images, as JSON
-    (module-level so that tests can count the calls)."""
-    from tskd.suggest import SuggestConfig, suggest
+    """One computation: ``tskd suggest`` on a run folder and a folder of images, in a worker
+    process, as JSON (module-level so that tests can count the calls).
 
-    result = suggest(model, data, config=SuggestConfig(top=top), use_teacher=use_teacher, cancel=cancel)
-    return result.to_dict()
+    The worker's files (its output, the JSON) lie next to ``data``; ``cancel`` is polled and a true
+    answer kills the worker's process tree.
+
+    Raises:
+        CancelledError: ``cancel`` answered true.
+        TSKDError: the worker refused its input (its ``tskd: error:`` line is the message).
+        RuntimeError: the worker failed otherwise.
+    """
+    folder = Path(data).parent
+    out, log = folder / "suggestions.json", folder / "worker.log"
+    command = [sys.executable, "-m", "tskd", "suggest", "--model", str(model), "--data", str(data),
+               "--top", str(top), "--json", str(out)] + ([] if use_teacher else ["--no-teacher"])
+    with open(log, "wb") as output:
+        worker = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                  cwd=folder, start_new_session=sys.platform != "win32")
+    started = process_start_time(worker.pid)
+    try:
+        while worker.poll() is None:
+            if cancel():
+                raise CancelledError("the server stopped")
+            time.sleep(0.1)
+    finally:
+        if worker.poll() is None:
+            kill_process_tree(worker.pid, started)
+            worker.wait(timeout=10)
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    if worker.returncode == 0:
+        return json.loads(out.read_text(encoding="utf-8"))
+    refused = next((line[len("tskd: error:"):].strip() for line in reversed(lines) if line.startswith("tskd: error:")),
+                   None)
+    if refused is not None:
+        raise TSKDError(refused.replace(str(folder) + os.sep, ""))
+    raise RuntimeError(f"the scoring process ended with exit code {worker.returncode}: "
+                       f"{' / '.join(lines[-3:]) or 'no output'}")
 
 
 class SuggestionRequest:
@@ -107,9 +145,13 @@ class Suggestions:
         db: the service database.
         workspace: the workspace folders.
         models: the model registry (the latest model of a project, its package folder).
+        max_queued: computations waiting or running at once (more are answered 503).
     """
 
-    def __init__(self, db: Database, workspace: Workspace, models: Models) -> None:
+    def __init__(self, db: Database, workspace: Workspace, models: Models, *, max_queued: int = 4) -> None:
+        if max_queued < 1:
+            raise ValueError(f"max_queued must be at least 1, got {max_queued}")
+        self.max_queued = max_queued
         self.db = db
         self.ws = workspace
         self.models = models
@@ -168,6 +210,9 @@ class Suggestions:
             request: from :meth:`resolve`.
             retry: compute again when the cached answer is a failure (a result is kept: the same
                 model on the same cases ranks the same).
+
+        Raises:
+            ServiceError: 503 (``Retry-After``) when ``max_queued`` computations wait or run already.
         """
         path = self._path(request)
         with self._lock:
@@ -179,6 +224,11 @@ class Suggestions:
                 return request.answer(cached)
             if self._executor is None:
                 raise RuntimeError("the suggestions worker is not started")
+            if len(self._running) >= self.max_queued:
+                raise ServiceError(
+                    f"the server is already computing suggestions for {len(self._running)} requests, as many as it "
+                    f"queues at once; ask again in a moment (after {BUSY_RETRY_AFTER_S} s)", status=503,
+                    headers={"Retry-After": str(BUSY_RETRY_AFTER_S)})
             record = request.record("computing", requested=iso(time.time()))
             self._running[request.key] = record
             self._executor.submit(self._compute, request, path, record)
@@ -199,6 +249,9 @@ class Suggestions:
             result = run_suggest(request.run_dir, images, top=MAX_TOP, use_teacher=request.teacher,
                                  cancel=self._stop.is_set)
             result["model"] = request.model_id  # not the server's paths
+            teacher = result.get("teacher")
+            if isinstance(teacher, dict) and isinstance(teacher.get("note"), str):
+                teacher["note"] = teacher["note"].replace(str(request.run_dir), "the model's run folder")
             result["data"] = f"project {request.project_id}: {len(request.cases)} unlabelled case(s)"
             outcome = dict(record, status="done", result=result, finished=iso(time.time()))
         except CancelledError:

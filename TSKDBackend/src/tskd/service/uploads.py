@@ -4,9 +4,9 @@ The request body is parsed as it arrives (``python-multipart``'s streaming parse
 part is written straight into a temporary folder of the workspace; a body is never held whole in
 memory. Limits are checked while receiving: a file over the limit stops being written and the
 rest of the body is read and dropped (up to a cap) so that the client gets a clean 413 answer.
-A body that stalls (nothing arrives for the server's ``--body-timeout-s``) is abandoned with 408
-and the connection closed. The caller owns the folder and removes it whatever happens (so a
-partial file never outlives its request).
+A body that stalls, trickles or takes too long is cut by :mod:`tskd.service.bodylimits` (408, the
+connection closed); here it looks like a client that went away. The caller owns the folder and
+removes it whatever happens (so a partial file never outlives its request).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 import anyio
-from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from tskd.data.image import IMAGE_SUFFIXES, image_suffix
@@ -44,42 +43,8 @@ logger = logging.getLogger(__name__)
 UPLOAD_SUFFIXES = tuple(s for s in IMAGE_SUFFIXES if s not in (".dcm", ".mhd"))
 _FLUSH_BYTES = 1 << 20  # hand the parser 1 MiB at a time (one thread hop per MiB)
 _DRAIN_EXTRA = 64 << 20  # after a refusal, read at most this much more of the body
-_DEFAULT_BODY_TIMEOUT_S = 60.0  # when the app has no service settings (ServiceSettings.body_timeout_s)
 _MALFORMED = ("the multipart body is malformed (damaged part headers or boundaries); send the files again "
               "as multipart/form-data")
-
-
-class _Stalled(Exception):
-    """Nothing of the body arrived for the body timeout."""
-
-
-def _body_timeout(request: Request) -> float:
-    service = getattr(request.app.state, "service", None) if "app" in request.scope else None
-    return float(getattr(getattr(service, "settings", None), "body_timeout_s", _DEFAULT_BODY_TIMEOUT_S))
-
-
-async def _chunks(request: Request):
-    """The body's chunks, each awaited at most the body timeout (then :class:`_Stalled`)."""
-    timeout = _body_timeout(request)
-    stream = request.stream().__aiter__()
-    while True:
-        try:
-            with anyio.fail_after(timeout):
-                chunk = await stream.__anext__()
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise _Stalled(timeout) from None
-        yield chunk
-
-
-def _stalled(timeout: float) -> HTTPException:
-    return HTTPException(
-        408,
-        f"the upload stalled: nothing arrived for {timeout:g} s, so the server gave up on it and removed what "
-        "it had received; send the files again (the server's --body-timeout-s option sets this wait)",
-        headers={"Connection": "close"},
-    )
 
 
 @dataclass
@@ -300,7 +265,7 @@ async def receive_form(
     received = 0
     drained = 0
     try:
-        async for chunk in _chunks(request):
+        async for chunk in request.stream():
             received += len(chunk)
             if writer.error is not None:
                 drained += len(chunk)
@@ -321,10 +286,6 @@ async def receive_form(
                 writer.fail(BadRequest(_MALFORMED))
     except ClientDisconnect:
         writer.fail(BadRequest("the client disconnected before the upload was complete"))
-    except _Stalled as stalled:
-        writer.close()
-        logger.warning("an upload stalled for %g s; abandoned", stalled.args[0])
-        raise _stalled(stalled.args[0]) from None
     finally:
         writer.close()
     if received == 0:
@@ -349,9 +310,9 @@ async def discard_body(request: Request, limit: int = _DRAIN_EXTRA) -> None:
     client that is still sending (it would otherwise see a broken connection)."""
     read = 0
     try:
-        async for chunk in _chunks(request):
+        async for chunk in request.stream():
             read += len(chunk)
             if read > limit:
                 break
-    except (ClientDisconnect, _Stalled):
+    except ClientDisconnect:
         pass

@@ -115,12 +115,14 @@ def load_teacher(model: PathLike, *, device: str = "cpu", base: Optional[PathLik
         ``(teacher or None, note)``; a teacher that cannot be loaded (its foundation checkpoint
         moved, say) is reported in the note and left out, so the student's term still ranks.
     """
-    from tskd.teacher.storage import TEACHER_JSON
-
     root = Path(model).expanduser()
     if not root.is_dir() or (root / METADATA_NAME).is_file():
         return None, f"{root} is a student package, not a run folder: no teacher (student entropy only)"
     folder = root / "teacher"
+    if not folder.is_dir():  # before importing torch (tskd.teacher): a suggestions worker starts in a second
+        return None, f"no trained teacher in {folder} (student entropy only)"
+    from tskd.teacher.storage import TEACHER_JSON
+
     if not (folder / TEACHER_JSON).is_file():
         return None, f"no trained teacher in {folder} (student entropy only)"
     from tskd.inference.teacher_model import load_teacher_slice_model

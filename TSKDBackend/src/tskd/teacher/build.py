@@ -67,10 +67,10 @@ def build_teacher(
             "teacher: no foundation weights (base: none); training a randomly initialised SAM '%s' from "
             "scratch, without LoRA. Results will be far below a SAM/MedSAM teacher.", architecture
         )
-        model = build_scratch_segmenter(architecture, input_size=config.input_size, num_classes=num_classes)
+        model = build_scratch_segmenter(architecture, input_size=config.model_input_size, num_classes=num_classes)
     else:
         model = load_pretrained_segmenter(
-            config.base, architecture=config.architecture, input_size=config.input_size, num_classes=num_classes
+            config.base, architecture=config.architecture, input_size=config.model_input_size, num_classes=num_classes
         )
         if config.resolved_encoder(on_cpu) == "lora":
             apply_lora(model, config.lora)

@@ -58,6 +58,9 @@ class TeacherConfig(ConfigBase):
             a registry name (``vit_b``, ``vit_l``, ``vit_h``, ``medsam``, ``tiny``, ``small``).
         input_size: side of the square training input in pixels (multiple of 16; 256 is SAMed's
             and a good default, 1024 is SAM's native size).
+        foundation_input_size: the input size when the teacher has foundation weights (``None``:
+            ``input_size``). A preset sets it when its ``input_size`` suits the small from-scratch
+            teacher but not a foundation model (cpu-small: 128 from scratch, LiteMedSAM's native 256).
         lora: LoRA settings (used when the encoder trains with LoRA, see ``encoder``).
         encoder: how a foundation encoder takes part in fine-tuning: ``"lora"`` (adapters on its
             attention train with the decoder), ``"frozen"`` (only the decoder trains; each image's
@@ -80,6 +83,7 @@ class TeacherConfig(ConfigBase):
     base: str = "none"
     architecture: str = "auto"
     input_size: int = 256
+    foundation_input_size: int | None = None
     lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
     encoder: Literal["auto", "lora", "frozen"] = "auto"
     embedding_cache: str = "auto"
@@ -102,6 +106,8 @@ class TeacherConfig(ConfigBase):
                 f"architecture {self.architecture!r} is not one of auto, {', '.join(ARCHITECTURES)}"
             )
         check_input_size(self.input_size)
+        if self.foundation_input_size is not None:
+            check_input_size(self.foundation_input_size)
         if self.encoder not in ("auto", "lora", "frozen"):
             raise ValueError(f"encoder must be 'auto', 'lora' or 'frozen', got {self.encoder!r}")
         if not self.embedding_cache:
@@ -117,6 +123,13 @@ class TeacherConfig(ConfigBase):
     def uses_foundation_weights(self) -> bool:
         """``False`` when ``base`` is ``"none"``."""
         return self.base.lower() != "none"
+
+    @property
+    def model_input_size(self) -> int:
+        """The teacher's input size: ``foundation_input_size`` with foundation weights when set, else ``input_size``."""
+        if self.uses_foundation_weights and self.foundation_input_size is not None:
+            return self.foundation_input_size
+        return self.input_size
 
     def resolved_encoder(self, on_cpu: bool) -> str:
         """``"lora"`` or ``"frozen"``: ``auto`` is frozen when training on a CPU (``on_cpu``)."""

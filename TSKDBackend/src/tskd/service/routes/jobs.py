@@ -23,7 +23,7 @@ router = APIRouter(tags=["jobs"])
 def start_job(project_id: str, body: JobCreate, svc: Service = Depends(service)) -> dict:
     project = svc.projects.row(project_id)
     return svc.jobs.create(project, preset=body.preset, settings=body.settings, base=body.base,
-                           update_from=body.update_from)
+                           update_from=body.update_from, force=body.force)
 
 
 @router.get("/projects/{project_id}/jobs", response_model=JobList, summary="List a project's jobs",

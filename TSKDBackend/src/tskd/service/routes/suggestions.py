@@ -27,7 +27,7 @@ _COMPUTING = {
 
 @router.get("/projects/{project_id}/suggestions", response_model=SuggestionsOut,
             summary="The unlabelled cases' slices most worth labelling next (202 while being computed)",
-            responses={**error_responses(401, 404, 409), **_COMPUTING})
+            responses={**error_responses(401, 404, 409, 503), **_COMPUTING})
 def get_suggestions(
     project_id: str,
     response: Response,

@@ -50,12 +50,12 @@ def frozen_foundation_model(config: PipelineConfig, num_classes: int) -> SamSegm
     teacher = config.teacher
     if teacher.uses_foundation_weights:
         model = load_pretrained_segmenter(teacher.base, architecture=teacher.architecture,
-                                          input_size=teacher.input_size, num_classes=num_classes)
+                                          input_size=teacher.model_input_size, num_classes=num_classes)
     else:
         logger.warning("task_agnostic_kd: no foundation weights (base: none); distilling the features of a "
                        "randomly initialised SAM '%s'", teacher.resolved_architecture())
         torch.manual_seed(teacher.train.seed)
-        model = build_scratch_segmenter(teacher.resolved_architecture(), input_size=teacher.input_size,
+        model = build_scratch_segmenter(teacher.resolved_architecture(), input_size=teacher.model_input_size,
                                         num_classes=num_classes)
     return model.eval()
 

@@ -1,0 +1,102 @@
+"""`tskd train` with LiteMedSAM's official weights as the teacher, on real HC18 images, in both
+teaching modes (prompt-free fine-tuned; box-prompted by the fine-tuned teacher's components).
+
+Small on purpose (six labelled training images, two for validation, four held-out images of other
+subjects; the teacher at 128 px for 30 steps, the students briefly; the box-prompted mode wraps the
+same fine-tuned teacher, as the stage does when a run's teacher is done): the point is the plumbing a user relies on
+(the real weights, the frozen encoder and its embedding cache, the box-prompted teacher, and the
+model's name and SHA-256 in the summary, report and package) and a teacher that learns: its Dice on
+the held-out images must be well above chance (an all-foreground guess scores about 0.5 here).
+The full-size runs and their timings are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from tests.conftest import shared_dataset
+
+from tskd.data.dataset import load_dataset
+from tskd.inference.teacher_model import load_teacher_slice_model
+from tskd.pipeline.export_stage import score_slice_model
+from tskd.pipeline.run import run_stages
+from tskd.pipeline.run_folder import RunFolder
+from tskd.runconfig import resolve_config
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.package_index, pytest.mark.slow]
+
+SHA256 = "79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"
+TRAIN = ["100_HC", "101_HC", "102_HC", "103_HC", "104_HC", "105_HC", "106_HC", "107_HC"]
+TEST = ["600_HC", "601_HC", "602_HC", "603_HC"]
+SIZE = 128
+
+
+def _settings(cache) -> dict:
+    return {
+        "data": {"prepared": {"input_size": SIZE, "fit_to_data": False}, "val_fraction": 0.25},
+        "teacher": {"foundation_input_size": SIZE, "embedding_cache": str(cache),
+                    "train": {"max_steps": 30, "batch_size": 4, "lr": 2.0e-3, "warmup_steps": 3,
+                              "validate_every": 15, "checkpoint_every": 15}},
+        "distill": {"train": {"max_steps": 10, "batch_size": 4, "validate_every": 5, "checkpoint_every": 5}},
+        "finetune": {"train": {"max_steps": 6, "batch_size": 4, "validate_every": 3, "checkpoint_every": 3}},
+        "reference": {"enabled": False},
+    }
+
+
+@pytest.fixture(scope="module")
+def hc18(tmp_path_factory, litemedsam_checkpoint):
+    root = shared_dataset("hc18")
+    folder = tmp_path_factory.mktemp("hc18")
+    for name, cases in (("cases.csv", TRAIN), ("test.csv", TEST)):
+        with (folder / name).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["image", "label"])
+            for case in cases:
+                writer.writerow([root / "images" / f"{case}.png", root / "masks" / f"{case}.png"])
+    config = resolve_config(preset="cpu-small", base=str(litemedsam_checkpoint),
+                            overrides=_settings(folder / "embeddings"))
+    run = RunFolder(folder / "run")
+    summary = run_stages(str(folder / "cases.csv"), run.root, config)
+    return {"run": run, "summary": summary, "config": config, "test_manifest": folder / "test.csv",
+            "cache": folder / "embeddings"}
+
+
+def _held_out_dice(run: RunFolder, manifest, teaching: str) -> float:
+    """Mean Dice of the run's teacher (as ``tskd teacher predict`` and ``tskd suggest`` load it) on
+    the held-out images, segmented with the run's own preprocessing and scored at full resolution."""
+    model = load_teacher_slice_model(run.root, device="cpu", teaching=teaching)
+    summary = score_slice_model(model, load_dataset(str(manifest)), list(TEST))
+    return {int(k): float(v["dice"]) for k, v in summary["per_class"].items()}[1]
+
+
+@pytest.mark.timeout(1800)
+def test_train_with_litemedsam_as_the_prompt_free_teacher(hc18):
+    run = hc18["run"]
+    teacher = hc18["summary"]["stages"]["teacher"]
+    assert teacher["architecture"] == "litemedsam" and teacher["has_foundation_weights"]
+    assert teacher["base_sha256"] == SHA256 and teacher["encoder"] == "frozen"
+    assert teacher["teaching"] == "prompt_free"
+    package = json.loads((run.package / "tskd-model.json").read_text(encoding="utf-8"))
+    assert SHA256 in json.dumps(package) and "litemedsam" in json.dumps(package)
+    assert SHA256 in (run.report / "report.md").read_text(encoding="utf-8")
+    assert json.loads((run.teacher / "teacher.json").read_text(encoding="utf-8"))["lora"] is None
+    # the frozen encoder's embeddings are in the cache: one file per training and validation image
+    assert len(list(hc18["cache"].glob("*/*/*.npy"))) == len(TRAIN)
+    dice = _held_out_dice(run, hc18["test_manifest"], "prompt_free")
+    assert dice > 0.75, f"held-out Dice of the prompt-free teacher: {dice:.3f}"
+
+
+@pytest.mark.timeout(1800)
+def test_the_same_teacher_labels_through_box_prompts(hc18):
+    """teaching: boxes on the finished teacher (the stage loads it and wraps it; no training again)."""
+    from tskd.pipeline.data_stage import load_prepared_data
+    from tskd.pipeline.stage import StageContext
+    from tskd.pipeline.teacher_stage import run_teacher_stage
+
+    config = hc18["config"].replace(teacher=hc18["config"].teacher.replace(teaching="boxes"))
+    result = run_teacher_stage(hc18["run"], load_prepared_data(hc18["run"]), config, StageContext())
+    assert result.model.teaching == "boxes" and "boxes_val_dice" in result.metrics
+    dice = _held_out_dice(hc18["run"], hc18["test_manifest"], "boxes")
+    assert dice > 0.75, f"held-out Dice of the box-prompted teacher: {dice:.3f}"
