@@ -251,7 +251,9 @@ class Checkpoints:
         previous server left queued or running (it resumes the ``.part`` file)."""
         from tskd.foundation.resolve import has_gpu
 
-        has_gpu()  # imports torch now, once, rather than in the first GET /checkpoints
+        # torch's import (about 2 s) in the background: the listing's first GET finds it done or waits
+        # on the import lock, and the server answers health checks and resumes jobs without waiting for it
+        threading.Thread(target=has_gpu, name="tskd-device-check", daemon=True).start()
         for row in self.db.query("SELECT name FROM fetches WHERE state IN ('queued', 'running')"):
             logger.info("resuming the download of %s left by the previous server", row["name"])
             with self._lock:
