@@ -251,9 +251,11 @@ class Checkpoints:
         previous server left queued or running (it resumes the ``.part`` file)."""
         from tskd.foundation.resolve import has_gpu
 
-        # torch's import (about 2 s) in the background: the listing's first GET finds it done or waits
-        # on the import lock, and the server answers health checks and resumes jobs without waiting for it
-        threading.Thread(target=has_gpu, name="tskd-device-check", daemon=True).start()
+        # imports torch now, once (about 2 s), rather than in the first GET /checkpoints. Not in a background
+        # thread: the upload memory bounds measure the server's growth, which a late torch import would spoil
+        # (tried 2026-12-06: test_service_memory then failed). A child-process probe would keep torch out of
+        # the server altogether; left for later.
+        has_gpu()
         for row in self.db.query("SELECT name FROM fetches WHERE state IN ('queued', 'running')"):
             logger.info("resuming the download of %s left by the previous server", row["name"])
             with self._lock:
