@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
 
 from tskd.atomic import write_json
-from tskd.export.onnx_export import OnnxVerificationError
+from tskd.export.onnx_export import OnnxVerificationError, write_onnx_graph
 from tskd.runtime.box_model import (
     BOX_FORMAT_NAME,
     BOX_FORMAT_VERSION,
@@ -65,26 +61,6 @@ class _Decoder(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         return self.segmenter.box_masks(embeddings, boxes[None])[0]
-
-
-def _export(module: nn.Module, args: tuple, path: Path, input_names: list[str], output_name: str,
-            dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with warnings.catch_warnings():
-            # the tracer's notes on shape checks (the sizes are fixed by design) and the exporter's own
-            # notice that it is the legacy one
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
-            warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
-            torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=[output_name],
-                              dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
-        onnx.checker.check_model(str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _checkpoint_sha256(model: SamSegmenter, given: str | None) -> str:
@@ -134,9 +110,10 @@ def export_box_model(
     with torch.no_grad():
         embeddings = encoder(pixels)
     boxes = torch.tensor([[size * 0.1, size * 0.2, size * 0.6, size * 0.7], [0.0, 0.0, size - 1.0, size - 1.0]])
-    _export(encoder, (pixels,), folder / ENCODER_NAME, [ENCODER_INPUT], EMBEDDINGS, {}, opset)
-    _export(decoder, (embeddings, boxes), folder / DECODER_NAME, [EMBEDDINGS, BOXES], LOGITS,
-            {BOXES: {0: "boxes"}, LOGITS: {0: "boxes"}}, opset)
+    write_onnx_graph(encoder, (pixels,), folder / ENCODER_NAME, input_names=[ENCODER_INPUT],
+                     output_names=[EMBEDDINGS], dynamic_axes={}, opset=opset)
+    write_onnx_graph(decoder, (embeddings, boxes), folder / DECODER_NAME, input_names=[EMBEDDINGS, BOXES],
+                     output_names=[LOGITS], dynamic_axes={BOXES: {0: "boxes"}, LOGITS: {0: "boxes"}}, opset=opset)
     base = net.base.to_dict() if hasattr(net.base, "to_dict") else {}
     metadata = {
         "format": BOX_FORMAT_NAME,

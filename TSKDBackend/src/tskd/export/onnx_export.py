@@ -29,7 +29,7 @@ from torch import nn
 from tskd.errors import TSKDError
 from tskd.student.base import StudentWithProjector
 
-__all__ = ["OnnxVerificationError", "export_onnx", "verify_onnx", "INPUT_NAME", "OUTPUT_NAME"]
+__all__ = ["OnnxVerificationError", "export_onnx", "verify_onnx", "write_onnx_graph", "INPUT_NAME", "OUTPUT_NAME"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,30 @@ def _exportable(model: nn.Module) -> nn.Module:
     """The network whose plain ``forward`` gives logits: unwrap DDP and drop a feature projector."""
     inner = getattr(model, "module", model)
     return inner.student if isinstance(inner, StudentWithProjector) else inner
+
+
+def write_onnx_graph(module: nn.Module, args: tuple, path: Path, *, input_names: list[str], output_names: list[str],
+                     dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
+    """Trace ``module`` on ``args`` into ``path``: written to a temporary file beside it, checked by
+    ``onnx.checker``, then renamed (the one ONNX writer of the student and the box model)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with warnings.catch_warnings():
+            # expected and harmless here: the spatial size is fixed by design (tracer), MONAI's
+            # instance norm has no running statistics (always "train" mode), and the exporter's
+            # own notice that it is the legacy one
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message=r".*'instance_norm' is set to train=True.*")
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
+            warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+            torch.onnx.export(module, args, str(tmp), input_names=input_names, output_names=output_names,
+                              dynamic_axes=dynamic_axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+        onnx.checker.check_model(str(tmp))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def export_onnx(
@@ -82,33 +106,8 @@ def export_onnx(
         raise ValueError(f"model output {tuple(out.shape)} for input {tuple(dummy.shape)}; expected {expected}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with warnings.catch_warnings():
-            # expected and harmless here: the spatial size is fixed by design (tracer), MONAI's
-            # instance norm has no running statistics (always "train" mode), and the exporter's
-            # own notice that it is the legacy one
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            warnings.filterwarnings("ignore", message=r".*'instance_norm' is set to train=True.*")
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
-            warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
-            torch.onnx.export(
-                net,
-                (dummy,),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,
-            )
-        onnx.checker.check_model(str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_onnx_graph(net, (dummy,), path, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                     dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}, opset=opset)
     logger.info("exported ONNX model (opset %d, input %dx%d, %d classes) to %s", opset, input_size, input_size, num_classes, path)
     return path
 
