@@ -35,7 +35,6 @@ import collections
 import gzip
 import hashlib
 import http.client
-import json
 import os
 import random
 import signal
@@ -62,14 +61,10 @@ import psutil  # noqa: E402
 from benchlib import RESULTS_DIR, machine_info, now, write_results  # noqa: E402
 from SlicerTSKDLib.backend.client import TSKDClient, TSKDClientError, TSKDConnectionError  # noqa: E402
 
-#: the service tests' shortened tiny run (tests/service/helpers.py QUICK_TINY_SETTINGS; a test checks they agree)
-QUICK_TINY_SETTINGS = {
-    "reference": {"enabled": False},
-    "teacher": {"train": {"max_steps": 150}},
-    "synthesis": {"num_synthetic": 16, "train": {"max_steps": 50}},
-    "distill": {"train": {"max_steps": 100}},
-    "finetune": {"train": {"max_steps": 100}},
-}
+sys.path.insert(0, str(REPO / "TSKDBackend"))
+#: the service tests' shortened tiny run, from where they keep it (one place)
+from tests.service.helpers import QUICK_TINY_SETTINGS  # noqa: E402
+
 #: ... with a checkpoint every 25 steps (the preset's 50-100), so that a worker killed every minute or
 #: two still gets somewhere: a SIGKILL loses the steps since the last checkpoint
 TRAIN_SETTINGS = {stage: {**section, "train": {**section.get("train", {}), "checkpoint_every": 25}}
