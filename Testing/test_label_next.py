@@ -240,24 +240,17 @@ def test_the_list_polls_then_jumps_predicts_once_and_loads_missing_cases(monkeyp
     assert widget.table.tableTexts() == [] and not widget.pollTimer.active
 
 
-def test_with_a_real_backend_the_list_ranks_the_unlabelled_case_and_loads_it(monkeypatch, tmp_path, slicerScene,
-                                                                           serviceServer):
-    """The whole chain: the module's client, the suggestions route computing in the backend, the widget
-    polling it, a click downloading the case from the backend and jumping to its slice."""
-    from tskd.data.image import read_image, write_image
+def _projectWithAModel(client, tmp_path, projectName, unlabelledName):
+    """A project on the real backend with two labelled phantom cases, one unlabelled case and a finished
+    (fake) training job: ``(project, job row, phantom config)``; phantom ``i`` is the ``i``-th case."""
+    from tskd.data.image import write_image
     from tskd.data.phantom import PhantomConfig, make_phantom
 
     from tests.service.helpers import project_labels, wait_state
 
-    installFakeQt(monkeypatch)
-    slicer = importSlicer()
-    from SlicerTSKDLib.sceneData import arrayFromMatrix, ijkToWorldArray
-    from SlicerTSKDLib.segment.labelNextWidget import LabelNextWidget
-
-    client = serviceServer.client()
-    project = client.create_project("label-next", project_labels())
+    project = client.create_project(projectName, project_labels())
     config = PhantomConfig(size=(32, 32, 8), spacing=(1.0, 1.0, 2.5), structures=2)
-    for index, name in enumerate(("case_000", "case_001", "unlabelled_scan")):
+    for index, name in enumerate(("case_000", "case_001", unlabelledName)):
         image, label = make_phantom(config, index)
         imagePath = write_image(image, tmp_path / "{}.nii.gz".format(name))
         labelPath = write_image(label, tmp_path / "{}-label.nii.gz".format(name)) if index < 2 else None
@@ -265,6 +258,23 @@ def test_with_a_real_backend_the_list_ranks_the_unlabelled_case_and_loads_it(mon
     job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": 2, "step_s": 0.01}})
     model = wait_state(client, job["id"], ("done", "failed"))
     assert model["state"] == "done", model
+    return project, model, config
+
+
+def test_with_a_real_backend_the_list_ranks_the_unlabelled_case_and_loads_it(monkeypatch, tmp_path, slicerScene,
+                                                                           serviceServer):
+    """The whole chain: the module's client, the suggestions route computing in the backend, the widget
+    polling it, a click downloading the case from the backend and jumping to its slice."""
+    from tskd.data.image import read_image
+    from tskd.data.phantom import make_phantom
+
+    installFakeQt(monkeypatch)
+    slicer = importSlicer()
+    from SlicerTSKDLib.sceneData import arrayFromMatrix, ijkToWorldArray
+    from SlicerTSKDLib.segment.labelNextWidget import LabelNextWidget
+
+    client = serviceServer.client()
+    project, model, config = _projectWithAModel(client, tmp_path, "label-next", "unlabelled_scan")
 
     views = _views(slicerScene)
     session = SessionState()
@@ -298,10 +308,8 @@ def test_take_a_suggestion_correct_it_submit_it_and_it_leaves_the_ranking_with_n
     "Submit and go to next"; the case is then labelled once under its own name (replaced, no ``<case>_2``),
     the list goes on to the next case, and the new ranking no longer has it. A volume with a DICOM-style
     name uploaded to be ranked is found again through its tag (not downloaded a second time)."""
-    from tskd.data.image import read_image, write_image
-    from tskd.data.phantom import PhantomConfig, make_phantom
-
-    from tests.service.helpers import project_labels, wait_state
+    from tskd.data.image import read_image
+    from tskd.data.phantom import make_phantom
 
     installFakeQt(monkeypatch)
     slicer = importSlicer()
@@ -310,16 +318,7 @@ def test_take_a_suggestion_correct_it_submit_it_and_it_leaves_the_ranking_with_n
     from SlicerTSKDLib.segment.labelNextWidget import LabelNextWidget
 
     client = serviceServer.client()
-    project = client.create_project("label-next-loop", project_labels())
-    config = PhantomConfig(size=(32, 32, 8), spacing=(1.0, 1.0, 2.5), structures=2)
-    for index, name in enumerate(("case_000", "case_001", "scan_a")):
-        image, label = make_phantom(config, index)
-        imagePath = write_image(image, tmp_path / "{}.nii.gz".format(name))
-        labelPath = write_image(label, tmp_path / "{}-label.nii.gz".format(name)) if index < 2 else None
-        client.upload_case(project["id"], name, str(imagePath), None if labelPath is None else str(labelPath))
-    job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": 2, "step_s": 0.01}})
-    model = wait_state(client, job["id"], ("done", "failed"))
-    assert model["state"] == "done", model
+    project, model, config = _projectWithAModel(client, tmp_path, "label-next-loop", "scan_a")
 
     _views(slicerScene)
     session = SessionState()
