@@ -258,3 +258,18 @@ def test_a_foundation_model_just_added_is_shown_and_saved_once_even_if_listings_
     logic.importedText({"name": "sam-vit-b", "architecture": "SAM"})
     logic.userChose()
     assert logic.foundation(rows, old).choices[logic.foundation(rows, old).index].value == "none"
+
+
+def test_the_download_status_is_not_asked_for_before_the_start_request_has_answered():
+    """Asked before the backend queued the fetch, the status reads "missing", which is a finished, failed
+    download: the panel stopped following a download that then ran (issue 32, item 12's race)."""
+    from types import SimpleNamespace
+
+    from SlicerTSKDLib.train.trainingLogic import DOWNLOAD_STATUS, STARTING_DOWNLOAD
+
+    logic = TrainingLogic()
+    assert not logic.pollDownloadNow(lambda name: False)  # no download
+    logic.download = SimpleNamespace(name="sam-vit-b")
+    assert not logic.pollDownloadNow(lambda name: name == STARTING_DOWNLOAD)
+    assert not logic.pollDownloadNow(lambda name: name == DOWNLOAD_STATUS)  # one status request at a time
+    assert logic.pollDownloadNow(lambda name: False)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .foundationLogic import (NONE, FoundationLogic, FoundationView, WeightsDownload, WeightsImport, downloadCandidates,
                               foundationView, savedChoice)
@@ -365,6 +365,11 @@ NO_LABELLED_CASES = ("This project has no labelled case yet: add a volume with i
                      "(panel above), then start training.")
 
 
+#: The names of the weights download's background tasks (see :meth:`TrainingLogic.pollDownloadNow`).
+STARTING_DOWNLOAD = "Starting the download"
+DOWNLOAD_STATUS = "Download status"
+
+
 class TrainingLogic:
     """The Train panel's state and decisions, without Qt (see the module docstring).
 
@@ -553,6 +558,14 @@ class TrainingLogic:
             return None
         self.upload = WeightsImport(client, str(path))
         return self.upload
+
+    def pollDownloadNow(self, busy: Callable[[str], bool]) -> bool:
+        """Whether the weights timer may ask for the download's status now (``busy(name)``: a task of that
+        name is pending). Not while the start request is still on its way: asked before the backend has
+        queued the fetch, the status is "missing", which reads as a finished, failed download, so the
+        panel stopped following a download that then ran, and the model it brought was never chosen
+        (the race behind test_a_downloaded_foundation_model_is_chosen_and_saved_instead_of_none)."""
+        return self.download is not None and not busy(STARTING_DOWNLOAD) and not busy(DOWNLOAD_STATUS)
 
     def downloadStatus(self, status: Any) -> bool:
         """A download's status arrived; True when it finished (the chooser is listed again)."""

@@ -16,7 +16,7 @@ import ctk
 import qt
 
 from .foundationLogic import NO_FOUNDATION_TEXT, FoundationLogic
-from .trainingLogic import TrainingLogic
+from .trainingLogic import DOWNLOAD_STATUS, STARTING_DOWNLOAD, TrainingLogic
 from ..session import SessionState, showError, userMessage
 
 __all__ = ["TrainingWidget"]
@@ -164,7 +164,7 @@ class TrainingWidget:
         download = self.logic.startDownload(self.session.client)
         if download is None:
             return
-        self.session.submit("Starting the download", download.start, onSuccess=self._showDownload,
+        self.session.submit(STARTING_DOWNLOAD, download.start, onSuccess=self._showDownload,
                             onError=self._onWeightsError)
         self.weightsTimer.start()
         self._updateButtons()
@@ -203,8 +203,8 @@ class TrainingWidget:
             fraction = self.logic.upload.fraction
             self.weightsBar.value = int(round((fraction or 0.0) * 1000))
             return
-        if self.logic.download is not None and not self.session.tasks.busy("Download status"):
-            self.session.submit("Download status", self.logic.download.poll, onSuccess=self._showDownload,
+        if self.logic.pollDownloadNow(self.session.tasks.busy):
+            self.session.submit(DOWNLOAD_STATUS, self.logic.download.poll, onSuccess=self._showDownload,
                                 onError=self._onWeightsError)
 
     def _showDownload(self, status) -> None:
