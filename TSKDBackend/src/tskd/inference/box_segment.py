@@ -72,9 +72,11 @@ def _is_weights(model: str) -> bool:
     return is_weights_name(model)
 
 
-def zero_shot_box_model(model: str, cache_dir: str | Path | None = None) -> Path:
+def zero_shot_box_model(model: str, cache_dir: str | Path | None = None, *, name: str | None = None) -> Path:
     """The exported box model of foundation weights (a name such as ``litemedsam``, or a checkpoint
-    path), exported into ``cache_dir`` (default ``$TSKD_HOME/box_models``) on first use.
+    path), exported into ``cache_dir`` (default ``$TSKD_HOME/box_models``) on first use, as
+    ``<name>-<sha256[:12]>/``; ``name`` defaults to the weights name or the file's stem (the service
+    passes its own name for the file it resolved).
 
     Raises:
         ConfigError: the weights are not here (the message says how to get them).
@@ -88,7 +90,7 @@ def zero_shot_box_model(model: str, cache_dir: str | Path | None = None) -> Path
     if not path.is_file():
         raise ConfigError(f"{model}: no such weights file; 'tskd foundation get litemedsam' downloads LiteMedSAM")
     sha = file_sha256(path)
-    name = Path(model).stem if Path(model).expanduser().is_file() else model
+    name = name or (Path(model).stem if Path(model).expanduser().is_file() else model)
     cache = Path(cache_dir) if cache_dir is not None else tskd_home() / "box_models"
     folder = cache / f"{name}-{sha[:12]}"
     if (folder / BOX_METADATA_NAME).is_file():
