@@ -19,7 +19,7 @@ import pytest
 from conftest import importSlicer, pumpUntil
 from fakeQt import FakeObject, installFakeQt
 from SlicerTSKDLib import sceneData
-from SlicerTSKDLib.segment.boxLogic import (BoxModelChoice, BoxPrompt, BoxProblem,
+from SlicerTSKDLib.segment.boxLogic import (BoxModelCache, BoxModelChoice, BoxPrompt, BoxProblem,
                                             CachedBoxPredictor, boxModelChoices, boxOnSlice, propagateBox,
                                             roiNodeBox, segmentChoices, writeBoxMasks)
 from SlicerTSKDLib.segment.segmentationLogic import LiveWrites, ModelCache, SegmentationLogic
@@ -416,3 +416,91 @@ def test_the_embedding_is_kept_per_image():
         cached.predict((0, 0, 3, 2))
     assert cached.predictor.encoded == 4 and cached.encoderRuns == 4 and cached.decoderRuns == 6
     assert cached.knows(b) and cached.knows(c) and not cached.knows(a)  # the oldest went
+
+
+# ------------------------------------------------------------------------------------ task-tuned model
+@pytest.mark.package_index
+@pytest.mark.shared_data
+def test_a_models_task_tuned_box_model_is_offered_first_and_used(monkeypatch, tmp_path, slicerScene, serviceServer,
+                                                                 liteMedSamBoxModel):
+    from test_label_next import _projectWithAModel
+
+    export, _ = liteMedSamBoxModel
+    client = serviceServer.client()
+    project, job, _ = _projectWithAModel(client, tmp_path, "tuned", "case_002")
+    # where the run's export puts its fine-tuned teacher's graphs (here LiteMedSAM's, named as a run's)
+    _copyTree(export, serviceServer.service.models.package_dir(job["model_id"]) / "box_model")
+    name, image, truth, pixel = next(_hc18(1))
+    volume = _addVolume(slicerScene, image[None], name, np.diag([-pixel, -pixel, 1.0, 1.0]))
+    data = Data(volume, None)
+    world = World(monkeypatch, tmp_path, data, client=client)
+    world.session.setProject(project)  # the panel lists the project's models, the box section its labels
+    pumpUntil(world.session)
+    titles = world.box.modelCombo.itemTexts()
+    assert len(titles) == 2 and titles[0].startswith("Task-tuned teacher of ") and titles[1] == "LiteMedSAM (zero-shot)"
+    assert world.box.modelCombo.currentIndex == 0
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    world.box.setBoxNode(_roiAround(slicerScene, volume, (cols[0], rows[0], 0), (cols[-1], rows[-1], 0)))
+    world.run(world.box.segmentButton)
+    downloaded = [p.name for p in world.cacheFolder.iterdir()]
+    assert downloaded == ["model-{}-79d8c9dca6db".format(job["model_id"])]  # the model's own, not the zero-shot one
+    assert dice(world.segmentMask(volume, "organ_a")[0], truth) > 0.8  # the project's first label is the segment
+
+
+def test_litemedsam_missing_on_the_backend_is_downloaded_there_first_and_cancel_stops_it(monkeypatch, tmp_path):
+    import json
+    import zipfile
+
+    from SlicerTSKDLib.segment import boxLogic
+
+    monkeypatch.setattr(boxLogic, "_POLL_S", 0.01)
+    metadata = {"format": "tskd-box-model", "format_version": 1, "model": "litemedsam", "architecture": "litemedsam",
+                "checkpoint_sha256": "cd" * 32, "input_size": 256, "embedding_shape": [256, 64, 64],
+                "preprocessing": "minmax-longest-side-pad"}
+
+    class Backend:
+        """The few answers of a backend that has LiteMedSAM in its catalog but not on disk: a fetch runs for
+        two polls, then the weights are verified."""
+
+        def __init__(self):
+            self.calls, self.polls = [], 0
+
+        def get_checkpoint(self, name):
+            self.calls.append("get")
+            if "fetch" not in self.calls:
+                return {"name": name, "state": "absent", "downloadable": True, "fetch": None}
+            self.polls += 1
+            if self.polls > 2:
+                return {"name": name, "state": "verified", "sha256": "cd" * 32, "fetch": {"state": "done"}}
+            return {"name": name, "state": "absent", "fetch": {"state": "running", "done_bytes": 50 * self.polls,
+                                                                 "total_bytes": 100}}
+
+        def fetch_checkpoint(self, name):
+            self.calls.append("fetch")
+            return {"name": name, "state": "absent", "fetch": {"state": "queued", "done_bytes": 0, "total_bytes": 100}}
+
+        def cancel_fetch(self, name):
+            self.calls.append("cancel")
+            return {"name": name, "state": "absent", "fetch": {"state": "cancelled"}}
+
+        def download_checkpoint_box_model(self, name, dest, cancel=None, progress=None):
+            self.calls.append("box-model")
+            with zipfile.ZipFile(dest, "w") as archive:
+                archive.writestr("box_model.json", json.dumps(metadata))
+                archive.writestr("box_encoder.onnx", b"e")
+                archive.writestr("box_decoder.onnx", b"d")
+            return dest
+
+    backend = Backend()
+    cache = BoxModelCache(str(tmp_path / "box_models"))
+    texts = []
+    folder = cache.ensure(backend, boxModelChoices(None)[0], progress=lambda f, text: texts.append(text))
+    assert folder == str(tmp_path / "box_models" / "litemedsam-cdcdcdcdcdcd") and cache.has("litemedsam-cdcdcdcdcdcd")
+    assert backend.calls == ["get", "fetch", "get", "get", "get", "get", "box-model"]  # polled until verified
+    assert any(text.startswith("Downloading") for text in texts)
+    assert cache.ensure(None, boxModelChoices(None)[0]) == folder  # later, without a backend: the cached one
+
+    stopped = Backend()
+    with pytest.raises(BoxProblem, match="Cancelled while the backend downloaded"):
+        BoxModelCache(str(tmp_path / "other")).ensure(stopped, boxModelChoices(None)[0], cancel=lambda: True)
+    assert stopped.calls == ["get", "fetch", "cancel"]
