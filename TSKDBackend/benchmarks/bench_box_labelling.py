@@ -75,17 +75,6 @@ class CachedPredictor:
         return mask
 
 
-def jitter(box: np.ndarray, error: float, rng: np.random.Generator) -> np.ndarray:
-    """Each side moved by a uniform amount in ``[-error, error]`` of the box's width (x) or height (y)."""
-    width, height = box[2] - box[0] + 1, box[3] - box[1] + 1
-    shift = rng.uniform(-error, error, size=4) * np.array([width, height, width, height])
-    moved = box + shift
-    # keep a valid box (at least one pixel wide and high)
-    moved[2] = max(moved[2], moved[0] + 1)
-    moved[3] = max(moved[3], moved[1] + 1)
-    return moved
-
-
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     total = a.sum() + b.sum()
     return float(2.0 * (a & b).sum() / total) if total else 1.0
@@ -99,7 +88,7 @@ def summary(values: list[float]) -> dict[str, float]:
 def bench_hc18(predictor: CachedPredictor, count: int, seed: int) -> dict[str, Any]:
     from PIL import Image
 
-    from tskd.preprocess.prompt import box_from_mask
+    from tskd.preprocess.prompt import box_from_mask, jitter_box
 
     root = DATA / "hc18"
     images = sorted((root / "images").glob("*.png"))
@@ -112,7 +101,7 @@ def bench_hc18(predictor: CachedPredictor, count: int, seed: int) -> dict[str, A
         box = box_from_mask(truth)
         predictor.set_image(image)
         for error in ERRORS:
-            per_error[f"{error:.2f}"].append(dice(predictor.predict(jitter(box, error, rng)), truth))
+            per_error[f"{error:.2f}"].append(dice(predictor.predict(jitter_box(box, error, rng)), truth))
         print(f"  hc18 {index + 1}/{count} {path.name}: " + ", ".join(f"{k}: {v[-1]:.3f}" for k, v in per_error.items()),
               file=sys.stderr, flush=True)
     return {"images": count, "dice": {k: summary(v) for k, v in per_error.items()}}
@@ -121,7 +110,7 @@ def bench_hc18(predictor: CachedPredictor, count: int, seed: int) -> dict[str, A
 def boxes_to_target(predictor: CachedPredictor, volume: np.ndarray, truth: np.ndarray, mask: np.ndarray,
                     error: float, rng: np.random.Generator) -> tuple[int | None, float]:
     """Boxes after the first until the 3D Dice reaches the target (``None``: never), and the Dice then."""
-    from tskd.preprocess.prompt import box_from_mask
+    from tskd.preprocess.prompt import box_from_mask, jitter_box
 
     mask = mask.copy()
     corrected: set[int] = set()
@@ -139,13 +128,13 @@ def boxes_to_target(predictor: CachedPredictor, volume: np.ndarray, truth: np.nd
             mask[k] = False  # the user erases what leaked onto a slice without the structure
             continue
         predictor.set_image(volume[k])
-        mask[k] = predictor.predict(jitter(reference, error, rng))
+        mask[k] = predictor.predict(jitter_box(reference, error, rng))
     return boxes, dice(mask, truth)
 
 
 def bench_hippocampus(predictor: CachedPredictor, count: int, seed: int) -> dict[str, Any]:
     from tskd.data.image import read_image
-    from tskd.preprocess.prompt import box_from_mask
+    from tskd.preprocess.prompt import box_from_mask, jitter_box
     from tskd.runtime.box_propagation import propagate_box
 
     root = DATA / "hippocampus"
@@ -167,8 +156,8 @@ def bench_hippocampus(predictor: CachedPredictor, count: int, seed: int) -> dict
                 per_slice = []
                 for k in slices:
                     predictor.set_image(volume[k])
-                    per_slice.append(dice(predictor.predict(jitter(box_from_mask(truth[k]), error, rng)), truth[k]))
-                result = propagate_box(predictor, volume, jitter(box_from_mask(truth[middle]), error, rng), middle, 0)
+                    per_slice.append(dice(predictor.predict(jitter_box(box_from_mask(truth[k]), error, rng)), truth[k]))
+                result = propagate_box(predictor, volume, jitter_box(box_from_mask(truth[middle]), error, rng), middle, 0)
                 extra, final = boxes_to_target(predictor, volume, truth, result.mask, error, rng)
                 row[key] = {
                     "slice_dice_mean": float(np.mean(per_slice)),
