@@ -34,7 +34,7 @@ from tskd.teacher.model import SamSegmenter
 from tskd.teacher.storage import TEACHER_JSON, load_teacher, save_teacher
 from tskd.teacher.task import TeacherTask
 
-__all__ = ["TeacherResult", "run_teacher_stage", "warm_start_teacher", "ResizedSlices", "PREPROCESSING_JSON",
+__all__ = ["TeacherResult", "run_teacher_stage", "tune_box_model", "warm_start_teacher", "ResizedSlices", "PREPROCESSING_JSON",
            "embedding_cache_root"]
 
 logger = logging.getLogger(__name__)
@@ -90,8 +90,9 @@ class TeacherResult:
         return bool(self.info.get("has_foundation_weights"))
 
 
-def _training_sets(data: PreparedData, config: PipelineConfig, *, augment: bool = True) -> tuple[Any, Any]:
-    size = config.teacher.model_input_size
+def _training_sets(data: PreparedData, config: PipelineConfig, *, augment: bool = True,
+                   size: int | None = None) -> tuple[Any, Any]:
+    size = size if size is not None else config.teacher.model_input_size
     train = SliceDataset(data.prepared, data.train_labelled,
                          augment=build_augmentation(config.data.augment) if augment else None,
                          seed=config.teacher.train.seed)
@@ -211,25 +212,39 @@ def run_teacher_stage(
 
 def _box_tuning(result: TeacherResult, run: RunFolder, data: PreparedData, config: PipelineConfig,
                 context: StageContext, cache_root: Path) -> TeacherResult:
-    """The task-tuned box model (``teacher.box_tuning``; :mod:`tskd.teacher.box_tuning`): the published
-    decoder of the teacher's foundation weights fine-tuned on boxes from the labelled slices, in
-    ``RUN/teacher/box_model/`` (saved like a teacher; resumable like every stage). Skipped without foundation weights."""
-    tuning = config.teacher.box_tuning
-    if not tuning.enabled or not result.has_foundation_weights or result.model.base is None:
+    """The run's task-tuned box model (``teacher.box_tuning``), in ``RUN/teacher/box_model/``, on the
+    teacher's own foundation weights and input size. Skipped without foundation weights."""
+    if not config.teacher.box_tuning.enabled or not result.has_foundation_weights or result.model.base is None:
         return result
-    folder = run.teacher / BOX_MODEL_FOLDER
+    model, metrics = tune_box_model(run.teacher / BOX_MODEL_FOLDER, data, config, context, base=result.model.base.path,
+                                    architecture=result.model.architecture, input_size=result.model.input_size,
+                                    cache_root=cache_root)
+    return dataclasses.replace(result, box_model=model, box_metrics=metrics)
+
+
+def tune_box_model(folder: Path, data: PreparedData, config: PipelineConfig, context: StageContext, *,
+                   base: str | Path, architecture: str, input_size: int,
+                   cache_root: Path | None = None) -> tuple[SamSegmenter, dict[str, float]]:
+    """The task-tuned box model (:mod:`tskd.teacher.box_tuning`): the published decoder of ``base``
+    fine-tuned on boxes from ``data``'s labelled training slices (``config.teacher.box_tuning``), saved
+    like a teacher in ``folder``; resumed or loaded when that stage already ran there.
+
+    Returns:
+        the model (eval mode, encoder frozen, ``cache_root``'s embeddings attached) and its validation
+        metrics (``val_dice``: the validation boxes' masks).
+    """
+    tuning = config.teacher.box_tuning
     summary = stage_done(folder)
     if summary is not None:
         model = load_teacher(folder)
         attach_embedding_cache(model, cache_root)
-        return dataclasses.replace(result, box_model=model.eval(), box_metrics=summary["metrics"])
+        return model.eval(), summary["metrics"]
     torch.manual_seed(tuning.train.seed)
-    base = result.model.base
-    model = load_pretrained_segmenter(base.path, architecture=result.model.architecture,
-                                      input_size=result.model.input_size, num_classes=data.num_classes)
+    model = load_pretrained_segmenter(str(base), architecture=architecture, input_size=input_size,
+                                      num_classes=data.num_classes)
     model.freeze_encoder()
     attach_embedding_cache(model, cache_root)
-    train, val = _training_sets(data, config, augment=False)
+    train, val = _training_sets(data, config, augment=False, size=input_size)
     logger.info("teacher: tuning the box decoder of %s on boxes from the %d labelled training slices (boxes moved by "
                 "up to %.0f%% of their size)", model.architecture, len(train), 100 * tuning.jitter)
     summary = fit_stage(
@@ -238,13 +253,13 @@ def _box_tuning(result: TeacherResult, run: RunFolder, data: PreparedData, confi
                            dice_weight=config.teacher.dice_weight, ce_weight=config.teacher.ce_weight,
                            val_batch_size=tuning.train.micro_batch_size),
         dataset=train, train=tuning.train, context=context,
-        fingerprint={"box_tuning": tuning.to_dict(), "base_sha256": base.sha256, "input_size": model.input_size,
-                     "prepared": data.prepared.fingerprint, "split": data.split},
+        fingerprint={"box_tuning": tuning.to_dict(), "base_sha256": model.base.sha256 if model.base else None,
+                     "input_size": input_size, "prepared": data.prepared.fingerprint, "split": data.split},
         save=lambda trained: save_teacher(trained, folder, config.teacher, label_names=data.labels.names),
         summary=lambda: {"box_model": read_json(folder / TEACHER_JSON)},
     )
     logger.info("teacher: task-tuned box model: validation Dice of boxes %.4f", summary["metrics"].get("val_dice", float("nan")))
-    return dataclasses.replace(result, box_model=model.eval(), box_metrics=summary["metrics"])
+    return model.eval(), summary["metrics"]
 
 
 def _teaching(result: TeacherResult, data: PreparedData, config: PipelineConfig, cache_root: Path) -> TeacherResult:
