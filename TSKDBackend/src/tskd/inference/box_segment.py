@@ -95,10 +95,8 @@ def zero_shot_box_model(model: str, cache_dir: str | Path | None = None, *, name
     folder = cache / f"{name}-{sha[:12]}"
     if (folder / BOX_METADATA_NAME).is_file():
         return folder
-    import torch
-
     from tskd.atomic import replace_folder
-    from tskd.export.box_export import export_box_model, verify_box_model
+    from tskd.export.box_export import export_box_model, verify_on_pattern
     from tskd.teacher.checkpoints import load_pretrained_segmenter
 
     logger.info("exporting %s to ONNX once (about a minute on two cores) into %s", name, folder)
@@ -107,11 +105,7 @@ def zero_shot_box_model(model: str, cache_dir: str | Path | None = None, *, name
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache))
     try:
         export_box_model(segmenter, work, name=name)
-        size = segmenter.input_size
-        pixels = np.zeros((size, size), dtype=np.float32)
-        pixels[size // 8: size // 2, size // 4: size * 3 // 4] = 1.0
-        with torch.no_grad():
-            verify_box_model(segmenter, work, pixels, [[size / 4 - 4, size / 8 - 4, size * 3 / 4 + 4, size / 2 + 4]])
+        verify_on_pattern(segmenter, work)
         replace_folder(work, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)
