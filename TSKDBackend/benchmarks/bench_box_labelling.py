@@ -106,7 +106,7 @@ def hc18_split(count: int) -> tuple[list[Path], list[Path]]:
 def hippocampus_split(count: int) -> tuple[list[str], list[str]]:
     """``count`` test volumes spread evenly over the sorted names, and the others (the tuning pool)."""
     names = sorted(p.name for p in (DATA / "hippocampus" / "labelsTr").glob("*.nii.gz"))
-    test = names[:: max(1, len(names) // count)][:count]
+    test = names[:: max(1, len(names) // count)][:count] if count > 0 else []
     return test, [n for n in names if n not in test]
 
 
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="lite_medsam.pth (default: the cached litemedsam weights)")
     parser.add_argument("--model", type=Path, help="an exported box model folder (default: export --checkpoint)")
     parser.add_argument("--hc18-images", type=int, default=50)
-    parser.add_argument("--volumes", type=int, default=10)
+    parser.add_argument("--volumes", type=int, default=10, help="hippocampus test volumes (0: HC18 only)")
     parser.add_argument("--quick", action="store_true", help="5 HC18 images, 1 volume")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         row = {"model": entry["name"], "folder": str(entry["folder"]), "tuning": entry["tuning"]}
         if entry["hc18"]:
             row["hc18"] = bench_hc18(predictor, hc18_test, args.seed)
-        if entry["hippocampus"]:
+        if entry["hippocampus"] and volumes_test:  # --volumes 0: HC18 only
             row["hippocampus"] = bench_hippocampus(predictor, volumes_test, args.seed)
         row.update({"encoder_s_median": float(np.median(predictor.encoder_s)),
                     "decoder_ms_median": 1000 * float(np.median(predictor.decoder_s)),
