@@ -13,6 +13,10 @@ BIN := $(VENV)/bin
 CONSTRAINTS ?= TSKDBackend/constraints.txt
 PIP_FLAGS ?= --disable-pip-version-check -q
 PYTEST_ARGS ?=
+# PYTEST_WORKERS="-n 2 --dist loadfile": two pytest-xdist workers, one test file per worker at a time (its
+# module fixtures run once), tests marked serial alone (conftest.py). Off by default: not yet shown to be
+# faster on a quiet 2-core machine (on a loaded one it was not)
+PYTEST_WORKERS ?=
 BENCH_ARGS ?=
 GPU_CHECK_ARGS ?=
 
@@ -29,10 +33,10 @@ demo: install
 	$(BIN)/tskd demo --workdir demo-run
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python TSKDBackend/benchmarks/run_all.py $(BENCH_ARGS)
