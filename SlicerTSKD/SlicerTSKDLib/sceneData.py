@@ -26,6 +26,7 @@ __all__ = [
     "ijkToRasArray",
     "ijkToWorldArray",
     "volumeArrayCopy",
+    "volumeSliceCopy",
     "isColourVolume",
     "colourNote",
     "LUMINANCE_WEIGHTS",
@@ -139,16 +140,42 @@ def volumeArrayCopy(volumeNode: Any) -> np.ndarray:
     Raises:
         SceneError: the node has no image data, or several components that are not a colour.
     """
+    voxels = _voxels(volumeNode)
+    return _greyCopy(voxels, voxels.ndim == 4, volumeNode)
+
+
+def volumeSliceCopy(volumeNode: Any, axis: int, index: int) -> np.ndarray:
+    """A copy of one slice (numpy ``axis`` of the ``(k, j, i)`` voxels, slice ``index``), grey as
+    :func:`volumeArrayCopy` makes it: for a worker that needs one slice, without copying the volume.
+
+    Raises:
+        SceneError: as :func:`volumeArrayCopy`, or the slice is outside the volume.
+    """
+    voxels = _voxels(volumeNode)
+    if axis not in (0, 1, 2) or not 0 <= int(index) < voxels.shape[axis]:
+        raise SceneError("Slice {} along axis {} is outside '{}' (shape {}).".format(
+            index, axis, volumeNode.GetName(), tuple(voxels.shape[:3])))
+    return _greyCopy(np.take(voxels, int(index), axis=axis), voxels.ndim == 4, volumeNode)
+
+
+def _voxels(volumeNode: Any) -> np.ndarray:
+    """The voxels as ``slicer.util.arrayFromVolume`` gives them (a view; components last for a vector volume)."""
     import slicer
 
     if volumeNode is None or volumeNode.GetImageData() is None:
         raise SceneError("Select a volume that has image data.")
     try:
-        array = np.array(slicer.util.arrayFromVolume(volumeNode), copy=True)
+        return slicer.util.arrayFromVolume(volumeNode)
     except RuntimeError:
         raise SceneError("'{}' is not a scalar volume: choose a grey-level image.".format(volumeNode.GetName())) from None
-    if array.ndim == 4:
-        components = array.shape[3]
+
+
+def _greyCopy(voxels: np.ndarray, hasComponents: bool, volumeNode: Any) -> np.ndarray:
+    """A grey copy of ``voxels`` (a volume or a slice of one; ``hasComponents``: the last axis holds the
+    components of a vector volume)."""
+    array = np.array(voxels, copy=True)
+    if hasComponents:
+        components = array.shape[-1]
         if components == 1:
             return np.ascontiguousarray(array[..., 0])
         if components in (3, 4):

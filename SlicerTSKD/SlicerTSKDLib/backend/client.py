@@ -486,6 +486,18 @@ class TSKDClient:
     def delete_checkpoint(self, name: str) -> None:
         self._request("DELETE", f"/checkpoints/{self._quote(name)}")
 
+    def download_checkpoint_box_model(self, name: str, dest_path: str, cancel: Optional[Callable[[], bool]] = None,
+                                      progress: Optional[Callable[[int, int], None]] = None) -> str:
+        """Save foundation model ``name`` as an ONNX box model zip (``box_encoder.onnx``, ``box_decoder.onnx``,
+        ``box_model.json``) to ``dest_path``. The backend exports it on the first request (about a minute on
+        two cores), so the call may wait that long before the first byte.
+
+        Raises:
+            TSKDClientError: 404 unknown name, 409 the weights are not on the backend yet, 422 not SAM-family.
+        """
+        return self._request("GET", f"/checkpoints/{self._quote(name)}/box-model", dest_path=dest_path,
+                             timeout=self.transfer_timeout, cancel=cancel, progress=progress)
+
     # -- models -------------------------------------------------------------------------------
     def list_models(self, project_id: str) -> List[Dict[str, Any]]:
         return self._request("GET", f"/projects/{self._quote(project_id)}/models")["models"]
@@ -497,6 +509,17 @@ class TSKDClient:
                        progress: Optional[Callable[[int, int], None]] = None) -> str:
         """Save the student package as a ``.tskd.zip`` (``model.onnx``, ``tskd-model.json``...)."""
         return self._request("GET", f"/models/{self._quote(model_id)}/download", dest_path=dest_path,
+                             timeout=self.transfer_timeout, cancel=cancel, progress=progress)
+
+    def download_model_box_model(self, model_id: str, dest_path: str, cancel: Optional[Callable[[], bool]] = None,
+                                 progress: Optional[Callable[[int, int], None]] = None) -> str:
+        """Save a model's task-tuned box model (its run's fine-tuned teacher as ONNX graphs) as a zip to
+        ``dest_path``; the model's ``box_model`` field (``list_models``) says whether it has one.
+
+        Raises:
+            TSKDClientError: 404 unknown model, or a model whose run exported no box model.
+        """
+        return self._request("GET", f"/models/{self._quote(model_id)}/box-model", dest_path=dest_path,
                              timeout=self.transfer_timeout, cancel=cancel, progress=progress)
 
     def predict(self, model_id: str, image_path: str, dest_path: str,

@@ -40,6 +40,7 @@ __all__ = [
     "roiNodeBounds",
     "LiveSegmentation",
     "LiveWrites",
+    "SliceWriter",
     "editorEffectActive",
     "liveSegmenter",
     "SegmentationLogic",
@@ -302,6 +303,67 @@ class LiveWrites:
         self._slices.clear()
 
 
+class SliceWriter:
+    """Writes slices in place into the one labelmap layer of ``segmentIds`` on the volume's grid, only where
+    a :class:`LiveWrites` log allows (issue 32, item 2): live mode and the box tool (issue 33) write
+    through it, each with its own log, so neither overwrites what the user painted or erased.
+
+    Args:
+        segmentationNode, segmentIds, volumeNode: the segments (label value ``n + 1`` is ``segmentIds[n]``,
+            as :func:`sceneData.sharedLabelmapArray` gives them) on the volume's grid.
+        writes: the tool's log of what it wrote.
+        beforeWrite: called once before a write that changes something (the Segment Editor's undo step).
+        tool: the tool's name for the message when the segmentation cannot take the write.
+    """
+
+    def __init__(self, segmentationNode: Any, segmentIds: Sequence[str], volumeNode: Any, writes: LiveWrites,
+                 beforeWrite: Optional[Callable[[], None]] = None, tool: str = "Live mode") -> None:
+        self.segmentationNode = segmentationNode
+        self.segmentIds = list(segmentIds)
+        self.volumeNode = volumeNode
+        self.writes = writes
+        self.beforeWrite = beforeWrite
+        self.tool = tool
+
+    def write(self, axis: int, slices: Dict[int, Callable[[np.ndarray], np.ndarray]]) -> int:
+        """Write the slices ``{index: propose}`` along numpy ``axis``, where ``propose(current)`` gives a
+        slice's wanted index values from its current ones; returns the voxels kept as the user had them.
+        One undo step (``beforeWrite``) and one modified event for all of them."""
+        target = self.sharedArray()
+        kept, changes = 0, []
+        for index, propose in slices.items():
+            where = [slice(None)] * 3
+            where[axis] = index
+            view = target[tuple(where)]
+            # only voxels the tool wrote last (or empty ones of a slice it never wrote) change: corrections,
+            # earlier drawings and other segments' voxels stay (issue 32, item 2)
+            result, slicesKept = self.writes.merge(axis, index, view, propose(view))
+            kept += slicesKept
+            if not np.array_equal(result, view):
+                changes.append((view, result))
+        if changes:
+            if self.beforeWrite is not None:
+                self.beforeWrite()
+            for view, result in changes:
+                view[...] = result
+            sceneData.labelmapModified(self.segmentationNode, self.segmentIds)
+        return kept
+
+    def sharedArray(self) -> np.ndarray:
+        """The writable layer (the segments are put into one layer on the volume's grid first if needed)."""
+        array = sceneData.sharedLabelmapArray(self.segmentationNode, self.segmentIds, self.volumeNode)
+        if array is None:
+            # put the segments (keeping what they hold) into one layer on the volume's grid
+            current = sceneData.exportSegmentsAsIndexArray(self.segmentationNode, self.segmentIds, self.volumeNode)
+            sceneData.importIndexArray(current, self.volumeNode, self.segmentationNode, self.segmentIds)
+            array = sceneData.sharedLabelmapArray(self.segmentationNode, self.segmentIds, self.volumeNode)
+            if array is None:
+                raise SegmentationProblem(
+                    "{} cannot write into '{}': put the segmentation under the same transform as the volume "
+                    "(or none), or choose a new segmentation.".format(self.tool, self.segmentationNode.GetName()))
+        return array
+
+
 def editorEffectActive(scene: Any, segmentationNode: Any) -> Optional[str]:
     """The name of a Segment Editor effect that is active on ``segmentationNode`` (None: none).
 
@@ -378,33 +440,11 @@ class LiveSegmentation:
         """Segment slice ``index`` along the axis, write it into the segments; returns its label values."""
         values = self.segmenter.segment_slice(index)
         indices = valuesToIndices(values, [value for value, _, _ in self.labels])
-        target = self._sharedArray()
-        where = [slice(None)] * 3
-        where[self.axis] = index
-        view = target[tuple(where)]
-        # only voxels live mode wrote last (or empty ones of a slice it never wrote) change: corrections,
-        # earlier drawings and other segments' voxels stay (issue 32, item 2)
-        result, self.kept = self.writes.merge(self.axis, index, view, indices.astype(view.dtype, copy=False))
-        if not np.array_equal(result, view):
-            if self.beforeWrite is not None:
-                self.beforeWrite()
-            view[...] = result
-            sceneData.labelmapModified(self.segmentationNode, self.segmentIds)
+        writer = SliceWriter(self.segmentationNode, self.segmentIds, self.volumeNode, self.writes, self.beforeWrite,
+                             "Live mode")
+        self.kept = writer.write(self.axis, {index: lambda current: indices.astype(current.dtype, copy=False)})
         self.lastIndex = index
         return values
-
-    def _sharedArray(self) -> np.ndarray:
-        array = sceneData.sharedLabelmapArray(self.segmentationNode, self.segmentIds, self.volumeNode)
-        if array is None:
-            # put the segments (keeping what they hold) into one layer on the volume's grid
-            current = sceneData.exportSegmentsAsIndexArray(self.segmentationNode, self.segmentIds, self.volumeNode)
-            sceneData.importIndexArray(current, self.volumeNode, self.segmentationNode, self.segmentIds)
-            array = sceneData.sharedLabelmapArray(self.segmentationNode, self.segmentIds, self.volumeNode)
-            if array is None:
-                raise SegmentationProblem(
-                    "Live mode cannot write into '{}': put the segmentation under the same transform as the volume "
-                    "(or none), or choose a new segmentation.".format(self.segmentationNode.GetName()))
-        return array
 
 
 #: Where "Segment volume" (and live mode) runs: :meth:`SegmentationLogic.whereToRun`.
@@ -497,7 +537,7 @@ class SegmentationLogic:
         self.installProgress = Signal("fraction")
         self.installFinished = Signal("ok", "message")
         self._folders: List[str] = []
-        self._liveWrites: List[Tuple[Any, LiveWrites]] = []
+        self._liveWrites: List[Tuple[Any, str, LiveWrites]] = []
         if installer is not None:
             installer.progress.connect(self.installProgress.emit)
             installer.finished.connect(self._onInstalled)
@@ -534,17 +574,27 @@ class SegmentationLogic:
         self.installer.start()  # ignored when one is already running
         return INSTALLING
 
-    def liveWrites(self, segmentationNode: Any) -> LiveWrites:
-        """The :class:`LiveWrites` of ``segmentationNode`` (one per node object, kept while the module lives)."""
+    def liveWrites(self, segmentationNode: Any, tool: str = "live") -> LiveWrites:
+        """The :class:`LiveWrites` of ``segmentationNode`` for ``tool`` (``"live"``, ``"box"``): one per node
+        object and tool, kept while the module lives. Each tool has its own log, so live mode never takes
+        back what the box tool wrote, nor the box tool what live mode wrote."""
         from .. import pairing
 
-        self._liveWrites = [(node, log) for node, log in self._liveWrites if pairing.inScene(node)]
-        for node, log in self._liveWrites:
-            if pairing.sameNode(node, segmentationNode):
+        self._liveWrites = [(node, name, log) for node, name, log in self._liveWrites if pairing.inScene(node)]
+        for node, name, log in self._liveWrites:
+            if name == tool and pairing.sameNode(node, segmentationNode):
                 return log
         log = LiveWrites()
-        self._liveWrites.append((segmentationNode, log))
+        self._liveWrites.append((segmentationNode, tool, log))
         return log
+
+    def forgetWrites(self, segmentationNode: Any) -> None:
+        """The segments were replaced as a whole (Segment volume): no tool's log holds any more."""
+        from .. import pairing
+
+        for node, _, log in self._liveWrites:
+            if pairing.sameNode(node, segmentationNode):
+                log.forget()
 
     def cancelInstall(self) -> None:
         if self.installing():

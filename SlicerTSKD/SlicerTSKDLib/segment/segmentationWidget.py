@@ -29,6 +29,8 @@ import slicer
 import vtk
 
 from .. import sceneData
+from .boxLogic import BOX_TOOL, BoxModelCache, BoxTool
+from .boxWidget import BoxWidget
 from .labelNext import LabelNextLogic
 from .labelNextWidget import LabelNextWidget
 from .segmentationLogic import (ASK, ASK_REPLACE, BACKEND, HERE, INSTALLING, INTO_SELECTED, ONNX_FAILED, ONNX_PROMPT,
@@ -88,10 +90,12 @@ class SegmentationWidget:
         projectWidget: used by "Add corrected result as a training case".
         logic: the panel's :class:`SegmentationLogic` (model cache, where to run, onnxruntime install).
         labelNext: the "Label next" list's logic (default: cases downloaded next to the model cache).
+        boxTool: the "Box to mask" section's logic (default: box models downloaded next to the model cache).
     """
 
     def __init__(self, parentLayout: "qt.QLayout", session: SessionState, data, projectWidget,
-                 logic: SegmentationLogic, labelNext: Optional[LabelNextLogic] = None) -> None:
+                 logic: SegmentationLogic, labelNext: Optional[LabelNextLogic] = None,
+                 boxTool: Optional[BoxTool] = None) -> None:
         self.session = session
         self.data = data
         self.projectWidget = projectWidget
@@ -116,6 +120,10 @@ class SegmentationWidget:
         self._build(parentLayout)
         self.labelNext = LabelNextWidget(self.form, session, data, labelNext or LabelNextLogic(
             os.path.join(os.path.dirname(self.cache.folder), "cases")), self._model, self.onSegment)
+        self.box = BoxWidget(self.form, session, data, boxTool or BoxTool(
+            BoxModelCache(os.path.join(os.path.dirname(self.cache.folder), "box_models")),
+            lambda segmentation: logic.liveWrites(segmentation, BOX_TOOL)),
+            self._whereToRun, self._liveOutput, _saveEditorUndoState)
         session.projectChanged.connect(lambda project: self.refreshModels())
         session.modelReady.connect(lambda modelId: self.refreshModels(modelId))
         data.volumeSelector.connect("currentNodeChanged(vtkMRMLNode*)", lambda node: self._stopLive())
@@ -181,6 +189,7 @@ class SegmentationWidget:
         self.modelCombo.currentIndex = index
         if not self.models:
             self.statusLabel.text = "This project has no trained model yet: train one above."
+        self._offerBoxModels()
         self._updateButtons()
 
     def _onModelChosen(self, index: int) -> None:
@@ -188,6 +197,13 @@ class SegmentationWidget:
         model = self._model()
         if model is not None:
             self.modelChosen(str(model["id"]))
+        self._offerBoxModels()
+
+    def _offerBoxModels(self) -> None:
+        """The box section offers the chosen model's task-tuned box model when it has one."""
+        if getattr(self, "box", None) is not None:
+            model = self._model()
+            self.box.setModel(model, modelTitle(model, self.models) if model is not None else "")
 
     def _model(self) -> Optional[Dict[str, Any]]:
         index = self.modelCombo.currentIndex
@@ -358,7 +374,7 @@ class SegmentationWidget:
         if segmentation is None:
             segmentation = self._newSegmentation(volume)
         applyLabelsToSegmentation(values, volume, segmentation, labels, projectTerminology(self.session.project))
-        self.logic.liveWrites(segmentation).forget()  # replaced as a whole: live mode's log no longer holds
+        self.logic.forgetWrites(segmentation)  # replaced as a whole: the live and box tools' logs no longer hold
         found = [name for value, name, _ in labels if (values == value).any()]
         text = "Done: {} in '{}'.".format(", ".join(found) or "nothing found", segmentation.GetName())
         notes = [part for part in (note, sceneData.colourNote(volume)) if part]
@@ -516,6 +532,7 @@ class SegmentationWidget:
     def sceneClosing(self) -> None:
         """Close scene: live mode stops and a running segmentation is cancelled (its volume goes away)."""
         self._stopLive()
+        self.box.sceneClosing()
         if self.task is not None and not self.task.done:
             self.task.cancel()
 
@@ -529,6 +546,7 @@ class SegmentationWidget:
     def cleanup(self) -> None:
         self._stopLive()
         self.labelNext.cleanup()
+        self.box.cleanup()
         self.progressTimer.stop()
         if self.task is not None:
             self.task.cancel()

@@ -86,7 +86,8 @@ class UpdateConfig(ConfigBase):
 
     Args:
         from_run: the previous run folder (a finished ``tskd train`` run); None trains from scratch.
-        teacher_steps: the teacher's steps as a fraction of ``teacher.train.max_steps``.
+        teacher_steps: the teacher's steps as a fraction of its stage's (``teacher.stage_train``: with
+            foundation weights ``teacher.foundation_max_steps`` when set).
         student_steps: the distillation, fine-tuning and reference steps as a fraction of theirs.
         reuse_synthesis: copy the previous diffusion model and relabel its synthetic images with the
             updated teacher instead of training and sampling again.
@@ -161,13 +162,19 @@ def resolve_config(
     """
     data: dict[str, Any] = load_preset(preset) if preset else {}
     source = f"preset '{preset}'" if preset else "defaults"
+    layers = [load_yaml(config_file) if config_file else {}, overrides or {}]
     if config_file:
-        data = deep_merge(data, load_yaml(config_file))
+        data = deep_merge(data, layers[0])
         source += f" + {config_file}"
     if overrides:
         data = deep_merge(data, overrides)
     config = PipelineConfig.from_dict(data, source=source)
     changes: dict[str, Any] = {}
+    if any("max_steps" in _nested(layer, "teacher", "train") and "foundation_max_steps" not in _nested(layer, "teacher")
+           for layer in layers):
+        # the user's own teacher.train.max_steps, not a preset's: the steps they asked for, with or without
+        # foundation weights (the preset's foundation_max_steps would otherwise win, see TeacherConfig.stage_train)
+        changes["teacher"] = {"foundation_max_steps": None}
     if input_size is not None:
         changes = deep_merge(changes, {"data": {"prepared": {"input_size": input_size, "fit_to_data": False}}, "teacher": {"input_size": input_size, "foundation_input_size": None}})
     if base is not None:
@@ -189,6 +196,14 @@ def resolve_config(
             train["checkpoint_every"] = min(engine.checkpoint_every, max_steps)
         if train:
             changes = deep_merge(changes, {section: {"train": train}})
+    if max_steps is not None:  # the teacher's other step counts: with foundation weights, and the box decoder's
+        box = config.teacher.box_tuning.train
+        capped: dict[str, Any] = {"box_tuning": {"train": {
+            "max_steps": min(box.max_steps, max_steps), "warmup_steps": min(box.warmup_steps, max(0, max_steps // 10)),
+            "validate_every": min(box.validate_every, max_steps), "checkpoint_every": min(box.checkpoint_every, max_steps)}}}
+        if config.teacher.foundation_max_steps is not None and "foundation_max_steps" not in _nested(changes, "teacher"):
+            capped["foundation_max_steps"] = min(config.teacher.foundation_max_steps, max_steps)
+        changes = deep_merge(changes, {"teacher": capped})
     if changes:
         config = PipelineConfig.from_dict(deep_merge(config.to_dict(), changes), source=f"{source} + options")
     return _resolve_base_name(config)
@@ -206,7 +221,7 @@ def update_schedule(config: PipelineConfig) -> dict[str, int]:
         return max(1, int(round(steps * fraction)))
 
     schedule = {
-        "teacher": part(config.teacher.train.max_steps, config.update.teacher_steps),
+        "teacher": part(config.teacher.stage_train.max_steps, config.update.teacher_steps),
         "distill": part(config.distill.train.max_steps, config.update.student_steps),
         "finetune": part(config.finetune.train.max_steps, config.update.student_steps),
     }

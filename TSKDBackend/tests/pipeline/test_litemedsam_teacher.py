@@ -46,7 +46,10 @@ def _settings(cache) -> dict:
         # reached validation Dice 0.58 only
         "teacher": {"embedding_cache": str(cache),
                     "train": {"max_steps": 40, "batch_size": 8, "lr": 2.0e-3, "warmup_steps": 4,
-                              "validate_every": 20, "checkpoint_every": 20}},
+                              "validate_every": 20, "checkpoint_every": 20},
+                    # the task-tuned box model: a few steps (plumbing; its quality is the box benchmark's)
+                    "box_tuning": {"train": {"max_steps": 6, "batch_size": 4, "warmup_steps": 1,
+                                             "validate_every": 3, "checkpoint_every": 3}}},
         "distill": {"train": {"max_steps": 10, "batch_size": 4, "validate_every": 5, "checkpoint_every": 5}},
         "finetune": {"train": {"max_steps": 6, "batch_size": 4, "validate_every": 3, "checkpoint_every": 3}},
         "reference": {"enabled": False},
@@ -95,6 +98,41 @@ def test_train_with_litemedsam_as_the_prompt_free_teacher(hc18):
     assert len(list(hc18["cache"].glob("*/*/*.npy"))) == len(hc18["train"])
     dice = _held_out_dice(run, hc18["test_manifest"], hc18["test"], "prompt_free")
     assert dice > 0.75, f"held-out Dice of the prompt-free teacher: {dice:.3f}"
+
+
+def test_the_run_exports_its_task_tuned_box_model_and_segment_box_uses_it(hc18, tmp_path):
+    """The box decoder tuned on the labelled cases is saved, exported as ONNX into the package (not into
+    the zip Slicer downloads to segment) and found by ``tskd segment-box --model RUN``."""
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    from tskd.cli.main import main
+    from tskd.runtime.box_model import BoxModelInfo
+
+    run = hc18["run"]
+    tuned = hc18["summary"]["stages"]["teacher"]["box_model"]
+    assert 0.0 <= tuned["metrics"]["val_dice"] <= 1.0 and (run.teacher / "box_model" / "teacher.json").is_file()
+    info = BoxModelInfo.load(run.root)
+    assert info.folder == run.package / "box_model" and info.input_size == 256
+    meta = json.loads((info.folder / "box_model.json").read_text(encoding="utf-8"))
+    assert meta["base_checkpoint_sha256"] == SHA256 and meta["checkpoint_sha256"] != SHA256
+    assert meta["tuned"]["run"] == run.root.name and "litemedsam tuned on" in meta["model"]
+    with zipfile.ZipFile(next(run.root.glob("*.tskd.zip"))) as archive:
+        assert not any("box_model" in name or name.endswith(".onnx") and "box" in name for name in archive.namelist())
+    root = shared_dataset("hc18")
+    case = hc18["test"][0]
+    truth = np.asarray(Image.open(root / "masks" / f"{case}.png"))
+    truth = (truth[..., 0] if truth.ndim == 3 else truth) > 127
+    rows, cols = np.flatnonzero(truth.any(axis=1)), np.flatnonzero(truth.any(axis=0))
+    out = tmp_path / "mask.png"
+    code = main(["segment-box", "--model", str(run.root), "--image", str(root / "images" / f"{case}.png"),
+                 "--box", f"{cols[0]},{rows[0]},{cols[-1]},{rows[-1]}", "--output", str(out)])
+    assert code == 0
+    mask = np.asarray(Image.open(out)) > 0
+    dice = 2 * (mask & truth).sum() / (mask.sum() + truth.sum())
+    assert dice > 0.85, f"Dice of the tuned box model on a held-out image: {dice:.3f}"
 
 
 @pytest.mark.timeout(1800)

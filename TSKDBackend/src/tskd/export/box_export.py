@@ -40,7 +40,7 @@ from tskd.runtime.box_model import (
 if TYPE_CHECKING:  # transformers is imported only by whoever builds the model
     from tskd.teacher.model import SamSegmenter
 
-__all__ = ["export_box_model", "verify_box_model"]
+__all__ = ["export_box_model", "verify_box_model", "verify_on_pattern"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,9 @@ def export_box_model(
         raise ValueError("only a segmenter on foundation weights can segment from a box; this one was trained from scratch")
     sha = _checkpoint_sha256(model, checkpoint_sha256)
     net = copy.deepcopy(getattr(model, "module", model)).cpu().float().eval()
+    # the graph must hold the encoder itself: traced through a run's embedding cache (a frozen teacher's),
+    # the export would read and write cache files and record their numbers as constants
+    net.embedding_cache = None
     size = net.input_size
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -175,7 +178,7 @@ def verify_box_model(
     device = next(net.parameters()).device
     try:
         with torch.no_grad():
-            embeddings = net.image_embeddings(x.to(device)).float()
+            embeddings = net._encode(x.to(device)).float()  # the encoder itself, never an embedding cache
             logits = net.box_masks(embeddings, b[None].to(device))[0].float().cpu().numpy()
             embeddings = embeddings.cpu().numpy()
     finally:
@@ -200,3 +203,12 @@ def verify_box_model(
         )
     logger.info("box model check passed: embedding %.3g, logits %.3g relative", result["embedding_rel"], result["logits_rel"])
     return result
+
+
+def verify_on_pattern(model: SamSegmenter, folder: str | Path) -> dict[str, float]:
+    """:func:`verify_box_model` on a fixed synthetic input (a bright rectangle) and a box around it:
+    the check every export of a box model runs before the folder is used."""
+    size = getattr(model, "module", model).input_size
+    pixels = np.zeros((size, size), dtype=np.float32)
+    pixels[size // 8: size // 2, size // 4: size * 3 // 4] = 1.0
+    return verify_box_model(model, folder, pixels, [[size / 4 - 4, size / 8 - 4, size * 3 / 4 + 4, size / 2 + 4]])

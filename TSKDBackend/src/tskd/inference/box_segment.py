@@ -72,9 +72,11 @@ def _is_weights(model: str) -> bool:
     return is_weights_name(model)
 
 
-def zero_shot_box_model(model: str, cache_dir: str | Path | None = None) -> Path:
+def zero_shot_box_model(model: str, cache_dir: str | Path | None = None, *, name: str | None = None) -> Path:
     """The exported box model of foundation weights (a name such as ``litemedsam``, or a checkpoint
-    path), exported into ``cache_dir`` (default ``$TSKD_HOME/box_models``) on first use.
+    path), exported into ``cache_dir`` (default ``$TSKD_HOME/box_models``) on first use, as
+    ``<name>-<sha256[:12]>/``; ``name`` defaults to the weights name or the file's stem (the service
+    passes its own name for the file it resolved).
 
     Raises:
         ConfigError: the weights are not here (the message says how to get them).
@@ -88,15 +90,13 @@ def zero_shot_box_model(model: str, cache_dir: str | Path | None = None) -> Path
     if not path.is_file():
         raise ConfigError(f"{model}: no such weights file; 'tskd foundation get litemedsam' downloads LiteMedSAM")
     sha = file_sha256(path)
-    name = Path(model).stem if Path(model).expanduser().is_file() else model
+    name = name or (Path(model).stem if Path(model).expanduser().is_file() else model)
     cache = Path(cache_dir) if cache_dir is not None else tskd_home() / "box_models"
     folder = cache / f"{name}-{sha[:12]}"
     if (folder / BOX_METADATA_NAME).is_file():
         return folder
-    import torch
-
     from tskd.atomic import replace_folder
-    from tskd.export.box_export import export_box_model, verify_box_model
+    from tskd.export.box_export import export_box_model, verify_on_pattern
     from tskd.teacher.checkpoints import load_pretrained_segmenter
 
     logger.info("exporting %s to ONNX once (about a minute on two cores) into %s", name, folder)
@@ -105,11 +105,7 @@ def zero_shot_box_model(model: str, cache_dir: str | Path | None = None) -> Path
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=cache))
     try:
         export_box_model(segmenter, work, name=name)
-        size = segmenter.input_size
-        pixels = np.zeros((size, size), dtype=np.float32)
-        pixels[size // 8: size // 2, size // 4: size * 3 // 4] = 1.0
-        with torch.no_grad():
-            verify_box_model(segmenter, work, pixels, [[size / 4 - 4, size / 8 - 4, size * 3 / 4 + 4, size / 2 + 4]])
+        verify_on_pattern(segmenter, work)
         replace_folder(work, folder)
     finally:
         shutil.rmtree(work, ignore_errors=True)

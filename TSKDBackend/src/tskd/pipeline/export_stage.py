@@ -25,7 +25,9 @@ from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.runtime import OnnxSegmenter, SliceModel, StudentPackage, segment_volume
+from tskd.runtime.box_model import BOX_MODEL_FOLDER
 from tskd.student.base import StudentModel
+from tskd.teacher.model import SamSegmenter
 
 __all__ = ["run_export_stage", "export_run_model", "export_candidate", "validate_package", "score_slice_model",
            "teacher_entry", "validation_subjects"]
@@ -167,10 +169,14 @@ def export_run_model(
     distilled: StudentModel,
     reference: StudentModel | None,
     teacher_info: dict[str, Any] | None,
+    box_model: SamSegmenter | None = None,
 ) -> dict[str, Any]:
     """``tskd train``'s export: both students exported and scored as packages, the better one (see
     :mod:`tskd.pipeline.choice`) copied to ``RUN/package`` with the comparison in its metadata, and
     zipped. Each step is skipped when its file exists (``candidates/<kind>.json``, ``export.json``).
+    With ``box_model`` (the task-tuned box model, ``RUN/teacher/box_model``) the package also holds
+    its ONNX graphs in ``box_model/`` (:func:`tskd.export.export_box_model`; not in the zip, which
+    Slicer downloads to segment: the box tool fetches them on their own).
 
     Args:
         distilled: the fine-tuned distilled student (``RUN/student/finetune``).
@@ -207,10 +213,28 @@ def export_run_model(
         meta["kind"] = chosen
         meta["comparison"] = comparison
         write_json(staged / "tskd-model.json", _finite(meta))
+        if box_model is not None:
+            _export_box_model(run, box_model, staged / BOX_MODEL_FOLDER)
         replace_folder(staged, run.package)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return _finish_export(run, scores[chosen]["validation"], comparison)
+
+
+def _export_box_model(run: RunFolder, model: SamSegmenter, folder: Path) -> None:
+    """The task-tuned box model's graphs, named after the run and hashed by its tuned decoder's file."""
+    from tskd.export.box_export import export_box_model, verify_on_pattern
+    from tskd.teacher.checkpoints import file_sha256
+
+    saved = run.teacher / BOX_MODEL_FOLDER
+    weights = sorted(saved.glob("*.safetensors"))
+    if not weights:
+        raise FileNotFoundError(f"{saved}: the tuned box decoder's weights are missing; delete the folder to tune again")
+    stage = read_json(saved / "stage.json") if (saved / "stage.json").is_file() else {}
+    export_box_model(model, folder, name=f"{model.architecture} tuned on {run.root.name}",
+                     checkpoint_sha256=file_sha256(weights[0]),
+                     extra={"tuned": {"run": run.root.name, "metrics": _finite(stage.get("metrics") or {})}})
+    verify_on_pattern(model, folder)
 
 
 def _finish_export(run: RunFolder, validation: dict[str, Any], comparison: dict[str, Any] | None) -> dict[str, Any]:

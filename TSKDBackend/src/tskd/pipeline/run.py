@@ -31,6 +31,7 @@ from tskd.pipeline.stage import StageContext
 from tskd.pipeline.student_stage import run_distill_stage, run_finetune_stage, run_reference_stage
 from tskd.pipeline.synthesis_stage import run_synthesis_stage
 from tskd.pipeline.teacher_stage import run_teacher_stage
+from tskd.runtime.box_model import BOX_MODEL_FOLDER
 from tskd.pipeline.transfer_stage import build_transfer_set
 from tskd.pipeline.update import (
     PreviousRun,
@@ -216,6 +217,9 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
             "trainable_parameters": teacher.trainable.get("trainable"),
             **teacher_entry(teacher.info),
         }
+        if teacher.box_model is not None:
+            summary["stages"]["teacher"]["box_model"] = {"folder": str(run.teacher / BOX_MODEL_FOLDER),
+                                                         "metrics": teacher.box_metrics}
     if "synthesis" in stages:
         diffusion = run_synthesis_stage(run, data, config, context.at(**position("synthesis")))
         summary["stages"]["synthesis"] = {
@@ -243,7 +247,8 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
             summary["stages"]["reference"] = _student_summary(run.reference)
         if "export" in stages:
             export = broadcast_object(on_main(export_run_model, run, data, config, distilled=student,
-                                              reference=reference, teacher_info=teacher.info))
+                                              reference=reference, teacher_info=teacher.info,
+                                              box_model=teacher.box_model))
             summary["stages"]["package"] = export
             comparison = export.get("comparison") or {}
             summary.update({key: comparison.get(key) for key in COMPARISON_KEYS})

@@ -4,6 +4,7 @@ when no foundation weights are given, and save it to ``RUN/teacher/``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +25,16 @@ from tskd.pipeline.stage import StageContext, fit_stage, stage_done
 from tskd.engine.device import training_device
 from tskd.foundation.cache import tskd_home
 from tskd.teacher.box_teacher import box_prompted_teacher
+from tskd.runtime.box_model import BOX_MODEL_FOLDER
+from tskd.teacher.box_tuning import BoxTuningTask
 from tskd.teacher.build import attach_embedding_cache, build_teacher
+from tskd.teacher.checkpoints import load_pretrained_segmenter
 from tskd.teacher.lora import trainable_parameter_report
 from tskd.teacher.model import SamSegmenter
 from tskd.teacher.storage import TEACHER_JSON, load_teacher, save_teacher
 from tskd.teacher.task import TeacherTask
 
-__all__ = ["TeacherResult", "run_teacher_stage", "warm_start_teacher", "ResizedSlices", "PREPROCESSING_JSON",
+__all__ = ["TeacherResult", "run_teacher_stage", "tune_box_model", "warm_start_teacher", "ResizedSlices", "PREPROCESSING_JSON",
            "embedding_cache_root"]
 
 logger = logging.getLogger(__name__)
@@ -78,14 +82,17 @@ class TeacherResult:
     info: dict[str, Any]
     trainable: dict[str, Any]
     metrics: dict[str, float]
+    box_model: SamSegmenter | None = None  # the task-tuned box model (teacher.box_tuning), when tuned
+    box_metrics: dict[str, float] | None = None
 
     @property
     def has_foundation_weights(self) -> bool:
         return bool(self.info.get("has_foundation_weights"))
 
 
-def _training_sets(data: PreparedData, config: PipelineConfig, *, augment: bool = True) -> tuple[Any, Any]:
-    size = config.teacher.model_input_size
+def _training_sets(data: PreparedData, config: PipelineConfig, *, augment: bool = True,
+                   size: int | None = None) -> tuple[Any, Any]:
+    size = size if size is not None else config.teacher.model_input_size
     train = SliceDataset(data.prepared, data.train_labelled,
                          augment=build_augmentation(config.data.augment) if augment else None,
                          seed=config.teacher.train.seed)
@@ -150,8 +157,8 @@ def run_teacher_stage(
         attach_embedding_cache(model, cache_root)
         if not model.has_foundation_weights:
             logger.warning(NO_FOUNDATION_WARNING)
-        return _teaching(TeacherResult(model, summary["teacher"], summary["trainable"], summary["metrics"]),
-                         data, config, cache_root)
+        result = TeacherResult(model, summary["teacher"], summary["trainable"], summary["metrics"])
+        return _teaching(_box_tuning(result, run, data, config, context, cache_root), data, config, cache_root)
 
     if data.train_labelled.size == 0:
         raise ValueError("the teacher needs labelled training slices; the data stage produced none")
@@ -188,7 +195,7 @@ def run_teacher_stage(
     summary = fit_stage(
         folder=folder, stage="teacher", model=model,
         task=TeacherTask.from_config(config.teacher, num_classes=data.num_classes, val_data=val),
-        dataset=train, train=config.teacher.train, context=context,
+        dataset=train, train=config.teacher.stage_train, context=context,
         fingerprint={
             "teacher": config.teacher.to_dict(),
             **({"encoder": "lora" if model.lora is not None else "frozen"} if model.has_foundation_weights else {}),
@@ -199,7 +206,60 @@ def run_teacher_stage(
         },
         save=save, summary=lambda: {"teacher": read_json(folder / TEACHER_JSON), "trainable": report},
     )
-    return _teaching(TeacherResult(model, summary["teacher"], report, summary["metrics"]), data, config, cache_root)
+    result = TeacherResult(model, summary["teacher"], report, summary["metrics"])
+    return _teaching(_box_tuning(result, run, data, config, context, cache_root), data, config, cache_root)
+
+
+def _box_tuning(result: TeacherResult, run: RunFolder, data: PreparedData, config: PipelineConfig,
+                context: StageContext, cache_root: Path) -> TeacherResult:
+    """The run's task-tuned box model (``teacher.box_tuning``), in ``RUN/teacher/box_model/``, on the
+    teacher's own foundation weights and input size. Skipped without foundation weights."""
+    if not config.teacher.box_tuning.enabled or not result.has_foundation_weights or result.model.base is None:
+        return result
+    model, metrics = tune_box_model(run.teacher / BOX_MODEL_FOLDER, data, config, context, base=result.model.base.path,
+                                    architecture=result.model.architecture, input_size=result.model.input_size,
+                                    cache_root=cache_root)
+    return dataclasses.replace(result, box_model=model, box_metrics=metrics)
+
+
+def tune_box_model(folder: Path, data: PreparedData, config: PipelineConfig, context: StageContext, *,
+                   base: str | Path, architecture: str, input_size: int,
+                   cache_root: Path | None = None) -> tuple[SamSegmenter, dict[str, float]]:
+    """The task-tuned box model (:mod:`tskd.teacher.box_tuning`): the published decoder of ``base``
+    fine-tuned on boxes from ``data``'s labelled training slices (``config.teacher.box_tuning``), saved
+    like a teacher in ``folder``; resumed or loaded when that stage already ran there.
+
+    Returns:
+        the model (eval mode, encoder frozen, ``cache_root``'s embeddings attached) and its validation
+        metrics (``val_dice``: the validation boxes' masks).
+    """
+    tuning = config.teacher.box_tuning
+    summary = stage_done(folder)
+    if summary is not None:
+        model = load_teacher(folder)
+        attach_embedding_cache(model, cache_root)
+        return model.eval(), summary["metrics"]
+    torch.manual_seed(tuning.train.seed)
+    model = load_pretrained_segmenter(str(base), architecture=architecture, input_size=input_size,
+                                      num_classes=data.num_classes)
+    model.freeze_encoder()
+    attach_embedding_cache(model, cache_root)
+    train, val = _training_sets(data, config, augment=False, size=input_size)
+    logger.info("teacher: tuning the box decoder of %s on boxes from the %d labelled training slices (boxes moved by "
+                "up to %.0f%% of their size)", model.architecture, len(train), 100 * tuning.jitter)
+    summary = fit_stage(
+        folder=folder, stage="box decoder", model=model,
+        task=BoxTuningTask(num_classes=data.num_classes, val_data=val, jitter=tuning.jitter, seed=tuning.train.seed,
+                           dice_weight=config.teacher.dice_weight, ce_weight=config.teacher.ce_weight,
+                           val_batch_size=tuning.train.micro_batch_size),
+        dataset=train, train=tuning.train, context=context,
+        fingerprint={"box_tuning": tuning.to_dict(), "base_sha256": model.base.sha256 if model.base else None,
+                     "input_size": input_size, "prepared": data.prepared.fingerprint, "split": data.split},
+        save=lambda trained: save_teacher(trained, folder, config.teacher, label_names=data.labels.names),
+        summary=lambda: {"box_model": read_json(folder / TEACHER_JSON)},
+    )
+    logger.info("teacher: task-tuned box model: validation Dice of boxes %.4f", summary["metrics"].get("val_dice", float("nan")))
+    return model.eval(), summary["metrics"]
 
 
 def _teaching(result: TeacherResult, data: PreparedData, config: PipelineConfig, cache_root: Path) -> TeacherResult:
@@ -207,7 +267,7 @@ def _teaching(result: TeacherResult, data: PreparedData, config: PipelineConfig,
     the box-prompted teacher built on it, with its validation Dice beside the prompt-free one's."""
     if config.teacher.teaching != "boxes":
         return result
-    boxes = box_prompted_teacher(result.model, embedding_cache_root=cache_root)
+    boxes = box_prompted_teacher(result.model, embedding_cache_root=cache_root, prompter=result.box_model)
     _, val = _training_sets(data, config, augment=False)
     metrics = dict(result.metrics)
     if val is not None:
@@ -216,4 +276,4 @@ def _teaching(result: TeacherResult, data: PreparedData, config: PipelineConfig,
         metrics.update({f"boxes_{k}": v for k, v in scores.items()})
         logger.info("teacher: box-prompted validation Dice %.4f (prompt-free %.4f)", scores.get("val_dice", float("nan")),
                     result.metrics.get("val_dice", float("nan")))
-    return TeacherResult(boxes, result.info, result.trainable, metrics)
+    return dataclasses.replace(result, model=boxes, metrics=metrics)

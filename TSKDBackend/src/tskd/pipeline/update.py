@@ -180,6 +180,7 @@ def stage_config(config: PipelineConfig, previous: PreviousRun) -> PipelineConfi
             "validate_every": min(engine.validate_every, steps),
             "checkpoint_every": min(engine.checkpoint_every, steps),
         }}})
+    changes["teacher"]["foundation_max_steps"] = None  # the schedule's steps above already count it
     if config.update.reuse_synthesis and previous.has_synthesis and config.synthesis.enabled:
         changes["synthesis"] = previous.config.synthesis.to_dict()
     return PipelineConfig.from_dict(deep_merge(config.to_dict(), changes), source=f"update from {previous.root}")

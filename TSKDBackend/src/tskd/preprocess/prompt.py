@@ -18,7 +18,7 @@ import numpy as np
 
 from .resize import resize_bilinear
 
-__all__ = ["PromptFrame", "prompt_input", "box_to_input", "mask_from_logits", "box_from_mask"]
+__all__ = ["PromptFrame", "prompt_input", "box_to_input", "mask_from_logits", "box_from_mask", "jitter_box"]
 
 
 class PromptFrame:
@@ -119,3 +119,15 @@ def box_from_mask(mask: np.ndarray, margin: float = 0.0) -> "np.ndarray | None":
     box[[0, 2]] = np.clip(box[[0, 2]], 0, mask.shape[1] - 1)
     box[[1, 3]] = np.clip(box[[1, 3]], 0, mask.shape[0] - 1)
     return box
+
+
+def jitter_box(box: Sequence[float], error: float, rng: np.random.Generator) -> np.ndarray:
+    """A box as a person might draw it: each side ``x1, y1, x2, y2`` moved by a uniform amount in
+    ``[-error, error]`` of the box's width (x) or height (y); at least one pixel wide and high. The
+    labelling benchmark's box error and the box decoder's training boxes (not clipped to an image)."""
+    box = np.asarray(box, dtype=np.float64)
+    width, height = box[2] - box[0] + 1, box[3] - box[1] + 1
+    moved = box + rng.uniform(-error, error, size=4) * np.array([width, height, width, height])
+    moved[2] = max(moved[2], moved[0] + 1)
+    moved[3] = max(moved[3], moved[1] + 1)
+    return moved

@@ -15,7 +15,7 @@ shipped together under another name).
 from __future__ import annotations
 
 from .archive import MAX_UNPACKED_BYTES, unpack_zip
-from .box_model import BoxModelInfo, OnnxBoxPredictor, find_box_model
+from .box_model import BoxModelInfo, OnnxBoxPredictor, find_box_model, unpack_box_model
 from .inference import (
     SliceModel,
     VolumeSegmenter,
@@ -42,6 +42,7 @@ __all__ = [
     "BoxModelInfo",
     "OnnxBoxPredictor",
     "find_box_model",
+    "unpack_box_model",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "METADATA_NAME",

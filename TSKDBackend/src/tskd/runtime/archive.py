@@ -52,11 +52,14 @@ def _zip_members(archive: zipfile.ZipFile, source: Path) -> List[Tuple[zipfile.Z
     return members
 
 
-def _package_root(members: List[Tuple[zipfile.ZipInfo, PurePosixPath]], source: Path) -> PurePosixPath:
-    """Where ``tskd-model.json`` lies in the zip: the root, or one folder inside."""
-    roots = [path.parent for _, path in members if path.name == METADATA_NAME and len(path.parts) <= 2]
+def _package_root(members: List[Tuple[zipfile.ZipInfo, PurePosixPath]], source: Path,
+                  metadata_name: str = METADATA_NAME) -> PurePosixPath:
+    """Where ``metadata_name`` (``tskd-model.json``) lies in the zip: the root, or one folder inside."""
+    roots = [path.parent for _, path in members if path.name == metadata_name and len(path.parts) <= 2]
     if len(roots) != 1:
         found = "no" if not roots else f"{len(roots)}"
+        if metadata_name != METADATA_NAME:
+            raise PackageError(f"{source}: {found} {metadata_name} at the top of the zip; download it again")
         raise PackageError(
             f"{source}: {found} {METADATA_NAME} at the top of the zip; a {PACKAGE_SUFFIX} holds one package "
             f"(model.onnx and {METADATA_NAME}, at the top or in one folder)"
@@ -86,7 +89,7 @@ def _cache_parent(zip_path: Path, cache_dir: Optional[PathLike]) -> Path:
     raise PackageError(f"{zip_path}: no writable folder to unpack it into (tried {', '.join(map(str, candidates))})")
 
 
-def unpack_zip(path: PathLike, cache_dir: Optional[PathLike] = None) -> Path:
+def unpack_zip(path: PathLike, cache_dir: Optional[PathLike] = None, *, metadata_name: str = METADATA_NAME) -> Path:
     """Unpack a ``.tskd.zip`` safely and return the package folder inside the cache.
 
     The cache folder is named after the zip's name and content hash, so unpacking the same file
@@ -96,6 +99,8 @@ def unpack_zip(path: PathLike, cache_dir: Optional[PathLike] = None) -> Path:
     Args:
         path: the zip file.
         cache_dir: where to unpack (default: ``.tskd-cache`` next to the zip, else a temporary folder).
+        metadata_name: the file that marks the folder to unpack (default ``tskd-model.json``; the box
+            model's zip has ``box_model.json``, :func:`tskd.runtime.box_model.unpack_box_model`).
 
     Raises:
         PackageError: not a zip, unsafe members, or no package inside.
@@ -105,11 +110,11 @@ def unpack_zip(path: PathLike, cache_dir: Optional[PathLike] = None) -> Path:
         raise PackageError(f"{path}: not a zip file (or a damaged one); download the {PACKAGE_SUFFIX} again")
     with zipfile.ZipFile(path) as archive:
         members = _zip_members(archive, path)
-        root = _package_root(members, path)
+        root = _package_root(members, path, metadata_name)
         parent = _cache_parent(path, cache_dir)
         stem = path.name[: -len(PACKAGE_SUFFIX)] if path.name.lower().endswith(PACKAGE_SUFFIX) else path.stem
         target = parent / f"{stem}-{_zip_digest(path)}"
-        if (target / METADATA_NAME).is_file():
+        if (target / metadata_name).is_file():
             return target
         work = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=parent))
         os.chmod(work, 0o755)  # mkdtemp makes it private; the unpacked package is an ordinary folder
@@ -125,7 +130,7 @@ def unpack_zip(path: PathLike, cache_dir: Optional[PathLike] = None) -> Path:
             try:
                 os.replace(work, target)
             except OSError:
-                if not (target / METADATA_NAME).is_file():  # not another process unpacking it first
+                if not (target / metadata_name).is_file():  # not another process unpacking it first
                     raise
         except zipfile.BadZipFile as exc:
             raise PackageError(f"{path}: damaged zip ({exc}); download the {PACKAGE_SUFFIX} again") from None

@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -42,6 +44,7 @@ __all__ = [
     "BoxModelInfo",
     "OnnxBoxPredictor",
     "find_box_model",
+    "unpack_box_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +85,34 @@ def find_box_model(path: PathLike) -> Path:
         f"{BOX_MODEL_FOLDER}/ or in package/{BOX_MODEL_FOLDER}/; this run's package has no exported teacher "
         "graphs, so use the zero-shot model (litemedsam) for now"
     )
+
+
+def unpack_box_model(path: PathLike, folder: PathLike) -> "BoxModelInfo":
+    """Unpack a box model's zip (what the backend's box-model routes send) safely into ``folder``.
+
+    The zip is checked as a student package's is (:func:`tskd.runtime.archive.unpack_zip`: no absolute
+    paths, ``..`` or links; ``box_model.json`` at its top or in one folder), unpacked next to
+    ``folder`` under a temporary name, checked (:meth:`BoxModelInfo.load`) and only then renamed to
+    ``folder`` (replacing an older copy), so ``folder`` never holds half a model.
+
+    Raises:
+        PackageError: not a zip, unsafe, or not a complete box model.
+    """
+    from .archive import unpack_zip
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".{}.".format(folder.name), dir=str(folder.parent)))
+    try:
+        unpacked = unpack_zip(path, cache_dir=staging, metadata_name=BOX_METADATA_NAME)
+        BoxModelInfo.load(unpacked)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(unpacked, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("unpacked the box model %s into %s", path, folder)
+    return BoxModelInfo.load(folder)
 
 
 class BoxModelInfo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from tskd.service.boxmodels import BoxModels
 from tskd.service.cases import Cases
 from tskd.service.checkpoints import Checkpoints
 from tskd.service.db import Database
@@ -45,6 +46,7 @@ class Service:
             self.cases = Cases(self.db, self.workspace)
             self.models = Models(self.db, self.workspace)
             self.checkpoints = Checkpoints(settings, self.db, self.workspace)
+            self.box_models = BoxModels(self.workspace, self.checkpoints, self.models)
             self.scheduler = Scheduler(settings, self.db, self.workspace, self.models, self.checkpoints)
             self.jobs = Jobs(self.db, self.workspace, self.checkpoints, wake=self.scheduler.wake,
                              log_tail_lines=settings.log_tail_lines, check_settings=settings.check_job_settings)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tskd.runtime.box_model import BOX_MODEL_FOLDER
+from tskd.service.boxmodels import box_model_summary
 from tskd.service.db import Database
 from tskd.service.errors import NotFound
 from tskd.service.storage import Workspace, is_id, new_id, zip_folder
@@ -116,12 +118,13 @@ class Models:
         return [self._out(row, full=False) for row in rows]
 
     def archive(self, model_id: str) -> Path:
-        """The package zipped (made once, next to the package folder)."""
+        """The package zipped (made once, next to the package folder), without its ``box_model/`` (the
+        teacher's graphs, tens of MB: served apart, :mod:`tskd.service.boxmodels`)."""
         package = self.package_dir(model_id)
         target = package.parent / "package.tskd.zip"
         with self._zip_lock:
             if not target.is_file() or target.stat().st_mtime < max(p.stat().st_mtime for p in package.iterdir()):
-                zip_folder(package, target)
+                zip_folder(package, target, skip=(BOX_MODEL_FOLDER,))
         return target
 
     def _out(self, row: dict[str, Any], *, full: bool) -> dict[str, Any]:
@@ -151,6 +154,7 @@ class Models:
             "kind": kind,
             "comparison": package_comparison(metadata),
             "lineage": lineage,
+            "box_model": box_model_summary(package) if package.is_dir() else None,
             "files": files,
             "metadata": metadata if full else None,
         }

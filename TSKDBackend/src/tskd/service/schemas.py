@@ -236,6 +236,14 @@ class JobList(BaseModel):
     jobs: list[JobOut]
 
 
+class BoxModelOut(BaseModel):
+    model: str = Field(description="its readable name (the run's, or the architecture)")
+    architecture: str = Field(description="the SAM-family architecture (litemedsam)")
+    checkpoint_sha256: str = Field(description="SHA-256 of the fine-tuned weights the graphs were exported from")
+    input_size: int = Field(description="the model's square input side in pixels")
+    size_bytes: int = Field(description="the graphs and box_model.json together")
+
+
 class ModelOut(BaseModel):
     id: str
     project_id: str
@@ -255,6 +263,9 @@ class ModelOut(BaseModel):
     comparison: Optional[ComparisonOut] = Field(default=None, description="the run's comparison (package metadata)")
     lineage: Optional[LineageOut] = Field(default=None, description="which model this one was updated from and "
                                           "which cases were added (None: trained from scratch)")
+    box_model: Optional[BoxModelOut] = Field(
+        default=None, description="the run's task-tuned teacher as an ONNX box model (GET /models/{id}/box-model); "
+        "None: the run exported none, use a foundation model's (GET /checkpoints/{name}/box-model)")
     files: list[dict[str, Any]]
     metadata: Optional[dict[str, Any]] = Field(default=None,
                                                description="the whole tskd-model.json (single model only)")

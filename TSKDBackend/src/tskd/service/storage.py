@@ -132,6 +132,12 @@ class Workspace:
     def tmp_dir(self) -> Path:
         return self.root / "tmp"
 
+    @property
+    def box_models_dir(self) -> Path:
+        """Foundation weights exported as ONNX box models (``<name>-<sha256[:12]>/`` and its zip; made
+        on first use by :class:`tskd.service.boxmodels.BoxModels`)."""
+        return self.root / "box_models"
+
     def project_dir(self, project_id: str) -> Path:
         return self.projects_dir / _checked_id(project_id)
 
@@ -247,15 +253,25 @@ def snapshot_tree(source: str | Path, target: str | Path) -> int:
     return count
 
 
-def zip_folder(folder: str | Path, target: str | Path) -> Path:
-    """Zip the files of ``folder`` (at the archive's root) into ``target``, atomically."""
+def zip_folder(folder: str | Path, target: str | Path, *, skip: tuple[str, ...] = (),
+               compression: int = zipfile.ZIP_DEFLATED) -> Path:
+    """Zip the files of ``folder`` (at the archive's root) into ``target``, atomically.
+
+    Args:
+        skip: names of entries at the top of ``folder`` left out (with everything inside them).
+        compression: ``zipfile.ZIP_DEFLATED``, or ``ZIP_STORED`` for files that hardly compress
+            (ONNX weights: deflating them costs seconds and saves a few per cent).
+    """
     folder, target = Path(folder), Path(target)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with zipfile.ZipFile(tmp, "w", compression=compression) as archive:
             for path in sorted(folder.rglob("*")):
+                relative = path.relative_to(folder)
+                if relative.parts[0] in skip:
+                    continue
                 if path.is_file() and not path.name.startswith("."):
-                    archive.write(path, path.relative_to(folder).as_posix())
+                    archive.write(path, relative.as_posix())
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -135,9 +135,11 @@ class BoxPromptedTeacher(nn.Module):
         return torch.log(self.probabilities(x).clamp(min=1e-6))
 
 
-def box_prompted_teacher(locator: SamSegmenter, *, embedding_cache_root=None, **options) -> BoxPromptedTeacher:
-    """Wrap a fine-tuned prompt-free teacher as a :class:`BoxPromptedTeacher`, the prompter loaded
-    from the locator's own base checkpoint (its published decoder) and frozen.
+def box_prompted_teacher(locator: SamSegmenter, *, embedding_cache_root=None, prompter: SamSegmenter | None = None,
+                         **options) -> BoxPromptedTeacher:
+    """Wrap a fine-tuned prompt-free teacher as a :class:`BoxPromptedTeacher`, the prompter (frozen)
+    being ``prompter`` (the task-tuned box model, :mod:`tskd.teacher.box_tuning`) or, without one,
+    loaded from the locator's own base checkpoint (its published decoder, zero-shot).
 
     Raises:
         ValueError: the locator has no foundation weights (a model trained from scratch has no
@@ -149,9 +151,10 @@ def box_prompted_teacher(locator: SamSegmenter, *, embedding_cache_root=None, **
     if not locator.has_foundation_weights or locator.base is None:
         raise ValueError("the box-prompted teacher needs foundation weights (teacher.base); "
                          "a teacher trained from scratch has no published decoder to prompt")
-    prompter = load_pretrained_segmenter(locator.base.path, architecture=locator.architecture,
-                                         input_size=locator.input_size, num_classes=locator.num_classes)
-    prompter.freeze_encoder()
-    attach_embedding_cache(prompter, embedding_cache_root)
+    if prompter is None:
+        prompter = load_pretrained_segmenter(locator.base.path, architecture=locator.architecture,
+                                             input_size=locator.input_size, num_classes=locator.num_classes)
+        prompter.freeze_encoder()
+        attach_embedding_cache(prompter, embedding_cache_root)
     device = next(locator.parameters()).device
     return BoxPromptedTeacher(locator, prompter.to(device).eval(), **options)

@@ -14,7 +14,7 @@ from tskd.config.base import ConfigBase
 from tskd.engine.config import EngineConfig
 from tskd.teacher.architectures import ARCHITECTURES, check_input_size
 
-__all__ = ["LoraConfig", "TeacherConfig", "DEFAULT_SCRATCH_ARCHITECTURE"]
+__all__ = ["BoxTuningConfig", "LoraConfig", "TeacherConfig", "DEFAULT_SCRATCH_ARCHITECTURE"]
 
 DEFAULT_SCRATCH_ARCHITECTURE = "small"
 
@@ -48,6 +48,35 @@ class LoraConfig(ConfigBase):
 
 
 @dataclasses.dataclass
+class BoxTuningConfig(ConfigBase):
+    """The task-tuned box model: the foundation decoder fine-tuned on boxes drawn from the labelled
+    cases (:mod:`tskd.teacher.box_tuning`), exported beside the student (``package/box_model/``) for
+    the Slicer box tool and ``tskd segment-box --model RUN``, and the prompter of ``teaching: boxes``.
+
+    Args:
+        enabled: tune it when the teacher has foundation weights (a teacher trained from scratch has
+            no box decoder to tune).
+        jitter: each side of a training box moves by up to this share of the box's width or height
+            (how far off a person's box may be).
+        train: the loop's settings (the encoder is frozen: only the decoder trains, on the
+            embeddings the teacher's training already computed).
+    """
+
+    enabled: bool = True
+    jitter: float = 0.1
+    train: EngineConfig = dataclasses.field(
+        default_factory=lambda: EngineConfig(
+            lr=1e-4, weight_decay=0.01, warmup_steps=10, max_steps=100, batch_size=8,
+            checkpoint_every=50, validate_every=50, log_every=10,
+        )
+    )
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.jitter < 0.5:
+            raise ValueError(f"box_tuning.jitter must be in [0, 0.5), got {self.jitter}")
+
+
+@dataclasses.dataclass
 class TeacherConfig(ConfigBase):
     """Fine-tuning SAM / MedSAM as the task's teacher.
 
@@ -61,6 +90,10 @@ class TeacherConfig(ConfigBase):
         foundation_input_size: the input size when the teacher has foundation weights (``None``:
             ``input_size``). A preset sets it when its ``input_size`` suits the small from-scratch
             teacher but not a foundation model (cpu-small: 128 from scratch, LiteMedSAM's native 256).
+        foundation_max_steps: the teacher's training steps when it has foundation weights (``None``:
+            ``train.max_steps``). A preset sets it when its step count suits the from-scratch teacher
+            but a foundation decoder needs far fewer (cpu-small: 600 from scratch, 200 for LiteMedSAM's
+            frozen encoder, docs/benchmarks.md "Teacher: LiteMedSAM"). See :attr:`stage_train`.
         lora: LoRA settings (used when the encoder trains with LoRA, see ``encoder``).
         encoder: how a foundation encoder takes part in fine-tuning: ``"lora"`` (adapters on its
             attention train with the decoder), ``"frozen"`` (only the decoder trains; each image's
@@ -74,6 +107,7 @@ class TeacherConfig(ConfigBase):
             ``"prompt_free"`` (its own ``K`` class outputs, the paper's TS-KD) or ``"boxes"`` (its
             prediction's connected components become boxes that the published foundation decoder
             turns into masks, see :mod:`tskd.teacher.box_teacher`; needs foundation weights).
+        box_tuning: the task-tuned box model (see :class:`BoxTuningConfig`).
         dice_weight: weight of the Dice term of the Dice + cross-entropy loss.
         ce_weight: weight of the cross-entropy term.
         train: the training loop's settings (steps, batch, learning rate...; see
@@ -84,11 +118,13 @@ class TeacherConfig(ConfigBase):
     architecture: str = "auto"
     input_size: int = 256
     foundation_input_size: int | None = None
+    foundation_max_steps: int | None = None
     lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
     encoder: Literal["auto", "lora", "frozen"] = "auto"
     embedding_cache: str = "auto"
     prompt_mode: Literal["none", "box"] = "none"
     teaching: Literal["prompt_free", "boxes"] = "prompt_free"
+    box_tuning: BoxTuningConfig = dataclasses.field(default_factory=BoxTuningConfig)
     dice_weight: float = 1.0
     ce_weight: float = 1.0
     train: EngineConfig = dataclasses.field(
@@ -108,6 +144,8 @@ class TeacherConfig(ConfigBase):
         check_input_size(self.input_size)
         if self.foundation_input_size is not None:
             check_input_size(self.foundation_input_size)
+        if self.foundation_max_steps is not None and self.foundation_max_steps < 1:
+            raise ValueError(f"foundation_max_steps must be >= 1 or null, got {self.foundation_max_steps}")
         if self.encoder not in ("auto", "lora", "frozen"):
             raise ValueError(f"encoder must be 'auto', 'lora' or 'frozen', got {self.encoder!r}")
         if not self.embedding_cache:
@@ -130,6 +168,19 @@ class TeacherConfig(ConfigBase):
         if self.uses_foundation_weights and self.foundation_input_size is not None:
             return self.foundation_input_size
         return self.input_size
+
+    @property
+    def stage_train(self) -> EngineConfig:
+        """The training-loop settings the teacher stage runs with: ``train``, with ``foundation_max_steps``
+        as its step count when the teacher has foundation weights (validation, checkpoints and warm-up
+        brought within it)."""
+        steps = self.foundation_max_steps
+        if not self.uses_foundation_weights or steps is None:
+            return self.train
+        return dataclasses.replace(
+            self.train, max_steps=steps, warmup_steps=min(self.train.warmup_steps, steps // 10),
+            validate_every=min(self.train.validate_every, steps), checkpoint_every=min(self.train.checkpoint_every, steps),
+        )
 
     def resolved_encoder(self, on_cpu: bool) -> str:
         """``"lora"`` or ``"frozen"``: ``auto`` is frozen when training on a CPU (``on_cpu``)."""

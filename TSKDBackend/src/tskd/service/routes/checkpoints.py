@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from tskd.foundation.cache import WEIGHTS_NAME_PATTERN, check_weights_name
@@ -57,6 +58,15 @@ def list_checkpoints(svc: Service = Depends(service)) -> dict:
              responses=error_responses(401, 404))
 def get_checkpoint(name: str, svc: Service = Depends(service)) -> dict:
     return svc.checkpoints.get(name)
+
+
+@router.get("/{name}/box-model", response_class=FileResponse,
+            summary="The foundation model as an ONNX box model for box-to-mask (a zip: box_encoder.onnx, "
+                    "box_decoder.onnx, box_model.json); exported once on first request (about a minute on two cores)",
+            responses=error_responses(401, 404, 409, 422))
+def checkpoint_box_model(name: str, svc: Service = Depends(service)) -> FileResponse:
+    archive = svc.box_models.foundation_archive(name)
+    return FileResponse(archive, media_type="application/zip", filename=f"{name}-box-model.zip")
 
 
 @router.post("/{name}/fetch", status_code=202, response_model=CheckpointOut,

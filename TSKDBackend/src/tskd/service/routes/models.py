@@ -64,6 +64,15 @@ def download_model(model_id: str, svc: Service = Depends(service)) -> FileRespon
     return FileResponse(archive, media_type="application/zip", filename=f"model-{model_id}.tskd.zip")
 
 
+@router.get("/models/{model_id}/box-model", response_class=FileResponse,
+            summary="The run's task-tuned teacher as an ONNX box model for box-to-mask (a zip: box_encoder.onnx, "
+                    "box_decoder.onnx, box_model.json); 404 when the run exported none",
+            responses=error_responses(401, 404))
+def model_box_model(model_id: str, svc: Service = Depends(service)) -> FileResponse:
+    archive = svc.box_models.model_archive(model_id)
+    return FileResponse(archive, media_type="application/zip", filename=f"model-{model_id}-box-model.zip")
+
+
 @router.post("/models/{model_id}/predict", response_class=FileResponse, openapi_extra=_PREDICT_FORM,
              summary="Segment an uploaded image; the label map comes back in its format and geometry",
              responses=error_responses(401, 400, 404, 408, 413, 415))
