@@ -11,8 +11,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch; on a GPU machine install a CUDA build first (see README.md).
 CONSTRAINTS ?= TSKDBackend/constraints.txt
-PIP_FLAGS ?= --disable-pip-version-check -q
+# --no-compile: pip does not byte-compile the some 15,000 modules it unpacks (about 60 s of CPU on cpu-2c; most
+# are never imported, and the ones the tests import are compiled on their first import, once)
+PIP_FLAGS ?= --disable-pip-version-check -q --no-compile
 PYTEST_ARGS ?=
+# PYTEST_WORKERS="-n 2 --dist loadfile": two pytest-xdist workers, one test file per worker at a time (its
+# module fixtures run once), tests marked serial alone (conftest.py). Off by default: not yet shown to be
+# faster on a quiet 2-core machine (on a loaded one it was not)
+PYTEST_WORKERS ?=
 BENCH_ARGS ?=
 GPU_CHECK_ARGS ?=
 
@@ -29,10 +35,10 @@ demo: install
 	$(BIN)/tskd demo --workdir demo-run
 
 test: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python TSKDBackend/benchmarks/run_all.py $(BENCH_ARGS)

@@ -23,13 +23,16 @@ def test_set_up_a_real_environment_from_the_repository(tmp_path):
     base = shutil.which("python3.11")
     if base is None:
         pytest.skip("python3.11 is not on PATH")
-    # pip's own configuration (index, find-links) supplies every package, torch==2.13.0 (CPU) included
+    # pip's own configuration (index, find-links) supplies every package, torch==2.13.0 (CPU) included.
+    # --no-compile (through the extra pip arguments, as a hospital's --proxy would be): pip then does not
+    # byte-compile the 14,935 modules it unpacks (about 60 s of CPU), of which this test imports some 500
     options = EnvironmentOptions(
         rootDir=str(tmp_path / "tskd env"),  # a space in the path, as in "Application Support"
         backendSourceDir=str(REPO_ROOT / "TSKDBackend"),
         baseInterpreter=[base],
         torchIndexUrl="",
         torchRequirement="torch==2.13.0",
+        extraPipArgs=["--no-compile"],
         upgradePip=False,
     )
     runner = SubprocessRunner()

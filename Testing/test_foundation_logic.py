@@ -32,7 +32,7 @@ from SlicerTSKDLib.train.foundationLogic import (  # noqa: E402
     initialChoice,
 )
 from SlicerTSKDLib.session import userMessage  # noqa: E402
-from SlicerTSKDLib.train.trainingLogic import jobDisplay, modelTitle  # noqa: E402
+from SlicerTSKDLib.train.jobDisplayLogic import jobDisplay, modelTitle  # noqa: E402
 
 SAM_B = "/sam_vit_b_01ec64.pth"
 

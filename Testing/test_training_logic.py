@@ -7,17 +7,9 @@ import copy
 
 import pytest
 
-from SlicerTSKDLib.train.trainingLogic import (
-    TrainingLogic,
-    TrainingProblem,
-    activeJob,
-    formatDuration,
-    jobDisplay,
-    modelTitle,
-    presetChoices,
-    presetForQuality,
-    resumableJob,
-)
+from SlicerTSKDLib.train.jobDisplayLogic import activeJob, formatDuration, jobDisplay, modelTitle, resumableJob
+from SlicerTSKDLib.train.presetLogic import TrainingProblem, presetChoices, presetForQuality
+from SlicerTSKDLib.train.trainingLogic import TrainingLogic
 
 PRESETS = ["cpu-small", "gpu", "standard", "tiny"]
 
@@ -265,7 +257,7 @@ def test_the_download_status_is_not_asked_for_before_the_start_request_has_answe
     download: the panel stopped following a download that then ran (issue 32, item 12's race)."""
     from types import SimpleNamespace
 
-    from SlicerTSKDLib.train.trainingLogic import DOWNLOAD_STATUS, STARTING_DOWNLOAD
+    from SlicerTSKDLib.train.foundationState import DOWNLOAD_STATUS, STARTING_DOWNLOAD
 
     logic = TrainingLogic()
     assert not logic.pollDownloadNow(lambda name: False)  # no download

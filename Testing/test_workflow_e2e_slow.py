@@ -19,7 +19,8 @@ from SlicerTSKDLib.train.projectLogic import exportTrainingCase, labelsFromSegme
 from SlicerTSKDLib.segment.segmentationLogic import LiveSegmentation, ModelCache, applyLabelsToSegmentation, packageLabels, segmentArray
 from SlicerTSKDLib.selfTest import dice
 from SlicerTSKDLib.session import SessionState
-from SlicerTSKDLib.train.trainingLogic import jobDisplay, presetForQuality
+from SlicerTSKDLib.train.jobDisplayLogic import jobDisplay
+from SlicerTSKDLib.train.presetLogic import presetForQuality
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 

@@ -23,7 +23,7 @@ from .install.runtimeSetup import RuntimeSetupError
 from .sceneData import SceneError
 from .segment.segmentationLogic import SegmentationProblem
 from .signal import Signal
-from .train.trainingLogic import TrainingProblem
+from .train.presetLogic import TrainingProblem
 
 __all__ = ["SessionState", "ErrorReporter", "userMessage", "showError"]
 

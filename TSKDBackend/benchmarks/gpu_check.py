@@ -1,7 +1,11 @@
 """The prepared GPU check: what the project does on one GPU, measured in one run of at most 8 minutes.
 
 Sections, each in its own process with its own time cap inside one total budget (a section that
-fails, runs out of GPU memory or hangs records its error and the others still run):
+fails, runs out of GPU memory or hangs records its error and the others still run). On Linux each
+section's process is forked from this one after it imported what the sections need (torch, the
+pipeline, onnxruntime: :data:`PRELOAD`), instead of starting an interpreter that imports them again;
+CUDA is never initialised here, so each section still starts it on its own (where an import did
+initialise it, or there is no ``fork``, the sections get fresh interpreters as before):
 
 1. ``machine``   nvidia-smi (GPU, driver, memory), torch / CUDA / cuDNN versions, onnxruntime's
                  providers, and the backend's declared dependencies against what is installed;
@@ -22,7 +26,7 @@ fails, runs out of GPU memory or hangs records its error and the others still ru
 
 Usage (from the repository root; ``make gpu-check``; on the GPU machine see README.md, "GPU check")::
 
-    python TSKDBackend/benchmarks/gpu_check.py [--device auto|cuda|cpu] [--quick] [--out FILE]
+    python TSKDBackend/benchmarks/gpu_check.py [--device auto|cuda|cpu] [--quick] [--out FILE] [--fresh-interpreters]
 
 ``--device cpu --quick`` runs every section with tiny sizes on a CPU in a few minutes (the test
 does), so the GPU minutes go to measuring. Prints a table and writes JSON after every section
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -58,6 +63,11 @@ CAPS_QUICK = {"machine": 60, "checkpoint": 60, "demo": 180, "teacher_bf16": 120,
 BUDGET_S, BUDGET_QUICK_S = 460, 900
 STOP_GRACE = {False: 30, True: 60}
 MIN_SECTION_S = 15  # below this much budget left, a section is skipped rather than started
+#: What the sections import, loaded once by this process before it forks them (see the module docstring).
+PRELOAD = ("torch", "onnxruntime", "accelerate", "tskd.engine", "tskd.runconfig", "tskd.pipeline.run",
+           "tskd.pipeline.demo", "tskd.teacher", "tskd.teacher.inference", "tskd.synthesis.model",
+           "tskd.synthesis.sampler", "tskd.synthesis.task", "tskd.student", "tskd.export", "tskd.runtime",
+           "tskd.inference.torch_model", "gpu_check_sections")
 
 
 # ----------------------------------------------------------------------------------- plan
@@ -93,34 +103,100 @@ def plan(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
 
 
 # ----------------------------------------------------------------------------------- running
-def run_spec(spec: dict[str, Any], cap_s: float, stop_grace_s: float) -> dict[str, Any]:
-    """Run one section in a fresh interpreter, at most ``cap_s`` seconds.
+def _worker_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONUNBUFFERED="1",
+                PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p))
+
+
+def preload() -> bool:
+    """Import :data:`PRELOAD` here; True when the sections may be forked from this process (Linux, and
+    CUDA not initialised by any of those imports: a forked child could not start it again)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    import torch
+
+    return not torch.cuda.is_initialized()
+
+
+def _forked_section(spec: dict[str, Any], reply_path: str) -> None:
+    """A forked section's process: run it and leave its result in ``reply_path``."""
+    os.dup2(2, 1)  # what a section prints goes to stderr (a fresh interpreter's stdout carried only its reply)
+    os.environ.update(_worker_env())  # the processes a section starts import this checkout's tskd
+    from gpu_check_sections import run_section
+
+    Path(reply_path).write_text(json.dumps(run_section(spec)), encoding="utf-8")
+
+
+class SectionProcess:
+    """One section's process: forked from this one (``fork=True``) or a fresh interpreter (``--worker``)."""
+
+    def __init__(self, spec: dict[str, Any], fork: bool) -> None:
+        self.fork, self.stdout = fork, ""
+        if fork:
+            handle, self.reply_path = tempfile.mkstemp(prefix=f"tskd-gpu-check-{spec['key']}-", suffix=".json")
+            os.close(handle)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self.process: Any = multiprocessing.get_context("fork").Process(
+                target=_forked_section, args=(spec, self.reply_path), name=f"gpu-check-{spec['key']}")
+            self.process.start()
+        else:
+            command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
+            self.process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=_worker_env())
+
+    def wait(self, timeout: float | None) -> bool:
+        """Wait at most ``timeout`` seconds (None: until it ends); True when it has ended."""
+        if self.fork:
+            self.process.join(timeout)
+            return self.process.exitcode is not None
+        try:
+            self.stdout, _ = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.wait(None)
+
+    @property
+    def returncode(self) -> int:
+        """The exit status; minus the signal's number when a signal ended it."""
+        return self.process.exitcode if self.fork else self.process.returncode
+
+    def reply(self) -> dict[str, Any] | None:
+        """The section's result, or None when it handed none over."""
+        if not self.fork:
+            return parse_reply(self.stdout or "")
+        path = Path(self.reply_path)
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        path.unlink(missing_ok=True)
+        return json.loads(text) if text else None
+
+
+def run_spec(spec: dict[str, Any], cap_s: float, stop_grace_s: float, fork: bool = False) -> dict[str, Any]:
+    """Run one section in its own process (forked from this one, or a fresh interpreter), at most ``cap_s`` seconds.
 
     A spec with a ``cancel_file`` gets it created ``stop_grace_s`` before the cap (the pipeline
     then saves a checkpoint and stops, and the worker still reports what it measured).
     """
-    env = dict(os.environ, PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p))
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)]
     start = time.monotonic()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    process = SectionProcess(spec, fork)
     soft = cap_s - stop_grace_s if spec.get("cancel_file") and cap_s > 2 * stop_grace_s else None
-    stdout, note = "", None
-    try:
-        stdout, _ = process.communicate(timeout=soft if soft is not None else cap_s)
-    except subprocess.TimeoutExpired:
+    note = None
+    if not process.wait(soft if soft is not None else cap_s):
         if soft is not None:
             Path(spec["cancel_file"]).touch()
             note = f"asked to stop after {soft:.0f} s (its cap is {cap_s:.0f} s)"
-            try:
-                stdout, _ = process.communicate(timeout=cap_s - soft)
-            except subprocess.TimeoutExpired:
-                pass
-        if process.poll() is None:
+            process.wait(cap_s - soft)
+        if process.returncode is None:
             process.kill()
-            stdout, _ = process.communicate()
             note = f"killed at its cap of {cap_s:.0f} s"
-    reply = parse_reply(stdout or "")
+    reply = process.reply()
     if reply is None:
         status = process.returncode
         reply = {"error": note or (f"killed by signal {-status}" if status < 0 else f"exit status {status} without a result")}
@@ -134,6 +210,8 @@ def run_spec(spec: dict[str, Any], cap_s: float, stop_grace_s: float) -> dict[st
 def run_all(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) -> None:
     caps = CAPS_QUICK if args.quick else CAPS
     started = time.monotonic()
+    fork = not args.fresh_interpreters and preload()
+    results["sections_forked"], results["preload_s"] = fork, time.monotonic() - started
     for spec in plan(args, workdir):
         key = spec["key"]
         if args.only and not any(key.startswith(name) for name in args.only):
@@ -144,7 +222,7 @@ def run_all(args: argparse.Namespace, workdir: Path, results: dict[str, Any]) ->
         else:
             cap = min(caps[key], left)
             print(f"=== {key} (at most {cap:.0f} s; {left:.0f} s of the budget left)", file=sys.stderr, flush=True)
-            outcome = run_spec(spec, cap, STOP_GRACE[args.quick])
+            outcome = run_spec(spec, cap, STOP_GRACE[args.quick], fork)
             if "error" in outcome:
                 print(f"{key}: {outcome['error']}", file=sys.stderr, flush=True)
         results["sections"][key] = outcome
@@ -305,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="SECTION", help="run only these (e.g. teacher train)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch in the sections")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--fresh-interpreters", action="store_true",
+                        help="start each section in a new Python instead of forking it from this one")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:

@@ -5,7 +5,7 @@ A ``qt.QTimer`` asks for the job's status every 2 s (the call runs in a worker t
 not sent while the previous one is out). The panel's state and decisions (the job it follows, what
 Resume continues, whether Start may send a job, the foundation model chooser, a weights download or
 import) are :class:`~SlicerTSKDLib.train.trainingLogic.TrainingLogic`'s, passed in; what a job status shows
-is :func:`trainingLogic.jobDisplay`'s. This file only copies their values into widgets.
+is :func:`~SlicerTSKDLib.train.jobDisplayLogic.jobDisplay`'s. This file only copies their values into widgets.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import ctk
 import qt
 
 from .foundationLogic import NO_FOUNDATION_TEXT, FoundationLogic
-from .trainingLogic import DOWNLOAD_STATUS, STARTING_DOWNLOAD, TrainingLogic
+from .foundationState import DOWNLOAD_STATUS, STARTING_DOWNLOAD
+from .trainingLogic import TrainingLogic
 from ..session import SessionState, showError, userMessage
 
 __all__ = ["TrainingWidget"]

@@ -11,10 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SRC = BENCHMARKS.parent / "src"
 
 
+@pytest.mark.serial  # a fixed minute: how many requests are served, how fast, depends on an idle machine
 def test_the_short_soak_holds(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p))

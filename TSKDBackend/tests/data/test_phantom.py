@@ -65,6 +65,7 @@ def test_ct_modality_and_2d():
     assert set(np.unique(label2d.array)) == {0, 1, 2, 3}
 
 
+@pytest.mark.serial  # a bound on seconds
 def test_fast():
     start = time.perf_counter()
     make_phantom(PhantomConfig(), 5)

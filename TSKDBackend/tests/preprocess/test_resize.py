@@ -62,6 +62,7 @@ def test_one_dimensional_input_rejected():
         resize_nearest(np.zeros(4), (2, 2))
 
 
+@pytest.mark.serial  # a bound on seconds
 def test_batch_resize_is_fast():
     x = np.random.default_rng(0).normal(size=(64, 512, 512)).astype(np.float32)
     start = time.perf_counter()

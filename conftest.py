@@ -1,0 +1,74 @@
+"""Suite-wide hooks (both test folders, TSKDBackend/tests and Testing).
+
+``make test`` runs the suite in two pytest-xdist workers. A test marked ``serial`` runs alone: it
+waits until the other worker's test (its fixtures' set-up and tear-down included) is over, and that
+worker starts nothing until it is done. Mark a test ``serial`` when what it asserts depends on the
+machine being otherwise idle: a count of requests served in a fixed time, a bound on seconds.
+Without xdist (a plain ``pytest``) the marker changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+try:
+    import fcntl
+except ImportError:  # Windows: no xdist run of this suite there
+    fcntl = None
+
+_TURNS = pytest.StashKey[str]()  # the folder the workers take turns in (made by the controller)
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput") and fcntl is not None and config.getoption("numprocesses", None):
+        config.stash[_TURNS] = tempfile.mkdtemp(prefix="tskd-pytest-turns-")
+
+
+def pytest_unconfigure(config):
+    if _TURNS in config.stash:
+        shutil.rmtree(config.stash[_TURNS], ignore_errors=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):  # xdist: the controller hands each worker the folder
+    node.workerinput["tskd_turns"] = node.config.stash[_TURNS]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    workerinput = getattr(item.config, "workerinput", None)  # set in xdist's workers only
+    if workerinput is None or "tskd_turns" not in workerinput:
+        yield
+        return
+    folder = Path(workerinput["tskd_turns"])
+    alone = item.get_closest_marker("serial") is not None
+    wanted = folder / "wanted-{}".format(workerinput["workerid"])
+    with open(folder / "turns.lock", "a") as lock:
+        if alone:
+            wanted.write_text(str(os.getpid()), encoding="utf-8")  # the other worker starts no new test now
+            fcntl.flock(lock, fcntl.LOCK_EX)  # and this one waits for the test it is running
+        else:
+            while any(_alive(path) for path in folder.glob("wanted-*")):
+                time.sleep(0.2)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            if alone:
+                wanted.unlink()
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _alive(wanted: Path) -> bool:
+    """Whether the worker that wrote ``wanted`` still runs (a crashed one's file must not stop the others)."""
+    try:
+        os.kill(int(wanted.read_text(encoding="utf-8")), 0)
+    except (OSError, ValueError):  # gone, or its file half-written or just removed
+        return False
+    return True
