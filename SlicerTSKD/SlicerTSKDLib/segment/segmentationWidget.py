@@ -40,7 +40,7 @@ from .segmentationLogic import (ASK, ASK_REPLACE, BACKEND, HERE, INSTALLING, INT
 from .. import pairing
 from ..volumeFiles import writeNrrd
 from ..session import SessionState, showError, userMessage
-from ..train.trainingLogic import modelTitle
+from ..train.jobDisplayLogic import modelTitle
 from ..train.projectLogic import projectTerminology
 
 __all__ = ["SegmentationWidget", "defaultModelCacheFolder", "makeSegmentationLogic"]
