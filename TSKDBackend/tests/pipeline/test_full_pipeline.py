@@ -54,6 +54,7 @@ def test_every_artifact_is_written(demo):
         assert meta["teacher"]["has_foundation_weights"] is False
     else:
         assert meta["teacher"] is None
+    assert meta["run_teacher"]["has_foundation_weights"] is False  # the run's teacher, either way
     assert meta["onnx"]["argmax_agreement"] >= 0.9999
     assert [label["name"] for label in meta["labels"]] == ["background", "organ_a", "organ_b", "lesion"]
     assert "no foundation weights" in (run / "report" / "report.md").read_text(encoding="utf-8")

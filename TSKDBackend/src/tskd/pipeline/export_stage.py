@@ -212,6 +212,9 @@ def export_run_model(
         meta = read_json(staged / "tskd-model.json")
         meta["kind"] = chosen
         meta["comparison"] = comparison
+        # the run's teacher, whichever student is exported: a labels-only student learnt nothing from it
+        # (its "teacher" is None), but the package still says which foundation model the run compared against
+        meta["run_teacher"] = teacher_entry(teacher_info) if teacher_info is not None else None
         write_json(staged / "tskd-model.json", _finite(meta))
         if box_model is not None:
             _export_box_model(run, box_model, staged / BOX_MODEL_FOLDER)
