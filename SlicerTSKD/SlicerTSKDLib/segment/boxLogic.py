@@ -39,7 +39,8 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import numpy as np
 
 from .. import sceneData
-from .segmentationLogic import LiveWrites, SegmentationProblem, SliceWriter, roiIjkBounds, sliceIndexForView
+from .segmentationLogic import (LiveWrites, SegmentationProblem, SliceWriter, roiCornersIjk, roiIjkBounds,
+                                sliceIndexForView)
 
 __all__ = [
     "ZERO_SHOT",
@@ -335,18 +336,6 @@ class BoxPrompt(NamedTuple):
     box: Tuple[float, float, float, float]
 
 
-def _roiCorners(roiToWorld: np.ndarray, size: Sequence[float], worldToIjk: np.ndarray) -> np.ndarray:
-    """The ROI's eight corners as numpy coordinates ``(k, j, i)`` (continuous; voxel centres are whole numbers)."""
-    half = [0.5 * float(s) for s in size]
-    corners = []
-    for sx in (-1.0, 1.0):
-        for sy in (-1.0, 1.0):
-            for sz in (-1.0, 1.0):
-                local = np.array([sx * half[0], sy * half[1], sz * half[2], 1.0])
-                corners.append((worldToIjk @ (roiToWorld @ local))[2::-1])
-    return np.array(corners)
-
-
 def _viewAxis(views: Sequence[np.ndarray], ijkToWorld: np.ndarray, shape: Sequence[int],
               centre: np.ndarray) -> Optional[int]:
     """The numpy axis of the first view lying in a slice of the volume that holds the ROI's centre
@@ -387,7 +376,7 @@ def boxOnSlice(roiToWorld: np.ndarray, size: Sequence[float], ijkToWorld: np.nda
     if bounds is None or min(float(s) for s in size) < 0:
         raise BoxProblem("The box does not overlap the volume: place it on the image.")
     worldToIjk = np.linalg.inv(ijkToWorld)
-    corners = _roiCorners(roiToWorld, size, worldToIjk)
+    corners = roiCornersIjk(roiToWorld, size, worldToIjk)[:, ::-1]  # as numpy (k, j, i)
     centre = (worldToIjk @ roiToWorld[:, 3])[2::-1]
     single = [a for a in range(3) if shape[a] == 1]
     axis = single[0] if single else _viewAxis(views, ijkToWorld, shape, centre)

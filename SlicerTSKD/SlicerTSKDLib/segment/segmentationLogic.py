@@ -214,6 +214,21 @@ def sliceIndexForView(sliceToRas: np.ndarray, ijkToWorld: np.ndarray, shape: Seq
     return index if 0 <= index < count else None
 
 
+def roiCornersIjk(roiToWorld: np.ndarray, size: Sequence[float], worldToIjk: np.ndarray) -> np.ndarray:
+    """A box ROI's eight corners in a volume's continuous IJK coordinates ``(8, 3)`` (``i, j, k``; voxel
+    centres are whole numbers): the ROI is centred at ``roiToWorld``'s origin, its axes are the
+    matrix's columns and ``size`` is in mm along them."""
+    roiToWorld = np.asarray(roiToWorld, dtype=np.float64)
+    half = [0.5 * float(s) for s in size]
+    corners = []
+    for sx in (-1.0, 1.0):
+        for sy in (-1.0, 1.0):
+            for sz in (-1.0, 1.0):
+                local = np.array([sx * half[0], sy * half[1], sz * half[2], 1.0])
+                corners.append((worldToIjk @ (roiToWorld @ local))[:3])
+    return np.array(corners)
+
+
 def roiIjkBounds(roiToWorld: np.ndarray, size: Sequence[float], ijkToWorld: np.ndarray,
                  shape: Sequence[int]) -> Optional[Roi]:
     """A box ROI as numpy index bounds ``((k0, k1), (j0, j1), (i0, i1))`` (ends exclusive).
@@ -223,16 +238,8 @@ def roiIjkBounds(roiToWorld: np.ndarray, size: Sequence[float], ijkToWorld: np.n
     of the ROI's corners in IJK (at least the voxel nearest to the ROI's centre along each axis).
     None when the ROI misses the volume.
     """
-    roiToWorld = np.asarray(roiToWorld, dtype=np.float64)
     worldToIjk = np.linalg.inv(np.asarray(ijkToWorld, dtype=np.float64))
-    half = [0.5 * float(s) for s in size]
-    corners = []
-    for sx in (-1.0, 1.0):
-        for sy in (-1.0, 1.0):
-            for sz in (-1.0, 1.0):
-                local = np.array([sx * half[0], sy * half[1], sz * half[2], 1.0])
-                corners.append((worldToIjk @ (roiToWorld @ local))[:3])
-    corners = np.array(corners)
+    corners = roiCornersIjk(roiToWorld, size, worldToIjk)
     low, high = corners.min(axis=0), corners.max(axis=0)
     boundsIjk = []
     eps = 1e-6
