@@ -110,6 +110,10 @@ def main() -> int:
         checkpoint.write_text(json.dumps({"step": step + 1}), encoding="utf-8")
         progress(ProgressEvent("fake", step + 1, steps, metrics={"loss": 1.0 / (step + 1)}))
         print(f"step {step + 1}/{steps}", flush=True)
+    gate = cfg.get("hold_until")  # a test's gate: the job stays running until the test creates this file
+    deadline = time.monotonic() + 300
+    while gate and not Path(gate).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
     previous = (full.get("update") or {}).get("from_run")
     if previous:  # as tskd train --update-from records it: the previous run's labels vs these
         before = json.loads((Path(previous) / "seen.json").read_text(encoding="utf-8"))["labels"]

@@ -33,11 +33,14 @@ def integrity(workspace: Path) -> str:
         db.close()
 
 
-def start_training(proc, phantom_files, steps: int, step_s: float = 0.05):
+def start_training(proc, phantom_files, steps: int, step_s: float = 0.05, hold_until: Path | None = None):
     client = proc.client()
     project = client.create_project("p", project_labels())
     add_cases(client, project["id"], phantom_files, count=1)
-    job = client.start_job(project["id"], preset="tiny", settings={"fake": {"steps": steps, "step_s": step_s}})
+    fake = {"steps": steps, "step_s": step_s}
+    if hold_until is not None:
+        fake["hold_until"] = str(hold_until)
+    job = client.start_job(project["id"], preset="tiny", settings={"fake": fake})
     status = wait_state(client, job["id"], ("running",))
     while (status["progress"] or {}).get("step", 0) < 3:
         status = client.job_status(job["id"])
@@ -46,13 +49,15 @@ def start_training(proc, phantom_files, steps: int, step_s: float = 0.05):
 
 def test_killed_server_adopts_the_running_worker(server_process, phantom_files, tmp_path):
     first = server_process()
-    _, project, job = start_training(first, phantom_files, steps=60)
+    release = tmp_path / "release"  # the worker stays running until this exists, however slow the start-up
+    _, project, job = start_training(first, phantom_files, steps=10, hold_until=release)
     first.kill()
     row = job_row(tmp_path / "ws", job["id"])
     assert row["state"] == "running" and psutil.pid_exists(row["pid"])  # the worker outlived the server
     second = server_process()
     client = second.client()
     assert client.job_status(job["id"])["state"] == "running"
+    release.touch()
     done = wait_state(client, job["id"], ("done", "failed", "interrupted"))
     assert done["state"] == "done" and done["exit_code"] == 0 and done["attempts"] == 1
     assert [m["job_id"] for m in client.list_models(project["id"])] == [job["id"]]
