@@ -28,6 +28,7 @@ from ..train.projectLogic import projectTerminology
 from .boxLogic import BoxProblem, BoxPrompt, BoxTool, propagationText, propagateBox, roiNodeBox, \
     segmentBox, segmentChoices
 from .segmentationLogic import HERE
+from .taskPanel import TaskPanel, TaskTexts
 
 __all__ = ["BoxWidget", "BOX_NODE_ATTRIBUTE", "VIEW_ORDER", "startPlacing"]
 
@@ -60,7 +61,7 @@ def startPlacing(scene: Any, roiNode: Any) -> bool:
     return True
 
 
-class BoxWidget:
+class BoxWidget(TaskPanel):
     """Builds the section into ``form`` (the Segment panel's form layout).
 
     Args:
@@ -74,6 +75,11 @@ class BoxWidget:
             the volume's, else a new one).
         beforeWrite: ``beforeWrite(segmentation)``, the Segment Editor's undo step.
     """
+
+    taskName = _TASK
+    taskTexts = TaskTexts(failed="The box tool failed.", cancelled="Cancelled: nothing was written.",
+                          writeFailed="The result could not be written.", expected=(BoxProblem,))
+    showTaskMessages = True
 
     def __init__(self, form: "qt.QLayout", session: SessionState, data, tool: BoxTool,
                  whereToRun: Callable[[Callable[[], None]], Optional[str]], outputFor: Callable[[Any], Any],
@@ -303,48 +309,6 @@ class BoxWidget:
     def _progress(task, fraction: float, text: str) -> None:
         task.progress = fraction
         task.message = text
-
-    def _start(self, message: str, work, onSuccess) -> None:
-        self.statusLabel.text = message
-        self.progressBar.value = 0
-        self.progressBar.visible = True
-        self.progressTimer.start()
-
-        def success(result):
-            self._finished()
-            try:
-                onSuccess(result)
-            except Exception as exc:
-                self.statusLabel.text = "The result could not be written."
-                showError(exc, self.session)
-
-        def failure(exc):
-            self._finished()
-            if self.task is not None and self.task.isCancelled():
-                self.statusLabel.text = "Cancelled: nothing was written."
-            elif isinstance(exc, BoxProblem):
-                self.statusLabel.text = str(exc)
-            else:
-                self.statusLabel.text = "The box tool failed."
-                showError(exc, self.session)
-
-        self.task = self.session.submit(_TASK, work, onSuccess=success, onError=failure, passTask=True)
-        self._updateButtons()
-
-    def _finished(self) -> None:
-        self.progressTimer.stop()
-        self.progressBar.visible = False
-        self._updateButtons()
-
-    def _showProgress(self) -> None:
-        task = self.task
-        if task is None:
-            return
-        if task.progress is not None:
-            self.progressBar.value = int(round(100 * task.progress))
-        message = getattr(task, "message", None)
-        if message:
-            self.statusLabel.text = message
 
     def _write(self, volume, prompt: BoxPrompt, masks, text: str, **details) -> None:
         if not pairing.inScene(volume):

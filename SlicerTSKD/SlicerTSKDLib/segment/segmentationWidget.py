@@ -42,6 +42,7 @@ from ..volumeFiles import writeNrrd
 from ..session import SessionState, showError, userMessage
 from ..train.jobDisplayLogic import modelTitle
 from ..train.projectLogic import projectTerminology
+from .taskPanel import TaskPanel, TaskTexts
 
 __all__ = ["SegmentationWidget", "defaultModelCacheFolder", "makeSegmentationLogic"]
 
@@ -80,7 +81,7 @@ def makeSegmentationLogic(moduleDir: str) -> SegmentationLogic:
     return SegmentationLogic(moduleDir, ModelCache(defaultModelCacheFolder()), installer)
 
 
-class SegmentationWidget:
+class SegmentationWidget(TaskPanel):
     """Builds the panel into ``parentLayout``.
 
     Args:
@@ -92,6 +93,9 @@ class SegmentationWidget:
         labelNext: the "Label next" list's logic (default: cases downloaded next to the model cache).
         boxTool: the "Box to mask" section's logic (default: box models downloaded next to the model cache).
     """
+
+    taskName = "Segmenting"
+    taskTexts = TaskTexts(failed="Segmentation failed.", cancelled="Segmentation cancelled.")
 
     def __init__(self, parentLayout: "qt.QLayout", session: SessionState, data, projectWidget,
                  logic: SegmentationLogic, labelNext: Optional[LabelNextLogic] = None,
@@ -322,41 +326,6 @@ class SegmentationWidget:
 
         self._start("The backend segments '{}'...".format(volume.GetName()), work, done,
                     lambda: self.logic.removeFolder(folder))
-
-    def _start(self, message: str, work, onSuccess, onFailure=None) -> None:
-        self.statusLabel.text = message
-        self.progressBar.value = 0
-        self.progressBar.visible = True
-        self.progressTimer.start()
-
-        def success(result):
-            self._finished()
-            try:
-                onSuccess(result)
-            except Exception as exc:
-                showError(exc, self.session)
-
-        def failure(exc):
-            self._finished()
-            if onFailure is not None:
-                onFailure()
-            if self.task is not None and self.task.isCancelled():
-                self.statusLabel.text = "Segmentation cancelled."
-            else:
-                self.statusLabel.text = "Segmentation failed."
-                showError(exc, self.session)
-
-        self.task = self.session.submit("Segmenting", work, onSuccess=success, onError=failure, passTask=True)
-        self._updateButtons()
-
-    def _finished(self) -> None:
-        self.progressTimer.stop()
-        self.progressBar.visible = False
-        self._updateButtons()
-
-    def _showProgress(self) -> None:
-        if self.task is not None and self.task.progress is not None:
-            self.progressBar.value = int(round(100 * self.task.progress))
 
     def onCancel(self) -> None:
         if self.logic.installing():
