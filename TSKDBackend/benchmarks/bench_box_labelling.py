@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 from benchlib import REPO, RESULTS_DIR, machine_info, now, peak_rss_mib, write_results
 
+from tskd.metrics import mask_dice as dice
+
 RESULTS = RESULTS_DIR / "box_labelling.json"
 DATA = REPO.parent / "shared" / "data"
 ERRORS = (0.0, 0.05, 0.10)
@@ -80,11 +82,6 @@ class CachedPredictor:
         mask = self.inner.predict(box)
         self.decoder_s.append(time.perf_counter() - start)
         return mask
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return float(2.0 * (a & b).sum() / total) if total else 1.0
 
 
 def summary(values: list[float]) -> dict[str, float]:
