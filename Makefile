@@ -16,8 +16,9 @@ CONSTRAINTS ?= TSKDBackend/constraints.txt
 PIP_FLAGS ?= --disable-pip-version-check -q --no-compile
 PYTEST_ARGS ?=
 # PYTEST_WORKERS="-n 2 --dist loadfile": two pytest-xdist workers, one test file per worker at a time (its
-# module fixtures run once), tests marked serial alone (conftest.py). Off by default: not yet shown to be
-# faster on a quiet 2-core machine (on a loaded one it was not)
+# module fixtures run once), tests marked serial alone (conftest.py). Off by default: on a quiet 2-core machine
+# a clean clone with them had not finished after 38 minutes (2026-12-06), where one process takes 33 (the suite
+# is CPU-bound: its long tests train models on both cores already); for machines with more cores
 PYTEST_WORKERS ?=
 BENCH_ARGS ?=
 GPU_CHECK_ARGS ?=
