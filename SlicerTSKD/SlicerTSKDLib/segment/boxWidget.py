@@ -79,7 +79,6 @@ class BoxWidget(TaskPanel):
     taskName = _TASK
     taskTexts = TaskTexts(failed="The box tool failed.", cancelled="Cancelled: nothing was written.",
                           writeFailed="The result could not be written.", expected=(BoxProblem,))
-    showTaskMessages = True
 
     def __init__(self, form: "qt.QLayout", session: SessionState, data, tool: BoxTool,
                  whereToRun: Callable[[Callable[[], None]], Optional[str]], outputFor: Callable[[Any], Any],

@@ -9,23 +9,24 @@ panel gives its own words. The panel provides ``session``, ``statusLabel``, ``pr
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple, Type
+from typing import Callable, NamedTuple, Optional, Tuple, Type
 
 from ..session import showError
 
 __all__ = ["TaskPanel", "TaskTexts"]
 
 
-class TaskTexts:
+class TaskTexts(NamedTuple):
     """What the status line says when a panel's task ends other than with success.
 
     ``expected``: exception types whose own message is the status line (a problem the user can fix,
     not a failure to report with the error dialog).
     """
 
-    def __init__(self, failed: str, cancelled: str, writeFailed: Optional[str] = None,
-                 expected: Tuple[Type[BaseException], ...] = ()) -> None:
-        self.failed, self.cancelled, self.writeFailed, self.expected = failed, cancelled, writeFailed, expected
+    failed: str
+    cancelled: str
+    writeFailed: Optional[str] = None
+    expected: Tuple[Type[BaseException], ...] = ()
 
 
 class TaskPanel:
@@ -35,8 +36,6 @@ class TaskPanel:
     #: the session's task name (one task of that name runs at a time)
     taskName = "Task"
     taskTexts = TaskTexts(failed="The task failed.", cancelled="Cancelled.")
-    #: whether the task's message (``task.message``) replaces the status line while it runs
-    showTaskMessages = False
 
     def _start(self, message: str, work: Callable, onSuccess: Callable,
                onFailure: Optional[Callable[[], None]] = None) -> None:
@@ -82,6 +81,6 @@ class TaskPanel:
             return
         if task.progress is not None:
             self.progressBar.value = int(round(100 * task.progress))
-        message = getattr(task, "message", None) if self.showTaskMessages else None
+        message = getattr(task, "message", None)  # set by work that says what it is doing (the box tool's)
         if message:
             self.statusLabel.text = message
