@@ -5,6 +5,11 @@ waits until the other worker's test (its fixtures' set-up and tear-down included
 worker starts nothing until it is done. Mark a test ``serial`` when what it asserts depends on the
 machine being otherwise idle: a count of requests served in a fixed time, a bound on seconds.
 Without xdist (a plain ``pytest``) the marker changes nothing.
+
+Threads: each xdist worker gets its share of the cores (``OMP_NUM_THREADS`` and torch's intra-op
+threads: cores // workers, at least 1), inherited by the processes its tests start, so two workers
+on two cores do not each run two-thread torch kernels against each other (the cause of an earlier
+two-worker run being slower than one process). A ``serial`` test, running alone, gets every core.
 """
 
 from __future__ import annotations
@@ -25,9 +30,30 @@ except ImportError:  # Windows: no xdist run of this suite there
 _TURNS = pytest.StashKey[str]()  # the folder the workers take turns in (made by the controller)
 
 
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _use_threads(count: int) -> None:
+    """This process's torch threads and those of the processes it starts from now on."""
+    for name in _THREAD_VARIABLES:
+        os.environ[name] = str(count)
+    import sys
+
+    torch = sys.modules.get("torch")  # set before torch is imported, the variables are enough
+    if torch is not None:
+        torch.set_num_threads(count)
+
+
+def _worker_threads(workerinput) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, int(workerinput.get("workercount", 1))))
+
+
 def pytest_configure(config):
     if not hasattr(config, "workerinput") and fcntl is not None and config.getoption("numprocesses", None):
         config.stash[_TURNS] = tempfile.mkdtemp(prefix="tskd-pytest-turns-")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and not any(name in os.environ for name in _THREAD_VARIABLES):
+        _use_threads(_worker_threads(workerinput))  # a user's own setting wins
 
 
 def pytest_unconfigure(config):
@@ -53,6 +79,8 @@ def pytest_runtest_protocol(item, nextitem):
         if alone:
             wanted.write_text(str(os.getpid()), encoding="utf-8")  # the other worker starts no new test now
             fcntl.flock(lock, fcntl.LOCK_EX)  # and this one waits for the test it is running
+            shared = os.environ.get(_THREAD_VARIABLES[0])
+            _use_threads(os.cpu_count() or 1)  # alone: every core
         else:
             while any(_alive(path) for path in folder.glob("wanted-*")):
                 time.sleep(0.2)
@@ -61,6 +89,8 @@ def pytest_runtest_protocol(item, nextitem):
             yield
         finally:
             if alone:
+                if shared is not None:
+                    _use_threads(int(shared))
                 wanted.unlink()
             fcntl.flock(lock, fcntl.LOCK_UN)
 
