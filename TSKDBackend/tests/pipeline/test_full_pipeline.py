@@ -1,5 +1,8 @@
 """The whole pipeline on phantoms, as ``tskd demo`` runs it: every artifact, the exported student's
-Dice on held-out phantoms, and resuming after the process is killed mid-distillation."""
+Dice on held-out phantoms, and resuming after the process is killed mid-distillation.
+
+The run is the session's shared one (``shared_run`` in tests/conftest.py: the tiny preset with about
+half its steps), made once for this module and the others that read a finished run."""
 
 from __future__ import annotations
 
@@ -16,8 +19,7 @@ import pytest
 import torch
 
 from tskd.data.image import read_image
-from tskd.runconfig import resolve_config
-from tskd.pipeline.demo import format_demo, run_demo
+from tskd.pipeline.demo import format_demo
 from tskd.pipeline.run import run_stages
 from tskd.progress import NullProgress, read_status_file
 from tskd.runtime import OnnxSegmenter, StudentPackage, segment_volume
@@ -26,10 +28,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
-    result = run_demo(workdir, resolve_config(preset="tiny"), progress=NullProgress())
-    return workdir, result
+def demo(shared_run):
+    """The session's shared tiny run (tests/conftest.py): ``run_demo`` with about half the tiny preset's steps."""
+    return shared_run.workdir, shared_run.result
 
 
 def test_every_artifact_is_written(demo):
@@ -80,19 +81,19 @@ def test_exported_student_segments_held_out_phantoms(demo):
     assert np.mean(dice) >= 0.8
 
 
-def test_killed_during_distillation_resumes_to_the_same_student(demo, tmp_path):
-    workdir, _ = demo
+def test_killed_during_distillation_resumes_to_the_same_student(shared_run, tmp_path):
+    workdir = shared_run.workdir
     run = tmp_path / "run"
     shutil.copytree(workdir / "run", run, ignore=shutil.ignore_patterns(
         "student", "package", "report", "export.json", "summary.json", "*.tskd.zip", "status.json"))
     cmd = [sys.executable, "-m", "tskd", "train", "--data", str(workdir / "data"), "--out", str(run),
-           "--preset", "tiny"]
+           "--preset", "tiny", "--config", str(shared_run.config_file)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     latest = run / "student" / "distill" / "checkpoints" / "latest.pt"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if latest.is_file() and torch.load(latest, weights_only=False)["step"] >= 50:
+        if latest.is_file() and torch.load(latest, weights_only=False)["step"] >= 40:  # of 100
             break
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before it could be killed"
@@ -101,7 +102,7 @@ def test_killed_during_distillation_resumes_to_the_same_student(demo, tmp_path):
     assert not (run / "student" / "distill" / "stage.json").exists()
 
     # the same run again, up to the end of distillation (the later stages are tested above)
-    summary = run_stages(workdir / "data", run, resolve_config(preset="tiny"),
+    summary = run_stages(workdir / "data", run, shared_run.config,
                          stages=("data", "teacher", "synthesis", "distill"), progress=NullProgress())
     assert summary["stages"]["distill"]["metrics"]["val_dice"] > 0.5
     log = (run / "log.txt").read_text(encoding="utf-8")

@@ -8,11 +8,8 @@ import numpy as np
 
 from tskd.cli.main import main
 from tskd.data.image import read_image
-from tskd.runconfig import resolve_config
 from tskd.pipeline.data_stage import load_prepared_data
-from tskd.pipeline.run import run_stages
 from tskd.pipeline.run_folder import RunFolder
-from tskd.progress import NullProgress
 from tskd.data.transfer_set import TransferSet
 
 
@@ -45,19 +42,20 @@ def test_bad_model_folder_is_a_clear_error(tmp_path, capsys):
     assert "no diffusion model here" in capsys.readouterr().err
 
 
-def test_transfer_set_holds_real_and_gated_synthetic_items(phantom_dataset, tmp_path):
-    config = resolve_config(preset="tiny", overrides={"synthesis": {"num_synthetic": 12}}, max_steps=40)
-    summary = run_stages(phantom_dataset, tmp_path / "run", config, stages=("data", "teacher", "synthesis"),
-                         progress=NullProgress())
-    run = RunFolder(tmp_path / "run")
+def test_transfer_set_holds_real_and_gated_synthetic_items(shared_run):
+    # the session's shared tiny run (tests/conftest.py): its transfer set, with 16 synthetic images asked for
+    wanted = shared_run.config.synthesis.num_synthetic
+    assert wanted == 16
+    summary = shared_run.result["run"]
+    run = RunFolder(shared_run.run)
     data = load_prepared_data(run)
     transfer = TransferSet(run.transfer_set)
     counts = transfer.counts()
     assert counts["real_labelled"] == data.train_labelled.size
     assert counts["real_unlabelled"] == data.train_unlabelled.size
     stats = summary["stages"]["synthesis"]["transfer_set"]
-    assert counts["synthetic"] + sum(stats["dropped"].values()) >= min(12, counts["synthetic"] + 1)
-    assert counts["synthetic"] <= 12
+    assert counts["synthetic"] + sum(stats["dropped"].values()) >= min(wanted, counts["synthetic"] + 1)
+    assert counts["synthetic"] <= wanted
     item = transfer[int(transfer.indices("real_labelled")[0])]
     assert item.soft.shape == (data.num_classes, 64, 64)
     np.testing.assert_allclose(item.soft.sum(axis=0), 1.0, atol=2e-2)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tskd.cli.main import main
 from tskd.config import save_yaml
 from tskd.data.cases import Case
 from tskd.data.labels import Label, LabelTable
@@ -303,24 +302,23 @@ def test_updating_into_the_previous_folder_is_refused(runs):
         run_stages(root / "enlarged", root / "run1", _config(from_run=str(root / "run1")), progress=NullProgress())
 
 
-def test_cli_update_from_a_missing_run_is_one_line_and_a_non_zero_exit(tmp_path):
+# The two command-line checks call the command's entry point in this process (``python -m tskd`` is
+# ``sys.exit(main())``): a subprocess would only add seconds of imports; an uncaught exception (a
+# traceback) would fail the test here as well.
+
+def test_cli_update_from_a_missing_run_is_one_line_and_a_non_zero_exit(tmp_path, capsys):
     data = write_phantom_dataset(tmp_path / "data", cases=2, seed=0)
-    result = subprocess.run(
-        [sys.executable, "-m", "tskd", "train", "--data", str(data), "--out", str(tmp_path / "run"),
-         "--preset", "tiny", "--base", "none", "--update-from", str(tmp_path / "no-such-run")],
-        capture_output=True, timeout=300,
-    )
-    stderr = result.stderr.decode("utf-8")
-    assert result.returncode != 0 and "Traceback" not in stderr
+    code = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny", "--base", "none",
+                 "--update-from", str(tmp_path / "no-such-run")])
+    stderr = capsys.readouterr().err
+    assert code != 0 and "Traceback" not in stderr
     assert f"tskd: error: update.from_run: {tmp_path / 'no-such-run'} is not a folder" in stderr
+    assert len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()  # nothing was started
 
 
-def test_cli_no_reuse_synthesis_needs_update_from(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "tskd", "train", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
-         "--preset", "tiny", "--base", "none", "--no-reuse-synthesis"],
-        capture_output=True, timeout=300,
-    )
-    assert result.returncode != 0
-    assert "--no-reuse-synthesis only applies with --update-from" in result.stderr.decode("utf-8")
+def test_cli_no_reuse_synthesis_needs_update_from(tmp_path, capsys):
+    code = main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "tiny", "--base", "none",
+                 "--no-reuse-synthesis"])
+    assert code != 0
+    assert "--no-reuse-synthesis only applies with --update-from" in capsys.readouterr().err
