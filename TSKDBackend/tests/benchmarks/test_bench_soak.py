@@ -1,6 +1,6 @@
-"""The soak benchmark's short run (``bench_soak.py --quick``, about a minute): a real ``tskd serve``
-under 8 polling and 2 uploading clients and a real training job, the server and the worker killed
-with SIGKILL and the server restarted; every accepted case byte for byte after each restart, no
+"""The soak benchmark's short run (``bench_soak.py --quick``: 30 s of load, about 40 s in all): a real
+``tskd serve`` under 8 polling and 2 uploading clients and a real training job, the server and the worker
+killed with SIGKILL and the server restarted; every accepted case byte for byte after each restart, no
 half-written file, the database's integrity check clean, no undeclared answer (issue 34)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SRC = BENCHMARKS.parent / "src"
 
 
-@pytest.mark.serial  # a fixed minute: how many requests are served, how fast, depends on an idle machine
+@pytest.mark.serial  # a fixed 30 s: how many requests are served, how fast, depends on an idle machine
 def test_the_short_soak_holds(tmp_path: Path) -> None:
     out = tmp_path / "soak.json"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p))

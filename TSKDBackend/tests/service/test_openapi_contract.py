@@ -4,7 +4,9 @@ real ``tskd serve`` on a loopback port, with a token, from its own ``/openapi.js
 Every check is on (server errors, documented status codes, response bodies and headers against
 the schema, schema-invalid data refused, schema-valid data accepted, ``Allow`` on 405, auth...)
 and all four phases run. It is bounded and reproducible: a fixed seed, a fixed number of
-examples per operation, one worker; about a minute. The few refusals of schema-valid data that
+examples per operation, one worker. 20 examples per operation (60 until 2026-12-06: the fuzzing and
+stateful phases grow with it, the coverage phase does not) still test all 32 operations in the coverage
+and fuzzing phases with 869 requests in all (measured 2026-12-06). The few refusals of schema-valid data that
 JSON Schema cannot express are listed, with the reason, in ``schemathesis.toml`` beside this file.
 
 The server holds a project with labelled cases, a finished job and its model before the run, and
@@ -29,7 +31,7 @@ from tests.service.helpers import FAKE_TRAIN_COMMAND, ServerProcess, add_cases, 
 
 TOKEN = "contract-test-token"
 SEED = 20261203
-EXAMPLES = 60  # per operation and phase: 1,000+ requests in all
+EXAMPLES = 20  # per operation in the fuzzing and stateful phases (the coverage phase's cases come on top)
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 pytestmark = pytest.mark.slow
@@ -89,7 +91,7 @@ def test_the_service_keeps_its_openapi_contract(tmp_path, phantom_files):
         tested = {case.get("name") for case in suite.iter("testcase")}
         assert len(tested - {"Stateful tests"}) == operations, (sorted(tested), operations)
         generated = int(re.search(r"(\d+) generated", output).group(1))
-        assert generated >= 1000, output[-3000:]
+        assert generated >= operations * EXAMPLES, output[-3000:]  # 869 with 32 operations (2026-12-06)
         for phase in ("Coverage", "Fuzzing", "Stateful"):
             assert re.search(rf"✅ {phase}", output), output[-3000:]
     finally:
