@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tskd.cli.main import main
 from tskd.data.image import read_image
@@ -42,6 +43,7 @@ def test_bad_model_folder_is_a_clear_error(tmp_path, capsys):
     assert "no diffusion model here" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # reads the session's shared tiny run (about a minute to build)
 def test_transfer_set_holds_real_and_gated_synthetic_items(shared_run):
     # the session's shared tiny run (tests/conftest.py): its transfer set, with 16 synthetic images asked for
     wanted = shared_run.config.synthesis.num_synthetic

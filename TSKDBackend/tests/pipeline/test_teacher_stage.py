@@ -22,6 +22,7 @@ from tskd.pipeline.run import run_stages
 from tskd.progress import NullProgress
 
 
+@pytest.mark.slow  # reads the session's shared tiny run (about a minute to build)
 def test_teacher_learns_on_phantoms(shared_run, tmp_path):
     # the session's shared tiny run (tests/conftest.py): its teacher trained 150 steps, validated every 50
     run = shared_run.run
