@@ -1,5 +1,6 @@
-"""Run the real teacher stage of a prepared run folder; launched by test_distributed_stage.py with
-one process, or two under torchrun.
+"""Run the real teacher stage of a prepared run folder; launched by test_distributed_stage.py as two
+processes under torchrun, and called there in the test process (:func:`main`) for the one-process
+reference.
 
 Usage: python dist_stage_worker.py RUN_DIR
 Writes RUN_DIR/seen_rank{R}.json: the (slice index, augmentation seed) pairs this rank loaded.
@@ -32,12 +33,17 @@ class RecordingSlices(teacher_stage.SliceDataset):
 
 
 def main(run_dir: str) -> None:
+    original = teacher_stage.SliceDataset
     teacher_stage.SliceDataset = RecordingSlices  # the stage builds its datasets from this name
-    run = RunFolder(Path(run_dir))
-    config = resolve_config(preset="tiny", overrides={"teacher": {"train": {
-        "max_steps": 6, "batch_size": 8, "warmup_steps": 1, "validate_every": 3, "checkpoint_every": 3,
-        "log_every": 1, "device": "cpu"}}})
-    result = teacher_stage.run_teacher_stage(run, load_prepared_data(run), config, StageContext(NullProgress()))
+    SEEN.clear()
+    try:
+        run = RunFolder(Path(run_dir))
+        config = resolve_config(preset="tiny", overrides={"teacher": {"train": {
+            "max_steps": 6, "batch_size": 8, "warmup_steps": 1, "validate_every": 3, "checkpoint_every": 3,
+            "log_every": 1, "device": "cpu"}}})
+        result = teacher_stage.run_teacher_stage(run, load_prepared_data(run), config, StageContext(NullProgress()))
+    finally:
+        teacher_stage.SliceDataset = original
     info = process_info()
     Path(run_dir, f"seen_rank{info.rank}.json").write_text(json.dumps(SEEN), encoding="utf-8")
     Path(run_dir, f"metrics_rank{info.rank}.json").write_text(json.dumps(result.metrics), encoding="utf-8")

@@ -1,6 +1,7 @@
 """A real stage (the teacher, on prepared phantom slices) with two CPU processes under torchrun
 ends with the same weights as one process with the same global batch, each rank having trained on
-its own half of every batch."""
+its own half of every batch. The one-process reference runs in the test process (as the torchrun
+workers, with one thread each); the two processes under torchrun."""
 
 from __future__ import annotations
 
@@ -32,10 +33,19 @@ def _free_port() -> int:
 
 
 def _run(run_dir: Path, nproc: int) -> None:
-    cmd = [sys.executable, str(WORKER), str(run_dir)]
-    if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-               "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(WORKER), str(run_dir)]
+    if nproc == 1:  # here, with the workers' one thread (OMP_NUM_THREADS=1 below), so the sums are alike
+        from tests.pipeline import dist_stage_worker
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng():
+                dist_stage_worker.main(str(run_dir))
+        finally:
+            torch.set_num_threads(threads)
+        return
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+           "--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(WORKER), str(run_dir)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
