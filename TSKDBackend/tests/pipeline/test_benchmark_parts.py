@@ -156,3 +156,21 @@ def test_plot_is_a_png(tmp_path):
     path = plot_results([_result("tskd", 0.8), _result("mae", 0.0, status="failed")], tmp_path / "p.png", title="t")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+@pytest.mark.parametrize("lora, words", [(None, "litemedsam from lite_medsam.pth (frozen encoder, decoder fine-tuned)"),
+                                         ({"rank": 4}, "litemedsam from lite_medsam.pth + LoRA")])
+def test_the_header_says_how_the_foundation_teacher_was_tuned(tmp_path, lora, words):
+    import json
+
+    from tskd.pipeline.comparison.folders import BenchmarkFolder
+    from tskd.pipeline.comparison.runner import TimingSettings, _header
+
+    folder = BenchmarkFolder(tmp_path / "bench")
+    folder.shared.teacher.mkdir(parents=True)
+    teacher = {"architecture": "litemedsam", "has_foundation_weights": True, "lora": lora,
+               "base": {"path": "/cache/checkpoints/lite_medsam.pth"}}
+    (folder.shared.teacher / "stage.json").write_text(json.dumps({"teacher": teacher}))
+    split = {"train": ["a"], "val": ["b"], "unlabelled": [], "test": ["c"]}
+    header = _header(folder, "data", resolve_config(preset="tiny"), split, 0.2, TimingSettings(), None)
+    assert header["summary"]["teacher"] == words

@@ -138,7 +138,8 @@ def _header(folder: BenchmarkFolder, data_path: str, config: PipelineConfig, spl
     if teacher is None:
         teacher_text = "not trained (no selected method needs it)"
     elif teacher.get("has_foundation_weights"):
-        teacher_text = f"{teacher.get('architecture')} from {Path((teacher.get('base') or {}).get('path', '?')).name} + LoRA"
+        tuned = "+ LoRA" if teacher.get("lora") else "(frozen encoder, decoder fine-tuned)"
+        teacher_text = f"{teacher.get('architecture')} from {Path((teacher.get('base') or {}).get('path', '?')).name} {tuned}"
     else:
         teacher_text = (f"NO foundation weights: a small SAM-layout model ('{teacher.get('architecture')}') "
                         "trained from scratch on the labelled cases")

@@ -12,6 +12,12 @@ baseline then distils random features, and its table row says so.
 Budget: feature distillation gets the distillation stage's settings (``distill.train``; the best
 checkpoint is the one with the lowest validation feature MSE), the fine-tuning TS-KD's
 (``finetune.train``).
+
+Cost: with foundation weights the frozen encoder's embeddings go through the embedding cache
+(``teacher.embedding_cache``, the same one the teacher stage fills), and the feature-distillation
+images are not augmented, so each image's embedding is computed once (as MobileSAM precomputed
+its teacher's embeddings) and the stage costs student steps only. Without foundation weights
+(a random encoder, cheap only in name) the images are augmented as before.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.comparison.methods.base import Method, export_student, with_changes
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.stage import StageContext, fit_stage
+from tskd.pipeline.teacher_stage import embedding_cache_root
 from tskd.pipeline.student_stage import TeacherEmbeddings, new_student, run_finetune_stage
 from tskd.student.base import FeatureProjector, StudentWithProjector, unwrap_student
 from tskd.student.storage import load_student
 from tskd.student.tasks import FeatureDistillationTask
-from tskd.teacher.build import build_scratch_segmenter
+from tskd.teacher.build import attach_embedding_cache, build_scratch_segmenter
 from tskd.teacher.checkpoints import load_pretrained_segmenter
 from tskd.teacher.model import SamSegmenter
 
@@ -45,12 +52,15 @@ logger = logging.getLogger(__name__)
 
 
 def frozen_foundation_model(config: PipelineConfig, num_classes: int) -> SamSegmenter:
-    """The foundation model before any task training (``teacher.base``), or, with base ``none``,
-    the randomly initialised SAM-layout model the teacher stage starts from (same seed)."""
+    """The foundation model before any task training (``teacher.base``), its encoder frozen and
+    reading the embedding cache, or, with base ``none``, the randomly initialised SAM-layout model
+    the teacher stage starts from (same seed)."""
     teacher = config.teacher
     if teacher.uses_foundation_weights:
         model = load_pretrained_segmenter(teacher.base, architecture=teacher.architecture,
                                           input_size=teacher.model_input_size, num_classes=num_classes)
+        model.freeze_encoder()
+        attach_embedding_cache(model, embedding_cache_root(config))
     else:
         logger.warning("task_agnostic_kd: no foundation weights (base: none); distilling the features of a "
                        "randomly initialised SAM '%s'", teacher.resolved_architecture())
@@ -118,14 +128,19 @@ def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context:
         if data.val.size:
             inner.val_data = EmbeddedBatches(SliceDataset(data.prepared, data.val), task)
         images = np.concatenate([data.train_labelled, data.train_unlabelled])  # labels are not used
+        cached = frozen.embedding_cache is not None
+        if cached:
+            logger.info("task_agnostic_kd: the frozen encoder's embeddings are cached, so the feature-distillation "
+                        "images are not augmented (each image is encoded once)")
         fit_stage(
             folder=folder, stage="feature_kd", model=model, task=task,
-            dataset=SliceDataset(data.prepared, images, augment=build_augmentation(config.data.augment),
+            dataset=SliceDataset(data.prepared, images,
+                                 augment=None if cached else build_augmentation(config.data.augment),
                                  seed=config.seed),
             train=config.distill.train, context=context.at(1, 2),
             fingerprint={"distill": config.distill.to_dict(), "student": student.spec(),
                          "prepared": data.prepared.fingerprint, "frozen": _teacher_info(frozen),
-                         "images": int(images.size)},
+                         "images": int(images.size), "augmented": not cached},
         )
         student = unwrap_student(model)
     summary["stages"]["feature_kd"] = {"folder": str(folder), **{k: v for k, v in read_json(folder / "stage.json").items()
