@@ -93,7 +93,7 @@ def test_label_train_segment_correct(slicerScene, localBackend, tmp_path):
     display = jobDisplay(client.job_status(job["id"]))
     while not display.finished:
         assert time.monotonic() < deadline, display.headline
-        time.sleep(2.0)
+        time.sleep(0.5)  # the panel polls every 2 s (trainingWidget._POLL_MS); here a shorter wait after the end
         display = jobDisplay(client.job_status(job["id"]))
         headlines.append(display.headline)
     assert display.state == "done", (display.headline, display.logText)

@@ -1,4 +1,7 @@
-"""Two CPU processes (gloo) under torchrun give the same result as one process with the same global batch."""
+"""Two CPU processes (gloo) under torchrun give the same result as one process with the same global batch.
+
+The one-process reference runs the same worker inside the test process (its start-up, not the
+subject here, would cost a second torch import); the two processes run under torchrun."""
 
 from __future__ import annotations
 
@@ -20,12 +23,16 @@ def free_port() -> int:
 
 
 def run(out: Path, nproc: int) -> None:
-    cmd = [sys.executable, str(WORKER), str(out)]
-    if nproc > 1:
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-            "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), str(out),
-        ]
+    if nproc == 1:  # in this process: the worker's own code, with its seed kept out of the other tests
+        from tests.engine import ddp_worker
+
+        with torch.random.fork_rng():
+            ddp_worker.main(str(out))
+        return
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+        "--master_addr=127.0.0.1", f"--master_port={free_port()}", str(WORKER), str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -1,58 +1,43 @@
-"""``tskd train --nproc 2`` and ``tskd teacher finetune --nproc 2`` on phantoms: two CPU processes
-(gloo) under torchrun finish the pipeline, files are written once, and a stopped run resumes."""
+"""``tskd train --nproc 2`` on phantoms: two CPU processes (gloo) under torchrun finish the pipeline, files
+are written once, and a stopped run resumes. All of it read from the one two-process run of
+tests/pipeline/two_ranks.py (the ``two_rank_run`` fixture), which test_distributed_stage.py reads too."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tskd.cli.main import main
-from tskd.progress import read_status_file
+from tests.pipeline.two_ranks import DISTILL_STEPS, OTHER_STEPS, TEACHER_STEPS
 from tskd.runtime import OnnxSegmenter, StudentPackage, segment_volume
 
 pytestmark = pytest.mark.slow
-
-SRC = Path(__file__).resolve().parents[2] / "src"
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-                PYTHONUNBUFFERED="1")
-
-
-def _tskd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tskd", *args]
 
 
 def _history(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_train_with_two_processes(phantom_dataset, tmp_path):
-    run = tmp_path / "run"
-    done = subprocess.run(_tskd("train", "--nproc", "2", "--preset", "tiny", "--max-steps", "4",
-                                "--data", str(phantom_dataset), "--out", str(run)),
-                          capture_output=True, text=True, timeout=900, env=_env())
+def test_train_with_two_processes(two_rank_run):
+    run, done = two_rank_run.out, two_rank_run.resumed
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("finished in") == 1  # the summary table is printed by rank 0 only
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["processes"] == 2
-    for folder in ("teacher", "synthesis", "student/distill", "student/finetune"):
-        history = _history(run / folder / "metrics.jsonl")
-        assert [r["step"] for r in history if r["kind"] == "train"] == [4], folder  # once, by rank 0
-        assert json.loads((run / folder / "stage.json").read_text(encoding="utf-8"))["steps"] == 4
+    for folder, steps in (("teacher", TEACHER_STEPS), ("synthesis", OTHER_STEPS), ("student/distill", DISTILL_STEPS),
+                          ("student/finetune", OTHER_STEPS)):
+        history = [r["step"] for r in _history(run / folder / "metrics.jsonl") if r["kind"] == "train"]
+        # once, by rank 0: the tiny preset logs every 10 steps and at the end, the teacher here every step
+        expected = list(range(1, steps + 1)) if folder == "teacher" else sorted({*range(10, steps + 1, 10), steps})
+        assert history == expected, folder
+        assert json.loads((run / folder / "stage.json").read_text(encoding="utf-8"))["steps"] == steps
     log = (run / "log.txt").read_text(encoding="utf-8")
-    assert log.count("stages data, teacher") == 1 and "[rank 1]" not in log
-    assert "2 processes" in log
+    # one line per start: the stopped run, the refused 1-process run, the resumed run; none from rank 1
+    assert log.count("stages data, teacher") == 3 and "[rank 1]" not in log
+    assert log.count("2 processes") == 2
     package = StudentPackage.load(run / "run.tskd.zip")
     volume = np.random.default_rng(0).normal(size=(3, 64, 64)).astype(np.float32)
     labels = segment_volume(OnnxSegmenter(package), volume)
@@ -60,33 +45,19 @@ def test_train_with_two_processes(phantom_dataset, tmp_path):
     assert summary["stages"]["package"]["validation"]["n_cases"] == 2
 
 
-def test_stopped_two_process_run_resumes(phantom_dataset, tmp_path):
-    out = tmp_path / "run"
-    cmd = _tskd("teacher", "finetune", "--nproc", "2", "--preset", "tiny", "--max-steps", "60",
-                "--data", str(phantom_dataset), "--out", str(out))
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        status = read_status_file(out / "status.json") or {}
-        if status.get("stages", {}).get("teacher", {}).get("step", 0) >= 2:
-            break
-        time.sleep(0.1)
-    assert proc.poll() is None, "the run ended before it could be stopped"
-    proc.send_signal(signal.SIGINT)  # as Ctrl-C: the wrapper passes it on once to the workers
-    stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 130, stderr[-4000:]
-    latest = torch.load(out / "teacher" / "checkpoints" / "latest.pt", weights_only=False)
-    assert 2 <= latest["step"] < 60 and latest["num_processes"] == 2
-    assert not (out / "teacher" / "stage.json").exists()
+def test_stopped_two_process_run_resumes(two_rank_run):
+    out = two_rank_run.out
+    assert two_rank_run.stop_returncode == 130, two_rank_run.stop_stderr[-4000:]
+    stopped = two_rank_run.stopped_checkpoint
+    assert 2 <= stopped["step"] < DISTILL_STEPS and stopped["num_processes"] == 2
+    assert not two_rank_run.distill_stage_json_after_stop
 
     # another process count is refused with a clear message ...
-    assert main(cmd[3:5] + cmd[7:]) == 2
+    assert two_rank_run.one_process_exit_code == 2
     # ... the same one continues from the checkpoint
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=_env())
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert f"resuming from step {latest['step']}" in (out / "log.txt").read_text(encoding="utf-8")
-    final = torch.load(out / "teacher" / "checkpoints" / "final.pt", weights_only=False)
-    assert final["step"] == 60
-    steps = [r["step"] for r in _history(out / "teacher" / "metrics.jsonl") if r["kind"] == "train"]
-    assert steps == sorted(set(steps)) and steps[-1] == 60
+    assert two_rank_run.resumed.returncode == 0, two_rank_run.resumed.stderr[-4000:]
+    assert f"resuming from step {stopped['step']}" in (out / "log.txt").read_text(encoding="utf-8")
+    final = torch.load(out / "student" / "distill" / "checkpoints" / "final.pt", weights_only=False)
+    assert final["step"] == DISTILL_STEPS
+    steps = [r["step"] for r in _history(out / "student" / "distill" / "metrics.jsonl") if r["kind"] == "train"]
+    assert steps == sorted(set(steps)) and steps[-1] == DISTILL_STEPS

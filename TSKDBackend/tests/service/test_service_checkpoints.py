@@ -261,8 +261,8 @@ def test_a_server_killed_during_a_fetch_resumes_it_after_a_restart(server_proces
     files.slow["/sam_slow.pth"] = 0.02
     first = server_process("--foundation-mirror", files.url, **options)
     client = first.client()
-    # the first listing waits for the server's device check (torch's import, started in the background at
-    # start-up); made before the fetch, so that the polling below sees the download while it runs
+    # the first listing learns the server's device (it imports torch, some seconds on a loaded machine); made
+    # before the fetch, so that the polling below sees the download while it runs
     client.get_checkpoint("sam-slow")
     client.fetch_checkpoint("sam-slow")
     deadline = time.monotonic() + 30

@@ -43,6 +43,7 @@ def start_training(proc, phantom_files, steps: int, step_s: float = 0.05, hold_u
     job = client.start_job(project["id"], preset="tiny", settings={"fake": fake})
     status = wait_state(client, job["id"], ("running",))
     while (status["progress"] or {}).get("step", 0) < 3:
+        time.sleep(0.02)  # not a busy loop: the server and the worker share the machine's cores with it
         status = client.job_status(job["id"])
     return client, project, job
 

@@ -247,15 +247,15 @@ class Checkpoints:
         return self.get(name)
 
     def start(self) -> None:
-        """Learn the server's device (the listing's order depends on it), then fetch again what a
-        previous server left queued or running (it resumes the ``.part`` file)."""
-        from tskd.foundation.resolve import has_gpu
+        """Fetch again what a previous server left queued or running (it resumes the ``.part`` file).
 
-        # imports torch now, once (about 2 s), rather than in the first GET /checkpoints. Not in a background
-        # thread: the upload memory bounds measure the server's growth, which a late torch import would spoil
-        # (tried 2026-12-06: test_service_memory then failed). A child-process probe would keep torch out of
-        # the server altogether; left for later.
-        has_gpu()
+        The server's device (the listing's order depends on it) is learnt at the first listing, which
+        imports torch then (about 2 s, once): a server that is never asked for the listing, e.g. one that
+        only adopts, settles or resumes jobs after a restart, never imports it. Not at start-up: every
+        start (each restart of a killed server) paid that import before answering or resuming a job;
+        not in a background thread: the upload memory bounds measure the server's growth, which a late
+        torch import would spoil (tried 2026-12-06: test_service_memory then failed).
+        """
         for row in self.db.query("SELECT name FROM fetches WHERE state IN ('queued', 'running')"):
             logger.info("resuming the download of %s left by the previous server", row["name"])
             with self._lock:
