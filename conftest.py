@@ -10,6 +10,10 @@ Threads: each xdist worker gets its share of the cores (``OMP_NUM_THREADS`` and 
 threads: cores // workers, at least 1), inherited by the processes its tests start, so two workers
 on two cores do not each run two-thread torch kernels against each other (the cause of an earlier
 two-worker run being slower than one process). A ``serial`` test, running alone, gets every core.
+
+Order: with xdist, the test files go out longest first (each file's seconds in the last run, kept
+in pytest's cache; on a clean clone, files with a ``slow`` test first), so that no long file starts
+last while the other worker idles. A plain ``pytest`` keeps the files' own order.
 """
 
 from __future__ import annotations
@@ -48,7 +52,50 @@ def _worker_threads(workerinput) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, int(workerinput.get("workercount", 1))))
 
 
+_FILE_SECONDS = "tskd/file_seconds"
+_seconds: dict = {}  # each file's seconds, added up by the controller (or a plain run) only
+_counting = [False]
+#: an unmeasured file with a ``slow`` test is taken to last this long (seconds), one without, none
+_SLOW_GUESS = 60.0
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if getattr(config, "workerinput", None) is None:
+        return
+    known = config.cache.get(_FILE_SECONDS, {}) if config.cache is not None else {}
+    first: dict[str, int] = {}
+    guess: dict[str, float] = {}
+    for index, item in enumerate(items):
+        path = _file_of(item.nodeid)
+        first.setdefault(path, index)
+        slow = _SLOW_GUESS if item.get_closest_marker("slow") is not None else 0.0
+        guess[path] = max(guess.get(path, 0.0), slow)
+    cost = {path: float(known.get(path, guess[path])) for path in first}
+    # longest file first; a file's tests stay together and in their order (loadfile sends whole files)
+    items[:] = sorted(items, key=lambda item: (-cost[_file_of(item.nodeid)], first[_file_of(item.nodeid)]))
+
+
+def pytest_runtest_logreport(report):
+    if _counting[0]:
+        path = _file_of(report.nodeid)
+        _seconds[path] = _seconds.get(path, 0.0) + float(getattr(report, "duration", 0.0) or 0.0)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if not _counting[0] or config.cache is None or not _seconds:
+        return
+    known = config.cache.get(_FILE_SECONDS, {})
+    known.update({path: round(value, 1) for path, value in _seconds.items()})
+    config.cache.set(_FILE_SECONDS, known)
+
+
 def pytest_configure(config):
+    _counting[0] = getattr(config, "workerinput", None) is None  # xdist's workers report to the controller
     if not hasattr(config, "workerinput") and fcntl is not None and config.getoption("numprocesses", None):
         config.stash[_TURNS] = tempfile.mkdtemp(prefix="tskd-pytest-turns-")
     workerinput = getattr(config, "workerinput", None)
