@@ -15,11 +15,13 @@ CONSTRAINTS ?= TSKDBackend/constraints.txt
 # are never imported, and the ones the tests import are compiled on their first import, once)
 PIP_FLAGS ?= --disable-pip-version-check -q --no-compile
 PYTEST_ARGS ?=
-# PYTEST_WORKERS="-n 2 --dist loadfile": two pytest-xdist workers, one test file per worker at a time (its
-# module fixtures run once), tests marked serial alone (conftest.py). Off by default: on a quiet 2-core machine
-# a clean clone with them had not finished after 38 minutes (2026-12-06), where one process takes 33 (the suite
-# is CPU-bound: its long tests train models on both cores already); for machines with more cores
-PYTEST_WORKERS ?=
+# Two pytest-xdist workers, one test file per worker at a time (its module fixtures run once), the longest files
+# first (--no-loadscope-reorder keeps conftest.py's order), each worker with one of the two cores' threads, tests
+# marked serial alone (conftest.py). On a quiet 2-core machine, clean clone (2026-12-06): one process 33 min 11 s;
+# two workers each running two-thread torch kernels against each other, slower than that; two one-thread workers
+# 19 min 23 s with xdist's own file order (the long single-test files last), see README.md for the current figure.
+# PYTEST_WORKERS= (empty) runs one process.
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 BENCH_ARGS ?=
 GPU_CHECK_ARGS ?=
 

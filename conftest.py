@@ -12,8 +12,10 @@ on two cores do not each run two-thread torch kernels against each other (the ca
 two-worker run being slower than one process). A ``serial`` test, running alone, gets every core.
 
 Order: with xdist, the test files go out longest first (each file's seconds in the last run, kept
-in pytest's cache; on a clean clone, files with a ``slow`` test first), so that no long file starts
-last while the other worker idles. A plain ``pytest`` keeps the files' own order.
+in pytest's cache; on a clean clone, a minute per ``slow`` test), so that no long file starts last
+while the other worker idles. This needs xdist's ``--no-loadscope-reorder`` (the Makefile passes it):
+by default ``loadfile`` sends the files with the most tests first, which put the long single-test
+files last. A plain ``pytest`` keeps the files' own order.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def _worker_threads(workerinput) -> int:
 _FILE_SECONDS = "tskd/file_seconds"
 _seconds: dict = {}  # each file's seconds, added up by the controller (or a plain run) only
 _counting = [False]
-#: an unmeasured file with a ``slow`` test is taken to last this long (seconds), one without, none
+#: an unmeasured file is taken to last this long per ``slow`` test and per other test (seconds)
 _SLOW_GUESS = 60.0
+_TEST_GUESS = 0.3
 
 
 def _file_of(nodeid: str) -> str:
@@ -72,8 +75,7 @@ def pytest_collection_modifyitems(session, config, items):
     for index, item in enumerate(items):
         path = _file_of(item.nodeid)
         first.setdefault(path, index)
-        slow = _SLOW_GUESS if item.get_closest_marker("slow") is not None else 0.0
-        guess[path] = max(guess.get(path, 0.0), slow)
+        guess[path] = guess.get(path, 0.0) + (_SLOW_GUESS if item.get_closest_marker("slow") is not None else _TEST_GUESS)
     cost = {path: float(known.get(path, guess[path])) for path in first}
     # longest file first; a file's tests stay together and in their order (loadfile sends whole files)
     items[:] = sorted(items, key=lambda item: (-cost[_file_of(item.nodeid)], first[_file_of(item.nodeid)]))
