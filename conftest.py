@@ -11,17 +11,18 @@ threads: cores // workers, at least 1), inherited by the processes its tests sta
 on two cores do not each run two-thread torch kernels against each other (the cause of an earlier
 two-worker run being slower than one process). A ``serial`` test, running alone, gets every core.
 
-Order: with xdist, the test files go out longest first (each file's seconds in the last run, kept
-in pytest's cache; on a clean clone, a minute per ``slow`` test), so that no long file starts last
-while the other worker idles. This needs xdist's ``--no-loadscope-reorder`` (the Makefile passes it):
-by default ``loadfile`` sends the files with the most tests first, which put the long single-test
-files last. A plain ``pytest`` keeps the files' own order.
+Order: with xdist, the test files go out longest first, a file's length estimated as a minute per
+``slow`` test and a fraction of a second per other test, so that no long file starts last while the
+other worker idles. This needs xdist's ``--no-loadscope-reorder`` (the Makefile passes it): by
+default ``loadfile`` sends the files with the most tests first, which put the long single-test files
+last. A plain ``pytest`` keeps the files' own order.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,8 +44,6 @@ def _use_threads(count: int) -> None:
     """This process's torch threads and those of the processes it starts from now on."""
     for name in _THREAD_VARIABLES:
         os.environ[name] = str(count)
-    import sys
-
     torch = sys.modules.get("torch")  # set before torch is imported, the variables are enough
     if torch is not None:
         torch.set_num_threads(count)
@@ -54,10 +53,7 @@ def _worker_threads(workerinput) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, int(workerinput.get("workercount", 1))))
 
 
-_FILE_SECONDS = "tskd/file_seconds"
-_seconds: dict = {}  # each file's seconds, added up by the controller (or a plain run) only
-_counting = [False]
-#: an unmeasured file is taken to last this long per ``slow`` test and per other test (seconds)
+#: a file is taken to last this long per ``slow`` test and per other test (seconds)
 _SLOW_GUESS = 60.0
 _TEST_GUESS = 0.3
 
@@ -69,35 +65,17 @@ def _file_of(nodeid: str) -> str:
 def pytest_collection_modifyitems(session, config, items):
     if getattr(config, "workerinput", None) is None:
         return
-    known = config.cache.get(_FILE_SECONDS, {}) if config.cache is not None else {}
     first: dict[str, int] = {}
-    guess: dict[str, float] = {}
+    cost: dict[str, float] = {}
     for index, item in enumerate(items):
         path = _file_of(item.nodeid)
         first.setdefault(path, index)
-        guess[path] = guess.get(path, 0.0) + (_SLOW_GUESS if item.get_closest_marker("slow") is not None else _TEST_GUESS)
-    cost = {path: float(known.get(path, guess[path])) for path in first}
+        cost[path] = cost.get(path, 0.0) + (_SLOW_GUESS if item.get_closest_marker("slow") is not None else _TEST_GUESS)
     # longest file first; a file's tests stay together and in their order (loadfile sends whole files)
     items[:] = sorted(items, key=lambda item: (-cost[_file_of(item.nodeid)], first[_file_of(item.nodeid)]))
 
 
-def pytest_runtest_logreport(report):
-    if _counting[0]:
-        path = _file_of(report.nodeid)
-        _seconds[path] = _seconds.get(path, 0.0) + float(getattr(report, "duration", 0.0) or 0.0)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    config = session.config
-    if not _counting[0] or config.cache is None or not _seconds:
-        return
-    known = config.cache.get(_FILE_SECONDS, {})
-    known.update({path: round(value, 1) for path, value in _seconds.items()})
-    config.cache.set(_FILE_SECONDS, known)
-
-
 def pytest_configure(config):
-    _counting[0] = getattr(config, "workerinput", None) is None  # xdist's workers report to the controller
     if not hasattr(config, "workerinput") and fcntl is not None and config.getoption("numprocesses", None):
         config.stash[_TURNS] = tempfile.mkdtemp(prefix="tskd-pytest-turns-")
     workerinput = getattr(config, "workerinput", None)
