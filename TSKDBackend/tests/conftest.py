@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -16,6 +17,20 @@ SHARED_DATA = Path(os.environ.get("TSKD_SHARED_DATA", REPO_ROOT.parent / "shared
 TEST_HOME = Path(os.environ.get("TSKD_TEST_HOME", REPO_ROOT / ".cache" / "tskd-test-home"))
 #: ``TSKD_TEST_OFFLINE=1``: tests needing the package index skip (with the reason) instead of failing.
 OFFLINE_ENV = "TSKD_TEST_OFFLINE"
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """torch on one intra-op thread inside the block, its previous count restored after (tiny models run
+    faster on one thread than on two contended ones)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def shared_dataset(name: str) -> Path:

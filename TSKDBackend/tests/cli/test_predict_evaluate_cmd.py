@@ -6,8 +6,8 @@ import json
 
 import pytest
 import SimpleITK as sitk
-import torch
 
+from tests.conftest import one_torch_thread
 from tests.data.datamaker import write
 from tests.runtime.packages import make_package, make_volume
 from tskd.cli import predict_cmd
@@ -18,13 +18,9 @@ from tskd.inference import predict
 
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         run = tmp_path_factory.mktemp("cli") / "liver_run"
         make_package(run / "package")
-    finally:
-        torch.set_num_threads(threads)
     return run
 
 

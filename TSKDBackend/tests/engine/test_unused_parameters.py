@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import one_torch_thread
 from tests.teacher.conftest import make_tiny_source
 from tests.teacher.teacher_sam_reference import write_official_checkpoint
 
@@ -39,10 +40,8 @@ B = 4
 
 @pytest.fixture(autouse=True)
 def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 def config(**overrides):

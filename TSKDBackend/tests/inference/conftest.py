@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
+from tests.conftest import one_torch_thread
 from tests.runtime.packages import make_package
 
 
 @pytest.fixture(autouse=True, scope="package")
 def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from tests.conftest import one_torch_thread
 import torch.nn.functional as F
 
 
@@ -31,10 +33,8 @@ def teacher_probs(images: torch.Tensor, size: int) -> torch.Tensor:
 @pytest.fixture(autouse=True)
 def single_thread():
     """Tiny models run far faster on one thread than on two contended ones; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
+from tests.conftest import one_torch_thread
 from tests.data.datamaker import write
 from tests.runtime.packages import make_package, make_volume
 from tskd.cli.main import main
@@ -17,13 +17,9 @@ from tskd.data.phantom import PhantomConfig, write_phantom_dataset
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory):
     """A run folder with a student package and no teacher."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_torch_thread():
         run = tmp_path_factory.mktemp("suggest_cli") / "run"
         make_package(run / "package")
-    finally:
-        torch.set_num_threads(threads)
     return run
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+
+from tests.conftest import one_torch_thread
 
 from tskd.synthesis.config import DiffusionConfig
 
@@ -26,13 +27,11 @@ def make_blobs(n: int, size: int = 16, *, seed: int = 0) -> tuple[np.ndarray, np
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
+def single_thread():
     """Tiny models run fastest on one thread; two threads on a shared, busy 2-core machine spin
     against each other (measured: this folder takes 10 s on one thread, over 2 min on two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with one_torch_thread():
+        yield
 
 
 @pytest.fixture
