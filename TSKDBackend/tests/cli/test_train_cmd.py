@@ -12,7 +12,7 @@ PROBE = """
 import sys
 from tskd.cli.main import main
 code = main(sys.argv[1:])
-print("exit", code, "pipeline imported", "tskd.pipeline.run" in sys.modules)
+print("exit", code, "pipeline imported", "tskd.pipeline.run" in sys.modules, "torch imported", "torch" in sys.modules)
 """
 
 
@@ -26,7 +26,7 @@ def test_a_wrong_path_is_refused_before_the_pipeline_is_imported(tmp_path, extra
     argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--preset", "tiny", "--base", "none"]
     argv += [a.format(**values) for a in extra]
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip() == "exit 2 pipeline imported False", done.stdout + done.stderr
+    assert done.stdout.strip() == "exit 2 pipeline imported False torch imported False", done.stdout + done.stderr
     assert f"tskd: error: {message.format(**values)}" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()

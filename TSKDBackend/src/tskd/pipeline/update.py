@@ -117,8 +117,6 @@ def load_previous_run(path: str | Path, config: PipelineConfig) -> PreviousRun:
             the previous ones where the previous weights would not fit (teacher base, architecture,
             input size, LoRA; student; normalisation mode).
     """
-    from tskd.data.slice_dataset import PreparedSlices
-
     root = Path(path).expanduser()
     if not root.is_dir():
         raise ConfigError(f"update.from_run: {root} is not a folder; give the run folder (--out) of a finished "
@@ -133,6 +131,8 @@ def load_previous_run(path: str | Path, config: PipelineConfig) -> PreviousRun:
     except ConfigError as exc:
         raise ConfigError(f"update.from_run: {exc}") from None
     _check_same(previous, config, root)
+    from tskd.data.slice_dataset import PreparedSlices  # torch: imported once the folder is known to be a run
+
     prepared = PreparedSlices(run.prepared)
     return PreviousRun(
         run=run, config=previous, split=read_json(run.split)["cases"],
