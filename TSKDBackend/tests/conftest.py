@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+
+try:
+    import fcntl
+except ImportError:  # Windows: no xdist run of this suite there
+    fcntl = None
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = Path(os.environ.get("TSKD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -109,7 +116,7 @@ class SharedRun:
 
 
 @pytest.fixture(scope="session")
-def shared_run(tmp_path_factory) -> SharedRun:
+def shared_run(tmp_path_factory, request) -> SharedRun:
     """One real tiny run of the whole pipeline, made once per session as ``tskd demo`` makes it: 8 labelled
     and 2 unlabelled phantoms, every stage (teacher, diffusion + transfer set, distillation, fine-tuning,
     the labels-only reference, export, report), then the 4 held-out test phantoms segmented by the
@@ -118,16 +125,40 @@ def shared_run(tmp_path_factory) -> SharedRun:
     tests/suggest/test_suggest_run.py keeps a run of its own: with this run's better teacher the hard
     case's lead with the teacher is 1.51x the next case, under the 2x that test asserts (2026-12-06).
 
+    Under pytest-xdist it is made once for the whole session, not once per worker (about a minute of
+    one core each): the first worker to ask makes it in the folder that holds every worker's temporary
+    folder, under a file lock; the others wait for the lock and read it (the pattern of pytest-xdist's
+    documentation, "Making session-scoped fixtures execute only once").
+
     Read it, never change it: a test that must change a run copies it first (``shutil.copytree``).
     """
+    from tskd.runconfig import resolve_config
+
+    config = resolve_config(preset="tiny", overrides=SHARED_RUN_OVERRIDES)
+    worker = getattr(request.config, "workerinput", None)
+    if worker is None or fcntl is None:  # one process: the session's own folder
+        workdir = tmp_path_factory.mktemp("shared_run")
+        result = json.loads(json.dumps(_make_shared_run(workdir, config)))  # what the workers read, below
+        return SharedRun(workdir=workdir, config=config, config_file=workdir / "overrides.yaml", result=result)
+    workdir = tmp_path_factory.getbasetemp().parent / "shared_run"  # the same for every worker of this session
+    done = workdir.parent / "shared_run.result.json"
+    with open(workdir.parent / "shared_run.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when this worker dies
+        if not done.is_file():  # the first worker, or the one before it failed: (re)made from scratch
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir()
+            result = _make_shared_run(workdir, config)
+            partial = done.with_suffix(".part")
+            partial.write_text(json.dumps(result), encoding="utf-8")
+            os.replace(partial, done)
+    return SharedRun(workdir=workdir, config=config, config_file=workdir / "overrides.yaml",
+                     result=json.loads(done.read_text(encoding="utf-8")))
+
+
+def _make_shared_run(workdir: Path, config) -> dict:
     from tskd.config import save_yaml
     from tskd.pipeline.demo import run_demo
     from tskd.progress import NullProgress
-    from tskd.runconfig import resolve_config
 
-    workdir = tmp_path_factory.mktemp("shared_run")
-    config = resolve_config(preset="tiny", overrides=SHARED_RUN_OVERRIDES)
-    config_file = workdir / "overrides.yaml"
-    save_yaml(SHARED_RUN_OVERRIDES, config_file)
-    result = run_demo(workdir, config, progress=NullProgress())
-    return SharedRun(workdir=workdir, config=config, config_file=config_file, result=result)
+    save_yaml(SHARED_RUN_OVERRIDES, workdir / "overrides.yaml")
+    return run_demo(workdir, config, progress=NullProgress())

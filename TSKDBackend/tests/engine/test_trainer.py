@@ -110,29 +110,3 @@ def test_bad_settings_are_clear():
     with pytest.raises(ConfigError, match="max_steps"):
         EngineConfig.from_dict({"max_steps": 0})
 
-
-def test_a_cpu_fit_runs_no_full_garbage_collection_and_keeps_no_optimizer(tmp_path, monkeypatch):
-    """accelerate's free_memory() runs gc.collect(), 0.3-0.8 s per stage in a process with the library
-    loaded; on the CPU there is no device cache to hand back, so fit skips it, and what it prepared
-    (optimizer, dataloader) is still released when it returns."""
-    import gc
-    import weakref
-
-    from accelerate import Accelerator
-
-    calls = []
-    monkeypatch.setattr(gc, "collect", lambda *args: calls.append(args) or 0)
-    prepared = []
-    real_prepare = Accelerator.prepare
-
-    def prepare(self, *objects, **kwargs):
-        out = real_prepare(self, *objects, **kwargs)
-        prepared.extend(weakref.ref(o) for o in (out if isinstance(out, tuple) else (out,))
-                        if isinstance(o, torch.optim.Optimizer))
-        return out
-
-    monkeypatch.setattr(Accelerator, "prepare", prepare)
-    trainer, _ = make_trainer(tmp_path, steps=10)
-    result = trainer.fit()
-    assert result.steps == 10 and calls == []
-    assert len(prepared) == 1 and prepared[0]() is None  # released by reference counting alone

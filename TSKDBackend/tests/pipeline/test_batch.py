@@ -186,9 +186,11 @@ def test_real_batch_on_phantoms(phantom_dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PYTHONPATH", src)  # the task subprocesses import this checkout's tskd
     path = _write(tmp_path, {
         "output_root": str(tmp_path / "runs"),
-        # 2 steps per stage and 32-pixel inputs: the task's run is plumbing here, not learning
+        # 2 steps per stage, 32-pixel inputs, no labels-only reference: the task's run is plumbing here, not
+        # learning (the reference and the choice are tested in test_reference.py)
         "defaults": {"preset": "tiny", "max_steps": 2, "config": {
-            "synthesis": {"enabled": False}, "data": {"prepared": {"input_size": 32}}, "teacher": {"input_size": 32}}},
+            "synthesis": {"enabled": False}, "reference": {"enabled": False},
+            "data": {"prepared": {"input_size": 32}}, "teacher": {"input_size": 32}}},
         # one real task is enough here (each costs a whole tskd train process); the order and the
         # per-task settings of several tasks are tested above with the fake python
         "tasks": [{"name": "broken", "data": str(tmp_path / "no-such-folder")},

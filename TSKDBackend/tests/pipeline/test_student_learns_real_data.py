@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
 TRAIN = ["hippocampus_003", "hippocampus_004", "hippocampus_007", "hippocampus_008"]  # 3 train + 1 validation
 TEST = ["hippocampus_014", "hippocampus_015", "hippocampus_017", "hippocampus_019", "hippocampus_023",
         "hippocampus_024"]
-#: Well above chance, well below what the students reach (about 0.75 per class on these volumes).
+#: Well above chance, below what the students reach (0.72-0.76 per class labelled only, 0.64-0.70 distilled).
 MIN_DICE = 0.6
 
 
@@ -49,12 +49,16 @@ def hippocampus(tmp_path_factory):
         writer.writerow(["image", "label"])
         for case in TRAIN:
             writer.writerow([root / "imagesTr" / f"{case}.nii.gz", root / "labelsTr" / f"{case}.nii.gz"])
-    # the benchmark's small settings (64-pixel slices, 450 supervised steps of batch 8)
+    # the benchmark's small settings (64-pixel slices, batches of 8) with about half its steps: 240 supervised
+    # steps for the labelled-only student, 160 for distillation. Per-class test Dice, one thread (2026-12-06):
+    #   labelled only  450 steps 0.748 / 0.724   240 steps 0.757 / 0.721
+    #   distillation   300 steps 0.692 / 0.637   220 steps 0.700 / 0.637   160 steps 0.698 / 0.648
+    # (the same margin over MIN_DICE as with the longer schedule, in about half the time)
     config = resolve_config(preset="cpu-small", overrides={
         "data": {"prepared": {"input_size": 64}, "val_fraction": 0.25},
         "teacher": {"input_size": 64},
-        "distill": {"train": {"max_steps": 300, "batch_size": 8, "warmup_steps": 20, "validate_every": 50}},
-        "finetune": {"train": {"max_steps": 150, "batch_size": 8, "warmup_steps": 10, "validate_every": 25}},
+        "distill": {"train": {"max_steps": 160, "batch_size": 8, "warmup_steps": 20, "validate_every": 50}},
+        "finetune": {"train": {"max_steps": 80, "batch_size": 8, "warmup_steps": 10, "validate_every": 25}},
     })
     method_config, _ = get_method("labelled_only").configure(config)
     run = RunFolder(folder / "run")

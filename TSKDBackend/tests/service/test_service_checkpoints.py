@@ -285,11 +285,14 @@ def test_a_server_killed_during_a_fetch_resumes_it_after_a_restart(server_proces
 
 
 def _two_steps() -> dict:
-    """Job settings for the real pipeline: every stage two steps, no synthetic images, 32 px, no
-    labels-only reference (so the exported model is the distilled one, whose metadata names the base;
-    the choice between the two is tested in tests/pipeline/test_reference.py)."""
+    """Job settings for the real pipeline: every stage two steps, no box decoder tuning, no synthetic
+    images, 32 px, no labels-only reference (so the exported model is the distilled one, whose metadata
+    names the base; the choice between the two is tested in tests/pipeline/test_reference.py)."""
     train = {"max_steps": 2, "warmup_steps": 0, "validate_every": 2, "checkpoint_every": 2, "log_every": 1}
     settings = {name: {"train": dict(train)} for name in ("teacher", "distill", "mae", "finetune", "synthesis")}
+    # no task-tuned box model: its tuning and ONNX export took 6 of the run's 12 s; a run's box model is tested
+    # in tests/pipeline/test_litemedsam_teacher.py (and its export in tests/box/test_box_export.py)
+    settings["teacher"]["box_tuning"] = {"enabled": False}
     settings["synthesis"]["enabled"] = False
     settings["teacher"]["input_size"] = 32
     settings["data"] = {"prepared": {"input_size": 32}}

@@ -36,7 +36,7 @@ from .package import (
     StudentPackage,
     find_package_folder,
 )
-from .session import OnnxSegmenter, physical_cores, resolve_providers
+from .session import OnnxSegmenter, default_threads, physical_cores, resolve_providers
 
 __all__ = [
     "BoxModelInfo",
@@ -57,6 +57,7 @@ __all__ = [
     "MAX_UNPACKED_BYTES",
     "OnnxSegmenter",
     "physical_cores",
+    "default_threads",
     "resolve_providers",
     "SliceModel",
     "VolumeSegmenter",

@@ -193,7 +193,7 @@ class OnnxBoxPredictor:
 
     Args:
         model: a :class:`BoxModelInfo`, or a path :func:`find_box_model` accepts.
-        threads: CPU threads for onnxruntime (default: the number of physical cores).
+        threads: CPU threads for onnxruntime (default: :func:`~.session.default_threads`).
         providers: execution providers (see :func:`tskd.runtime.resolve_providers`); default the CPU.
         encoder_path: another encoder graph with the same inputs and outputs (e.g. a quantised copy);
             default the model's own.
@@ -213,12 +213,12 @@ class OnnxBoxPredictor:
     ) -> None:
         import onnxruntime as ort
 
-        from .session import physical_cores, resolve_providers
+        from .session import default_threads, resolve_providers
 
         self.info = model if isinstance(model, BoxModelInfo) else BoxModelInfo.load(model)
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
-        self.threads = int(threads) if threads is not None else physical_cores()
+        self.threads = int(threads) if threads is not None else default_threads()
         self.providers = resolve_providers(providers)
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
