@@ -109,4 +109,3 @@ def test_bad_settings_are_clear():
         EngineConfig(batch_size=6, grad_accum_steps=4)
     with pytest.raises(ConfigError, match="max_steps"):
         EngineConfig.from_dict({"max_steps": 0})
-
