@@ -78,15 +78,19 @@ def plan(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     architecture = "tiny" if quick else "vit_b"
     checkpoint = str(workdir / f"sam_{architecture}_official.pth")
     teacher = {"architecture": architecture, "checkpoint": checkpoint,
-               "sizes": [64, 128] if quick else [256, 1024], "batches": [1, 2] if quick else [1, 8],
+               "sizes": [32, 64] if quick else [256, 1024], "batches": [1, 2] if quick else [1, 8],
                "train_steps": (1, 2) if quick else (2, 5), "infer_calls": (1, 2) if quick else (3, 10)}
     train: dict[str, Any] = {"preset": "tiny" if quick else "gpu", "config": str(TRAIN_CONFIG), "checkpoint": checkpoint,
                              "data": str(args.hc18), "cancel_file": str(workdir / "train.cancel")}
+    #: --quick on a CPU: a 4-image synthetic set in one sampling round (the tiny preset's 32 in rounds of 16 are
+    #: up to 128 samples, the demo's largest share of a CPU run)
+    quick_synthesis = {"synthesis": {"num_synthetic": 4, "sample_batch_size": 4}}
     if quick:  # the caps file's numbers are for a GPU: a few steps and images on the CPU
-        train.update(max_steps=3, overrides={"synthesis": {"num_synthetic": 4, "sample_batch_size": 4}})
+        train.update(max_steps=3, overrides=quick_synthesis)
     specs = [
         {"section": "machine"},
         {"section": "demo", "preset": "tiny", "max_steps": 3 if quick else None,
+         "overrides": quick_synthesis if quick else None,
          "cases": 3 if quick else 8, "unlabelled": 1 if quick else 2, "test_cases": 1 if quick else 4},
         {"section": "checkpoint", "architecture": architecture, "checkpoint": checkpoint},
         {"section": "teacher", "key": "teacher_bf16", "precision": "bf16", "inference": True, **teacher},

@@ -217,7 +217,7 @@ def section_demo(spec: dict[str, Any]) -> dict[str, Any]:
 
     trainer_log, recorder = _watch_trainer(), StepRecorder()
     device = _device(spec)
-    config = resolve_config(preset=spec["preset"], max_steps=spec.get("max_steps"))
+    config = resolve_config(preset=spec["preset"], max_steps=spec.get("max_steps"), overrides=spec.get("overrides"))
     _reset_peak(device)
     start = time.perf_counter()
     result = run_demo(Path(spec["workdir"]) / "demo", config, cases=spec["cases"],
@@ -226,7 +226,8 @@ def section_demo(spec: dict[str, Any]) -> dict[str, Any]:
     summary = result["test"]["summary"]
     return {
         "command": f"tskd demo --preset {spec['preset']}" + (f" --max-steps {spec['max_steps']}"
-                                                              if spec.get("max_steps") else ""),
+                                                              if spec.get("max_steps") else "")
+                   + (f" (settings changed: {spec['overrides']})" if spec.get("overrides") else ""),
         "wall_s": wall, "pipeline_s": result["run"].get("seconds"), "test_cases": result["test"]["cases"],
         "mean_dice": summary["mean_dice"],
         "dice_per_class": {entry["name"]: entry["dice"] for entry in summary["per_class"].values()},

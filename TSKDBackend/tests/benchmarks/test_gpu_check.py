@@ -49,7 +49,7 @@ def run_gpu_check(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProce
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH")) if p),
                TSKD_HOME=str(tmp_path / "home"))
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", "cpu", "--quick", "--threads", "2",
+        [sys.executable, str(BENCHMARKS / "gpu_check.py"), "--device", "cpu", "--quick", "--threads", "1",
          "--hc18", str(make_hc18_like(tmp_path / "hc18")), "--out", str(out), *args],
         capture_output=True, text=True, env=env, timeout=840)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -82,13 +82,13 @@ def test_gpu_check_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert sections["checkpoint"]["architecture"] == "tiny" and positive(sections["checkpoint"]["bytes"])
     for key, precision in (("teacher_bf16", "bf16"), ("teacher_fp32", "no")):
         rows = sections[key]["train"]
-        assert {(r["input_size"], r["batch"]) for r in rows} == {(64, 1), (64, 2), (128, 1), (128, 2)}
+        assert {(r["input_size"], r["batch"]) for r in rows} == {(32, 1), (32, 2), (64, 1), (64, 2)}
         for row in rows:
             assert positive(row["seconds_per_step"]) and positive(row["images_per_s"]), row
             assert row["trained_as"] == {"device": "cpu", "mixed_precision": precision}
         assert 0 < sections[key]["parameters"]["encoder_trainable"] < sections[key]["parameters"]["encoder_total"]
     inference = sections["teacher_bf16"]["inference"]
-    assert [r["input_size"] for r in inference] == [64, 128] and all(positive(r["ms_per_image"]) for r in inference)
+    assert [r["input_size"] for r in inference] == [32, 64] and all(positive(r["ms_per_image"]) for r in inference)
 
     diffusion = sections["diffusion"]
     assert positive(diffusion["train"]["images_per_s"]) and positive(diffusion["sample"]["images_per_s"])

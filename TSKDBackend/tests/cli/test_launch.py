@@ -56,3 +56,38 @@ def test_helpers_call_straight_through_in_one_process(monkeypatch):
     with pytest.raises(ZeroDivisionError):
         on_main(lambda: 1 / 0)
     assert sys.modules.get("torch.distributed") is None or not __import__("torch").distributed.is_initialized()
+
+
+def test_the_launcher_waits_without_importing_torch(tmp_path):
+    """``tskd train --nproc N`` only waits for torchrun (hours, maybe): torch would cost it seconds and memory.
+    Its torchrun is replaced by a process that exits at once, in a fresh interpreter (this one has torch)."""
+    import subprocess
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    code = ("import subprocess, sys\n"
+            "from tskd.cli import launch\n"
+            "launch.torchrun_command = lambda argv, nproc: [sys.executable, '-c', 'pass']\n"
+            "code = launch.relaunch(['train', '--data', 'D', '--out', 'R', '--nproc', '2'], 2)\n"
+            "print(code, 'torch' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "False"]
+
+
+def test_more_processes_than_gpus_on_a_node_is_warned_by_its_first_worker(monkeypatch, caplog):
+    import torch
+
+    from tskd.engine import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for local_rank, local_processes, warned in (("0", "2", True), ("1", "2", False), ("0", "1", False)):
+        monkeypatch.setenv("LOCAL_RANK", local_rank)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="tskd.engine.distributed"):
+            distributed._warn_if_more_processes_than_gpus()
+        assert ("2 processes on this machine but it has 1 GPU(s); use one process per GPU (--nproc 1)"
+                in caplog.text) is warned, (local_rank, local_processes)

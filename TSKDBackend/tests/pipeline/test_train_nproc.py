@@ -37,10 +37,21 @@ def _history(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
+#: What the two-process run needs to show that every stage runs under torchrun, and no more: 32-pixel inputs,
+#: a 4-image synthetic set in one or two sampling rounds (the preset's 32 in rounds of 16 took some 14 s of rank 0),
+#: no reference student (the same engine as the students already trained; it doubled the students' steps)
+SMALL_RUN = """\
+synthesis: {num_synthetic: 4, sample_batch_size: 8}
+reference: {enabled: false}
+"""
+
+
 def test_train_with_two_processes(phantom_dataset, tmp_path):
     run = tmp_path / "run"
-    done = subprocess.run(_tskd("train", "--nproc", "2", "--preset", "tiny", "--max-steps", "4",
-                                "--data", str(phantom_dataset), "--out", str(run)),
+    config = tmp_path / "small.yaml"
+    config.write_text(SMALL_RUN, encoding="utf-8")
+    done = subprocess.run(_tskd("train", "--nproc", "2", "--preset", "tiny", "--max-steps", "4", "--input-size", "32",
+                                "--config", str(config), "--data", str(phantom_dataset), "--out", str(run)),
                           capture_output=True, text=True, timeout=900, env=_env())
     assert done.returncode == 0, done.stderr[-4000:]
     assert done.stdout.count("finished in") == 1  # the summary table is printed by rank 0 only
@@ -58,6 +69,7 @@ def test_train_with_two_processes(phantom_dataset, tmp_path):
     labels = segment_volume(OnnxSegmenter(package), volume)
     assert labels.shape == volume.shape and set(np.unique(labels)) <= {0, 1, 2, 3}
     assert summary["stages"]["package"]["validation"]["n_cases"] == 2
+    assert package.input_size == 32 and "reference" not in summary["stages"]
 
 
 #: the stopped run's teacher steps: the stop comes at step 2 or a few later (status.json is written at most once a

@@ -12,7 +12,9 @@ A second Ctrl-C kills the workers at once. The exit code is the workers' own (ra
 another rank failed first with a different error), so ``tskd train --nproc 2`` exits like
 ``tskd train``: 0 done, 2 a user error, 130 stopped.
 
-On CPUs the workers use gloo; on GPUs N should be the number of GPUs (one process per GPU).
+On CPUs the workers use gloo; on GPUs N should be the number of GPUs (one process per GPU: the
+workers warn when there are more, see :func:`tskd.engine.distributed.init_distributed`). This process
+never imports torch: it only waits, for hours maybe, and torch would cost it seconds and memory.
 Several nodes need a launcher per node; see docs/distributed.md.
 """
 
@@ -76,16 +78,6 @@ def _worker_env(nproc: int, code_dir: str) -> dict[str, str]:
     return env
 
 
-def _check_gpus(nproc: int) -> None:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    if torch.cuda.is_available() and nproc > torch.cuda.device_count():
-        logger.warning("--nproc %d but this machine has %d GPU(s); use one process per GPU (--nproc %d)",
-                       nproc, torch.cuda.device_count(), torch.cuda.device_count())
-
-
 def record_exit_code(code: int) -> None:
     """Called by a worker as it exits: write its exit code for :func:`relaunch` to forward."""
     folder = os.environ.get(EXIT_CODE_DIR_ENV)
@@ -127,7 +119,6 @@ def relaunch(argv: Sequence[str], nproc: int) -> int:
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         raise ConfigError("--nproc starts the processes itself; under torchrun or accelerate launch leave it out")
     cmd = torchrun_command(argv, nproc)
-    _check_gpus(nproc)
     stops = 0
 
     with tempfile.TemporaryDirectory(prefix="tskd-ranks-") as code_dir:

@@ -132,6 +132,8 @@ def _join(cpu: bool) -> None:
 
     if dist.is_initialized():
         return
+    if not cpu:
+        _warn_if_more_processes_than_gpus()
     timeout = timedelta(seconds=_env_int("TSKD_DIST_TIMEOUT_S", COLLECTIVE_TIMEOUT_S))
     PartialState(cpu=cpu or not torch.cuda.is_available(), timeout=timeout)
     if not dist.is_initialized():
@@ -139,6 +141,21 @@ def _join(cpu: bool) -> None:
             f"WORLD_SIZE is {os.environ.get('WORLD_SIZE')} but no process group could be started; "
             "launch with torchrun or accelerate launch"
         )
+
+
+def _warn_if_more_processes_than_gpus() -> None:
+    """Warn (once per node: local rank 0) when the launcher started more processes on this node than it
+    has GPUs: NCCL wants one process per GPU. Checked here rather than by ``--nproc``'s launcher,
+    which does not import torch."""
+    import torch
+
+    local_processes = _env_int("LOCAL_WORLD_SIZE", 0)
+    if _env_int("LOCAL_RANK", 0) != 0 or not torch.cuda.is_available():
+        return
+    gpus = torch.cuda.device_count()
+    if local_processes > gpus:
+        logger.warning("%d processes on this machine but it has %d GPU(s); use one process per GPU (--nproc %d)",
+                       local_processes, gpus, gpus)
 
 
 def _group() -> Any:
