@@ -16,8 +16,13 @@ def litemedsam_model(litemedsam_checkpoint):
 
 
 @pytest.fixture(scope="session")
-def litemedsam_box_model(litemedsam_model, tmp_path_factory) -> Path:
-    """LiteMedSAM exported as ONNX encoder + decoder graphs (about 10-40 s on two cores)."""
-    from tskd.export import export_box_model
+def litemedsam_box_model(litemedsam_checkpoint) -> Path:
+    """LiteMedSAM exported as ONNX encoder + decoder graphs (``export_box_model``, about 10-40 s on two
+    cores): the export ``tskd segment-box --model litemedsam`` keeps in the suite's test home, made once
+    per clone and shared with the service's and the Slicer module's box tests (one export instead of one
+    more per test worker)."""
+    from tests.conftest import TEST_HOME
 
-    return export_box_model(litemedsam_model, tmp_path_factory.mktemp("box_model") / "litemedsam", name="litemedsam")
+    from tskd.inference.box_segment import zero_shot_box_model
+
+    return zero_shot_box_model(str(litemedsam_checkpoint), cache_dir=TEST_HOME / "box_models", name="litemedsam")

@@ -5,7 +5,9 @@ Dice >= 0.8 and mean >= 0.9 (000_HC is the hardest: 0.839). hippocampus_003, one
 slice of the whole hippocampus (labels 1 and 2) propagated along axis 0: the middle slice's Dice
 is about 0.8, but the volume's only 0.19: zero-shot LiteMedSAM leaks on these 35 x 52 x 34 crops
 and never lets the mask vanish, so the walk runs to the volume's ends (docs/benchmarks.md, the
-simulated labelling benchmark). The test holds the slice's Dice and a floor for the volume's.
+simulated labelling benchmark). The test walks the middle slice and four on either side (9 of the
+35 slices, a quarter of the encoder passes; measured 2026-12-06: middle slice 0.786, the 9 slices'
+Dice 0.395, all 9 covered) and holds the slice's Dice and a floor for the volume's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from tests.conftest import TEST_HOME, shared_dataset
 from tskd.cli.main import main
 from tskd.data.image import read_image
 from tskd.preprocess.prompt import box_from_mask
+
+
+#: the hippocampus walk runs over the middle slice and this many slices on either side of it
+CROP = 4
 
 
 def _dice(a, b):
@@ -60,11 +66,27 @@ def test_hc18_box_with_the_zero_shot_model_by_name(litemedsam_checkpoint, tmp_pa
 @pytest.mark.shared_data
 @pytest.mark.slow
 def test_hippocampus_propagation_from_one_box(litemedsam_box_model, tmp_path, capsys):
+    import dataclasses
+
+    from tskd.data.image import Image, write_image
+
     root = shared_dataset("hippocampus")
-    image = root / "imagesTr" / "hippocampus_003.nii.gz"
+    whole = read_image(root / "imagesTr" / "hippocampus_003.nii.gz")
     truth = read_image(root / "labelsTr" / "hippocampus_003.nii.gz", kind="label").array > 0
     extent = np.flatnonzero(truth.any(axis=(1, 2)))
-    middle = int(extent[len(extent) // 2])
+    centre = int(extent[len(extent) // 2])
+    # the walk needs only a few slices: the middle slice and CROP on either side (an encoder pass per slice;
+    # the whole volume's 35 slices took 70 s), written with the crop's own origin
+    low, high = centre - CROP, centre + CROP + 1
+    geometry = whole.geometry
+    origin = list(geometry.origin)
+    origin = [o + low * geometry.spacing[2] * geometry.direction[3 * row + 2] for row, o in enumerate(origin)]
+    image = tmp_path / "hippocampus_003_crop.nii.gz"
+    write_image(Image(np.ascontiguousarray(whole.array[low:high]),
+                      dataclasses.replace(geometry, size=geometry.size[:2] + (high - low,), origin=tuple(origin))), image)
+    truth = truth[low:high]
+    extent = np.flatnonzero(truth.any(axis=(1, 2)))
+    middle = centre - low
     box = box_from_mask(truth[middle])
     out = tmp_path / "hippocampus.nii.gz"
     code = main(["segment-box", "--model", str(litemedsam_box_model), "--image", str(image), "--box", _box_text(box),
@@ -78,7 +100,7 @@ def test_hippocampus_propagation_from_one_box(litemedsam_box_model, tmp_path, ca
     slice_dice = _dice(mask[middle], truth[middle])
     dice = _dice(mask, truth)
     covered = np.flatnonzero(mask.any(axis=(1, 2)))
-    print(f"hippocampus_003: Dice {dice:.3f} (middle slice {slice_dice:.3f}), slices {covered.min()}-{covered.max()} "
+    print(f"hippocampus_003 slices {low}-{high - 1}: Dice {dice:.3f} (middle slice {slice_dice:.3f}), slices {covered.min()}-{covered.max()} "
           f"of truth {extent.min()}-{extent.max()}")
     assert slice_dice >= 0.7, f"middle slice Dice {slice_dice:.3f}"
     assert dice >= 0.1, f"volume Dice {dice:.3f}, middle slice {slice_dice:.3f}"

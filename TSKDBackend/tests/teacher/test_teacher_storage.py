@@ -25,7 +25,7 @@ def _perturb_trainable(model, seed=0):
                 p.add_(0.05 * torch.randn(p.shape, generator=generator))
 
 
-def test_foundation_teacher_round_trip(tiny_checkpoints, tmp_path):
+def test_foundation_teacher_round_trip(tiny_checkpoints, tmp_path, monkeypatch):
     base = tmp_path / "sam_tiny.pth"
     shutil.copy(tiny_checkpoints.official_pth, base)
     config = TeacherConfig(base=str(base), input_size=64, lora=LoraConfig(rank=2), prompt_mode="box")
@@ -47,7 +47,15 @@ def test_foundation_teacher_round_trip(tiny_checkpoints, tmp_path):
     assert any(".lora_A." in k for k in saved)
     assert read_teacher_info(folder)["config"]["lora"]["rank"] == 2
 
+    import tskd.teacher.storage as storage
+
+    walks = []
+    counted = storage._saved_keys
+    monkeypatch.setattr(storage, "_saved_keys", lambda m: walks.append(1) or counted(m))
     loaded = load_teacher(folder)
+    # the stored keys are worked out once per load (per state-dict key, LiteMedSAM's took 3 s a load)
+    assert len(walks) == 1
+    monkeypatch.undo()
     assert loaded.prompt_mode == "box" and loaded.has_foundation_weights and not loaded.training
     x = torch.randn(2, 1, 64, 64)
     model.eval()

@@ -195,7 +195,8 @@ def _load_weights(model: SamSegmenter, weights: Path) -> None:
         saved = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{weights}: not a readable .safetensors file ({exc})") from exc
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k in set(_saved_keys(model))}
+    stored = set(_saved_keys(model))  # once: it walks the whole state dict (1,700 keys for LiteMedSAM)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if k in stored}
     missing = sorted(set(expected) - set(saved))
     unexpected = sorted(set(saved) - set(expected))
     wrong = sorted(k for k in set(saved) & set(expected) if tuple(saved[k].shape) != expected[k])
