@@ -1,0 +1,76 @@
+"""What a command's path imports before it does its work: torch, transformers and diffusers cost
+seconds of CPU in every process that imports them (torch about 2 s, transformers' SAM 3.5 s,
+diffusers 1 s), so a path that does not use them must not import them. Each check runs the path in
+a fresh interpreter (this one has them all) or, where the path needs torch anyway, blocks the heavy
+module so that importing it fails."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "monai", "transformers", "diffusers", "scipy", "matplotlib")
+
+
+def test_segment_box_with_foundation_weights_finds_its_exported_graphs_without_torch(tmp_path):
+    """``tskd segment-box --model litemedsam`` (and the service's zero-shot box model) find the ONNX
+    graphs exported on first use by the weights' SHA-256: hashing must not load the SAM code (it
+    took 7.3 s of CPU instead of 3.3 s for the whole command on one HC18 image)."""
+    weights = tmp_path / "lite_medsam.pth"
+    weights.write_bytes(b"not really weights, only hashed" * 1000)
+    sha = hashlib.sha256(weights.read_bytes()).hexdigest()
+    exported = tmp_path / "box_models" / f"lite_medsam-{sha[:12]}"
+    exported.mkdir(parents=True)
+    (exported / "box_model.json").write_text("{}", encoding="utf-8")
+    code = ("import sys\nimport tskd.cli.segment_box_cmd\nfrom tskd.inference.box_segment import zero_shot_box_model\n"
+            "print('FOLDER', zero_shot_box_model(sys.argv[1], sys.argv[2]))")
+    probe = code + f"\nprint('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    done = subprocess.run([sys.executable, "-c", probe, str(weights), str(tmp_path / "box_models")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"FOLDER {exported}" in done.stdout.splitlines()
+    assert "HEAVY []" in done.stdout.splitlines()
+
+
+def test_weights_digests_need_no_torch_and_agree_with_the_loader(tmp_path):
+    """The service names a workspace checkpoint (and ``tskd foundation import`` records a folder's
+    files) by its digest, in the server process: the digest lives in tskd.teacher.digest, and the
+    loader module gives the same functions."""
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "sam"}), encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"tensor bytes")
+    file_sha = hashlib.sha256(b"tensor bytes").hexdigest()
+    expected = hashlib.sha256(f"model.safetensors {file_sha}\n".encode()).hexdigest()
+    code = ("import sys\nimport tskd.service.checkpoints, tskd.foundation.importing\n"
+            "from tskd.teacher.digest import checkpoint_sha256\nprint('DIGEST', *checkpoint_sha256(sys.argv[1]))")
+    probe = code + f"\nprint('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    done = subprocess.run([sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"DIGEST {expected} {len(b'tensor bytes')}" in done.stdout.splitlines()
+    assert "HEAVY []" in done.stdout.splitlines()
+
+    from tskd.teacher import checkpoints, digest
+
+    assert checkpoints.checkpoint_sha256 is digest.checkpoint_sha256 and checkpoints.file_sha256 is digest.file_sha256
+    assert checkpoints.CHECKPOINT_HELP is digest.CHECKPOINT_HELP
+
+
+def test_the_training_pipeline_imports_the_diffusion_code_only_when_synthesis_runs(monkeypatch):
+    """``tskd train`` with synthesis disabled (most presets) must not import diffusers (about 1 s
+    of CPU per training process): with the diffusion modules made unimportable, the pipeline still
+    imports. In this process (torch is loaded anyway by other tests), not a fresh one: the pipeline's
+    other imports cost 10 s."""
+    for name in ("tskd.synthesis.model", "tskd.synthesis.pretrained", "tskd.synthesis.storage", "tskd.synthesis.task",
+                 "tskd.synthesis.sampler", "tskd.synthesis.unet", "diffusers"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
+    for name in ("tskd.pipeline.run", "tskd.pipeline.synthesis_stage", "tskd.pipeline.transfer_stage"):
+        monkeypatch.delitem(sys.modules, name, raising=False)  # imported again below, restored afterwards
+    run = importlib.import_module("tskd.pipeline.run")
+    synthesis_stage = sys.modules["tskd.pipeline.synthesis_stage"]
+    assert callable(run.run_stages) and callable(synthesis_stage.run_synthesis_stage)
+    for name in ("tskd.pipeline.run", "tskd.pipeline.synthesis_stage", "tskd.pipeline.transfer_stage"):
+        monkeypatch.delitem(sys.modules, name)  # so that the originals come back, not these copies
