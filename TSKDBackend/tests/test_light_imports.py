@@ -18,14 +18,16 @@ HEAVY = ("torch", "monai", "transformers", "diffusers", "scipy", "matplotlib")
 def test_segment_box_with_foundation_weights_finds_its_exported_graphs_without_torch(tmp_path):
     """``tskd segment-box --model litemedsam`` (and the service's zero-shot box model) find the ONNX
     graphs exported on first use by the weights' SHA-256: hashing must not load the SAM code (it
-    took 7.3 s of CPU instead of 3.3 s for the whole command on one HC18 image)."""
+    took 7.3 s of CPU instead of 3.3 s for the whole command on one HC18 image). ``tskd predict``'s
+    module path (ONNX students) is checked on the way."""
     weights = tmp_path / "lite_medsam.pth"
     weights.write_bytes(b"not really weights, only hashed" * 1000)
     sha = hashlib.sha256(weights.read_bytes()).hexdigest()
     exported = tmp_path / "box_models" / f"lite_medsam-{sha[:12]}"
     exported.mkdir(parents=True)
     (exported / "box_model.json").write_text("{}", encoding="utf-8")
-    code = ("import sys\nimport tskd.cli.segment_box_cmd\nfrom tskd.inference.box_segment import zero_shot_box_model\n"
+    code = ("import sys\nimport tskd.cli.segment_box_cmd, tskd.cli.predict_cmd, tskd.inference.predict\n"
+            "from tskd.inference.box_segment import zero_shot_box_model\n"
             "print('FOLDER', zero_shot_box_model(sys.argv[1], sys.argv[2]))")
     probe = code + f"\nprint('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     done = subprocess.run([sys.executable, "-c", probe, str(weights), str(tmp_path / "box_models")],
