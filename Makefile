@@ -14,7 +14,8 @@ CONSTRAINTS ?= TSKDBackend/constraints.txt
 # --no-compile: pip does not byte-compile the some 15,000 modules it unpacks (about 60 s of CPU on cpu-2c; most
 # are never imported, and the ones the tests import are compiled on their first import, once)
 PIP_FLAGS ?= --disable-pip-version-check -q --no-compile
-PYTEST_ARGS ?=
+# the 30 slowest tests and fixtures at the end of every run (what to cut next when the suite grows)
+PYTEST_ARGS ?= --durations=30
 # Two pytest-xdist workers, one test file per worker at a time (its module fixtures run once), the longest files
 # first (--no-loadscope-reorder keeps conftest.py's order), each worker with one of the two cores' threads, tests
 # marked serial alone (conftest.py). On a quiet 2-core machine, clean clone (2026-12-06): one process 33 min 11 s;

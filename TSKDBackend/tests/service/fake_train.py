@@ -107,7 +107,11 @@ def main() -> int:
             print(f"cancelled at step {step}", flush=True)
             return 130
         time.sleep(step_s)
-        checkpoint.write_text(json.dumps({"step": step + 1}), encoding="utf-8")
+        # atomically, as the real trainer keeps its checkpoints: a SIGKILL mid-write (the restart tests kill
+        # this process at any moment) must leave the previous step's file, never an empty one
+        partial = checkpoint.with_suffix(".part")
+        partial.write_text(json.dumps({"step": step + 1}), encoding="utf-8")
+        os.replace(partial, checkpoint)
         progress(ProgressEvent("fake", step + 1, steps, metrics={"loss": 1.0 / (step + 1)}))
         print(f"step {step + 1}/{steps}", flush=True)
     gate = cfg.get("hold_until")  # a test's gate: the job stays running until the test creates this file
