@@ -6,6 +6,7 @@ module so that importing it fails."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -61,18 +62,54 @@ def test_weights_digests_need_no_torch_and_agree_with_the_loader(tmp_path):
     assert checkpoints.CHECKPOINT_HELP is digest.CHECKPOINT_HELP
 
 
-def test_the_training_pipeline_imports_the_diffusion_code_only_when_synthesis_runs(monkeypatch):
-    """``tskd train`` with synthesis disabled (most presets) must not import diffusers (about 1 s
-    of CPU per training process): with the diffusion modules made unimportable, the pipeline still
-    imports. In this process (torch is loaded anyway by other tests), not a fresh one: the pipeline's
-    other imports cost 10 s."""
-    for name in ("tskd.synthesis.model", "tskd.synthesis.pretrained", "tskd.synthesis.storage", "tskd.synthesis.task",
-                 "tskd.synthesis.sampler", "tskd.synthesis.unet", "diffusers"):
-        monkeypatch.setitem(sys.modules, name, None)  # importing it now raises ImportError
-    for name in ("tskd.pipeline.run", "tskd.pipeline.synthesis_stage", "tskd.pipeline.transfer_stage"):
-        monkeypatch.delitem(sys.modules, name, raising=False)  # imported again below, restored afterwards
-    run = importlib.import_module("tskd.pipeline.run")
-    synthesis_stage = sys.modules["tskd.pipeline.synthesis_stage"]
-    assert callable(run.run_stages) and callable(synthesis_stage.run_synthesis_stage)
-    for name in ("tskd.pipeline.run", "tskd.pipeline.synthesis_stage", "tskd.pipeline.transfer_stage"):
-        monkeypatch.delitem(sys.modules, name)  # so that the originals come back, not these copies
+@contextlib.contextmanager
+def _tskd_imported_again(blocked: list[str]):
+    """Every ``tskd`` module imported afresh (torch and the other libraries stay loaded: cheap) with
+    the ``blocked`` modules unimportable; afterwards ``sys.modules`` holds the original ``tskd``
+    modules again, and none of the copies (tests compare classes such as the errors by identity)."""
+    saved = {name: module for name, module in sys.modules.items() if name == "tskd" or name.startswith("tskd.")}
+    blocked_saved = {name: sys.modules.get(name) for name in blocked}
+    for name in saved:
+        del sys.modules[name]
+    for name in blocked:
+        sys.modules[name] = None  # importing it now raises ImportError
+    try:
+        yield
+    finally:
+        for name in [n for n in sys.modules if n == "tskd" or n.startswith("tskd.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+        for name, module in blocked_saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+
+
+def test_the_training_pipeline_imports_the_diffusion_code_only_when_synthesis_runs():
+    """``tskd train`` with synthesis disabled (the CPU default preset cpu-small) must not import
+    diffusers (about 0.4 s of CPU per training process): with the diffusion modules made
+    unimportable, the pipeline and its synthesis and transfer stages still import."""
+    blocked = ["tskd.synthesis.model", "tskd.synthesis.pretrained", "tskd.synthesis.storage", "tskd.synthesis.task",
+               "tskd.synthesis.sampler", "tskd.synthesis.unet", "diffusers"]
+    with _tskd_imported_again(blocked):
+        run = importlib.import_module("tskd.pipeline.run")
+        synthesis_stage = importlib.import_module("tskd.pipeline.synthesis_stage")
+        transfer_stage = importlib.import_module("tskd.pipeline.transfer_stage")
+        assert callable(run.run_stages) and callable(synthesis_stage.run_synthesis_stage)
+        assert callable(transfer_stage.build_transfer_set)
+
+
+def test_a_teacher_only_run_imports_no_monai():
+    """``tskd teacher finetune`` (and ``tskd train`` up to the teacher) run the data and teacher
+    stages only: the students and the surface metrics (MONAI, whose import costs 7.5 s of CPU per
+    process) are imported by the stages that use them. With MONAI made unimportable, the pipeline,
+    the teacher stage and the ``teacher`` command still import."""
+    blocked = [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
+    with _tskd_imported_again(blocked):
+        run = importlib.import_module("tskd.pipeline.run")
+        teacher_cmd = importlib.import_module("tskd.cli.teacher_cmd")
+        teacher_stage = importlib.import_module("tskd.pipeline.teacher_stage")
+        assert callable(run.run_stages) and callable(teacher_cmd.register)
+        assert teacher_stage.teacher_entry({"architecture": "litemedsam"})["architecture"] == "litemedsam"
+        importlib.import_module("tskd.student.storage")  # a stage's save_student
