@@ -113,3 +113,26 @@ def test_a_teacher_only_run_imports_no_monai():
         assert callable(run.run_stages) and callable(teacher_cmd.register)
         assert teacher_stage.teacher_entry({"architecture": "litemedsam"})["architecture"] == "litemedsam"
         importlib.import_module("tskd.student.storage")  # a stage's save_student
+
+
+def test_evaluate_without_surface_distances_imports_no_monai(tmp_path, capsys):
+    """``tskd evaluate --no-surface`` scores Dice only: MONAI (its surface distances) is imported
+    only when they are computed, so the command runs with MONAI made unimportable."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    reference = np.zeros((4, 16, 16), np.uint8)
+    reference[1:3, 4:12, 4:12] = 1
+    prediction = reference.copy()
+    prediction[1:3, 4:12, 4:8] = 0  # half of the object: Dice 2*128/(128+256) = 0.667
+    (tmp_path / "pred").mkdir()
+    (tmp_path / "ref").mkdir()
+    sitk.WriteImage(sitk.GetImageFromArray(prediction), str(tmp_path / "pred" / "case_1.nii.gz"))
+    sitk.WriteImage(sitk.GetImageFromArray(reference), str(tmp_path / "ref" / "case_1.nii.gz"))
+    blocked = [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
+    with _tskd_imported_again(blocked):
+        main = importlib.import_module("tskd.cli.main").main
+        code = main(["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--no-surface"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "case_1: mean Dice 0.667" in out
