@@ -65,6 +65,23 @@ def test_ct_modality_and_2d():
     assert set(np.unique(label2d.array)) == {0, 1, 2, 3}
 
 
+@pytest.mark.parametrize("config", [PhantomConfig(seed=5), PhantomConfig(modality="ct", structures=4),
+                                    PhantomConfig(size=(48, 40)), PhantomConfig(deformation=0.0, bias=0.0)],
+                         ids=["mr-3d", "ct-3d", "2d", "no-deformation"])
+def test_sparse_grids_give_the_phantoms_of_full_grids(config, monkeypatch):
+    """make_phantom works on sparse (broadcast) coordinate grids for speed: the same arrays, bit for bit,
+    as on the full grids it used before (2026-12-06, one thread: 14 default phantoms 0.79 -> 0.35 s)."""
+    sparse = [make_phantom(config, case) for case in range(2)]
+    meshgrid = np.meshgrid
+    monkeypatch.setattr(phantom_module.np, "meshgrid", lambda *xi, **kw: meshgrid(*xi, **{**kw, "sparse": False}))
+    full = [make_phantom(config, case) for case in range(2)]
+    for (image, label), (full_image, full_label) in zip(sparse, full):
+        assert image.array.dtype == full_image.array.dtype and image.array.shape == full_image.array.shape
+        np.testing.assert_array_equal(image.array, full_image.array)
+        np.testing.assert_array_equal(label.array, full_label.array)
+        assert image.geometry == full_image.geometry
+
+
 @pytest.mark.serial  # a bound on seconds
 def test_fast():
     start = time.perf_counter()

@@ -198,10 +198,13 @@ def make_phantom(config: PhantomConfig | None = None, case_index: int = 0) -> tu
     dim = config.dimension
     size = [int(s) for s in config.size] + ([1] if dim == 2 else [])
     coords = [_axis_coordinates(size[2]), _axis_coordinates(size[1]), _axis_coordinates(size[0])]
-    uk, uj, ui = np.meshgrid(*coords, indexing="ij")
+    # Sparse grids ((k, 1, 1), (1, j, 1), (1, 1, i)): the blobs' in-plane terms are computed on one slice
+    # and broadcast, the same numbers as on full grids at a fraction of the work (every run of `tskd demo`
+    # and most tests make phantoms).
+    uk, uj, ui = np.meshgrid(*coords, indexing="ij", sparse=True)
     u = (ui, uj, uk)
 
-    label = np.zeros(uk.shape, dtype=np.uint8)
+    label = np.zeros(tuple(len(c) for c in coords), dtype=np.uint8)
     body = _shape_mask(_BODY, rng, u, coords, config.deformation * 0.3)
     ct = config.modality == "ct"
     air_value = _AIR[1] if ct else _AIR[0]
