@@ -9,7 +9,7 @@ from pathlib import Path
 import tskd
 
 ROOT = Path(tskd.__file__).parent
-FOUNDATION = {"errors", "log", "progress", "config", "atomic", "lazy", "processes", "hashing"}
+FOUNDATION = {"errors", "log", "progress", "config", "atomic", "lazy", "processes"}
 MODELS = {"teacher", "synthesis", "student"}
 BELOW_PIPELINE = FOUNDATION | MODELS | {"preprocess", "data", "engine", "losses", "metrics", "runtime", "evaluation",
                                         "export", "inference", "foundation", "suggest"}
@@ -18,7 +18,6 @@ ALLOWED = {
     "errors": set(),
     "atomic": set(),
     "lazy": set(),
-    "hashing": set(),
     "processes": set(),
     "log": set(),
     "progress": {"atomic"},

@@ -167,28 +167,3 @@ def test_errors_on_2d_images_and_files(tmp_path, capsys):
                                                  "--box", "1,1,5,5", "--output", str(tmp_path / "mask.txt"))
     assert "--threads must be at least 1" in _error(capsys, "--model", "litemedsam", "--image", str(image),
                                                     "--box", "1,1,5,5", "--threads", "0", *out)
-
-
-def test_an_existing_zero_shot_export_is_found_without_importing_torch(tmp_path):
-    """Finding the export of foundation weights needs only their hash (``tskd.hashing``): ``segment-box
-    --model litemedsam`` with the ONNX backend then runs without torch and transformers (about 4-10 s of
-    imports each call)."""
-    import json
-    import subprocess
-    import sys
-
-    from tskd.hashing import file_sha256
-    from tskd.runtime.box_model import BOX_METADATA_NAME
-
-    weights = tmp_path / "weights.pth"
-    weights.write_bytes(b"not really weights, only hashed")
-    folder = tmp_path / "box_models" / f"lite-{file_sha256(weights)[:12]}"
-    folder.mkdir(parents=True)
-    (folder / BOX_METADATA_NAME).write_text("{}")
-    code = ("import json, sys\n"
-            "from tskd.inference.box_segment import zero_shot_box_model\n"
-            f"found = zero_shot_box_model({str(weights)!r}, cache_dir={str(tmp_path / 'box_models')!r}, name='lite')\n"
-            "print(json.dumps([str(found), sorted(m for m in ('torch', 'transformers', 'monai') if m in sys.modules)]))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [str(folder), []]

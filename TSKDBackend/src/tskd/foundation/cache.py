@@ -102,7 +102,7 @@ class CachedWeights:
     Args:
         name: catalog name (``sam-vit-b``) or the name given at import.
         path: file or folder name inside the cache.
-        sha256: what :func:`tskd.teacher.checkpoints.checkpoint_sha256` gives (a file's SHA-256; for a
+        sha256: what :func:`tskd.teacher.digest.checkpoint_sha256` gives (a file's SHA-256; for a
             Hugging Face folder, the digest of its weight files' hashes).
         size: bytes (of the weight files for a folder).
         architecture: detected (imports) or the catalog's (downloads).

@@ -55,7 +55,7 @@ def mirror_url(source: Source, mirror: str | None) -> str:
 
 
 def hf_folder_digest(file_hashes: dict[str, str]) -> str:
-    """The folder digest :func:`tskd.teacher.checkpoints.checkpoint_sha256` gives for these weight files."""
+    """The folder digest :func:`tskd.teacher.digest.checkpoint_sha256` gives for these weight files."""
     import hashlib
 
     lines = "".join(f"{name} {sha}\n" for name, sha in sorted(file_hashes.items()))

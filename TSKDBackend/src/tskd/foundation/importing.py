@@ -108,9 +108,9 @@ def import_weights(path: str | Path, *, name: str | None = None, cache: WeightsC
         "recorded at import" if catalog is None else "recorded at import (the catalog has no hash for it)")
     files = {}
     if path.is_dir():
-        from tskd.teacher.checkpoints import _hf_weight_files, file_sha256
+        from tskd.teacher.digest import file_sha256, hf_weight_files
 
-        files = {f.name: file_sha256(f) for f in _hf_weight_files(target)}
+        files = {f.name: file_sha256(f) for f in hf_weight_files(target)}
     record = cache.record(CachedWeights(
         name=name, path=target_name, sha256=sha, size=size, architecture=architecture, origin="import",
         catalog=catalog, verified_against=verified, source=str(path), files=files,

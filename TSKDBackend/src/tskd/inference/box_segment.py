@@ -84,7 +84,7 @@ def zero_shot_box_model(model: str, cache_dir: str | Path | None = None, *, name
     """
     from tskd.foundation.cache import tskd_home
     from tskd.foundation.resolve import resolve_base
-    from tskd.hashing import file_sha256  # not tskd.teacher.checkpoints: no torch import to find an export
+    from tskd.teacher.digest import file_sha256
 
     path = Path(resolve_base(model) or model).expanduser()
     if not path.is_file():

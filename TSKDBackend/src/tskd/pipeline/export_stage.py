@@ -24,6 +24,7 @@ from tskd.pipeline.choice import KINDS, compare_students
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
+from tskd.pipeline.teacher_stage import teacher_entry
 from tskd.runtime import OnnxSegmenter, SliceModel, StudentPackage, segment_volume
 from tskd.runtime.box_model import BOX_MODEL_FOLDER
 from tskd.student.base import StudentModel
@@ -33,20 +34,6 @@ __all__ = ["run_export_stage", "export_run_model", "export_candidate", "validate
            "teacher_entry", "validation_subjects"]
 
 logger = logging.getLogger(__name__)
-
-
-def teacher_entry(info: dict[str, Any]) -> dict[str, Any]:
-    """What the package records about the teacher (from ``teacher.json``)."""
-    base = info.get("base") or {}
-    return {
-        "architecture": info.get("architecture"),
-        "base": Path(base["path"]).name if base.get("path") else None,
-        "base_sha256": base.get("sha256"),
-        "has_foundation_weights": bool(info.get("has_foundation_weights")),
-        # how it was fine-tuned and how it labelled the transfer set (null for a teacher trained from scratch)
-        "encoder": (("lora" if info.get("lora") else "frozen") if info.get("has_foundation_weights") else None),
-        "teaching": (info.get("config") or {}).get("teaching", "prompt_free"),
-    }
 
 
 def score_slice_model(model: SliceModel, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:

@@ -24,15 +24,10 @@ from tskd.errors import CancelledError, ConfigError
 from tskd.log import add_file_handler
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData, load_prepared_data, run_data_stage
-from tskd.pipeline.export_stage import export_run_model, teacher_entry
-from tskd.pipeline.report import write_report
 from tskd.pipeline.run_folder import RunFolder
 from tskd.pipeline.stage import StageContext
-from tskd.pipeline.student_stage import run_distill_stage, run_finetune_stage, run_reference_stage
-from tskd.pipeline.synthesis_stage import run_synthesis_stage
-from tskd.pipeline.teacher_stage import run_teacher_stage
+from tskd.pipeline.teacher_stage import run_teacher_stage, teacher_entry
 from tskd.runtime.box_model import BOX_MODEL_FOLDER
-from tskd.pipeline.transfer_stage import build_transfer_set
 from tskd.pipeline.update import (
     PreviousRun,
     copy_synthesis,
@@ -166,6 +161,8 @@ def run_stages(
                 _run_model_stages(run, data, config, stages, reporter, flag, position, summary, previous)
             summary["seconds"] = round(time.monotonic() - started, 1)
             if "report" in stages and "package" in summary["stages"]:
+                from tskd.pipeline.report import write_report
+
                 report = on_main(write_report, run, data, summary)
                 summary["stages"]["report"] = {"folder": str(report), "result": "loss curves, Dice, overlays"}
     except CancelledError:
@@ -204,6 +201,8 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
     and return only when those files exist. The transfer set (needs the teacher) and the export
     run on rank 0 alone.
     """
+    # each stage's module is imported when it runs: 'tskd teacher finetune' (data and teacher only)
+    # then imports neither MONAI (the students, the surface metrics) nor diffusers
     teacher = None
     context = StageContext(reporter, flag)
     if "teacher" in stages:
@@ -221,6 +220,9 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
             summary["stages"]["teacher"]["box_model"] = {"folder": str(run.teacher / BOX_MODEL_FOLDER),
                                                          "metrics": teacher.box_metrics}
     if "synthesis" in stages:
+        from tskd.pipeline.synthesis_stage import run_synthesis_stage
+        from tskd.pipeline.transfer_stage import build_transfer_set
+
         diffusion = run_synthesis_stage(run, data, config, context.at(**position("synthesis")))
         summary["stages"]["synthesis"] = {
             "enabled": config.synthesis.enabled,
@@ -234,6 +236,9 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
             summary["stages"]["synthesis"]["transfer_set"] = broadcast_object(transfer)
     if teacher is None or "distill" not in stages:
         return
+    from tskd.pipeline.export_stage import export_run_model
+    from tskd.pipeline.student_stage import run_distill_stage, run_finetune_stage, run_reference_stage
+
     student = run_distill_stage(run, data, config, teacher.model, context.at(**position("distill")),
                                 start_from=previous.student if previous is not None else None)
     summary["stages"]["distill"] = _student_summary(run.distill)

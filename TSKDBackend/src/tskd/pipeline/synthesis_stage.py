@@ -5,7 +5,7 @@ unlabelled), or load a user's pretrained diffusers pipeline, and save it to ``RU
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,10 +17,9 @@ from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.stage import StageContext, fit_stage, stage_done
-from tskd.synthesis.model import DiffusionModel, build_diffusion_model
-from tskd.synthesis.pretrained import load_pretrained_pipeline
-from tskd.synthesis.storage import load_diffusion_model, save_diffusion_model
-from tskd.synthesis.task import DiffusionTask
+
+if TYPE_CHECKING:  # diffusers is imported only when synthesis is enabled (about 1 s of CPU per process)
+    from tskd.synthesis.model import DiffusionModel
 
 __all__ = ["run_synthesis_stage", "load_synthesis_model"]
 
@@ -44,6 +43,9 @@ def load_synthesis_model(run: RunFolder, config: PipelineConfig) -> DiffusionMod
     """The stage's diffusion model of a finished stage, or None when synthesis is disabled."""
     if not config.synthesis.enabled:
         return None
+    from tskd.synthesis.pretrained import load_pretrained_pipeline
+    from tskd.synthesis.storage import load_diffusion_model
+
     summary = read_json(run.synthesis / "stage.json")
     if summary.get("pretrained"):
         return load_pretrained_pipeline(summary["pretrained"], config=config.synthesis)
@@ -57,6 +59,11 @@ def run_synthesis_stage(run: RunFolder, data: PreparedData, config: PipelineConf
     if not cfg.enabled:
         logger.info("synthesis: disabled; the transfer set will hold real images only")
         return None
+    from tskd.synthesis.model import build_diffusion_model
+    from tskd.synthesis.pretrained import load_pretrained_pipeline
+    from tskd.synthesis.storage import save_diffusion_model
+    from tskd.synthesis.task import DiffusionTask
+
     folder = run.synthesis
     if stage_done(folder):
         return load_synthesis_model(run, config)

@@ -34,10 +34,24 @@ from tskd.teacher.model import SamSegmenter
 from tskd.teacher.storage import TEACHER_JSON, load_teacher, save_teacher
 from tskd.teacher.task import TeacherTask
 
-__all__ = ["TeacherResult", "run_teacher_stage", "tune_box_model", "warm_start_teacher", "ResizedSlices", "PREPROCESSING_JSON",
-           "embedding_cache_root"]
+__all__ = ["TeacherResult", "run_teacher_stage", "teacher_entry", "tune_box_model", "warm_start_teacher", "ResizedSlices",
+           "PREPROCESSING_JSON", "embedding_cache_root"]
 
 logger = logging.getLogger(__name__)
+
+
+def teacher_entry(info: dict[str, Any]) -> dict[str, Any]:
+    """What the package records about the teacher (from ``teacher.json``)."""
+    base = info.get("base") or {}
+    return {
+        "architecture": info.get("architecture"),
+        "base": Path(base["path"]).name if base.get("path") else None,
+        "base_sha256": base.get("sha256"),
+        "has_foundation_weights": bool(info.get("has_foundation_weights")),
+        # how it was fine-tuned and how it labelled the transfer set (null for a teacher trained from scratch)
+        "encoder": (("lora" if info.get("lora") else "frozen") if info.get("has_foundation_weights") else None),
+        "teaching": (info.get("config") or {}).get("teaching", "prompt_free"),
+    }
 
 
 NO_FOUNDATION_WARNING = (

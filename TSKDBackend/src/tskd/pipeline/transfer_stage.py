@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,14 +25,15 @@ from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.progress import NullProgress, ProgressEvent, ProgressReporter
 from tskd.synthesis.grid import save_grid
-from tskd.synthesis.model import DiffusionModel
 from tskd.synthesis.quality_gate import QualityGate
-from tskd.synthesis.sampler import iter_generate
 from tskd.data.transfer_set import TransferSet
 from tskd.data.transfer_set_files import read_jsonl
 from tskd.data.transfer_set_writer import TransferSetWriter
 from tskd.teacher.inference import teacher_probabilities
 from tskd.teacher.model import SamSegmenter
+
+if TYPE_CHECKING:  # diffusers is imported only when synthesis is enabled (about 1 s of CPU per process)
+    from tskd.synthesis.model import DiffusionModel
 
 __all__ = ["build_transfer_set", "MAX_ATTEMPTS_FACTOR"]
 
@@ -121,6 +122,8 @@ def _reuse_synthetic(writer: TransferSetWriter, previous: Path, teacher: SamSegm
 def _add_synthetic(writer: TransferSetWriter, data: PreparedData, teacher: SamSegmenter, model: DiffusionModel,
                    config: PipelineConfig, device: torch.device, flag: StopFlag | None,
                    report: ProgressReporter, previous: Path | None = None) -> None:
+    from tskd.synthesis.sampler import iter_generate
+
     cfg = config.synthesis
     wanted = cfg.num_synthetic
     train_indices = np.concatenate([data.train_labelled, data.train_unlabelled])

@@ -149,7 +149,7 @@ class Checkpoints:
             raise Conflict(f"base: no checkpoint named {name!r}; present: {names}; also 'auto' and 'none' "
                                 "(GET /api/v1/checkpoints lists the catalog)")
         if row["location"] == "workspace":
-            from tskd.teacher.checkpoints import checkpoint_sha256
+            from tskd.teacher.digest import checkpoint_sha256
 
             path = Path(row["path"])
             return BaseChoice(name, path, checkpoint_sha256(path)[0])

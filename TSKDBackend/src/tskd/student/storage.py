@@ -11,7 +11,6 @@ import torch
 from tskd.engine.checkpoint import save_checkpoint, strip_prefixes
 from tskd.errors import CheckpointError
 from tskd.student.base import StudentModel, unwrap_student
-from tskd.student.networks import build_from_spec
 
 __all__ = ["save_student", "load_student"]
 
@@ -44,6 +43,8 @@ def load_student(path: str | Path, *, device: str | torch.device = "cpu") -> Stu
         raise CheckpointError(f"{path}: cannot read student weights ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a tskd student weights file")
+    from tskd.student.networks import build_from_spec  # MONAI (7.5 s of CPU): not for a stage that only saves
+
     spec = payload["spec"]
     try:
         model = build_from_spec(spec)

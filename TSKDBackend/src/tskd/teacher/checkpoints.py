@@ -20,7 +20,6 @@ SHA-256 is recorded (hashed once per process per path, size and modification tim
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import re
@@ -32,7 +31,6 @@ from safetensors.torch import load_file
 from transformers import SamModel
 
 from tskd.errors import CheckpointError
-from tskd.hashing import file_sha256  # noqa: F401  (re-exported: its users import it from here)
 from tskd.teacher.adapt import adapt_mask_tokens, resize_position_tables
 from tskd.teacher.architectures import (
     ARCHITECTURES,
@@ -42,6 +40,8 @@ from tskd.teacher.architectures import (
     check_input_size,
     get_architecture,
 )
+from tskd.teacher.digest import CHECKPOINT_HELP, checkpoint_sha256, file_sha256
+from tskd.teacher.digest import hf_weight_files as _hf_weight_files
 from tskd.teacher.keymap import fill_tied_keys, key_layout, official_to_hf
 from tskd.teacher.model import SamSegmenter
 
@@ -58,14 +58,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_HELP = (
-    "expected a SAM or MedSAM checkpoint: Meta's sam_vit_b_01ec64.pth / sam_vit_l_0b3195.pth / "
-    "sam_vit_h_4b8939.pth (https://github.com/facebookresearch/segment-anything#model-checkpoints), "
-    "MedSAM's medsam_vit_b.pth (https://github.com/bowang-lab/MedSAM), LiteMedSAM's lite_medsam.pth "
-    "('tskd foundation get litemedsam'), a Hugging Face SAM model "
-    "folder (config.json + model.safetensors) or a .safetensors file of either"
-)
-_HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 _SHOWN = 5
 
 
@@ -91,20 +83,6 @@ class BaseCheckpoint:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def checkpoint_sha256(path: str | Path) -> tuple[str, int]:
-    """``(sha256, size)`` of a checkpoint file, or of a Hugging Face folder's weight files.
-
-    For a folder the digest is the SHA-256 of the lines ``"<file name> <file sha256>"`` of its
-    weight files in sorted order, and the size is their total.
-    """
-    path = Path(path)
-    if path.is_file():
-        return file_sha256(path), path.stat().st_size
-    files = _hf_weight_files(path)
-    lines = "".join(f"{f.name} {file_sha256(f)}\n" for f in files)
-    return hashlib.sha256(lines.encode()).hexdigest(), sum(f.stat().st_size for f in files)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -153,27 +131,6 @@ def _unwrap(loaded: Any, path: Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
-
-
-def _hf_weight_files(folder: Path) -> list[Path]:
-    for name in _HF_WEIGHTS:
-        candidate = folder / name
-        if not candidate.is_file():
-            continue
-        if not name.endswith(".index.json"):
-            return [candidate]
-        try:
-            index = json.loads(candidate.read_text(encoding="utf-8"))
-            shards = sorted(set(index["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise CheckpointError(f"{candidate}: not a valid weight index ({exc})") from exc
-        missing = [s for s in shards if not (folder / s).is_file()]
-        if missing:
-            raise CheckpointError(f"{folder}: weight shard(s) {', '.join(missing)} named in {name} are missing")
-        return [folder / s for s in shards]
-    raise CheckpointError(
-        f"{folder}: a Hugging Face model folder needs one of {', '.join(_HF_WEIGHTS)}; {CHECKPOINT_HELP}"
-    )
 
 
 def _read_hf_folder(folder: Path) -> dict[str, torch.Tensor]:
