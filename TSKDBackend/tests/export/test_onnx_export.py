@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import stat
+
 import onnx
 import pytest
 import torch
@@ -34,6 +37,11 @@ def test_graph_has_named_io_and_a_dynamic_batch(exported):
     out_dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
     assert in_dims == ["batch", 1, 64, 64] and out_dims == ["batch", 3, 64, 64]
     assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]  # no temporary files left
+    # the process's umask, like the package's other files (a mkstemp temporary file left it 0600: unreadable
+    # to the other users of a shared server's workspace)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
     assert model.training  # export works on a copy; the model keeps its mode
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from tskd.atomic import temporary_sibling
 from tskd.errors import TSKDError
 from tskd.student.base import StudentWithProjector
 
@@ -51,9 +50,9 @@ def write_onnx_graph(module: nn.Module, args: tuple, path: Path, *, input_names:
                      dynamic_axes: dict[str, dict[int, str]], opset: int) -> None:
     """Trace ``module`` on ``args`` into ``path``: written to a temporary file beside it, checked by
     ``onnx.checker``, then renamed (the one ONNX writer of the student and the box model)."""
-    fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    # a fresh name, not a file made by mkstemp: the exporter creates it, so the graph gets the process's
+    # umask like every other file of the package (mkstemp's 0600 made model.onnx readable by its owner alone)
+    tmp = temporary_sibling(path, ".tmp")
     try:
         with warnings.catch_warnings():
             # expected and harmless here: the spatial size is fixed by design (tracer), MONAI's
