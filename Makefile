@@ -21,7 +21,8 @@ PYTEST_ARGS ?= --durations=30
 # marked serial alone (conftest.py). On a quiet 2-core machine, clean clone (2026-12-06): one process 33 min 11 s;
 # two workers each running two-thread torch kernels against each other, slower than that; two one-thread workers
 # 19 min 23 s with xdist's own file order (the long single-test files last), see README.md for the current figure.
-# PYTEST_WORKERS= (empty) runs one process.
+# Three one-thread workers on the same two cores: 17 min 37 s against two workers' 17 min 40 s (2026-12-06, same
+# commit, quiet): the work is CPU-bound, a third worker buys nothing. PYTEST_WORKERS= (empty) runs one process.
 PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 BENCH_ARGS ?=
 GPU_CHECK_ARGS ?=
