@@ -102,9 +102,9 @@ def test_the_training_pipeline_imports_the_diffusion_code_only_when_synthesis_ru
 
 def test_a_teacher_only_run_imports_no_monai():
     """``tskd teacher finetune`` (and ``tskd train`` up to the teacher) run the data and teacher
-    stages only: the students and the surface metrics (MONAI, whose import costs 7.5 s of CPU per
-    process) are imported by the stages that use them. With MONAI made unimportable, the pipeline,
-    the teacher stage and the ``teacher`` command still import."""
+    stages only: nothing they import needs MONAI (whose import costs 7.5 s of CPU per process; only
+    the ViT students use it). With MONAI made unimportable, the pipeline, the teacher stage and the
+    ``teacher`` command still import."""
     blocked = [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
     with _tskd_imported_again(blocked):
         run = importlib.import_module("tskd.pipeline.run")
@@ -116,8 +116,8 @@ def test_a_teacher_only_run_imports_no_monai():
 
 
 def test_evaluate_without_surface_distances_imports_no_monai(tmp_path, capsys):
-    """``tskd evaluate --no-surface`` scores Dice only: MONAI (its surface distances) is imported
-    only when they are computed, so the command runs with MONAI made unimportable."""
+    """``tskd evaluate --no-surface`` scores Dice only, and runs with MONAI made unimportable (the
+    surface distances do not use MONAI either: test_a_unet_student_run_imports_no_monai)."""
     import numpy as np
     import SimpleITK as sitk
 
