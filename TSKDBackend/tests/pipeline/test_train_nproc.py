@@ -44,8 +44,10 @@ def _history(path: Path) -> list[dict]:
 
 #: the teacher's steps (``--max-steps`` caps every stage; the others are set to 4 in SMALL_RUN): the stop comes
 #: at step 2 or a few later (status.json is written at most once a second), the rest of the steps are the margin,
-#: and each costs the resumed run a step
-STOP_RUN_STEPS = 40
+#: and each costs the resumed run a step. At 32 px a step of the two processes took about 0.19 s at load 10
+#: (2026-12-06; the stop came at step 8 and 9 of 40 in two runs); 60 leaves the margin for a faster machine,
+#: where a second's delay in status.json is more steps
+STOP_RUN_STEPS = 60
 #: What the two-process run needs to show that every stage runs under torchrun, and no more: 32-pixel inputs
 #: (``--input-size 32``), 4 steps for every stage but the teacher, a 4-image synthetic set in one or two
 #: sampling rounds (the preset's 32 in rounds of 16 took some 14 s of rank 0), no reference student (the same
