@@ -102,9 +102,9 @@ def test_the_training_pipeline_imports_the_diffusion_code_only_when_synthesis_ru
 
 def test_a_teacher_only_run_imports_no_monai():
     """``tskd teacher finetune`` (and ``tskd train`` up to the teacher) run the data and teacher
-    stages only: the students and the surface metrics (MONAI, whose import costs 7.5 s of CPU per
-    process) are imported by the stages that use them. With MONAI made unimportable, the pipeline,
-    the teacher stage and the ``teacher`` command still import."""
+    stages only: nothing they import needs MONAI (whose import costs 7.5 s of CPU per process; only
+    the ViT students use it). With MONAI made unimportable, the pipeline, the teacher stage and the
+    ``teacher`` command still import."""
     blocked = [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
     with _tskd_imported_again(blocked):
         run = importlib.import_module("tskd.pipeline.run")
@@ -116,8 +116,8 @@ def test_a_teacher_only_run_imports_no_monai():
 
 
 def test_evaluate_without_surface_distances_imports_no_monai(tmp_path, capsys):
-    """``tskd evaluate --no-surface`` scores Dice only: MONAI (its surface distances) is imported
-    only when they are computed, so the command runs with MONAI made unimportable."""
+    """``tskd evaluate --no-surface`` scores Dice only, and runs with MONAI made unimportable (the
+    surface distances do not use MONAI either: test_a_unet_student_run_imports_no_monai)."""
     import numpy as np
     import SimpleITK as sitk
 
@@ -136,3 +136,34 @@ def test_evaluate_without_surface_distances_imports_no_monai(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "case_1: mean Dice 0.667" in out
+
+
+def test_a_unet_student_run_imports_no_monai():
+    """``tskd train`` with a U-Net student (every preset's default) builds, trains and exports it and
+    scores the export's validation with surface distances: none of it imports MONAI (about 8 s of wall
+    time per process; its ``__init__`` imports all of MONAI, transformers' BERT included). The U-Net
+    body is plain torch (tskd.student.unet_body), HD95/ASSD use scipy, and the ViT/MAE code, which
+    does use MONAI, is imported only when a ViT student is built."""
+    code = """
+import sys
+import numpy as np
+import torch
+import tskd.pipeline.run, tskd.student, tskd.pipeline.student_stage, tskd.pipeline.export_stage
+from tskd.student import build_student
+from tskd.evaluation.metrics import case_metrics
+student = build_student("unet_small", num_classes=3, input_size=64)
+logits, features = student.forward_with_features(torch.zeros(1, 1, 64, 64))
+print("SHAPES", tuple(logits.shape), tuple(features.shape))
+reference = np.zeros((4, 16, 16), np.uint8)
+reference[1:3, 4:12, 4:12] = 1
+prediction = np.roll(reference, 2, axis=2)  # shifted 2 voxels of 0.5 mm along the last axis
+metrics = case_metrics(prediction, reference, labels=[1], spacing=(2.5, 1.0, 0.5))
+print("HD95", metrics.hd95_mm[1])
+print("MONAI", sorted(m for m in sys.modules if m == "monai" or m.startswith("monai.")))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "SHAPES (1, 3, 64, 64) (1, 256, 4, 4)" in lines
+    assert "HD95 1.0" in lines  # the 2-voxel shift along the 0.5 mm axis
+    assert "MONAI []" in lines

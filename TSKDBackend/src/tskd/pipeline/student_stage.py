@@ -32,7 +32,6 @@ from tskd.student.base import (
     StudentWithProjector,
     unwrap_student,
 )
-from tskd.student.mae import MAETask, build_mae, transfer_mae_encoder
 from tskd.student.networks import build_student
 from tskd.student.storage import load_student
 from tskd.student.tasks import DistillationTask, SupervisedTask
@@ -122,6 +121,8 @@ def _val(data: PreparedData) -> SliceDataset | None:
 def run_mae_stage(run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
                   *, folder: Path | None = None) -> nn.Module:
     """MAE pre-training of the ViT student's encoder on every training image (labelled or not)."""
+    from tskd.student.mae import MAETask, build_mae  # lazy: MONAI, only for a ViT student
+
     folder = folder or run.mae
     torch.manual_seed(config.seed)
     mae = build_mae(config.distill.student, input_size=data.input_size, config=config.mae)
@@ -154,6 +155,8 @@ def run_distill_stage(
     if start_from is not None:
         warm_start_student(student, start_from)
     elif cfg.mae_pretrain:
+        from tskd.student.mae import transfer_mae_encoder  # lazy: MONAI, only for a ViT student
+
         mae = run_mae_stage(run, data, config, context)
         transfer_mae_encoder(mae, student)
         logger.info("distill: student encoder initialised from MAE pre-training")

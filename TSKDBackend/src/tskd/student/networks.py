@@ -1,7 +1,8 @@
 """Builder registry of the students: a name maps to a network size (like segment-anything's ``build_sam``).
 
 Sizes live in :mod:`tskd.student.specs` (``VIT_SPECS``, ``UNET_SPECS``); this
-module only maps names to them. ``build_student("vit_tiny", num_classes=2, input_size=256)``;
+module only maps names to them. The ViT code (built on MONAI's blocks, whose import takes seconds)
+is imported when a ViT student is built, so the U-Net path never imports MONAI. ``build_student("vit_tiny", num_classes=2, input_size=256)``;
 :func:`build_from_spec` rebuilds a saved student from its :meth:`~StudentModel.spec`.
 """
 
@@ -13,7 +14,6 @@ from typing import Any, Callable, Mapping
 from tskd.student.base import StudentModel, count_parameters
 from tskd.student.specs import UNET_SPECS, VIT_SPECS
 from tskd.student.unet import LAYOUT, LEGACY_LAYOUT, UNetStudent
-from tskd.student.vit import ViTStudent
 
 __all__ = ["STUDENT_BUILDERS", "available_students", "build_student", "build_from_spec", "count_parameters"]
 
@@ -24,6 +24,8 @@ def _vit_builder(name: str) -> Callable[..., StudentModel]:
     def build(*, num_classes: int, input_size: int, in_channels: int = 1, layout: str | None = None) -> StudentModel:
         if layout is not None:
             raise ValueError(f"student '{name}' has one layout; got layout={layout!r}")
+        from tskd.student.vit import ViTStudent  # lazy: MONAI's blocks (seconds to import)
+
         return ViTStudent(
             name=name, num_classes=num_classes, input_size=input_size, in_channels=in_channels, spec=VIT_SPECS[name]
         )

@@ -43,7 +43,7 @@ def load_student(path: str | Path, *, device: str | torch.device = "cpu") -> Stu
         raise CheckpointError(f"{path}: cannot read student weights ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a tskd student weights file")
-    from tskd.student.networks import build_from_spec  # MONAI (7.5 s of CPU): not for a stage that only saves
+    from tskd.student.networks import build_from_spec  # the networks: not for a stage that only saves
 
     spec = payload["spec"]
     try:

@@ -1,7 +1,14 @@
-"""U-Net students: MONAI's 2D :class:`~monai.networks.nets.UNet` body, a 1x1 segmentation head,
-and a depth planned from the input size.
+"""U-Net students: a 2D residual U-Net body (:class:`tskd.student.unet_body.UNetBody`), a 1x1
+segmentation head, and a depth planned from the input size.
 
-Two choices differ from using MONAI's ``UNet(out_channels=K)`` directly, both measured on the MSD
+The body reproduces MONAI 1.6.1's ``monai.networks.nets.UNet`` layout (monai/networks/nets/unet.py,
+built with ``spatial_dims=2`` and the spec's channels, ``num_res_units``, norm and dropout) in plain
+torch: same module names, ``state_dict`` keys and shapes, weight initialisation order and forward
+operations, so every student saved while the body was MONAI's own class loads unchanged, and a seed
+gives the same student as before. MONAI itself is not imported on this path (its import took about
+8 s per process); tests/student/test_unet_body_parity.py compares the two.
+
+Two choices differ from using the U-Net as ``UNet(out_channels=K)``, both measured on the MSD
 hippocampus volumes (docs/benchmarks.md, "Student training"):
 
 * **A segmentation head.** MONAI's UNet ends with a transposed convolution to ``out_channels``
@@ -24,12 +31,11 @@ original layout (:data:`LEGACY_LAYOUT`), so old run folders and packages still l
 from __future__ import annotations
 
 import torch
-from monai.networks.layers.simplelayers import SkipConnection
-from monai.networks.nets import UNet
 from torch import nn
 
 from tskd.student.base import StudentModel
 from tskd.student.specs import UNET_SPECS, UNetSpec
+from tskd.student.unet_body import NORMS, SkipConnection, UNetBody
 
 __all__ = ["UNetSpec", "UNET_SPECS", "UNetStudent", "unet_levels", "MIN_BOTTLENECK", "LAYOUT", "LEGACY_LAYOUT"]
 
@@ -65,7 +71,7 @@ def unet_levels(input_size: int, max_levels: int) -> int:
 
 
 class UNetStudent(StudentModel):
-    """MONAI 2D UNet body with a 1x1 head; features are its bottleneck ``(B, C, S/2**L, S/2**L)``.
+    """U-Net body (MONAI UNet layout) + 1x1 head; features are its bottleneck ``(B, C, S/2**L, S/2**L)``.
 
     Args:
         name: registry name.
@@ -83,6 +89,9 @@ class UNetStudent(StudentModel):
             raise ValueError(f"unknown U-Net layout {layout!r}; known: {', '.join(LAYOUTS)}")
         if len(spec.channels) < 2:
             raise ValueError(f"UNetSpec.channels needs at least 2 levels, got {spec.channels}")
+        if not isinstance(spec.norm, str) or spec.norm.lower() not in NORMS:
+            raise ValueError(f"student '{name}': its U-Net spec names norm {spec.norm!r}, which the U-Net body does "
+                             f"not build; supported: {', '.join(NORMS)}")
         max_levels = len(spec.channels) - 1
         if layout == LEGACY_LAYOUT:
             levels = max_levels
@@ -103,8 +112,7 @@ class UNetStudent(StudentModel):
         self.layout = layout
         self.levels = levels
         body_out = num_classes if layout == LEGACY_LAYOUT else channels[0]
-        self.unet = UNet(
-            spatial_dims=2,
+        self.unet = UNetBody(
             in_channels=in_channels,
             out_channels=body_out,
             channels=channels,
@@ -136,11 +144,11 @@ class UNetStudent(StudentModel):
         return {**super().spec(), "layout": self.layout}
 
 
-def _find_bottleneck(unet: UNet) -> nn.Module:
-    """The innermost block of MONAI's nested ``Sequential(down, SkipConnection(sub), up)`` layout."""
+def _find_bottleneck(unet: UNetBody) -> nn.Module:
+    """The innermost block of the nested ``Sequential(down, SkipConnection(sub), up)`` layout."""
     block: nn.Module = unet.model
     while isinstance(block, nn.Sequential) and len(block) == 3 and isinstance(block[1], SkipConnection):
         block = block[1].submodule
     if block is unet.model:
-        raise ValueError("unexpected MONAI UNet layout: no skip connections found")
+        raise ValueError("unexpected U-Net layout: no skip connections found")
     return block

@@ -24,8 +24,7 @@ from tskd.pipeline.comparison.methods.base import Method, export_student, with_c
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.stage import StageContext
 from tskd.pipeline.student_stage import new_student, run_finetune_stage, run_mae_stage
-from tskd.student.mae import transfer_mae_encoder
-from tskd.student.vit import VIT_SPECS
+from tskd.student.specs import VIT_SPECS
 
 __all__ = ["MAE", "FALLBACK_STUDENT"]
 
@@ -52,6 +51,8 @@ def _configure(config: PipelineConfig) -> tuple[PipelineConfig, str]:
 
 def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
             summary: dict[str, Any]) -> None:
+    from tskd.student.mae import transfer_mae_encoder  # lazy: MONAI, only when this method runs
+
     mae = run_mae_stage(run, data, config, context.at(1, 2))
     summary["stages"]["mae"] = {"folder": str(run.mae), **{k: v for k, v in read_json(run.mae / "stage.json").items()
                                                            if k in ("metrics", "steps", "seconds")}}
