@@ -125,3 +125,40 @@ def test_missing_or_damaged_graph(tmp_path):
     (folder / BOX_METADATA_NAME).write_text("{not json")
     with pytest.raises(PackageError, match="cannot be read as JSON"):
         BoxModelInfo.load(folder)
+
+
+
+def test_an_export_runs_the_encoder_only_to_trace_it(tmp_path, monkeypatch):
+    """``export_box_model`` passes no image through the encoder besides the encoder's own trace: the decoder
+    is traced on an embedding of the encoder's output shape (its values do not enter the graph), one encoder
+    pass fewer for every export (a run's package, the server's and ``tskd segment-box``'s zero-shot model;
+    their graphs' agreement with torch is checked by ``verify_on_pattern`` after each export and by the tests
+    above). The metadata keeps the encoder's real output shape. LiteMedSAM's layout, random weights, 64 px;
+    the ONNX writer is replaced by a recorder (its tracing costs seconds and is tested with the real export)."""
+    import torch
+    from tests.teacher.test_tiny_vit import _official_state
+
+    from tskd.export import box_export
+    from tskd.teacher.architectures import build_sam
+    from tskd.teacher.checkpoints import load_pretrained_segmenter
+
+    torch.manual_seed(3)
+    path = tmp_path / "lite_medsam.pth"
+    torch.save(_official_state(build_sam("litemedsam", input_size=256, num_classes=2)), path)
+    model = load_pretrained_segmenter(str(path), input_size=64, num_classes=2).eval()
+    passes, traced = [], {}
+
+    def record(module, args, path, **kwargs):
+        traced[path.name] = [tuple(a.shape) for a in args]
+        path.write_bytes(b"graph")
+
+    monkeypatch.setattr(box_export, "write_onnx_graph", record)
+    handle = model.sam.vision_encoder.register_forward_hook(lambda module, args, out: passes.append(1))
+    folder = box_export.export_box_model(model, tmp_path / "export")  # the export's copy keeps the hook
+    handle.remove()
+    assert passes == []  # the real writer's trace is the export's one pass
+    with torch.no_grad():
+        real = model.image_embeddings(torch.rand(1, 1, 64, 64))
+    assert traced == {ENCODER_NAME: [(1, 1, 64, 64)], DECODER_NAME: [tuple(real.shape), (2, 4)]}
+    data = json.loads((folder / BOX_METADATA_NAME).read_text())
+    assert data["embedding_shape"] == list(real.shape[1:]) == [256, 16, 16]
