@@ -88,7 +88,12 @@ def test_label_train_segment_correct(slicerScene, localBackend, tmp_path):
         sys.path.insert(0, str(REPO_ROOT / "TSKDBackend"))  # the backend's test helpers, as conftest's serviceServer
     from tests.service.helpers import QUICK_TINY_SETTINGS
 
-    job = client.start_job(project["id"], preset=presetForQuality("quick", ["tiny"]), settings=QUICK_TINY_SETTINGS)
+    # without the synthesis stage (some 17 s of the run's 57 on a loaded 2-core CPU; nothing here is about
+    # synthetic images: the stage is tested in TSKDBackend/tests/pipeline and tests/synthesis). Measured
+    # (2026-12-06, these 6 phantoms, held-out case 6, the pipeline in one process): Dice 0.940 / 0.944 per
+    # structure without synthesis, 0.956 / 0.948 with it; asserted below: each >= 0.85
+    settings = {**QUICK_TINY_SETTINGS, "synthesis": {"enabled": False}}
+    job = client.start_job(project["id"], preset=presetForQuality("quick", ["tiny"]), settings=settings)
     headlines, deadline = [], time.monotonic() + 1500
     display = jobDisplay(client.job_status(job["id"]))
     while not display.finished:

@@ -86,7 +86,9 @@ def plan(args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
     #: up to 128 samples, the demo's largest share of a CPU run)
     quick_synthesis = {"synthesis": {"num_synthetic": 4, "sample_batch_size": 4}}
     if quick:  # the caps file's numbers are for a GPU: a few steps and images on the CPU
-        train.update(max_steps=3, overrides=quick_synthesis)
+        # ... and no task-tuned box model: no stage rate comes from it, and its tuning and ONNX export were
+        # some 5 s of CPU of a tiny run (a run's box model is tested in tests/pipeline/test_litemedsam_teacher.py)
+        train.update(max_steps=3, overrides={**quick_synthesis, "teacher": {"box_tuning": {"enabled": False}}})
     specs = [
         {"section": "machine"},
         {"section": "demo", "preset": "tiny", "max_steps": 3 if quick else None,

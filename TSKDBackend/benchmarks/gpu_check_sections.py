@@ -464,7 +464,8 @@ def section_train(spec: dict[str, Any]) -> dict[str, Any]:
     loops = sum(r["loop_s"] for r in rates.values())
     result = {
         "command": f"tskd train --preset {spec['preset']} --config {spec['config']} --base {spec['checkpoint']} "
-                   f"--data {spec['data']}",
+                   f"--data {spec['data']}" + (f" --max-steps {spec['max_steps']}" if spec.get("max_steps") else "")
+                   + (f" (settings changed: {spec['overrides']})" if spec.get("overrides") else ""),
         "preset": spec["preset"], "state": state, "stopped": error, "wall_s": wall, "training": trainer_log.stages,
         "peak_gpu_allocated_mib": _peak_mib(device), "cuda_used": device == "cuda" and torch.cuda.max_memory_allocated() > 0,
         "stage_rates": {k: {x: v for x, v in r.items() if not x.endswith("_event_t")} for k, r in rates.items()},
