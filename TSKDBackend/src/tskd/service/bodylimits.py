@@ -69,6 +69,17 @@ class BodyDeadlineMiddleware:
             await guarded.answer_if_cut()
 
 
+def _has_body(scope: Scope) -> bool:
+    headers = dict(scope.get("headers", ()))
+    if b"transfer-encoding" in headers:
+        return True
+    length = headers.get(b"content-length")
+    try:
+        return length is not None and int(length) > 0
+    except ValueError:
+        return True  # not a number: the server refuses it, or the limits watch whatever arrives
+
+
 class _GuardedBody:
     """One request's ``receive`` with the limits, and a ``send`` that drops answers after a 408."""
 
@@ -78,7 +89,10 @@ class _GuardedBody:
         self.send_upstream = send
         self.started = time.monotonic()
         self.received = 0
-        self.complete = False
+        # a request without a body (no Transfer-Encoding, no Content-Length above 0: a GET) has nothing to
+        # time out; its route may work longer than the silence limit before it listens to the client (a
+        # file answer does, e.g. after the first export of a box model)
+        self.complete = not _has_body(scope)
         self.cut = False
         self.answered = False  # the 408 went out
         self.message = ""
