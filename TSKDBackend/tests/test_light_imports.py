@@ -144,26 +144,20 @@ def test_a_unet_student_run_imports_no_monai():
     time per process; its ``__init__`` imports all of MONAI, transformers' BERT included). The U-Net
     body is plain torch (tskd.student.unet_body), HD95/ASSD use scipy, and the ViT/MAE code, which
     does use MONAI, is imported only when a ViT student is built."""
-    code = """
-import sys
-import numpy as np
-import torch
-import tskd.pipeline.run, tskd.student, tskd.pipeline.student_stage, tskd.pipeline.export_stage
-from tskd.student import build_student
-from tskd.evaluation.metrics import case_metrics
-student = build_student("unet_small", num_classes=3, input_size=64)
-logits, features = student.forward_with_features(torch.zeros(1, 1, 64, 64))
-print("SHAPES", tuple(logits.shape), tuple(features.shape))
-reference = np.zeros((4, 16, 16), np.uint8)
-reference[1:3, 4:12, 4:12] = 1
-prediction = np.roll(reference, 2, axis=2)  # shifted 2 voxels of 0.5 mm along the last axis
-metrics = case_metrics(prediction, reference, labels=[1], spacing=(2.5, 1.0, 0.5))
-print("HD95", metrics.hd95_mm[1])
-print("MONAI", sorted(m for m in sys.modules if m == "monai" or m.startswith("monai.")))
-"""
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
-    assert "SHAPES (1, 3, 64, 64) (1, 256, 4, 4)" in lines
-    assert "HD95 1.0" in lines  # the 2-voxel shift along the 0.5 mm axis
-    assert "MONAI []" in lines
+    import numpy as np
+    import torch
+
+    blocked = [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
+    with _tskd_imported_again(blocked):  # in this process, with MONAI made unimportable
+        for name in ("tskd.pipeline.run", "tskd.student", "tskd.pipeline.student_stage", "tskd.pipeline.export_stage"):
+            importlib.import_module(name)
+        build_student = importlib.import_module("tskd.student").build_student
+        case_metrics = importlib.import_module("tskd.evaluation.metrics").case_metrics
+        student = build_student("unet_small", num_classes=3, input_size=64)
+        logits, features = student.forward_with_features(torch.zeros(1, 1, 64, 64))
+        reference = np.zeros((4, 16, 16), np.uint8)
+        reference[1:3, 4:12, 4:12] = 1
+        prediction = np.roll(reference, 2, axis=2)  # shifted 2 voxels of 0.5 mm along the last axis
+        metrics = case_metrics(prediction, reference, labels=[1], spacing=(2.5, 1.0, 0.5))
+    assert tuple(logits.shape) == (1, 3, 64, 64) and tuple(features.shape) == (1, 256, 4, 4)
+    assert metrics.hd95_mm[1] == 1.0  # the 2-voxel shift along the 0.5 mm axis
