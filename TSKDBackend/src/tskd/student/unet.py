@@ -35,7 +35,7 @@ from torch import nn
 
 from tskd.student.base import StudentModel
 from tskd.student.specs import UNET_SPECS, UNetSpec
-from tskd.student.unet_body import NORMS, SkipConnection, UNetBody
+from tskd.student.unet_body import NORMS, SkipConnection, UNetBody, norm_class
 
 __all__ = ["UNetSpec", "UNET_SPECS", "UNetStudent", "unet_levels", "MIN_BOTTLENECK", "LAYOUT", "LEGACY_LAYOUT"]
 
@@ -89,9 +89,11 @@ class UNetStudent(StudentModel):
             raise ValueError(f"unknown U-Net layout {layout!r}; known: {', '.join(LAYOUTS)}")
         if len(spec.channels) < 2:
             raise ValueError(f"UNetSpec.channels needs at least 2 levels, got {spec.channels}")
-        if not isinstance(spec.norm, str) or spec.norm.lower() not in NORMS:
+        try:
+            norm_class(spec.norm)
+        except ValueError as exc:
             raise ValueError(f"student '{name}': its U-Net spec names norm {spec.norm!r}, which the U-Net body does "
-                             f"not build; supported: {', '.join(NORMS)}")
+                             f"not build; supported: {', '.join(NORMS)}") from exc
         max_levels = len(spec.channels) - 1
         if layout == LEGACY_LAYOUT:
             levels = max_levels

@@ -36,7 +36,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-__all__ = ["UNetBody", "SkipConnection", "ConvBlock", "ResidualBlock", "NORMS"]
+__all__ = ["UNetBody", "SkipConnection", "ConvBlock", "ResidualBlock", "NORMS", "norm_class"]
 
 #: Normalisations a U-Net spec may name (MONAI's factory names, case-insensitive): the torch layer
 #: for 2D feature maps. Both are built as MONAI builds them (``num_features`` only, torch defaults).
@@ -46,12 +46,21 @@ KERNEL_SIZE = 3
 PADDING = 1  # "same" padding of a 3x3 kernel
 
 
-def norm_layer(norm: str, channels: int) -> nn.Module:
-    """The normalisation named ``norm`` (one of :data:`NORMS`) for ``channels`` feature maps."""
+def norm_class(norm: str) -> type[nn.Module]:
+    """The torch layer for the normalisation named ``norm`` (a :data:`NORMS` name, any case).
+
+    Raises:
+        ValueError: ``norm`` is not one of :data:`NORMS`.
+    """
     layer = NORMS.get(norm.lower()) if isinstance(norm, str) else None
     if layer is None:
         raise ValueError(f"U-Net norm {norm!r} is not supported; supported: {', '.join(NORMS)}")
-    return layer(channels)
+    return layer
+
+
+def norm_layer(norm: str, channels: int) -> nn.Module:
+    """The normalisation named ``norm`` (one of :data:`NORMS`) for ``channels`` feature maps."""
+    return norm_class(norm)(channels)
 
 
 class SkipConnection(nn.Module):
@@ -140,7 +149,7 @@ class UNetBody(nn.Module):
         if len(strides) != len(channels) - 1:
             raise ValueError(f"a U-Net with {len(channels)} channel levels needs {len(channels) - 1} strides, "
                              f"got {tuple(strides)}")
-        norm_layer(norm, 1)  # an unsupported name fails here, before any weight is drawn
+        norm_class(norm)  # an unsupported name fails here, before any weight is drawn
         self.num_res_units = num_res_units
         self.norm = norm
         self.dropout = dropout
