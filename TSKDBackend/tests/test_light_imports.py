@@ -86,6 +86,11 @@ def _tskd_imported_again(blocked: list[str]):
                 sys.modules[name] = module
 
 
+def _monai_modules() -> list[str]:
+    """MONAI and every MONAI module loaded so far: what ``_tskd_imported_again`` blocks to prove a path needs none."""
+    return [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
+
+
 def test_the_training_pipeline_imports_the_diffusion_code_only_when_synthesis_runs():
     """``tskd train`` with synthesis disabled (the CPU default preset cpu-small) must not import
     diffusers (about 0.4 s of CPU per training process): with the diffusion modules made
@@ -105,7 +110,7 @@ def test_a_teacher_only_run_imports_no_monai():
     stages only: nothing they import needs MONAI (whose import costs 7.5 s of CPU per process; only
     the ViT students use it). With MONAI made unimportable, the pipeline, the teacher stage and the
     ``teacher`` command still import."""
-    blocked = [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
+    blocked = _monai_modules()
     with _tskd_imported_again(blocked):
         run = importlib.import_module("tskd.pipeline.run")
         teacher_cmd = importlib.import_module("tskd.cli.teacher_cmd")
@@ -129,7 +134,7 @@ def test_evaluate_without_surface_distances_imports_no_monai(tmp_path, capsys):
     (tmp_path / "ref").mkdir()
     sitk.WriteImage(sitk.GetImageFromArray(prediction), str(tmp_path / "pred" / "case_1.nii.gz"))
     sitk.WriteImage(sitk.GetImageFromArray(reference), str(tmp_path / "ref" / "case_1.nii.gz"))
-    blocked = [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
+    blocked = _monai_modules()
     with _tskd_imported_again(blocked):
         main = importlib.import_module("tskd.cli.main").main
         code = main(["evaluate", "--pred", str(tmp_path / "pred"), "--ref", str(tmp_path / "ref"), "--no-surface"])
@@ -147,7 +152,7 @@ def test_a_unet_student_run_imports_no_monai():
     import numpy as np
     import torch
 
-    blocked = [m for m in sys.modules if m.startswith("monai.")] + ["monai"]
+    blocked = _monai_modules()
     with _tskd_imported_again(blocked):  # in this process, with MONAI made unimportable
         for name in ("tskd.pipeline.run", "tskd.student", "tskd.pipeline.student_stage", "tskd.pipeline.export_stage"):
             importlib.import_module(name)
