@@ -64,3 +64,25 @@ def test_transfer_set_holds_real_and_gated_synthetic_items(shared_run):
     assert item.label is not None and item.label.max() < data.num_classes
     validation_cases = set(data.split["val"])
     assert not any(transfer.provenance(i).get("case_id") in validation_cases for i in range(len(transfer)))
+
+
+@pytest.mark.slow  # reads the session's shared tiny run (about a minute to build)
+def test_the_teachers_pass_over_the_real_slices_reports_progress(shared_run, tmp_path):
+    """The teacher labelling the real training slices reported nothing before (with LiteMedSAM on two cores,
+    the encoder's first pass: 20-26 silent minutes on the hippocampus subset of docs/benchmarks.md). Now each
+    chunk is a progress event, counted in one range with the synthetic images that follow."""
+    from tskd.pipeline.transfer_stage import build_transfer_set
+    from tskd.teacher.storage import load_teacher
+
+    run = RunFolder(shared_run.run)
+    data = load_prepared_data(run)
+    teacher = load_teacher(run.teacher).eval()
+    events = []
+    build_transfer_set(RunFolder(tmp_path / "run"), data, shared_run.config, teacher, None, progress=events.append)
+    real = data.train_labelled.size + data.train_unlabelled.size
+    assert real > 64  # more than one chunk of each kind below
+    assert {e.stage for e in events} == {"transfer_set"} and {e.total for e in events} == {real}
+    steps = [e.step for e in events]
+    assert steps == sorted(set(steps)) and steps[-1] == real
+    assert data.train_labelled.size in steps  # the labelled slices' last chunk, then the unlabelled ones'
+    assert len(steps) >= 2

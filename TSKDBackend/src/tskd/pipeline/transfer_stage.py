@@ -62,7 +62,10 @@ def _training_thumbnails(data: PreparedData, indices: np.ndarray, size: int) -> 
 
 
 def _add_real(writer: TransferSetWriter, data: PreparedData, teacher: SamSegmenter, indices: np.ndarray,
-              source: str, device: torch.device, flag: StopFlag | None) -> None:
+              source: str, device: torch.device, flag: StopFlag | None, report: ProgressReporter,
+              before: int, total: int) -> None:
+    """The teacher's soft labels for the real slices ``indices``; progress counts every real slice and
+    synthetic image of the stage (``before`` of them come before these; ``total`` in all)."""
     done = writer.counts().get(source, 0)  # items are added in a fixed order: skip those stored
     for first in range(done, indices.size, _CHUNK):
         if flag is not None and flag.is_set():
@@ -76,6 +79,7 @@ def _add_real(writer: TransferSetWriter, data: PreparedData, teacher: SamSegment
             images, soft, source=source, labels=labels,
             case_ids=[s["case_id"] for s in slices], slice_indices=[int(s["slice_index"]) for s in slices],
         )
+        report(ProgressEvent(stage="transfer_set", step=before + first + chunk.size, total=total))
     writer.flush()
 
 
@@ -121,7 +125,8 @@ def _reuse_synthetic(writer: TransferSetWriter, previous: Path, teacher: SamSegm
 
 def _add_synthetic(writer: TransferSetWriter, data: PreparedData, teacher: SamSegmenter, model: DiffusionModel,
                    config: PipelineConfig, device: torch.device, flag: StopFlag | None,
-                   report: ProgressReporter, previous: Path | None = None) -> None:
+                   report: ProgressReporter, previous: Path | None, *, before: int,
+                   total: int) -> None:
     from tskd.synthesis.sampler import iter_generate
 
     cfg = config.synthesis
@@ -155,7 +160,7 @@ def _add_synthetic(writer: TransferSetWriter, data: PreparedData, teacher: SamSe
                 elif not decision.keep:
                     writer.reject(batch.seeds[i], model=model.model_id, reason=decision.reason)
         writer.flush()
-        report(ProgressEvent(stage="transfer_set", step=stored, total=wanted, message=""))
+        report(ProgressEvent(stage="transfer_set", step=before + stored, total=total))
     if stored < wanted:
         logger.warning("transfer set: only %d of %d synthetic images passed the quality gate after %d attempts",
                        stored, wanted, len(candidates))
@@ -184,10 +189,18 @@ def build_transfer_set(
     report = progress or NullProgress()
     device = inference_device(config.teacher.train.device)
     writer = TransferSetWriter(folder, image_size=data.input_size, num_classes=data.num_classes)
-    _add_real(writer, data, teacher, data.train_labelled, "real_labelled", device, stop_flag)
-    _add_real(writer, data, teacher, data.train_unlabelled, "real_unlabelled", device, stop_flag)
+    # the teacher's pass over the real slices is most of the stage with a foundation teacher on a CPU (its
+    # encoder's first pass over the images: 20-26 minutes for the hippocampus subset in docs/benchmarks.md)
+    labelled, unlabelled = data.train_labelled.size, data.train_unlabelled.size
+    total = labelled + unlabelled + (config.synthesis.num_synthetic if diffusion is not None else 0)
+    logger.info("transfer set: the teacher labels %d labelled and %d unlabelled training slices%s", labelled,
+                unlabelled, f", then {config.synthesis.num_synthetic} synthetic images" if diffusion is not None else "")
+    _add_real(writer, data, teacher, data.train_labelled, "real_labelled", device, stop_flag, report, 0, total)
+    _add_real(writer, data, teacher, data.train_unlabelled, "real_unlabelled", device, stop_flag, report,
+              labelled, total)
     if diffusion is not None:
-        _add_synthetic(writer, data, teacher, diffusion, config, device, stop_flag, report, previous_synthetic)
+        _add_synthetic(writer, data, teacher, diffusion, config, device, stop_flag, report, previous_synthetic,
+                       before=labelled + unlabelled, total=total)
     writer.close()
 
     rejected = read_jsonl(folder / "rejected.jsonl", repair=False)
