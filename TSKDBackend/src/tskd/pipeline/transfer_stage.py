@@ -192,9 +192,10 @@ def build_transfer_set(
     # the teacher's pass over the real slices is most of the stage with a foundation teacher on a CPU (its
     # encoder's first pass over the images: 20-26 minutes for the hippocampus subset in docs/benchmarks.md)
     labelled, unlabelled = data.train_labelled.size, data.train_unlabelled.size
-    total = labelled + unlabelled + (config.synthesis.num_synthetic if diffusion is not None else 0)
+    synthetic = config.synthesis.num_synthetic if diffusion is not None else 0
+    total = labelled + unlabelled + synthetic
     logger.info("transfer set: the teacher labels %d labelled and %d unlabelled training slices%s", labelled,
-                unlabelled, f", then {config.synthesis.num_synthetic} synthetic images" if diffusion is not None else "")
+                unlabelled, f", then {synthetic} synthetic images" if synthetic else "")
     _add_real(writer, data, teacher, data.train_labelled, "real_labelled", device, stop_flag, report, 0, total)
     _add_real(writer, data, teacher, data.train_unlabelled, "real_unlabelled", device, stop_flag, report,
               labelled, total)
