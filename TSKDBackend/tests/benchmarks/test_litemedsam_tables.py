@@ -1,0 +1,67 @@
+"""Issue 31's cross-run table: seeds side by side, the mean and spread of the seeds, each method minus labels
+only on the same split, and a claim only where the difference is larger than the spread between seeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SRC = BENCHMARKS.parent / "src"
+
+
+def _result(data: str, seed: int, rows: dict[str, float], *, teaching: str = "prompt_free", train: int = 10) -> dict:
+    return {"data": data, "seed": seed, "date": "2026-12-07", "split": {"train": [f"c{i}" for i in range(train)]},
+            "config": {"teacher": {"teaching": teaching}},
+            "rows": [{"method": m, "status": "done", "mean_dice": d, "dice_sd": 0.05, "test_cases": 8,
+                      "train_minutes": 2.0} for m, d in rows.items()]
+            + [{"method": "mae", "status": "failed", "mean_dice": None, "error": "boom"}]}
+
+
+def _write(folder: Path) -> None:
+    runs = {
+        "litemedsam_x_10_seed0.json": _result("/d/x", 0, {"tskd": 0.90, "labelled_only": 0.80, "task_agnostic_kd": 0.79}),
+        "litemedsam_x_10_seed1.json": _result("/d/x", 1, {"tskd": 0.92, "labelled_only": 0.82}),
+        "litemedsam_x_10_seed1_boxes.json": _result("/d/x", 1, {"tskd": 0.815, "teacher (reference)": 0.6},
+                                                     teaching="boxes"),
+        "litemedsam_y_20_seed0.json": _result("/d/y.csv", 0, {"tskd": 0.70, "labelled_only": 0.71}, train=20),
+        "litemedsam_y_20_seed1.json": _result("/d/y.csv", 1, {"tskd": 0.74, "labelled_only": 0.72}, train=20),
+    }
+    for name, content in runs.items():
+        (folder / name).write_text(json.dumps(content), encoding="utf-8")
+
+
+def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp_path: Path) -> None:
+    _write(tmp_path)
+    out, png = tmp_path / "summary.json", tmp_path / "summary.png"
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "litemedsam_tables.py"), "--results",
+                           str(tmp_path / "litemedsam_*.json"), "--out", str(out), "--plot", str(png)],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert done.returncode == 0, done.stderr
+    rows = {(r["data"], r["labelled"], r["method"]): r for r in json.loads(out.read_text(encoding="utf-8"))["rows"]}
+    assert set(rows) == {("x", 10, "tskd"), ("x", 10, "labelled_only"), ("x", 10, "task_agnostic_kd"),
+                         ("x", 10, "tskd (boxes)"), ("x", 10, "teacher (reference) (boxes)"),
+                         ("y", 20, "tskd"), ("y", 20, "labelled_only")}  # the failed MAE row is left out
+    tskd = rows[("x", 10, "tskd")]
+    assert abs(tskd["mean"] - 0.91) < 1e-9 and abs(tskd["spread"] - 0.02) < 1e-9
+    assert {k: round(v, 6) for k, v in tskd["minus_labels_only"].items()} == {"0": 0.1, "1": 0.1}
+    assert tskd["verdict"] == "better than labels only"  # +0.10 in both seeds, spreads 0.02
+    # y: -0.01 and +0.02, spreads 0.04 and 0.01: no claim
+    assert rows[("y", 20, "tskd")]["verdict"] == "within the spread between seeds"
+    assert rows[("x", 10, "task_agnostic_kd")]["verdict"] == "one seed: no claim"
+    boxes = rows[("x", 10, "tskd (boxes)")]
+    assert list(boxes["seeds"]) == ["1"] and round(boxes["minus_labels_only"]["1"], 6) == -0.005
+    table = done.stdout
+    assert "| x | 10 | task_agnostic_kd | 0.790 ± 0.050 (8) | not run | 0.790 |" in table
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_results_is_a_clear_error(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "litemedsam_tables.py"), "--results",
+                           str(tmp_path / "litemedsam_*.json"), "--out", str(tmp_path / "s.json")],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert done.returncode == 2 and "no tskd benchmark results match" in done.stderr
+    assert not (tmp_path / "s.json").exists()
