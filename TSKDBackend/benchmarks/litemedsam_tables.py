@@ -27,6 +27,8 @@ from typing import Any, Iterable
 
 from benchlib import REPO, RESULTS_DIR, now, write_results
 
+# the method names as results.json spells them (tskd.pipeline.comparison.methods, and TEACHER_ROW in
+# tskd.pipeline.comparison.teacher_reference); not imported, because importing that package loads torch
 LABELS_ONLY = "labelled_only"
 TEACHER_ROW = "teacher (reference)"
 #: the display order of the methods (others follow in the order first seen)
@@ -57,8 +59,7 @@ def cells(results: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[str, 
     table: dict[tuple[str, int], dict[str, dict[int, dict[str, Any]]]] = {}
     for result in results:
         teaching = str(((result.get("config") or {}).get("teacher") or {}).get("teaching") or "prompt_free")
-        group = (_dataset_name(result["data"]), int(len(result["split"]["train"]))
-                 if isinstance(result["split"]["train"], list) else int(result["split"]["train"]))
+        group = (_dataset_name(result["data"]), int(result["split"]["train"]))  # the runner stores counts
         seed = int(result["seed"])
         for row in result.get("rows", []):
             if row.get("status") != "done" or not _finite(row.get("mean_dice")):
@@ -85,17 +86,15 @@ def summarise(table: dict[tuple[str, int], dict[str, dict[int, dict[str, Any]]]]
         for method in _ordered(methods):
             per_seed = methods[method]
             dice = [per_seed[s]["dice"] for s in seeds if s in per_seed]
-            minus = {s: per_seed[s]["dice"] - reference[s]["dice"] for s in seeds
-                     if s in per_seed and s in reference and method != LABELS_ONLY}
+            minus = {} if method == LABELS_ONLY else {
+                s: per_seed[s]["dice"] - reference[s]["dice"] for s in seeds if s in per_seed and s in reference}
             spread = _spread(dice)
             verdict = None
-            if minus and method != LABELS_ONLY:
+            if len(minus) == 1:
+                verdict = "one seed: no claim"
+            elif minus:  # two or more seeds of both rows, so both spreads exist
                 mean_minus = statistics.fmean(minus.values())
-                bound = max(x for x in (spread, ref_spread) if x is not None) if (spread is not None
-                                                                                 or ref_spread is not None) else None
-                if len(minus) < 2 or bound is None:
-                    verdict = "one seed: no claim"
-                elif abs(mean_minus) > bound and all((d > 0) == (mean_minus > 0) for d in minus.values()):
+                if abs(mean_minus) > max(spread, ref_spread) and all((d > 0) == (mean_minus > 0) for d in minus.values()):
                     verdict = "better than labels only" if mean_minus > 0 else "worse than labels only"
                 else:
                     verdict = "within the spread between seeds"
