@@ -189,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "litemedsam_summary.json")
     parser.add_argument("--plot", type=Path, default=REPO / "docs" / "images" / "litemedsam_summary.png")
     args = parser.parse_args(argv)
+    if hasattr(sys.stdout, "reconfigure"):  # the table (with ±) is pasted into UTF-8 docs, whatever the locale
+        sys.stdout.reconfigure(encoding="utf-8")
     results = load(args.results)
     if not results:
         print(f"error: no tskd benchmark results match {args.results}", file=sys.stderr)

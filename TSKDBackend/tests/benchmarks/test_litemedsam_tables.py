@@ -39,7 +39,9 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
     out, png = tmp_path / "summary.json", tmp_path / "summary.png"
     done = subprocess.run([sys.executable, str(BENCHMARKS / "litemedsam_tables.py"), "--results",
                            str(tmp_path / "litemedsam_*.json"), "--out", str(out), "--plot", str(png)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(SRC)})
+                          capture_output=True, text=True, encoding="utf-8", timeout=120,
+                          # CI runs with an ASCII locale: the table is UTF-8 whatever the locale says
+                          env={**os.environ, "PYTHONPATH": str(SRC), "LC_ALL": "C", "PYTHONUTF8": "0"})
     assert done.returncode == 0, done.stderr
     rows = {(r["data"], r["labelled"], r["method"]): r for r in json.loads(out.read_text(encoding="utf-8"))["rows"]}
     assert set(rows) == {("x", 10, "tskd"), ("x", 10, "labelled_only"), ("x", 10, "task_agnostic_kd"),

@@ -15,7 +15,7 @@ from tskd import __version__
 from tskd.errors import TSKDError
 from tskd.log import configure_logging
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "tolerate_narrow_output"]
 
 logger = logging.getLogger("tskd.cli")
 
@@ -51,9 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from tskd.cli.launch import record_exit_code
 
+    tolerate_narrow_output()
     code = _main(list(sys.argv[1:] if argv is None else argv))
     record_exit_code(code)  # for 'tskd ... --nproc N', which forwards the workers' exit codes
     return code
+
+
+def tolerate_narrow_output(stream: object = None) -> None:
+    """Under an ASCII locale (LC_ALL=C with PYTHONUTF8=0, as some servers and CI run) a table with '±' would
+    end a finished run in a UnicodeEncodeError; print '?' for what the terminal cannot show instead."""
+    stream = sys.stdout if stream is None else stream
+    encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    if encoding not in ("utf8", "utf16", "utf32") and hasattr(stream, "reconfigure"):
+        stream.reconfigure(errors="replace")
 
 
 def _main(argv: list[str]) -> int:
