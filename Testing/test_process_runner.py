@@ -67,7 +67,8 @@ def test_working_directory_is_used(tmp_path):
 
 
 def test_utf8_split_across_reads_is_decoded():
-    code = "import sys, time; b = 'é✓'.encode(); sys.stdout.buffer.write(b[:1]); sys.stdout.flush(); time.sleep(0.2); sys.stdout.buffer.write(b[1:]); sys.stdout.flush()"
+    # the child's source names the characters by escape, so its command line stays ASCII under any locale
+    code = "import sys, time; b = '\\u00e9\\u2713'.encode('utf-8'); sys.stdout.buffer.write(b[:1]); sys.stdout.flush(); time.sleep(0.2); sys.stdout.buffer.write(b[1:]); sys.stdout.flush()"
     _, recorder = run([sys.executable, "-c", code])
     assert recorder.output == "é✓"
 
