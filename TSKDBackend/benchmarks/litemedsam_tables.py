@@ -32,9 +32,12 @@ from benchlib import REPO, RESULTS_DIR, now, write_results
 LABELS_ONLY = "labelled_only"
 TEACHER_ROW = "teacher (reference)"
 #: the display order of the methods (others follow in the order first seen)
-ORDER = ("tskd", "tskd (boxes)", "tskd_no_synth", "task_agnostic_kd", "mae", LABELS_ONLY, TEACHER_ROW,
-         TEACHER_ROW + " (boxes)")
-_BOX_METHODS = ("tskd", "tskd_no_synth", TEACHER_ROW)
+ORDER = ("tskd", "tskd (boxes)", "tskd_no_synth", "tskd_no_synth (boxes)", "task_agnostic_kd", "mae", LABELS_ONLY,
+         TEACHER_ROW)
+#: the methods whose students the teaching mode changes; the teacher's own row is the prompt-free teacher in either
+#: mode (tskd.pipeline.comparison.teacher_reference scores the shared teacher without prompts), so a box-prompted
+#: run's teacher row is a replicate of the prompt-free run's on the same split and fills the same cell
+_BOX_METHODS = ("tskd", "tskd_no_synth")
 
 
 def _finite(x: Any) -> bool:
@@ -67,7 +70,8 @@ def cells(results: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[str, 
             cell = {"dice": float(row["mean_dice"]), "sd": row.get("dice_sd"), "test_cases": row.get("test_cases"),
                     "train_minutes": row.get("train_minutes"), "date": result.get("date"),
                     "source": result.get("_file")}
-            table.setdefault(group, {}).setdefault(_method_key(row, teaching), {})[seed] = cell
+            # the first file (sorted names: the prompt-free run before its "_boxes" twin) keeps a shared cell
+            table.setdefault(group, {}).setdefault(_method_key(row, teaching), {}).setdefault(seed, cell)
     return table
 
 

@@ -23,7 +23,10 @@ def _result(data: str, seed: int, rows: dict[str, float], *, teaching: str = "pr
 
 def _write(folder: Path) -> None:
     runs = {
-        "litemedsam_x_10_seed0.json": _result("/d/x", 0, {"tskd": 0.90, "labelled_only": 0.80, "task_agnostic_kd": 0.79}),
+        "litemedsam_x_10_seed0.json": _result("/d/x", 0, {"tskd": 0.90, "labelled_only": 0.80, "task_agnostic_kd": 0.79,
+                                                                "teacher (reference)": 0.7}),
+        # the same teacher scored again by a box-prompted run of seed 0: the prompt-free run's cell is kept
+        "litemedsam_x_10_seed0_boxes.json": _result("/d/x", 0, {"teacher (reference)": 0.5}, teaching="boxes"),
         "litemedsam_x_10_seed1.json": _result("/d/x", 1, {"tskd": 0.92, "labelled_only": 0.82}),
         "litemedsam_x_10_seed1_boxes.json": _result("/d/x", 1, {"tskd": 0.815, "teacher (reference)": 0.6},
                                                      teaching="boxes"),
@@ -45,7 +48,7 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
     assert done.returncode == 0, done.stderr
     rows = {(r["data"], r["labelled"], r["method"]): r for r in json.loads(out.read_text(encoding="utf-8"))["rows"]}
     assert set(rows) == {("x", 10, "tskd"), ("x", 10, "labelled_only"), ("x", 10, "task_agnostic_kd"),
-                         ("x", 10, "tskd (boxes)"), ("x", 10, "teacher (reference) (boxes)"),
+                         ("x", 10, "tskd (boxes)"), ("x", 10, "teacher (reference)"),
                          ("y", 20, "tskd"), ("y", 20, "labelled_only")}  # the failed MAE row is left out
     tskd = rows[("x", 10, "tskd")]
     assert abs(tskd["mean"] - 0.91) < 1e-9 and abs(tskd["spread"] - 0.02) < 1e-9
@@ -54,6 +57,9 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
     # y: -0.01 and +0.02, spreads 0.04 and 0.01: no claim
     assert rows[("y", 20, "tskd")]["verdict"] == "within the spread between seeds"
     assert rows[("x", 10, "task_agnostic_kd")]["verdict"] == "one seed: no claim"
+    # a box-prompted run's teacher row is the prompt-free teacher: it fills that row's seed-1 cell
+    teacher = rows[("x", 10, "teacher (reference)")]["seeds"]
+    assert {seed: cell["dice"] for seed, cell in teacher.items()} == {"0": 0.7, "1": 0.6}
     boxes = rows[("x", 10, "tskd (boxes)")]
     assert list(boxes["seeds"]) == ["1"] and round(boxes["minus_labels_only"]["1"], 6) == -0.005
     table = done.stdout
