@@ -32,12 +32,17 @@ from benchlib import REPO, RESULTS_DIR, now, write_results
 LABELS_ONLY = "labelled_only"
 TEACHER_ROW = "teacher (reference)"
 #: the display order of the methods (others follow in the order first seen)
-ORDER = ("tskd", "tskd (boxes)", "tskd_no_synth", "tskd_no_synth (boxes)", "task_agnostic_kd", "mae", LABELS_ONLY,
-         TEACHER_ROW)
+ORDER = ("tskd", "tskd (boxes)", "tskd (synthesis)", "tskd_no_synth", "tskd_no_synth (boxes)", "task_agnostic_kd",
+         "mae", LABELS_ONLY, TEACHER_ROW, "tskd (scratch teacher)", "teacher (reference) (scratch teacher)")
 #: the methods whose students the teaching mode changes; the teacher's own row is the prompt-free teacher in either
 #: mode (tskd.pipeline.comparison.teacher_reference scores the shared teacher without prompts), so a box-prompted
 #: run's teacher row is a replicate of the prompt-free run's on the same split and fills the same cell
 _BOX_METHODS = ("tskd", "tskd_no_synth")
+#: the one method whose student synthetic images change (tskd_no_synth is the same pipeline without them; the
+#: teacher trains on the labels only, so its row is the same teacher with synthesis on or off)
+_SYNTH_METHODS = ("tskd",)
+#: the rows that depend on the teacher's weights: a run without foundation weights (--base none) is its own row
+_TEACHER_METHODS = ("tskd", "tskd_no_synth", "task_agnostic_kd", TEACHER_ROW)
 
 
 def _finite(x: Any) -> bool:
@@ -52,16 +57,32 @@ def _dataset_name(data: str) -> str:
     return name
 
 
-def _method_key(row: dict[str, Any], teaching: str) -> str:
+def _variant(result: dict[str, Any]) -> dict[str, Any]:
+    """How the run's settings differ from the core table's: teaching mode, synthesis, a teacher without weights."""
+    config = result.get("config") or {}
+    # every row that depends on the teacher comes from a run that trained one and recorded its card
+    scratch = (result.get("teacher") or {}).get("has_foundation_weights") is False
+    return {"teaching": str((config.get("teacher") or {}).get("teaching") or "prompt_free"),
+            "synthesis": bool((config.get("synthesis") or {}).get("enabled")), "scratch": scratch}
+
+
+def _method_key(row: dict[str, Any], variant: dict[str, Any]) -> str:
     method = str(row.get("method"))
-    return f"{method} (boxes)" if teaching == "boxes" and method in _BOX_METHODS else method
+    tags = []
+    if variant["teaching"] == "boxes" and method in _BOX_METHODS:
+        tags.append("boxes")
+    if variant["synthesis"] and method in _SYNTH_METHODS:
+        tags.append("synthesis")
+    if variant["scratch"] and method in _TEACHER_METHODS:
+        tags.append("scratch teacher")
+    return f"{method} ({', '.join(tags)})" if tags else method
 
 
 def cells(results: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[str, dict[int, dict[str, Any]]]]:
     """``{(data set, labelled): {method: {seed: cell}}}`` from results.json contents (done rows only)."""
     table: dict[tuple[str, int], dict[str, dict[int, dict[str, Any]]]] = {}
     for result in results:
-        teaching = str(((result.get("config") or {}).get("teacher") or {}).get("teaching") or "prompt_free")
+        variant = _variant(result)
         group = (_dataset_name(result["data"]), int(result["split"]["train"]))  # the runner stores counts
         seed = int(result["seed"])
         for row in result.get("rows", []):
@@ -71,7 +92,7 @@ def cells(results: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[str, 
                     "train_minutes": row.get("train_minutes"), "date": result.get("date"),
                     "source": result.get("_file")}
             # the first file (sorted names: the prompt-free run before its "_boxes" twin) keeps a shared cell
-            table.setdefault(group, {}).setdefault(_method_key(row, teaching), {}).setdefault(seed, cell)
+            table.setdefault(group, {}).setdefault(_method_key(row, variant), {}).setdefault(seed, cell)
     return table
 
 

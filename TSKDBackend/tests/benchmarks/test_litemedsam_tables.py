@@ -13,9 +13,11 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 SRC = BENCHMARKS.parent / "src"
 
 
-def _result(data: str, seed: int, rows: dict[str, float], *, teaching: str = "prompt_free", train: int = 10) -> dict:
+def _result(data: str, seed: int, rows: dict[str, float], *, teaching: str = "prompt_free", train: int = 10,
+            synthesis: bool = False, foundation: bool = True) -> dict:
     return {"data": data, "seed": seed, "date": "2026-12-07", "split": {"train": train, "test": 8},
-            "config": {"teacher": {"teaching": teaching}},
+            "config": {"teacher": {"teaching": teaching}, "synthesis": {"enabled": synthesis}},
+            "teacher": {"architecture": "litemedsam" if foundation else "small", "has_foundation_weights": foundation},
             "rows": [{"method": m, "status": "done", "mean_dice": d, "dice_sd": 0.05, "test_cases": 8,
                       "train_minutes": 2.0} for m, d in rows.items()]
             + [{"method": "mae", "status": "failed", "mean_dice": None, "error": "boom"}]}
@@ -30,6 +32,12 @@ def _write(folder: Path) -> None:
         "litemedsam_x_10_seed1.json": _result("/d/x", 1, {"tskd": 0.92, "labelled_only": 0.82}),
         "litemedsam_x_10_seed1_boxes.json": _result("/d/x", 1, {"tskd": 0.815, "teacher (reference)": 0.6},
                                                      teaching="boxes"),
+        # synthesis on: its TS-KD student is a row of its own, its teacher the same teacher (first file kept)
+        "litemedsam_x_10_seed0_synth.json": _result("/d/x", 0, {"tskd": 0.88, "tskd_no_synth": 0.87,
+                                                                "teacher (reference)": 0.4}, synthesis=True),
+        # a teacher trained from scratch (--base none): its student and its teacher are rows of their own
+        "litemedsam_x_10_seed0_scratch.json": _result("/d/x", 0, {"tskd": 0.86, "labelled_only": 0.3,
+                                                                  "teacher (reference)": 0.65}, foundation=False),
         "litemedsam_y_20_seed0.json": _result("/d/y.csv", 0, {"tskd": 0.70, "labelled_only": 0.71}, train=20),
         "litemedsam_y_20_seed1.json": _result("/d/y.csv", 1, {"tskd": 0.74, "labelled_only": 0.72}, train=20),
     }
@@ -49,6 +57,8 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
     rows = {(r["data"], r["labelled"], r["method"]): r for r in json.loads(out.read_text(encoding="utf-8"))["rows"]}
     assert set(rows) == {("x", 10, "tskd"), ("x", 10, "labelled_only"), ("x", 10, "task_agnostic_kd"),
                          ("x", 10, "tskd (boxes)"), ("x", 10, "teacher (reference)"),
+                         ("x", 10, "tskd (synthesis)"), ("x", 10, "tskd_no_synth"),
+                         ("x", 10, "tskd (scratch teacher)"), ("x", 10, "teacher (reference) (scratch teacher)"),
                          ("y", 20, "tskd"), ("y", 20, "labelled_only")}  # the failed MAE row is left out
     tskd = rows[("x", 10, "tskd")]
     assert abs(tskd["mean"] - 0.91) < 1e-9 and abs(tskd["spread"] - 0.02) < 1e-9
@@ -62,7 +72,18 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
     assert {seed: cell["dice"] for seed, cell in teacher.items()} == {"0": 0.7, "1": 0.6}
     boxes = rows[("x", 10, "tskd (boxes)")]
     assert list(boxes["seeds"]) == ["1"] and round(boxes["minus_labels_only"]["1"], 6) == -0.005
+    assert rows[("x", 10, "tskd (synthesis)")]["seeds"]["0"]["dice"] == 0.88
+    assert rows[("x", 10, "tskd_no_synth")]["seeds"]["0"]["dice"] == 0.87  # synthesis does not touch it
+    assert round(rows[("x", 10, "tskd (scratch teacher)")]["minus_labels_only"]["0"], 6) == 0.06
+    assert rows[("x", 10, "teacher (reference) (scratch teacher)")]["seeds"]["0"]["dice"] == 0.65
+    # labels only does not depend on the teacher: the scratch run's replicate does not replace the first file's
+    assert rows[("x", 10, "labelled_only")]["seeds"]["0"]["dice"] == 0.80
     table = done.stdout
+    # the display order: the core rows first, the scratch teacher's at the end of their group
+    x_rows = [line.split(" | ")[2] for line in table.splitlines() if line.startswith("| x | 10 |")]
+    assert x_rows == ["tskd", "tskd (boxes)", "tskd (synthesis)", "tskd_no_synth", "task_agnostic_kd",
+                      "labelled_only", "teacher (reference)", "tskd (scratch teacher)",
+                      "teacher (reference) (scratch teacher)"]
     assert "| x | 10 | task_agnostic_kd | 0.790 ± 0.050 (8) | not run | 0.790 |" in table
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
