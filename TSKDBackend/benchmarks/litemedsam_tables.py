@@ -4,8 +4,10 @@ Reads the results JSON files that ``tskd benchmark`` wrote (copied to ``results/
 groups their rows by data set and labelled count, and prints a markdown table with each seed's test
 Dice (mean over foreground classes, +- sd over the test cases), the mean over seeds, the spread
 between seeds (max - min) and, per seed, the method minus labels only on the same split. A
-difference is called out only where it is larger than both methods' spread between seeds. Writes
-the cells as JSON and a plot (one panel per data set and label count, a marker per seed).
+difference is called out only where it is larger than both methods' spread between seeds. Runs with
+synthesis on or with a from-scratch teacher (``--base none``) are rows of their own; a second table gives
+each LiteMedSAM-teacher row minus its from-scratch-teacher twin (the foundation model's share), by the same
+rule. Writes the cells as JSON and a plot (one panel per data set and label count, a marker per seed).
 
 Nothing is computed here that the runs did not measure; a cell without a run is "not run".
 
@@ -114,20 +116,53 @@ def summarise(table: dict[tuple[str, int], dict[str, dict[int, dict[str, Any]]]]
             minus = {} if method == LABELS_ONLY else {
                 s: per_seed[s]["dice"] - reference[s]["dice"] for s in seeds if s in per_seed and s in reference}
             spread = _spread(dice)
-            verdict = None
-            if len(minus) == 1:
-                verdict = "one seed: no claim"
-            elif minus:  # two or more seeds of both rows, so both spreads exist
-                mean_minus = statistics.fmean(minus.values())
-                if abs(mean_minus) > max(spread, ref_spread) and all((d > 0) == (mean_minus > 0) for d in minus.values()):
-                    verdict = "better than labels only" if mean_minus > 0 else "worse than labels only"
-                else:
-                    verdict = "within the spread between seeds"
+            verdict = _reading(minus, spread, ref_spread, "better than labels only", "worse than labels only")
             out.append({"data": data, "labelled": labelled, "method": method,
                         "seeds": {str(s): per_seed[s] for s in seeds if s in per_seed},
                         "mean": statistics.fmean(dice) if dice else None, "spread": spread,
                         "minus_labels_only": {str(s): v for s, v in minus.items()}, "verdict": verdict})
     return out
+
+
+def _reading(minus: dict[Any, float], spread: float | None, other_spread: float | None,
+             better: str, worse: str) -> str | None:
+    """The claim rule: a difference only where its mean is beyond both rows' seed spread, one sign in every seed."""
+    if not minus:
+        return None
+    if len(minus) == 1:
+        return "one seed: no claim"
+    mean_minus = statistics.fmean(minus.values())
+    if abs(mean_minus) > max(spread or 0.0, other_spread or 0.0) and all((d > 0) == (mean_minus > 0)
+                                                                        for d in minus.values()):
+        return better if mean_minus > 0 else worse
+    return "within the spread between seeds"
+
+
+def foundation_share(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each foundation-teacher row minus the same method with the from-scratch teacher, on the same split: what the
+    foundation model adds (the issue's "so the foundation model's share is visible")."""
+    by_key = {(e["data"], e["labelled"], e["method"]): e for e in summary}
+    out = []
+    for e in summary:
+        scratch = by_key.get((e["data"], e["labelled"], f"{e['method']} (scratch teacher)"))
+        if scratch is None:
+            continue
+        minus = {s: c["dice"] - scratch["seeds"][s]["dice"] for s, c in e["seeds"].items() if s in scratch["seeds"]}
+        out.append({"data": e["data"], "labelled": e["labelled"], "method": e["method"], "minus_scratch": minus,
+                    "reading": _reading(minus, e["spread"], scratch["spread"], "LiteMedSAM teacher ahead",
+                                        "LiteMedSAM teacher behind")})
+    return out
+
+
+def share_markdown(shares: list[dict[str, Any]]) -> str:
+    """The foundation model's share, one row per data set, label count and method."""
+    lines = ["| data set | labelled | method | LiteMedSAM teacher minus from-scratch teacher (per seed) | reading |",
+             "| --- | --- | --- | --- | --- |"]
+    for e in shares:
+        lines.append(f"| {e['data']} | {e['labelled']} | {e['method']} | "
+                     + ", ".join(f"{d:+.3f}" for _, d in sorted(e["minus_scratch"].items()))
+                     + f" | {e['reading'] or ''} |")
+    return "\n".join(lines)
 
 
 def _spread(values: list[float]) -> float | None:
@@ -221,10 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no tskd benchmark results match {args.results}", file=sys.stderr)
         return 2
     summary = summarise(cells(results))
-    table = markdown(summary)
-    print(table)
+    shares = foundation_share(summary)
+    print(markdown(summary))
+    if shares:
+        print()
+        print(share_markdown(shares))
     write_results({"benchmark": "litemedsam_tables", "created": now(), "sources": [r["_file"] for r in results],
-                   "rows": summary}, args.out)
+                   "rows": summary, "foundation_share": shares}, args.out)
     print(f"wrote {args.out}")
     print(f"wrote {plot(summary, args.plot)}")
     return 0

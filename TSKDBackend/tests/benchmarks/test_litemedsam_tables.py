@@ -38,6 +38,7 @@ def _write(folder: Path) -> None:
         # a teacher trained from scratch (--base none): its student and its teacher are rows of their own
         "litemedsam_x_10_seed0_scratch.json": _result("/d/x", 0, {"tskd": 0.86, "labelled_only": 0.3,
                                                                   "teacher (reference)": 0.65}, foundation=False),
+        "litemedsam_x_10_seed1_scratch.json": _result("/d/x", 1, {"tskd": 0.88}, foundation=False),
         "litemedsam_y_20_seed0.json": _result("/d/y.csv", 0, {"tskd": 0.70, "labelled_only": 0.71}, train=20),
         "litemedsam_y_20_seed1.json": _result("/d/y.csv", 1, {"tskd": 0.74, "labelled_only": 0.72}, train=20),
     }
@@ -78,9 +79,17 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
     assert rows[("x", 10, "teacher (reference) (scratch teacher)")]["seeds"]["0"]["dice"] == 0.65
     # labels only does not depend on the teacher: the scratch run's replicate does not replace the first file's
     assert rows[("x", 10, "labelled_only")]["seeds"]["0"]["dice"] == 0.80
+    # the foundation model's share: each foundation row minus its scratch-teacher twin, same claim rule
+    shares = {(s["data"], s["labelled"], s["method"]): s for s in json.loads(out.read_text(encoding="utf-8"))["foundation_share"]}
+    assert set(shares) == {("x", 10, "tskd"), ("x", 10, "teacher (reference)")}
+    assert {k: round(v, 6) for k, v in shares[("x", 10, "tskd")]["minus_scratch"].items()} == {"0": 0.04, "1": 0.04}
+    assert shares[("x", 10, "tskd")]["reading"] == "LiteMedSAM teacher ahead"  # +0.04 both seeds, spreads 0.02
+    assert shares[("x", 10, "teacher (reference)")]["reading"] == "one seed: no claim"
     table = done.stdout
+    assert "| x | 10 | tskd | +0.040, +0.040 | LiteMedSAM teacher ahead |" in table
     # the display order: the core rows first, the scratch teacher's at the end of their group
-    x_rows = [line.split(" | ")[2] for line in table.splitlines() if line.startswith("| x | 10 |")]
+    main_table = table.split("\n\n")[0]  # the foundation-share table follows after a blank line
+    x_rows = [line.split(" | ")[2] for line in main_table.splitlines() if line.startswith("| x | 10 |")]
     assert x_rows == ["tskd", "tskd (boxes)", "tskd (synthesis)", "tskd_no_synth", "task_agnostic_kd",
                       "labelled_only", "teacher (reference)", "tskd (scratch teacher)",
                       "teacher (reference) (scratch teacher)"]
