@@ -92,7 +92,7 @@ def cells(results: Iterable[dict[str, Any]]) -> dict[tuple[str, int], dict[str, 
                 continue
             cell = {"dice": float(row["mean_dice"]), "sd": row.get("dice_sd"), "test_cases": row.get("test_cases"),
                     "train_minutes": row.get("train_minutes"), "date": result.get("date"),
-                    "source": result.get("_file")}
+                    "source": result.get("_file"), "run_method": str(row.get("method")), "variant": variant}
             # the first file (sorted names: the prompt-free run before its "_boxes" twin) keeps a shared cell
             table.setdefault(group, {}).setdefault(_method_key(row, variant), {}).setdefault(seed, cell)
     return table
@@ -144,8 +144,13 @@ def foundation_share(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
     by_key = {(e["data"], e["labelled"], e["method"]): e for e in summary}
     out = []
     for e in summary:
-        scratch = by_key.get((e["data"], e["labelled"], f"{e['method']} (scratch teacher)"))
-        if scratch is None:
+        cell = next(iter(e["seeds"].values()))
+        if cell["variant"]["scratch"]:
+            continue
+        # the twin's name from the one naming rule, so that e.g. "tskd (synthesis)" finds its scratch-teacher run
+        twin = _method_key({"method": cell["run_method"]}, {**cell["variant"], "scratch": True})
+        scratch = by_key.get((e["data"], e["labelled"], twin))
+        if scratch is None or scratch is e:  # no such run, or a row no teacher changes (labels only, MAE)
             continue
         minus = {s: c["dice"] - scratch["seeds"][s]["dice"] for s, c in e["seeds"].items() if s in scratch["seeds"]}
         out.append({"data": e["data"], "labelled": e["labelled"], "method": e["method"], "minus_scratch": minus,

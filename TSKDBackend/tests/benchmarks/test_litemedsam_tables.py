@@ -39,6 +39,7 @@ def _write(folder: Path) -> None:
         "litemedsam_x_10_seed0_scratch.json": _result("/d/x", 0, {"tskd": 0.86, "labelled_only": 0.3,
                                                                   "teacher (reference)": 0.65}, foundation=False),
         "litemedsam_x_10_seed1_scratch.json": _result("/d/x", 1, {"tskd": 0.88}, foundation=False),
+        "litemedsam_x_10_seed0_synth_scratch.json": _result("/d/x", 0, {"tskd": 0.85}, synthesis=True, foundation=False),
         "litemedsam_y_20_seed0.json": _result("/d/y.csv", 0, {"tskd": 0.70, "labelled_only": 0.71}, train=20),
         "litemedsam_y_20_seed1.json": _result("/d/y.csv", 1, {"tskd": 0.74, "labelled_only": 0.72}, train=20),
     }
@@ -55,11 +56,13 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
                           # CI runs with an ASCII locale: the table is UTF-8 whatever the locale says
                           env={**os.environ, "PYTHONPATH": str(SRC), "LC_ALL": "C", "PYTHONUTF8": "0"})
     assert done.returncode == 0, done.stderr
-    rows = {(r["data"], r["labelled"], r["method"]): r for r in json.loads(out.read_text(encoding="utf-8"))["rows"]}
+    written = json.loads(out.read_text(encoding="utf-8"))
+    rows = {(r["data"], r["labelled"], r["method"]): r for r in written["rows"]}
     assert set(rows) == {("x", 10, "tskd"), ("x", 10, "labelled_only"), ("x", 10, "task_agnostic_kd"),
                          ("x", 10, "tskd (boxes)"), ("x", 10, "teacher (reference)"),
                          ("x", 10, "tskd (synthesis)"), ("x", 10, "tskd_no_synth"),
                          ("x", 10, "tskd (scratch teacher)"), ("x", 10, "teacher (reference) (scratch teacher)"),
+                         ("x", 10, "tskd (synthesis, scratch teacher)"),
                          ("y", 20, "tskd"), ("y", 20, "labelled_only")}  # the failed MAE row is left out
     tskd = rows[("x", 10, "tskd")]
     assert abs(tskd["mean"] - 0.91) < 1e-9 and abs(tskd["spread"] - 0.02) < 1e-9
@@ -80,8 +83,10 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
     # labels only does not depend on the teacher: the scratch run's replicate does not replace the first file's
     assert rows[("x", 10, "labelled_only")]["seeds"]["0"]["dice"] == 0.80
     # the foundation model's share: each foundation row minus its scratch-teacher twin, same claim rule
-    shares = {(s["data"], s["labelled"], s["method"]): s for s in json.loads(out.read_text(encoding="utf-8"))["foundation_share"]}
-    assert set(shares) == {("x", 10, "tskd"), ("x", 10, "teacher (reference)")}
+    shares = {(s["data"], s["labelled"], s["method"]): s for s in written["foundation_share"]}
+    assert set(shares) == {("x", 10, "tskd"), ("x", 10, "teacher (reference)"), ("x", 10, "tskd (synthesis)")}
+    # synthesis on with both teachers: the twin carries both tags
+    assert round(shares[("x", 10, "tskd (synthesis)")]["minus_scratch"]["0"], 6) == 0.03
     assert {k: round(v, 6) for k, v in shares[("x", 10, "tskd")]["minus_scratch"].items()} == {"0": 0.04, "1": 0.04}
     assert shares[("x", 10, "tskd")]["reading"] == "LiteMedSAM teacher ahead"  # +0.04 both seeds, spreads 0.02
     assert shares[("x", 10, "teacher (reference)")]["reading"] == "one seed: no claim"
@@ -92,7 +97,7 @@ def test_the_table_puts_seeds_side_by_side_and_claims_only_beyond_the_spread(tmp
     x_rows = [line.split(" | ")[2] for line in main_table.splitlines() if line.startswith("| x | 10 |")]
     assert x_rows == ["tskd", "tskd (boxes)", "tskd (synthesis)", "tskd_no_synth", "task_agnostic_kd",
                       "labelled_only", "teacher (reference)", "tskd (scratch teacher)",
-                      "teacher (reference) (scratch teacher)"]
+                      "teacher (reference) (scratch teacher)", "tskd (synthesis, scratch teacher)"]
     assert "| x | 10 | task_agnostic_kd | 0.790 ± 0.050 (8) | not run | 0.790 |" in table
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
 
