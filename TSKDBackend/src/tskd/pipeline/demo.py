@@ -7,24 +7,33 @@ in the same folder resumes or reuses everything already done.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from tskd.data.check import check_dataset
-from tskd.data.phantom import write_phantom_dataset
+from tskd.data.phantom import PhantomConfig, write_phantom_dataset
+from tskd.errors import ConfigError
 from tskd.evaluation.evaluate import evaluate_files
 from tskd.inference.predict import predict_files
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.run import run_stages
 from tskd.progress import ProgressReporter
 
-__all__ = ["run_demo", "format_demo"]
+__all__ = ["run_demo", "format_demo", "demo_config"]
 
 logger = logging.getLogger(__name__)
 
 #: The test phantoms are drawn with another seed, so they are never seen in training.
 TEST_SEED_OFFSET = 1000
+
+#: The teacher's settings when the demo has foundation weights (``tskd demo --base``) and neither the
+#: preset nor ``--config`` sets them: the ``tiny`` preset's 64 px and 300 steps suit its small teacher
+#: trained from scratch, while LiteMedSAM's encoder is trained at 256 px only, and its decoder, on the
+#: frozen encoder's cached embeddings, needs far fewer steps. Measured: docs/benchmarks.md, "make demo
+#: with LiteMedSAM".
+FOUNDATION_TEACHER = {"foundation_input_size": 256, "foundation_max_steps": 60}
 
 
 def run_demo(
@@ -34,16 +43,30 @@ def run_demo(
     cases: int = 8,
     unlabelled: int = 2,
     test_cases: int = 4,
+    slices: int | None = None,
     progress: ProgressReporter | None = None,
 ) -> dict[str, Any]:
-    """Run the demo in ``workdir`` and return what it did (see :func:`format_demo`)."""
+    """Run the demo in ``workdir`` and return what it did (see :func:`format_demo`).
+
+    Args:
+        slices: slices per phantom volume (``None``: :class:`PhantomConfig`'s 32). A foundation
+            teacher's encoder sees every slice of the training phantoms once (about 1-3 s each on
+            two CPU cores), so a demo with one uses fewer.
+    """
     workdir = Path(workdir)
     data = workdir / "data"
     test = workdir / "test"
-    if not (data / "labels.json").is_file():
-        write_phantom_dataset(data, cases=cases, unlabelled=unlabelled, seed=config.seed, overwrite=True)
-    if not (test / "labels.json").is_file():
-        write_phantom_dataset(test, cases=test_cases, seed=config.seed + TEST_SEED_OFFSET, overwrite=True)
+    config = demo_config(config)
+    phantom = PhantomConfig()
+    if slices is not None:
+        phantom = PhantomConfig(size=(*phantom.size[:2], int(slices)))
+    for folder, count, more, seed in ((data, cases, unlabelled, config.seed),
+                                      (test, test_cases, 0, config.seed + TEST_SEED_OFFSET)):
+        wanted = {"cases": count, "unlabelled": more, "config": phantom.replace(seed=seed).to_dict()}
+        if (folder / "labels.json").is_file():
+            _check_phantoms(folder, wanted)
+        else:
+            write_phantom_dataset(folder, cases=count, unlabelled=more, seed=seed, config=phantom, overwrite=True)
     report = check_dataset(data)
     logger.info("demo: %d labelled and %d unlabelled phantom volumes in %s", report.n_labelled, report.n_unlabelled, data)
     summary = run_stages(data, workdir / "run", config, progress=progress)
@@ -60,6 +83,42 @@ def run_demo(
         "test": {"path": str(test), "cases": len(evaluation.cases), "summary": evaluation.summary,
                  "predictions": str(predictions), "metrics": str(workdir / "evaluation")},
     }
+
+
+def demo_config(config: PipelineConfig) -> PipelineConfig:
+    """``config`` with :data:`FOUNDATION_TEACHER` filled in where the teacher has foundation weights
+    and the setting is unset (a preset's or ``--config``'s own value wins)."""
+    teacher = config.teacher
+    if not teacher.uses_foundation_weights:
+        return config
+    changes = {key: value for key, value in FOUNDATION_TEACHER.items() if getattr(teacher, key) is None}
+    return config.replace(teacher=teacher.replace(**changes)) if changes else config
+
+
+def _check_phantoms(folder: Path, wanted: dict[str, Any]) -> None:
+    """Refuse to reuse phantoms made with other settings (another ``--cases`` or ``--slices``):
+    the run folder beside them would then train on data that is not what the command asked for."""
+    try:
+        made = json.loads((folder / "phantom.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a dataset the demo did not write (or an older demo's): reused as it is
+    if not isinstance(made, dict):
+        return
+    made_config = made.get("config") if isinstance(made.get("config"), dict) else {}
+    differs = [f"{key} {made.get(key)} (asked: {wanted[key]})" for key in ("cases", "unlabelled")
+               if made.get(key) != wanted[key]]
+    differs += [f"{key} {made_config[key]} (asked: {_plain(value)})" for key, value in wanted["config"].items()
+                if key in made_config and _plain(made_config[key]) != _plain(value)]
+    if differs:
+        raise ConfigError(
+            f"{folder} holds demo phantoms made with other settings ({'; '.join(differs)}); use another "
+            f"--workdir, or delete {folder.parent} to start again"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists alike (JSON has no tuples)."""
+    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def format_demo(result: dict[str, Any]) -> str:

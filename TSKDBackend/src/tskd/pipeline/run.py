@@ -276,9 +276,13 @@ def format_summary(summary: dict[str, Any]) -> str:
     stages = summary.get("stages", {})
     if "teacher" in stages:
         t = stages["teacher"]
-        note = "" if t["has_foundation_weights"] else (
-            " (NO foundation weights: 'tskd foundation get litemedsam' (a CPU) or medsam-vit-b (a GPU), "
-            "then --base auto)")
+        if t["has_foundation_weights"]:  # which weights, so a reader can tell the real model from a look-alike
+            weights = [t.get("base"), f"sha256 {t['base_sha256'][:12]}" if t.get("base_sha256") else None,
+                       f"encoder {t['encoder']}" if t.get("encoder") else None]
+            note = f" ({', '.join(w for w in weights if w)})" if any(weights) else ""
+        else:
+            note = (" (NO foundation weights: 'tskd foundation get litemedsam' (a CPU) or medsam-vit-b (a GPU), "
+                    "then --base auto)")
         rows.append(("teacher", f"{t['architecture']}{note}, val Dice {_dice(t['metrics'])}", t["folder"]))
     if "synthesis" in stages and "transfer_set" not in stages["synthesis"]:
         s = stages["synthesis"]
