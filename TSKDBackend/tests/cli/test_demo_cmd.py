@@ -82,6 +82,7 @@ def test_a_foundation_teacher_gets_its_native_size_and_short_schedule_unless_set
     weights.write_bytes(b"x")
     teacher = demo_module.demo_config(resolve_config(preset="tiny", base=str(weights))).teacher
     assert teacher.model_input_size == 256 and teacher.stage_train.max_steps == 60
+    assert teacher.architecture == "auto"  # the preset's 'tiny' names its from-scratch model, not the checkpoint's
     assert teacher.input_size == 64 and teacher.train.max_steps == 300  # the preset's own values stay
     # a --config value wins over the demo's
     own = resolve_config(preset="tiny", base=str(weights), overrides={"teacher": {"foundation_max_steps": 7}})

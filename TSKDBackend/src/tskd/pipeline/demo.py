@@ -87,12 +87,15 @@ def run_demo(
 
 def demo_config(config: PipelineConfig) -> PipelineConfig:
     """``config`` with :data:`FOUNDATION_TEACHER` filled in where the teacher has foundation weights
-    and the setting is unset (a preset's or ``--config``'s own value wins)."""
+    and the setting is unset (a preset's or ``--config``'s own value wins), and the architecture
+    read from the checkpoint (``auto``) rather than the preset's from-scratch one."""
     teacher = config.teacher
     if not teacher.uses_foundation_weights:
         return config
     changes = {key: value for key, value in FOUNDATION_TEACHER.items() if getattr(teacher, key) is None}
-    return config.replace(teacher=teacher.replace(**changes)) if changes else config
+    # the tiny preset names its from-scratch model ('tiny'); foundation weights bring their own architecture
+    changes["architecture"] = "auto"
+    return config.replace(teacher=teacher.replace(**changes))
 
 
 def _check_phantoms(folder: Path, wanted: dict[str, Any]) -> None:
