@@ -75,18 +75,33 @@ def test_cli_rejects_too_few_slices_and_an_unknown_base(tmp_path, capsys):
     assert not (tmp_path / "d").exists()
 
 
-def test_a_foundation_teacher_gets_its_native_size_and_short_schedule_unless_set(tmp_path):
-    scratch = resolve_config(preset="tiny", base="none")
-    assert demo_module.demo_config(scratch) == scratch  # the small teacher keeps the preset's 64 px and 300 steps
+def test_a_foundation_teacher_gets_the_demo_settings_under_the_users_config(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(demo_module, "run_demo", lambda workdir, config, **kw: seen.append(config) or {})
+    monkeypatch.setattr(demo_module, "format_demo", lambda result: "")
     weights = tmp_path / "lite_medsam.pth"
     weights.write_bytes(b"x")
-    teacher = demo_module.demo_config(resolve_config(preset="tiny", base=str(weights))).teacher
-    assert teacher.model_input_size == 256 and teacher.stage_train.max_steps == 60
-    assert teacher.architecture == "auto"  # the preset's 'tiny' names its from-scratch model, not the checkpoint's
-    assert teacher.input_size == 64 and teacher.train.max_steps == 300  # the preset's own values stay
-    # a --config value wins over the demo's
-    own = resolve_config(preset="tiny", base=str(weights), overrides={"teacher": {"foundation_max_steps": 7}})
-    assert demo_module.demo_config(own).teacher.stage_train.max_steps == 7
+    assert main(["demo", "--workdir", str(tmp_path / "a"), "--base", "none"]) == 0
+    assert main(["demo", "--workdir", str(tmp_path / "b"), "--base", str(weights)]) == 0
+    own = tmp_path / "own.yaml"
+    own.write_text("teacher: {train: {max_steps: 9, lr: 0.002}}\n", encoding="utf-8")
+    assert main(["demo", "--workdir", str(tmp_path / "c"), "--base", str(weights), "--config", str(own)]) == 0
+    scratch, foundation, with_own = (config.teacher for config in seen)
+    # the small teacher keeps the tiny preset's settings
+    assert (scratch.architecture, scratch.model_input_size, scratch.stage_train.max_steps) == ("tiny", 64, 300)
+    assert scratch.train.lr == pytest.approx(4e-3)
+    # foundation weights: their own architecture, LiteMedSAM's 256 px, a short and gentle schedule
+    assert foundation.base == str(weights) and foundation.architecture == "auto"
+    assert foundation.model_input_size == 256 and foundation.stage_train.max_steps == 60
+    assert foundation.train.lr == pytest.approx(1e-3)
+    assert seen[1].synthesis.num_synthetic == 16 and seen[0].synthesis.num_synthetic == 32
+    # the user's --config wins: their steps and rate (the demo's step count steps aside)
+    assert with_own.stage_train.max_steps == 9 and with_own.train.lr == pytest.approx(2e-3)
+    assert with_own.model_input_size == 256
+    # the layer itself: FOUNDATION_DEMO is not changed by a user's file
+    assert demo_module.foundation_settings({"teacher": {"train": {"max_steps": 5}}})["teacher"]["train"] == {
+        "lr": 1e-3, "max_steps": 5}
+    assert demo_module.FOUNDATION_DEMO["teacher"]["foundation_max_steps"] == 60
 
 
 def test_the_closing_table_names_the_foundation_weights_or_their_absence():

@@ -42,7 +42,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from tskd.pipeline.demo import format_demo, run_demo
 
-    result = run_demo(args.workdir, config_from_args(args), cases=args.cases, slices=args.slices)
+    config = config_from_args(args)
+    if config.teacher.uses_foundation_weights:
+        from tskd.config import load_yaml
+        from tskd.pipeline.demo import foundation_settings
+
+        # the demo's foundation-teacher settings over the preset, the user's own --config over them
+        args.base = config.teacher.base  # resolved once ('auto' says which weights it took)
+        config = config_from_args(args, foundation_settings(load_yaml(args.config) if args.config else None))
+    result = run_demo(args.workdir, config, cases=args.cases, slices=args.slices)
     print(format_demo(result))
     return 0
 
