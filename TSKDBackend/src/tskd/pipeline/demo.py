@@ -7,7 +7,6 @@ in the same folder resumes or reuses everything already done.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from pathlib import Path
@@ -95,14 +94,9 @@ def run_demo(
 
 def foundation_settings(own: dict[str, Any] | None = None) -> dict[str, Any]:
     """The settings layer of a demo with foundation weights: :data:`FOUNDATION_DEMO` under ``own``
-    (the user's ``--config``); their own ``teacher.train.max_steps`` is the teacher's step count then."""
-    own = own or {}
-    demo = copy.deepcopy(FOUNDATION_DEMO)
-    teacher_own = own.get("teacher") if isinstance(own.get("teacher"), dict) else {}
-    train_own = teacher_own.get("train") if isinstance(teacher_own.get("train"), dict) else {}
-    if "max_steps" in train_own and "foundation_max_steps" not in teacher_own:
-        del demo["teacher"]["foundation_max_steps"]
-    return deep_merge(demo, own)
+    (the user's ``--config``, also given to :func:`~tskd.runconfig.resolve_config` as the config file, where
+    its own ``teacher.train.max_steps`` becomes the teacher's step count with foundation weights)."""
+    return deep_merge(FOUNDATION_DEMO, own or {})
 
 
 def _check_phantoms(folder: Path, wanted: dict[str, Any]) -> None:
@@ -117,18 +111,14 @@ def _check_phantoms(folder: Path, wanted: dict[str, Any]) -> None:
     made_config = made.get("config") if isinstance(made.get("config"), dict) else {}
     differs = [f"{key} {made.get(key)} (asked: {wanted[key]})" for key in ("cases", "unlabelled")
                if made.get(key) != wanted[key]]
-    differs += [f"{key} {made_config[key]} (asked: {_plain(value)})" for key, value in wanted["config"].items()
-                if key in made_config and _plain(made_config[key]) != _plain(value)]
+    # both sides plain JSON values (ConfigBase.to_dict makes tuples lists)
+    differs += [f"{key} {made_config[key]} (asked: {value})" for key, value in wanted["config"].items()
+                if key in made_config and made_config[key] != value]
     if differs:
         raise ConfigError(
             f"{folder} holds demo phantoms made with other settings ({'; '.join(differs)}); use another "
             f"--workdir, or delete {folder.parent} to start again"
         )
-
-
-def _plain(value: Any) -> Any:
-    """Tuples and lists alike (JSON has no tuples)."""
-    return list(value) if isinstance(value, (list, tuple)) else value
 
 
 def format_demo(result: dict[str, Any]) -> str:
