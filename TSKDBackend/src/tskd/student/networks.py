@@ -60,7 +60,8 @@ def build_student(name: str, *, num_classes: int, input_size: int, in_channels: 
 
     Args:
         name: one of :func:`available_students` (``vit_tiny`` is the paper's student,
-            ``unet_small`` the fast CPU one; ``vit_nano`` / ``unet_tiny`` are for tests).
+            ``unet_small`` the fast CPU one, ``unet_base`` its twice-as-wide sibling; ``vit_nano`` /
+            ``unet_tiny`` are for tests).
         num_classes: K, output classes including background (>= 2).
         input_size: S, side of the square input slices (a multiple of 16 for a ViT; even for a U-Net).
         in_channels: input channels (1 for this project's normalised slices).
