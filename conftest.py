@@ -16,6 +16,10 @@ Order: with xdist, the test files go out longest first, a file's length estimate
 other worker idles. This needs xdist's ``--no-loadscope-reorder`` (the Makefile passes it): by
 default ``loadfile`` sends the files with the most tests first, which put the long single-test files
 last. A plain ``pytest`` keeps the files' own order.
+
+Home: the suite sets ``TSKD_HOME`` to a folder of its own (removed at the end), so that no test writes
+into the user's weights or embedding cache; tests that need the real LiteMedSAM weights name
+``tests/conftest.py``'s ``TEST_HOME``.
 """
 
 from __future__ import annotations
@@ -75,7 +79,17 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = sorted(items, key=lambda item: (-cost[_file_of(item.nodeid)], first[_file_of(item.nodeid)]))
 
 
+_HOME = pytest.StashKey[str]()  # the suite's own TSKD_HOME (made by the controller or a plain pytest)
+
+
 def pytest_configure(config):
+    if not hasattr(config, "workerinput"):
+        # TSKD_HOME of the suite's own, inherited by the xdist workers and every process a test starts: a test
+        # that does not set its own (weights cache, embedding cache of frozen encoders, settings) writes there,
+        # never into the user's $TSKD_HOME or ~/.local/share/SlicerTSKD; the tests needing the real LiteMedSAM
+        # weights name their own cache (tests/conftest.py, TEST_HOME)
+        config.stash[_HOME] = tempfile.mkdtemp(prefix="tskd-pytest-home-")
+        os.environ["TSKD_HOME"] = config.stash[_HOME]
     if not hasattr(config, "workerinput") and fcntl is not None and config.getoption("numprocesses", None):
         config.stash[_TURNS] = tempfile.mkdtemp(prefix="tskd-pytest-turns-")
     workerinput = getattr(config, "workerinput", None)
@@ -84,8 +98,9 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-    if _TURNS in config.stash:
-        shutil.rmtree(config.stash[_TURNS], ignore_errors=True)
+    for key in (_TURNS, _HOME):
+        if key in config.stash:
+            shutil.rmtree(config.stash[key], ignore_errors=True)
 
 
 @pytest.hookimpl(optionalhook=True)

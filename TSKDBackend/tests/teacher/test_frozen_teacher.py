@@ -131,3 +131,39 @@ def test_boxes_need_foundation_weights():
     scratch = build_teacher(TeacherConfig(base="none", architecture="tiny", input_size=SIZE), 2)
     with pytest.raises(ValueError, match="foundation weights"):
         box_prompted_teacher(scratch)
+
+
+@pytest.mark.parametrize("teaching", ["prompt_free", "boxes"])
+def test_a_loaded_frozen_teacher_keeps_its_embeddings_between_calls(lite_checkpoint, tmp_path, teaching):
+    """``tskd suggest`` and ``tskd teacher predict`` load the teacher with ``load_teacher_slice_model``: a
+    frozen foundation encoder gets the run's embedding cache, so a second call on the same slices (the next
+    suggestion round on an unchanged pool) does not run the encoder again; ``embedding_cache=None`` turns it off."""
+    from tskd.atomic import write_json
+    from tskd.data.labels import LabelTable
+    from tskd.inference.teacher_model import PREPROCESSING_JSON, load_teacher_slice_model
+    from tskd.preprocess import NormalizationSpec
+
+    cache = tmp_path / "embeddings"
+    config = _config(lite_checkpoint, embedding_cache=str(cache))
+    save_teacher(build_teacher(config, 2, on_cpu=True), tmp_path / "teacher", config)
+    write_json(tmp_path / "teacher" / PREPROCESSING_JSON, {"labels": LabelTable.default([0, 1]).to_dict(),
+                                                           "normalization": NormalizationSpec().to_dict(),
+                                                           "slice_axis": 0})
+    batch = np.random.default_rng(0).random((2, 1, SIZE, SIZE), dtype=np.float32)
+    first = load_teacher_slice_model(tmp_path, device="cpu", teaching=teaching)
+    parts = (first.network.locator, first.network.prompter) if teaching == "boxes" else (first.network,)
+    assert all(part.embedding_cache is not None and part.embedding_cache.folder.parent == cache for part in parts)
+    expected = first.logits(batch)
+    # each slice encoded once (the box-prompted teacher's two parts share one encoder pass)
+    assert sum(part.embedding_cache.misses for part in parts) == 2
+    # a second load (the next round) finds every embedding: the encoder does not run
+    again = load_teacher_slice_model(tmp_path, device="cpu", teaching=teaching)
+    parts = (again.network.locator, again.network.prompter) if teaching == "boxes" else (again.network,)
+    for part in parts:
+        part._encode = None  # would fail if called
+    np.testing.assert_allclose(again.logits(batch), expected, rtol=1e-4, atol=1e-4)
+    assert sum(part.embedding_cache.hits for part in parts) == 2
+    assert all(part.embedding_cache.misses == 0 for part in parts)
+    off = load_teacher_slice_model(tmp_path, device="cpu", teaching=teaching, embedding_cache=None)
+    off_parts = (off.network.locator, off.network.prompter) if teaching == "boxes" else (off.network,)
+    assert all(part.embedding_cache is None for part in off_parts)

@@ -11,6 +11,8 @@ from tskd.errors import CheckpointError
 from tskd.inference.torch_model import TorchSliceModel
 from tskd.preprocess import NormalizationSpec
 from tskd.teacher.box_teacher import box_prompted_teacher
+from tskd.teacher.build import attach_embedding_cache
+from tskd.teacher.embedding_cache import cache_root
 from tskd.teacher.storage import TEACHER_JSON, load_teacher, read_teacher_info
 
 __all__ = ["load_teacher_slice_model", "find_teacher_folder"]
@@ -28,7 +30,8 @@ def find_teacher_folder(path: str | Path) -> Path:
 
 
 def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None,
-                             device: str = "auto", teaching: str | None = None) -> TorchSliceModel:
+                             device: str = "auto", teaching: str | None = None,
+                             embedding_cache: str | Path | None = "auto") -> TorchSliceModel:
     """The teacher of a run (or teacher folder), ready for :func:`tskd.runtime.segment_volume`.
 
     Args:
@@ -37,6 +40,11 @@ def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None
         device: ``auto``, ``cpu`` or ``cuda``.
         teaching: ``"prompt_free"`` or ``"boxes"`` (see ``teacher.teaching``); None: as the run's
             teacher labelled its transfer set.
+        embedding_cache: where a frozen foundation encoder's embeddings are kept
+            (:mod:`tskd.teacher.embedding_cache`): ``"auto"`` as the run's ``teacher.embedding_cache``
+            says (``$TSKD_HOME/embeddings`` by default), a folder, or None (encode every call). So a
+            second ``tskd suggest`` or ``tskd teacher predict`` on the same images does not pay for the
+            encoder again; a teacher whose encoder trained (LoRA, from scratch) has no cache.
     """
     folder = find_teacher_folder(path)
     preprocessing = folder / PREPROCESSING_JSON
@@ -45,10 +53,16 @@ def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None
     info = json.loads(preprocessing.read_text(encoding="utf-8"))
     torch_device = inference_device(device)
     teacher = load_teacher(folder, base=base, device=torch_device).eval()
+    trained_with = read_teacher_info(folder).get("config") or {}
+    if embedding_cache == "auto":
+        embedding_cache = trained_with.get("embedding_cache") or "auto"
+    root = cache_root(embedding_cache) if embedding_cache is not None else None
+    attach_embedding_cache(teacher, root)  # nothing unless the encoder is a frozen foundation encoder
     if teaching is None:
-        teaching = (read_teacher_info(folder).get("config") or {}).get("teaching", "prompt_free")
+        teaching = trained_with.get("teaching", "prompt_free")
     if teaching == "boxes":
-        teacher = box_prompted_teacher(teacher).eval()  # how this run's teacher labelled its transfer set
+        # how this run's teacher labelled its transfer set
+        teacher = box_prompted_teacher(teacher, embedding_cache_root=root).eval()
     labels = LabelTable.from_dict(info["labels"])
     return TorchSliceModel(
         teacher,
