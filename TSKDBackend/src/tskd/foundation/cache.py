@@ -43,6 +43,7 @@ __all__ = [
     "WEIGHTS_NAME_PATTERN",
     "tskd_home",
     "default_cache_dir",
+    "embeddings_dir",
     "CachedWeights",
     "WeightsCache",
     "check_weights_name",
@@ -83,6 +84,13 @@ def tskd_home(environ: Mapping[str, str] | None = None, *, platform: str | None 
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     """``tskd_home() / "checkpoints"``."""
     return tskd_home(environ) / "checkpoints"
+
+
+def embeddings_dir(setting: str | Path) -> Path:
+    """The folder a ``teacher.embedding_cache`` setting names (:mod:`tskd.teacher.embedding_cache`):
+    ``"auto"`` is ``tskd_home() / "embeddings"``, shared by every run, ``tskd suggest`` and
+    ``tskd teacher predict`` on the same images; anything else is that folder."""
+    return tskd_home() / "embeddings" if str(setting) == "auto" else Path(setting).expanduser()
 
 
 def check_weights_name(name: str) -> str:

@@ -8,11 +8,11 @@ from pathlib import Path
 from tskd.data.labels import LabelTable
 from tskd.engine.device import inference_device
 from tskd.errors import CheckpointError
+from tskd.foundation.cache import embeddings_dir
 from tskd.inference.torch_model import TorchSliceModel
 from tskd.preprocess import NormalizationSpec
 from tskd.teacher.box_teacher import box_prompted_teacher
 from tskd.teacher.build import attach_embedding_cache
-from tskd.teacher.embedding_cache import cache_root
 from tskd.teacher.storage import TEACHER_JSON, load_teacher, read_teacher_info
 
 __all__ = ["load_teacher_slice_model", "find_teacher_folder"]
@@ -56,7 +56,7 @@ def load_teacher_slice_model(path: str | Path, *, base: str | Path | None = None
     trained_with = read_teacher_info(folder).get("config") or {}
     if embedding_cache == "auto":
         embedding_cache = trained_with.get("embedding_cache") or "auto"
-    root = cache_root(embedding_cache) if embedding_cache is not None else None
+    root = embeddings_dir(embedding_cache) if embedding_cache is not None else None
     attach_embedding_cache(teacher, root)  # nothing unless the encoder is a frozen foundation encoder
     if teaching is None:
         teaching = trained_with.get("teaching", "prompt_free")

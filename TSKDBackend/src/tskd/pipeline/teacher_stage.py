@@ -23,11 +23,11 @@ from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.stage import StageContext, fit_stage, stage_done
 from tskd.engine.device import training_device
+from tskd.foundation.cache import embeddings_dir
 from tskd.teacher.box_teacher import box_prompted_teacher
 from tskd.runtime.box_model import BOX_MODEL_FOLDER
 from tskd.teacher.box_tuning import BoxTuningTask
 from tskd.teacher.build import attach_embedding_cache, build_teacher
-from tskd.teacher.embedding_cache import cache_root as embeddings_folder
 from tskd.teacher.checkpoints import load_pretrained_segmenter
 from tskd.teacher.lora import trainable_parameter_report
 from tskd.teacher.model import SamSegmenter
@@ -119,7 +119,7 @@ def _training_sets(data: PreparedData, config: PipelineConfig, *, augment: bool 
 
 def embedding_cache_root(config: PipelineConfig) -> Path:
     """Where a frozen foundation encoder keeps its embeddings (``teacher.embedding_cache``)."""
-    return embeddings_folder(config.teacher.embedding_cache)
+    return embeddings_dir(config.teacher.embedding_cache)
 
 
 def warm_start_teacher(model: SamSegmenter, folder: Path) -> None:

@@ -27,19 +27,11 @@ import torch
 
 from tskd.atomic import atomic_write
 
-__all__ = ["EmbeddingCache", "FORMAT_VERSION", "cache_root"]
+__all__ = ["EmbeddingCache", "FORMAT_VERSION"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-
-
-def cache_root(value: str | Path) -> Path:
-    """The folder a ``teacher.embedding_cache`` setting names: ``"auto"`` is ``$TSKD_HOME/embeddings``
-    (shared by every run and every ``tskd suggest`` on the same images), anything else a folder."""
-    from tskd.foundation.cache import tskd_home
-
-    return tskd_home() / "embeddings" if str(value) == "auto" else Path(value).expanduser()
 
 
 class EmbeddingCache:
