@@ -64,8 +64,8 @@ class UNetSpec:
 UNET_SPECS: dict[str, UNetSpec] = {
     # ~0.85M parameters: a few milliseconds per 256x256 slice on a desktop CPU (onnxruntime).
     "unet_small": UNetSpec(),
-    # ~3.4M parameters, twice unet_small's channels at every level: the "larger student" lever of the
-    # targets (docs/benchmarks.md, "LiteMedSAM as the teacher"); about 3x unet_small's training time.
+    # ~3.4M parameters, twice unet_small's channels at every level: 3-4x unet_small's training time on a
+    # CPU and no better test Dice there (docs/benchmarks.md, "A larger student and a longer schedule").
     "unet_base": UNetSpec(channels=(32, 64, 128, 256, 512)),
     # ~34k parameters, for tests.
     "unet_tiny": UNetSpec(channels=(8, 16, 16, 32, 32), num_res_units=0),
