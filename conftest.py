@@ -90,8 +90,8 @@ def pytest_configure(config):
         # weights name their own cache (tests/conftest.py, TEST_HOME)
         config.stash[_HOME] = tempfile.mkdtemp(prefix="tskd-pytest-home-")
         os.environ["TSKD_HOME"] = config.stash[_HOME]
-    if not hasattr(config, "workerinput") and fcntl is not None and config.getoption("numprocesses", None):
-        config.stash[_TURNS] = tempfile.mkdtemp(prefix="tskd-pytest-turns-")
+        if fcntl is not None and config.getoption("numprocesses", None):
+            config.stash[_TURNS] = tempfile.mkdtemp(prefix="tskd-pytest-turns-")
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and not any(name in os.environ for name in _THREAD_VARIABLES):
         _use_threads(_worker_threads(workerinput))  # a user's own setting wins

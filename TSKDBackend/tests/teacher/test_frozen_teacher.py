@@ -150,20 +150,22 @@ def test_a_loaded_frozen_teacher_keeps_its_embeddings_between_calls(lite_checkpo
                                                            "normalization": NormalizationSpec().to_dict(),
                                                            "slice_axis": 0})
     batch = np.random.default_rng(0).random((2, 1, SIZE, SIZE), dtype=np.float32)
+    def parts_of(model):  # the models holding an encoder: the teacher, or the box-prompted teacher's two
+        return (model.network.locator, model.network.prompter) if teaching == "boxes" else (model.network,)
+
     first = load_teacher_slice_model(tmp_path, device="cpu", teaching=teaching)
-    parts = (first.network.locator, first.network.prompter) if teaching == "boxes" else (first.network,)
+    parts = parts_of(first)
     assert all(part.embedding_cache is not None and part.embedding_cache.folder.parent == cache for part in parts)
     expected = first.logits(batch)
     # each slice encoded once (the box-prompted teacher's two parts share one encoder pass)
     assert sum(part.embedding_cache.misses for part in parts) == 2
     # a second load (the next round) finds every embedding: the encoder does not run
     again = load_teacher_slice_model(tmp_path, device="cpu", teaching=teaching)
-    parts = (again.network.locator, again.network.prompter) if teaching == "boxes" else (again.network,)
+    parts = parts_of(again)
     for part in parts:
         part._encode = None  # would fail if called
     np.testing.assert_allclose(again.logits(batch), expected, rtol=1e-4, atol=1e-4)
     assert sum(part.embedding_cache.hits for part in parts) == 2
     assert all(part.embedding_cache.misses == 0 for part in parts)
     off = load_teacher_slice_model(tmp_path, device="cpu", teaching=teaching, embedding_cache=None)
-    off_parts = (off.network.locator, off.network.prompter) if teaching == "boxes" else (off.network,)
-    assert all(part.embedding_cache is None for part in off_parts)
+    assert all(part.embedding_cache is None for part in parts_of(off))
