@@ -39,8 +39,9 @@ ALLOWED = {
     "foundation": FOUNDATION | {"teacher"},
     # what to label next: the run's student (and teacher) through the inference layer's loaders
     "suggest": FOUNDATION | {"preprocess", "data", "runtime", "inference", "teacher"},
-    # the whole run's settings: the stages' configs (none of which imports torch) put together
-    "runconfig": FOUNDATION | {"data", "engine", "teacher", "synthesis", "student", "foundation"},
+    # the whole run's settings: the stages' configs (none of which imports torch) put together; the
+    # export section names the runtime's post-processing methods (numpy only)
+    "runconfig": FOUNDATION | {"data", "engine", "teacher", "synthesis", "student", "foundation", "runtime"},
     "pipeline": BELOW_PIPELINE | {"runconfig"},
     # runs the pipeline in worker processes, never imports it; checks a job's settings with runconfig
     "service": BELOW_PIPELINE | {"runconfig"},

@@ -16,7 +16,7 @@ from tskd.student.config import DistillConfig, FinetuneConfig, MAEConfig
 from tskd.synthesis.config import DiffusionConfig
 from tskd.teacher.config import TeacherConfig
 
-__all__ = ["DataConfig", "ReferenceConfig", "UpdateConfig", "PipelineConfig", "resolve_config", "check_settings",
+__all__ = ["DataConfig", "ReferenceConfig", "ExportConfig", "UpdateConfig", "PipelineConfig", "resolve_config", "check_settings",
            "update_schedule", "DEFAULT_PRESET"]
 
 DEFAULT_PRESET = "cpu-small"
@@ -76,6 +76,43 @@ class ReferenceConfig(ConfigBase):
 
 
 @dataclass
+class ExportConfig(ConfigBase):
+    """The package a run exports: its post-processing, chosen on the validation cases.
+
+    Each exported student segments the validation cases once; each post-processing method of
+    :data:`tskd.runtime.postprocess.POSTPROCESSING_METHODS` is scored on them, and a method other
+    than ``none`` is kept only where it raises the mean validation Dice by at least ``min_gain`` and
+    lowers no class's Dice by more than that (as nnU-Net keeps its own largest-component step only
+    where its cross-validation gains from it).
+    The package records the choice and every method's validation Dice; ``tskd.runtime`` applies it.
+    Measured in docs/benchmarks.md ("Keeping the largest connected component").
+
+    Args:
+        postprocessing: ``auto`` (choose on the validation cases as above), or one method to apply
+            without choosing.
+        postprocessing_min_gain: the smallest mean validation Dice gain that makes ``auto`` keep a method.
+    """
+
+    postprocessing: str = "auto"
+    postprocessing_min_gain: float = 0.002
+
+    def __post_init__(self) -> None:
+        if self.postprocessing == "auto":
+            pass  # the presets' value: checked without importing the runtime (numpy) into the service
+        elif self.postprocessing not in _postprocessing_methods():
+            raise ValueError(f"postprocessing must be auto or one of {', '.join(_postprocessing_methods())}, "
+                             f"got {self.postprocessing!r}")
+        if not 0.0 <= self.postprocessing_min_gain < 1.0:
+            raise ValueError(f"postprocessing_min_gain must be in [0, 1), got {self.postprocessing_min_gain}")
+
+
+def _postprocessing_methods() -> tuple:
+    from tskd.runtime.postprocess import POSTPROCESSING_METHODS
+
+    return POSTPROCESSING_METHODS
+
+
+@dataclass
 class UpdateConfig(ConfigBase):
     """Updating the model of a previous run with new or corrected labels (a short retrain).
 
@@ -118,6 +155,7 @@ class PipelineConfig(ConfigBase):
         mae: MAE pre-training of a ViT student (baseline and optional initialisation).
         finetune: fine-tuning the distilled student on the labelled cases.
         reference: the student trained on the labelled cases alone, and the choice between the two.
+        export: the exported package's post-processing, chosen on the validation cases.
         update: start from a previous run's models with a short schedule (a fast retrain).
     """
 
@@ -129,6 +167,7 @@ class PipelineConfig(ConfigBase):
     mae: MAEConfig = field(default_factory=MAEConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
 
     def engine_configs(self) -> Iterator[tuple[str, EngineConfig]]:

@@ -74,3 +74,31 @@ def test_clear_errors_exit_2(tmp_path, capsys):
     assert "give 3 ranges" in capsys.readouterr().err
     assert main(["evaluate", "--pred", str(tmp_path / "p"), "--ref", str(tmp_path / "r")]) == 2
     assert "prediction not found" in capsys.readouterr().err
+
+
+def test_predict_applies_the_package_postprocessing_unless_told_not_to(tmp_path, capsys):
+    from tskd.runtime import OnnxSegmenter, apply_postprocessing, segment_volume
+
+    with one_torch_thread():
+        folder, _ = make_package(tmp_path / "pkg", values=(0, 1, 4))
+    volume = make_volume((7, 40, 52), seed=3)
+    raw = segment_volume(OnnxSegmenter(folder, threads=1), volume)
+    kept = apply_postprocessing(raw, "largest_per_class", [1, 4])
+    assert not (raw == kept).all(), "the untrained model's map must have islands for this test to mean anything"
+    meta = json.loads((folder / "tskd-model.json").read_text(encoding="utf-8"))
+    meta["postprocessing"] = {"method": "largest_per_class", "decided_on": "test"}
+    (folder / "tskd-model.json").write_text(json.dumps(meta), encoding="utf-8")
+    image = write(tmp_path / "one.nii.gz", volume, (0.8, 0.8, 2.5))
+
+    outputs = {}
+    for name, extra in {"onnx": [], "torch": ["--backend", "torch"], "raw": ["--no-postprocessing"]}.items():
+        out = tmp_path / f"{name}.nii.gz"
+        with one_torch_thread():
+            code = main(["predict", "--model", str(folder), "--input", str(image), "--output", str(out),
+                         "--threads", "1", *extra])
+        assert code == 0, capsys.readouterr().err
+        outputs[name] = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
+    assert (outputs["onnx"] == kept).all() and (outputs["raw"] == raw).all()
+    # torch and onnxruntime may differ on a few boundary pixels (docs/student-package.md); the islands go in both
+    assert (outputs["torch"] == kept).mean() > 0.999
+    assert (outputs["torch"] == apply_postprocessing(outputs["torch"], "largest_per_class", [1, 4])).all()

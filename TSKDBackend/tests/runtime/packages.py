@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -9,9 +10,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tests.data.datamaker import write
+from tskd.data.dataset import load_dataset
 from tskd.data.labels import Label, LabelTable
 from tskd.export import write_student_package
 from tskd.preprocess import NormalizationSpec, apply_normalization, slices_along, stack_slices
+from tskd.runtime import apply_postprocessing, segment_volume
 from tskd.student import build_student
 
 NAMES = {0: "background", 1: "liver", 4: "tumour", 300: "vessel"}
@@ -67,3 +71,16 @@ def torch_reference(model: torch.nn.Module, volume: np.ndarray, *, values: Seque
     indices = back.argmax(dim=1).numpy()
     labels = np.asarray(values)[indices]
     return stack_slices(labels, axis, volume.shape)
+
+
+def islands_dataset(root: Path, model, n: int = 3):
+    """``n`` 3D cases (labels 1 and 4) in ``root/images`` + ``root/labels``, loaded; cases whose references are the model's own map with its islands removed: keeping the largest
+    foreground component makes the prediction exact, so the choice must find it."""
+    for i in range(n):
+        volume = make_volume((7, 40, 52), seed=10 + i)
+        raw = segment_volume(model, volume, postprocessing="none")
+        write(root / "images" / f"case_{i}.nii.gz", volume, spacing=(0.8, 0.8, 2.0))
+        write(root / "labels" / f"case_{i}.nii.gz", apply_postprocessing(raw, "largest_foreground", [1, 4]),
+              spacing=(0.8, 0.8, 2.0))
+    (root / "labels.json").write_text(json.dumps({"0": "background", "1": "liver", "4": "tumour"}), encoding="utf-8")
+    return load_dataset(root)

@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                         help="cpu (default) or cuda (when onnxruntime / torch has CUDA here)")
+    parser.add_argument("--no-postprocessing", action="store_true",
+                        help="write the raw arg-max label maps, without the package's post-processing "
+                             "(keep the largest connected component, when its export chose it on validation)")
     parser.set_defaults(func=run_predict)
 
 
@@ -66,7 +69,7 @@ def run_predict(args: argparse.Namespace) -> int:
             print(f"{prefix}: skipped: {result.error}", flush=True)
 
     results = predict_files(model, args.input, args.output, format=args.format, batch_size=args.batch_size,
-                            roi=roi, on_result=report)
+                            roi=roi, on_result=report, postprocessing="none" if args.no_postprocessing else None)
     failed = [r for r in results if not r.ok]
     print(f"segmented {len(results) - len(failed)} of {len(results)} inputs")
     if failed:

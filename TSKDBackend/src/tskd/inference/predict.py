@@ -204,6 +204,7 @@ def predict_files(
     roi: Roi | None = None,
     threads: int | None = None,
     on_result: Callable[[int, int, PredictionResult], None] | None = None,
+    postprocessing: str | None = None,
 ) -> list[PredictionResult]:
     """Segment every image of ``inputs`` and write aligned label maps.
 
@@ -221,6 +222,8 @@ def predict_files(
             that box is segmented, zeros elsewhere.
         threads: CPU threads when loading ``model``.
         on_result: called as ``on_result(position, total, result)`` after each input (1-based).
+        postprocessing: ``"none"`` gives the raw arg-max label maps; default the package's choice
+            (see :func:`tskd.runtime.segment_volume`).
 
     Returns:
         One :class:`PredictionResult` per input, in order; failed inputs carry ``error``.
@@ -255,7 +258,8 @@ def predict_files(
                 resolve_roi(roi, image.array.shape)
             except ValueError as exc:
                 raise DataError(f"{image_path}: --roi does not fit the image of shape {image.array.shape}: {exc}") from None
-            labels = segment_volume(slice_model, image.array, batch_size=batch_size, roi=roi)
+            labels = segment_volume(slice_model, image.array, batch_size=batch_size, roi=roi,
+                                    postprocessing=postprocessing)
             metadata = {"segments": segments} if image_suffix(out_path) == ".seg.nrrd" else {}
             write_image(Image(labels, image.geometry, metadata=metadata), out_path)
             written[target] = image_path

@@ -16,6 +16,7 @@ from torch import nn
 
 from tskd.preprocess import NormalizationSpec
 from tskd.runtime.package import StudentPackage
+from tskd.runtime.postprocess import check_postprocessing
 
 __all__ = ["TorchSliceModel"]
 
@@ -33,6 +34,8 @@ class TorchSliceModel:
         device: where to run (default: the network's device).
         segments: name, label value and colour of each foreground label (``{"name", "label_value",
             "color"}``), for outputs that carry names such as ``.seg.nrrd``.
+        postprocessing: what :func:`tskd.runtime.segment_volume` applies after the arg-max (a
+            package's choice; ``none`` for the teacher and students outside a package).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class TorchSliceModel:
         slice_axis: int,
         device: str | torch.device | None = None,
         segments: Sequence[dict] | None = None,
+        postprocessing: str = "none",
     ) -> None:
         if slice_axis not in (0, 1, 2):
             raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis!r}")
@@ -57,6 +61,7 @@ class TorchSliceModel:
         self.normalization = normalization
         self.slice_axis = int(slice_axis)
         self.segments = [dict(segment) for segment in segments] if segments is not None else None
+        self.postprocessing = check_postprocessing(postprocessing)
         first = next(network.parameters(), None)
         self.device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
 
@@ -71,7 +76,7 @@ class TorchSliceModel:
                     for label in package.labels if label.value != 0]
         return cls(network, input_size=package.input_size, label_values=package.label_values,
                    normalization=package.normalization, slice_axis=package.slice_axis, device=device,
-                   segments=segments)
+                   segments=segments, postprocessing=package.postprocessing)
 
     @torch.no_grad()
     def logits(self, batch: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ the benchmark's baselines export their one student (:func:`run_export_stage`).
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,24 +22,26 @@ from tskd.data.dataset import Dataset
 from tskd.evaluation.metrics import case_metrics, summarize_metrics
 from tskd.export.package import write_student_package, zip_package
 from tskd.pipeline.choice import KINDS, compare_students
-from tskd.runconfig import PipelineConfig
+from tskd.runconfig import ExportConfig, PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.teacher_stage import teacher_entry
 from tskd.runtime import OnnxSegmenter, SliceModel, StudentPackage, segment_volume
+from tskd.runtime.postprocess import POSTPROCESSING_METHODS, apply_postprocessing
 from tskd.runtime.box_model import BOX_MODEL_FOLDER
 from tskd.student.base import StudentModel
 from tskd.teacher.model import SamSegmenter
 
 __all__ = ["run_export_stage", "export_run_model", "export_candidate", "validate_package", "score_slice_model",
-           "teacher_entry", "validation_subjects"]
+           "score_postprocessing", "choose_postprocessing", "teacher_entry", "validation_subjects"]
 
 logger = logging.getLogger(__name__)
 
 
 def score_slice_model(model: SliceModel, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
-    """Segment the labelled cases ``case_ids`` with ``model`` slice by slice (as Slicer would) and
-    score the label maps at full resolution in their own geometry (Dice, HD95, ASSD in mm).
+    """Segment the labelled cases ``case_ids`` with ``model`` slice by slice (as Slicer would, with
+    the model's own post-processing) and score the label maps at full resolution in their own
+    geometry (Dice, HD95, ASSD in mm).
 
     Args:
         model: any :class:`tskd.runtime.SliceModel` (the ONNX student, a torch adapter of the teacher).
@@ -48,30 +51,92 @@ def score_slice_model(model: SliceModel, dataset: Dataset, case_ids: list[str]) 
     Returns:
         :func:`summarize_metrics`'s summary plus ``cases``, the per-case metrics.
     """
+    method = getattr(model, "postprocessing", None) or "none"
+    return score_postprocessing(model, dataset, case_ids, (method,))[method]
+
+
+def score_postprocessing(model: SliceModel, dataset: Dataset, case_ids: list[str],
+                         methods: tuple[str, ...] = POSTPROCESSING_METHODS) -> dict[str, dict[str, Any]]:
+    """:func:`score_slice_model`'s summary for each post-processing method: every case is segmented
+    once, and each method is applied to that label map and scored."""
     table = dataset.label_table
-    cases = []
+    scored: dict[str, list] = {method: [] for method in methods}
     for case_id in case_ids:
         image, label = dataset.read_case(dataset.case(case_id))
         if label is None:
             continue
-        prediction = segment_volume(model, image.array)
+        raw = segment_volume(model, image.array, postprocessing="none")
         spacing = tuple(reversed(image.geometry.spacing))
-        cases.append(case_metrics(prediction, label.array, labels=table.foreground_values, spacing=spacing,
-                                  case_id=case_id))
-    summary = summarize_metrics(cases, {label.value: label.name for label in table})
-    summary["cases"] = [c.to_dict() for c in cases]
+        for method in methods:
+            prediction = apply_postprocessing(raw, method, table.foreground_values)
+            scored[method].append(case_metrics(prediction, label.array, labels=table.foreground_values,
+                                               spacing=spacing, case_id=case_id))
+    names = {label.value: label.name for label in table}
+    out = {}
+    for method, cases in scored.items():
+        summary = summarize_metrics(cases, names)
+        summary["cases"] = [c.to_dict() for c in cases]
+        out[method] = summary
+    return out
+
+
+def choose_postprocessing(scores: dict[str, dict[str, Any]], settings: ExportConfig) -> dict[str, Any]:
+    """The post-processing a package keeps (see :class:`tskd.runconfig.ExportConfig`).
+
+    Args:
+        scores: :func:`score_postprocessing`'s summaries on the validation cases (``none`` among them
+            when ``settings.postprocessing`` is ``auto``).
+
+    Returns:
+        ``{"method", "decided_on", "min_gain", "val_dice": {method: mean Dice}}``.
+    """
+    val_dice = {method: summary["mean_dice"] for method, summary in scores.items()}
+    n_cases = max((summary.get("n_cases", 0) for summary in scores.values()), default=0)
+    if settings.postprocessing != "auto":
+        return {"method": settings.postprocessing, "decided_on": "set in the config", "min_gain": None,
+                "val_dice": val_dice}
+    base = scores["none"]
+    chosen, best_gain = "none", 0.0
+    for method, summary in scores.items():
+        gain = summary["mean_dice"] - base["mean_dice"]
+        if method == "none" or not math.isfinite(gain) or gain < settings.postprocessing_min_gain:
+            continue
+        drops = [base["per_class"][key]["dice"] - entry["dice"] for key, entry in summary["per_class"].items()
+                 if math.isfinite(entry["dice"]) and math.isfinite(base["per_class"][key]["dice"])]
+        if max(drops, default=0.0) > settings.postprocessing_min_gain:
+            continue
+        if gain > best_gain:
+            chosen, best_gain = method, gain
+    return {"method": chosen, "decided_on": f"{n_cases} validation cases", "min_gain": settings.postprocessing_min_gain,
+            "val_dice": val_dice}
+
+
+def validate_package(package_folder: Path, dataset: Dataset, case_ids: list[str],
+                     settings: ExportConfig | None = None) -> dict[str, Any]:
+    """Score the exported ONNX student on ``case_ids`` (see :func:`score_slice_model`) with each
+    post-processing method and choose one (:func:`choose_postprocessing`).
+
+    Returns:
+        the chosen method's summary, with the choice under ``postprocessing``.
+    """
+    settings = settings or ExportConfig()
+    model = OnnxSegmenter(StudentPackage.load(package_folder))
+    methods = POSTPROCESSING_METHODS if settings.postprocessing == "auto" else (settings.postprocessing,)
+    scores = score_postprocessing(model, dataset, case_ids, methods)
+    choice = choose_postprocessing(scores, settings)
+    logger.info("export: %s: post-processing %s (%s; validation Dice %s)", package_folder.name, choice["method"],
+                choice["decided_on"], ", ".join(f"{m} {d:.4f}" for m, d in choice["val_dice"].items()))
+    summary = dict(scores[choice["method"]])
+    summary["postprocessing"] = choice
     return summary
 
 
-def validate_package(package_folder: Path, dataset: Dataset, case_ids: list[str]) -> dict[str, Any]:
-    """Score the exported ONNX student on ``case_ids`` (see :func:`score_slice_model`)."""
-    return score_slice_model(OnnxSegmenter(StudentPackage.load(package_folder)), dataset, case_ids)
-
-
 def _write_validated(folder: Path, data: PreparedData, student: StudentModel, teacher_info: dict[str, Any] | None,
-                     stage_folder: Path) -> dict[str, Any]:
-    """Write a package (ONNX checked against torch on validation slices) into ``folder`` and score it
-    on the validation volumes; returns that validation ({} without validation volumes)."""
+                     stage_folder: Path, settings: ExportConfig | None = None) -> dict[str, Any]:
+    """Write a package (ONNX checked against torch on validation slices) into ``folder``, score it
+    on the validation volumes and keep the post-processing ``settings`` choose (default
+    :class:`ExportConfig`'s); returns that validation ({} without validation volumes)."""
+    settings = settings or ExportConfig()
     stage = read_json(stage_folder / "stage.json")
     verify = data.val[: 16] if data.val.size else data.train_labelled[: 16]
     verify_inputs = np.asarray(data.prepared.images[np.sort(verify)], dtype=np.float32)[:, None]
@@ -88,11 +153,13 @@ def _write_validated(folder: Path, data: PreparedData, student: StudentModel, te
     )
     validation = {}
     if data.split["val"] and data.dataset is not None:
-        validation = validate_package(folder, data.dataset, data.split["val"])
+        validation = validate_package(folder, data.dataset, data.split["val"], settings)
     if validation:
         logger.info("export: %s: validation volumes: mean Dice %.4f, mean HD95 %.2f mm", folder.name,
                     validation["mean_dice"], validation["mean_hd95_mm"])
         _add_metrics(folder, validation)
+    elif settings.postprocessing not in ("auto", "none"):
+        _record_postprocessing(folder, {"method": settings.postprocessing, "decided_on": "set in the config"})
     return validation
 
 
@@ -103,6 +170,7 @@ def run_export_stage(
     teacher_info: dict[str, Any] | None,
     *,
     stage_folder: Path | None = None,
+    settings: ExportConfig | None = None,
 ) -> dict[str, Any]:
     """Write the package of one student into ``RUN/package``, validate it on the validation volumes,
     zip it (the benchmark's baselines; ``tskd train`` uses :func:`export_run_model`). Skipped when
@@ -112,16 +180,17 @@ def run_export_stage(
         teacher_info: the teacher's ``teacher.json`` (None for a student trained without one).
         stage_folder: the student's stage folder, whose slice metrics the package records
             (default ``RUN/student/finetune``).
+        settings: the run's ``export`` section (its post-processing choice).
     """
     done = run.root / "export.json"
     if done.is_file():
         return read_json(done)
-    validation = _write_validated(run.package, data, student, teacher_info, stage_folder or run.finetune)
+    validation = _write_validated(run.package, data, student, teacher_info, stage_folder or run.finetune, settings)
     return _finish_export(run, validation, None)
 
 
 def export_candidate(run: RunFolder, data: PreparedData, student: StudentModel, teacher_info: dict[str, Any] | None,
-                     *, kind: str, stage_folder: Path) -> dict[str, Any]:
+                     *, kind: str, stage_folder: Path, settings: ExportConfig | None = None) -> dict[str, Any]:
     """Export one of a run's two students into ``RUN/candidates/<kind>/`` and score it on the
     validation volumes; skipped when ``RUN/candidates/<kind>.json`` exists.
 
@@ -134,7 +203,7 @@ def export_candidate(run: RunFolder, data: PreparedData, student: StudentModel, 
     if done.is_file():
         return read_json(done)
     folder = run.candidates / kind
-    validation = _write_validated(folder, data, student, teacher_info, stage_folder)
+    validation = _write_validated(folder, data, student, teacher_info, stage_folder, settings)
     result = {"kind": kind, "folder": str(folder), "validation": {k: v for k, v in validation.items() if k != "cases"}}
     write_json(done, _finite(result))
     return result
@@ -178,9 +247,10 @@ def export_run_model(
     if done.is_file():
         return read_json(done)
     scores = {"distilled": export_candidate(run, data, distilled, teacher_info, kind="distilled",
-                                            stage_folder=run.finetune)}
+                                            stage_folder=run.finetune, settings=config.export)}
     if reference is not None:
-        scores["reference"] = export_candidate(run, data, reference, None, kind="reference", stage_folder=run.reference)
+        scores["reference"] = export_candidate(run, data, reference, None, kind="reference", stage_folder=run.reference,
+                                               settings=config.export)
     comparison = compare_students(
         scores["distilled"]["validation"], scores.get("reference", {}).get("validation"),
         val_subjects=validation_subjects(data),
@@ -239,18 +309,32 @@ def _finish_export(run: RunFolder, validation: dict[str, Any], comparison: dict[
     if comparison is not None:
         result["comparison"] = comparison
         result["result"] += f", {comparison['chosen']} student"
+    post = (validation or {}).get("postprocessing") or {}
+    if post.get("method") not in (None, "none"):
+        result["result"] += f", post-processing {post['method']}"
     write_json(run.root / "export.json", _finite(result))
     return result
 
 
 def _add_metrics(folder: Path, validation: dict[str, Any]) -> None:
-    """Record the volume-level validation metrics in the package's metadata."""
+    """Record the volume-level validation metrics (those of the chosen post-processing) and that
+    choice in the package's metadata."""
     meta_path = folder / "tskd-model.json"
     meta = read_json(meta_path)
     meta.setdefault("metrics", {})["volume_validation"] = {
-        k: v for k, v in validation.items() if k != "cases"
+        k: v for k, v in validation.items() if k not in ("cases", "postprocessing")
     }
     meta["metrics"]["val_dice"] = validation["mean_dice"]
+    if "postprocessing" in validation:
+        meta["postprocessing"] = validation["postprocessing"]
+    write_json(meta_path, _finite(meta))
+
+
+def _record_postprocessing(folder: Path, choice: dict[str, Any]) -> None:
+    """Record a post-processing set in the config (no validation cases to score it on)."""
+    meta_path = folder / "tskd-model.json"
+    meta = read_json(meta_path)
+    meta["postprocessing"] = choice
     write_json(meta_path, _finite(meta))
 
 

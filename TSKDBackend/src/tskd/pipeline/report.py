@@ -214,6 +214,11 @@ def write_report(run: RunFolder, data: PreparedData, summary: dict[str, Any], *,
         lines.append(f"| **mean** | **{_fmt(validation['mean_dice'])}** | {_fmt(validation['mean_hd95_mm'], 2)} | "
                      f"{_fmt(validation['mean_assd_mm'], 2)} |")
         lines.append("")
+        post = validation.get("postprocessing") or {}
+        if post.get("val_dice"):
+            tried = ", ".join(f"{method} {_fmt(dice)}" for method, dice in post["val_dice"].items())
+            lines += [f"Post-processing: **{post['method']}** ({post.get('decided_on', '')}; mean Dice of each "
+                      f"method tried: {tried}). The figures above are with it.", ""]
     overlays = _overlays(run, data, out, max_overlays)
     if overlays:
         lines += ["## Validation cases", "", "Reference (left) and the exported student's segmentation (right) on "

@@ -5,7 +5,7 @@
 * :class:`OnnxBoxPredictor` - box-to-mask with an exported SAM-family model (LiteMedSAM);
 * :func:`segment_volume` / :class:`VolumeSegmenter` - slice-by-slice segmentation of a volume with
   any :class:`SliceModel` (the ONNX student, a torch student, the teacher), repeating training's
-  preprocessing exactly.
+  preprocessing exactly, then the package's post-processing (:mod:`.postprocess`, scipy when used).
 
 Imports only the standard library, numpy, onnxruntime (when a session is made),
 :mod:`tskd.preprocess` and :mod:`tskd.errors` (relative imports, so the three packages can be
@@ -36,6 +36,7 @@ from .package import (
     StudentPackage,
     find_package_folder,
 )
+from .postprocess import POSTPROCESSING_METHODS, apply_postprocessing
 from .session import OnnxSegmenter, default_threads, physical_cores, resolve_providers
 
 __all__ = [
@@ -65,4 +66,6 @@ __all__ = [
     "resolve_roi",
     "effective_axis",
     "label_dtype",
+    "POSTPROCESSING_METHODS",
+    "apply_postprocessing",
 ]

@@ -8,7 +8,10 @@ adapter. The steps repeat training's preprocessing exactly (see ``docs/student-p
    computed once, without a float copy of the volume);
 2. 2D slices along the model's slice axis, normalised a batch at a time, resized to S x S (bilinear);
 3. the model's logits ``(B, K, S, S)`` resized back to each slice's size (bilinear), arg-max over
-   the classes, channel indices mapped to label values.
+   the classes, channel indices mapped to label values;
+4. the package's post-processing, when it chose one on its validation cases (keep the largest
+   connected component: :mod:`.postprocess`), on the whole segmented box: :func:`segment_volume`
+   only (:class:`VolumeSegmenter` segments single slices, which have no 3D components).
 
 Memory stays at the input, the output label map and one batch: a 512 x 512 x 600 int16 CT
 segments in well under 1 GB besides the volume itself.
@@ -24,6 +27,7 @@ from typing import Callable, List, Optional, Protocol, Sequence, Tuple
 import numpy as np
 
 from ..errors import CancelledError
+from .postprocess import apply_postprocessing, check_postprocessing
 from ..preprocess import (
     NormalizationSpec,
     apply_normalization,
@@ -50,6 +54,9 @@ class SliceModel(Protocol):
         label_values: the label value of each channel (K integers, the first 0).
         normalization: the intensity normalisation training used.
         slice_axis: numpy axis of the ``(k, j, i)`` volume to slice along.
+
+    A model may also have ``postprocessing``, one of :data:`.postprocess.POSTPROCESSING_METHODS`
+    (the ONNX student's comes from its package); without it :func:`segment_volume` applies none.
     """
 
     input_size: int
@@ -169,6 +176,7 @@ def segment_volume(
     axis: Optional[int] = None,
     progress: Optional[Callable[[int, int], None]] = None,
     cancel: Optional[Callable[[], bool]] = None,
+    postprocessing: Optional[str] = None,
 ) -> np.ndarray:
     """Segment a volume slice by slice.
 
@@ -183,6 +191,9 @@ def segment_volume(
         axis: slice axis to use instead of the model's (default: :func:`effective_axis`).
         progress: called as ``progress(done, total)`` (slices) after each batch.
         cancel: polled before each batch; when it returns True a ``CancelledError`` is raised.
+        postprocessing: one of :data:`.postprocess.POSTPROCESSING_METHODS`, applied to the
+            segmented box (the ROI, else the volume); default the model's ``postprocessing``
+            attribute (``none`` when it has none).
 
     Returns:
         Label values (uint8, or uint16 for values above 255) of the volume's shape.
@@ -194,6 +205,9 @@ def segment_volume(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     box = resolve_roi(roi, volume.shape)
+    if postprocessing is None:
+        postprocessing = getattr(model, "postprocessing", None) or "none"
+    postprocessing = check_postprocessing(postprocessing)
     axis = effective_axis(volume.shape, int(model.slice_axis)) if axis is None else int(axis)
     runner = _Runner(model, resolve_normalization(volume, model.normalization))
     out = np.zeros(volume.shape, dtype=runner.lut.dtype)
@@ -207,6 +221,8 @@ def segment_volume(
         target[start:stop] = runner.labels(source[start:stop])
         if progress is not None:
             progress(stop, total)
+    if postprocessing != "none":
+        out[box] = apply_postprocessing(out[box], postprocessing, runner.lut[1:])
     return out
 
 
@@ -215,7 +231,8 @@ class VolumeSegmenter:
 
     The normalisation statistics are computed once, from the whole volume, when this object is
     made; :meth:`segment_slice` is then one model call, and gives exactly the slice that
-    :func:`segment_volume` gives for the same index.
+    :func:`segment_volume` gives for the same index before post-processing (a package's
+    largest-component step needs the whole volume, so live mode shows the raw arg-max).
 
     Args:
         model: a :class:`SliceModel`.

@@ -16,6 +16,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from ..preprocess import NormalizationSpec
 from .archive import unpack_zip
+from .postprocess import check_postprocessing
 from .format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -157,6 +158,13 @@ class StudentPackage:
                 f"{where}: input.normalization holds one image's percentile statistics; "
                 "a package must hold the unresolved spec (mode 'percentile' without lower/upper/mean/std)"
             )
+        post = metadata.get("postprocessing") or {}
+        if not isinstance(post, dict):
+            raise PackageError(f"{where}: field 'postprocessing' must be a mapping, got {post!r}")
+        try:
+            self._postprocessing = check_postprocessing(post.get("method", "none"), f"{where}: postprocessing.method")
+        except ValueError as exc:
+            raise PackageError(str(exc)) from None
         onnx = metadata.get("onnx") or {}
         if not isinstance(onnx, dict):
             raise PackageError(f"{where}: field 'onnx' must be a mapping, got {onnx!r}")
@@ -253,6 +261,12 @@ class StudentPackage:
     @property
     def metrics(self) -> Dict[str, Any]:
         return dict(self.metadata.get("metrics") or {})
+
+    @property
+    def postprocessing(self) -> str:
+        """The post-processing the export stage chose on the validation cases (one of
+        :data:`tskd.runtime.postprocess.POSTPROCESSING_METHODS`; ``none`` in packages without the field)."""
+        return self._postprocessing
 
     @property
     def kind(self) -> Optional[str]:

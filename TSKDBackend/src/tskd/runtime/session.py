@@ -161,6 +161,8 @@ class OnnxSegmenter:
                                "export the package again") from None
         self._input_name = self.package.input_name
         self._output_name = self.package.output_name
+        #: what :func:`segment_volume` applies after the arg-max (the package's choice)
+        self.postprocessing = self.package.postprocessing
         self._check_graph()
         logger.info("loaded %s on %s with %d threads", path, self.providers[0], self.threads)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from tskd.config import deep_merge
-from tskd.runconfig import PipelineConfig
+from tskd.runconfig import ExportConfig, PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.export_stage import run_export_stage
 from tskd.pipeline.run import ModelStages
@@ -63,13 +63,16 @@ def student_summary(folder: Path) -> dict[str, Any]:
 
 
 def export_student(run: RunFolder, data: PreparedData, student: StudentModel, teacher_info: dict[str, Any] | None,
-                   summary: dict[str, Any], *, stage_folder: Path | None = None, key: str = "finetune") -> None:
+                   summary: dict[str, Any], *, stage_folder: Path | None = None, key: str = "finetune",
+                   settings: ExportConfig | None = None) -> None:
     """The export stage for a baseline's student, recorded in ``summary``.
 
     Args:
+        settings: the method's ``export`` section (its post-processing choice).
         stage_folder: the student's stage folder (default ``RUN/student/finetune``).
         key: the summary's name for that stage.
     """
     folder = stage_folder or run.finetune
     summary["stages"][key] = student_summary(folder)
-    summary["stages"]["package"] = run_export_stage(run, data, student, teacher_info, stage_folder=folder)
+    summary["stages"]["package"] = run_export_stage(run, data, student, teacher_info, stage_folder=folder,
+                                                    settings=settings)

@@ -33,7 +33,8 @@ def _configure(config: PipelineConfig) -> tuple[PipelineConfig, str]:
 def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
             summary: dict[str, Any]) -> None:
     student = run_reference_stage(run, data, config, context, stage="labelled_only")
-    export_student(run, data, student, None, summary, stage_folder=run.reference, key="reference")
+    export_student(run, data, student, None, summary, stage_folder=run.reference, key="reference",
+                   settings=config.export)
 
 
 LABELLED_ONLY = Method(

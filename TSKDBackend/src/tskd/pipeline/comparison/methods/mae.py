@@ -59,7 +59,7 @@ def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context:
     student = new_student(config, data)
     transfer_mae_encoder(mae, student)
     student = run_finetune_stage(run, data, config, student, context.at(2, 2))
-    export_student(run, data, student, None, summary)
+    export_student(run, data, student, None, summary, settings=config.export)
 
 
 MAE = Method(

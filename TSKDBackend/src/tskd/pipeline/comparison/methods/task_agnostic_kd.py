@@ -146,7 +146,7 @@ def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context:
     summary["stages"]["feature_kd"] = {"folder": str(folder), **{k: v for k, v in read_json(folder / "stage.json").items()
                                                                  if k in ("metrics", "steps", "seconds")}}
     student = run_finetune_stage(run, data, config, student, context.at(2, 2))
-    export_student(run, data, student, _teacher_info(frozen), summary)
+    export_student(run, data, student, _teacher_info(frozen), summary, settings=config.export)
 
 
 TASK_AGNOSTIC_KD = Method(
