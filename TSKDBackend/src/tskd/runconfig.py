@@ -97,9 +97,8 @@ class ExportConfig(ConfigBase):
     postprocessing_min_gain: float = 0.002
 
     def __post_init__(self) -> None:
-        if self.postprocessing == "auto":
-            pass  # the presets' value: checked without importing the runtime (numpy) into the service
-        elif self.postprocessing not in _postprocessing_methods():
+        # "auto" (the presets' value) is checked without importing the runtime (numpy) into the service
+        if self.postprocessing != "auto" and self.postprocessing not in _postprocessing_methods():
             raise ValueError(f"postprocessing must be auto or one of {', '.join(_postprocessing_methods())}, "
                              f"got {self.postprocessing!r}")
         if not 0.0 <= self.postprocessing_min_gain < 1.0:
