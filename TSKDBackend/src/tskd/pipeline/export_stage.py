@@ -26,8 +26,8 @@ from tskd.runconfig import ExportConfig, PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
 from tskd.pipeline.run_folder import RunFolder, read_json
 from tskd.pipeline.teacher_stage import teacher_entry
-from tskd.runtime import OnnxSegmenter, SliceModel, StudentPackage, segment_volume
-from tskd.runtime.postprocess import POSTPROCESSING_METHODS, apply_postprocessing
+from tskd.runtime import (POSTPROCESSING_METHODS, OnnxSegmenter, SliceModel, StudentPackage, apply_postprocessing,
+                          segment_volume)
 from tskd.runtime.box_model import BOX_MODEL_FOLDER
 from tskd.student.base import StudentModel
 from tskd.teacher.model import SamSegmenter

@@ -163,8 +163,8 @@ class StudentPackage:
             raise PackageError(f"{where}: field 'postprocessing' must be a mapping, got {post!r}")
         try:
             self._postprocessing = check_postprocessing(post.get("method", "none"), f"{where}: postprocessing.method")
-        except ValueError as exc:
-            raise PackageError(str(exc)) from None
+        except ValueError as exc:  # a package written by a newer tskd may name a method this one lacks
+            raise PackageError(f"{exc}; if a newer tskd wrote the package, an update of tskd reads it") from None
         onnx = metadata.get("onnx") or {}
         if not isinstance(onnx, dict):
             raise PackageError(f"{where}: field 'onnx' must be a mapping, got {onnx!r}")

@@ -41,8 +41,7 @@ _warned_no_scipy = []
 def check_postprocessing(method: object, where: str = "postprocessing") -> str:
     """``method`` if it is one of :data:`POSTPROCESSING_METHODS`, else ValueError naming ``where``."""
     if method not in POSTPROCESSING_METHODS:
-        raise ValueError(f"{where} must be one of {', '.join(POSTPROCESSING_METHODS)}, got {method!r}; "
-                         "a package written by a newer tskd may need an update of tskd")
+        raise ValueError(f"{where} must be one of {', '.join(POSTPROCESSING_METHODS)}, got {method!r}")
     return str(method)
 
 
