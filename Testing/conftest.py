@@ -74,6 +74,16 @@ def addImageToScene(scene, image, name: str) -> Any:
 @pytest.fixture(scope="session")
 def studentPackage(tmp_path_factory) -> Tuple[str, Dict[str, Any]]:
     """An untrained ``unet_tiny`` student package (labels 0, organ_a 1, organ_b 2; input 32): ``(folder, labels)``."""
+    return _studentPackage(tmp_path_factory, inChannels=1)
+
+
+@pytest.fixture(scope="session")
+def stackedStudentPackage(tmp_path_factory) -> Tuple[str, Dict[str, Any]]:
+    """The same with a student that sees each slice between 2 neighbours on either side (5 channels)."""
+    return _studentPackage(tmp_path_factory, inChannels=5)
+
+
+def _studentPackage(tmp_path_factory, inChannels: int) -> Tuple[str, Dict[str, Any]]:
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
     import torch
@@ -88,7 +98,8 @@ def studentPackage(tmp_path_factory) -> Tuple[str, Dict[str, Any]]:
                          Label(2, "organ_b", (0.5, 0.68, 0.5))], source="test")
     folder = write_student_package(
         tmp_path_factory.mktemp("student") / "package",
-        student=build_student("unet_tiny", num_classes=3, input_size=32), labels=labels, input_size=32, slice_axis=0,
+        student=build_student("unet_tiny", num_classes=3, input_size=32, in_channels=inChannels), labels=labels,
+        input_size=32, slice_axis=0,
         normalization=NormalizationSpec(mode="percentile", p_low=1.0, p_high=99.0), teacher_info=None, metrics={})
     return str(folder), {"organ_a": (0.85, 0.4, 0.31), "organ_b": (0.5, 0.68, 0.5)}
 

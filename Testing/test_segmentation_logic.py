@@ -149,6 +149,27 @@ def test_live_mode_writes_the_viewed_slice_like_segment_volume(slicerScene, stud
         assert not mask[:9].any() and not mask[13:].any() and not mask[10:12].any()
 
 
+def test_live_mode_gives_a_stacked_student_its_neighbouring_slices(slicerScene, stackedStudentPackage):
+    """A package whose student sees each slice between its neighbours (``input.context_slices``): a
+    live slice, the first and last ones included, equals that slice of the whole-volume result."""
+    importSlicer()
+    from tskd.runtime import OnnxSegmenter, segment_volume
+
+    model = OnnxSegmenter(stackedStudentPackage[0], threads=1)
+    assert model.context_slices == 2
+    volume, _, _ = addPhantomToScene(slicerScene, "live stacked", seed=8, withSegmentation=False)
+    array = sceneData.volumeArrayCopy(volume)
+    whole = segment_volume(model, array, postprocessing="none")
+    segmentation = slicerScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "live stacked result")
+    live = LiveSegmentation(model, volume, segmentation, packageLabels(model.package.labels))
+    last = array.shape[0] - 1
+    for index in (0, 9, last):
+        assert np.array_equal(live.segmentSlice(index), whole[index])
+    written = sceneData.sharedLabelmapArray(live.segmentationNode, live.segmentIds, live.volumeNode)
+    for index in (0, 9, last):
+        assert np.array_equal(written[index] > 0, whole[index] > 0)
+
+
 def test_live_mode_keeps_what_the_segments_held_and_other_segments(slicerScene, studentPackage):
     slicer = importSlicer()
     from tskd.runtime import OnnxSegmenter

@@ -80,10 +80,27 @@ def test_bad_arguments():
     with pytest.raises(ConfigError, match="gamma"):
         AugmentConfig.from_dict({"gamma": [2.0, 1.0]})
     augment = build_augmentation()
-    with pytest.raises(ValueError, match=r"\(1, H, W\)"):
-        augment({"image": torch.zeros(2, 8, 8), "label": torch.zeros(8, 8)}, 0)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        augment({"image": torch.zeros(8, 8), "label": torch.zeros(8, 8)}, 0)
     with pytest.raises(ValueError, match="label shape"):
         augment({"image": torch.zeros(1, 8, 8), "label": torch.zeros(8, 9)}, 0)
+
+
+def test_stacked_channels_move_together():
+    """A slice between its neighbours (2.5D input): every channel gets the same spatial transform,
+    so a structure present in all channels stays aligned, and the single-slice draw is unchanged."""
+    config = AugmentConfig(affine_prob=1.0, rotate_deg=30.0, scale=0.2, translate=0.1, intensity_prob=0.0,
+                           noise_prob=0.0, gamma_prob=0.0)
+    augment = build_augmentation(config)
+    image = torch.zeros(1, 32, 32)
+    image[0, 8:20, 10:24] = 1.0
+    label = (image[0] > 0).to(torch.int64)
+    single = augment({"image": image, "label": label}, 7)
+    stacked = augment({"image": image.repeat(3, 1, 1), "label": label}, 7)
+    assert stacked["image"].shape == (3, 32, 32)
+    for channel in range(3):
+        assert torch.allclose(stacked["image"][channel], single["image"][0])
+    assert torch.equal(stacked["label"], single["label"]) and int(single["label"].sum()) > 50
 
 
 def test_sample_seed():

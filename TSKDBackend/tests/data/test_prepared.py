@@ -12,7 +12,7 @@ from tskd.data.augment import AugmentConfig, build_augmentation
 from tskd.data.image import Geometry, Image
 from tskd.data.phantom import PhantomConfig, make_phantom
 from tskd.data.prepared import PreparedSlices, PreparedSpec, SliceDataset, prepare_slices
-from tskd.errors import DataError
+from tskd.errors import ConfigError, DataError
 from tskd.preprocess import NormalizationSpec, apply_normalization, resize_bilinear, resize_nearest
 
 SMALL = PhantomConfig(size=(40, 32, 12), spacing=(1.0, 1.0, 2.5))
@@ -327,3 +327,60 @@ def test_fit_to_data_writes_small_images_at_their_own_size(tmp_path):
 def test_planned_size(side, expected):
     assert PreparedSpec(input_size=128, fit_to_data=True).planned_size(side) == expected
     assert PreparedSpec(input_size=128).planned_size(side) == 128
+
+
+def test_context_slices_store_each_slice_between_its_neighbours(tmp_path):
+    """``context_slices`` c: every kept slice gets its c neighbours on either side from the same
+    normalised volume (the end slices repeated), the student's dataset serves the stack, the
+    teacher's the slice alone, and a pickled copy reopens the neighbours too."""
+    cases = _cases(n=2, unlabelled=1)
+    spec = PreparedSpec(input_size=32, keep_empty_fraction=0.0, context_slices=2)
+    prepared = prepare_slices(cases, tmp_path / "prep", spec)
+    assert sorted(p.name for p in (tmp_path / "prep").iterdir()) == ["images.npy", "index.json", "labels.npy",
+                                                                     "neighbours.npy"]
+    assert prepared.context_slices == 2 and prepared.channels == 5
+    case_id, image, _ = cases[0]
+    volume = apply_normalization(image.array, prepared.normalization)
+    last = volume.shape[0] - 1
+    for n in prepared.indices(case_ids=[case_id]):
+        k = prepared.slices[n]["slice_index"]
+        stack = prepared.stacked([n])[0]
+        assert stack.shape == (5, 32, 32)
+        for channel, d in enumerate(range(-2, 3)):
+            want = resize_bilinear(volume[min(max(k + d, 0), last)], (32, 32))
+            np.testing.assert_allclose(stack[channel], want, atol=2e-3, rtol=2e-3)
+    # the empty end slices were not kept (keep_empty_fraction 0), yet their images are the neighbours
+    first_kept = prepared.slices[int(prepared.indices(case_ids=[case_id])[0])]["slice_index"]
+    assert first_kept >= 1
+    item = SliceDataset(prepared, stacked=True)[0]
+    assert item["image"].shape == (5, 32, 32)
+    np.testing.assert_allclose(item["image"][2].numpy(), prepared.images[0].astype(np.float32))
+    assert SliceDataset(prepared)[0]["image"].shape == (1, 32, 32)  # the teacher's view: the slice alone
+    augmented = SliceDataset(prepared, stacked=True, augment=build_augmentation(AugmentConfig(affine_prob=1.0)))[0]
+    assert augmented["image"].shape == (5, 32, 32)
+    copy = pickle.loads(pickle.dumps(prepared))
+    np.testing.assert_array_equal(copy.stacked([3]), prepared.stacked([3]))
+
+
+def test_context_slices_fingerprint_and_2d_images(tmp_path):
+    cases = _cases(n=2, unlabelled=0)
+    plain = prepare_slices(cases, tmp_path / "a", PreparedSpec(input_size=32))
+    again = prepare_slices(cases, tmp_path / "b", PreparedSpec(input_size=32, context_slices=0))
+    stacked = prepare_slices(cases, tmp_path / "c", PreparedSpec(input_size=32, context_slices=1))
+    # 0 is the setting's absence: folders prepared before it existed keep their fingerprint
+    assert plain.fingerprint == again.fingerprint != stacked.fingerprint
+    assert "context_slices" not in prepared_module._identity_spec(PreparedSpec(context_slices=2), 0)
+    assert plain.context_slices == 0 and plain.channels == 1 and plain.stacked([0]).shape == (1, 1, 32, 32)
+    images = []
+    for i in range(2):
+        image, label = make_phantom(PhantomConfig(size=(50, 40)), i)
+        images.append((f"img{i}", image, label))
+    flat = prepare_slices(images, tmp_path / "d", PreparedSpec(input_size=32, context_slices=2))
+    assert flat.context_slices == 0 and not (tmp_path / "d" / "neighbours.npy").exists()  # 2D: no neighbours
+    # ... and the same fingerprint as without the setting: nothing about the slices differs
+    assert flat.fingerprint == prepare_slices(images, tmp_path / "e", PreparedSpec(input_size=32)).fingerprint
+    with pytest.raises(ConfigError, match="context_slices"):
+        PreparedSpec.from_dict({"context_slices": 9})
+    (tmp_path / "c" / "neighbours.npy").unlink()
+    with pytest.raises(DataError, match="neighbours.npy"):
+        PreparedSlices(tmp_path / "c")

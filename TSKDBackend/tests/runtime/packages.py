@@ -31,10 +31,11 @@ def make_package(
     normalization: NormalizationSpec | None = None,
     architecture: str = "unet_tiny",
     seed: int = 0,
+    in_channels: int = 1,
 ) -> tuple[Path, torch.nn.Module]:
     """Write a package of a seeded, untrained student; returns the folder and the torch model."""
     torch.manual_seed(seed)
-    student = build_student(architecture, num_classes=len(values), input_size=input_size)
+    student = build_student(architecture, num_classes=len(values), input_size=input_size, in_channels=in_channels)
     labels = LabelTable([Label(v, NAMES.get(v, f"label_{v}"), COLORS.get(v)) for v in values], source="test")
     path = write_student_package(
         folder,

@@ -148,3 +148,29 @@ def test_bad_items_are_refused(tmp_path):
         writer.add(image[:4], soft, source="real_unlabelled")
     with pytest.raises(DataError, match="not a transfer set"):
         TransferSet(tmp_path / "nothing")
+
+
+class _Stacks:
+    """Prepared slices holding neighbours (context 1): the stack of slice ``n`` is ``n`` in every pixel."""
+
+    context_slices, channels = 1, 3
+
+    def __init__(self, keys):
+        self.slices = [{"case_id": case, "slice_index": index} for case, index in keys]
+
+    def stacked(self, indices):
+        return np.stack([np.full((3, S, S), float(n), np.float32) for n in indices])
+
+
+def test_the_students_view_stacks_real_slices_and_repeats_synthetic_images(tmp_path):
+    with TransferSetWriter(tmp_path / "ts", image_size=S, num_classes=K) as writer:
+        _fill(writer, real=3, synthetic=(0, 1))
+    prepared = _Stacks([("case2", 6), ("case0", 0), ("case1", 3)])
+    view = TransferSetDataset(tmp_path / "ts", prepared=prepared)
+    assert [float(view[i]["image"][0, 0, 0]) for i in range(3)] == [1.0, 2.0, 0.0]  # case0, case1, case2
+    assert view[0]["image"].shape == (3, S, S)
+    synthetic = view[3]["image"]
+    np.testing.assert_allclose(synthetic[0].numpy(), TransferSet(tmp_path / "ts")[3].image)
+    assert synthetic.shape == (3, S, S) and bool((synthetic[0] == synthetic[2]).all())
+    single = TransferSetDataset(tmp_path / "ts", prepared=type("Flat", (), {"context_slices": 0})())
+    assert single[0]["image"].shape == (1, S, S)

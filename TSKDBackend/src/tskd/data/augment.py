@@ -58,10 +58,11 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class SliceAugmentation:
-    """Callable ``augment(sample, rng_seed) -> sample`` over ``{"image": (1, H, W), "label": (H, W)}``.
+    """Callable ``augment(sample, rng_seed) -> sample`` over ``{"image": (C, H, W), "label": (H, W)}``.
 
-    ``image`` is a float tensor ``(1, H, W)``, ``label`` an integer tensor ``(H, W)``; other keys are
-    passed through. The result holds a float32 image ``(1, H, W)`` and an int64 label ``(H, W)``.
+    ``image`` is a float tensor ``(C, H, W)`` (``C`` > 1: a slice between its neighbours, which all
+    move with the same spatial transform and intensity change), ``label`` an integer tensor ``(H, W)``; other keys are
+    passed through. The result holds a float32 image ``(C, H, W)`` and an int64 label ``(H, W)``.
     Build it with :func:`build_augmentation`.
     """
 
@@ -72,13 +73,13 @@ class SliceAugmentation:
         """Augment one sample with the random numbers of ``rng_seed``.
 
         Args:
-            sample: ``{"image": float (1, H, W), "label": int (H, W), ...}`` tensors or arrays.
+            sample: ``{"image": float (C, H, W), "label": int (H, W), ...}`` tensors or arrays.
             rng_seed: integer in ``[0, 2**32)``; the same seed gives the same result.
         """
         image = torch.as_tensor(sample["image"], dtype=torch.float32)
         label = torch.as_tensor(sample["label"])
-        if image.ndim != 3 or image.shape[0] != 1:
-            raise ValueError(f"expected an image of shape (1, H, W), got {tuple(image.shape)}")
+        if image.ndim != 3:
+            raise ValueError(f"expected an image of shape (C, H, W), got {tuple(image.shape)}")
         if tuple(label.shape) != tuple(image.shape[1:]):
             raise ValueError(f"label shape {tuple(label.shape)} differs from image shape {tuple(image.shape[1:])}")
         if not 0 <= int(rng_seed) < 2**32:
@@ -140,7 +141,7 @@ def _symmetric(value: float, limit: float) -> float:
 
 
 def _affine(image: torch.Tensor, label: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resample ``image`` (1, H, W) bilinearly (border padding) and ``label`` (H, W) by nearest
+    """Resample ``image`` (C, H, W) bilinearly (border padding) and ``label`` (H, W) by nearest
     neighbour (zero padding) on the grid of ``theta``."""
     grid = F.affine_grid(theta[None], [1, 1, int(image.shape[1]), int(image.shape[2])], align_corners=False)
     moved = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]

@@ -79,6 +79,11 @@ class PreparedSpec(ConfigBase):
             :meth:`planned_size` of the largest in-plane side found in the cases, so that small
             images (a 35x50 hippocampus slice) are not blown up to 128 pixels and trained at
             four times the cost. The size used is recorded in the folder's ``index.json``.
+        context_slices: ``c`` neighbouring slices on each side of a slice of a volume are given to the
+            student with it, as ``2c + 1`` input channels in slice order ("2.5D"; the slice itself in
+            the middle, the volume's first or last slice repeated beyond its ends). 0: single slices.
+            2D images have no neighbours and are always prepared with 0; the teacher always sees the
+            middle slice alone. The number used is recorded in the folder's ``index.json``.
     """
 
     input_size: int = 256
@@ -87,6 +92,7 @@ class PreparedSpec(ConfigBase):
     keep_empty_fraction: float = 0.1
     min_foreground_pixels: int = 1
     fit_to_data: bool = False
+    context_slices: int = 0
 
     def planned_size(self, largest_side: int) -> int:
         """The slice side for data whose largest in-plane side is ``largest_side`` pixels: with
@@ -104,5 +110,7 @@ class PreparedSpec(ConfigBase):
             raise ValueError(f"slice_axis must be 0, 1, 2 or null (automatic), got {self.slice_axis}")
         if not 0.0 <= self.keep_empty_fraction <= 1.0:
             raise ValueError(f"keep_empty_fraction must be between 0 and 1, got {self.keep_empty_fraction}")
+        if not 0 <= self.context_slices <= 8:
+            raise ValueError(f"context_slices must be between 0 and 8, got {self.context_slices}")
         if self.min_foreground_pixels < 1:
             raise ValueError(f"min_foreground_pixels must be at least 1, got {self.min_foreground_pixels}")

@@ -5,6 +5,8 @@
     prepared/
       images.npy   float16 (N, S, S)  normalised intensities
       labels.npy   uint8   (N, S, S)  class values; 255 everywhere for unlabelled slices
+      neighbours.npy float16 (N, 2c, S, S)  only with ``context_slices`` c > 0: each slice's c
+                   neighbours on either side, in slice order (see :class:`PreparedSpec`)
       index.json   per slice: case_id, slice_index, labelled, original 2D shape; per case: its
                    shape, spacing and slice range; plus the spec, the normalization spec, the slice
                    axis, the number of classes and a fingerprint
@@ -50,6 +52,7 @@ from tskd.preprocess import (
     NormalizationSpec,
     apply_normalization,
     choose_slice_axis,
+    context_positions,
     resize_bilinear,
     resize_nearest,
     slices_along,
@@ -201,10 +204,15 @@ def _write(
     size: int,
     normalization: NormalizationSpec,
     progress: Callable[[ProgressEvent], None] | None,
+    context: int = 0,
 ) -> list[dict[str, Any]]:
     """Pass 2: normalise, slice, resize and write into ``folder``; returns the per-slice records."""
     total, axis, records = scan.total, scan.axis, scan.records
     images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=np.float16, shape=(total, size, size))
+    neighbours = None
+    if context:
+        neighbours = np.lib.format.open_memmap(folder / "neighbours.npy", mode="w+", dtype=np.float16,
+                                               shape=(total, 2 * context, size, size))
     labels = np.lib.format.open_memmap(folder / "labels.npy", mode="w+", dtype=np.uint8, shape=(total, size, size))
     slice_records: list[dict[str, Any]] = []
     offset = 0
@@ -224,6 +232,11 @@ def _write(
                 stop = offset + chunk.size
                 resized = resize_bilinear(image_slices[chunk], (size, size))
                 images[offset:stop] = np.clip(resized, -65000.0, 65000.0).astype(np.float16)
+                if neighbours is not None:
+                    around = np.delete(context_positions(chunk, image_slices.shape[0], context), context, axis=1)
+                    moved = resize_bilinear(image_slices[around.reshape(-1)], (size, size))
+                    neighbours[offset:stop] = np.clip(moved, -65000.0, 65000.0).astype(np.float16).reshape(
+                        chunk.size, 2 * context, size, size)
                 if label_slices is not None:
                     labels[offset:stop] = resize_nearest(label_slices[chunk], (size, size)).astype(np.uint8)
                 else:
@@ -242,6 +255,8 @@ def _write(
         raise DataError(f"the cases changed between the two passes ({seen} of {len(records)} cases seen)")
     images.flush()
     labels.flush()
+    if neighbours is not None:
+        neighbours.flush()
     return slice_records
 
 
@@ -283,6 +298,9 @@ def prepare_slices(
     if not scan.records:
         raise DataError("no cases to prepare: the case list is empty")
     scan.axis = scan.axis if scan.axis is not None else 0
+    context = spec.context_slices if any(len(r["shape"]) == 3 for r in scan.records) else 0
+    if context != spec.context_slices:
+        logger.info("2D images have no neighbouring slices: prepared without context_slices")
     if num_classes is None:
         num_classes = max(scan.max_label + 1, 2)
     elif scan.max_label >= num_classes:
@@ -294,7 +312,7 @@ def prepare_slices(
 
     identity = {
         "version": PREPARED_VERSION,
-        "spec": spec.to_dict(),
+        "spec": _identity_spec(spec, context),
         "normalization": normalization.to_dict() if normalization else None,
         "num_classes": num_classes,
         "axis": scan.axis,
@@ -318,7 +336,7 @@ def prepare_slices(
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        slice_records = _write(fresh(), scan, tmp, size, normalization, progress)
+        slice_records = _write(fresh(), scan, tmp, size, normalization, progress, context)
         keys = ("case_id", "labelled", "shape", "spacing", "num_slices", "first", "stop")
         index = {
             "format": PREPARED_FORMAT,
@@ -328,6 +346,7 @@ def prepare_slices(
             "normalization": normalization.to_dict(),
             "slice_axis": scan.axis,
             "input_size": size,
+            "context_slices": context,
             "num_classes": num_classes,
             "num_slices": scan.total,
             "cases": [{k: r[k] for k in keys} for r in scan.records],
@@ -342,11 +361,24 @@ def prepare_slices(
     return PreparedSlices(out_dir)
 
 
+def _identity_spec(spec: PreparedSpec, context: int) -> dict[str, Any]:
+    """The spec as the fingerprint sees it: with the ``context_slices`` used (0 for 2D images), left
+    out when 0, so that folders prepared before the setting existed keep their fingerprint (and
+    their runs resume)."""
+    out = spec.to_dict()
+    out.pop("context_slices", None)
+    if context:
+        out["context_slices"] = context
+    return out
+
+
 def _fingerprint_of(folder: Path) -> str | None:
     try:
         index = json.loads((folder / "index.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not ((folder / "images.npy").is_file() and (folder / "labels.npy").is_file()):
+        return None
+    if index.get("context_slices") and not (folder / "neighbours.npy").is_file():
         return None
     return index.get("fingerprint")

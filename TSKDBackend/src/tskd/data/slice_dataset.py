@@ -19,13 +19,20 @@ from tskd.data.config import PreparedSpec
 from tskd.errors import DataError
 from tskd.preprocess import NormalizationSpec
 
-__all__ = ["PreparedSlices", "SliceDataset", "UNLABELLED_VALUE", "PREPARED_FORMAT", "PREPARED_VERSION"]
+__all__ = ["PreparedSlices", "SliceDataset", "UNLABELLED_VALUE", "PREPARED_FORMAT", "PREPARED_VERSION", "middle_slice"]
 
 #: Label value stored for every pixel of an unlabelled slice.
 UNLABELLED_VALUE = 255
 #: ``format`` and ``version`` fields of ``index.json``.
 PREPARED_FORMAT = "tskd-prepared"
 PREPARED_VERSION = 1
+
+
+def middle_slice(images: Any) -> Any:
+    """``(B, 1, S, S)``: the slice itself of a student's stacked input ``(B, 2c + 1, S, S)`` (what a
+    teacher, which sees single slices, is given); single-channel input is returned as it is."""
+    channels = int(images.shape[1])
+    return images if channels == 1 else images[:, channels // 2 : channels // 2 + 1]
 
 
 class PreparedSlices:
@@ -51,6 +58,7 @@ class PreparedSlices:
             raise DataError(f"{index_path}: not a prepared-slices index; prepare the slices again")
         self._images: np.ndarray | None = None
         self._labels: np.ndarray | None = None
+        self._neighbours: np.ndarray | None = None
         self._open()
         self._labelled = np.array([s["labelled"] for s in self.slices], dtype=bool)
         self._case_of = np.array([s["case_id"] for s in self.slices], dtype=object)
@@ -68,10 +76,22 @@ class PreparedSlices:
                     f"{path}: shape {array.shape} does not match index.json {shape}; prepare the slices again"
                 )
             setattr(self, f"_{name}", array)
+        if self.context_slices:
+            path = self.folder / "neighbours.npy"
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{path}: cannot be read ({exc}); prepare the slices again") from exc
+            expected = (len(self), 2 * self.context_slices, self.input_size, self.input_size)
+            if array.shape != expected:
+                raise DataError(
+                    f"{path}: shape {array.shape} does not match index.json {expected}; prepare the slices again"
+                )
+            self._neighbours = array
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers reopen the memory maps
         state = dict(self.__dict__)
-        state["_images"] = state["_labels"] = None
+        state["_images"] = state["_labels"] = state["_neighbours"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -85,6 +105,28 @@ class PreparedSlices:
     def images(self) -> np.ndarray:
         """float16 memory map ``(N, S, S)``."""
         return self._images
+
+    @property
+    def context_slices(self) -> int:
+        """``c``: neighbours on each side stored with every slice (0: single slices; folders written
+        before the setting existed have none)."""
+        return int(self.index.get("context_slices", 0))
+
+    @property
+    def channels(self) -> int:
+        """The student's input channels, ``2c + 1``."""
+        return 2 * self.context_slices + 1
+
+    def stacked(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """float32 ``(n, 2c + 1, S, S)``: each slice between its neighbours, in slice order (the
+        student's input); ``(n, 1, S, S)`` without context."""
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        centre = np.asarray(self.images[indices], dtype=np.float32)[:, None]
+        c = self.context_slices
+        if not c:
+            return centre
+        around = np.asarray(self._neighbours[indices], dtype=np.float32)
+        return np.concatenate([around[:, :c], centre, around[:, c:]], axis=1)
 
     @property
     def labels(self) -> np.ndarray:
@@ -155,7 +197,7 @@ class PreparedSlices:
 class SliceDataset(torch.utils.data.Dataset):
     """Prepared slices as a PyTorch dataset, optionally augmented.
 
-    An item is ``{"image": float32 (1, S, S), "label": int64 (S, S), "labelled": bool tensor,
+    An item is ``{"image": float32 (1, S, S) (``stacked``: ``(2c + 1, S, S)``), "label": int64 (S, S), "labelled": bool tensor,
     "index": int}`` where ``index`` is the slice's index in the prepared folder. Unlabelled slices
     have an all-zero label and ``labelled`` False.
 
@@ -176,6 +218,9 @@ class SliceDataset(torch.utils.data.Dataset):
         augment: a callable ``augment(sample, rng_seed) -> sample`` (see
             :func:`tskd.data.augment.build_augmentation`), or None.
         seed: the run's seed, mixed into every augmentation seed.
+        stacked: serve the student's input, each slice between its prepared neighbours
+            (``(2c + 1, S, S)``, :meth:`PreparedSlices.stacked`); default the slice alone
+            ``(1, S, S)``, what the teacher and the diffusion model see.
     """
 
     def __init__(
@@ -185,6 +230,7 @@ class SliceDataset(torch.utils.data.Dataset):
         *,
         augment: Callable[[dict[str, Any], int], dict[str, Any]] | None = None,
         seed: int = 0,
+        stacked: bool = False,
     ) -> None:
         self.prepared = prepared if isinstance(prepared, PreparedSlices) else PreparedSlices(prepared)
         if indices is None:
@@ -196,6 +242,7 @@ class SliceDataset(torch.utils.data.Dataset):
             )
         self.augment = augment
         self.seed = int(seed)
+        self.stacked = bool(stacked)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -226,7 +273,10 @@ class SliceDataset(torch.utils.data.Dataset):
 
     def _item(self, index: int, seed: int) -> dict[str, Any]:
         labelled = self.prepared.is_labelled(index)
-        image = torch.from_numpy(np.asarray(self.prepared.images[index], dtype=np.float32)[None])
+        if self.stacked:
+            image = torch.from_numpy(self.prepared.stacked([index])[0])
+        else:
+            image = torch.from_numpy(np.asarray(self.prepared.images[index], dtype=np.float32)[None])
         if labelled:
             label = torch.from_numpy(np.asarray(self.prepared.labels[index], dtype=np.int64))
         else:

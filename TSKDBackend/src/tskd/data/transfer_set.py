@@ -170,18 +170,35 @@ class TransferSet:
 class TransferSetDataset(Dataset):
     """Torch view of a :class:`TransferSet`.
 
-    Each item is ``{"image": (1,S,S) float32, "soft": (K,S,S) float32, "label": (S,S) int64,
+    Each item is ``{"image": (1,S,S) float32 (see ``prepared``), "soft": (K,S,S) float32, "label": (S,S) int64,
     "labelled": bool, "index": int}``; ``label`` is all zeros when the item has no hard label
     (``labelled`` is then false).
 
     Args:
         transfer_set: the transfer set, or its folder.
         indices: the items to expose (all by default), e.g. ``transfer_set.indices("synthetic")``.
+        prepared: the run's prepared slices. When they hold neighbouring slices (``context_slices``
+            c > 0), ``image`` is the student's stacked input ``(2c + 1, S, S)``: a real slice between
+            its prepared neighbours, a synthetic image (which has none) repeated ``2c + 1`` times.
     """
 
-    def __init__(self, transfer_set: TransferSet | str | Path, indices: Sequence[int] | None = None) -> None:
+    def __init__(self, transfer_set: TransferSet | str | Path, indices: Sequence[int] | None = None,
+                 *, prepared: Any = None) -> None:
         self.transfer_set = transfer_set if isinstance(transfer_set, TransferSet) else TransferSet(transfer_set)
         self.indices = list(range(len(self.transfer_set))) if indices is None else [int(i) for i in indices]
+        self.prepared = prepared if prepared is not None and prepared.context_slices else None
+        self._where: dict[tuple[str, int], int] = {}
+        if self.prepared is not None:
+            self._where = {(s["case_id"], int(s["slice_index"])): i for i, s in enumerate(self.prepared.slices)}
+
+    def _image(self, item: TransferItem) -> np.ndarray:
+        if self.prepared is None:
+            return item.image[None].copy()
+        index = item.provenance.get("slice_index")  # None for a synthetic image
+        where = None if index is None else self._where.get((item.provenance.get("case_id"), int(index)))
+        if where is None:
+            return np.repeat(item.image[None], self.prepared.channels, axis=0).astype(np.float32)
+        return self.prepared.stacked([where])[0]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -192,7 +209,7 @@ class TransferSetDataset(Dataset):
         labelled = item.label is not None
         label = item.label if labelled else np.zeros(item.image.shape, dtype=np.int64)
         return {
-            "image": torch.from_numpy(item.image[None].copy()),
+            "image": torch.from_numpy(np.ascontiguousarray(self._image(item), dtype=np.float32)),
             "soft": torch.from_numpy(item.soft.copy()),
             "label": torch.from_numpy(label.copy()),
             "labelled": labelled,

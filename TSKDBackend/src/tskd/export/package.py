@@ -32,6 +32,7 @@ from tskd.preprocess import NormalizationSpec
 from tskd.runtime.package import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    FORMAT_VERSION_SINGLE_SLICE,
     METADATA_NAME,
     ONNX_NAME,
     PACKAGE_SUFFIX,
@@ -105,6 +106,9 @@ def _check_arguments(student: StudentModel, labels: LabelTable, input_size: int,
         raise ValueError(f"input_size {input_size} differs from the student's input size {student.input_size}")
     if slice_axis not in (0, 1, 2):
         raise ValueError(f"slice_axis must be 0, 1 or 2, got {slice_axis!r}")
+    if int(student.in_channels) % 2 != 1:
+        raise ValueError(f"the student takes {student.in_channels} input channels; a package holds a slice between "
+                         "as many neighbours on either side (an odd number)")
     if not isinstance(normalization, NormalizationSpec):
         raise ValueError(f"normalization must be a NormalizationSpec, got {type(normalization).__name__}")
     if normalization.mode == "percentile" and normalization.resolved:
@@ -136,7 +140,7 @@ def write_student_package(
         teacher_info: ``architecture``, ``base``, ``base_sha256``, ``has_foundation_weights`` (extra
             keys are kept); None when no teacher was used.
         metrics: validation metrics (JSON-safe; NaN becomes null).
-        verify_inputs: ``(B, 1, S, S)`` normalised slices for the ONNX check (real validation
+        verify_inputs: ``(B, C, S, S)`` normalised (stacked) slices for the ONNX check (real validation
             slices when available); default :func:`verification_inputs`.
 
     Returns:
@@ -147,6 +151,7 @@ def write_student_package(
     """
     net = unwrap_student(student)
     _check_arguments(net, labels, int(input_size), slice_axis, normalization)
+    context = (int(net.in_channels) - 1) // 2  # a slice between c neighbours on either side: 2c + 1 channels
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
@@ -154,20 +159,21 @@ def write_student_package(
     try:
         onnx_path = export_onnx(net, work / ONNX_NAME, input_size=input_size, num_classes=net.num_classes, opset=OPSET)
         real = verify_inputs is not None
-        inputs = verify_inputs if real else verification_inputs(input_size)
+        inputs = verify_inputs if real else np.repeat(verification_inputs(input_size), net.in_channels, axis=1)
         check = verify_onnx(net, onnx_path, inputs)
         state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         torch.save({"format": WEIGHTS_FORMAT, "spec": net.spec(), "state_dict": state}, work / TORCH_NAME)
         metadata = {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if context else FORMAT_VERSION_SINGLE_SLICE,
             "tskd_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "labels": [
                 {"value": label.value, "name": label.name, "color": [round(float(c), 6) for c in label.display_color]}
                 for label in labels
             ],
-            "input": {"size": int(input_size), "slice_axis": int(slice_axis), "normalization": normalization.to_dict()},
+            "input": {"size": int(input_size), "slice_axis": int(slice_axis), "normalization": normalization.to_dict(),
+                      **({"context_slices": context} if context else {})},
             "student": {"architecture": net.name, "parameters": count_parameters(net), "spec": net.spec()},
             "teacher": _teacher_entry(teacher_info),
             "metrics": _json_safe(dict(metrics or {}), "metrics"),

@@ -25,8 +25,9 @@ class TorchSliceModel:
     """A torch network with the metadata :func:`tskd.runtime.segment_volume` needs.
 
     Args:
-        network: maps float ``(B, 1, S, S)`` to logits ``(B, K, S, S)``; used in eval mode (its mode
-            is restored after each call).
+        network: maps float ``(B, C, S, S)`` to logits ``(B, K, S, S)`` (a student's ``in_channels``
+            ``C = 2c + 1`` makes it see each slice between ``c`` neighbours on either side); used in
+            eval mode (its mode is restored after each call).
         input_size: S.
         label_values: the label value of each output channel (K values, the first 0).
         normalization: the normalisation training used.
@@ -62,6 +63,8 @@ class TorchSliceModel:
         self.slice_axis = int(slice_axis)
         self.segments = [dict(segment) for segment in segments] if segments is not None else None
         self.postprocessing = check_postprocessing(postprocessing)
+        #: neighbours on either side of each slice (a student built for ``2c + 1`` channels; 0 for the teacher)
+        self.context_slices = (int(getattr(network, "in_channels", 1)) - 1) // 2
         first = next(network.parameters(), None)
         self.device = torch.device(device) if device is not None else (first.device if first is not None else torch.device("cpu"))
 
@@ -80,11 +83,11 @@ class TorchSliceModel:
 
     @torch.no_grad()
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """float32 ``(B, 1, S, S)`` -> float32 ``(B, K, S, S)``."""
+        """float32 ``(B, C, S, S)`` -> float32 ``(B, K, S, S)``; ``C = 2 * context_slices + 1``."""
         batch = np.asarray(batch, dtype=np.float32)
-        size = self.input_size
-        if batch.ndim != 4 or batch.shape[1:] != (1, size, size):
-            raise ValueError(f"expected a batch of shape (B, 1, {size}, {size}), got {batch.shape}")
+        size, channels = self.input_size, 2 * self.context_slices + 1
+        if batch.ndim != 4 or batch.shape[1:] != (channels, size, size):
+            raise ValueError(f"expected a batch of shape (B, {channels}, {size}, {size}), got {batch.shape}")
         was_training = self.network.training
         self.network.eval()
         try:

@@ -139,7 +139,7 @@ def _write_validated(folder: Path, data: PreparedData, student: StudentModel, te
     settings = settings or ExportConfig()
     stage = read_json(stage_folder / "stage.json")
     verify = data.val[: 16] if data.val.size else data.train_labelled[: 16]
-    verify_inputs = np.asarray(data.prepared.images[np.sort(verify)], dtype=np.float32)[:, None]
+    verify_inputs = data.prepared.stacked(np.sort(verify))
     write_student_package(
         folder,
         student=student,

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tskd.data.augment import build_augmentation
-from tskd.data.slice_dataset import SliceDataset
+from tskd.data.slice_dataset import SliceDataset, middle_slice
 from tskd.engine import EngineConfig, TrainingTask, finds_unused_parameters, load_trainable_state
 from tskd.engine.validation import device_of
 from tskd.errors import ConfigError
@@ -72,7 +72,9 @@ class TeacherEmbeddings(TrainingTask):
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """The frozen model's image embeddings ``(B, C_t, S_t/16, S_t/16)`` of ``(B, 1, S, S)`` images."""
+        """The frozen model's image embeddings ``(B, C_t, S_t/16, S_t/16)`` of ``(B, 1, S, S)`` images
+        (of the middle channel of the student's ``(B, 2c + 1, S, S)`` input: the teacher sees single slices)."""
+        images = middle_slice(images)
         if device_of(self.teacher) != images.device:
             self.teacher.to(images.device)
         size = self.teacher.input_size
@@ -92,7 +94,8 @@ class TeacherEmbeddings(TrainingTask):
 def new_student(config: PipelineConfig, data: PreparedData, *, name: str | None = None) -> StudentModel:
     """A freshly initialised student (seeded, so a restarted stage starts from the same weights)."""
     torch.manual_seed(config.seed)
-    return build_student(name or config.distill.student, num_classes=data.num_classes, input_size=data.input_size)
+    return build_student(name or config.distill.student, num_classes=data.num_classes, input_size=data.input_size,
+                         in_channels=data.prepared.channels)
 
 
 def warm_start_student(student: StudentModel, path: Path) -> StudentModel:
@@ -106,7 +109,8 @@ def warm_start_student(student: StudentModel, path: Path) -> StudentModel:
     if previous.spec() != student.spec():
         raise ConfigError(
             f"{path}: the previous student is {previous.spec()}, this run's is {student.spec()}; an update "
-            "keeps the student (distill.student, input size, classes), or train from scratch"
+            "keeps the student (distill.student, input size, classes, data.prepared.context_slices), or train "
+            "from scratch"
         )
     student.load_state_dict(previous.state_dict())
     student.train()
@@ -115,7 +119,7 @@ def warm_start_student(student: StudentModel, path: Path) -> StudentModel:
 
 
 def _val(data: PreparedData) -> SliceDataset | None:
-    return SliceDataset(data.prepared, data.val) if data.val.size else None
+    return SliceDataset(data.prepared, data.val, stacked=True) if data.val.size else None
 
 
 def run_mae_stage(run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
@@ -125,14 +129,16 @@ def run_mae_stage(run: RunFolder, data: PreparedData, config: PipelineConfig, co
 
     folder = folder or run.mae
     torch.manual_seed(config.seed)
-    mae = build_mae(config.distill.student, input_size=data.input_size, config=config.mae)
+    mae = build_mae(config.distill.student, input_size=data.input_size, in_channels=data.prepared.channels,
+                    config=config.mae)
     if stage_done(folder):
         load_trainable_state(mae, torch.load(folder / "mae.pt", map_location="cpu", weights_only=True), source=str(folder))
         return mae
     images = torch.cat([torch.as_tensor(data.train_labelled), torch.as_tensor(data.train_unlabelled)]).numpy()
     fit_stage(
         folder=folder, stage="mae", model=mae, task=MAETask(config=config.mae, val_data=_val(data)),
-        dataset=SliceDataset(data.prepared, images, augment=build_augmentation(config.data.augment), seed=config.seed),
+        dataset=SliceDataset(data.prepared, images, augment=build_augmentation(config.data.augment), seed=config.seed,
+                             stacked=True),
         train=config.mae.train, context=context,
         fingerprint={"mae": config.mae.to_dict(), "student": config.distill.student, "prepared": data.prepared.fingerprint},
         save=lambda m: torch.save({k: v.cpu() for k, v in m.state_dict().items()}, folder / "mae.pt"),
@@ -168,7 +174,8 @@ def run_distill_stage(
         task = TeacherEmbeddings(task, teacher)
     fit_stage(
         folder=folder, stage="distill", model=model, task=task,
-        dataset=TransferSetDataset(transfer_set or run.transfer_set), train=cfg.train, context=context,
+        dataset=TransferSetDataset(transfer_set or run.transfer_set, prepared=data.prepared), train=cfg.train,
+        context=context,
         fingerprint={"distill": cfg.to_dict(), "student": student.spec(), "prepared": data.prepared.fingerprint,
                      "transfer_set": read_json((transfer_set or run.transfer_set) / "stage.json")["counts"],
                      **_start(start_from, student)},
@@ -188,7 +195,7 @@ def run_finetune_stage(
     fit_stage(
         folder=folder, stage=stage, model=student,
         task=SupervisedTask(num_classes=data.num_classes, val_data=_val(data)),
-        dataset=SliceDataset(data.prepared, data.train_labelled, augment=augment, seed=config.seed),
+        dataset=SliceDataset(data.prepared, data.train_labelled, augment=augment, seed=config.seed, stacked=True),
         train=config.finetune.train, context=context,
         fingerprint={"finetune": config.finetune.to_dict(), "prepared": data.prepared.fingerprint,
                      "start": student.spec(), "start_weights": _digest(student)},
@@ -231,7 +238,7 @@ def run_reference_stage(
         folder=folder, stage=stage, model=student,
         task=SupervisedTask(num_classes=data.num_classes, val_data=_val(data)),
         dataset=SliceDataset(data.prepared, data.train_labelled, augment=build_augmentation(config.data.augment),
-                             seed=config.seed),
+                             seed=config.seed, stacked=True),
         train=train, context=context,
         fingerprint={"reference": train.to_dict(), "student": student.spec(), "prepared": data.prepared.fingerprint,
                      "augment": config.data.augment.to_dict(), **_start(start_from, student)},

@@ -60,6 +60,7 @@ class PreviousRun:
         normalization: the intensity normalisation its slices were prepared with.
         input_size: its slices' side in pixels.
         slice_axis: the numpy axis its volumes were sliced along.
+        context_slices: the neighbours on either side its student saw (its input channels).
     """
 
     run: RunFolder
@@ -69,6 +70,7 @@ class PreviousRun:
     normalization: NormalizationSpec
     input_size: int
     slice_axis: int
+    context_slices: int = 0
 
     @property
     def root(self) -> Path:
@@ -138,6 +140,7 @@ def load_previous_run(path: str | Path, config: PipelineConfig) -> PreviousRun:
         run=run, config=previous, split=read_json(run.split)["cases"],
         labels=LabelTable.from_dict(read_json(run.prepared / "labels.json")),
         normalization=prepared.normalization, input_size=prepared.input_size, slice_axis=prepared.slice_axis,
+        context_slices=prepared.context_slices,
     )
 
 
@@ -161,13 +164,14 @@ def _check_same(previous: PipelineConfig, config: PipelineConfig, root: Path) ->
 
 def stage_config(config: PipelineConfig, previous: PreviousRun) -> PipelineConfig:
     """The config an update trains with: the short schedule of :func:`tskd.runconfig.update_schedule`,
-    the previous run's input size and slice axis (``fit_to_data`` off, so every weight fits), no
+    the previous run's input size, slice axis and neighbouring slices (``fit_to_data`` off, so every
+    weight fits), no
     MAE pre-training (the student starts from the previous one) and, when the diffusion model is
     reused (synthesis on here and there), the previous synthesis settings (those it was made with)."""
     schedule = update_schedule(config)
     changes: dict[str, Any] = {
         "data": {"prepared": {"input_size": previous.input_size, "slice_axis": previous.slice_axis,
-                              "fit_to_data": False}},
+                              "context_slices": previous.context_slices, "fit_to_data": False}},
         "distill": {"mae_pretrain": False},
         "update": {"from_run": str(previous.root)},
     }

@@ -17,7 +17,7 @@ from .normalization import (
     resolve_normalization,
 )
 from .resize import resize_bilinear, resize_nearest
-from .slicing import choose_slice_axis, slices_along, stack_slices
+from .slicing import choose_slice_axis, context_positions, slices_along, stack_slices
 from .statistics import intensity_statistics
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "resize_bilinear",
     "resize_nearest",
     "choose_slice_axis",
+    "context_positions",
     "slices_along",
     "stack_slices",
 ]

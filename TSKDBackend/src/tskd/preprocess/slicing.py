@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["choose_slice_axis", "slices_along", "stack_slices"]
+__all__ = ["choose_slice_axis", "slices_along", "stack_slices", "context_positions"]
 
 
 def choose_slice_axis(spacing_ijk: Sequence[float], size_ijk: Optional[Sequence[int]] = None) -> int:
@@ -113,3 +113,23 @@ def stack_slices(slices: np.ndarray, axis: int, shape: Sequence[int]) -> np.ndar
             f"slices of shape {slices.shape} do not fill a volume {shape} along axis {axis}; expected {expected}"
         )
     return np.ascontiguousarray(np.moveaxis(slices, 0, axis))
+
+
+def context_positions(positions: Sequence[int], count: int, context: int) -> np.ndarray:
+    """Slice positions of each slice with its ``context`` neighbours on either side ("2.5D" input).
+
+    Args:
+        positions: slice positions along the axis.
+        count: number of slices along the axis; positions beyond ``0..count-1`` are clipped to
+            it (the volume's first or last slice is repeated).
+        context: neighbours on each side, ``c >= 0``.
+
+    Returns:
+        int64 ``(n, 2c + 1)``: per slice, positions ``p - c .. p + c`` in slice order (clipped);
+        column ``c`` is the slice itself. Training (:func:`tskd.data.prepared.prepare_slices`) and
+        inference (:func:`tskd.runtime.segment_volume`) both take the neighbours from here.
+    """
+    if context < 0:
+        raise ValueError(f"context must not be negative, got {context}")
+    offsets = np.arange(-context, context + 1, dtype=np.int64)
+    return np.clip(np.asarray(positions, dtype=np.int64).reshape(-1, 1) + offsets[None, :], 0, max(count - 1, 0))

@@ -31,6 +31,7 @@ from .postprocess import apply_postprocessing, check_postprocessing
 from ..preprocess import (
     NormalizationSpec,
     apply_normalization,
+    context_positions,
     resize_bilinear,
     resolve_normalization,
     slices_along,
@@ -57,6 +58,9 @@ class SliceModel(Protocol):
 
     A model may also have ``postprocessing``, one of :data:`.postprocess.POSTPROCESSING_METHODS`
     (the ONNX student's comes from its package); without it :func:`segment_volume` applies none.
+    A model with ``context_slices`` ``c`` > 0 is given each slice between its ``c`` neighbours on
+    either side: :meth:`logits` then takes ``(B, 2c + 1, S, S)`` (see
+    :func:`tskd.preprocess.context_positions`).
     """
 
     input_size: int
@@ -76,6 +80,11 @@ def label_dtype(values: Sequence[int]) -> np.dtype:
     if high >= 1 << 16:
         raise ValueError(f"label values must be below 65536, got {high}")
     return np.dtype(np.uint8 if high < 256 else np.uint16)
+
+
+def context_slices(model: SliceModel) -> int:
+    """The model's ``context_slices`` (0 for a model without the attribute: single slices)."""
+    return int(getattr(model, "context_slices", 0) or 0)
 
 
 def effective_axis(shape: Sequence[int], axis: int) -> int:
@@ -147,12 +156,14 @@ class _Runner:
         self.size, self.classes, self.lut = _check_model(model)
 
     def labels(self, raw_slices: np.ndarray) -> np.ndarray:
-        """Label values ``(n, h, w)`` for raw slices ``(n, h, w)`` (any dtype)."""
-        n, height, width = raw_slices.shape
-        x = apply_normalization(raw_slices, self.spec)
+        """Label values ``(n, h, w)`` for raw slices ``(n, h, w)`` (any dtype), or ``(n, C, h, w)``:
+        each slice between its neighbours (the model's ``context_slices``)."""
+        stacked = raw_slices if raw_slices.ndim == 4 else raw_slices[:, None]
+        n, channels, height, width = stacked.shape
+        x = apply_normalization(stacked.reshape(n * channels, height, width), self.spec)
         if (height, width) != (self.size, self.size):
             x = resize_bilinear(x, (self.size, self.size))
-        logits = np.asarray(self.model.logits(x[:, None]))
+        logits = np.asarray(self.model.logits(x.reshape(n, channels, self.size, self.size)))
         expected = (n, self.classes, self.size, self.size)
         if logits.shape != expected:
             raise ValueError(f"the model returned logits of shape {logits.shape}; expected {expected}")
@@ -211,14 +222,25 @@ def segment_volume(
     axis = effective_axis(volume.shape, int(model.slice_axis)) if axis is None else int(axis)
     runner = _Runner(model, resolve_normalization(volume, model.normalization))
     out = np.zeros(volume.shape, dtype=runner.lut.dtype)
-    source = slices_along(volume[box], axis)
+    context = context_slices(model)
+    # neighbours come from the whole volume along the slice axis, also beyond the ROI's slices
+    along = slice(0, volume.shape[axis]) if volume.ndim == 3 else slice(0, 1)
+    wide = list(box)
+    if volume.ndim == 3:
+        wide[axis] = along
+    source = slices_along(volume[tuple(wide)], axis)
+    first = box[axis].start if volume.ndim == 3 else 0
     target = slices_along(out[box], axis)  # a view: writing into it fills ``out``
-    total = source.shape[0]
+    total = target.shape[0]
     for start in range(0, total, batch_size):
         if cancel is not None and cancel():
             raise CancelledError("segmentation cancelled")
         stop = min(start + batch_size, total)
-        target[start:stop] = runner.labels(source[start:stop])
+        if context:
+            batch = source[context_positions(np.arange(first + start, first + stop), source.shape[0], context)]
+        else:
+            batch = source[first + start : first + stop]
+        target[start:stop] = runner.labels(batch)
         if progress is not None:
             progress(stop, total)
     if postprocessing != "none":
@@ -258,4 +280,7 @@ class VolumeSegmenter:
         index = int(index)
         if not 0 <= index < self.num_slices:
             raise ValueError(f"slice index {index} is outside 0..{self.num_slices - 1}")
+        context = context_slices(self.model)
+        if context:
+            return self._runner.labels(self._slices[context_positions([index], self.num_slices, context)])[0]
         return self._runner.labels(self._slices[index : index + 1])[0]

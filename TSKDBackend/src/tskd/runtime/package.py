@@ -20,6 +20,7 @@ from .postprocess import check_postprocessing
 from .format import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    FORMAT_VERSION_SINGLE_SLICE,
     METADATA_NAME,
     ONNX_NAME,
     PACKAGE_SUFFIX,
@@ -31,6 +32,7 @@ from .format import (
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "FORMAT_VERSION_SINGLE_SLICE",
     "METADATA_NAME",
     "ONNX_NAME",
     "TORCH_NAME",
@@ -149,6 +151,9 @@ class StudentPackage:
         self._slice_axis = _integer(_field(inputs, "slice_axis", f"{where}: input"), f"{where}: input.slice_axis")
         if self._slice_axis not in (0, 1, 2):
             raise PackageError(f"{where}: input.slice_axis must be 0, 1 or 2, got {self._slice_axis}")
+        self._context_slices = _integer(inputs.get("context_slices", 0), f"{where}: input.context_slices")
+        if not 0 <= self._context_slices <= 8:
+            raise PackageError(f"{where}: input.context_slices must be between 0 and 8, got {self._context_slices}")
         try:
             self._normalization = NormalizationSpec.from_dict(_field(inputs, "normalization", f"{where}: input"))
         except (TypeError, ValueError) as exc:
@@ -239,6 +244,12 @@ class StudentPackage:
     def slice_axis(self) -> int:
         """Numpy axis of the ``(k, j, i)`` volume along which it is sliced."""
         return self._slice_axis
+
+    @property
+    def context_slices(self) -> int:
+        """``c``: the model sees each slice between its ``c`` neighbours on either side (``2c + 1`` input
+        channels, :func:`tskd.preprocess.context_positions`); 0 (single slices) in packages without the field."""
+        return self._context_slices
 
     @property
     def normalization(self) -> NormalizationSpec:

@@ -176,9 +176,9 @@ class OnnxSegmenter:
                 f"names '{self._input_name}'/'{self._output_name}'; export the package again"
             )
         shape = list(inputs[self._input_name].shape)
-        size = self.input_size
-        if len(shape) != 4 or shape[1] != 1 or shape[2:] != [size, size]:
-            raise PackageError(f"{path}: the graph's input shape {shape} is not (batch, 1, {size}, {size}) "
+        size, channels = self.input_size, self.channels
+        if len(shape) != 4 or shape[1] != channels or shape[2:] != [size, size]:
+            raise PackageError(f"{path}: the graph's input shape {shape} is not (batch, {channels}, {size}, {size}) "
                                "as tskd-model.json says; export the package again")
         out_shape = list(outputs[self._output_name].shape)
         if len(out_shape) != 4 or (isinstance(out_shape[1], int) and out_shape[1] != self.num_classes):
@@ -206,19 +206,29 @@ class OnnxSegmenter:
     def slice_axis(self) -> int:
         return self.package.slice_axis
 
+    @property
+    def context_slices(self) -> int:
+        """Neighbours on either side of each slice the model sees (the package's ``input.context_slices``)."""
+        return self.package.context_slices
+
+    @property
+    def channels(self) -> int:
+        """Input channels: ``2 * context_slices + 1``."""
+        return 2 * self.context_slices + 1
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Class logits of normalised, resized slices.
 
         Args:
-            batch: float32 ``(B, 1, S, S)``.
+            batch: float32 ``(B, C, S, S)``, ``C`` = :attr:`channels` (each slice between its neighbours).
 
         Returns:
             float32 ``(B, K, S, S)``.
         """
         batch = np.asarray(batch)
-        size = self.input_size
-        if batch.ndim != 4 or batch.shape[1:] != (1, size, size):
-            raise ValueError(f"expected a batch of shape (B, 1, {size}, {size}), got {batch.shape}")
+        size, channels = self.input_size, self.channels
+        if batch.ndim != 4 or batch.shape[1:] != (channels, size, size):
+            raise ValueError(f"expected a batch of shape (B, {channels}, {size}, {size}), got {batch.shape}")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         try:
             (out,) = self.session.run([self._output_name], {self._input_name: batch})

@@ -17,8 +17,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from tskd.errors import CancelledError
-from tskd.preprocess import apply_normalization, resize_bilinear, resolve_normalization, slices_along
+from tskd.preprocess import apply_normalization, context_positions, resize_bilinear, resolve_normalization, slices_along
 from tskd.runtime import SliceModel, effective_axis
+from tskd.runtime.inference import context_slices
 from tskd.suggest.config import SuggestConfig
 
 __all__ = [
@@ -110,10 +111,13 @@ class VolumeScores:
 
 
 def _probabilities(model: SliceModel, raw: np.ndarray, spec, size: int) -> np.ndarray:
-    x = apply_normalization(raw, spec)
+    """Softmax of ``model`` on raw slices ``(n, h, w)``, or ``(n, C, h, w)`` (each slice between its neighbours)."""
+    stacked = raw if raw.ndim == 4 else raw[:, None]
+    n, channels = stacked.shape[:2]
+    x = apply_normalization(stacked.reshape((n * channels,) + stacked.shape[2:]), spec)
     if x.shape[-2:] != (size, size):
         x = resize_bilinear(x, (size, size))
-    logits = np.asarray(model.logits(x[:, None]))
+    logits = np.asarray(model.logits(x.reshape(n, channels, size, size)))
     expected = (raw.shape[0], int(model.num_classes), size, size)
     if logits.shape != expected:
         raise ValueError(f"the model returned logits of shape {logits.shape}; expected {expected}")
@@ -168,7 +172,9 @@ def score_volume(
             raise CancelledError("scoring cancelled")
         stop = min(start + config.batch_size, total)
         raw = slices[start:stop]
-        p = _probabilities(student, raw, student_spec, size)
+        context = context_slices(student)
+        stacked = slices[context_positions(np.arange(start, stop), total, context)] if context else raw
+        p = _probabilities(student, stacked, student_spec, size)
         entropy[start:stop] = normalized_entropy(p)
         if teacher is not None:
             q = _probabilities(teacher, raw, teacher_spec, int(teacher.input_size))

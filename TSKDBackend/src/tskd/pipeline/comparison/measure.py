@@ -59,7 +59,8 @@ def time_per_slice(model: SliceModel, *, batch_size: int = 16, repeats: int = 10
     if batch_size < 1 or repeats < 1:
         raise ValueError(f"batch_size and repeats must be >= 1, got {batch_size} and {repeats}")
     size = model.input_size
-    batch = np.random.default_rng(seed).standard_normal((batch_size, 1, size, size)).astype(np.float32)
+    channels = 2 * int(getattr(model, "context_slices", 0) or 0) + 1
+    batch = np.random.default_rng(seed).standard_normal((batch_size, channels, size, size)).astype(np.float32)
     for _ in range(2):
         model.logits(batch)
     times = []

@@ -126,7 +126,7 @@ def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context:
         inner = FeatureDistillationTask()
         task = TeacherEmbeddings(inner, frozen)
         if data.val.size:
-            inner.val_data = EmbeddedBatches(SliceDataset(data.prepared, data.val), task)
+            inner.val_data = EmbeddedBatches(SliceDataset(data.prepared, data.val, stacked=True), task)
         images = np.concatenate([data.train_labelled, data.train_unlabelled])  # labels are not used
         cached = frozen.embedding_cache is not None
         if cached:
@@ -136,7 +136,7 @@ def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context:
             folder=folder, stage="feature_kd", model=model, task=task,
             dataset=SliceDataset(data.prepared, images,
                                  augment=None if cached else build_augmentation(config.data.augment),
-                                 seed=config.seed),
+                                 seed=config.seed, stacked=True),
             train=config.distill.train, context=context.at(1, 2),
             fingerprint={"distill": config.distill.to_dict(), "student": student.spec(),
                          "prepared": data.prepared.fingerprint, "frozen": _teacher_info(frozen),
