@@ -92,11 +92,14 @@ def test_distillation_with_the_default_loss_learns_every_class(hippocampus, tmp_
     soft = np.full((len(indices), data.num_classes, *labels.shape[1:]), 0.01, dtype=np.float32)
     np.put_along_axis(soft, labels[:, None], 1.0 - 0.01 * (data.num_classes - 1), axis=1)
     with TransferSetWriter(tmp_path / "transfer", image_size=data.input_size, num_classes=data.num_classes) as writer:
-        writer.add_batch(images, soft, source="real_unlabelled")  # no hard labels: the KD terms alone
+        slices = [data.prepared.slices[int(i)] for i in indices]  # as the transfer stage records them, so that
+        writer.add_batch(images, soft, source="real_unlabelled",  # the student gets each slice's neighbours too
+                         case_ids=[s["case_id"] for s in slices], slice_indices=[s["slice_index"] for s in slices])
+        # (no hard labels: the KD terms alone)
     student = new_student(config, data)
     fit_stage(folder=tmp_path / "distill", stage="distill", model=student,
               task=DistillationTask(config=config.distill, num_classes=data.num_classes),
-              dataset=TransferSetDataset(tmp_path / "transfer"), train=config.distill.train,
+              dataset=TransferSetDataset(tmp_path / "transfer", prepared=data.prepared), train=config.distill.train,
               fingerprint={}, context=StageContext())
     model = TorchSliceModel(student.eval(), input_size=data.input_size, label_values=data.labels.values,
                             normalization=data.normalization, slice_axis=data.slice_axis)
