@@ -19,7 +19,8 @@ from tskd.data.config import PreparedSpec
 from tskd.errors import DataError
 from tskd.preprocess import NormalizationSpec
 
-__all__ = ["PreparedSlices", "SliceDataset", "UNLABELLED_VALUE", "PREPARED_FORMAT", "PREPARED_VERSION", "middle_slice"]
+__all__ = ["PreparedSlices", "SliceDataset", "UNLABELLED_VALUE", "PREPARED_FORMAT", "PREPARED_VERSION",
+           "middle_slice"]
 
 #: Label value stored for every pixel of an unlabelled slice.
 UNLABELLED_VALUE = 255
@@ -197,8 +198,8 @@ class PreparedSlices:
 class SliceDataset(torch.utils.data.Dataset):
     """Prepared slices as a PyTorch dataset, optionally augmented.
 
-    An item is ``{"image": float32 (1, S, S) (``stacked``: ``(2c + 1, S, S)``), "label": int64 (S, S), "labelled": bool tensor,
-    "index": int}`` where ``index`` is the slice's index in the prepared folder. Unlabelled slices
+    An item is ``{"image": float32 (1, S, S) (``stacked``: ``(2c + 1, S, S)``), "label": int64 (S, S),
+    "labelled": bool tensor, "index": int}`` where ``index`` is the slice's index in the prepared folder. Unlabelled slices
     have an all-zero label and ``labelled`` False.
 
     Every augmentation is drawn from one per-sample seed, so a resumed run sees exactly the samples

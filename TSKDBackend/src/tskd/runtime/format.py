@@ -12,8 +12,8 @@ from typing import Union
 
 from ..errors import CheckpointError
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FORMAT_VERSION_SINGLE_SLICE", "METADATA_NAME", "ONNX_NAME", "TORCH_NAME", "PACKAGE_SUFFIX",
-           "PackageError", "PathLike"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FORMAT_VERSION_SINGLE_SLICE", "METADATA_NAME", "ONNX_NAME",
+           "TORCH_NAME", "PACKAGE_SUFFIX", "PackageError", "PathLike"]
 
 FORMAT_NAME = "tskd-student"
 #: The newest package format this tskd reads. 2 adds ``input.context_slices`` (a student that sees each
