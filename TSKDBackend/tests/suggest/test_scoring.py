@@ -121,3 +121,32 @@ def test_importing_the_package_loads_no_torch():
     code = "import sys, tskd.suggest, tskd.cli.suggest_cmd; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, check=True)
     assert out.stdout.decode("utf-8").strip() == "False"
+
+
+class _RecordingStacked:
+    """A student that sees each slice between its neighbours (``context_slices`` 1) and records its inputs."""
+
+    input_size = 8
+    label_values = [0, 1]
+    num_classes = 2
+    normalization = NormalizationSpec(mode="none")
+    slice_axis = 0
+    context_slices = 1
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        self.seen.append(np.asarray(batch)[:, :, 0, 0].copy())
+        return np.zeros((batch.shape[0], 2, 8, 8), np.float32)
+
+
+def test_a_stacked_student_is_scored_on_each_slice_between_its_neighbours():
+    from tskd.suggest.scoring import score_volume
+
+    volume = np.repeat(np.arange(5, dtype=np.float32), 64).reshape(5, 8, 8)  # slice k holds k
+    student = _RecordingStacked()
+    scores = score_volume(student, volume)
+    seen = np.concatenate(student.seen)
+    np.testing.assert_array_equal(seen, [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 4]])
+    assert scores.num_slices == 5
