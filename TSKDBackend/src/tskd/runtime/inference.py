@@ -37,7 +37,8 @@ from ..preprocess import (
     slices_along,
 )
 
-__all__ = ["SliceModel", "VolumeSegmenter", "segment_volume", "resolve_roi", "effective_axis", "label_dtype"]
+__all__ = ["SliceModel", "VolumeSegmenter", "segment_volume", "resolve_roi", "effective_axis", "label_dtype",
+           "context_slices", "gather_slices", "slice_logits"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +86,30 @@ def label_dtype(values: Sequence[int]) -> np.dtype:
 def context_slices(model: SliceModel) -> int:
     """The model's ``context_slices`` (0 for a model without the attribute: single slices)."""
     return int(getattr(model, "context_slices", 0) or 0)
+
+
+def gather_slices(slices: np.ndarray, start: int, stop: int, context: int) -> np.ndarray:
+    """Raw slices ``start..stop-1`` of ``slices`` ``(n, h, w)``; with ``context`` c > 0 each between its
+    c neighbours on either side, ``(stop - start, 2c + 1, h, w)`` (:func:`tskd.preprocess.context_positions`)."""
+    if not context:
+        return slices[start:stop]
+    return slices[context_positions(np.arange(start, stop), slices.shape[0], context)]
+
+
+def slice_logits(model: SliceModel, raw: np.ndarray, spec: NormalizationSpec) -> np.ndarray:
+    """The model's logits ``(n, K, S, S)`` of raw slices ``(n, h, w)``, or ``(n, C, h, w)`` (each slice
+    between its neighbours, :func:`gather_slices`): normalised with ``spec``, resized to its ``S``."""
+    stacked = raw if raw.ndim == 4 else raw[:, None]
+    n, channels, height, width = stacked.shape
+    size = int(model.input_size)
+    x = apply_normalization(stacked.reshape(n * channels, height, width), spec)
+    if (height, width) != (size, size):
+        x = resize_bilinear(x, (size, size))
+    logits = np.asarray(model.logits(x.reshape(n, channels, size, size)))
+    expected = (n, int(model.num_classes), size, size)
+    if logits.shape != expected:
+        raise ValueError(f"the model returned logits of shape {logits.shape}; expected {expected}")
+    return logits
 
 
 def effective_axis(shape: Sequence[int], axis: int) -> int:
@@ -158,15 +183,8 @@ class _Runner:
     def labels(self, raw_slices: np.ndarray) -> np.ndarray:
         """Label values ``(n, h, w)`` for raw slices ``(n, h, w)`` (any dtype), or ``(n, C, h, w)``:
         each slice between its neighbours (the model's ``context_slices``)."""
-        stacked = raw_slices if raw_slices.ndim == 4 else raw_slices[:, None]
-        n, channels, height, width = stacked.shape
-        x = apply_normalization(stacked.reshape(n * channels, height, width), self.spec)
-        if (height, width) != (self.size, self.size):
-            x = resize_bilinear(x, (self.size, self.size))
-        logits = np.asarray(self.model.logits(x.reshape(n, channels, self.size, self.size)))
-        expected = (n, self.classes, self.size, self.size)
-        if logits.shape != expected:
-            raise ValueError(f"the model returned logits of shape {logits.shape}; expected {expected}")
+        n, height, width = raw_slices.shape[0], raw_slices.shape[-2], raw_slices.shape[-1]
+        logits = slice_logits(self.model, raw_slices, self.spec)
         out = np.empty((n, height, width), dtype=self.lut.dtype)
         per_slice = max(1, self.classes * height * width * 4)
         step = max(1, _BACK_RESIZE_BYTES // per_slice)
@@ -223,24 +241,17 @@ def segment_volume(
     runner = _Runner(model, resolve_normalization(volume, model.normalization))
     out = np.zeros(volume.shape, dtype=runner.lut.dtype)
     context = context_slices(model)
-    # neighbours come from the whole volume along the slice axis, also beyond the ROI's slices
-    along = slice(0, volume.shape[axis]) if volume.ndim == 3 else slice(0, 1)
-    wide = list(box)
-    if volume.ndim == 3:
-        wide[axis] = along
+    wide, first = list(box), 0
+    if volume.ndim == 3:  # neighbours come from the whole volume along the slice axis, also beyond the ROI's slices
+        wide[axis], first = slice(0, volume.shape[axis]), box[axis].start
     source = slices_along(volume[tuple(wide)], axis)
-    first = box[axis].start if volume.ndim == 3 else 0
     target = slices_along(out[box], axis)  # a view: writing into it fills ``out``
     total = target.shape[0]
     for start in range(0, total, batch_size):
         if cancel is not None and cancel():
             raise CancelledError("segmentation cancelled")
         stop = min(start + batch_size, total)
-        if context:
-            batch = source[context_positions(np.arange(first + start, first + stop), source.shape[0], context)]
-        else:
-            batch = source[first + start : first + stop]
-        target[start:stop] = runner.labels(batch)
+        target[start:stop] = runner.labels(gather_slices(source, first + start, first + stop, context))
         if progress is not None:
             progress(stop, total)
     if postprocessing != "none":
@@ -280,7 +291,4 @@ class VolumeSegmenter:
         index = int(index)
         if not 0 <= index < self.num_slices:
             raise ValueError(f"slice index {index} is outside 0..{self.num_slices - 1}")
-        context = context_slices(self.model)
-        if context:
-            return self._runner.labels(self._slices[context_positions([index], self.num_slices, context)])[0]
-        return self._runner.labels(self._slices[index : index + 1])[0]
+        return self._runner.labels(gather_slices(self._slices, index, index + 1, context_slices(self.model)))[0]

@@ -17,9 +17,9 @@ from typing import Callable, Optional
 import numpy as np
 
 from tskd.errors import CancelledError
-from tskd.preprocess import apply_normalization, context_positions, resize_bilinear, resolve_normalization, slices_along
+from tskd.preprocess import resize_bilinear, resolve_normalization, slices_along
 from tskd.runtime import SliceModel, effective_axis
-from tskd.runtime.inference import context_slices
+from tskd.runtime.inference import context_slices, gather_slices, slice_logits
 from tskd.suggest.config import SuggestConfig
 
 __all__ = [
@@ -110,18 +110,9 @@ class VolumeScores:
         return int(self.score.shape[0])
 
 
-def _probabilities(model: SliceModel, raw: np.ndarray, spec, size: int) -> np.ndarray:
+def _probabilities(model: SliceModel, raw: np.ndarray, spec) -> np.ndarray:
     """Softmax of ``model`` on raw slices ``(n, h, w)``, or ``(n, C, h, w)`` (each slice between its neighbours)."""
-    stacked = raw if raw.ndim == 4 else raw[:, None]
-    n, channels = stacked.shape[:2]
-    x = apply_normalization(stacked.reshape((n * channels,) + stacked.shape[2:]), spec)
-    if x.shape[-2:] != (size, size):
-        x = resize_bilinear(x, (size, size))
-    logits = np.asarray(model.logits(x.reshape(n, channels, size, size)))
-    expected = (raw.shape[0], int(model.num_classes), size, size)
-    if logits.shape != expected:
-        raise ValueError(f"the model returned logits of shape {logits.shape}; expected {expected}")
-    return softmax(logits)
+    return softmax(slice_logits(model, raw, spec))
 
 
 def teacher_matches(student: SliceModel, teacher: SliceModel) -> Optional[str]:
@@ -172,12 +163,10 @@ def score_volume(
             raise CancelledError("scoring cancelled")
         stop = min(start + config.batch_size, total)
         raw = slices[start:stop]
-        context = context_slices(student)
-        stacked = slices[context_positions(np.arange(start, stop), total, context)] if context else raw
-        p = _probabilities(student, stacked, student_spec, size)
+        p = _probabilities(student, gather_slices(slices, start, stop, context_slices(student)), student_spec)
         entropy[start:stop] = normalized_entropy(p)
         if teacher is not None:
-            q = _probabilities(teacher, raw, teacher_spec, int(teacher.input_size))
+            q = _probabilities(teacher, raw, teacher_spec)
             if q.shape[-1] != size:
                 q = resize_bilinear(q, (size, size))
             distance[start:stop] = total_variation_distance(p, q)

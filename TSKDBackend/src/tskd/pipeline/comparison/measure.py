@@ -20,6 +20,7 @@ import numpy as np
 from tskd.data.dataset import Dataset
 from tskd.pipeline.export_stage import score_slice_model
 from tskd.runtime import SliceModel, StudentPackage
+from tskd.runtime.inference import context_slices
 
 __all__ = ["test_metrics", "time_per_slice", "package_facts"]
 
@@ -59,7 +60,7 @@ def time_per_slice(model: SliceModel, *, batch_size: int = 16, repeats: int = 10
     if batch_size < 1 or repeats < 1:
         raise ValueError(f"batch_size and repeats must be >= 1, got {batch_size} and {repeats}")
     size = model.input_size
-    channels = 2 * int(getattr(model, "context_slices", 0) or 0) + 1
+    channels = 2 * context_slices(model) + 1
     batch = np.random.default_rng(seed).standard_normal((batch_size, channels, size, size)).astype(np.float32)
     for _ in range(2):
         model.logits(batch)
