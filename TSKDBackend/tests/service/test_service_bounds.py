@@ -15,8 +15,9 @@ TOKEN = "correct-horse-battery-staple"
 
 
 def trickle(url: str, head: str, body: bytes, *, chunk: int = 1, interval: float = 0.25,
-            give_up_s: float = 20.0) -> tuple[int, dict, float]:
-    """Send ``head`` then ``body`` ``chunk`` bytes every ``interval`` s until the server answers.
+            give_up_s: float = 20.0, keep_sending_s: float = 0.0) -> tuple[int, dict, float]:
+    """Send ``head`` then ``body`` ``chunk`` bytes every ``interval`` s until the server answers
+    (and for ``keep_sending_s`` more, as a client that sends its whole body before it reads does).
 
     Returns:
         (status, the answer's JSON, seconds from the first byte to the answer); status 0 when the
@@ -37,6 +38,11 @@ def trickle(url: str, head: str, body: bytes, *, chunk: int = 1, interval: float
                 sent += chunk
         else:
             return 0, {}, time.monotonic() - started
+        answered = time.monotonic()
+        while time.monotonic() - answered < keep_sending_s and sent < len(body):
+            time.sleep(interval)
+            sock.sendall(body[sent:sent + chunk])
+            sent += chunk
         answer = b""
         while data := sock.recv(65536):
             answer += data
@@ -103,3 +109,19 @@ def test_a_fast_enough_body_still_meets_the_total_deadline(make_server):
     assert status == 408, (status, answer)
     assert "took longer than the server's limit of 2 s" in answer["detail"] and "--body-deadline-s" in answer["detail"]
     assert 1.8 < elapsed < 6, elapsed
+
+
+def test_a_client_that_sends_on_after_the_408_still_reads_it(make_server):
+    """A client that sends its whole body before it reads (as ``requests`` does) must get the 408, not a
+    connection reset: the server reads and drops what still arrives for a moment before it closes (a
+    close with unread bytes, or bytes arriving after it, makes the kernel reset the connection, and the
+    client then loses the answer; CI's run of 2026-12-07 lost it so, in the test above)."""
+    server = make_server(body_timeout_s=1.0, body_min_rate_kb_s=1.0, body_deadline_s=2.0)
+    body = json.dumps({"name": "x" * 20000, "labels": project_labels()}).encode()
+    status, answer, elapsed = trickle(server.url, request_head("POST", "/api/v1/projects", len(body),
+                                                               "application/json"), body, chunk=512, interval=0.2,
+                                      keep_sending_s=0.8)
+    assert status == 408, (status, answer)
+    assert "--body-deadline-s" in answer["detail"]
+    assert elapsed < 8, elapsed
+    assert server.client().list_projects() == []

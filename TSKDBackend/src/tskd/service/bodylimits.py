@@ -13,7 +13,12 @@ watched by this outermost ASGI middleware, which answers ``408`` and closes the 
 
 The route then sees the client as gone (``http.disconnect``): an upload's partial files are removed
 by the route as for any broken upload, and the 408 replaces the route's own answer (so it goes out
-once the route has cleaned up). Requests without
+once the route has cleaned up). Before it closes the connection the server reads and drops what
+the client still sends, for up to ``LINGER_S`` (until the client has been silent for
+``LINGER_QUIET_S``): a client that sends its whole body before it reads (``requests`` does) would
+otherwise lose the 408, since a connection closed with unread bytes, or receiving bytes after its
+close, is reset by the kernel, and a reset drops the answer the client had not read yet (Apache's
+"lingering close" does the same for the same reason). Requests without
 a body, and a body already complete, are not affected (a streamed answer may wait for the client
 as long as it likes).
 """
@@ -37,6 +42,11 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+LINGER_S = 2.0
+"""Longest the connection stays open after a 408, reading and dropping what the client still sends."""
+LINGER_QUIET_S = 0.5
+"""The lingering ends sooner once the client has sent nothing for this long."""
 
 
 class BodyDeadlineMiddleware:
@@ -153,7 +163,19 @@ class _GuardedBody:
             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                         (b"connection", b"close")],
         })
-        await self.send_upstream({"type": "http.response.body", "body": body})
+        await self.send_upstream({"type": "http.response.body", "body": body, "more_body": True})
+        await self._linger()
+        await self.send_upstream({"type": "http.response.body", "body": b"", "more_body": False})  # then closed
+
+    async def _linger(self) -> None:
+        """Read and drop the rest of the body for a moment, with the 408 already sent (see the module)."""
+        until = time.monotonic() + LINGER_S
+        while (left := until - time.monotonic()) > 0:
+            message: Message | None = None
+            with anyio.move_on_after(min(left, LINGER_QUIET_S)):
+                message = await self.receive_upstream()
+            if message is None or message["type"] != "http.request" or not message.get("more_body", False):
+                return
 
     def _cut(self, rule: str) -> None:
         self.cut = True
