@@ -81,6 +81,17 @@ def test_running_job():
     assert display.canCancel and not display.canResume and not display.finished and display.modelId is None
 
 
+def test_an_ensembled_reference_shows_each_member_as_its_own_row():
+    status = copy.deepcopy(RUNNING)
+    for index, name in enumerate(("reference 1/3", "reference 2/3")):
+        status["stages"][name] = dict(status["stages"]["distill"], updated="2026-11-21T06:5{}:00Z".format(index))
+    status["progress"] = dict(status["progress"], stage="reference 2/3", stage_index=4)
+    display = jobDisplay(status)
+    assert display.headline == "Training: Labels-only reference 2/3 (stage 4 of 4)."
+    assert [row.title for row in display.stages][-2:] == ["Labels-only reference 1/3", "Labels-only reference 2/3"]
+    assert display.stages[-1].current and not display.stages[-2].current
+
+
 def test_dice_comes_from_an_earlier_stage_until_the_current_one_validates():
     status = copy.deepcopy(RUNNING)
     status["progress"]["metrics"] = {"loss": 0.3}

@@ -49,6 +49,14 @@ _STAGE_TITLES = {
 }
 
 
+def stageTitle(name: str) -> str:
+    """The display title of a backend stage name; a numbered part keeps its number
+    (``"reference 2/3"``, the second member of an ensembled reference: "Labels-only reference 2/3")."""
+    base, _, part = str(name).partition(" ")
+    title = _STAGE_TITLES.get(base, base.capitalize())
+    return "{} {}".format(title, part) if part else title
+
+
 
 def formatDuration(seconds: Optional[float]) -> str:
     """``"45 s"``, ``"12 min"``, ``"2 h 05 min"``; empty for None, NaN or negative."""
@@ -163,7 +171,7 @@ def jobDisplay(status: Dict[str, Any]) -> JobDisplay:
             fraction = 1.0
         total = record.get("total") or 0
         text = "{}/{}".format(record.get("step") or 0, total) if total else ""
-        rows.append(StageRow(name, _STAGE_TITLES.get(name, name.capitalize()), fraction, text, name == current))
+        rows.append(StageRow(name, stageTitle(name), fraction, text, name == current))
     dice = None
     if progress:
         dice = _dice(progress.get("metrics") or {})
@@ -176,7 +184,7 @@ def jobDisplay(status: Dict[str, Any]) -> JobDisplay:
         dice = _dice(finalMetrics)
     fraction = _fraction(progress) if progress else None
     eta = formatDuration(progress.get("eta_s")) if progress and state == "running" else ""
-    title = _STAGE_TITLES.get(current, str(current).capitalize()) if current else ""
+    title = stageTitle(current) if current else ""
     if state == "queued":
         headline = "Waiting for the backend to start training (another job may be running)."
     elif state == "running":

@@ -51,6 +51,9 @@ class DataConfig(ConfigBase):
             raise ValueError(f"max_labelled must be at least 1, got {self.max_labelled}")
 
 
+MAX_REFERENCE_MEMBERS = 8
+
+
 @dataclass
 class ReferenceConfig(ConfigBase):
     """The supervised reference of every run: the same student trained on the labelled cases alone.
@@ -65,12 +68,20 @@ class ReferenceConfig(ConfigBase):
         enabled: train the reference and choose; False exports the distilled student unchecked.
         min_val_subjects: with fewer validation subjects than this the choice is still made (by the
             validation Dice) but reported as too few to tell.
+        members: how many such students to train, each with its own seeds (the run's seed plus its
+            index: initial weights, batch order and augmentation draws); with two or more the
+            reference is their
+            ensemble (mean class probabilities, :class:`tskd.student.ensemble.StudentEnsemble`),
+            exported as one network. Each member costs the reference's training time again.
     """
 
     enabled: bool = True
     min_val_subjects: int = 3
+    members: int = 1
 
     def __post_init__(self) -> None:
+        if not 1 <= self.members <= MAX_REFERENCE_MEMBERS:
+            raise ValueError(f"members must be between 1 and {MAX_REFERENCE_MEMBERS}, got {self.members}")
         if self.min_val_subjects < 1:
             raise ValueError(f"min_val_subjects must be at least 1, got {self.min_val_subjects}")
 

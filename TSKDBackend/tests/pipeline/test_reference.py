@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import torch
 
+from tskd.errors import ConfigError
 from tskd.pipeline.choice import compare_students, verdict
 from tskd.runconfig import resolve_config
 from tskd.pipeline.comparison.methods import get_method
 from tskd.pipeline.run import COMPARISON_KEYS, format_summary, run_stages
 from tskd.pipeline.run_folder import read_json
 from tskd.progress import NullProgress
-from tskd.runtime import StudentPackage
+from tskd.pipeline.comparison.runner import _train_seconds
+from tskd.pipeline.data_stage import load_prepared_data
+from tskd.pipeline.run_folder import RunFolder
+from tskd.pipeline.stage import StageContext
+from tskd.pipeline.student_stage import run_reference_stage
+from tskd.runtime import OnnxSegmenter, StudentPackage
+from tskd.student.ensemble import StudentEnsemble
+from tskd.student.storage import load_student
 
 FROZEN = 1e-7  # a learning rate that leaves a student at its random initialisation
 
@@ -154,6 +164,54 @@ def test_labelled_only_is_the_reference_stage():
     method_config, note = get_method("labelled_only").configure(config)
     assert method_config == config  # it runs the reference stage with the run's own settings
     assert str(config.distill.train.max_steps + config.finetune.train.max_steps) in note
+    assert "ensemble" not in note
+    with pytest.raises(ConfigError, match="members must be between 1 and 8, got 0"):
+        resolve_config(preset="cpu-small", base="none", overrides={"reference": {"members": 0}})
+    members = resolve_config(preset="cpu-small", base="none", overrides={"reference": {"members": 3}})
+    assert get_method("labelled_only").configure(members)[1].endswith("an ensemble of 3 such students "
+                                                                      "(reference.members)")
     # the benchmark's TS-KD rows score the distilled student itself
     assert get_method("tskd").configure(config)[0].reference.enabled is False
     assert get_method("tskd_no_synth").configure(config)[0].reference.enabled is False
+
+
+def test_an_ensembled_reference_trains_each_member_and_exports_their_mean(phantom_dataset, tmp_path):
+    # the distilled student copies a one-step teacher (w_sup 0) and cannot move in fine-tuning, so the
+    # reference (two members of 31 steps each at the distill rate) is exported
+    config = _config(distill={"max_steps": 30, "lr": 3e-3}, finetune={"max_steps": 1, "lr": FROZEN},
+                     weights={"w_sup": 0.0}, reference={"members": 2, "min_val_subjects": 2})
+    run = tmp_path / "run"
+    summary = run_stages(phantom_dataset, run, config, progress=NullProgress())
+
+    folders = [run / "student" / "reference", run / "student" / "reference" / "members" / "1"]
+    stages = [read_json(folder / "stage.json") for folder in folders]
+    assert [s["stage"] for s in stages] == ["reference 1/2", "reference 2/2"] and all(s["steps"] == 31 for s in stages)
+    first, second = (load_student(folder / "student.pt") for folder in folders)
+    assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+    assert summary["chosen"] == "reference" and summary["reference"]["val_dice"] > 0.5
+    assert summary["stages"]["reference"]["members"] == 2
+    assert summary["stages"]["reference"]["parameters"] == sum(p.numel() for m in (first, second)
+                                                               for p in m.parameters())
+    assert "labels only, an ensemble of 2, val Dice" in format_summary(summary)
+    total, per_stage = _train_seconds(RunFolder(run))  # the benchmark's training minutes count every member
+    assert per_stage["student/reference/members/1"] == stages[1]["seconds"]
+    assert total == pytest.approx(sum(per_stage.values()), abs=0.2)
+
+    meta = _meta(run)
+    assert meta["kind"] == "reference" and meta["student"]["architecture"] == "ensemble"
+    package = StudentPackage.load(run / "package")
+    x = np.random.default_rng(0).normal(size=(3, 1, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        mean = sum(torch.softmax(m(torch.from_numpy(x)), 1) for m in (first, second)) / 2
+    logits = OnnxSegmenter(package, threads=1).logits(x)
+    np.testing.assert_allclose(np.exp(logits), mean.numpy(), atol=1e-4)
+
+    # an update starts each member from the previous run's member of the same index
+    member = run_reference_stage(RunFolder(run), load_prepared_data(RunFolder(run)), _config(
+        distill={"max_steps": 2, "lr": FROZEN}, finetune={"max_steps": 1, "lr": FROZEN},
+        reference={"members": 2}), StageContext(), folder=tmp_path / "update",
+        start_from=folders[0] / "student.pt")
+    assert isinstance(member, StudentEnsemble)
+    for new, old in zip(member.members, (first, second)):
+        for a, b in zip(new.state_dict().values(), old.state_dict().values()):
+            assert torch.allclose(a, b, atol=1e-4)  # three steps at a learning rate of 1e-7 move nothing

@@ -262,7 +262,12 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
 def _student_summary(folder: Path) -> dict[str, Any]:
     from tskd.pipeline.run_folder import read_json
     stage = read_json(folder / "stage.json")
-    return {"folder": str(folder), "metrics": stage["metrics"], "parameters": stage["parameters"]}
+    summary = {"folder": str(folder), "metrics": stage["metrics"], "parameters": stage["parameters"]}
+    members = sorted((folder / "members").glob("*/stage.json"))  # an ensembled reference's other members
+    if members:
+        summary["members"] = 1 + len(members)
+        summary["parameters"] += sum(read_json(path)["parameters"] for path in members)
+    return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -299,7 +304,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         if name in stages:
             st = stages[name]
             what = "labels only, " if name == "reference" else ""
-            rows.append((name, f"{what}val Dice {_dice(st['metrics'])}, {st['parameters']:,} parameters", st["folder"]))
+            dice = f"val Dice {_dice(st['metrics'])}"
+            if st.get("members"):
+                what, dice = f"labels only, an ensemble of {st['members']}, ", f"{dice} (its first member)"
+            rows.append((name, f"{what}{dice}, {st['parameters']:,} parameters", st["folder"]))
     for name in ("package", "report"):
         if name in stages:
             rows.append((name, stages[name].get("result", ""), stages[name]["folder"]))

@@ -32,6 +32,7 @@ from tskd.student.base import (
     StudentWithProjector,
     unwrap_student,
 )
+from tskd.student.ensemble import StudentEnsemble
 from tskd.student.networks import build_student
 from tskd.student.storage import load_student
 from tskd.student.tasks import DistillationTask, SupervisedTask
@@ -91,9 +92,11 @@ class TeacherEmbeddings(TrainingTask):
         return self.task.validate(model)
 
 
-def new_student(config: PipelineConfig, data: PreparedData, *, name: str | None = None) -> StudentModel:
-    """A freshly initialised student (seeded, so a restarted stage starts from the same weights)."""
-    torch.manual_seed(config.seed)
+def new_student(config: PipelineConfig, data: PreparedData, *, name: str | None = None,
+                seed_offset: int = 0) -> StudentModel:
+    """A freshly initialised student (seeded with the run's seed plus ``seed_offset``, so a restarted
+    stage starts from the same weights)."""
+    torch.manual_seed(config.seed + seed_offset)
     return build_student(name or config.distill.student, num_classes=data.num_classes, input_size=data.input_size,
                          in_channels=data.prepared.channels)
 
@@ -224,16 +227,43 @@ def run_reference_stage(
     labelled training slices alone, with the run's augmentation, for :func:`supervised_budget`
     (``start_from``: a previous reference's ``student.pt`` to start from instead, in an update).
 
-    Resumable like every stage (``RUN/student/reference/checkpoints``); skipped when ``stage.json``
-    exists. ``tskd train`` runs it next to TS-KD's student, the benchmark as ``labelled_only``.
+    With ``reference.members`` n > 1, n such students, member k with the run's and the training seed
+    plus k (its initial weights, batch order and augmentation draws), the
+    first in ``folder``, the others in ``folder/members/k``; the reference is then their
+    :class:`~tskd.student.ensemble.StudentEnsemble` (an update starts each member from the previous
+    run's member of the same index, where it had one).
+
+    Resumable like every stage (``RUN/student/reference/checkpoints``; each member on its own);
+    a member is skipped when its ``stage.json`` exists. ``tskd train`` runs it next to TS-KD's
+    student, the benchmark as ``labelled_only``.
     """
     folder = folder or run.reference
+    count = config.reference.members
+    members = []
+    for index in range(count):
+        member_folder = folder if index == 0 else folder / "members" / str(index)
+        member_start = start_from
+        if start_from is not None and index > 0:
+            previous = start_from.parent / "members" / str(index) / start_from.name
+            member_start = previous if previous.is_file() else None
+        members.append(_train_reference_member(
+            member_folder, data, config, context, stage=stage if count == 1 else f"{stage} {index + 1}/{count}",
+            start_from=member_start, seed_offset=index))
+    return members[0] if count == 1 else StudentEnsemble(members)
+
+
+def _train_reference_member(folder: Path, data: PreparedData, config: PipelineConfig, context: StageContext, *,
+                            stage: str, start_from: Path | None, seed_offset: int) -> StudentModel:
+    """One labels-only student of the reference (:func:`run_reference_stage`)."""
     if stage_done(folder):
         return load_student(folder / "student.pt")
-    student = new_student(config, data)
+    student = new_student(config, data, seed_offset=seed_offset)
     if start_from is not None:
         warm_start_student(student, start_from)
     train = supervised_budget(config)
+    if seed_offset:
+        train = EngineConfig.from_dict({**train.to_dict(), "seed": train.seed + seed_offset},
+                                       source=f"reference member {seed_offset} (seed + {seed_offset})")
     fit_stage(
         folder=folder, stage=stage, model=student,
         task=SupervisedTask(num_classes=data.num_classes, val_data=_val(data)),

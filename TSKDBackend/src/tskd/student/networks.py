@@ -12,6 +12,7 @@ import logging
 from typing import Any, Callable, Mapping
 
 from tskd.student.base import StudentModel, count_parameters
+from tskd.student.ensemble import ENSEMBLE_NAME, StudentEnsemble
 from tskd.student.specs import UNET_SPECS, VIT_SPECS
 from tskd.student.unet import LAYOUT, LEGACY_LAYOUT, UNetStudent
 
@@ -84,7 +85,8 @@ def build_student(name: str, *, num_classes: int, input_size: int, in_channels: 
 def build_from_spec(spec: Mapping[str, Any]) -> StudentModel:
     """Rebuild a student from the :meth:`~tskd.student.base.StudentModel.spec` it was saved with.
 
-    A U-Net spec without ``layout`` comes from tskd 0.1 and is rebuilt in that layout.
+    A U-Net spec without ``layout`` comes from tskd 0.1 and is rebuilt in that layout; an
+    ``ensemble`` spec lists its members' specs (:class:`tskd.student.ensemble.StudentEnsemble`).
 
     Raises:
         ValueError: an unknown name, or numbers the network does not accept.
@@ -92,6 +94,8 @@ def build_from_spec(spec: Mapping[str, Any]) -> StudentModel:
     """
     spec = dict(spec)
     name = spec.pop("name")
+    if name == ENSEMBLE_NAME:
+        return StudentEnsemble([build_from_spec(member) for member in spec["members"]])
     if name in UNET_SPECS:
         spec.setdefault("layout", LEGACY_LAYOUT)
     return build_student(name, num_classes=int(spec["num_classes"]), input_size=int(spec["input_size"]),

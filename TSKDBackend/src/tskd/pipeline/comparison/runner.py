@@ -78,7 +78,8 @@ def _ensure_shared(folder: BenchmarkFolder, data_path: str, config: PipelineConf
 
 def _train_seconds(run: RunFolder) -> tuple[float, dict[str, float]]:
     seconds = {}
-    for name in _STAGE_FOLDERS:
+    members = sorted(run.reference.glob("members/*/stage.json"))  # an ensembled reference's other members
+    for name in (*_STAGE_FOLDERS, *(str(p.parent.relative_to(run.root)) for p in members)):
         path = run.root / name / "stage.json"
         if path.is_file():
             value = read_json(path).get("seconds")

@@ -27,7 +27,9 @@ __all__ = ["LABELLED_ONLY", "supervised_budget"]
 
 def _configure(config: PipelineConfig) -> tuple[PipelineConfig, str]:
     steps = supervised_budget(config).max_steps
-    return config, f"no teacher; {steps} supervised steps (distill + fine-tune budget)"
+    members = config.reference.members
+    ensemble = f"; an ensemble of {members} such students (reference.members)" if members > 1 else ""
+    return config, f"no teacher; {steps} supervised steps (distill + fine-tune budget){ensemble}"
 
 
 def _stages(run: RunFolder, data: PreparedData, config: PipelineConfig, context: StageContext,
