@@ -29,16 +29,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchlib import RESULTS_DIR, machine_info, now, write_results
+from tskd.suggest.scoring import softmax
 
 MIRRORS = {"width": [(), (3,)], "height": [(), (2,)], "slices": [(), (1,)],
            "all": [(), (1,), (2,), (3,), (1, 2), (1, 3), (2, 3), (1, 2, 3)]}
 """Test-time mirrorings: the axes of the model's (B, C, S, S) input flipped in each pass; C is the slice axis."""
-
-
-def _probabilities(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
 
 
 class Averaged:
@@ -58,7 +53,7 @@ class Averaged:
             x = batch[:, self.context_slices - own:self.context_slices + own + 1]
             for axes in self.flips:
                 flipped = np.ascontiguousarray(np.flip(x, axes) if axes else x)
-                p = _probabilities(model.logits(flipped))
+                p = softmax(model.logits(flipped))
                 spatial = tuple(a for a in axes if a != 1)  # a slice-axis flip changes the input only
                 total = total + (np.flip(p, spatial) if spatial else p)
         return np.log(total / (len(self.models) * len(self.flips)) + 1e-8).astype(np.float32)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,16 +11,10 @@ import pytest
 from tests.runtime.packages import islands_dataset, make_package
 from tskd.runtime import OnnxSegmenter, StudentPackage
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture()
-def script(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports benchlib beside it
-    spec = importlib.util.spec_from_file_location("averaging_script", BENCHMARKS / "averaging.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_benchmark_script):
+    return load_benchmark_script("averaging")
 
 
 def _folders(tmp_path: Path) -> tuple[Path, Path]:

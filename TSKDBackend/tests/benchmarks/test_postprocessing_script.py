@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -11,16 +10,10 @@ import pytest
 from tests.runtime.packages import islands_dataset, make_package
 from tskd.runtime import OnnxSegmenter
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture()
-def script(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the script imports benchlib beside it
-    spec = importlib.util.spec_from_file_location("postprocessing_script", BENCHMARKS / "postprocessing.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(load_benchmark_script):
+    return load_benchmark_script("postprocessing")
 
 
 def _benchmark_folder(tmp_path: Path) -> Path:
