@@ -260,10 +260,10 @@ def _run_model_stages(run: RunFolder, data: Any, config: PipelineConfig, stages:
 
 
 def _student_summary(folder: Path) -> dict[str, Any]:
-    from tskd.pipeline.run_folder import read_json
+    from tskd.pipeline.run_folder import finished_reference_members, read_json
     stage = read_json(folder / "stage.json")
     summary = {"folder": str(folder), "metrics": stage["metrics"], "parameters": stage["parameters"]}
-    members = sorted((folder / "members").glob("*/stage.json"))  # an ensembled reference's other members
+    members = finished_reference_members(folder)  # an ensembled reference's other members
     if members:
         summary["members"] = 1 + len(members)
         summary["parameters"] += sum(read_json(path)["parameters"] for path in members)

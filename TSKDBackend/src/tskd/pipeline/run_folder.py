@@ -10,11 +10,22 @@ from typing import Any
 from tskd.config.base import load_yaml, save_yaml
 from tskd.errors import ConfigError
 
-__all__ = ["RunFolder", "read_json"]
+__all__ = ["RunFolder", "read_json", "reference_member_folder", "finished_reference_members"]
 
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def reference_member_folder(reference: Path, index: int) -> Path:
+    """Where member ``index`` of a reference (``reference.members`` > 1) is trained: member 0 in the
+    reference's own folder, member k in ``members/k`` inside it."""
+    return reference if index == 0 else reference / "members" / str(index)
+
+
+def finished_reference_members(reference: Path) -> list[Path]:
+    """The ``stage.json`` of each finished member after the first, found in ``reference``."""
+    return sorted(reference.glob("members/*/stage.json"))
 
 
 @dataclass(frozen=True)

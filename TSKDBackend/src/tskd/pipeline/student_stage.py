@@ -24,7 +24,7 @@ from tskd.engine.validation import device_of
 from tskd.errors import ConfigError
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.data_stage import PreparedData
-from tskd.pipeline.run_folder import RunFolder, read_json
+from tskd.pipeline.run_folder import RunFolder, read_json, reference_member_folder
 from tskd.pipeline.stage import StageContext, fit_stage, stage_done
 from tskd.student.base import (
     FeatureProjector,
@@ -241,13 +241,12 @@ def run_reference_stage(
     count = config.reference.members
     members = []
     for index in range(count):
-        member_folder = folder if index == 0 else folder / "members" / str(index)
         member_start = start_from
         if start_from is not None and index > 0:
-            previous = start_from.parent / "members" / str(index) / start_from.name
+            previous = reference_member_folder(start_from.parent, index) / start_from.name
             member_start = previous if previous.is_file() else None
         members.append(_train_reference_member(
-            member_folder, data, config, context, stage=stage if count == 1 else f"{stage} {index + 1}/{count}",
+            reference_member_folder(folder, index), data, config, context, stage=stage if count == 1 else f"{stage} {index + 1}/{count}",
             start_from=member_start, seed_offset=index))
     return members[0] if count == 1 else StudentEnsemble(members)
 

@@ -31,7 +31,7 @@ from tskd.pipeline.comparison.teacher_reference import TEACHER_ROW, teacher_refe
 from tskd.runconfig import PipelineConfig
 from tskd.pipeline.comparison.methods import Method, get_method
 from tskd.pipeline.run import run_stages
-from tskd.pipeline.run_folder import RunFolder, read_json
+from tskd.pipeline.run_folder import RunFolder, finished_reference_members, read_json
 from tskd.progress import ProgressReporter
 from tskd.runtime import OnnxSegmenter
 
@@ -78,7 +78,7 @@ def _ensure_shared(folder: BenchmarkFolder, data_path: str, config: PipelineConf
 
 def _train_seconds(run: RunFolder) -> tuple[float, dict[str, float]]:
     seconds = {}
-    members = sorted(run.reference.glob("members/*/stage.json"))  # an ensembled reference's other members
+    members = finished_reference_members(run.reference)  # an ensembled reference's other members
     for name in (*_STAGE_FOLDERS, *(str(p.parent.relative_to(run.root)) for p in members)):
         path = run.root / name / "stage.json"
         if path.is_file():
